@@ -1,0 +1,572 @@
+"""TOML -> validated, frozen pydantic models.
+
+Every problem in a file is reported at once, each naming ``file:line``, the key path
+(``tasks.backup.schedule``), the offending value and what is allowed.  Unknown keys are
+errors: a typo must never silently disable a setting.  Relative paths are resolved
+against the directory of the config file, so the daemon behaves the same whatever its
+working directory is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import signal
+import tomllib
+from datetime import UTC, timedelta, tzinfo
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tzlocal
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from cronwarden.errors import ConfigError, ScheduleError
+from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
+from cronwarden.units import format_duration, parse_duration, parse_size
+
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+DEFAULT_LISTEN = "127.0.0.1:9477"
+DEFAULT_PORT = 9477
+EVENT_NAMES = ("run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck",
+               "task.overdue", "run.success", "run.started", "run.ended")
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _no_negative_duration(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid variable name (letters, digits, _; "
+                         "not starting with a digit)")
+    return value
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return value
+
+
+def _signal_number(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a signal name such as \"SIGTERM\" or \"INT\", or a number")
+    try:
+        if isinstance(value, int):
+            return int(signal.Signals(value))
+        if isinstance(value, str):
+            name = value.strip().upper()
+            if name.isdigit():
+                return int(signal.Signals(int(name)))
+            return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except (KeyError, ValueError):
+        pass
+    raise ValueError("expected a signal name such as \"SIGTERM\" or \"INT\", or a number")
+
+
+def _umask(value: object) -> int:
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,3}", value.strip()):
+        return int(value.strip(), 8)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        return value
+    raise ValueError('expected an octal string such as "022" or "0027" (or a TOML octal 0o022)')
+
+
+NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
+Umask = Annotated[int, BeforeValidator(_umask)]
+EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Frozen):
+    """Where the API listens: a TCP host/port or a unix socket path."""
+
+    host: str | None = None
+    port: int | None = None
+    unix_path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        text = text.strip()
+        if text.startswith("unix:"):
+            path = text.removeprefix("unix:")
+            if not path.startswith("/"):
+                raise ValueError("a unix socket needs an absolute path, e.g. "
+                                 '"unix:/run/cronwarden/api.sock"')
+            return cls(unix_path=Path(path))
+        match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d+)",
+                             text)
+        if match is None:
+            raise ValueError('expected "HOST:PORT" (e.g. "127.0.0.1:9477", "[::1]:9477") or '
+                             '"unix:/absolute/path.sock"')
+        port = int(match["port"])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range 1..65535")
+        return cls(host=match["v6"] or match["host"], port=port)
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.unix_path is not None:
+            return True
+        assert self.host is not None
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"unix:{self.unix_path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _listen(value: object) -> Listen:
+    if isinstance(value, Listen):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('expected a string such as "127.0.0.1:9477" or "unix:/path.sock"')
+    return Listen.parse(value)
+
+
+ListenAddress = Annotated[Listen, BeforeValidator(_listen), PlainSerializer(str, return_type=str)]
+
+
+class TokenConfig(_Frozen):
+    """An API token: only the SHA-256 of the secret is kept in the file."""
+
+    name: str = Field(min_length=1)
+    sha256: str
+    scopes: list[Literal["read", "trigger", "admin"]] = Field(min_length=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if not SHA256_RE.match(value):
+            raise ValueError("expected the 64-character hex SHA-256 digest of the token "
+                             "(e.g. from `printf %s TOKEN | sha256sum`)")
+        return value.lower()
+
+
+def _default_data_dir() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    return Path.home() / ".local" / "state" / "cronwarden"
+
+
+class DaemonConfig(_Frozen):
+    listen: ListenAddress = Field(default_factory=lambda: Listen.parse(DEFAULT_LISTEN))
+    data_dir: ConfigPath = Field(default_factory=_default_data_dir)
+    database: str | None = None
+    node: str | None = Field(default=None, min_length=1, max_length=200)
+    node_lease: NonNegDuration = timedelta(seconds=10)
+    log_format: Literal["json", "console"] | None = None
+    shutdown_timeout: NonNegDuration = timedelta(seconds=30)
+    keep_runs: int = Field(default=10000, ge=1)
+    keep_for: NonNegDuration = timedelta(days=90)
+    max_body: Size = Field(default=1024 * 1024, ge=1)
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value):
+            raise ValueError('expected "sqlite+aiosqlite:///PATH" or '
+                             '"postgresql+asyncpg://USER@HOST:PORT/DB"')
+        return value
+
+    @model_validator(mode="after")
+    def _open_listen_needs_tokens(self) -> DaemonConfig:
+        if not self.listen.is_loopback and not self.tokens:
+            raise ValueError(
+                f"listen = {str(self.listen)!r} is not a loopback address; binding it without "
+                "[[daemon.tokens]] would open the API to the network. Add tokens, or listen on "
+                "127.0.0.1 / ::1 / a unix: socket"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite+aiosqlite:///{self.data_dir / 'cronwarden.db'}"
+
+    @property
+    def node_name(self) -> str:
+        if self.node:
+            return self.node
+        import socket
+
+        port = self.listen.port if self.listen.port is not None else "unix"
+        return f"{socket.gethostname()}:{port}"
+
+
+class TaskSettings(_Frozen):
+    """Every task key; all optional so that ``[defaults]`` can hold any subset."""
+
+    command: str | list[str] | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    working_dir: ConfigPath | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    env_file: ConfigPath | None = None
+    secret_env: list[EnvName] = Field(default_factory=list)
+    user: str | int | None = None
+    group: str | int | None = None
+    umask: Umask | None = None
+    timeout: NonNegDuration = timedelta(0)
+    stop_signal: SignalNumber = int(signal.SIGTERM)
+    kill_grace: NonNegDuration = timedelta(seconds=5)
+    success_exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
+    retries: int = Field(default=0, ge=0, le=1000)
+    retry_delay: NonNegDuration = timedelta(seconds=10)
+    retry_backoff: Literal["constant", "linear", "exponential"] = "exponential"
+    retry_max_delay: NonNegDuration = timedelta(minutes=5)
+    retry_on: list[EndReasonName] = Field(
+        default_factory=lambda: ["failed", "timeout", "crashed"]
+    )
+    overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
+    max_concurrent: int = Field(default=1, ge=1)
+    queue_max: int = Field(default=100, ge=0)
+    catch_up: Literal["skip", "latest", "all"] = "latest"
+    max_catch_up: int = Field(default=100, ge=1)
+    jitter: NonNegDuration = timedelta(0)
+    max_log_size: Size = Field(default=10 * 1024 * 1024, ge=1)
+    log_on_full: Literal["drop_old", "drop_new", "kill"] = "drop_old"
+    keep_runs: int | None = Field(default=None, ge=1)
+    keep_for: NonNegDuration | None = None
+    api_trigger: bool = True
+    params: list[EnvName] = Field(default_factory=list)
+    notify: list[str] = Field(default_factory=list)
+    stuck_after: NonNegDuration = timedelta(0)
+    expect_success_within: NonNegDuration = timedelta(0)
+    enabled: bool = True
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        if isinstance(value, list) and (not value or not value[0]):
+            raise ValueError("an argv list needs at least the program, e.g. [\"/bin/echo\", \"hi\"]")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_schedule(value, UTC)  # syntax only; the zone does not change validity
+            except ScheduleError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as "
+                                 '"UTC", "Europe/London" or "America/New_York"') from None
+        return value
+
+
+class TaskConfig(TaskSettings):
+    """One task, after ``[defaults]`` were applied."""
+
+    name: str
+    command: str | list[str]
+
+
+    @cached_property
+    def zone(self) -> tzinfo:
+        """The zone the schedule is read in; the host's IANA zone when none is set."""
+        return ZoneInfo(self.timezone) if self.timezone else tzlocal.get_localzone()
+
+    @cached_property
+    def trigger(self) -> AnyTrigger | None:
+        return parse_schedule(self.schedule, self.zone) if self.schedule else None
+
+    @property
+    def argv(self) -> list[str]:
+        """The program and arguments to exec: a string runs under ``/bin/sh -c``."""
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return list(self.command)
+
+    def definition_hash(self) -> str:
+        """A stable hash of what defines the run, so each run records what it ran with."""
+        import hashlib
+        import json
+
+        payload = self.model_dump(mode="json", exclude={"name"})
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class NotifyConfig(_Frozen):
+    type: Literal["webhook", "command"]
+    url: str | None = None
+    command: str | list[str] | None = None
+    timeout: NonNegDuration = timedelta(seconds=5)
+    retries: int = Field(default=3, ge=0, le=100)
+    events: list[Literal[
+        "run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck", "task.overdue",
+        "run.success", "run.started", "run.ended",
+    ]] = Field(default_factory=lambda: ["run.failed", "run.timeout", "run.crashed",
+                                        "fire.missed", "run.stuck", "task.overdue"])
+
+    @model_validator(mode="after")
+    def _target_matches_type(self) -> NotifyConfig:
+        if self.type == "webhook":
+            if not self.url or not re.match(r"^https?://", self.url):
+                raise ValueError('type = "webhook" needs url = "http(s)://..."')
+            if self.command is not None:
+                raise ValueError('type = "webhook" takes url, not command')
+        else:
+            if not self.command:
+                raise ValueError('type = "command" needs command = "..." (event JSON on stdin)')
+            if self.url is not None:
+                raise ValueError('type = "command" takes command, not url')
+        return self
+
+
+class Config(_Frozen):
+    """A whole validated config file."""
+
+    path: Path
+    daemon: DaemonConfig
+    tasks: dict[str, TaskConfig]
+    notify: dict[str, NotifyConfig]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_TOP_LEVEL = ("daemon", "defaults", "tasks", "notify")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), [f"the file is not UTF-8 text: {exc}"]) from None
+    return parse_config(text, file)
+
+
+def parse_config(text: str, file: Path) -> Config:
+    """Validate config text; ``file`` names it in messages and anchors relative paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), [f"{file}: not valid TOML: {exc}"]) from None
+    checker = _Checker(file, KeyLines(text), {"base_dir": file.resolve().parent})
+    for key in data:
+        if key not in _TOP_LEVEL:
+            checker.problem((key,), f"unknown section; allowed: {', '.join(_TOP_LEVEL)}")
+    daemon = checker.validate(DaemonConfig, data.get("daemon", {}), ("daemon",))
+    notify = {
+        name: target
+        for name, body in checker.tables(data, "notify").items()
+        if (target := checker.validate(NotifyConfig, body, ("notify", name))) is not None
+    }
+    defaults = _valid_defaults(data.get("defaults", {}), checker)
+    tasks: dict[str, TaskConfig] = {}
+    for name, body in checker.tables(data, "tasks").items():
+        if not TASK_NAME_RE.match(name):
+            checker.problem(("tasks", name), "invalid task name; names are 1-100 characters "
+                            "of A-Z a-z 0-9 . _ -")
+            continue
+        merged = {**defaults, **body, "name": name}
+        task = checker.validate(TaskConfig, merged, ("tasks", name))
+        if task is not None:
+            tasks[name] = task
+        targets = merged.get("notify", [])
+        for target in targets if isinstance(targets, list) else []:
+            if isinstance(target, str) and target not in notify:
+                defined = ", ".join(sorted(notify)) or "none are defined"
+                checker.problem(("tasks", name, "notify"), f"unknown target {target!r}; "
+                                f"define [notify.{target}] (defined: {defined})")
+    if checker.problems or daemon is None:
+        raise ConfigError(str(file), checker.problems)
+    return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify)
+
+
+class _Checker:
+    """Collects problems across sections so a file reports every error at once."""
+
+    def __init__(self, file: Path, lines: KeyLines, context: dict[str, Any]) -> None:
+        self.file = file
+        self.lines = lines
+        self.context = context
+        self.problems: list[str] = []
+
+    def problem(self, loc: tuple[str, ...], message: str) -> None:
+        self.problems.append(f"{self.file}:{self.lines.find(loc)}: {'.'.join(loc)}: {message}")
+
+    def tables(self, data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
+        """``[section.NAME]`` tables; anything else in the section is reported."""
+        value = data.get(section, {})
+        if not isinstance(value, dict):
+            self.problem((section,), f"expected a table of [{section}.NAME] tables")
+            return {}
+        tables = {}
+        for name, body in value.items():
+            if isinstance(body, dict):
+                tables[name] = body
+            else:
+                self.problem((section, name), f"expected a table [{section}.{name}] "
+                             f"(got {_short(body)})")
+        return tables
+
+    def validate(
+        self, model: type[_M], data: object, loc: tuple[str, ...]
+    ) -> _M | None:
+        if not isinstance(data, dict):
+            self.problem(loc, f"expected a table (got {_short(data)})")
+            return None
+        try:
+            return model.model_validate(data, context=self.context)
+        except ValidationError as exc:
+            self.problems += [_describe(self.file, self.lines, err, loc) for err in exc.errors()]
+            return None
+
+
+def _valid_defaults(defaults: object, checker: _Checker) -> dict[str, Any]:
+    """Check ``[defaults]`` once, reporting under ``defaults.KEY``; keep only valid keys."""
+    if not isinstance(defaults, dict):
+        checker.problem(("defaults",), f"expected a table (got {_short(defaults)})")
+        return {}
+    try:
+        TaskSettings.model_validate(defaults, context=checker.context)
+    except ValidationError as exc:
+        bad = set()
+        for err in exc.errors():
+            checker.problems.append(_describe(checker.file, checker.lines, err, ("defaults",)))
+            if err["loc"]:
+                bad.add(err["loc"][0])
+        return {k: v for k, v in defaults.items() if k not in bad}
+    return dict(defaults)
+
+
+def _describe(
+    file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = ()
+) -> str:
+    """One error line: ``file:line: key.path: what is wrong (value ...); what is allowed``."""
+    loc = prefix + tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        model = _model_for(loc[:-1])
+        allowed = ", ".join(sorted(model.model_fields)) if model is not None else ""
+        message = "unknown key" + (f"; allowed keys here: {allowed}" if allowed else "")
+    elif kind == "missing":
+        message = "required key is missing"
+    shown = err.get("input")
+    value = ""
+    if kind not in ("missing", "extra_forbidden") and not isinstance(shown, dict):
+        value = f" (got {_short(shown)})"
+    return f"{file}:{lines.find(loc)}: {key}: {message}{value}"
+
+
+def _model_for(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    if loc == ("daemon",):
+        return DaemonConfig
+    if loc[:1] == ("defaults",) and len(loc) == 1:
+        return TaskSettings
+    if loc[:1] == ("tasks",) and len(loc) == 2:
+        return TaskSettings
+    if loc[:1] == ("notify",) and len(loc) == 2:
+        return NotifyConfig
+    if loc[:2] == ("daemon", "tokens") and len(loc) == 3:
+        return TokenConfig
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class KeyLines:
+    """Maps key paths to the line that sets them, for ``file:line`` in messages.
+
+    tomllib keeps no positions, so this reads the text for table headers and ``key =``
+    lines.  It is a best effort: an unknown position falls back to the table's header,
+    then to line 1, never to an error of its own.
+    """
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        array_index: dict[tuple[str, ...], int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                table = self._split(header.group(1))
+                if line.lstrip().startswith("[["):
+                    index = array_index.get(table, -1) + 1
+                    array_index[table] = index
+                    self._lines.setdefault(table, number)
+                    table = (*table, str(index))
+                self._lines.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                self._lines.setdefault((*table, *self._split(key.group(1))), number)
+
+    @staticmethod
+    def _split(dotted: str) -> tuple[str, ...]:
+        return tuple(part.strip().strip("\"'") for part in re.split(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", dotted))
+
+    def find(self, loc: tuple[str, ...]) -> int:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self._lines:
+                return self._lines[loc[:end]]
+        return 1

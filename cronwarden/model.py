@@ -1,0 +1,131 @@
+"""Tables (sqlmodel) and the enums of a run's life; enums are stored as their text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+class EndReason(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+    SKIPPED = "skipped"
+    LOG_OVERFLOW = "log_overflow"
+
+
+class Trigger(StrEnum):
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"
+    API = "api"
+    RETRY = "retry"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every engine.
+
+    SQLite keeps them as naive ISO text (which sorts correctly, so keyset pagination
+    works on the raw column); PostgreSQL as ``timestamptz``.  Either way Python sees
+    aware UTC datetimes and never a naive one.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))
+
+
+class Run(SQLModel, table=True):
+    """One attempt of one task: the durable record operators query."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.UniqueConstraint("task_name", "scheduled_for", "attempt", name="uq_runs_fire"),
+        sa.Index("ix_runs_created", "created_at", "id"),
+        sa.Index("ix_runs_task_created", "task_name", "created_at", "id"),
+        sa.Index("ix_runs_status_created", "status", "created_at", "id"),
+        sa.Index("ix_runs_idempotency", "task_name", "idempotency_key"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    task_name: str = Field(max_length=100)
+    status: str = Field(default=Status.PENDING, max_length=16)
+    end_reason: str | None = Field(default=None, max_length=16)
+    exit_code: int | None = None
+    signal: int | None = None
+    triggered_by: str = Field(max_length=16)
+    scheduled_for: datetime | None = utc_column()
+    created_at: datetime = utc_column(nullable=False)
+    start_at: datetime | None = utc_column()
+    end_at: datetime | None = utc_column()
+    duration_ms: int | None = Field(default=None, sa_type=sa.BigInteger)
+    attempt: int = 1
+    retry_of: str | None = Field(default=None, max_length=36)
+    params: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON,
+                                                                             nullable=False))
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    pid: int | None = None
+    node: str = Field(max_length=200)
+    log_size: int = Field(default=0, sa_type=sa.BigInteger)
+    log_truncated: bool = False
+    task_hash: str = Field(max_length=64)
+    error: str | None = None
+    # Not part of the API: when a pending run (a delayed retry) may start, and the
+    # process start time that lets a restarted daemon recognise a pid as still ours.
+    not_before: datetime | None = utc_column()
+    proc_started: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class TaskState(SQLModel, table=True):
+    """What the daemon must remember about a task across restarts."""
+
+    __tablename__ = "task_state"
+
+    task_name: str = Field(primary_key=True, max_length=100)
+    paused: bool = False
+    last_scheduled_for: datetime | None = utc_column()
+    updated_at: datetime = utc_column(nullable=False)
+
+
+class Node(SQLModel, table=True):
+    """A daemon sharing the database; its heartbeat tells the others it is alive."""
+
+    __tablename__ = "nodes"
+
+    name: str = Field(primary_key=True, max_length=200)
+    started_at: datetime = utc_column(nullable=False)
+    heartbeat_at: datetime = utc_column(nullable=False)
+    version: str = Field(max_length=50)
+    pid: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

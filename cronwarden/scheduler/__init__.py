@@ -1,0 +1,1 @@
+"""When things fire: pure triggers and policies, plus the APScheduler glue that times them."""

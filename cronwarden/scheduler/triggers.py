@@ -1,0 +1,231 @@
+"""Pure schedule triggers: ``next_fire(after) -> datetime | None``, no clock, no I/O.
+
+The DST rule (DESIGN.md, Run semantics) is implemented here and nowhere else:
+
+* Cron fields are matched against the task's local wall clock.
+* A *fixed-time* schedule (hour field not starting with ``*``) fires once per matching
+  wall time: a repeated wall time fires at its first occurrence only, and matching wall
+  times inside a skipped interval fire once, at the first instant after the jump.
+* A *periodic* schedule (hour field starting with ``*``) follows elapsed time: it fires in
+  both occurrences of a repeated hour and not at all for wall times that do not exist.
+* ``@every`` counts absolute time from the Unix epoch, so every node and every restart
+  agrees on the same fire instants.
+
+Candidate wall times come from croniter iterating over *naive* local datetimes; each
+candidate is then mapped to zero, one or two real instants with zoneinfo.  Fire history
+is the store's business: a trigger only answers "what is the first fire after t".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+
+from cronwarden.errors import ScheduleError
+from cronwarden.units import parse_duration
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+SCHEDULE_HELP = (
+    '5-field cron ("*/5 * * * *"), 6 fields with seconds first ("*/10 * * * * *"), '
+    "@hourly, @daily, @weekly, @monthly, @yearly, @reboot or @every DURATION"
+)
+# Offsets are sampled this far either side of an instant to notice a nearby transition.
+_TRANSITION_PROBE = timedelta(days=1)
+
+
+class Trigger(Protocol):
+    """What the scheduler needs of a schedule: the first fire strictly after an instant."""
+
+    expression: str
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """First fire time strictly after ``after`` (aware), or None if it never fires."""
+        ...
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    """A 5- or 6-field cron schedule read on the wall clock of ``tz``."""
+
+    expression: str
+    tz: tzinfo
+    cron: str = field(repr=False)
+    with_seconds: bool = field(repr=False)
+    periodic: bool = field(repr=False)
+    day_or: bool = field(repr=False)
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        if after.tzinfo is None:
+            raise ValueError("next_fire needs an aware datetime")
+        low, high = self._offset_bounds(after)
+        # Earliest wall time that could map to an instant after `after`.
+        start = after.astimezone(UTC).replace(tzinfo=None) + low
+        candidates = croniter(
+            self.cron,
+            start,
+            day_or=self.day_or,
+            second_at_beginning=self.with_seconds,
+            ret_type=datetime,
+        )
+        best: datetime | None = None
+        stop_at: datetime | None = None
+        while True:
+            try:
+                wall: datetime = candidates.get_next(datetime)
+            except CroniterBadDateError:
+                return best
+            if stop_at is not None and wall > stop_at:
+                return best
+            for instant in self._instants(wall):
+                if instant > after and (best is None or instant < best):
+                    best = instant
+                    lo, hi = self._offset_bounds(instant)
+                    stop_at = wall + (hi - lo)
+
+    def _offset_bounds(self, instant: datetime) -> tuple[timedelta, timedelta]:
+        offsets = [
+            _utcoffset(self.tz, instant + delta)
+            for delta in (-_TRANSITION_PROBE, timedelta(0), _TRANSITION_PROBE)
+        ]
+        return min(offsets), max(offsets)
+
+    def _instants(self, wall: datetime) -> list[datetime]:
+        first = wall.replace(tzinfo=self.tz, fold=0)
+        second = wall.replace(tzinfo=self.tz, fold=1)
+        if first.utcoffset() == second.utcoffset():
+            return [first.astimezone(UTC)]
+        first_utc = first.astimezone(UTC)
+        if first_utc.astimezone(self.tz).replace(tzinfo=None) == wall:
+            # The wall time occurs twice (clocks went back).
+            if self.periodic:
+                return [first_utc, second.astimezone(UTC)]
+            return [first_utc]
+        # The wall time does not exist (clocks jumped forward).
+        if self.periodic:
+            return []
+        return [self._end_of_gap(wall)]
+
+    def _end_of_gap(self, wall: datetime) -> datetime:
+        """The first instant after the jump that skipped ``wall`` (bisected to the second)."""
+        after_offset = wall.replace(tzinfo=self.tz, fold=1).utcoffset()
+        assert after_offset is not None
+        lo = int((wall - after_offset).replace(tzinfo=UTC).timestamp())  # still before the jump
+        hi = int(wall.replace(tzinfo=self.tz, fold=0).timestamp())  # already after it
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _utcoffset(self.tz, datetime.fromtimestamp(mid, UTC)) == after_offset:
+                hi = mid
+            else:
+                lo = mid
+        return datetime.fromtimestamp(hi, UTC)
+
+
+@dataclass(frozen=True)
+class EveryTrigger:
+    """``@every DURATION``: fires at whole multiples of the interval since the epoch."""
+
+    expression: str
+    interval: timedelta
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        step = _microseconds(self.interval)
+        elapsed = _microseconds(after - EPOCH)
+        return EPOCH + timedelta(microseconds=(elapsed // step + 1) * step)
+
+
+@dataclass(frozen=True)
+class RebootTrigger:
+    """``@reboot``: fires once when the daemon starts, on each node; never on a clock."""
+
+    expression: str = "@reboot"
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        return None
+
+
+AnyTrigger = CronTrigger | EveryTrigger | RebootTrigger
+
+
+def parse_schedule(expression: str, tz: tzinfo) -> AnyTrigger:
+    """Build the trigger for a schedule expression; raises ScheduleError saying what is allowed."""
+    text = " ".join(expression.split())
+    lowered = text.lower()
+    if lowered == "@reboot":
+        return RebootTrigger()
+    if lowered.startswith("@every"):
+        return _parse_every(text)
+    if text.startswith("@"):
+        if lowered not in _NICKNAMES:
+            raise ScheduleError(f"unknown schedule {expression!r}; expected {SCHEDULE_HELP}")
+        return _cron_trigger(expression, _NICKNAMES[lowered], tz)
+    return _cron_trigger(expression, text, tz)
+
+
+def schedule_kind(trigger: AnyTrigger) -> str:
+    """How DST affects the trigger, in the words ``explain`` uses."""
+    if isinstance(trigger, CronTrigger):
+        return "periodic" if trigger.periodic else "fixed-time"
+    return "absolute" if isinstance(trigger, EveryTrigger) else "at start"
+
+
+def _parse_every(text: str) -> EveryTrigger:
+    _, _, rest = text.partition(" ")
+    try:
+        interval = parse_duration(rest)
+    except ValueError as exc:
+        raise ScheduleError(f"{text!r}: @every needs {exc.args[0].removeprefix('expected ')}")
+    if interval < timedelta(seconds=1):
+        raise ScheduleError(f"{text!r}: @every needs an interval of at least 1s")
+    return EveryTrigger(expression=text, interval=interval)
+
+
+def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
+    fields = cron.split()
+    if len(fields) not in (5, 6):
+        raise ScheduleError(
+            f"{expression!r} has {len(fields)} fields; expected {SCHEDULE_HELP}"
+        )
+    with_seconds = len(fields) == 6
+    minute_at = 1 if with_seconds else 0
+    hour_field, dom_field, dow_field = fields[minute_at + 1], fields[minute_at + 2], fields[-1]
+    try:
+        croniter.expand(cron, second_at_beginning=with_seconds)
+    except (CroniterError, ValueError) as exc:
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: {exc}; fields are [second 0-59] "
+            "minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-7"
+        ) from None
+    trigger = CronTrigger(
+        expression=expression,
+        tz=tz,
+        cron=cron,
+        with_seconds=with_seconds,
+        periodic=hour_field.startswith("*"),
+        # Vixie cron: day-of-month OR day-of-week only when neither starts with "*".
+        day_or=not (dom_field.startswith("*") or dow_field.startswith("*")),
+    )
+    if trigger.next_fire(datetime(2000, 1, 1, tzinfo=UTC)) is None:
+        raise ScheduleError(f"cron expression {expression!r} never matches a real date")
+    return trigger
+
+
+def _utcoffset(tz: tzinfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(tz).utcoffset()
+    assert offset is not None
+    return offset
+
+
+def _microseconds(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,17 @@
+"""Alembic environment: migrations always run on a connection the daemon hands over."""
+
+from alembic import context
+
+from cronwarden.model import SQLModel
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("cronwarden migrations run through cronwarden.store.migrate.migrate()")
+
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

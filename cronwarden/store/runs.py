@@ -1,0 +1,208 @@
+"""Run and task-state queries.  Everything above this module speaks in models, not SQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from cronwarden.errors import CronwardenError, RunNotFound
+from cronwarden.model import Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.store.migrate import migrate
+
+
+class DuplicateFire(CronwardenError):
+    """This fire (task, scheduled_for, attempt) already has a run."""
+
+
+class InvalidCursor(CronwardenError):
+    """The cursor is not one this server handed out; start again without it."""
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of a run list; None means "any"."""
+
+    task_name: str | None = None
+    status: Sequence[str] | None = None
+    end_reason: Sequence[str] | None = None
+    triggered_by: Sequence[str] | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
+@dataclass
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+    has_next: bool
+    total: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """The durable record of runs and task state.
+
+    Raises ``RunNotFound`` for unknown ids, ``DuplicateFire`` when a fire was already
+    claimed (the unique (task_name, scheduled_for, attempt) constraint: on several nodes
+    this is what makes a fire run exactly once), ``InvalidCursor`` for a forged cursor.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> Store:
+        await migrate(engine)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # -- runs -----------------------------------------------------------------
+
+    async def insert_run(self, run: Run) -> Run:
+        """Commit a new run; raises DuplicateFire if its fire was already claimed."""
+        async with self._sessions() as session:
+            session.add(run)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise DuplicateFire(
+                    f"{run.task_name} at {run.scheduled_for} attempt {run.attempt} already ran"
+                ) from exc
+        return run
+
+    async def update_run(self, run_id: str, **values: Any) -> None:
+        async with self._sessions() as session:
+            await session.execute(sa.update(Run).where(col(Run.id) == run_id).values(**values))
+            await session.commit()
+
+    async def get_run(self, run_id: str) -> Run:
+        async with self._sessions() as session:
+            run = await session.get(Run, run_id)
+        if run is None:
+            raise RunNotFound(f"no run has the id {run_id}")
+        return run
+
+    async def unfinished_runs(self, node: str) -> list[Run]:
+        """Runs of this node that a previous daemon life left pending or running."""
+        query = select(Run).where(
+            col(Run.node) == node, col(Run.status).in_([Status.PENDING, Status.RUNNING])
+        )
+        async with self._sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    async def list_runs(
+        self,
+        where: RunFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        offset: int = 0,
+        ascending: bool = False,
+        with_total: bool = False,
+    ) -> RunPage:
+        """A page in (created_at, id) order; keyset cursor, offset only when asked."""
+        conditions = _conditions(where)
+        query = select(Run).where(*conditions)
+        key = sa.tuple_(col(Run.created_at), col(Run.id))
+        if cursor is not None:
+            created_at, run_id = _decode_cursor(cursor)
+            bound = sa.tuple_(sa.literal(created_at, UTCDateTime()), sa.literal(run_id))
+            query = query.where(key > bound if ascending else key < bound)
+        order = (col(Run.created_at), col(Run.id))
+        query = query.order_by(*(c.asc() if ascending else c.desc() for c in order))
+        query = query.offset(offset).limit(limit + 1)
+        async with self._sessions() as session:
+            runs = list((await session.execute(query)).scalars())
+            total = None
+            if with_total:
+                count = select(sa.func.count()).select_from(Run).where(*conditions)
+                total = (await session.execute(count)).scalar_one()
+        has_next = len(runs) > limit
+        runs = runs[:limit]
+        next_cursor = _encode_cursor(runs[-1]) if has_next and runs else None
+        return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
+
+    async def last_runs(self) -> dict[str, Run]:
+        """The newest run of every task, for task listings."""
+        newest = (
+            select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))
+            .group_by(col(Run.task_name))
+            .subquery()
+        )
+        query = select(Run).join(
+            newest,
+            sa.and_(col(Run.task_name) == newest.c.task_name,
+                    col(Run.created_at) == newest.c.created_at),
+        )
+        async with self._sessions() as session:
+            return {run.task_name: run for run in (await session.execute(query)).scalars()}
+
+    # -- task state ----------------------------------------------------------
+
+    async def task_states(self) -> dict[str, TaskState]:
+        async with self._sessions() as session:
+            rows = (await session.execute(select(TaskState))).scalars()
+            return {row.task_name: row for row in rows}
+
+    async def save_task_state(self, task_name: str, **values: Any) -> None:
+        """Upsert one task's state (paused, last_scheduled_for)."""
+        async with self._sessions() as session:
+            state = await session.get(TaskState, task_name)
+            if state is None:
+                state = TaskState(task_name=task_name, updated_at=utcnow())
+                session.add(state)
+            for name, value in values.items():
+                setattr(state, name, value)
+            state.updated_at = utcnow()
+            await session.commit()
+
+
+def _conditions(where: RunFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if where.task_name is not None:
+        conditions.append(col(Run.task_name) == where.task_name)
+    for column, values in (
+        (Run.status, where.status),
+        (Run.end_reason, where.end_reason),
+        (Run.triggered_by, where.triggered_by),
+    ):
+        if values:
+            conditions.append(col(column).in_(list(values)))
+    if where.start_date is not None:
+        conditions.append(col(Run.created_at) >= where.start_date)
+    if where.end_date is not None:
+        conditions.append(col(Run.created_at) <= where.end_date)
+    return conditions
+
+
+def _encode_cursor(run: Run) -> str:
+    raw = json.dumps([run.created_at.isoformat(), run.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, run_id = json.loads(raw)
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError(cursor)
+        return when, run_id
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor() from exc
