@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -98,6 +98,20 @@ class Store:
             raise RunNotFound(f"no run has the id {run_id}")
         return run
 
+    async def find_idempotent(
+        self, task_name: str, key: str, within: timedelta = timedelta(hours=24)
+    ) -> Run | None:
+        """The run an Idempotency-Key already created for this task in the last 24 h."""
+        query = (
+            select(Run)
+            .where(col(Run.task_name) == task_name, col(Run.idempotency_key) == key,
+                   col(Run.created_at) >= utcnow() - within)
+            .order_by(col(Run.created_at).desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            return (await session.execute(query)).scalars().first()
+
     async def unfinished_runs(self, node: str) -> list[Run]:
         """Runs of this node that a previous daemon life left pending or running."""
         query = select(Run).where(
@@ -153,6 +167,25 @@ class Store:
         async with self._sessions() as session:
             return {run.task_name: run for run in (await session.execute(query)).scalars()}
 
+    async def last_scheduled_for(self) -> dict[str, datetime]:
+        """Per task, the newest fire already handled: the anchor of catch-up."""
+        newest = select(col(Run.task_name), sa.func.max(col(Run.scheduled_for))).group_by(
+            col(Run.task_name)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(newest)).all()
+            states = (await session.execute(select(TaskState))).scalars().all()
+        anchors: dict[str, datetime] = {}
+        for name, when in rows:
+            if when is not None:
+                anchors[name] = _as_utc(when)
+        for state in states:
+            if state.last_scheduled_for is not None:
+                known = anchors.get(state.task_name)
+                if known is None or state.last_scheduled_for > known:
+                    anchors[state.task_name] = state.last_scheduled_for
+        return anchors
+
     # -- task state ----------------------------------------------------------
 
     async def task_states(self) -> dict[str, TaskState]:
@@ -189,6 +222,13 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
     return conditions
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Aggregates (MAX) bypass the column type, so SQLite hands back naive text values."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _encode_cursor(run: Run) -> str:

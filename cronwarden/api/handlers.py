@@ -1,0 +1,243 @@
+"""Request handlers: read the request, ask a service, shape the answer.  No SQL, no spawning."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from cronwarden import __version__
+from cronwarden.api.keys import SERVICES, Services
+from cronwarden.api.middlewares import BadRequest
+from cronwarden.api.schemas import (
+    FireOut,
+    Health,
+    LogLineOut,
+    LogPageOut,
+    LogQuery,
+    RunList,
+    RunOut,
+    RunQuery,
+    TaskList,
+    TaskOut,
+    TriggerBody,
+)
+from cronwarden.config import TaskConfig
+from cronwarden.errors import InvalidRunId
+from cronwarden.model import Run
+from cronwarden.runners.logs import log_path, read_log_page
+from cronwarden.scheduler.explain import upcoming
+from cronwarden.store.runs import RunFilter
+from cronwarden.timefmt import iso_z_or_none
+
+_M = TypeVar("_M", bound=BaseModel)
+_LIST_FIELDS = {"status", "end_reason", "triggered_by"}
+
+
+def _services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+def _query(request: web.Request) -> dict[str, Any]:
+    """Query string to a dict; list filters may repeat or be comma-separated."""
+    values: dict[str, Any] = {}
+    for key in request.query:
+        items = request.query.getall(key)
+        values[key] = ",".join(items) if key in _LIST_FIELDS else items[-1]
+    return values
+
+
+def _run_id(request: web.Request) -> str:
+    raw = request.match_info["run_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidRunId(f"{raw!r} is not a run id; run ids are UUIDs such as "
+                           "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a") from None
+
+
+async def health(request: web.Request) -> web.Response:
+    services = _services(request)
+    try:
+        await services.store.ping()
+        database = "ok"
+    except Exception:
+        database = "unreachable"
+    scheduler = "running" if services.scheduler.running else "stopped"
+    ok = database == "ok" and scheduler == "running"
+    body = Health(status="ok" if ok else "unavailable", database=database,  # type: ignore[arg-type]
+                  scheduler=scheduler)  # type: ignore[arg-type]
+    return _json(body, 200 if ok else 503)
+
+
+def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut:
+    return TaskOut(
+        name=task.name,
+        command=task.command,
+        schedule=task.schedule,
+        timezone=str(task.zone),
+        enabled=task.enabled,
+        paused=services.scheduler.is_paused(task.name),
+        api_trigger=task.api_trigger,
+        params=task.params,
+        next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
+        last_run=RunOut.of(last) if last else None,
+    )
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    services = _services(request)
+    last = await services.store.last_runs()
+    tasks = [_task_out(services, t, last.get(t.name))
+             for t in sorted(services.dispatcher.tasks.values(), key=lambda t: t.name)]
+    return _json(TaskList(tasks=tasks))
+
+
+async def get_task(request: web.Request) -> web.Response:
+    services = _services(request)
+    task = services.dispatcher.task(request.match_info["task"])
+    raw_next = request.query.get("next")
+    count = 0
+    if raw_next is not None:
+        if not raw_next.isdigit() or not 1 <= int(raw_next) <= 1000:
+            raise BadRequest(422, "invalid-request", "next must be an integer from 1 to 1000")
+        count = int(raw_next)
+    last = (await services.store.last_runs()).get(task.name)
+    out = _task_out(services, task, last)
+    if count and task.trigger is not None:
+        fires = upcoming(task.trigger, task.zone, services.dispatcher.clock.now(), count)
+        out.next = [FireOut(at=f.local_iso, utc=f.utc_iso) for f in fires]
+    elif count:
+        out.next = []
+    return _json(out)
+
+
+async def trigger_run(request: web.Request) -> web.Response:
+    services = _services(request)
+    task_name = request.match_info["task"]
+    services.dispatcher.task(task_name)
+    body = await _read_body(request, TriggerBody)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise BadRequest(400, "invalid-idempotency-key",
+                         "Idempotency-Key must be 1 to 255 characters")
+    if key is not None:
+        earlier = await services.store.find_idempotent(task_name, key)
+        if earlier is not None:
+            return _json(RunOut.of(earlier), 200)
+    run = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
+    response = _json(RunOut.of(run), 201)
+    response.headers["Location"] = f"/api/runs/{run.id}"
+    return response
+
+
+async def _read_body(request: web.Request, model: type[_M]) -> _M:
+    raw = await request.read()
+    if not raw.strip():
+        return model()
+    if request.content_type not in ("application/json", ""):
+        raise BadRequest(415, "unsupported-media-type",
+                         f"the body must be application/json, not {request.content_type}")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, "invalid-json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(422, "invalid-request", "the body must be a JSON object")
+    return model.model_validate(data)
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    return await _run_list(request, _query(request))
+
+
+async def list_task_runs(request: web.Request) -> web.Response:
+    services = _services(request)
+    task_name = request.match_info["task"]
+    services.dispatcher.task(task_name)
+    return await _run_list(request, {**_query(request), "task_name": task_name})
+
+
+async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Response:
+    query = RunQuery.model_validate(params)
+    page = await _services(request).store.list_runs(
+        RunFilter(
+            task_name=query.task_name,
+            status=query.status,
+            end_reason=query.end_reason,
+            triggered_by=query.triggered_by,
+            start_date=query.start_date,
+            end_date=query.end_date,
+        ),
+        limit=query.limit,
+        cursor=query.cursor,
+        offset=query.offset,
+        ascending=query.sort_direction == "asc",
+        with_total=query.total,
+    )
+    body = RunList(runs=[RunOut.of(r) for r in page.runs], next_cursor=page.next_cursor,
+                   has_next=page.has_next, total=page.total)
+    return _json(body) if query.total else web.json_response(
+        text=body.model_dump_json(exclude={"total"}))
+
+
+async def get_run(request: web.Request) -> web.Response:
+    run = await _services(request).store.get_run(_run_id(request))
+    return _json(RunOut.of(run))
+
+
+async def stop_run(request: web.Request) -> web.Response:
+    run = await _services(request).dispatcher.stop(_run_id(request))
+    return _json(RunOut.of(run), 202)
+
+
+async def run_log(request: web.Request) -> web.Response:
+    services = _services(request)
+    run = await services.store.get_run(_run_id(request))
+    query = LogQuery.model_validate(dict(request.query))
+    page = read_log_page(log_path(services.dispatcher.logs_dir, run.id), after=query.after,
+                         limit=query.limit, stream=query.stream)
+    return _json(LogPageOut(
+        lines=[LogLineOut(n=ln.n, ts=ln.ts, stream=ln.stream, text=ln.text) for ln in page.lines],
+        next_after=page.next_after,
+        has_more=page.has_more,
+    ))
+
+
+async def pause_task(request: web.Request) -> web.Response:
+    services = _services(request)
+    await services.scheduler.pause(request.match_info["task"])
+    return await get_task(request)
+
+
+async def resume_task(request: web.Request) -> web.Response:
+    services = _services(request)
+    await services.scheduler.resume(request.match_info["task"])
+    return await get_task(request)
+
+
+async def info(request: web.Request) -> web.Response:
+    services = _services(request)
+    now = services.dispatcher.clock.now()
+    body = {
+        "version": __version__,
+        "node": services.dispatcher.node,
+        "started_at": iso_z_or_none(services.started_at),
+        "uptime_s": round((now - services.started_at).total_seconds(), 3),
+        "config_path": str(services.config.path),
+        "tasks": len(services.dispatcher.tasks),
+        "active_runs": len(services.dispatcher.active),
+    }
+    return web.json_response(body)
+
+
+async def reload(request: web.Request) -> web.Response:
+    changes = await _services(request).reload()
+    return web.json_response({"reloaded": True, **changes})

@@ -1,0 +1,32 @@
+"""Typed application keys: the API reaches the daemon's services only through these."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from cronwarden.config import Config
+    from cronwarden.runners.dispatch import Dispatcher
+    from cronwarden.scheduler.service import SchedulerService
+    from cronwarden.store import Store
+
+
+@dataclass
+class Services:
+    """What handlers need; ``config`` is replaced on reload."""
+
+    config: Config
+    store: Store
+    dispatcher: Dispatcher
+    scheduler: SchedulerService
+    started_at: datetime
+    # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
+    reload: Callable[[], Awaitable[dict[str, list[str]]]]
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,107 @@
+"""One error middleware: domain errors and HTTP errors become problem+json, never a trace."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from cronwarden.errors import (
+    ConfigError,
+    Conflict,
+    InvalidParams,
+    InvalidRunId,
+    RunNotFound,
+    ShuttingDown,
+    TaskNotFound,
+)
+from cronwarden.store.runs import InvalidCursor
+
+log = structlog.get_logger("cronwarden.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_DOMAIN: list[tuple[type[Exception], int, str]] = [
+    (RunNotFound, 404, "run-not-found"),
+    (TaskNotFound, 404, "task-not-found"),
+    (InvalidRunId, 400, "invalid-run-id"),
+    (InvalidCursor, 400, "invalid-cursor"),
+    (InvalidParams, 422, "invalid-params"),
+    (ShuttingDown, 409, "shutting-down"),
+    (Conflict, 409, "conflict"),
+]
+
+
+class BadRequest(Exception):
+    """A request the handler cannot read (bad JSON, wrong content type)."""
+
+    def __init__(self, status: int, slug: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+
+
+def problem(
+    request: web.Request, status: int, slug: str, detail: str,
+    errors: list[dict[str, Any]] | None = None,
+) -> web.Response:
+    from http import HTTPStatus
+
+    body = {
+        "type": f"urn:cronwarden:problem:{slug}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+        "errors": errors or [],
+    }
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body",
+         "message": err["msg"].removeprefix("Value error, ")}
+        for err in exc.errors()
+    ]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug = {404: "not-found", 405: "method-not-allowed",
+                413: "body-too-large"}.get(exc.status, "http-error")
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
+            detail = f"{request.method} is not allowed here; allowed: {allowed}"
+            response = problem(request, 405, slug, detail)
+            response.headers["Allow"] = allowed
+            return response
+        if exc.status == 404:
+            detail = f"no such endpoint: {request.path}"
+        return problem(request, exc.status, slug, detail)
+    except BadRequest as exc:
+        return problem(request, exc.status, exc.slug, str(exc))
+    except ValidationError as exc:
+        return problem(request, 422, "invalid-request", "the request is invalid",
+                       validation_errors(exc))
+    except ConfigError as exc:
+        return problem(request, 422, "invalid-config",
+                       f"{exc.path} is invalid; the running configuration was kept",
+                       [{"message": p} for p in exc.problems])
+    except InvalidParams as exc:
+        return problem(request, 422, "invalid-params", str(exc), list(exc.errors))
+    except tuple(cls for cls, _, _ in _DOMAIN) as exc:
+        status, slug = next((s, g) for cls, s, g in _DOMAIN if isinstance(exc, cls))
+        return problem(request, status, slug, str(exc))
+    except Exception:
+        log.exception("api.internal_error", path=request.path, method=request.method)
+        return problem(request, 500, "internal-error",
+                       "cronwarden hit an internal error; the daemon log has the details")

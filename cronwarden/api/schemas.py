@@ -1,0 +1,184 @@
+"""API request and response models; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.timefmt import iso_z_or_none
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+class RunOut(BaseModel):
+    """A run as the API shows it: flat, instants as ISO 8601 UTC strings with ms and Z."""
+
+    id: str
+    task_name: str
+    status: Status
+    end_reason: EndReason | None
+    exit_code: int | None
+    signal: int | None
+    triggered_by: Trigger
+    scheduled_for: str | None
+    created_at: str
+    start_at: str | None
+    end_at: str | None
+    duration_ms: int | None
+    attempt: int
+    retry_of: str | None
+    params: dict[str, str]
+    idempotency_key: str | None
+    pid: int | None
+    node: str
+    log_size: int
+    log_truncated: bool
+    task_hash: str
+    error: str | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        return cls(
+            id=run.id,
+            task_name=run.task_name,
+            status=Status(run.status),
+            end_reason=EndReason(run.end_reason) if run.end_reason else None,
+            exit_code=run.exit_code,
+            signal=run.signal,
+            triggered_by=Trigger(run.triggered_by),
+            scheduled_for=iso_z_or_none(run.scheduled_for),
+            created_at=iso_z_or_none(run.created_at) or "",
+            start_at=iso_z_or_none(run.start_at),
+            end_at=iso_z_or_none(run.end_at),
+            duration_ms=run.duration_ms,
+            attempt=run.attempt,
+            retry_of=run.retry_of,
+            params=run.params,
+            idempotency_key=run.idempotency_key,
+            pid=run.pid,
+            node=run.node,
+            log_size=run.log_size,
+            log_truncated=run.log_truncated,
+            task_hash=run.task_hash,
+            error=run.error,
+        )
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+    next_cursor: str | None
+    has_next: bool
+    total: int | None = None
+
+
+class FireOut(BaseModel):
+    at: str = Field(description="fire time in the task's zone, ISO 8601 with offset")
+    utc: str = Field(description="the same instant in UTC, ISO 8601 with Z")
+
+
+class TaskOut(BaseModel):
+    name: str
+    command: str | list[str]
+    schedule: str | None
+    timezone: str
+    enabled: bool
+    paused: bool
+    api_trigger: bool
+    params: list[str]
+    next_run_at: str | None
+    last_run: RunOut | None
+    next: list[FireOut] | None = None
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+
+
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogLineOut(BaseModel):
+    n: int
+    ts: str
+    stream: str
+    text: str
+
+
+class LogPageOut(BaseModel):
+    lines: list[LogLineOut]
+    next_after: int
+    has_more: bool
+
+
+class LogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0)
+    limit: int = Field(default=1000, ge=1, le=10000)
+    stream: Literal["stdout", "stderr"] | None = None
+
+
+class RunQuery(BaseModel):
+    """Query parameters of a run list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_name: str | None = None
+    status: list[Status] | None = None
+    end_reason: list[EndReason] | None = None
+    triggered_by: list[Trigger] | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    sort_direction: Literal["asc", "desc"] = "desc"
+    limit: int = Field(default=50, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    cursor: str | None = None
+    total: bool = False
+
+    @field_validator("status", "end_reason", "triggered_by", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(",") if part]
+        return value
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _relative_or_iso(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _RELATIVE.match(value)
+            if match:
+                seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
+                return datetime.now(UTC) - timedelta(seconds=seconds)
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError('expected ISO 8601 ("2026-01-31T12:00:00Z") or relative '
+                                 '("24 hours ago", "7 days ago")') from None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return value
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+    scheduler: Literal["running", "stopped"]

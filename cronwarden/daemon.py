@@ -1,0 +1,185 @@
+"""Wires it all: start-up, crash recovery, signals, sd_notify, reload, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from cronwarden import __version__
+from cronwarden.api.app import create_app
+from cronwarden.api.keys import Services
+from cronwarden.clock import Clock, SystemClock
+from cronwarden.config import Config, load_config
+from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.logging import configure_logging
+from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.recovery import recover
+from cronwarden.scheduler.service import SchedulerService
+from cronwarden.store import Store, open_engine
+from cronwarden.systemd_notify import sd_notify, watchdog_interval
+
+log = structlog.get_logger("cronwarden.daemon")
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> object:
+    """One daemon per data_dir: a second one is refused instead of corrupting state."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "cronwarden.lock"
+    handle = open(path, "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DataDirLocked(f"another cronwarden daemon (pid {holder}) already uses "
+                            f"data_dir {data_dir}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def _use_pidfd_child_watcher() -> None:
+    """On 3.11 the default watcher starts a thread per child; pidfd needs none."""
+    if sys.version_info < (3, 12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
+
+    async def run(self) -> None:
+        daemon = self.config.daemon
+        node = daemon.node_name
+        with data_dir_lock(daemon.data_dir):
+            async with self._services(node) as services:
+                runner = web.AppRunner(create_app(services), access_log=None,
+                                       handle_signals=False)
+                await runner.setup()
+                await self._listen(runner)
+                self._install_signals(services)
+                sd_notify("READY=1")
+                log.info("daemon.ready", version=__version__, listen=str(daemon.listen),
+                         tasks=len(self.config.tasks), data_dir=str(daemon.data_dir),
+                         database=_redact(daemon.database_url))
+                watchdog = asyncio.create_task(self._watchdog())
+                await self._stop.wait()
+                sd_notify("STOPPING=1")
+                log.info("daemon.stopping")
+                watchdog.cancel()
+                services.scheduler.shutdown()
+                await services.scheduler.wait_inflight()
+                await services.dispatcher.shutdown(daemon.shutdown_timeout)
+                await runner.cleanup()
+        log.info("daemon.stopped")
+
+    @contextlib.asynccontextmanager
+    async def _services(self, node: str) -> AsyncIterator[Services]:
+        daemon = self.config.daemon
+        store = await Store.open(open_engine(daemon.database_url))
+        try:
+            dispatcher = Dispatcher(store, self.config.tasks, node=node,
+                                    data_dir=daemon.data_dir, clock=self.clock)
+            await recover(dispatcher)
+            scheduler = SchedulerService(dispatcher, self.clock)
+            await scheduler.start(self.config.tasks)
+            services = Services(config=self.config, store=store, dispatcher=dispatcher,
+                                scheduler=scheduler, started_at=self.clock.now(),
+                                reload=lambda: self.reload(services))
+            yield services
+        finally:
+            await store.close()
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        listen = self.config.daemon.listen
+        site: web.BaseSite
+        if listen.unix_path is not None:
+            listen.unix_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                listen.unix_path.unlink()
+            old_umask = os.umask(0o177)  # the socket is 0600: only its owner may talk to it
+            try:
+                site = web.UnixSite(runner, str(listen.unix_path))
+                await site.start()
+            finally:
+                os.umask(old_umask)
+        else:
+            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+            await site.start()
+
+    def _install_signals(self, services: Services) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_quietly(
+            services)))
+
+    async def reload(self, services: Services) -> dict[str, list[str]]:
+        """Validate first; a bad file keeps the old config and raises ConfigError."""
+        async with self._reloading:
+            sd_notify("RELOADING=1")
+            try:
+                new = load_config(self.config.path)
+            except ConfigError as exc:
+                log.error("config.reload_failed", path=str(self.config.path),
+                          errors=exc.problems)
+                raise
+            finally:
+                sd_notify("READY=1")
+            restart_needed = [k for k in ("listen", "data_dir", "database", "node")
+                              if getattr(new.daemon, k) != getattr(self.config.daemon, k)]
+            if restart_needed:
+                log.warning("config.restart_needed", keys=restart_needed)
+            services.dispatcher.update_tasks(new.tasks)
+            changes = services.scheduler.apply(new.tasks)
+            self.config = services.config = new
+            log.info("config.reloaded", **changes)
+            return {**changes, "restart_needed": restart_needed}
+
+    async def _reload_quietly(self, services: Services) -> None:
+        with contextlib.suppress(ConfigError):
+            await self.reload(services)
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def serve(config_path: str) -> None:
+    """Entry point of ``cronwarden serve``: ConfigError / DataDirLocked reach the CLI."""
+    config = load_config(config_path)
+    configure_logging(config.daemon.log_format, node=config.daemon.node_name)
+    _use_pidfd_child_watcher()
+    asyncio.run(Daemon(config).run())

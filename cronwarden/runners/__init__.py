@@ -1,0 +1,1 @@
+"""How a run executes: spawn, capture, time out, stop, record."""

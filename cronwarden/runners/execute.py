@@ -1,0 +1,111 @@
+"""One run of one process: spawn, capture, time out or stop, and say how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+
+from cronwarden.model import EndReason
+from cronwarden.runners.logs import LogWriter
+from cronwarden.runners.outcome import Outcome, classify
+from cronwarden.runners.process import GroupProcess, ProcessSpec, StartFailed, spawn
+
+# How long output may keep flowing after the main process exited (a grandchild that
+# went to the background may hold the pipes forever).
+DRAIN_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float | None
+    stop_signal: int
+    kill_grace: float
+    success_exit_codes: Collection[int]
+
+
+@dataclass
+class RunControl:
+    """The handle a dispatcher keeps on a live run to stop it from outside."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    overflow: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def execute(
+    spec: ProcessSpec,
+    limits: Limits,
+    log: LogWriter,
+    control: RunControl,
+    on_started: Callable[[int], Awaitable[None]],
+) -> Outcome:
+    """Run the process to its end and classify that end; never raises for the process."""
+    try:
+        process = await spawn(spec, log.feed)
+    except StartFailed as exc:
+        return Outcome(EndReason.FAILED, error=str(exc))
+    try:
+        await on_started(process.pid)
+        forced = await _supervise(process, limits, control)
+    except BaseException:
+        # The daemon is going down or the record failed: never leave an orphan group.
+        process.signal_group(signal.SIGKILL)
+        raise
+    returncode = await process.wait()
+    held = await process.drain(DRAIN_GRACE)
+    outcome = classify(
+        returncode,
+        forced=forced,
+        success_exit_codes=limits.success_exit_codes,
+        via_shell=spec.argv[:2] == ["/bin/sh", "-c"],
+    )
+    if held and outcome.error is None:
+        outcome = Outcome(outcome.end_reason, outcome.exit_code, outcome.signal,
+                          "output after the process exited was not captured: a background "
+                          f"process still held its output after {DRAIN_GRACE:g}s")
+    return outcome
+
+
+async def _supervise(
+    process: GroupProcess, limits: Limits, control: RunControl
+) -> EndReason | None:
+    """Wait for exit, a timeout, a stop request or a log overflow; end the group if needed."""
+    exited = asyncio.ensure_future(process.wait())
+    stopped = asyncio.ensure_future(control.stop.wait())
+    overflowed = asyncio.ensure_future(control.overflow.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {exited, stopped, overflowed},
+            timeout=limits.timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        stopped.cancel()
+        overflowed.cancel()
+    if exited in done:
+        return None
+    forced = (
+        EndReason.STOPPED if stopped in done
+        else EndReason.LOG_OVERFLOW if overflowed in done
+        else EndReason.TIMEOUT
+    )
+    await terminate(process, exited, limits)
+    return forced
+
+
+async def terminate(process: GroupProcess, exited: asyncio.Future[int], limits: Limits) -> None:
+    """stop_signal to the whole group, then SIGKILL after kill_grace."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.kill_grace
+    process.signal_group(limits.stop_signal)
+    try:
+        await asyncio.wait_for(asyncio.shield(exited), timeout=limits.kill_grace)
+    except TimeoutError:
+        process.signal_group(signal.SIGKILL)
+        await exited
+        return
+    # Members of the group that outlive the leader get the rest of the grace, then KILL.
+    while process.group_alive() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    process.signal_group(signal.SIGKILL)

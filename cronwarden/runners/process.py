@@ -1,0 +1,151 @@
+"""Spawning a task's process in its own process group, with pipes the runner owns.
+
+The runner creates the stdout/stderr pipes itself instead of asking asyncio for them:
+on Python 3.11 ``Process.wait()`` does not return until every pipe is closed, so a
+grandchild that escaped into the background while holding them would keep a run
+"running" forever.  With our own pipes, the exit of the main process and the draining
+of its output are separate, and the output can be abandoned after a short grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READ_CHUNK = 256 * 1024
+
+
+class StartFailed(Exception):
+    """The process could not be started; the message says why, for the run's ``error``."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    user: str | int | None = None
+    group: str | int | None = None
+    umask: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class GroupProcess:
+    """A started process that leads its own process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]):
+        self._proc = proc
+        self.readers = readers
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def signal_group(self, signum: int) -> None:
+        """Signal every process of the group; a group already gone is not an error."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signum)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self._proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` s for the output to end; True if something still held it."""
+        if not self.readers:
+            return False
+        _, pending = await asyncio.wait(self.readers, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        return bool(pending)
+
+
+async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:
+    """Start the process; raises StartFailed with a readable reason."""
+    _check_start(spec)
+    loop = asyncio.get_running_loop()
+    pipes = [os.pipe(), os.pipe()]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *spec.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=pipes[0][1],
+            stderr=pipes[1][1],
+            cwd=spec.cwd,
+            env=spec.env,
+            start_new_session=True,
+            user=spec.user,
+            group=spec.group,
+            umask=-1 if spec.umask is None else spec.umask,
+        )
+    except BaseException as exc:
+        for read_fd, write_fd in pipes:
+            os.close(read_fd)
+            os.close(write_fd)
+        if isinstance(exc, OSError):
+            raise StartFailed(_start_error(spec, exc)) from exc
+        if isinstance(exc, (KeyError, ValueError)):  # unknown user or group name
+            raise StartFailed(f"cannot switch identity: {exc}") from exc
+        raise
+    readers = []
+    for (read_fd, write_fd), stream in zip(pipes, ("stdout", "stderr"), strict=True):
+        os.close(write_fd)
+        readers.append(loop.create_task(_pump(read_fd, stream, on_output)))
+    return GroupProcess(proc, readers)
+
+
+async def _pump(read_fd: int, stream: str, on_output: Callable[[str, bytes], None]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    try:
+        while chunk := await reader.read(READ_CHUNK):
+            on_output(stream, chunk)
+    finally:
+        transport.close()
+
+
+def _check_start(spec: ProcessSpec) -> None:
+    """Catch the common start failures before forking, with messages operators can act on."""
+    if not spec.cwd.exists():
+        raise StartFailed(f"working_dir {spec.cwd} does not exist")
+    if not spec.cwd.is_dir():
+        raise StartFailed(f"working_dir {spec.cwd} is not a directory")
+    if (spec.user is not None or spec.group is not None) and os.geteuid() != 0:
+        raise StartFailed("user/group is set but the daemon is not running as root, "
+                          "so it cannot switch identity")
+
+
+def _start_error(spec: ProcessSpec, exc: OSError) -> str:
+    program = spec.argv[0]
+    if exc.errno == errno.ENOENT:
+        if exc.filename is not None and str(exc.filename) == str(spec.cwd):
+            return f"working_dir {spec.cwd} does not exist"
+        return f"command not found: {program}"
+    if exc.errno == errno.EACCES:
+        return f"permission denied: {program} is not executable by the run's user"
+    if exc.errno == errno.ENOEXEC:
+        return f"exec format error: {program} is not a program (missing #! line?)"
+    return f"cannot start {program}: {os.strerror(exc.errno or 0) or exc}"
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

@@ -1,0 +1,48 @@
+"""Pure: the next fire times of a task, as ``explain`` and ``GET /api/tasks/{task}`` show them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from cronwarden.scheduler.policies import jitter_offset
+from cronwarden.scheduler.triggers import AnyTrigger
+from cronwarden.timefmt import iso_z
+
+
+@dataclass(frozen=True)
+class Fire:
+    at: datetime  # in the task's zone
+    shifted: timedelta | None  # the UTC offset change since the previous fire, if any
+
+    @property
+    def local_iso(self) -> str:
+        return self.at.isoformat()
+
+    @property
+    def utc_iso(self) -> str:
+        return iso_z(self.at)
+
+
+def upcoming(trigger: AnyTrigger, zone: tzinfo, after: datetime, count: int) -> list[Fire]:
+    """The next ``count`` nominal fires after ``after``, marking where the offset changed."""
+    fires: list[Fire] = []
+    previous_offset = after.astimezone(zone).utcoffset()
+    at = after
+    for _ in range(count):
+        nxt = trigger.next_fire(at)
+        if nxt is None:
+            break
+        local = nxt.astimezone(zone)
+        offset = local.utcoffset()
+        shift = None
+        if offset is not None and previous_offset is not None and offset != previous_offset:
+            shift = offset - previous_offset
+        fires.append(Fire(local, shift))
+        previous_offset, at = offset, nxt
+    return fires
+
+
+def start_delay(task_name: str, jitter: timedelta) -> timedelta:
+    """How long after its nominal time a task starts: its jitter offset."""
+    return jitter_offset(task_name, jitter)

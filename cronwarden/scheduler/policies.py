@@ -1,0 +1,84 @@
+"""Pure policy decisions: retries, overlap, catch-up.  No clock, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+
+def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Collection[str]) -> bool:
+    """``retries`` counts extra attempts, so attempt N may retry while N <= retries."""
+    return attempt <= retries and end_reason in retry_on
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    delay: timedelta,
+    backoff: Literal["constant", "linear", "exponential"],
+    max_delay: timedelta,
+) -> timedelta:
+    """The wait before the attempt that follows ``attempt`` (1-based), capped."""
+    if backoff == "constant":
+        wait = delay
+    elif backoff == "linear":
+        wait = delay * attempt
+    else:
+        wait = delay * (2 ** min(attempt - 1, 62))
+    return min(wait, max_delay)
+
+
+class Admission(StrEnum):
+    """What to do with a new fire or trigger, given the runs already active."""
+
+    START = "start"
+    SKIP = "skip"
+    QUEUE = "queue"
+    REFUSE = "refuse"  # the queue is full
+    TERMINATE = "terminate"  # stop the oldest active run, then start
+
+
+def admit(
+    *,
+    overlap: Literal["allow", "skip", "queue", "terminate"],
+    active: int,
+    queued: int,
+    max_concurrent: int,
+    queue_max: int,
+) -> Admission:
+    if overlap == "allow" or active < max_concurrent:
+        return Admission.START
+    if overlap == "skip":
+        return Admission.SKIP
+    if overlap == "queue":
+        return Admission.QUEUE if queued < queue_max else Admission.REFUSE
+    return Admission.TERMINATE
+
+
+def catch_up_fires(
+    missed: Sequence[datetime],
+    *,
+    mode: Literal["skip", "latest", "all"],
+    max_catch_up: int,
+) -> tuple[list[datetime], list[datetime]]:
+    """Split missed fires into (to run, to drop); dropped fires raise fire.missed."""
+    if mode == "skip" or not missed:
+        return [], list(missed)
+    if mode == "latest":
+        return [missed[-1]], list(missed[:-1])
+    keep = list(missed[-max_catch_up:])
+    return keep, list(missed[: len(missed) - len(keep)])
+
+
+def jitter_offset(task_name: str, bound: timedelta) -> timedelta:
+    """A stable offset in [0, bound) per task: the same task always gets the same delay,
+    and tasks sharing a schedule are spread out instead of all starting at once."""
+    import hashlib
+
+    micros = int(bound.total_seconds() * 1_000_000)
+    if micros <= 0:
+        return timedelta(0)
+    digest = int.from_bytes(hashlib.sha256(task_name.encode()).digest()[:8], "big")
+    return timedelta(microseconds=digest % micros)

@@ -1,0 +1,274 @@
+"""The APScheduler 3 glue: it times fires; cronwarden decides what a fire means.
+
+APScheduler is told nothing about misfires or coalescing (grace None, no coalescing):
+a custom executor receives every due run time and hands it to this service, which
+applies the task's catch-up policy and records each outcome as a run or a logged
+``fire.missed``, so nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from cronwarden.clock import Clock
+from cronwarden.config import TaskConfig
+from cronwarden.errors import ShuttingDown, TaskNotFound
+from cronwarden.model import Trigger
+from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.scheduler.catchup import LATE_GRACE, missed_fires
+from cronwarden.scheduler.policies import catch_up_fires, jitter_offset
+from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
+
+log = structlog.get_logger("cronwarden.scheduler")
+
+
+class _JitteredTrigger(BaseTrigger):  # type: ignore[misc]
+    """Adapts a pure trigger to APScheduler, shifting each fire by the task's jitter."""
+
+    def __init__(self, trigger: AnyTrigger, offset: timedelta) -> None:
+        self.trigger = trigger
+        self.offset = offset
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        # Never hand APScheduler a backlog: fires it slept through are worked out by
+        # SchedulerService._due from the last handled fire, under the catch-up policy.
+        after = now - self.offset if previous is None else max(previous, now) - self.offset
+        nominal = self.trigger.next_fire(after)
+        return None if nominal is None else nominal + self.offset
+
+    def __str__(self) -> str:
+        return self.trigger.expression
+
+
+class _FireExecutor(BaseExecutor):  # type: ignore[misc]
+    """Receives due jobs with their run times; runs nothing itself."""
+
+    def __init__(self, on_due: Any) -> None:
+        super().__init__()
+        self._on_due = on_due
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self._on_due(job.id, run_times)
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        raise NotImplementedError  # submit_job is overridden whole
+
+
+@dataclass
+class _Scheduled:
+    task: TaskConfig
+    trigger: AnyTrigger
+    offset: timedelta
+    anchor: datetime | None  # the newest nominal fire already handled
+
+
+class SchedulerService:
+    def __init__(self, dispatcher: Dispatcher, clock: Clock) -> None:
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self._aps = AsyncIOScheduler(
+            timezone="UTC",
+            executors={"default": _FireExecutor(self._due)},
+            job_defaults={"misfire_grace_time": None, "coalesce": False,
+                          "max_instances": 1_000_000},
+        )
+        self._scheduled: dict[str, _Scheduled] = {}
+        self._paused: set[str] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self.running = False
+
+    async def start(self, tasks: Mapping[str, TaskConfig]) -> None:
+        """Catch up what was missed while down, fire @reboot tasks, start timing."""
+        states = await self.dispatcher.store.task_states()
+        self._paused = {name for name, state in states.items() if state.paused}
+        anchors = await self.dispatcher.store.last_scheduled_for()
+        self._aps.start()
+        self.running = True
+        now = self.clock.now()
+        for task in tasks.values():
+            if task.trigger is None or not task.enabled:
+                continue
+            if isinstance(task.trigger, RebootTrigger):
+                self._spawn(self._fire(task.name, now, Trigger.SCHEDULE))
+                continue
+            entry = self._add(task, anchors.get(task.name))
+            if entry.anchor is not None and task.name not in self._paused:
+                self._catch_up(entry, now)
+
+    def shutdown(self) -> None:
+        if self.running:
+            self._aps.shutdown(wait=False)
+            self.running = False
+
+    async def wait_inflight(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    # -- queries ---------------------------------------------------------------------
+
+    def next_fire_time(self, task_name: str) -> datetime | None:
+        """The next nominal fire (jitter not included), None when paused or unscheduled."""
+        if task_name in self._paused:
+            return None
+        job = self._aps.get_job(task_name)
+        entry = self._scheduled.get(task_name)
+        if job is None or entry is None or job.next_run_time is None:
+            return None
+        return job.next_run_time - entry.offset  # type: ignore[no-any-return]
+
+    def is_paused(self, task_name: str) -> bool:
+        return task_name in self._paused
+
+    # -- pause / resume --------------------------------------------------------------
+
+    async def pause(self, task_name: str) -> None:
+        self.dispatcher.task(task_name)
+        await self.dispatcher.store.save_task_state(task_name, paused=True)
+        self._paused.add(task_name)
+        if self._aps.get_job(task_name) is not None:
+            self._aps.pause_job(task_name)
+        log.info("task.paused", task=task_name)
+
+    async def resume(self, task_name: str) -> None:
+        """Resume without catching up: fires during a pause were asked not to happen."""
+        self.dispatcher.task(task_name)
+        await self.dispatcher.store.save_task_state(task_name, paused=False)
+        self._paused.discard(task_name)
+        entry = self._scheduled.get(task_name)
+        if entry is not None:
+            entry.anchor = self.clock.now()
+            self._reschedule(entry)
+        log.info("task.resumed", task=task_name)
+
+    # -- reload -----------------------------------------------------------------------
+
+    def apply(self, tasks: Mapping[str, TaskConfig]) -> dict[str, list[str]]:
+        """Apply a new set of definitions; unchanged schedules keep their next fire."""
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+        for name in list(self._scheduled):
+            new = tasks.get(name)
+            if new is None or new.trigger is None or not new.enabled:
+                self._remove(name)
+                changes["removed"].append(name)
+        for name, task in tasks.items():
+            if task.trigger is None or not task.enabled or isinstance(task.trigger,
+                                                                      RebootTrigger):
+                continue
+            old = self._scheduled.get(name)
+            if old is None:
+                self._add(task, None)
+                changes["added"].append(name)
+            elif _timing(old.task) != _timing(task):
+                # Never early, never twice: continue after the later of now and the last fire.
+                anchor = max(filter(None, [old.anchor, self.clock.now()]))
+                self._remove(name)
+                self._add(task, anchor)
+                changes["changed"].append(name)
+            else:
+                old.task = task
+        return changes
+
+    # -- internals --------------------------------------------------------------------
+
+    def _add(self, task: TaskConfig, anchor: datetime | None) -> _Scheduled:
+        assert task.trigger is not None
+        entry = _Scheduled(task, task.trigger, jitter_offset(task.name, task.jitter), anchor)
+        self._scheduled[task.name] = entry
+        self._reschedule(entry)
+        return entry
+
+    def _reschedule(self, entry: _Scheduled) -> None:
+        """(Re)create the job with its next fire after the later of now and the anchor."""
+        after = max(filter(None, [entry.anchor, self.clock.now()]))
+        nominal = entry.trigger.next_fire(after)
+        if self._aps.get_job(entry.task.name) is not None:
+            self._aps.remove_job(entry.task.name)
+        if nominal is None:
+            return
+        self._aps.add_job(
+            _noop,
+            trigger=_JitteredTrigger(entry.trigger, entry.offset),
+            id=entry.task.name,
+            name=entry.task.name,
+            next_run_time=nominal + entry.offset,
+        )
+        if entry.task.name in self._paused:
+            self._aps.pause_job(entry.task.name)
+
+    def _remove(self, name: str) -> None:
+        self._scheduled.pop(name, None)
+        try:
+            self._aps.remove_job(name)
+        except JobLookupError:
+            pass
+
+    def _due(self, task_name: str, run_times: list[datetime]) -> None:
+        """Called by APScheduler in the loop thread when a task's fire time came."""
+        entry = self._scheduled.get(task_name)
+        if entry is None or task_name in self._paused:
+            return
+        now = self.clock.now()
+        nominal = run_times[-1] - entry.offset
+        if entry.anchor is not None and nominal <= entry.anchor:
+            return  # already handled (by a catch-up, or before a reload)
+        if now - run_times[-1] <= LATE_GRACE and len(run_times) == 1:
+            entry.anchor = nominal
+            self._spawn(self._fire(task_name, nominal, Trigger.SCHEDULE))
+            return
+        log.warning("scheduler.woke_late", task=task_name, due=run_times[-1].isoformat(),
+                    late_s=round((now - run_times[-1]).total_seconds(), 3))
+        if entry.anchor is None:
+            entry.anchor = nominal - timedelta(microseconds=1)
+        self._catch_up(entry, now)
+
+    def _catch_up(self, entry: _Scheduled, now: datetime) -> None:
+        """Apply catch_up to fires in (anchor, now]; dropped fires raise fire.missed."""
+        task = entry.task
+        assert entry.anchor is not None
+        horizon = now - entry.offset
+        window = missed_fires(entry.trigger, entry.anchor, horizon, keep=task.max_catch_up)
+        if not window.fires:
+            return
+        run, dropped = catch_up_fires(window.fires, mode=task.catch_up,
+                                      max_catch_up=task.max_catch_up)
+        entry.anchor = window.fires[-1]
+        dropped_count = len(dropped) + window.older
+        if dropped_count:
+            log.warning("fire.missed", task=task.name, missed=dropped_count,
+                        exact=window.older_is_exact, catch_up=task.catch_up,
+                        last_missed=(dropped[-1] if dropped else window.fires[0]).isoformat())
+            self._spawn(self.dispatcher.store.save_task_state(
+                task.name, last_scheduled_for=window.fires[-1]))
+        for fire in run:
+            self._spawn(self._fire(task.name, fire, Trigger.CATCH_UP))
+
+    async def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
+        try:
+            await self.dispatcher.fire(task_name, scheduled_for, trigger)
+        except (ShuttingDown, TaskNotFound):
+            pass
+        except Exception:
+            log.exception("fire.failed", task=task_name, scheduled_for=scheduled_for.isoformat())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+
+def _timing(task: TaskConfig) -> tuple[Any, ...]:
+    return (task.schedule, task.timezone, task.jitter)
+
+
+def _noop() -> None:  # APScheduler wants a callable; _FireExecutor never calls it
+    pass
