@@ -430,8 +430,13 @@ def parse_config(text: str, file: Path) -> Config:
                 checker.problem(("tasks", name, "notify"), f"unknown target {target!r}; "
                                 f"define [notify.{target}] (defined: {defined})")
     if checker.problems or daemon is None:
-        raise ConfigError(str(file), checker.problems)
+        raise ConfigError(str(file), sorted(checker.problems, key=_line_number))
     return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify)
+
+
+def _line_number(problem: str) -> int:
+    match = re.search(r":(\d+): ", problem)
+    return int(match.group(1)) if match else 0
 
 
 class _Checker:

@@ -82,14 +82,20 @@ class LogWriter:
         buffered = self._partial.get(stream, b"") + data
         lines = buffered.split(b"\n")
         rest = lines.pop()
-        while len(rest) > MAX_LINE_BYTES:  # an overlong line is cut into pieces
-            lines.append(rest[:MAX_LINE_BYTES])
+        pieces: list[tuple[bytes, int]] = []  # (text, raw size counted against the cap)
+        for raw in lines:
+            while len(raw) > MAX_LINE_BYTES:  # an overlong line is cut into pieces
+                pieces.append((raw[:MAX_LINE_BYTES], MAX_LINE_BYTES))
+                raw = raw[MAX_LINE_BYTES:]
+            pieces.append((raw, len(raw) + 1))
+        while len(rest) > MAX_LINE_BYTES:
+            pieces.append((rest[:MAX_LINE_BYTES], MAX_LINE_BYTES))
             rest = rest[MAX_LINE_BYTES:]
         self._partial[stream] = rest
-        if lines:
-            ts = iso_z(self._now())
-            for raw in lines:
-                self._line(stream, raw, len(raw) + 1, ts)
+        if pieces:
+            ts = iso_z(self._now())  # one arrival time per chunk: lines came together
+            for raw, size in pieces:
+                self._line(stream, raw, size, ts)
 
     def finish(self) -> LogSummary:
         """Flush partial lines, trim and mark what was dropped, close the file."""

@@ -21,13 +21,9 @@ def retry_delay(
     max_delay: timedelta,
 ) -> timedelta:
     """The wait before the attempt that follows ``attempt`` (1-based), capped."""
-    if backoff == "constant":
-        wait = delay
-    elif backoff == "linear":
-        wait = delay * attempt
-    else:
-        wait = delay * (2 ** min(attempt - 1, 62))
-    return min(wait, max_delay)
+    factor = {"constant": 1.0, "linear": float(attempt)}.get(backoff, 2.0 ** min(attempt - 1, 64))
+    seconds = min(delay.total_seconds() * factor, max_delay.total_seconds())
+    return timedelta(seconds=seconds)
 
 
 class Admission(StrEnum):

@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make run    set up a virtualenv and run the daemon on config.example.toml (SQLite)
+#   make test   set up a virtualenv and run lint, type checks and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config.example.toml
+BIN = $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# A real (non-editable) install, so tests exercise what a wheel ships (migrations included).
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
+
+run: install
+	$(BIN)/cronwarden serve -c $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check cronwarden tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+pytest: install
+	scripts/ensure-postgres
+	$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

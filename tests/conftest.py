@@ -1,0 +1,190 @@
+"""Shared fixtures: a real daemon in a subprocess, a real SQLite file, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("CRONWARDEN_TEST_PG", "postgresql://127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0]
+
+
+class Daemon:
+    """``cronwarden serve`` as an operator runs it, driven over its HTTP API."""
+
+    def __init__(self, workdir: Path, tasks: str, daemon_extra: str = "") -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.data_dir = workdir / "data"
+        self.config = workdir / "cronwarden.toml"
+        self.config.write_text(
+            f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'
+            f'shutdown_timeout = "5s"\n{daemon_extra}\n' + textwrap.dedent(tasks)
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lives = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> Daemon:
+        self.lives += 1
+        log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.get("/health").status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not healthy after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return (self.workdir / f"daemon-{self.lives}.log").read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None, raw: bytes | None = None) -> Response:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=headers or {})
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, hdrs, payload = resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            status, hdrs, payload = err.code, dict(err.headers), err.read()
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = payload.decode(errors="replace")
+        return Response(status, hdrs, parsed)
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("POST", path, body, **kw)
+
+    def trigger(self, task: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = self.post(f"/api/tasks/{task}/runs", {"params": params} if params else None)
+        assert resp.status == 201, resp
+        return dict(resp.body)
+
+    def wait_run(self, run_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
+                 timeout: float = 30) -> dict[str, Any]:
+        """Poll a run until ``until`` holds (default: it ended)."""
+        until = until or (lambda r: r["status"] == "ended")
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(f"/api/runs/{run_id}").body
+            if until(run):
+                return dict(run)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run did not reach the state in {timeout}s: {run}")
+            time.sleep(0.05)
+
+    def runs(self, **query: Any) -> list[dict[str, Any]]:
+        qs = "&".join(f"{k}={v}" for k, v in {"limit": 1000, **query}.items())
+        return list(self.get(f"/api/runs?{qs}").body["runs"])
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    daemons: list[Daemon] = []
+
+    def factory(tasks: str, daemon_extra: str = "", start: bool = True) -> Daemon:
+        workdir = tmp_path / f"d{len(daemons)}"
+        workdir.mkdir()
+        daemon = Daemon(workdir, tasks, daemon_extra)
+        daemons.append(daemon)
+        return daemon.start() if start else daemon
+
+    yield factory
+    for daemon in daemons:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pytest.fail("asyncpg is not installed")
+    import asyncio
+
+    import asyncpg
+
+    name = f"cronwarden_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL at {PG_URL} is not usable: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    base = PG_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

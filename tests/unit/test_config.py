@@ -1,0 +1,213 @@
+"""Config validation: every class of error, reported all at once, with file:line and key."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cronwarden.config import load_config, parse_config
+from cronwarden.errors import ConfigError
+
+
+def problems(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.problems
+
+
+def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
+    config = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml")
+    daemon, task = config.daemon, config.tasks["a"]
+    assert str(daemon.listen) == "127.0.0.1:9477"
+    assert daemon.shutdown_timeout == timedelta(seconds=30)
+    assert daemon.keep_runs == 10000 and daemon.keep_for == timedelta(days=90)
+    assert daemon.max_body == 1024 * 1024 and daemon.node_lease == timedelta(seconds=10)
+    assert task.timeout == timedelta(0) and task.kill_grace == timedelta(seconds=5)
+    assert task.stop_signal == signal.SIGTERM and task.success_exit_codes == [0]
+    assert (task.retries, task.retry_delay, task.retry_backoff) == (0, timedelta(seconds=10),
+                                                                    "exponential")
+    assert task.retry_max_delay == timedelta(minutes=5)
+    assert task.retry_on == ["failed", "timeout", "crashed"]
+    assert (task.overlap, task.max_concurrent, task.queue_max) == ("allow", 1, 100)
+    assert (task.catch_up, task.max_catch_up) == ("latest", 100)
+    assert task.max_log_size == 10 * 1024 * 1024 and task.log_on_full == "drop_old"
+    assert task.api_trigger and task.enabled and task.params == [] and task.notify == []
+    assert task.argv == ["/bin/sh", "-c", "true"]
+
+
+def test_defaults_apply_and_tasks_override(tmp_path: Path) -> None:
+    config = parse_config(
+        '[defaults]\ntimeout = "5m"\nretries = 2\n'
+        '[tasks.a]\ncommand = "true"\n[tasks.b]\ncommand = "true"\nretries = 0\n',
+        tmp_path / "c.toml",
+    )
+    assert config.tasks["a"].timeout == timedelta(minutes=5)
+    assert config.tasks["a"].retries == 2 and config.tasks["b"].retries == 0
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    sub = tmp_path / "etc"
+    sub.mkdir()
+    (sub / "c.toml").write_text(
+        '[daemon]\ndata_dir = "state"\n[tasks.a]\ncommand = "true"\nworking_dir = "work"\n'
+        'env_file = "a.env"\n'
+    )
+    config = load_config(sub / "c.toml")
+    assert config.daemon.data_dir == sub / "state"
+    assert config.tasks["a"].working_dir == sub / "work"
+    assert config.tasks["a"].env_file == sub / "a.env"
+
+
+def test_durations_sizes_and_signals_parse(tmp_path: Path) -> None:
+    config = parse_config(
+        '[tasks.a]\ncommand = ["/bin/true"]\ntimeout = "1h30m"\nmax_log_size = "512KiB"\n'
+        'stop_signal = "INT"\numask = "027"\n',
+        tmp_path / "c.toml",
+    )
+    task = config.tasks["a"]
+    assert task.timeout == timedelta(hours=1, minutes=30)
+    assert task.max_log_size == 512 * 1024
+    assert task.stop_signal == signal.SIGINT and task.umask == 0o27
+    assert task.argv == ["/bin/true"]
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    found = problems(
+        """\
+[daemon]
+listen = "nowhere"
+typo_key = 1
+
+[defaults]
+timeout = "5 minutes"
+
+[tasks.a]
+command = "true"
+schedule = "* * * *"
+timezone = "Nowhere/Special"
+overlap = "sometimes"
+max_log_size = "10 parsecs"
+stop_signal = "SIGNOPE"
+params = ["1bad"]
+notify = ["pager"]
+
+[tasks."has space"]
+command = "true"
+
+[tasks.c]
+schedule = "@daily"
+
+[mystery]
+x = 1
+""",
+        tmp_path,
+    )
+    text = "\n".join(found)
+    expected = [
+        ":2: daemon.listen: expected \"HOST:PORT\"",
+        ":3: daemon.typo_key: unknown key; allowed keys here:",
+        ":6: defaults.timeout: expected a duration",
+        ":10: tasks.a.schedule: ",
+        ":11: tasks.a.timezone: unknown time zone 'Nowhere/Special'",
+        ":12: tasks.a.overlap: Input should be 'allow', 'skip', 'queue' or 'terminate'",
+        ":13: tasks.a.max_log_size: expected a number of bytes",
+        ":14: tasks.a.stop_signal: expected a signal name",
+        ":15: tasks.a.params.0: '1bad' is not a valid variable name",
+        ":16: tasks.a.notify: unknown target 'pager'",
+        ":18: tasks.has space: invalid task name",
+        ":21: tasks.c.command: required key is missing",
+        ":24: mystery: unknown section",
+    ]
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} missing from:\n{text}"
+    assert len(found) == len(expected)
+    assert all(line.startswith(str(tmp_path / "c.toml")) for line in found)
+
+
+def test_error_shows_the_offending_value(tmp_path: Path) -> None:
+    (line,) = problems('[tasks.a]\ncommand = "x"\nretries = -1\n', tmp_path)
+    assert "tasks.a.retries" in line and "(got -1)" in line
+
+
+@pytest.mark.parametrize(
+    ("schedule", "fragment"),
+    [
+        ("61 * * * *", "out of range"),
+        ("* * *", "has 3 fields"),
+        ("0 0 31 2 *", "never matches"),
+        ("@fortnightly", "unknown schedule"),
+        ("@every 5 minutes", "@every needs a duration"),
+        ("@every 0s", "at least 1s"),
+        ("1 2 3 4 5 6 7", "has 7 fields"),
+    ],
+)
+def test_bad_schedules(tmp_path: Path, schedule: str, fragment: str) -> None:
+    (line,) = problems(f'[tasks.a]\ncommand = "x"\nschedule = "{schedule}"\n', tmp_path)
+    assert "tasks.a.schedule" in line and fragment in line
+
+
+@pytest.mark.parametrize(
+    ("listen", "ok"),
+    [
+        ("127.0.0.1:9477", True),
+        ("[::1]:9477", True),
+        ("localhost:8080", True),
+        ("unix:/run/cronwarden/api.sock", True),
+        ("0.0.0.0:9477", False),
+        ("10.0.0.5:9477", False),
+        ("unix:relative.sock", False),
+        ("127.0.0.1:0", False),
+        ("127.0.0.1", False),
+    ],
+)
+def test_listen_addresses(tmp_path: Path, listen: str, ok: bool) -> None:
+    text = f'[daemon]\nlisten = "{listen}"\n'
+    if ok:
+        assert str(parse_config(text, tmp_path / "c.toml").daemon.listen) == listen
+    else:
+        (line,) = problems(text, tmp_path)
+        assert "daemon.listen" in line or "daemon:" in line
+
+
+def test_non_loopback_listen_is_allowed_with_tokens(tmp_path: Path) -> None:
+    config = parse_config(
+        '[daemon]\nlisten = "0.0.0.0:9477"\n[[daemon.tokens]]\nname = "ci"\n'
+        f'sha256 = "{"ab" * 32}"\nscopes = ["read"]\n',
+        tmp_path / "c.toml",
+    )
+    assert config.daemon.tokens[0].scopes == ["read"]
+
+
+def test_token_errors_point_into_the_array(tmp_path: Path) -> None:
+    (line,) = problems(
+        '[[daemon.tokens]]\nname = "ci"\nsha256 = "nothex"\nscopes = ["read"]\n', tmp_path)
+    assert ":3: daemon.tokens.0.sha256:" in line and "SHA-256" in line
+
+
+def test_notify_targets_validate(tmp_path: Path) -> None:
+    found = problems(
+        '[notify.hook]\ntype = "webhook"\n[notify.cmd]\ntype = "command"\nurl = "http://x"\n'
+        '[notify.bad]\ntype = "pigeon"\n',
+        tmp_path,
+    )
+    text = "\n".join(found)
+    assert "notify.hook" in text and "needs url" in text
+    assert "notify.cmd" in text and "needs command" in text
+    assert "notify.bad.type" in text and len(found) == 3
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    (line,) = problems("[tasks.a\ncommand = 1\n", tmp_path)
+    assert "not valid TOML" in line and "line 1" in line
+
+
+def test_task_hash_changes_with_the_definition(tmp_path: Path) -> None:
+    one = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
+    same = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
+    other = parse_config('[tasks.a]\ncommand = "false"\n', tmp_path / "c.toml").tasks["a"]
+    assert one.definition_hash() == same.definition_hash() != other.definition_hash()
