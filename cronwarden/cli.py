@@ -20,8 +20,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The TOML config file.")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The TOML config file.",
+)
 def serve(config_path: str) -> None:
     """Run the daemon (SIGTERM stops it gracefully, SIGHUP reloads the config)."""
     from cronwarden.daemon import serve as run_daemon
@@ -40,8 +46,14 @@ def serve(config_path: str) -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The TOML config file.")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The TOML config file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 def validate(config_path: str, as_json: bool) -> None:
     """Check a config file; exit 2 listing every error."""
@@ -51,13 +63,17 @@ def validate(config_path: str, as_json: bool) -> None:
         config = load_config(config_path)
     except ConfigError as exc:
         if as_json:
-            click.echo(json.dumps({"valid": False, "path": exc.path, "errors": exc.problems},
-                                  indent=2))
+            click.echo(
+                json.dumps({"valid": False, "path": exc.path, "errors": exc.problems}, indent=2)
+            )
         else:
             click.echo(str(exc), err=True)
         sys.exit(EXIT_INVALID)
     if as_json:
-        click.echo(json.dumps({"valid": True, "path": str(config.path),
-                               "tasks": sorted(config.tasks)}, indent=2))
+        click.echo(
+            json.dumps(
+                {"valid": True, "path": str(config.path), "tasks": sorted(config.tasks)}, indent=2
+            )
+        )
     else:
         click.echo(f"{config.path}: OK ({len(config.tasks)} tasks)")

@@ -43,8 +43,27 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_PORT = 9477
-EVENT_NAMES = ("run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck",
-               "task.overdue", "run.success", "run.started", "run.ended")
+EventName = Literal[
+    "run.failed",
+    "run.timeout",
+    "run.crashed",
+    "fire.missed",
+    "run.stuck",
+    "task.overdue",
+    "run.success",
+    "run.started",
+    "run.ended",
+]
+EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
+DEFAULT_EVENTS: tuple[EventName, ...] = (
+    "run.failed",
+    "run.timeout",
+    "run.crashed",
+    "fire.missed",
+    "run.stuck",
+    "task.overdue",
+)
+DEFAULT_RETRY_ON: tuple[EndReasonName, ...] = ("failed", "timeout", "crashed")
 
 Duration = Annotated[
     timedelta,
@@ -62,8 +81,10 @@ def _no_negative_duration(value: timedelta) -> timedelta:
 
 def _env_name(value: str) -> str:
     if not ENV_NAME_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid variable name (letters, digits, _; "
-                         "not starting with a digit)")
+        raise ValueError(
+            f"{value!r} is not a valid variable name (letters, digits, _; "
+            "not starting with a digit)"
+        )
     return value
 
 
@@ -77,7 +98,7 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 def _signal_number(value: object) -> int:
     if isinstance(value, bool):
-        raise ValueError("expected a signal name such as \"SIGTERM\" or \"INT\", or a number")
+        raise ValueError('expected a signal name such as "SIGTERM" or "INT", or a number')
     try:
         if isinstance(value, int):
             return int(signal.Signals(value))
@@ -88,7 +109,7 @@ def _signal_number(value: object) -> int:
             return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
     except (KeyError, ValueError):
         pass
-    raise ValueError("expected a signal name such as \"SIGTERM\" or \"INT\", or a number")
+    raise ValueError('expected a signal name such as "SIGTERM" or "INT", or a number')
 
 
 def _umask(value: object) -> int:
@@ -104,7 +125,6 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
 Umask = Annotated[int, BeforeValidator(_umask)]
-EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
 
 
 class _Frozen(BaseModel):
@@ -124,14 +144,18 @@ class Listen(_Frozen):
         if text.startswith("unix:"):
             path = text.removeprefix("unix:")
             if not path.startswith("/"):
-                raise ValueError("a unix socket needs an absolute path, e.g. "
-                                 '"unix:/run/cronwarden/api.sock"')
+                raise ValueError(
+                    'a unix socket needs an absolute path, e.g. "unix:/run/cronwarden/api.sock"'
+                )
             return cls(unix_path=Path(path))
-        match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d+)",
-                             text)
+        match = re.fullmatch(
+            r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d+)", text
+        )
         if match is None:
-            raise ValueError('expected "HOST:PORT" (e.g. "127.0.0.1:9477", "[::1]:9477") or '
-                             '"unix:/absolute/path.sock"')
+            raise ValueError(
+                'expected "HOST:PORT" (e.g. "127.0.0.1:9477", "[::1]:9477") or '
+                '"unix:/absolute/path.sock"'
+            )
         port = int(match["port"])
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port} is out of range 1..65535")
@@ -178,8 +202,10 @@ class TokenConfig(_Frozen):
     @classmethod
     def _hex_digest(cls, value: str) -> str:
         if not SHA256_RE.match(value):
-            raise ValueError("expected the 64-character hex SHA-256 digest of the token "
-                             "(e.g. from `printf %s TOKEN | sha256sum`)")
+            raise ValueError(
+                "expected the 64-character hex SHA-256 digest of the token "
+                "(e.g. from `printf %s TOKEN | sha256sum`)"
+            )
         return value.lower()
 
 
@@ -209,8 +235,9 @@ class DaemonConfig(_Frozen):
         if value is None:
             return value
         if not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value):
-            raise ValueError('expected "sqlite+aiosqlite:///PATH" or '
-                             '"postgresql+asyncpg://USER@HOST:PORT/DB"')
+            raise ValueError(
+                'expected "sqlite+aiosqlite:///PATH" or "postgresql+asyncpg://USER@HOST:PORT/DB"'
+            )
         return value
 
     @model_validator(mode="after")
@@ -260,9 +287,7 @@ class TaskSettings(_Frozen):
     retry_delay: NonNegDuration = timedelta(seconds=10)
     retry_backoff: Literal["constant", "linear", "exponential"] = "exponential"
     retry_max_delay: NonNegDuration = timedelta(minutes=5)
-    retry_on: list[EndReasonName] = Field(
-        default_factory=lambda: ["failed", "timeout", "crashed"]
-    )
+    retry_on: list[EndReasonName] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
     overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
     max_concurrent: int = Field(default=1, ge=1)
     queue_max: int = Field(default=100, ge=0)
@@ -286,7 +311,7 @@ class TaskSettings(_Frozen):
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
         if isinstance(value, list) and (not value or not value[0]):
-            raise ValueError("an argv list needs at least the program, e.g. [\"/bin/echo\", \"hi\"]")
+            raise ValueError('an argv list needs at least the program, e.g. ["/bin/echo", "hi"]')
         return value
 
     @field_validator("schedule")
@@ -306,8 +331,10 @@ class TaskSettings(_Frozen):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as "
-                                 '"UTC", "Europe/London" or "America/New_York"') from None
+                raise ValueError(
+                    f"unknown time zone {value!r}; expected an IANA name such as "
+                    '"UTC", "Europe/London" or "America/New_York"'
+                ) from None
         return value
 
 
@@ -316,7 +343,6 @@ class TaskConfig(TaskSettings):
 
     name: str
     command: str | list[str]
-
 
     @cached_property
     def zone(self) -> tzinfo:
@@ -350,11 +376,7 @@ class NotifyConfig(_Frozen):
     command: str | list[str] | None = None
     timeout: NonNegDuration = timedelta(seconds=5)
     retries: int = Field(default=3, ge=0, le=100)
-    events: list[Literal[
-        "run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck", "task.overdue",
-        "run.success", "run.started", "run.ended",
-    ]] = Field(default_factory=lambda: ["run.failed", "run.timeout", "run.crashed",
-                                        "fire.missed", "run.stuck", "task.overdue"])
+    events: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
 
     @model_validator(mode="after")
     def _target_matches_type(self) -> NotifyConfig:
@@ -416,8 +438,10 @@ def parse_config(text: str, file: Path) -> Config:
     tasks: dict[str, TaskConfig] = {}
     for name, body in checker.tables(data, "tasks").items():
         if not TASK_NAME_RE.match(name):
-            checker.problem(("tasks", name), "invalid task name; names are 1-100 characters "
-                            "of A-Z a-z 0-9 . _ -")
+            checker.problem(
+                ("tasks", name),
+                "invalid task name; names are 1-100 characters of A-Z a-z 0-9 . _ -",
+            )
             continue
         merged = {**defaults, **body, "name": name}
         task = checker.validate(TaskConfig, merged, ("tasks", name))
@@ -427,8 +451,10 @@ def parse_config(text: str, file: Path) -> Config:
         for target in targets if isinstance(targets, list) else []:
             if isinstance(target, str) and target not in notify:
                 defined = ", ".join(sorted(notify)) or "none are defined"
-                checker.problem(("tasks", name, "notify"), f"unknown target {target!r}; "
-                                f"define [notify.{target}] (defined: {defined})")
+                checker.problem(
+                    ("tasks", name, "notify"),
+                    f"unknown target {target!r}; define [notify.{target}] (defined: {defined})",
+                )
     if checker.problems or daemon is None:
         raise ConfigError(str(file), sorted(checker.problems, key=_line_number))
     return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify)
@@ -462,13 +488,12 @@ class _Checker:
             if isinstance(body, dict):
                 tables[name] = body
             else:
-                self.problem((section, name), f"expected a table [{section}.{name}] "
-                             f"(got {_short(body)})")
+                self.problem(
+                    (section, name), f"expected a table [{section}.{name}] (got {_short(body)})"
+                )
         return tables
 
-    def validate(
-        self, model: type[_M], data: object, loc: tuple[str, ...]
-    ) -> _M | None:
+    def validate(self, model: type[_M], data: object, loc: tuple[str, ...]) -> _M | None:
         if not isinstance(data, dict):
             self.problem(loc, f"expected a table (got {_short(data)})")
             return None
@@ -496,9 +521,7 @@ def _valid_defaults(defaults: object, checker: _Checker) -> dict[str, Any]:
     return dict(defaults)
 
 
-def _describe(
-    file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = ()
-) -> str:
+def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = ()) -> str:
     """One error line: ``file:line: key.path: what is wrong (value ...); what is allowed``."""
     loc = prefix + tuple(str(p) for p in err["loc"])
     key = ".".join(loc) or "(top level)"
@@ -568,7 +591,10 @@ class KeyLines:
 
     @staticmethod
     def _split(dotted: str) -> tuple[str, ...]:
-        return tuple(part.strip().strip("\"'") for part in re.split(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", dotted))
+        return tuple(
+            part.strip().strip("\"'")
+            for part in re.split(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", dotted)
+        )
 
     def find(self, loc: tuple[str, ...]) -> int:
         for end in range(len(loc), 0, -1):

@@ -9,8 +9,9 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO
 
 import structlog
 from aiohttp import web
@@ -32,7 +33,7 @@ log = structlog.get_logger("cronwarden.daemon")
 
 
 @contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> object:
+def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
     """One daemon per data_dir: a second one is refused instead of corrupting state."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "cronwarden.lock"
@@ -43,8 +44,9 @@ def data_dir_lock(data_dir: Path) -> object:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise DataDirLocked(f"another cronwarden daemon (pid {holder}) already uses "
-                            f"data_dir {data_dir}") from None
+        raise DataDirLocked(
+            f"another cronwarden daemon (pid {holder}) already uses data_dir {data_dir}"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -75,15 +77,19 @@ class Daemon:
         node = daemon.node_name
         with data_dir_lock(daemon.data_dir):
             async with self._services(node) as services:
-                runner = web.AppRunner(create_app(services), access_log=None,
-                                       handle_signals=False)
+                runner = web.AppRunner(create_app(services), access_log=None, handle_signals=False)
                 await runner.setup()
                 await self._listen(runner)
                 self._install_signals(services)
                 sd_notify("READY=1")
-                log.info("daemon.ready", version=__version__, listen=str(daemon.listen),
-                         tasks=len(self.config.tasks), data_dir=str(daemon.data_dir),
-                         database=_redact(daemon.database_url))
+                log.info(
+                    "daemon.ready",
+                    version=__version__,
+                    listen=str(daemon.listen),
+                    tasks=len(self.config.tasks),
+                    data_dir=str(daemon.data_dir),
+                    database=_redact(daemon.database_url),
+                )
                 watchdog = asyncio.create_task(self._watchdog())
                 await self._stop.wait()
                 sd_notify("STOPPING=1")
@@ -100,14 +106,20 @@ class Daemon:
         daemon = self.config.daemon
         store = await Store.open(open_engine(daemon.database_url))
         try:
-            dispatcher = Dispatcher(store, self.config.tasks, node=node,
-                                    data_dir=daemon.data_dir, clock=self.clock)
+            dispatcher = Dispatcher(
+                store, self.config.tasks, node=node, data_dir=daemon.data_dir, clock=self.clock
+            )
             await recover(dispatcher)
             scheduler = SchedulerService(dispatcher, self.clock)
             await scheduler.start(self.config.tasks)
-            services = Services(config=self.config, store=store, dispatcher=dispatcher,
-                                scheduler=scheduler, started_at=self.clock.now(),
-                                reload=lambda: self.reload(services))
+            services = Services(
+                config=self.config,
+                store=store,
+                dispatcher=dispatcher,
+                scheduler=scheduler,
+                started_at=self.clock.now(),
+                reload=lambda: self.reload(services),
+            )
             yield services
         finally:
             await store.close()
@@ -133,8 +145,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_quietly(
-            services)))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.create_task(self._reload_quietly(services))
+        )
 
     async def reload(self, services: Services) -> dict[str, list[str]]:
         """Validate first; a bad file keeps the old config and raises ConfigError."""
@@ -143,13 +156,15 @@ class Daemon:
             try:
                 new = load_config(self.config.path)
             except ConfigError as exc:
-                log.error("config.reload_failed", path=str(self.config.path),
-                          errors=exc.problems)
+                log.error("config.reload_failed", path=str(self.config.path), errors=exc.problems)
                 raise
             finally:
                 sd_notify("READY=1")
-            restart_needed = [k for k in ("listen", "data_dir", "database", "node")
-                              if getattr(new.daemon, k) != getattr(self.config.daemon, k)]
+            restart_needed = [
+                k
+                for k in ("listen", "data_dir", "database", "node")
+                if getattr(new.daemon, k) != getattr(self.config.daemon, k)
+            ]
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
             services.dispatcher.update_tasks(new.tasks)

@@ -89,8 +89,9 @@ class Run(SQLModel, table=True):
     duration_ms: int | None = Field(default=None, sa_type=sa.BigInteger)
     attempt: int = 1
     retry_of: str | None = Field(default=None, max_length=36)
-    params: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON,
-                                                                             nullable=False))
+    params: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     idempotency_key: str | None = Field(default=None, max_length=255)
     pid: int | None = None
     node: str = Field(max_length=200)

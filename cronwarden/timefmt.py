@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 
 def iso_z(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
 
 
 def iso_z_or_none(value: datetime | None) -> str | None:

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,9 @@ class Daemon:
         log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,11 +96,18 @@ class Daemon:
         self.proc.kill()
         self.proc.wait(10)
 
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None, raw: bytes | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Response:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers=headers or {})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=headers or {}
+        )
         if body is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -122,8 +132,12 @@ class Daemon:
         assert resp.status == 201, resp
         return dict(resp.body)
 
-    def wait_run(self, run_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
-                 timeout: float = 30) -> dict[str, Any]:
+    def wait_run(
+        self,
+        run_id: str,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
         """Poll a run until ``until`` holds (default: it ended)."""
         until = until or (lambda r: r["status"] == "ended")
         deadline = time.monotonic() + timeout
@@ -162,7 +176,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
     try:
-        import asyncpg  # noqa: F401
+        import asyncpg
     except ImportError:  # pragma: no cover
         pytest.fail("asyncpg is not installed")
     import asyncio
@@ -178,8 +192,13 @@ def pg_database() -> Iterator[str]:
         finally:
             await conn.close()
 
+    def run_admin(sql: str) -> None:
+        # Its own thread and loop: this fixture may be requested from inside a running loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, admin(sql)).result()
+
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        run_admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL at {PG_URL} is not usable: {exc}"
         if IN_CI:
@@ -187,4 +206,4 @@ def pg_database() -> Iterator[str]:
         pytest.skip(message)
     base = PG_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -59,21 +59,26 @@ def _run_id(request: web.Request) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise InvalidRunId(f"{raw!r} is not a run id; run ids are UUIDs such as "
-                           "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a") from None
+        raise InvalidRunId(
+            f"{raw!r} is not a run id; run ids are UUIDs such as "
+            "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+        ) from None
 
 
 async def health(request: web.Request) -> web.Response:
     services = _services(request)
+    database: Literal["ok", "unreachable"] = "ok"
     try:
         await services.store.ping()
-        database = "ok"
     except Exception:
         database = "unreachable"
-    scheduler = "running" if services.scheduler.running else "stopped"
-    ok = database == "ok" and scheduler == "running"
-    body = Health(status="ok" if ok else "unavailable", database=database,  # type: ignore[arg-type]
-                  scheduler=scheduler)  # type: ignore[arg-type]
+    running = services.scheduler.running
+    ok = database == "ok" and running
+    body = Health(
+        status="ok" if ok else "unavailable",
+        database=database,
+        scheduler="running" if running else "stopped",
+    )
     return _json(body, 200 if ok else 503)
 
 
@@ -95,8 +100,10 @@ def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut
 async def list_tasks(request: web.Request) -> web.Response:
     services = _services(request)
     last = await services.store.last_runs()
-    tasks = [_task_out(services, t, last.get(t.name))
-             for t in sorted(services.dispatcher.tasks.values(), key=lambda t: t.name)]
+    tasks = [
+        _task_out(services, t, last.get(t.name))
+        for t in sorted(services.dispatcher.tasks.values(), key=lambda t: t.name)
+    ]
     return _json(TaskList(tasks=tasks))
 
 
@@ -126,8 +133,9 @@ async def trigger_run(request: web.Request) -> web.Response:
     body = await _read_body(request, TriggerBody)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
-        raise BadRequest(400, "invalid-idempotency-key",
-                         "Idempotency-Key must be 1 to 255 characters")
+        raise BadRequest(
+            400, "invalid-idempotency-key", "Idempotency-Key must be 1 to 255 characters"
+        )
     if key is not None:
         earlier = await services.store.find_idempotent(task_name, key)
         if earlier is not None:
@@ -143,8 +151,11 @@ async def _read_body(request: web.Request, model: type[_M]) -> _M:
     if not raw.strip():
         return model()
     if request.content_type not in ("application/json", ""):
-        raise BadRequest(415, "unsupported-media-type",
-                         f"the body must be application/json, not {request.content_type}")
+        raise BadRequest(
+            415,
+            "unsupported-media-type",
+            f"the body must be application/json, not {request.content_type}",
+        )
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -182,10 +193,17 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
         ascending=query.sort_direction == "asc",
         with_total=query.total,
     )
-    body = RunList(runs=[RunOut.of(r) for r in page.runs], next_cursor=page.next_cursor,
-                   has_next=page.has_next, total=page.total)
-    return _json(body) if query.total else web.json_response(
-        text=body.model_dump_json(exclude={"total"}))
+    body = RunList(
+        runs=[RunOut.of(r) for r in page.runs],
+        next_cursor=page.next_cursor,
+        has_next=page.has_next,
+        total=page.total,
+    )
+    return (
+        _json(body)
+        if query.total
+        else web.json_response(text=body.model_dump_json(exclude={"total"}))
+    )
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -202,13 +220,21 @@ async def run_log(request: web.Request) -> web.Response:
     services = _services(request)
     run = await services.store.get_run(_run_id(request))
     query = LogQuery.model_validate(dict(request.query))
-    page = read_log_page(log_path(services.dispatcher.logs_dir, run.id), after=query.after,
-                         limit=query.limit, stream=query.stream)
-    return _json(LogPageOut(
-        lines=[LogLineOut(n=ln.n, ts=ln.ts, stream=ln.stream, text=ln.text) for ln in page.lines],
-        next_after=page.next_after,
-        has_more=page.has_more,
-    ))
+    page = read_log_page(
+        log_path(services.dispatcher.logs_dir, run.id),
+        after=query.after,
+        limit=query.limit,
+        stream=query.stream,
+    )
+    return _json(
+        LogPageOut(
+            lines=[
+                LogLineOut(n=ln.n, ts=ln.ts, stream=ln.stream, text=ln.text) for ln in page.lines
+            ],
+            next_after=page.next_after,
+            has_more=page.has_more,
+        )
+    )
 
 
 async def pause_task(request: web.Request) -> web.Response:

@@ -44,7 +44,10 @@ class BadRequest(Exception):
 
 
 def problem(
-    request: web.Request, status: int, slug: str, detail: str,
+    request: web.Request,
+    status: int,
+    slug: str,
+    detail: str,
     errors: list[dict[str, Any]] | None = None,
 ) -> web.Response:
     from http import HTTPStatus
@@ -62,8 +65,10 @@ def problem(
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body",
-         "message": err["msg"].removeprefix("Value error, ")}
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "body",
+            "message": err["msg"].removeprefix("Value error, "),
+        }
         for err in exc.errors()
     ]
 
@@ -75,8 +80,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        slug = {404: "not-found", 405: "method-not-allowed",
-                413: "body-too-large"}.get(exc.status, "http-error")
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
+            exc.status, "http-error"
+        )
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         if exc.status == 405:
             allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
@@ -90,12 +96,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except BadRequest as exc:
         return problem(request, exc.status, exc.slug, str(exc))
     except ValidationError as exc:
-        return problem(request, 422, "invalid-request", "the request is invalid",
-                       validation_errors(exc))
+        return problem(
+            request, 422, "invalid-request", "the request is invalid", validation_errors(exc)
+        )
     except ConfigError as exc:
-        return problem(request, 422, "invalid-config",
-                       f"{exc.path} is invalid; the running configuration was kept",
-                       [{"message": p} for p in exc.problems])
+        return problem(
+            request,
+            422,
+            "invalid-config",
+            f"{exc.path} is invalid; the running configuration was kept",
+            [{"message": p} for p in exc.problems],
+        )
     except InvalidParams as exc:
         return problem(request, 422, "invalid-params", str(exc), list(exc.errors))
     except tuple(cls for cls, _, _ in _DOMAIN) as exc:
@@ -103,5 +114,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem(request, status, slug, str(exc))
     except Exception:
         log.exception("api.internal_error", path=request.path, method=request.method)
-        return problem(request, 500, "internal-error",
-                       "cronwarden hit an internal error; the daemon log has the details")
+        return problem(
+            request,
+            500,
+            "internal-error",
+            "cronwarden hit an internal error; the daemon log has the details",
+        )

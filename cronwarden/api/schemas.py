@@ -161,8 +161,10 @@ class RunQuery(BaseModel):
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
-                raise ValueError('expected ISO 8601 ("2026-01-31T12:00:00Z") or relative '
-                                 '("24 hours ago", "7 days ago")') from None
+                raise ValueError(
+                    'expected ISO 8601 ("2026-01-31T12:00:00Z") or relative '
+                    '("24 hours ago", "7 days ago")'
+                ) from None
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         return value
 

@@ -92,16 +92,19 @@ class Dispatcher:
         task = self.task(task_name)
         decision = self._admission(task)
         if decision in (Admission.SKIP, Admission.REFUSE):
-            reason = ("another run was still active (overlap = skip)" if decision is
-                      Admission.SKIP else f"the queue was full (queue_max = {task.queue_max})")
+            reason = (
+                "another run was still active (overlap = skip)"
+                if decision is Admission.SKIP
+                else f"the queue was full (queue_max = {task.queue_max})"
+            )
             run = self._new_run(task, trigger, scheduled_for=scheduled_for)
             run.status, run.end_reason, run.end_at = Status.ENDED, EndReason.SKIPPED, run.created_at
             run.duration_ms, run.error = 0, f"skipped: {reason}"
             return await self._claim(run)
-        run = await self._claim(self._new_run(task, trigger, scheduled_for=scheduled_for))
-        if run is not None:
-            await self._admit(task, run, decision)
-        return run
+        claimed = await self._claim(self._new_run(task, trigger, scheduled_for=scheduled_for))
+        if claimed is not None:
+            await self._admit(task, claimed, decision)
+        return claimed
 
     async def trigger(
         self,
@@ -117,11 +120,14 @@ class Dispatcher:
         checked = check_params(task, params or {})
         decision = self._admission(task)
         if decision is Admission.SKIP:
-            raise TriggerRefused(f"task {task_name!r} already has {task.max_concurrent} active "
-                                 "run(s) and overlap = skip")
+            raise TriggerRefused(
+                f"task {task_name!r} already has {task.max_concurrent} active "
+                "run(s) and overlap = skip"
+            )
         if decision is Admission.REFUSE:
-            raise TriggerRefused(f"task {task_name!r} has a full queue "
-                                 f"(queue_max = {task.queue_max})")
+            raise TriggerRefused(
+                f"task {task_name!r} has a full queue (queue_max = {task.queue_max})"
+            )
         run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
         await self.store.insert_run(run)
         await self._admit(task, run, decision)
@@ -136,7 +142,9 @@ class Dispatcher:
         if active is None:
             raise Conflict(f"run {run_id} is not running on this node ({self.node})")
         if active.job is None:  # queued, or a retry waiting for its time
-            await self._end_waiting(active, Outcome(EndReason.STOPPED, error="stopped before it started"))
+            await self._end_waiting(
+                active, Outcome(EndReason.STOPPED, error="stopped before it started")
+            )
         else:
             active.control.stop.set()
         return current
@@ -160,7 +168,8 @@ class Dispatcher:
                 self.active.pop(active.run.id, None)
             elif active.queued:
                 await self._end_waiting(
-                    active, Outcome(EndReason.STOPPED, error="the daemon shut down first"))
+                    active, Outcome(EndReason.STOPPED, error="the daemon shut down first")
+                )
         jobs = [a.job for a in self.active.values() if a.job is not None]
         if jobs:
             log.info("shutdown.waiting", runs=len(jobs), grace_s=grace.total_seconds())
@@ -230,8 +239,9 @@ class Dispatcher:
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         try:
             spec = self._process_spec(task, run)
-            outcome = await execute(spec, _limits(task), writer, active.control,
-                                    lambda pid: self._started(run, pid))
+            outcome = await execute(
+                spec, _limits(task), writer, active.control, lambda pid: self._started(run, pid)
+            )
         except StartFailed as exc:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
         except asyncio.CancelledError:
@@ -245,8 +255,13 @@ class Dispatcher:
             await asyncio.shield(self._finish(active, outcome, summary))
 
     def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
-        env = run_environment(task, run_id=run.id, attempt=run.attempt,
-                              scheduled_for=run.scheduled_for, params=run.params)
+        env = run_environment(
+            task,
+            run_id=run.id,
+            attempt=run.attempt,
+            scheduled_for=run.scheduled_for,
+            params=run.params,
+        )
         return ProcessSpec(
             argv=task.argv,
             env=env,
@@ -259,10 +274,17 @@ class Dispatcher:
     async def _started(self, run: Run, pid: int) -> None:
         run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
         run.proc_started = process_start_ticks(pid)
-        await self.store.update_run(run.id, status=run.status, pid=pid, start_at=run.start_at,
-                                    proc_started=run.proc_started)
-        log.info("run.started", task=run.task_name, run_id=run.id, pid=pid,
-                 attempt=run.attempt, triggered_by=run.triggered_by)
+        await self.store.update_run(
+            run.id, status=run.status, pid=pid, start_at=run.start_at, proc_started=run.proc_started
+        )
+        log.info(
+            "run.started",
+            task=run.task_name,
+            run_id=run.id,
+            pid=pid,
+            attempt=run.attempt,
+            triggered_by=run.triggered_by,
+        )
 
     async def _finish(self, active: ActiveRun, outcome: Outcome, summary: LogSummary) -> None:
         try:
@@ -289,9 +311,16 @@ class Dispatcher:
         for name, value in values.items():
             setattr(run, name, value)
         await self.store.update_run(run.id, **values)
-        log.info("run.ended", task=run.task_name, run_id=run.id, end_reason=run.end_reason,
-                 exit_code=run.exit_code, signal=run.signal, duration_ms=run.duration_ms,
-                 error=run.error)
+        log.info(
+            "run.ended",
+            task=run.task_name,
+            run_id=run.id,
+            end_reason=run.end_reason,
+            exit_code=run.exit_code,
+            signal=run.signal,
+            duration_ms=run.duration_ms,
+            error=run.error,
+        )
 
     async def _end_waiting(self, active: ActiveRun, outcome: Outcome) -> None:
         if active.timer is not None:
@@ -302,21 +331,39 @@ class Dispatcher:
     # -- retries --------------------------------------------------------------------
 
     async def _maybe_retry(self, task: TaskConfig, run: Run) -> None:
-        if self._closing or run.end_reason is None or not should_retry(
-            run.end_reason, attempt=run.attempt, retries=task.retries, retry_on=task.retry_on
+        if (
+            self._closing
+            or run.end_reason is None
+            or not should_retry(
+                run.end_reason, attempt=run.attempt, retries=task.retries, retry_on=task.retry_on
+            )
         ):
             return
-        delay = retry_delay(run.attempt, delay=task.retry_delay, backoff=task.retry_backoff,
-                            max_delay=task.retry_max_delay)
+        delay = retry_delay(
+            run.attempt,
+            delay=task.retry_delay,
+            backoff=task.retry_backoff,
+            max_delay=task.retry_max_delay,
+        )
         retry = self._new_run(
-            task, Trigger.RETRY, scheduled_for=run.scheduled_for, params=run.params,
-            attempt=run.attempt + 1, retry_of=run.id,
+            task,
+            Trigger.RETRY,
+            scheduled_for=run.scheduled_for,
+            params=run.params,
+            attempt=run.attempt + 1,
+            retry_of=run.id,
         )
         retry.not_before = retry.created_at + delay
         if await self._claim(retry) is None:
             return
-        log.info("run.retry_scheduled", task=task.name, run_id=retry.id, retry_of=run.id,
-                 attempt=retry.attempt, delay_s=delay.total_seconds())
+        log.info(
+            "run.retry_scheduled",
+            task=task.name,
+            run_id=retry.id,
+            retry_of=run.id,
+            attempt=retry.attempt,
+            delay_s=delay.total_seconds(),
+        )
         self.schedule_pending(retry, task)
 
     def schedule_pending(self, run: Run, task: TaskConfig) -> None:
@@ -360,8 +407,12 @@ class Dispatcher:
         try:
             return await self.store.insert_run(run)
         except DuplicateFire:
-            log.info("fire.already_claimed", task=run.task_name, scheduled_for=run.scheduled_for,
-                     attempt=run.attempt)
+            log.info(
+                "fire.already_claimed",
+                task=run.task_name,
+                scheduled_for=run.scheduled_for,
+                attempt=run.attempt,
+            )
             return None
 
 
@@ -399,5 +450,5 @@ def process_start_ticks(pid: int) -> int | None:
             stat = file.read()
     except OSError:
         return None
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     return int(fields[19]) if len(fields) > 19 else None

@@ -29,8 +29,9 @@ def run_environment(
             with open(task.env_file, encoding="utf-8") as file:
                 values = dotenv_values(stream=file)
         except OSError as exc:
-            raise StartFailed(f"cannot read env_file {task.env_file}: "
-                              f"{exc.strerror or exc}") from exc
+            raise StartFailed(
+                f"cannot read env_file {task.env_file}: {exc.strerror or exc}"
+            ) from exc
         env.update({k: v for k, v in values.items() if v is not None})
     env.update(task.env)
     env["CRONWARDEN_RUN_ID"] = run_id

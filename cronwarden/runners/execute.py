@@ -61,9 +61,13 @@ async def execute(
         via_shell=spec.argv[:2] == ["/bin/sh", "-c"],
     )
     if held and outcome.error is None:
-        outcome = Outcome(outcome.end_reason, outcome.exit_code, outcome.signal,
-                          "output after the process exited was not captured: a background "
-                          f"process still held its output after {DRAIN_GRACE:g}s")
+        outcome = Outcome(
+            outcome.end_reason,
+            outcome.exit_code,
+            outcome.signal,
+            "output after the process exited was not captured: a background "
+            f"process still held its output after {DRAIN_GRACE:g}s",
+        )
     return outcome
 
 
@@ -86,8 +90,10 @@ async def _supervise(
     if exited in done:
         return None
     forced = (
-        EndReason.STOPPED if stopped in done
-        else EndReason.LOG_OVERFLOW if overflowed in done
+        EndReason.STOPPED
+        if stopped in done
+        else EndReason.LOG_OVERFLOW
+        if overflowed in done
         else EndReason.TIMEOUT
     )
     await terminate(process, exited, limits)
@@ -106,6 +112,7 @@ async def terminate(process: GroupProcess, exited: asyncio.Future[int], limits: 
         await exited
         return
     # Members of the group that outlive the leader get the rest of the grace, then KILL.
-    while process.group_alive() and loop.time() < deadline:
+    # No event exists for "a process group emptied": poll it, briefly.
+    while process.group_alive() and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     process.signal_group(signal.SIGKILL)

@@ -111,8 +111,7 @@ class LogWriter:
             if self._dropped_lines:
                 self._write(self._n + 1, ts, MARKER_STREAM, self._marker("after this line"))
             self._file.close()
-        return LogSummary(size=self._older_kept + self._kept,
-                          truncated=self._dropped_lines > 0)
+        return LogSummary(size=self._older_kept + self._kept, truncated=self._dropped_lines > 0)
 
     # -- internals -------------------------------------------------------------
 
@@ -163,11 +162,15 @@ class LogWriter:
         self._older_kept = used
         merged = self.path.with_name(self.path.name + ".tmp")
         with open(merged, "w", encoding="utf-8") as out:
-            first_n = older[keep_from]["n"] if keep_from < len(older) else None
+            first_n = int(str(older[keep_from]["n"])) if keep_from < len(older) else None
             if self._dropped_lines:
                 marker_n = (first_n if first_n is not None else _first_n(self.path, self._n)) - 1
-                marker = {"n": marker_n, "ts": ts, "stream": MARKER_STREAM,
-                          "text": self._marker("before this line")}
+                marker = {
+                    "n": marker_n,
+                    "ts": ts,
+                    "stream": MARKER_STREAM,
+                    "text": self._marker("before this line"),
+                }
                 out.write(json.dumps(marker) + "\n")
             for record in older[keep_from:]:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -178,8 +181,10 @@ class LogWriter:
         self._older.unlink()
 
     def _marker(self, where: str) -> str:
-        return (f"[cronwarden] log cap of {self._max} bytes reached: dropped "
-                f"{self._dropped_lines} lines ({self._dropped_bytes} bytes) {where}")
+        return (
+            f"[cronwarden] log cap of {self._max} bytes reached: dropped "
+            f"{self._dropped_lines} lines ({self._dropped_bytes} bytes) {where}"
+        )
 
 
 def _read_records(path: Path) -> Iterator[dict[str, object]]:
@@ -225,8 +230,14 @@ def read_log_page(
             if len(lines) == limit:
                 has_more = True
                 break
-            lines.append(LogLine(n=n, ts=str(record["ts"]), stream=str(record["stream"]),
-                                 text=str(record["text"])))
+            lines.append(
+                LogLine(
+                    n=n,
+                    ts=str(record["ts"]),
+                    stream=str(record["stream"]),
+                    text=str(record["text"]),
+                )
+            )
         if has_more:
             break
     next_after = lines[-1].n if lines else after

@@ -127,8 +127,9 @@ def _check_start(spec: ProcessSpec) -> None:
     if not spec.cwd.is_dir():
         raise StartFailed(f"working_dir {spec.cwd} is not a directory")
     if (spec.user is not None or spec.group is not None) and os.geteuid() != 0:
-        raise StartFailed("user/group is set but the daemon is not running as root, "
-                          "so it cannot switch identity")
+        raise StartFailed(
+            "user/group is set but the daemon is not running as root, so it cannot switch identity"
+        )
 
 
 def _start_error(spec: ProcessSpec, exc: OSError) -> str:

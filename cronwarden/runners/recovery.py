@@ -19,10 +19,14 @@ async def recover(dispatcher: Dispatcher) -> None:
     for run in await dispatcher.store.unfinished_runs(dispatcher.node):
         task = dispatcher.tasks.get(run.task_name)
         if run.status == Status.PENDING and run.not_before is not None and task is not None:
-            log.info("run.resumed", task=run.task_name, run_id=run.id,
-                     not_before=run.not_before.isoformat())
+            log.info(
+                "run.resumed",
+                task=run.task_name,
+                run_id=run.id,
+                not_before=run.not_before.isoformat(),
+            )
             dispatcher.schedule_pending(run, task)
             continue
-        was = "running (pid %s)" % run.pid if run.status == Status.RUNNING else "pending"
+        was = f"running (pid {run.pid})" if run.status == Status.RUNNING else "pending"
         error = f"the daemon stopped while the run was {was}; its outcome is unknown"
         await dispatcher.end_orphan(run, EndReason.CRASHED, error)

@@ -9,6 +9,7 @@ applies the task's catch-up policy and records each outcome as a run or a logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,8 +80,11 @@ class SchedulerService:
         self._aps = AsyncIOScheduler(
             timezone="UTC",
             executors={"default": _FireExecutor(self._due)},
-            job_defaults={"misfire_grace_time": None, "coalesce": False,
-                          "max_instances": 1_000_000},
+            job_defaults={
+                "misfire_grace_time": None,
+                "coalesce": False,
+                "max_instances": 1_000_000,
+            },
         )
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
@@ -161,8 +165,7 @@ class SchedulerService:
                 self._remove(name)
                 changes["removed"].append(name)
         for name, task in tasks.items():
-            if task.trigger is None or not task.enabled or isinstance(task.trigger,
-                                                                      RebootTrigger):
+            if task.trigger is None or not task.enabled or isinstance(task.trigger, RebootTrigger):
                 continue
             old = self._scheduled.get(name)
             if old is None:
@@ -207,10 +210,8 @@ class SchedulerService:
 
     def _remove(self, name: str) -> None:
         self._scheduled.pop(name, None)
-        try:
+        with contextlib.suppress(JobLookupError):
             self._aps.remove_job(name)
-        except JobLookupError:
-            pass
 
     def _due(self, task_name: str, run_times: list[datetime]) -> None:
         """Called by APScheduler in the loop thread when a task's fire time came."""
@@ -225,8 +226,12 @@ class SchedulerService:
             entry.anchor = nominal
             self._spawn(self._fire(task_name, nominal, Trigger.SCHEDULE))
             return
-        log.warning("scheduler.woke_late", task=task_name, due=run_times[-1].isoformat(),
-                    late_s=round((now - run_times[-1]).total_seconds(), 3))
+        log.warning(
+            "scheduler.woke_late",
+            task=task_name,
+            due=run_times[-1].isoformat(),
+            late_s=round((now - run_times[-1]).total_seconds(), 3),
+        )
         if entry.anchor is None:
             entry.anchor = nominal - timedelta(microseconds=1)
         self._catch_up(entry, now)
@@ -239,16 +244,25 @@ class SchedulerService:
         window = missed_fires(entry.trigger, entry.anchor, horizon, keep=task.max_catch_up)
         if not window.fires:
             return
-        run, dropped = catch_up_fires(window.fires, mode=task.catch_up,
-                                      max_catch_up=task.max_catch_up)
+        run, dropped = catch_up_fires(
+            window.fires, mode=task.catch_up, max_catch_up=task.max_catch_up
+        )
         entry.anchor = window.fires[-1]
         dropped_count = len(dropped) + window.older
         if dropped_count:
-            log.warning("fire.missed", task=task.name, missed=dropped_count,
-                        exact=window.older_is_exact, catch_up=task.catch_up,
-                        last_missed=(dropped[-1] if dropped else window.fires[0]).isoformat())
-            self._spawn(self.dispatcher.store.save_task_state(
-                task.name, last_scheduled_for=window.fires[-1]))
+            log.warning(
+                "fire.missed",
+                task=task.name,
+                missed=dropped_count,
+                exact=window.older_is_exact,
+                catch_up=task.catch_up,
+                last_missed=(dropped[-1] if dropped else window.fires[0]).isoformat(),
+            )
+            self._spawn(
+                self.dispatcher.store.save_task_state(
+                    task.name, last_scheduled_for=window.fires[-1]
+                )
+            )
         for fire in run:
             self._spawn(self._fire(task.name, fire, Trigger.CATCH_UP))
 

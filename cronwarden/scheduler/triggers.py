@@ -69,7 +69,7 @@ class CronTrigger:
     def next_fire(self, after: datetime) -> datetime | None:
         if after.tzinfo is None:
             raise ValueError("next_fire needs an aware datetime")
-        low, high = self._offset_bounds(after)
+        low, _ = self._offset_bounds(after)
         # Earliest wall time that could map to an instant after `after`.
         start = after.astimezone(UTC).replace(tzinfo=None) + low
         candidates = croniter(
@@ -185,7 +185,8 @@ def _parse_every(text: str) -> EveryTrigger:
     try:
         interval = parse_duration(rest)
     except ValueError as exc:
-        raise ScheduleError(f"{text!r}: @every needs {exc.args[0].removeprefix('expected ')}")
+        allowed = exc.args[0].removeprefix("expected ")
+        raise ScheduleError(f"{text!r}: @every needs {allowed}") from None
     if interval < timedelta(seconds=1):
         raise ScheduleError(f"{text!r}: @every needs an interval of at least 1s")
     return EveryTrigger(expression=text, interval=interval)
@@ -194,9 +195,7 @@ def _parse_every(text: str) -> EveryTrigger:
 def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
     fields = cron.split()
     if len(fields) not in (5, 6):
-        raise ScheduleError(
-            f"{expression!r} has {len(fields)} fields; expected {SCHEDULE_HELP}"
-        )
+        raise ScheduleError(f"{expression!r} has {len(fields)} fields; expected {SCHEDULE_HELP}")
     with_seconds = len(fields) == 6
     minute_at = 1 if with_seconds else 0
     hour_field, dom_field, dow_field = fields[minute_at + 1], fields[minute_at + 2], fields[-1]

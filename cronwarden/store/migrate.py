@@ -26,8 +26,9 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent start-ups of several nodes on one database.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": _PG_MIGRATION_LOCK})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
         await conn.run_sync(_upgrade)
 
 

@@ -104,8 +104,11 @@ class Store:
         """The run an Idempotency-Key already created for this task in the last 24 h."""
         query = (
             select(Run)
-            .where(col(Run.task_name) == task_name, col(Run.idempotency_key) == key,
-                   col(Run.created_at) >= utcnow() - within)
+            .where(
+                col(Run.task_name) == task_name,
+                col(Run.idempotency_key) == key,
+                col(Run.created_at) >= utcnow() - within,
+            )
             .order_by(col(Run.created_at).desc())
             .limit(1)
         )
@@ -161,8 +164,9 @@ class Store:
         )
         query = select(Run).join(
             newest,
-            sa.and_(col(Run.task_name) == newest.c.task_name,
-                    col(Run.created_at) == newest.c.created_at),
+            sa.and_(
+                col(Run.task_name) == newest.c.task_name, col(Run.created_at) == newest.c.created_at
+            ),
         )
         async with self._sessions() as session:
             return {run.task_name: run for run in (await session.execute(query)).scalars()}

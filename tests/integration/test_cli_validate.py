@@ -20,8 +20,12 @@ retires = 3
 
 
 def validate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cronwarden", "validate", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cronwarden", "validate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_broken_file_lists_every_error_with_its_key_path(tmp_path: Path) -> None:
@@ -30,8 +34,12 @@ def test_broken_file_lists_every_error_with_its_key_path(tmp_path: Path) -> None
     result = validate("-c", str(config))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    for where in (f"{config}:2: daemon.listen", f"{config}:6: tasks.backup.schedule",
-                  f"{config}:7: tasks.backup.timezone", f"{config}:8: tasks.backup.retires"):
+    for where in (
+        f"{config}:2: daemon.listen",
+        f"{config}:6: tasks.backup.schedule",
+        f"{config}:7: tasks.backup.timezone",
+        f"{config}:8: tasks.backup.retires",
+    ):
         assert where in result.stderr, result.stderr
     assert "4 errors" in result.stderr
 

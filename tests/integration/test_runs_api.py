@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime
 
@@ -55,7 +56,11 @@ def test_trigger_answers_201_and_the_run_succeeds(daemon) -> None:
     assert resp.body["task_name"] == "ok" and resp.body["triggered_by"] == "api"
     run = daemon.wait_run(resp.body["id"])
     assert (run["status"], run["end_reason"], run["exit_code"], run["signal"]) == (
-        "ended", "success", 0, None)
+        "ended",
+        "success",
+        0,
+        None,
+    )
     assert run["attempt"] == 1 and run["pid"] > 0 and run["scheduled_for"] is None
     assert parse_z(run["created_at"]) <= parse_z(run["start_at"]) <= parse_z(run["end_at"])
     assert run["duration_ms"] >= 0 and run["log_size"] == len("hello\noops\n")
@@ -65,7 +70,9 @@ def test_output_is_captured_per_stream(daemon) -> None:
     run = daemon.wait_run(daemon.trigger("ok")["id"])
     lines = daemon.get(f"/api/runs/{run['id']}/log").body["lines"]
     assert sorted((ln["stream"], ln["text"]) for ln in lines) == [
-        ("stderr", "oops"), ("stdout", "hello")]
+        ("stderr", "oops"),
+        ("stdout", "hello"),
+    ]
     assert sorted(ln["n"] for ln in lines) == [1, 2]
 
 
@@ -100,7 +107,7 @@ def test_per_second_schedule_fires_each_second(daemon) -> None:
     assert len(fires) >= 3
     assert all(r["triggered_by"] == "schedule" for r in runs[1:])
     assert all(f.microsecond == 0 for f in fires)
-    steps = {(b - a).total_seconds() for a, b in zip(fires[1:], fires[2:], strict=False)}
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(fires[1:])}
     assert steps == {1.0}, fires
     for run in runs:
         if run["status"] == "ended":
@@ -162,11 +169,15 @@ def test_errors_are_problem_json(daemon, method: str, path: str, status: int) ->
 
 
 def test_bad_trigger_bodies_are_refused_clearly(daemon) -> None:
-    bad_json = daemon.post("/api/tasks/ok/runs", raw=b"{not json",
-                           headers={"Content-Type": "application/json"})
+    bad_json = daemon.post(
+        "/api/tasks/ok/runs", raw=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert bad_json.status == 400 and bad_json.content_type == "application/problem+json"
-    wrong_type = daemon.post("/api/tasks/ok/runs", raw=b"a=b",
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    wrong_type = daemon.post(
+        "/api/tasks/ok/runs",
+        raw=b"a=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert wrong_type.status == 415
     undeclared = daemon.post("/api/tasks/ok/runs", {"params": {"x": "1"}})
     assert undeclared.status == 422 and undeclared.body["errors"][0]["name"] == "x"

@@ -29,8 +29,11 @@ def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
     assert daemon.max_body == 1024 * 1024 and daemon.node_lease == timedelta(seconds=10)
     assert task.timeout == timedelta(0) and task.kill_grace == timedelta(seconds=5)
     assert task.stop_signal == signal.SIGTERM and task.success_exit_codes == [0]
-    assert (task.retries, task.retry_delay, task.retry_backoff) == (0, timedelta(seconds=10),
-                                                                    "exponential")
+    assert (task.retries, task.retry_delay, task.retry_backoff) == (
+        0,
+        timedelta(seconds=10),
+        "exponential",
+    )
     assert task.retry_max_delay == timedelta(minutes=5)
     assert task.retry_on == ["failed", "timeout", "crashed"]
     assert (task.overlap, task.max_concurrent, task.queue_max) == ("allow", 1, 100)
@@ -109,7 +112,7 @@ x = 1
     )
     text = "\n".join(found)
     expected = [
-        ":2: daemon.listen: expected \"HOST:PORT\"",
+        ':2: daemon.listen: expected "HOST:PORT"',
         ":3: daemon.typo_key: unknown key; allowed keys here:",
         ":6: defaults.timeout: expected a duration",
         ":10: tasks.a.schedule: ",
@@ -185,7 +188,8 @@ def test_non_loopback_listen_is_allowed_with_tokens(tmp_path: Path) -> None:
 
 def test_token_errors_point_into_the_array(tmp_path: Path) -> None:
     (line,) = problems(
-        '[[daemon.tokens]]\nname = "ci"\nsha256 = "nothex"\nscopes = ["read"]\n', tmp_path)
+        '[[daemon.tokens]]\nname = "ci"\nsha256 = "nothex"\nscopes = ["read"]\n', tmp_path
+    )
     assert ":3: daemon.tokens.0.sha256:" in line and "SHA-256" in line
 
 

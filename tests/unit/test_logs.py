@@ -9,10 +9,16 @@ from pathlib import Path
 from cronwarden.runners.logs import MAX_LINE_BYTES, LogWriter, read_log_page
 
 
-def writer(tmp_path: Path, max_size: int = 1 << 20, mode: str = "drop_old",
-           on_full=None) -> LogWriter:  # type: ignore[no-untyped-def]
-    return LogWriter(tmp_path / "run.log", max_size=max_size, mode=mode,  # type: ignore[arg-type]
-                     now=lambda: datetime(2026, 1, 1, tzinfo=UTC), on_full=on_full)
+def writer(
+    tmp_path: Path, max_size: int = 1 << 20, mode: str = "drop_old", on_full=None
+) -> LogWriter:  # type: ignore[no-untyped-def]
+    return LogWriter(
+        tmp_path / "run.log",
+        max_size=max_size,
+        mode=mode,  # type: ignore[arg-type]
+        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        on_full=on_full,
+    )
 
 
 def texts(tmp_path: Path) -> list[tuple[int, str, str]]:
@@ -26,8 +32,7 @@ def test_lines_split_across_chunks_and_streams(tmp_path: Path) -> None:
     w.feed("stderr", b"err1\n")
     w.feed("stdout", b"lo\nwor")
     summary = w.finish()
-    assert texts(tmp_path) == [(1, "stderr", "err1"), (2, "stdout", "hello"),
-                               (3, "stdout", "wor")]
+    assert texts(tmp_path) == [(1, "stderr", "err1"), (2, "stdout", "hello"), (3, "stdout", "wor")]
     assert summary.size == len(b"err1\nhello\nwor") and not summary.truncated
     first = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
     assert first["ts"] == "2026-01-01T00:00:00.000Z"

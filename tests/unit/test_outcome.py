@@ -14,8 +14,10 @@ def test_exit_codes_and_signals_are_never_confused() -> None:
 
 
 def test_success_exit_codes() -> None:
-    assert classify(3, forced=None, success_exit_codes=[0, 3],
-                    via_shell=False).end_reason is EndReason.SUCCESS
+    assert (
+        classify(3, forced=None, success_exit_codes=[0, 3], via_shell=False).end_reason
+        is EndReason.SUCCESS
+    )
 
 
 def test_forced_end_wins() -> None:

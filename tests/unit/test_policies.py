@@ -29,8 +29,10 @@ S = timedelta(seconds=1)
     ],
 )
 def test_retry_delays(backoff: str, delays: list[int]) -> None:
-    got = [retry_delay(n, delay=10 * S, backoff=backoff, max_delay=60 * S)  # type: ignore[arg-type]
-           for n in (1, 2, 3, 4)]
+    got = [
+        retry_delay(n, delay=10 * S, backoff=backoff, max_delay=60 * S)  # type: ignore[arg-type]
+        for n in (1, 2, 3, 4)
+    ]
     assert got == [d * S for d in delays]
 
 
@@ -59,13 +61,22 @@ def test_should_retry_counts_extra_attempts() -> None:
     ],
 )
 def test_admission(overlap: str, active: int, queued: int, expected: Admission) -> None:
-    assert admit(overlap=overlap, active=active, queued=queued,  # type: ignore[arg-type]
-                 max_concurrent=1, queue_max=2) is expected
+    assert (
+        admit(
+            overlap=overlap,
+            active=active,
+            queued=queued,  # type: ignore[arg-type]
+            max_concurrent=1,
+            queue_max=2,
+        )
+        is expected
+    )
 
 
 def test_max_concurrent_allows_that_many() -> None:
-    assert admit(overlap="skip", active=2, queued=0, max_concurrent=3, queue_max=0) is \
-        Admission.START
+    assert (
+        admit(overlap="skip", active=2, queued=0, max_concurrent=3, queue_max=0) is Admission.START
+    )
 
 
 def test_catch_up_modes() -> None:

@@ -34,13 +34,19 @@ def fires(expr: str, tz: ZoneInfo, start: datetime, count: int) -> list[str]:
 
 def test_five_fields_in_utc() -> None:
     assert fires("*/15 * * * *", ZoneInfo("UTC"), datetime(2026, 1, 1, 0, 7, tzinfo=UTC), 3) == [
-        "2026-01-01T00:15:00+00:00", "2026-01-01T00:30:00+00:00", "2026-01-01T00:45:00+00:00"]
+        "2026-01-01T00:15:00+00:00",
+        "2026-01-01T00:30:00+00:00",
+        "2026-01-01T00:45:00+00:00",
+    ]
 
 
 def test_six_fields_put_seconds_first() -> None:
     start = datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
     assert fires("*/20 * * * * *", ZoneInfo("UTC"), start, 3) == [
-        "2026-01-01T00:00:20+00:00", "2026-01-01T00:00:40+00:00", "2026-01-01T00:01:00+00:00"]
+        "2026-01-01T00:00:20+00:00",
+        "2026-01-01T00:00:40+00:00",
+        "2026-01-01T00:01:00+00:00",
+    ]
     assert fires("5 30 9 * * *", ZoneInfo("UTC"), start, 1) == ["2026-01-01T09:30:05+00:00"]
 
 
@@ -52,7 +58,8 @@ def test_next_fire_is_strictly_after() -> None:
 
 def test_schedule_is_read_in_the_task_zone() -> None:
     assert fires("0 9 * * *", NY, datetime(2026, 1, 1, tzinfo=UTC), 1) == [
-        "2026-01-01T09:00:00-05:00"]
+        "2026-01-01T09:00:00-05:00"
+    ]
 
 
 def test_nicknames() -> None:
@@ -83,7 +90,10 @@ def test_day_fields_or_when_both_restricted_and_and_when_one_starts_with_star() 
     utc, start = ZoneInfo("UTC"), datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
     # 13th of the month OR a Friday
     assert fires("0 0 13 * 5", utc, start, 3) == [
-        "2026-01-02T00:00:00+00:00", "2026-01-09T00:00:00+00:00", "2026-01-13T00:00:00+00:00"]
+        "2026-01-02T00:00:00+00:00",
+        "2026-01-09T00:00:00+00:00",
+        "2026-01-13T00:00:00+00:00",
+    ]
     # */10 counts as unrestricted: only Fridays whose day is 1, 11, 21 or 31
     found = [datetime.fromisoformat(f) for f in fires("0 0 */10 * 5", utc, start, 6)]
     assert found[0] == datetime(2026, 5, 1, tzinfo=UTC)
@@ -92,34 +102,49 @@ def test_day_fields_or_when_both_restricted_and_and_when_one_starts_with_star() 
 
 # -- DST: the rule of DESIGN.md -------------------------------------------------------
 
+
 def test_fixed_time_in_a_skipped_hour_fires_once_right_after_the_jump() -> None:
     # 2026-03-08 02:00 EST -> 03:00 EDT in New York
     start = datetime(2026, 3, 7, 12, tzinfo=UTC)
     assert fires("30 2 * * *", NY, start, 2) == [
-        "2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+    ]
     # several matching wall times in the gap still fire once
     assert fires("*/15 2 * * *", NY, start, 2) == [
-        "2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-09T02:00:00-04:00",
+    ]
 
 
 def test_fixed_time_in_a_repeated_hour_fires_at_the_first_occurrence_only() -> None:
     # 2026-11-01 02:00 EDT -> 01:00 EST in New York
     start = datetime(2026, 10, 31, 12, tzinfo=UTC)
     assert fires("30 1 * * *", NY, start, 2) == [
-        "2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-02T01:30:00-05:00",
+    ]
 
 
 def test_periodic_schedule_follows_elapsed_time_through_the_repeated_hour() -> None:
     start = datetime(2026, 11, 1, 4, 15, tzinfo=UTC)  # 00:15 EDT
     assert fires("*/30 * * * *", NY, start, 6) == [
-        "2026-11-01T00:30:00-04:00", "2026-11-01T01:00:00-04:00", "2026-11-01T01:30:00-04:00",
-        "2026-11-01T01:00:00-05:00", "2026-11-01T01:30:00-05:00", "2026-11-01T02:00:00-05:00"]
+        "2026-11-01T00:30:00-04:00",
+        "2026-11-01T01:00:00-04:00",
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-01T01:00:00-05:00",
+        "2026-11-01T01:30:00-05:00",
+        "2026-11-01T02:00:00-05:00",
+    ]
 
 
 def test_periodic_schedule_skips_wall_times_that_do_not_exist() -> None:
     start = datetime(2026, 3, 8, 6, 15, tzinfo=UTC)  # 01:15 EST
     assert fires("*/30 * * * *", NY, start, 3) == [
-        "2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"]
+        "2026-03-08T01:30:00-05:00",
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-08T03:30:00-04:00",
+    ]
 
 
 def test_half_hour_shift_of_lord_howe() -> None:
@@ -127,14 +152,19 @@ def test_half_hour_shift_of_lord_howe() -> None:
     start = datetime(2026, 4, 4, 14, 0, tzinfo=UTC)  # 01:00 +11
     assert fires("45 1 * * *", LORD_HOWE, start, 1) == ["2026-04-05T01:45:00+11:00"]
     assert fires("*/30 * * * *", LORD_HOWE, start, 4) == [
-        "2026-04-05T01:30:00+11:00", "2026-04-05T01:30:00+10:30",
-        "2026-04-05T02:00:00+10:30", "2026-04-05T02:30:00+10:30"]
+        "2026-04-05T01:30:00+11:00",
+        "2026-04-05T01:30:00+10:30",
+        "2026-04-05T02:00:00+10:30",
+        "2026-04-05T02:30:00+10:30",
+    ]
 
 
 def test_london_spring_forward() -> None:
     start = datetime(2026, 3, 28, 12, tzinfo=UTC)
     assert fires("30 1 * * *", LONDON, start, 2) == [
-        "2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00"]
+        "2026-03-29T02:00:00+01:00",
+        "2026-03-30T01:30:00+01:00",
+    ]
 
 
 def test_kinds() -> None:

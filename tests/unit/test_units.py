@@ -36,8 +36,14 @@ def test_duration_round_trip() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(1024, 1024), ("512KiB", 524288), ("10MB", 10_000_000), ("1GiB", 1 << 30), ("7", 7),
-     ("3 kb", 3000)],
+    [
+        (1024, 1024),
+        ("512KiB", 524288),
+        ("10MB", 10_000_000),
+        ("1GiB", 1 << 30),
+        ("7", 7),
+        ("3 kb", 3000),
+    ],
 )
 def test_sizes(text: object, expected: int) -> None:
     assert parse_size(text) == expected

@@ -1,8 +1,9 @@
 """Alembic environment: migrations always run on a connection the daemon hands over."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from cronwarden.model import SQLModel
+import cronwarden.model  # noqa: F401  (registers the tables)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

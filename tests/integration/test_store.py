@@ -1,0 +1,121 @@
+"""The store against real engines: a SQLite file and a PostgreSQL database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cronwarden.errors import RunNotFound
+from cronwarden.model import Run, Status
+from cronwarden.store import RunFilter, Store, open_engine
+from cronwarden.store.runs import DuplicateFire, InvalidCursor
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'cronwarden.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    store = await Store.open(open_engine(url))
+    async with store.engine.begin() as conn:  # each test starts from empty tables
+        for table in ("runs", "task_state", "nodes"):
+            await conn.execute(sa.text(f"DELETE FROM {table}"))
+    yield store
+    await store.close()
+
+
+def make_run(i: int, task: str = "t", **kw: object) -> Run:
+    values: dict[str, object] = {
+        "id": f"00000000-0000-7000-8000-{i:012d}",
+        "task_name": task,
+        "triggered_by": "schedule",
+        "created_at": T0 + timedelta(seconds=i),
+        "node": "n1",
+        "task_hash": "abc",
+        "params": {"k": "v"},
+        **kw,
+    }
+    return Run(**values)  # type: ignore[arg-type]
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    await Store.open(store.engine)  # a second start-up applies nothing new
+    async with store.engine.connect() as conn:
+        version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
+    assert version == [("0001",)]
+
+
+async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:
+    await store.insert_run(make_run(1, scheduled_for=T0))
+    run = await store.get_run(make_run(1).id)
+    assert run.created_at == T0 + timedelta(seconds=1)
+    assert run.created_at.tzinfo is not None and run.scheduled_for == T0
+    assert run.params == {"k": "v"} and run.status == Status.PENDING
+
+
+async def test_unknown_id_raises(store: Store) -> None:
+    with pytest.raises(RunNotFound):
+        await store.get_run("00000000-0000-7000-8000-999999999999")
+
+
+async def test_a_fire_can_be_claimed_once(store: Store) -> None:
+    await store.insert_run(make_run(1, scheduled_for=T0))
+    with pytest.raises(DuplicateFire):
+        await store.insert_run(make_run(2, scheduled_for=T0))
+    await store.insert_run(make_run(3, scheduled_for=T0, attempt=2))  # a retry is a new attempt
+    await store.insert_run(make_run(4))  # API runs have no fire to collide on
+    await store.insert_run(make_run(5))
+
+
+async def test_keyset_pages_cover_everything_once(store: Store) -> None:
+    for i in range(25):
+        await store.insert_run(make_run(i, task="a" if i % 2 else "b"))
+    seen: list[str] = []
+    page = await store.list_runs(RunFilter(), limit=10, with_total=True)
+    assert page.total == 25
+    seen += [r.id for r in page.runs]
+    while page.has_next:
+        page = await store.list_runs(RunFilter(), limit=10, cursor=page.next_cursor)
+        seen += [r.id for r in page.runs]
+    assert seen == [make_run(i).id for i in reversed(range(25))]
+    ascending = await store.list_runs(RunFilter(task_name="a"), limit=100, ascending=True)
+    assert [r.id for r in ascending.runs] == [make_run(i).id for i in range(1, 25, 2)]
+
+
+async def test_filters(store: Store) -> None:
+    await store.insert_run(make_run(1, status="ended", end_reason="failed"))
+    await store.insert_run(make_run(2, status="ended", end_reason="success"))
+    await store.insert_run(make_run(3, triggered_by="api"))
+    failed = await store.list_runs(RunFilter(end_reason=["failed"]), limit=10)
+    assert [r.id for r in failed.runs] == [make_run(1).id]
+    api = await store.list_runs(RunFilter(triggered_by=["api"]), limit=10)
+    assert [r.id for r in api.runs] == [make_run(3).id]
+    window = RunFilter(start_date=T0 + timedelta(seconds=2), end_date=T0 + timedelta(seconds=2))
+    assert [r.id for r in (await store.list_runs(window, limit=10)).runs] == [make_run(2).id]
+
+
+async def test_forged_cursor_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidCursor):
+        await store.list_runs(RunFilter(), limit=10, cursor="bm90LWEtY3Vyc29y")
+
+
+async def test_anchor_is_the_newest_handled_fire(store: Store) -> None:
+    await store.insert_run(make_run(1, scheduled_for=T0))
+    await store.insert_run(make_run(2, scheduled_for=T0 + timedelta(minutes=1)))
+    await store.save_task_state("other", last_scheduled_for=T0 + timedelta(hours=1))
+    anchors = await store.last_scheduled_for()
+    assert anchors == {"t": T0 + timedelta(minutes=1), "other": T0 + timedelta(hours=1)}
+
+
+async def test_task_state_persists(store: Store) -> None:
+    await store.save_task_state("t", paused=True)
+    assert (await store.task_states())["t"].paused
+    await store.save_task_state("t", paused=False)
+    assert not (await store.task_states())["t"].paused
