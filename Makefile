@@ -21,7 +21,7 @@ run: install
 	$(BIN)/cronwarden serve -c $(CONFIG)
 
 lint: install
-	$(BIN)/ruff check cronwarden tests benchmarks
+	$(BIN)/ruff check .
 
 typecheck: install
 	$(BIN)/mypy
