@@ -105,11 +105,12 @@ class Daemon:
     async def _services(self, node: str) -> AsyncIterator[Services]:
         daemon = self.config.daemon
         store = await Store.open(open_engine(daemon.database_url))
+        watcher = None
         try:
             dispatcher = Dispatcher(
                 store, self.config.tasks, node=node, data_dir=daemon.data_dir, clock=self.clock
             )
-            await recover(dispatcher)
+            watcher = await recover(dispatcher)
             scheduler = SchedulerService(dispatcher, self.clock)
             await scheduler.start(self.config.tasks)
             services = Services(
@@ -122,6 +123,8 @@ class Daemon:
             )
             yield services
         finally:
+            if watcher is not None:
+                watcher.close()
             await store.close()
 
     async def _listen(self, runner: web.AppRunner) -> None:

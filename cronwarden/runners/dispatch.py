@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,20 @@ from cronwarden.errors import (
 )
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.environment import run_environment
-from cronwarden.runners.execute import Limits, RunControl, execute
-from cronwarden.runners.logs import LogSummary, LogWriter, log_path
+from cronwarden.runners.execute import Limits, RunControl, execute, watch_adopted
+from cronwarden.runners.logs import (
+    LogSummary,
+    LogWriter,
+    append_marker,
+    log_path,
+    summarize_log,
+)
 from cronwarden.runners.outcome import Outcome
-from cronwarden.runners.process import ProcessSpec, StartFailed
+from cronwarden.runners.process import AdoptedProcess, ProcessSpec, StartFailed, proc_stat
 from cronwarden.scheduler.policies import Admission, admit, retry_delay, should_retry
 from cronwarden.store import Store
 from cronwarden.store.runs import DuplicateFire
+from cronwarden.timefmt import iso_z
 
 log = structlog.get_logger("cronwarden.dispatch")
 
@@ -149,10 +156,41 @@ class Dispatcher:
             active.control.stop.set()
         return current
 
+    def adopt(self, run: Run, process: AdoptedProcess) -> None:
+        """Take back a run whose process outlived the previous daemon life."""
+        task = self.tasks.get(run.task_name) or _removed_task(run.task_name)
+        active = ActiveRun(run=run, task=task)
+        self.active[run.id] = active
+        active.job = asyncio.get_running_loop().create_task(
+            self._watch_adopted(active, process), name=f"adopted run {run.id}"
+        )
+        log.info("run.adopted", task=run.task_name, run_id=run.id, pid=run.pid)
+
+    async def _watch_adopted(self, active: ActiveRun, process: AdoptedProcess) -> None:
+        run, task = active.run, active.task
+        limits = _limits(task)
+        if limits.timeout is not None and run.start_at is not None:
+            elapsed = (self.clock.now() - run.start_at).total_seconds()
+            limits = replace(limits, timeout=max(0.0, limits.timeout - elapsed))
+        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
+        try:
+            outcome = await watch_adopted(
+                process, limits, active.control, via_shell=task.argv[:2] == ["/bin/sh", "-c"]
+            )
+        finally:
+            path = log_path(self.logs_dir, run.id)
+            append_marker(
+                path, outcome.error or "re-adopted after a daemon restart", iso_z(self.clock.now())
+            )
+            await asyncio.shield(self._finish(active, outcome, summarize_log(path)))
+
     async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None:
         """End a run no live process belongs to (left by a previous life); retries apply."""
         task = self.tasks.get(run.task_name)
-        summary = LogSummary(size=run.log_size, truncated=run.log_truncated)
+        path = log_path(self.logs_dir, run.id)
+        if path.exists():
+            append_marker(path, error, iso_z(self.clock.now()))
+        summary = summarize_log(path)
         outcome = Outcome(reason, error=error)
         if task is None:  # the task is gone from the config: record, never retry
             await self._record_end(run, outcome, summary)
@@ -273,7 +311,8 @@ class Dispatcher:
 
     async def _started(self, run: Run, pid: int) -> None:
         run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
-        run.proc_started = process_start_ticks(pid)
+        stat = proc_stat(pid)
+        run.proc_started = stat.start_ticks if stat else None
         await self.store.update_run(
             run.id, status=run.status, pid=pid, start_at=run.start_at, proc_started=run.proc_started
         )
@@ -430,6 +469,11 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     return dict(params)
 
 
+def _removed_task(name: str) -> TaskConfig:
+    """Stand-in definition for a run whose task left the config: default limits, no retry."""
+    return TaskConfig(name=name, command="true")
+
+
 def _limits(task: TaskConfig) -> Limits:
     return Limits(
         timeout=task.timeout.total_seconds() or None,
@@ -437,18 +481,3 @@ def _limits(task: TaskConfig) -> Limits:
         kill_grace=task.kill_grace.total_seconds(),
         success_exit_codes=task.success_exit_codes,
     )
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The process start time in clock ticks since boot (/proc/PID/stat field 22).
-
-    With the pid it identifies a process uniquely, so a restarted daemon can tell its
-    own surviving child from an unrelated process that reused the pid.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None

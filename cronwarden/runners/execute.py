@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from cronwarden.model import EndReason
 from cronwarden.runners.logs import LogWriter
 from cronwarden.runners.outcome import Outcome, classify
-from cronwarden.runners.process import GroupProcess, ProcessSpec, StartFailed, spawn
+from cronwarden.runners.process import (
+    AdoptedProcess,
+    GroupLeader,
+    GroupProcess,
+    ProcessSpec,
+    StartFailed,
+    spawn,
+)
 
 # How long output may keep flowing after the main process exited (a grandchild that
 # went to the background may hold the pipes forever).
@@ -53,6 +60,7 @@ async def execute(
         process.signal_group(signal.SIGKILL)
         raise
     returncode = await process.wait()
+    assert returncode is not None  # our own child: its status is always known
     held = await process.drain(DRAIN_GRACE)
     outcome = classify(
         returncode,
@@ -71,8 +79,30 @@ async def execute(
     return outcome
 
 
+async def watch_adopted(
+    process: AdoptedProcess, limits: Limits, control: RunControl, via_shell: bool
+) -> Outcome:
+    """Supervise a re-adopted process to its end: timeout and stop still apply."""
+    forced = await _supervise(process, limits, control)
+    returncode = await process.wait()
+    if returncode is None:
+        return Outcome(
+            forced or EndReason.CRASHED,
+            error="re-adopted after a daemon restart; it ended, but its exit status could not "
+            "be read (reading the exit status of a process that is not the daemon's child "
+            "needs root)",
+        )
+    outcome = classify(
+        returncode, forced=forced, success_exit_codes=limits.success_exit_codes, via_shell=via_shell
+    )
+    note = "re-adopted after a daemon restart; output after the restart was not captured"
+    if outcome.signal == signal.SIGPIPE:
+        note += "; SIGPIPE: it wrote after the daemon that read its output had died"
+    return Outcome(outcome.end_reason, outcome.exit_code, outcome.signal, outcome.error or note)
+
+
 async def _supervise(
-    process: GroupProcess, limits: Limits, control: RunControl
+    process: GroupProcess | AdoptedProcess, limits: Limits, control: RunControl
 ) -> EndReason | None:
     """Wait for exit, a timeout, a stop request or a log overflow; end the group if needed."""
     exited = asyncio.ensure_future(process.wait())
@@ -100,7 +130,9 @@ async def _supervise(
     return forced
 
 
-async def terminate(process: GroupProcess, exited: asyncio.Future[int], limits: Limits) -> None:
+async def terminate(
+    process: GroupLeader, exited: asyncio.Future[int | None], limits: Limits
+) -> None:
     """stop_signal to the whole group, then SIGKILL after kill_grace."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limits.kill_grace

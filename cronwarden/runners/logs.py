@@ -96,6 +96,7 @@ class LogWriter:
             ts = iso_z(self._now())  # one arrival time per chunk: lines came together
             for raw, size in pieces:
                 self._line(stream, raw, size, ts)
+            self._file.flush()  # a daemon crash must not lose what the process said
 
     def finish(self) -> LogSummary:
         """Flush partial lines, trim and mark what was dropped, close the file."""
@@ -188,9 +189,37 @@ class LogWriter:
 
 
 def _read_records(path: Path) -> Iterator[dict[str, object]]:
-    with open(path, encoding="utf-8") as file:
+    with open(path, encoding="utf-8", errors="replace") as file:
         for line in file:
-            yield json.loads(line)
+            try:
+                yield json.loads(line)
+            except ValueError:  # a line torn by a crash mid-write
+                continue
+
+
+def summarize_log(path: Path) -> LogSummary:
+    """Size and truncation of a log a previous daemon life left behind."""
+    size, truncated = 0, False
+    for file in (path.with_name(path.name + ".1"), path):
+        if file.exists():
+            for record in _read_records(file):
+                if record.get("stream") == MARKER_STREAM:
+                    truncated = True
+                else:
+                    size += _raw_size(record)
+    return LogSummary(size=size, truncated=truncated)
+
+
+def append_marker(path: Path, text: str, ts: str) -> None:
+    """Add a cronwarden line after whatever a previous life wrote."""
+    last = 0
+    for file in (path.with_name(path.name + ".1"), path):
+        if file.exists():
+            for record in _read_records(file):
+                last = max(last, int(str(record["n"])))
+    with open(path, "a", encoding="utf-8") as out:
+        record = {"n": last + 1, "ts": ts, "stream": MARKER_STREAM, "text": f"[cronwarden] {text}"}
+        out.write(json.dumps(record) + "\n")
 
 
 def _raw_size(record: dict[str, object]) -> int:

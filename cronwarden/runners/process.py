@@ -36,31 +36,35 @@ class ProcessSpec:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-class GroupProcess:
-    """A started process that leads its own process group."""
+class GroupLeader:
+    """Signalling a process group by its leader's pid (the leader may already be gone)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]):
-        self._proc = proc
-        self.readers = readers
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
 
     def signal_group(self, signum: int) -> None:
         """Signal every process of the group; a group already gone is not an error."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signum)
+            os.killpg(self.pid, signum)
 
     def group_alive(self) -> bool:
         try:
-            os.killpg(self._proc.pid, 0)
+            os.killpg(self.pid, 0)
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+
+class GroupProcess(GroupLeader):
+    """A started process that leads its own process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]):
+        super().__init__(proc.pid)
+        self._proc = proc
+        self.readers = readers
+
+    async def wait(self) -> int | None:
+        return await self._proc.wait()
 
     async def drain(self, grace: float) -> bool:
         """Wait up to ``grace`` s for the output to end; True if something still held it."""
@@ -71,6 +75,18 @@ class GroupProcess:
             task.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
         return bool(pending)
+
+
+class AdoptedProcess(GroupLeader):
+    """A run's process left by a previous daemon life; not our child any more."""
+
+    def __init__(self, pid: int, exited: asyncio.Future[int | None]) -> None:
+        super().__init__(pid)
+        self._exited = exited
+
+    async def wait(self) -> int | None:
+        """The return code (negative for a signal), or None if it cannot be known."""
+        return await self._exited
 
 
 async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:
@@ -143,6 +159,40 @@ def _start_error(spec: ProcessSpec, exc: OSError) -> str:
     if exc.errno == errno.ENOEXEC:
         return f"exec format error: {program} is not a program (missing #! line?)"
     return f"cannot start {program}: {os.strerror(exc.errno or 0) or exc}"
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    state: str
+    start_ticks: int  # clock ticks since boot: with the pid, it names one process
+    exit_status: int  # wait(2) status; meaningful once the process is a zombie
+
+    @property
+    def is_zombie(self) -> bool:
+        return self.state == "Z"
+
+    @property
+    def returncode(self) -> int:
+        """As asyncio reports it: negative for a signal."""
+        signum = self.exit_status & 0x7F
+        return -signum if signum else (self.exit_status >> 8) & 0xFF
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """What /proc/PID/stat says of a process (fields 3, 22 and 52), None if it is gone.
+
+    A zombie nobody reaped still has its pid and start time, and keeps its exit status
+    in field 52: a restarted daemon can read the real outcome of such a run.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 50:
+        return None
+    return ProcStat(fields[0].decode(), int(fields[19]), int(fields[49]))
 
 
 def signal_name(signum: int) -> str:

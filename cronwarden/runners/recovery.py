@@ -1,22 +1,32 @@
-"""Start-up recovery: runs a previous daemon life left pending or running."""
+"""Start-up recovery: runs a previous daemon life left pending or running.
+
+* A pending run with ``not_before`` is a retry waiting for its time: it was never
+  started, so it runs at its due time in this life.
+* A running run whose pid is still alive with the same process start time is re-adopted:
+  watched to its real end (timeout and stop still apply).
+* Anything else ended with the old life: it becomes crashed, saying so in ``error``,
+  and the task's retry policy applies.
+"""
 
 from __future__ import annotations
 
 import structlog
 
-from cronwarden.model import EndReason, Status
+from cronwarden.model import EndReason, Run, Status
+from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
 
 log = structlog.get_logger("cronwarden.recovery")
 
 
-async def recover(dispatcher: Dispatcher) -> None:
-    """Resume delayed retries; end everything else as crashed (retry policy applies).
-
-    A pending run with ``not_before`` is a retry waiting for its time: it was never
-    started, so it simply runs at its due time in this life.
-    """
-    for run in await dispatcher.store.unfinished_runs(dispatcher.node):
+async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
+    """Settle every unfinished run of this node; returns the watcher adopted runs use."""
+    runs = await dispatcher.store.unfinished_runs(dispatcher.node)
+    watcher = None
+    if any(r.status == Status.RUNNING and r.pid for r in runs):
+        watcher = ExitWatcher.open()  # before the liveness checks: no exit slips between
+    for run in runs:
         task = dispatcher.tasks.get(run.task_name)
         if run.status == Status.PENDING and run.not_before is not None and task is not None:
             log.info(
@@ -27,6 +37,29 @@ async def recover(dispatcher: Dispatcher) -> None:
             )
             dispatcher.schedule_pending(run, task)
             continue
-        was = f"running (pid {run.pid})" if run.status == Status.RUNNING else "pending"
-        error = f"the daemon stopped while the run was {was}; its outcome is unknown"
-        await dispatcher.end_orphan(run, EndReason.CRASHED, error)
+        stat = _same_process(run)
+        if watcher is not None and stat is not None and run.pid is not None:
+            exited = watcher.watch(run.pid)
+            if stat.is_zombie and not exited.done():  # ended while no daemon watched it
+                exited.set_result(stat.returncode)
+            dispatcher.adopt(run, AdoptedProcess(run.pid, exited))
+        else:
+            await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
+    return watcher
+
+
+def _same_process(run: Run) -> ProcStat | None:
+    """The run's process if its pid still names it (same start time), zombie or alive."""
+    if run.status != Status.RUNNING or not run.pid or run.proc_started is None:
+        return None
+    stat = proc_stat(run.pid)
+    return stat if stat is not None and stat.start_ticks == run.proc_started else None
+
+
+def _crash_reason(run: Run) -> str:
+    if run.status == Status.RUNNING:
+        return (
+            f"the daemon stopped while the run was running (pid {run.pid}) and the "
+            "process was gone when it restarted; its outcome is unknown"
+        )
+    return "the daemon stopped before the run started"
