@@ -145,3 +145,18 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon) -> None:
     log = daemon.get(f"/api/runs/{chatty['id']}/log?limit=10000").body["lines"]
     assert log[0]["text"] == "tick" and "[cronwarden]" in log[-1]["text"]
     assert all(r["end_reason"] != "crashed" or r["error"] for r in after)
+
+
+def test_stopping_a_waiting_retry_ends_it_at_once(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.flaky]
+    command = "exit 1"
+    retries = 1
+    retry_delay = "1h"
+    """)
+    daemon.wait_run(daemon.trigger("flaky")["id"])
+    time.sleep(0.3)
+    (pending,) = [r for r in daemon.runs(task_name="flaky") if r["status"] == "pending"]
+    assert daemon.post(f"/api/runs/{pending['id']}/stop").status == 202
+    stopped = daemon.wait_run(pending["id"], timeout=5)
+    assert stopped["end_reason"] == "stopped" and stopped["start_at"] is None
