@@ -1,18 +1,24 @@
-"""Pure: which fires of a trigger fell in a window the daemon did not watch.
+"""Pure: which fires to run when a task's time comes, after downtime or a late wake-up.
 
-Used both after downtime (window = last recorded fire .. now) and after a late wake-up
-(suspend, blocked loop), so both follow the task's catch_up policy the same way.
+Downtime (window = newest recorded fire .. now) and a late wake-up (suspend, blocked
+loop) are the same question, so both follow the task's catch_up policy the same way:
+``plan_fires`` answers it from plain datetimes, with no clock and no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
+from cronwarden.model import Trigger
+from cronwarden.scheduler.policies import catch_up_fires
 from cronwarden.scheduler.triggers import AnyTrigger
 
 # A fire later than this is treated as missed, not merely late.
 LATE_GRACE = timedelta(seconds=30)
+# Past this many older missed fires, fire.missed reports "at least N".
+_COUNT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,58 @@ class Missed:
     fires: list[datetime]
     older: int
     older_is_exact: bool
+
+
+@dataclass(frozen=True)
+class FirePlan:
+    """What to do now: fires to run (nominal time, how triggered) and what was dropped."""
+
+    run: list[tuple[datetime, Trigger]]
+    dropped: int = 0
+    dropped_exact: bool = True
+    anchor: datetime | None = None  # the newest fire handled, once this plan is carried out
+
+    @property
+    def dropped_fires(self) -> bool:
+        return self.dropped > 0
+
+
+def plan_fires(
+    trigger: AnyTrigger,
+    *,
+    anchor: datetime | None,
+    due: datetime | None,
+    now: datetime,
+    offset: timedelta,
+    catch_up: Literal["skip", "latest", "all"],
+    max_catch_up: int,
+) -> FirePlan:
+    """Decide the fires for a task at ``now``.
+
+    ``due`` is the nominal fire the timer woke for (None at start-up), ``anchor`` the
+    newest nominal fire already handled, ``offset`` the task's jitter.  A due fire on
+    time (within LATE_GRACE of its jittered instant) simply runs; otherwise every fire in
+    (anchor, now] is missed and ``catch_up`` decides which of them run as catch_up.
+    """
+    if due is not None:
+        if anchor is not None and due <= anchor:
+            return FirePlan([], anchor=anchor)  # already handled
+        if now - (due + offset) <= LATE_GRACE:
+            return FirePlan([(due, Trigger.SCHEDULE)], anchor=due)
+        if anchor is None:
+            anchor = due - timedelta(microseconds=1)
+    if anchor is None:
+        return FirePlan([])  # a new task has nothing to catch up on
+    window = missed_fires(trigger, anchor, now - offset, keep=max_catch_up)
+    if not window.fires:
+        return FirePlan([], anchor=anchor)
+    run, dropped = catch_up_fires(window.fires, mode=catch_up, max_catch_up=max_catch_up)
+    return FirePlan(
+        run=[(fire, Trigger.CATCH_UP) for fire in run],
+        dropped=len(dropped) + window.older,
+        dropped_exact=window.older_is_exact,
+        anchor=window.fires[-1],
+    )
 
 
 def missed_fires(trigger: AnyTrigger, start: datetime, end: datetime, *, keep: int) -> Missed:
@@ -35,16 +93,22 @@ def missed_fires(trigger: AnyTrigger, start: datetime, end: datetime, *, keep: i
         lower = max(start, end - span)
         fires = _fires_in(trigger, lower, end)
         if len(fires) > keep or lower == start:
-            kept = fires[-keep:] if keep else []
-            older = len(fires) - len(kept)
-            return Missed(kept, older, older_is_exact=lower == start)
+            break
         span *= 2
+    kept = fires[-keep:] if keep else []
+    if not kept:
+        return Missed([], 0, older_is_exact=True)
+    # Count the older fires exactly while that stays cheap; beyond, report a lower bound.
+    older = _fires_in(trigger, start, kept[0] - timedelta(microseconds=1), limit=_COUNT_LIMIT)
+    return Missed(kept, len(older), older_is_exact=len(older) < _COUNT_LIMIT)
 
 
-def _fires_in(trigger: AnyTrigger, start: datetime, end: datetime) -> list[datetime]:
-    fires = []
+def _fires_in(
+    trigger: AnyTrigger, start: datetime, end: datetime, limit: int | None = None
+) -> list[datetime]:
+    fires: list[datetime] = []
     at = trigger.next_fire(start)
-    while at is not None and at <= end:
+    while at is not None and at <= end and (limit is None or len(fires) < limit):
         fires.append(at)
         at = trigger.next_fire(at)
     return fires

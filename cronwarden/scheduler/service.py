@@ -26,8 +26,8 @@ from cronwarden.config import TaskConfig
 from cronwarden.errors import ShuttingDown, TaskNotFound
 from cronwarden.model import Trigger
 from cronwarden.runners.dispatch import Dispatcher
-from cronwarden.scheduler.catchup import LATE_GRACE, missed_fires
-from cronwarden.scheduler.policies import catch_up_fires, jitter_offset
+from cronwarden.scheduler.catchup import plan_fires
+from cronwarden.scheduler.policies import jitter_offset
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 
 log = structlog.get_logger("cronwarden.scheduler")
@@ -106,8 +106,8 @@ class SchedulerService:
                 self._spawn(self._fire(task.name, now, Trigger.SCHEDULE))
                 continue
             entry = self._add(task, anchors.get(task.name))
-            if entry.anchor is not None and task.name not in self._paused:
-                self._catch_up(entry, now)
+            if task.name not in self._paused:
+                self._carry_out(entry, due=None)
 
     def shutdown(self) -> None:
         if self.running:
@@ -218,53 +218,44 @@ class SchedulerService:
         entry = self._scheduled.get(task_name)
         if entry is None or task_name in self._paused:
             return
-        now = self.clock.now()
-        nominal = run_times[-1] - entry.offset
-        if entry.anchor is not None and nominal <= entry.anchor:
-            return  # already handled (by a catch-up, or before a reload)
-        if now - run_times[-1] <= LATE_GRACE and len(run_times) == 1:
-            entry.anchor = nominal
-            self._spawn(self._fire(task_name, nominal, Trigger.SCHEDULE))
-            return
-        log.warning(
-            "scheduler.woke_late",
-            task=task_name,
-            due=run_times[-1].isoformat(),
-            late_s=round((now - run_times[-1]).total_seconds(), 3),
-        )
-        if entry.anchor is None:
-            entry.anchor = nominal - timedelta(microseconds=1)
-        self._catch_up(entry, now)
+        self._carry_out(entry, due=run_times[-1] - entry.offset)
 
-    def _catch_up(self, entry: _Scheduled, now: datetime) -> None:
-        """Apply catch_up to fires in (anchor, now]; dropped fires raise fire.missed."""
+    def _carry_out(self, entry: _Scheduled, due: datetime | None) -> None:
+        """Plan the fires (pure), then dispatch them and report what was dropped."""
         task = entry.task
-        assert entry.anchor is not None
-        horizon = now - entry.offset
-        window = missed_fires(entry.trigger, entry.anchor, horizon, keep=task.max_catch_up)
-        if not window.fires:
-            return
-        run, dropped = catch_up_fires(
-            window.fires, mode=task.catch_up, max_catch_up=task.max_catch_up
+        plan = plan_fires(
+            entry.trigger,
+            anchor=entry.anchor,
+            due=due,
+            now=self.clock.now(),
+            offset=entry.offset,
+            catch_up=task.catch_up,
+            max_catch_up=task.max_catch_up,
         )
-        entry.anchor = window.fires[-1]
-        dropped_count = len(dropped) + window.older
-        if dropped_count:
+        entry.anchor = plan.anchor
+        woke_late = due is not None and plan.run != [(due, Trigger.SCHEDULE)]
+        if woke_late and (plan.run or plan.dropped):
+            assert due is not None
+            log.warning(
+                "scheduler.woke_late",
+                task=task.name,
+                due=due.isoformat(),
+                late_s=round((self.clock.now() - due).total_seconds(), 3),
+            )
+        if plan.dropped:
             log.warning(
                 "fire.missed",
                 task=task.name,
-                missed=dropped_count,
-                exact=window.older_is_exact,
+                missed=plan.dropped,
+                exact=plan.dropped_exact,
                 catch_up=task.catch_up,
-                last_missed=(dropped[-1] if dropped else window.fires[0]).isoformat(),
             )
-            self._spawn(
-                self.dispatcher.store.save_task_state(
-                    task.name, last_scheduled_for=window.fires[-1]
+            if plan.anchor is not None:
+                self._spawn(
+                    self.dispatcher.store.save_task_state(task.name, last_scheduled_for=plan.anchor)
                 )
-            )
-        for fire in run:
-            self._spawn(self._fire(task.name, fire, Trigger.CATCH_UP))
+        for fire, how in plan.run:
+            self._spawn(self._fire(task.name, fire, how))
 
     async def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
         try:

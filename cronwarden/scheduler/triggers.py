@@ -65,6 +65,18 @@ class CronTrigger:
     with_seconds: bool = field(repr=False)
     periodic: bool = field(repr=False)
     day_or: bool = field(repr=False)
+    # Parsing the expression costs ~4x a step, so one iterator is kept and re-aimed.
+    _iterator: croniter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        iterator = croniter(
+            self.cron,
+            datetime(2000, 1, 1),
+            day_or=self.day_or,
+            second_at_beginning=self.with_seconds,
+            ret_type=datetime,
+        )
+        object.__setattr__(self, "_iterator", iterator)
 
     def next_fire(self, after: datetime) -> datetime | None:
         if after.tzinfo is None:
@@ -72,13 +84,8 @@ class CronTrigger:
         low, _ = self._offset_bounds(after)
         # Earliest wall time that could map to an instant after `after`.
         start = after.astimezone(UTC).replace(tzinfo=None) + low
-        candidates = croniter(
-            self.cron,
-            start,
-            day_or=self.day_or,
-            second_at_beginning=self.with_seconds,
-            ret_type=datetime,
-        )
+        candidates = self._iterator
+        candidates.set_current(start, force=True)
         best: datetime | None = None
         stop_at: datetime | None = None
         while True:
@@ -92,6 +99,8 @@ class CronTrigger:
                 if instant > after and (best is None or instant < best):
                     best = instant
                     lo, hi = self._offset_bounds(instant)
+                    if lo == hi:  # no transition near: later wall times map later
+                        return best
                     stop_at = wall + (hi - lo)
 
     def _offset_bounds(self, instant: datetime) -> tuple[timedelta, timedelta]:

@@ -1,0 +1,153 @@
+"""The scheduler service with a fake clock and an in-memory dispatcher: reload and pause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cronwarden.config import TaskConfig, parse_config
+from cronwarden.model import Trigger
+from cronwarden.scheduler.service import SchedulerService
+
+# Decisions use the fake clock; APScheduler's timer runs on real time, so the fake "now"
+# lies in the future: the real timer never becomes due while a test runs.
+T = datetime(2036, 5, 1, 12, 0, 30, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class FakeStore:
+    anchors: dict[str, datetime] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def task_states(self) -> dict[str, Any]:
+        return {name: type("S", (), s)() for name, s in self.states.items()}
+
+    async def last_scheduled_for(self) -> dict[str, datetime]:
+        return dict(self.anchors)
+
+    async def save_task_state(self, name: str, **values: Any) -> None:
+        self.states.setdefault(name, {}).update(values)
+
+
+@dataclass
+class FakeDispatcher:
+    tasks: dict[str, TaskConfig]
+    store: FakeStore = field(default_factory=FakeStore)
+    fired: list[tuple[str, datetime, Trigger]] = field(default_factory=list)
+
+    async def fire(self, name: str, at: datetime, how: Trigger) -> None:
+        self.fired.append((name, at, how))
+
+    def task(self, name: str) -> TaskConfig:
+        return self.tasks[name]
+
+
+def tasks(text: str) -> dict[str, TaskConfig]:
+    return dict(parse_config(text, Path("/tmp/c.toml")).tasks)
+
+
+async def started(text: str, anchors: dict[str, datetime] | None = None,
+                  paused: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    defs = tasks(text)
+    dispatcher = FakeDispatcher(defs, FakeStore(anchors or {}, {p: {"paused": True}
+                                                                for p in paused}))
+    clock = FakeClock(T)
+    service = SchedulerService(dispatcher, clock)  # type: ignore[arg-type]
+    await service.start(defs)
+    await service.wait_inflight()
+    return service, dispatcher, clock
+
+
+HOURLY = '[tasks.a]\ncommand = "true"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+
+
+async def test_start_catches_up_from_the_anchor() -> None:
+    service, dispatcher, _ = await started(HOURLY, {"a": T - timedelta(hours=3)})
+    assert dispatcher.fired == [("a", datetime(2036, 5, 1, 12, tzinfo=UTC), Trigger.CATCH_UP)]
+    assert service.next_fire_time("a") == datetime(2036, 5, 1, 13, tzinfo=UTC)
+    service.shutdown()
+
+
+async def test_reload_keeps_unchanged_and_never_fires_a_changed_schedule_early() -> None:
+    service, dispatcher, clock = await started(
+        HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "*/10 * * * *"\ntimezone = "UTC"\n')
+    before = service.next_fire_time("a")
+    clock.at = T + timedelta(minutes=5)
+    changes = service.apply(tasks(
+        '[tasks.a]\ncommand = "echo changed"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+        '[tasks.b]\ncommand = "true"\nschedule = "*/7 * * * *"\ntimezone = "UTC"\n'
+        '[tasks.c]\ncommand = "true"\nschedule = "@hourly"\ntimezone = "UTC"\n'))
+    assert changes == {"added": ["c"], "removed": [], "changed": ["b"]}
+    assert service.next_fire_time("a") == before  # a's command changed, not its timing
+    nxt = service.next_fire_time("b")
+    assert nxt is not None and nxt > clock.at and nxt.minute % 7 == 0
+    assert service.next_fire_time("c") == datetime(2036, 5, 1, 13, tzinfo=UTC)
+    service.shutdown()
+
+
+async def test_reload_after_a_fire_does_not_fire_it_again() -> None:
+    service, dispatcher, clock = await started(HOURLY)
+    clock.at = datetime(2036, 5, 1, 13, 0, 0, 100000, tzinfo=UTC)
+    service._due("a", [datetime(2036, 5, 1, 13, tzinfo=UTC)])
+    await service.wait_inflight()
+    # the new schedule also matches 13:00, which was just handled
+    service.apply(tasks('[tasks.a]\ncommand = "true"\nschedule = "0 13,14 * * *"\n'
+                        'timezone = "UTC"\n'))
+    assert service.next_fire_time("a") == datetime(2036, 5, 1, 14, tzinfo=UTC)
+    assert [f[1].hour for f in dispatcher.fired] == [13]
+    service.shutdown()
+
+
+async def test_removed_and_disabled_tasks_stop_firing() -> None:
+    service, _, _ = await started(HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "@hourly"\n')
+    changes = service.apply(tasks(
+        '[tasks.b]\ncommand = "true"\nschedule = "@hourly"\nenabled = false\n'))
+    assert sorted(changes["removed"]) == ["a", "b"]
+    assert service.next_fire_time("a") is None and service.next_fire_time("b") is None
+    service.shutdown()
+
+
+async def test_pause_persists_and_resume_does_not_catch_up() -> None:
+    service, dispatcher, clock = await started(HOURLY)
+    await service.pause("a")
+    assert dispatcher.store.states["a"]["paused"] is True
+    assert service.is_paused("a") and service.next_fire_time("a") is None
+    service._due("a", [datetime(2036, 5, 1, 13, tzinfo=UTC)])  # a paused task ignores its timer
+    clock.at = T + timedelta(hours=3)
+    await service.resume("a")
+    await service.wait_inflight()
+    assert dispatcher.fired == []
+    assert service.next_fire_time("a") == datetime(2036, 5, 1, 16, tzinfo=UTC)
+    assert dispatcher.store.states["a"]["paused"] is False
+    service.shutdown()
+
+
+async def test_a_paused_task_stays_paused_after_a_restart() -> None:
+    service, dispatcher, _ = await started(HOURLY, {"a": T - timedelta(hours=3)}, paused=("a",))
+    assert service.is_paused("a") and service.next_fire_time("a") is None
+    assert dispatcher.fired == []  # no catch-up for a paused task either
+    service.shutdown()
+
+
+async def test_late_wake_is_reported_and_caught_up() -> None:
+    service, dispatcher, clock = await started(
+        '[tasks.a]\ncommand = "true"\nschedule = "* * * * *"\ntimezone = "UTC"\n'
+        'catch_up = "latest"\n', {"a": T - timedelta(seconds=30)})
+    dispatcher.fired.clear()
+    clock.at = T + timedelta(minutes=10)  # the loop was blocked or the host slept
+    service._due("a", [datetime(2036, 5, 1, 12, 1, tzinfo=UTC)])
+    await service.wait_inflight()
+    assert dispatcher.fired == [("a", datetime(2036, 5, 1, 12, 10, tzinfo=UTC), Trigger.CATCH_UP)]
+    assert dispatcher.store.states["a"]["last_scheduled_for"] == datetime(2036, 5, 1, 12, 10,
+                                                                          tzinfo=UTC)
+    service.shutdown()
