@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -77,3 +80,346 @@ def validate(config_path: str, as_json: bool) -> None:
         )
     else:
         click.echo(f"{config.path}: OK ({len(config.tasks)} tasks)")
+
+
+# -- explain ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The TOML config file.",
+)
+@click.argument("task")
+@click.option(
+    "-n",
+    "count",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many fire times.",
+)
+@click.option("--after", help="Start after this ISO 8601 instant (naive: the task's zone).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
+    """Show the next fire times of TASK in its zone and in UTC, marking DST shifts."""
+    from cronwarden.config import load_config
+    from cronwarden.scheduler.explain import upcoming
+    from cronwarden.scheduler.triggers import RebootTrigger, schedule_kind
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+    definition = config.tasks.get(task)
+    if definition is None:
+        known = ", ".join(sorted(config.tasks)) or "none"
+        click.echo(f"cronwarden: no task {task!r} in {config.path} (tasks: {known})", err=True)
+        sys.exit(EXIT_INVALID)
+    start = _parse_after(after, definition.zone)
+    trigger = definition.trigger
+    fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"task": task, "fires": [{"at": f.local_iso, "utc": f.utc_iso} for f in fires]},
+                indent=2,
+            )
+        )
+        return
+    if trigger is None:
+        click.echo(f"{task}: no schedule; it runs only on request")
+        return
+    if isinstance(trigger, RebootTrigger):
+        click.echo(f"{task}: @reboot; it runs once each time the daemon starts")
+        return
+    click.echo(
+        f"{task}: {definition.schedule!r} in {definition.zone} "
+        f"({schedule_kind(trigger)}{_KIND_NOTES[schedule_kind(trigger)]})"
+    )
+    if definition.jitter:
+        from cronwarden.scheduler.policies import jitter_offset
+
+        delay = jitter_offset(task, definition.jitter).total_seconds()
+        click.echo(f"  each start is delayed by its jitter offset of {delay:.3f}s")
+    for fire in fires:
+        local = fire.at.strftime("%a %Y-%m-%d %H:%M:%S %Z (%z)")
+        line = f"  {local:<40} {fire.utc_iso}"
+        if fire.shifted is not None:
+            hours = fire.shifted.total_seconds() / 3600
+            direction = "forward" if hours > 0 else "back"
+            line += f"   <- UTC offset changed: clocks went {direction} {abs(hours):g}h"
+        click.echo(line)
+
+
+_KIND_NOTES = {
+    "fixed-time": ": a repeated wall time fires at its first occurrence; matching times "
+    "in a skipped hour fire once, right after the jump",
+    "periodic": ": follows elapsed time; fires in both occurrences of a repeated hour, "
+    "not at all for wall times that do not exist",
+    "absolute": ": counts absolute time from the Unix epoch, unaffected by DST",
+    "at start": "",
+}
+
+
+def _parse_after(text: str | None, zone: Any) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not ISO 8601, e.g. 2026-03-29T00:00:00Z", param_hint="--after"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=zone)
+
+
+# -- client verbs ----------------------------------------------------------------------
+
+
+def _client_options(func: Any) -> Any:
+    func = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+    func = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="Read the API address from this config's listen.",
+    )(func)
+    return click.option(
+        "--url",
+        help="API URL or unix:/path.sock "
+        "[$CRONWARDEN_URL, else the config's listen, else 127.0.0.1:9477]",
+    )(func)
+
+
+def _client(url: str | None, config_path: str | None) -> Any:
+    from cronwarden.client import Client
+
+    try:
+        return Client(resolve_url_or_exit(url, config_path))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def resolve_url_or_exit(url: str | None, config_path: str | None) -> str:
+    from cronwarden.client import resolve_url
+
+    return resolve_url(url, config_path)
+
+
+def _call(
+    client: Any, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+) -> Any:
+    from cronwarden.client import ClientError
+
+    try:
+        return client.call(method, path, body, query)
+    except ClientError as exc:
+        click.echo(f"cronwarden: {exc}", err=True)
+        sys.exit(1)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command()
+@_client_options
+def tasks(url: str | None, config_path: str | None, as_json: bool) -> None:
+    """List tasks with their schedule, next fire and last run."""
+    data = _call(_client(url, config_path), "GET", "/api/tasks")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = []
+    for t in data["tasks"]:
+        last = t["last_run"]
+        state = "paused" if t["paused"] else ("disabled" if not t["enabled"] else "")
+        rows.append(
+            [
+                t["name"],
+                t["schedule"] or "-",
+                t["next_run_at"] or "-",
+                f"{last['end_reason'] or last['status']} {last['created_at']}" if last else "-",
+                state,
+            ]
+        )
+    _table(rows, ["task", "schedule", "next run", "last run", "state"])
+
+
+@main.command()
+@_client_options
+@click.option("--task", help="Only this task.")
+@click.option("--status", help="pending, running or ended (comma-separated).")
+@click.option("--since", help='ISO 8601 or relative, e.g. "24 hours ago".')
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def runs(
+    url: str | None,
+    config_path: str | None,
+    as_json: bool,
+    task: str | None,
+    status: str | None,
+    since: str | None,
+    limit: int,
+) -> None:
+    """List runs, newest first."""
+    query = {"task_name": task, "status": status, "start_date": since, "limit": limit}
+    data = _call(_client(url, config_path), "GET", "/api/runs", query=query)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [
+        [
+            r["id"],
+            r["task_name"],
+            r["status"],
+            r["end_reason"] or "-",
+            "-" if r["exit_code"] is None else str(r["exit_code"]),
+            "-" if r["signal"] is None else str(r["signal"]),
+            r["triggered_by"],
+            r["created_at"],
+            "-" if r["duration_ms"] is None else f"{r['duration_ms']}ms",
+        ]
+        for r in data["runs"]
+    ]
+    _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"])
+
+
+@main.command("run")
+@_client_options
+@click.argument("task")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter the task declares (repeatable).",
+)
+@click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
+def run_task(
+    url: str | None,
+    config_path: str | None,
+    as_json: bool,
+    task: str,
+    params: tuple[str, ...],
+    wait: bool,
+) -> None:
+    """Trigger TASK now."""
+    values = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        values[name] = value
+    client = _client(url, config_path)
+    run = _call(client, "POST", f"/api/tasks/{task}/runs", {"params": values})
+    if wait:
+        while run["status"] != "ended":
+            time.sleep(0.2)
+            run = _call(client, "GET", f"/api/runs/{run['id']}")
+    click.echo(
+        json.dumps(run, indent=2)
+        if as_json
+        else f"{run['id']} {run['status']}" + (f" {run['end_reason']}" if wait else "")
+    )
+    if wait:
+        sys.exit(run_exit_status(run))
+
+
+def run_exit_status(run: dict[str, Any]) -> int:
+    """The run's exit code; 128+N for signal N (as shells report); 1 if it never exited."""
+    if run["exit_code"] is not None:
+        return int(run["exit_code"])
+    if run["signal"] is not None:
+        return 128 + int(run["signal"])
+    return 1
+
+
+@main.command()
+@_client_options
+@click.argument("run_id")
+@click.option("--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr"]), help="Only one stream.")
+def logs(
+    url: str | None,
+    config_path: str | None,
+    as_json: bool,
+    run_id: str,
+    follow: bool,
+    stream: str | None,
+) -> None:
+    """Print a run's output."""
+    client = _client(url, config_path)
+    after = 0
+    while True:
+        page = _call(
+            client,
+            "GET",
+            f"/api/runs/{run_id}/log",
+            query={"after": after, "limit": 10000, "stream": stream},
+        )
+        for line in page["lines"]:
+            if as_json:
+                click.echo(json.dumps(line))
+            else:
+                click.echo(line["text"], err=line["stream"] == "stderr")
+        after = page["next_after"]
+        if page["has_more"]:
+            continue
+        if not follow or _call(client, "GET", f"/api/runs/{run_id}")["status"] == "ended":
+            if follow:  # lines written between the last page and the end
+                follow = False
+                continue
+            return
+        time.sleep(0.3)
+
+
+@main.command()
+@_client_options
+@click.argument("run_id")
+def stop(url: str | None, config_path: str | None, as_json: bool, run_id: str) -> None:
+    """Stop a run (a waiting one ends at once)."""
+    run = _call(_client(url, config_path), "POST", f"/api/runs/{run_id}/stop")
+    click.echo(json.dumps(run, indent=2) if as_json else f"stopping {run['id']}")
+
+
+@main.command()
+@_client_options
+def reload(url: str | None, config_path: str | None, as_json: bool) -> None:
+    """Re-read the daemon's config file; a bad file keeps the running config."""
+    data = _call(_client(url, config_path), "POST", "/api/reload")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    summary = (
+        ", ".join(f"{k}: {', '.join(v)}" for k, v in data.items() if isinstance(v, list) and v)
+        or "no schedule changes"
+    )
+    click.echo(f"reloaded ({summary})")
+
+
+def _pause_or_resume(verb: str) -> Any:
+    @_client_options
+    @click.argument("task")
+    def command(url: str | None, config_path: str | None, as_json: bool, task: str) -> None:
+        data = _call(_client(url, config_path), "POST", f"/api/tasks/{task}/{verb}")
+        click.echo(json.dumps(data, indent=2) if as_json else f"{task}: {verb}d")
+
+    command.__doc__ = f"{verb.capitalize()} TASK's schedule (persists across restarts)."
+    return command
+
+
+main.command("pause")(_pause_or_resume("pause"))
+main.command("resume")(_pause_or_resume("resume"))

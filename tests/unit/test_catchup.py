@@ -14,8 +14,9 @@ M = timedelta(minutes=1)
 
 
 def plan(mode: str, *, anchor, due, now, offset=timedelta(0), cap=100):  # type: ignore[no-untyped-def]
-    return plan_fires(MINUTELY, anchor=anchor, due=due, now=now, offset=offset,
-                      catch_up=mode, max_catch_up=cap)  # type: ignore[arg-type]
+    return plan_fires(
+        MINUTELY, anchor=anchor, due=due, now=now, offset=offset, catch_up=mode, max_catch_up=cap
+    )  # type: ignore[arg-type]
 
 
 def test_on_time_fire_simply_runs() -> None:
@@ -54,8 +55,15 @@ def test_downtime_all_within_the_cap_runs_each() -> None:
 
 def test_long_downtime_does_not_walk_every_fire() -> None:
     per_second = parse_schedule("* * * * * *", UTC)
-    p = plan_fires(per_second, anchor=T, due=None, now=T + timedelta(days=30), offset=timedelta(0),
-                   catch_up="latest", max_catch_up=100)
+    p = plan_fires(
+        per_second,
+        anchor=T,
+        due=None,
+        now=T + timedelta(days=30),
+        offset=timedelta(0),
+        catch_up="latest",
+        max_catch_up=100,
+    )
     assert p.run == [(T + timedelta(days=30), Trigger.CATCH_UP)]
     assert p.dropped > 0 and not p.dropped_exact
 

@@ -56,11 +56,13 @@ def tasks(text: str) -> dict[str, TaskConfig]:
     return dict(parse_config(text, Path("/tmp/c.toml")).tasks)
 
 
-async def started(text: str, anchors: dict[str, datetime] | None = None,
-                  paused: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+async def started(
+    text: str, anchors: dict[str, datetime] | None = None, paused: tuple[str, ...] = ()
+):  # type: ignore[no-untyped-def]
     defs = tasks(text)
-    dispatcher = FakeDispatcher(defs, FakeStore(anchors or {}, {p: {"paused": True}
-                                                                for p in paused}))
+    dispatcher = FakeDispatcher(
+        defs, FakeStore(anchors or {}, {p: {"paused": True} for p in paused})
+    )
     clock = FakeClock(T)
     service = SchedulerService(dispatcher, clock)  # type: ignore[arg-type]
     await service.start(defs)
@@ -80,13 +82,17 @@ async def test_start_catches_up_from_the_anchor() -> None:
 
 async def test_reload_keeps_unchanged_and_never_fires_a_changed_schedule_early() -> None:
     service, dispatcher, clock = await started(
-        HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "*/10 * * * *"\ntimezone = "UTC"\n')
+        HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "*/10 * * * *"\ntimezone = "UTC"\n'
+    )
     before = service.next_fire_time("a")
     clock.at = T + timedelta(minutes=5)
-    changes = service.apply(tasks(
-        '[tasks.a]\ncommand = "echo changed"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
-        '[tasks.b]\ncommand = "true"\nschedule = "*/7 * * * *"\ntimezone = "UTC"\n'
-        '[tasks.c]\ncommand = "true"\nschedule = "@hourly"\ntimezone = "UTC"\n'))
+    changes = service.apply(
+        tasks(
+            '[tasks.a]\ncommand = "echo changed"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+            '[tasks.b]\ncommand = "true"\nschedule = "*/7 * * * *"\ntimezone = "UTC"\n'
+            '[tasks.c]\ncommand = "true"\nschedule = "@hourly"\ntimezone = "UTC"\n'
+        )
+    )
     assert changes == {"added": ["c"], "removed": [], "changed": ["b"]}
     assert service.next_fire_time("a") == before  # a's command changed, not its timing
     nxt = service.next_fire_time("b")
@@ -101,8 +107,9 @@ async def test_reload_after_a_fire_does_not_fire_it_again() -> None:
     service._due("a", [datetime(2036, 5, 1, 13, tzinfo=UTC)])
     await service.wait_inflight()
     # the new schedule also matches 13:00, which was just handled
-    service.apply(tasks('[tasks.a]\ncommand = "true"\nschedule = "0 13,14 * * *"\n'
-                        'timezone = "UTC"\n'))
+    service.apply(
+        tasks('[tasks.a]\ncommand = "true"\nschedule = "0 13,14 * * *"\ntimezone = "UTC"\n')
+    )
     assert service.next_fire_time("a") == datetime(2036, 5, 1, 14, tzinfo=UTC)
     assert [f[1].hour for f in dispatcher.fired] == [13]
     service.shutdown()
@@ -110,8 +117,9 @@ async def test_reload_after_a_fire_does_not_fire_it_again() -> None:
 
 async def test_removed_and_disabled_tasks_stop_firing() -> None:
     service, _, _ = await started(HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "@hourly"\n')
-    changes = service.apply(tasks(
-        '[tasks.b]\ncommand = "true"\nschedule = "@hourly"\nenabled = false\n'))
+    changes = service.apply(
+        tasks('[tasks.b]\ncommand = "true"\nschedule = "@hourly"\nenabled = false\n')
+    )
     assert sorted(changes["removed"]) == ["a", "b"]
     assert service.next_fire_time("a") is None and service.next_fire_time("b") is None
     service.shutdown()
@@ -142,12 +150,15 @@ async def test_a_paused_task_stays_paused_after_a_restart() -> None:
 async def test_late_wake_is_reported_and_caught_up() -> None:
     service, dispatcher, clock = await started(
         '[tasks.a]\ncommand = "true"\nschedule = "* * * * *"\ntimezone = "UTC"\n'
-        'catch_up = "latest"\n', {"a": T - timedelta(seconds=30)})
+        'catch_up = "latest"\n',
+        {"a": T - timedelta(seconds=30)},
+    )
     dispatcher.fired.clear()
     clock.at = T + timedelta(minutes=10)  # the loop was blocked or the host slept
     service._due("a", [datetime(2036, 5, 1, 12, 1, tzinfo=UTC)])
     await service.wait_inflight()
     assert dispatcher.fired == [("a", datetime(2036, 5, 1, 12, 10, tzinfo=UTC), Trigger.CATCH_UP)]
-    assert dispatcher.store.states["a"]["last_scheduled_for"] == datetime(2036, 5, 1, 12, 10,
-                                                                          tzinfo=UTC)
+    assert dispatcher.store.states["a"]["last_scheduled_for"] == datetime(
+        2036, 5, 1, 12, 10, tzinfo=UTC
+    )
     service.shutdown()

@@ -21,15 +21,31 @@ from hypothesis import strategies as st
 from cronwarden.scheduler.triggers import parse_schedule
 
 ZONES = [
-    "Europe/London", "America/New_York", "Australia/Lord_Howe", "America/Santiago",
-    "Pacific/Chatham", "America/St_Johns", "Asia/Gaza",
+    "Europe/London",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+    "America/St_Johns",
+    "Asia/Gaza",
 ]
 MINUTE = ["*", "*/15", "0", "30", "5,35", "0-10/5", "45", "*/7", "59"]
 HOUR = ["*", "*/2", "1", "2", "0-3", "1,2", "3", "*/3", "0", "23", "1-2", "22-23"]
 # (day-of-month, day-of-week): OR when both are restricted, AND when either starts with
 # "*"; pairs are chosen so fires stay days apart at most, which keeps the oracle quick.
-DAYS = [("*", "*"), ("*", "*"), ("*", "1-5"), ("*", "0"), ("*", "*/2"), ("*/2", "*"),
-        ("1-15", "*"), ("13", "5"), ("1-15", "1-5"), ("*/2", "1-5"), ("*/3", "*")]
+DAYS = [
+    ("*", "*"),
+    ("*", "*"),
+    ("*", "1-5"),
+    ("*", "0"),
+    ("*", "*/2"),
+    ("*/2", "*"),
+    ("1-15", "*"),
+    ("13", "5"),
+    ("1-15", "1-5"),
+    ("*/2", "1-5"),
+    ("*/3", "*"),
+]
 M = timedelta(minutes=1)
 
 
@@ -73,8 +89,11 @@ class Oracle:
         def ok(allowed: set[int] | None, value: int) -> bool:
             return allowed is None or value in allowed
 
-        if not (ok(self.minutes, wall.minute) and ok(self.hours, wall.hour)
-                and ok(self.months, wall.month)):
+        if not (
+            ok(self.minutes, wall.minute)
+            and ok(self.hours, wall.hour)
+            and ok(self.months, wall.month)
+        ):
             return False
         dom = ok(self.doms, wall.day)
         dow = ok(self.dows, (wall.weekday() + 1) % 7)
@@ -108,7 +127,9 @@ class Oracle:
 
 expressions = st.builds(
     lambda m, h, days: f"{m} {h} {days[0]} * {days[1]}",
-    st.sampled_from(MINUTE), st.sampled_from(HOUR), st.sampled_from(DAYS),
+    st.sampled_from(MINUTE),
+    st.sampled_from(HOUR),
+    st.sampled_from(DAYS),
 )
 
 

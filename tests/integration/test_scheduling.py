@@ -1,0 +1,269 @@
+"""Scheduling through a real daemon: overlap, catch-up, reload, pause (issue: scheduler)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+
+def z(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cronwarden", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def wait_for(predicate, timeout: float = 15):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_catch_up_latest_after_downtime_runs_exactly_one(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "echo $CRONWARDEN_SCHEDULED_FOR"
+    schedule = "* * * * * *"
+    catch_up = "latest"
+    """)
+    wait_for(lambda: len(daemon.runs(task_name="tick")) >= 2)
+    assert daemon.stop() == 0
+    stopped_at = time.time()
+    time.sleep(3.5)
+    daemon.start()
+    time.sleep(1.5)
+    runs = daemon.runs(task_name="tick", sort_direction="asc")
+    catch_up = [r for r in runs if r["triggered_by"] == "catch_up"]
+    assert len(catch_up) == 1, runs
+    fire = z(catch_up[0]["scheduled_for"]).timestamp()
+    assert stopped_at + 2 < fire <= time.time()  # the newest missed fire, not an old one
+    fires = [r["scheduled_for"] for r in runs]
+    assert len(fires) == len(set(fires))  # no fire ran twice
+    assert all(r["end_reason"] == "success" for r in runs if r["status"] == "ended")
+
+
+def test_catch_up_skip_runs_none(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "true"
+    schedule = "* * * * * *"
+    catch_up = "skip"
+    """)
+    wait_for(lambda: daemon.runs(task_name="tick"))
+    assert daemon.stop() == 0
+    time.sleep(2.5)
+    daemon.start()
+    time.sleep(1.2)
+    assert not [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]
+    assert "fire.missed" in daemon.log()
+
+
+def test_scheduled_runs_know_their_fire_time(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "echo $CRONWARDEN_SCHEDULED_FOR"
+    schedule = "* * * * * *"
+    """)
+    run = wait_for(lambda: [r for r in daemon.runs(task_name="tick") if r["status"] == "ended"])[0]
+    lines = daemon.get(f"/api/runs/{run['id']}/log").body["lines"]
+    assert [ln["text"] for ln in lines] == [run["scheduled_for"]]
+
+
+def test_overlap_skip_records_a_skipped_fire_and_refuses_api_triggers(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.slow]
+    command = "sleep 30"
+    schedule = "* * * * * *"
+    overlap = "skip"
+    """)
+    skipped = wait_for(
+        lambda: [r for r in daemon.runs(task_name="slow") if r["end_reason"] == "skipped"],
+        timeout=10,
+    )[0]
+    assert skipped["status"] == "ended" and skipped["pid"] is None
+    assert skipped["scheduled_for"] is not None and "overlap = skip" in skipped["error"]
+    before = len(daemon.runs(task_name="slow"))
+    refused = daemon.post("/api/tasks/slow/runs")
+    assert refused.status == 409 and refused.content_type == "application/problem+json"
+    assert all(r["triggered_by"] != "api" for r in daemon.runs(task_name="slow"))
+    assert len(daemon.runs(task_name="slow")) >= before
+    running = [r for r in daemon.runs(task_name="slow") if r["status"] == "running"]
+    assert len(running) == 1  # max_concurrent = 1
+
+
+def test_overlap_queue_holds_at_most_queue_max(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.q]
+    command = "sleep 0.5"
+    overlap = "queue"
+    queue_max = 2
+    """)
+    ids = [daemon.trigger("q")["id"] for _ in range(3)]
+    full = daemon.post("/api/tasks/q/runs")
+    assert full.status == 409 and "queue" in full.body["detail"]
+    runs = [daemon.wait_run(i, timeout=15) for i in ids]
+    assert all(r["end_reason"] == "success" for r in runs if r["status"] == "ended")
+    for earlier, later in zip(runs, runs[1:], strict=False):  # one at a time, in order
+        assert z(later["start_at"]) >= z(earlier["end_at"])
+
+
+def test_overlap_terminate_stops_the_old_run(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.t]
+    command = "sleep 30"
+    overlap = "terminate"
+    kill_grace = "1s"
+    """)
+    old = daemon.trigger("t")
+    daemon.wait_run(old["id"], lambda r: r["status"] == "running")
+    new = daemon.trigger("t")
+    assert daemon.wait_run(old["id"], timeout=10)["end_reason"] == "stopped"
+    assert daemon.wait_run(new["id"], lambda r: r["status"] == "running")["pid"]
+
+
+def test_max_concurrent_allows_that_many_before_skipping(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.two]
+    command = "sleep 5"
+    overlap = "skip"
+    max_concurrent = 2
+    """)
+    daemon.trigger("two")
+    daemon.trigger("two")
+    assert daemon.post("/api/tasks/two/runs").status == 409
+
+
+def test_reload_applies_changes_and_keeps_running_runs(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.keep]
+    command = "sleep 2; echo old definition"
+
+    [tasks.gone]
+    command = "sleep 1.5"
+    """)
+    keep_run = daemon.trigger("keep")
+    gone_run = daemon.trigger("gone")
+    daemon.wait_run(keep_run["id"], lambda r: r["status"] == "running")
+    text = daemon.config.read_text()
+    head = text[: text.index("[tasks.keep]")]
+    daemon.config.write_text(
+        head
+        + """
+[tasks.keep]
+command = "echo new definition"
+
+[tasks.added]
+command = "true"
+schedule = "@hourly"
+"""
+    )
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "added" in {t["name"] for t in daemon.get("/api/tasks").body["tasks"]})
+    assert daemon.get("/api/tasks/gone").status == 404
+    old = daemon.wait_run(keep_run["id"])
+    gone = daemon.wait_run(gone_run["id"])
+    assert old["end_reason"] == "success" and gone["end_reason"] == "success"
+    texts = [ln["text"] for ln in daemon.get(f"/api/runs/{keep_run['id']}/log").body["lines"]]
+    assert texts == ["old definition"]
+    new = daemon.wait_run(daemon.trigger("keep")["id"])
+    assert new["task_hash"] != old["task_hash"]
+    assert daemon.get("/api/tasks/added").body["next_run_at"] is not None
+
+
+def test_a_broken_reload_keeps_the_old_config(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.a]
+    command = "true"
+    """)
+    good = daemon.config.read_text()
+    daemon.config.write_text(good + '\n[tasks.b]\ncommand = "true"\nschedule = "61 * * * *"\n')
+    resp = daemon.post("/api/reload")
+    assert resp.status == 422 and resp.content_type == "application/problem+json"
+    assert "tasks.b.schedule" in json.dumps(resp.body["errors"])
+    result = cli("reload", "--url", daemon.url)
+    assert result.returncode == 1 and "tasks.b.schedule" in result.stderr
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: daemon.log().count("config.reload_failed") >= 3)
+    assert daemon.get("/health").status == 200
+    assert [t["name"] for t in daemon.get("/api/tasks").body["tasks"]] == ["a"]
+    daemon.config.write_text(good + '\n[tasks.b]\ncommand = "true"\n')
+    assert cli("reload", "--url", daemon.url).returncode == 0
+    assert daemon.get("/api/tasks/b").status == 200
+
+
+def test_pause_persists_across_restarts(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "true"
+    schedule = "* * * * * *"
+    """)
+    result = cli("pause", "tick", "--url", daemon.url)
+    assert result.returncode == 0, result.stderr
+    assert daemon.get("/api/tasks/tick").body["paused"] is True
+    assert daemon.stop() == 0
+    daemon.start()
+    count = len(daemon.runs(task_name="tick"))
+    time.sleep(2.2)
+    task = daemon.get("/api/tasks/tick").body
+    assert task["paused"] is True and task["next_run_at"] is None
+    assert len(daemon.runs(task_name="tick")) == count  # neither fires nor catch-ups
+    assert cli("resume", "tick", "--url", daemon.url).returncode == 0
+    wait_for(lambda: len(daemon.runs(task_name="tick")) > count, timeout=5)
+    assert all(r["triggered_by"] == "schedule" for r in daemon.runs(task_name="tick"))
+
+
+def test_explain_and_the_api_list_the_same_fires(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.london]
+    command = "true"
+    schedule = "30 1 * * *"
+    timezone = "Europe/London"
+    """)
+    result = cli("explain", "-c", str(daemon.config), "london", "-n", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    fires = json.loads(result.stdout)
+    assert fires["task"] == "london" and len(fires["fires"]) == 5
+    api = daemon.get("/api/tasks/london?next=5").body["next"]
+    assert api == fires["fires"]
+    assert all(f["at"][11:19] in ("01:30:00", "02:00:00") for f in api)
+    march = cli(
+        "explain", "-c", str(daemon.config), "london", "-n", "2", "--after", "2026-03-28T12:00:00Z"
+    )
+    assert "2026-03-29 02:00:00 BST" in march.stdout and "clocks went forward 1h" in march.stdout
+    bad = daemon.get("/api/tasks/london?next=0")
+    assert bad.status == 422 and bad.content_type == "application/problem+json"
+
+
+def test_client_verbs(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.echo]
+    command = "echo \\"hi $CRONWARDEN_PARAM_name\\"; exit 7"
+    params = ["name"]
+    """)
+    result = cli("run", "echo", "--param", "name=bob", "--wait", "--url", daemon.url)
+    assert result.returncode == 7, result.stderr
+    run_id = result.stdout.split()[0]
+    logs = cli("logs", run_id, "--url", daemon.url)
+    assert logs.stdout == "hi bob\n"
+    listing = json.loads(cli("runs", "--task", "echo", "--json", "--url", daemon.url).stdout)
+    assert listing["runs"][0]["id"] == run_id
+    tasks = cli("tasks", "--url", daemon.url)
+    assert tasks.returncode == 0 and "echo" in tasks.stdout
+    refused = cli("run", "echo", "--param", "nope=1", "--url", daemon.url)
+    assert refused.returncode == 1 and "nope" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    stopped = cli("stop", run_id, "--url", daemon.url)
+    assert stopped.returncode == 1 and "already ended" in stopped.stderr
+    down = cli("tasks", "--url", "http://127.0.0.1:1")
+    assert down.returncode == 1 and "cannot reach" in down.stderr
