@@ -125,7 +125,12 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon) -> None:
     }
     if root:  # the real outcome of a re-adopted process
         assert (ended[quiet["id"]]["end_reason"], ended[quiet["id"]]["exit_code"]) == ("failed", 4)
-        assert ended[chatty["id"]]["signal"] == 13  # its reader died: SIGPIPE
+        # Its reader died, so it died of SIGPIPE while no daemon watched. If nobody reaped
+        # it, the zombie still holds that status; if init reaped it first, it is unknowable.
+        chatty_end = ended[chatty["id"]]
+        assert chatty_end["signal"] == 13 or (
+            chatty_end["end_reason"] == "crashed" and "was gone" in chatty_end["error"]
+        ), chatty_end
     else:
         assert ended[quiet["id"]]["end_reason"] == "crashed"
     assert "re-adopted" in ended[quiet["id"]]["error"]

@@ -189,3 +189,13 @@ def test_health_reports_database_and_scheduler(daemon) -> None:
     resp = daemon.get("/health")
     assert resp.status == 200
     assert resp.body == {"status": "ok", "database": "ok", "scheduler": "running"}
+
+
+def test_idempotency_key_returns_the_same_run(daemon) -> None:
+    headers = {"Idempotency-Key": "deploy-42"}
+    first = daemon.post("/api/tasks/ok/runs", headers=headers)
+    again = daemon.post("/api/tasks/ok/runs", headers=headers)
+    other_task = daemon.post("/api/tasks/three/runs", headers=headers)
+    assert (first.status, again.status, other_task.status) == (201, 200, 201)
+    assert again.body["id"] == first.body["id"] != other_task.body["id"]
+    assert first.body["idempotency_key"] == "deploy-42"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -114,7 +115,7 @@ def test_overlap_queue_holds_at_most_queue_max(make_daemon) -> None:
     assert full.status == 409 and "queue" in full.body["detail"]
     runs = [daemon.wait_run(i, timeout=15) for i in ids]
     assert all(r["end_reason"] == "success" for r in runs if r["status"] == "ended")
-    for earlier, later in zip(runs, runs[1:], strict=False):  # one at a time, in order
+    for earlier, later in itertools.pairwise(runs):  # one at a time, in order
         assert z(later["start_at"]) >= z(earlier["end_at"])
 
 
@@ -267,3 +268,21 @@ def test_client_verbs(make_daemon) -> None:
     assert stopped.returncode == 1 and "already ended" in stopped.stderr
     down = cli("tasks", "--url", "http://127.0.0.1:1")
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+def test_reboot_fires_once_per_daemon_start(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.boot]
+    command = "true"
+    schedule = "@reboot"
+    """)
+    wait_for(lambda: len(daemon.runs(task_name="boot")) == 1)
+    time.sleep(1.0)
+    assert len(daemon.runs(task_name="boot")) == 1
+    assert daemon.get("/api/tasks/boot").body["next_run_at"] is None
+    assert daemon.stop() == 0
+    daemon.start()
+    runs = wait_for(
+        lambda: len(daemon.runs(task_name="boot")) == 2 and daemon.runs(task_name="boot")
+    )
+    assert all(r["triggered_by"] == "schedule" and r["scheduled_for"] for r in runs)

@@ -81,7 +81,7 @@ async def test_start_catches_up_from_the_anchor() -> None:
 
 
 async def test_reload_keeps_unchanged_and_never_fires_a_changed_schedule_early() -> None:
-    service, dispatcher, clock = await started(
+    service, _dispatcher, clock = await started(
         HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "*/10 * * * *"\ntimezone = "UTC"\n'
     )
     before = service.next_fire_time("a")

@@ -152,9 +152,10 @@ def test_trigger_agrees_with_the_oracle(expr: str, where: tuple[str, datetime]) 
     for _ in range(4):
         expected = oracle.next_fire(at)
         got = trigger.next_fire(at)
+        local = expected.astimezone(tz).isoformat()
         assert got == expected, (
             f"{expr!r} in {zone} after {at.astimezone(tz).isoformat()}: trigger gave "
-            f"{got and got.astimezone(tz).isoformat()}, oracle {expected.astimezone(tz).isoformat()}"
+            f"{got and got.astimezone(tz).isoformat()}, oracle {local}"
         )
         at = expected
 
