@@ -79,27 +79,34 @@ class Daemon:
             async with self._services(node) as services:
                 runner = web.AppRunner(create_app(services), access_log=None, handle_signals=False)
                 await runner.setup()
-                await self._listen(runner)
-                self._install_signals(services)
-                sd_notify("READY=1")
-                log.info(
-                    "daemon.ready",
-                    version=__version__,
-                    listen=str(daemon.listen),
-                    tasks=len(self.config.tasks),
-                    data_dir=str(daemon.data_dir),
-                    database=_redact(daemon.database_url),
-                )
-                watchdog = asyncio.create_task(self._watchdog())
-                await self._stop.wait()
-                sd_notify("STOPPING=1")
-                log.info("daemon.stopping")
-                watchdog.cancel()
-                services.scheduler.shutdown()
-                await services.scheduler.wait_inflight()
-                await services.dispatcher.shutdown(daemon.shutdown_timeout)
-                await runner.cleanup()
+                try:
+                    await self._listen(runner)  # a busy port fails here, before anything fires
+                    await services.scheduler.start(self.config.tasks)
+                    self._install_signals(services)
+                    sd_notify("READY=1")
+                    log.info(
+                        "daemon.ready",
+                        version=__version__,
+                        listen=str(daemon.listen),
+                        tasks=len(self.config.tasks),
+                        data_dir=str(daemon.data_dir),
+                        database=_redact(daemon.database_url),
+                    )
+                    await self._serve_until_stopped(services)
+                finally:
+                    await runner.cleanup()
         log.info("daemon.stopped")
+
+    async def _serve_until_stopped(self, services: Services) -> None:
+        """Until SIGTERM/SIGINT; then stop firing, give runs their grace, record it all."""
+        watchdog = asyncio.create_task(self._watchdog())
+        await self._stop.wait()
+        sd_notify("STOPPING=1")
+        log.info("daemon.stopping")
+        watchdog.cancel()
+        services.scheduler.shutdown()
+        await services.scheduler.wait_inflight()
+        await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
 
     @contextlib.asynccontextmanager
     async def _services(self, node: str) -> AsyncIterator[Services]:
@@ -112,7 +119,6 @@ class Daemon:
             )
             watcher = await recover(dispatcher)
             scheduler = SchedulerService(dispatcher, self.clock)
-            await scheduler.start(self.config.tasks)
             services = Services(
                 config=self.config,
                 store=store,

@@ -45,14 +45,17 @@ class Response:
 class Daemon:
     """``cronwarden serve`` as an operator runs it, driven over its HTTP API."""
 
-    def __init__(self, workdir: Path, tasks: str, daemon_extra: str = "") -> None:
+    def __init__(
+        self, workdir: Path, tasks: str, daemon_extra: str = "", shutdown_timeout: str = "5s"
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.data_dir = workdir / "data"
         self.config = workdir / "cronwarden.toml"
         self.config.write_text(
             f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'
-            f'shutdown_timeout = "5s"\n{daemon_extra}\n' + textwrap.dedent(tasks)
+            f'shutdown_timeout = "{shutdown_timeout}"\n{daemon_extra}\n'
+            + textwrap.dedent(tasks)
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives = 0
@@ -158,10 +161,10 @@ class Daemon:
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     daemons: list[Daemon] = []
 
-    def factory(tasks: str, daemon_extra: str = "", start: bool = True) -> Daemon:
+    def factory(tasks: str, start: bool = True, **options: str) -> Daemon:
         workdir = tmp_path / f"d{len(daemons)}"
         workdir.mkdir()
-        daemon = Daemon(workdir, tasks, daemon_extra)
+        daemon = Daemon(workdir, tasks, **options)
         daemons.append(daemon)
         return daemon.start() if start else daemon
 

@@ -1,0 +1,67 @@
+"""Daemon start-up and shutdown as an operator (or systemd) sees them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+
+def test_sigterm_gives_runs_their_grace_then_stops_them(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.quick]
+    command = "sleep 0.5"
+
+    [tasks.long]
+    command = "sleep 60"
+    """, shutdown_timeout="1s")
+    quick = daemon.trigger("quick")
+    long = daemon.trigger("long")
+    daemon.wait_run(long["id"], lambda r: r["status"] == "running")
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 8
+    daemon.start()
+    assert daemon.get(f"/api/runs/{quick['id']}").body["end_reason"] == "success"
+    ended = daemon.get(f"/api/runs/{long['id']}").body
+    assert (ended["status"], ended["end_reason"], ended["signal"]) == ("ended", "stopped", 15)
+    assert "daemon.stopping" in (daemon.workdir / "daemon-1.log").read_text()
+
+
+def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.a]
+    command = "true"
+    """)
+    other = daemon.config.read_text().replace(str(daemon.port), str(daemon.port + 1))
+    second = daemon.workdir / "second.toml"
+    second.write_text(other)
+    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(second)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "already uses data_dir" in result.stderr and "Traceback" not in result.stderr
+    assert daemon.get("/health").status == 200
+
+
+def test_a_broken_config_refuses_to_start_with_every_error(tmp_path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[tasks.a]\ncommand = "true"\nschedule = "nope"\ntimeout = "soon"\n')
+    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "tasks.a.schedule" in result.stderr and "tasks.a.timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_a_clear_error(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.a]
+    command = "true"
+    """)
+    text = daemon.config.read_text().replace(str(daemon.data_dir), str(daemon.workdir / "d2"))
+    other = daemon.workdir / "same-port.toml"
+    other.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(other)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "Traceback" not in result.stderr
