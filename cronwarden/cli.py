@@ -6,14 +6,38 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cronwarden import __version__
 from cronwarden.errors import ConfigError, DataDirLocked
 
+if TYPE_CHECKING:
+    from cronwarden.config import Config
+
 EXIT_INVALID = 2
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The TOML config file.",
+)
+
+
+def load_or_exit(config_path: str) -> Config:
+    """The config, or every error on stderr and exit 2."""
+    from cronwarden.config import load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,14 +47,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The TOML config file.",
-)
+@config_option
 def serve(config_path: str) -> None:
     """Run the daemon (SIGTERM stops it gracefully, SIGHUP reloads the config)."""
     from cronwarden.daemon import serve as run_daemon
@@ -49,14 +66,7 @@ def serve(config_path: str) -> None:
 
 
 @main.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The TOML config file.",
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 def validate(config_path: str, as_json: bool) -> None:
     """Check a config file; exit 2 listing every error."""
@@ -86,14 +96,7 @@ def validate(config_path: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The TOML config file.",
-)
+@config_option
 @click.argument("task")
 @click.option(
     "-n",
@@ -107,15 +110,10 @@ def validate(config_path: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
     """Show the next fire times of TASK in its zone and in UTC, marking DST shifts."""
-    from cronwarden.config import load_config
     from cronwarden.scheduler.explain import upcoming
     from cronwarden.scheduler.triggers import RebootTrigger, schedule_kind
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_INVALID)
+    config = load_or_exit(config_path)
     definition = config.tasks.get(task)
     if definition is None:
         known = ", ".join(sorted(config.tasks)) or "none"
@@ -199,19 +197,10 @@ def _client_options(func: Any) -> Any:
 
 
 def _client(url: str | None, config_path: str | None) -> Any:
-    from cronwarden.client import Client
+    from cronwarden.client import Client, resolve_url
 
-    try:
-        return Client(resolve_url_or_exit(url, config_path))
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_INVALID)
-
-
-def resolve_url_or_exit(url: str | None, config_path: str | None) -> str:
-    from cronwarden.client import resolve_url
-
-    return resolve_url(url, config_path)
+    listen = load_or_exit(config_path).daemon.listen if config_path and not url else None
+    return Client(resolve_url(url, listen))
 
 
 def _call(

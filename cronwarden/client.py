@@ -11,6 +11,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from cronwarden.config import Listen
+
 DEFAULT_URL = "http://127.0.0.1:9477"
 
 
@@ -34,16 +36,13 @@ class Target:
         return cls(url.rstrip("/"))
 
 
-def resolve_url(url: str | None, config_path: str | None) -> str:
+def resolve_url(url: str | None, listen: Listen | None) -> str:
     """--url, else $CRONWARDEN_URL, else the config's listen address, else the default."""
     if url:
         return url
     if os.environ.get("CRONWARDEN_URL"):
         return os.environ["CRONWARDEN_URL"]
-    if config_path:
-        from cronwarden.config import load_config
-
-        listen = load_config(config_path).daemon.listen
+    if listen is not None:
         return str(listen) if listen.unix_path else f"http://{listen}"
     return DEFAULT_URL
 

@@ -54,8 +54,7 @@ class Daemon:
         self.config = workdir / "cronwarden.toml"
         self.config.write_text(
             f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'
-            f'shutdown_timeout = "{shutdown_timeout}"\n{daemon_extra}\n'
-            + textwrap.dedent(tasks)
+            f'shutdown_timeout = "{shutdown_timeout}"\n{daemon_extra}\n' + textwrap.dedent(tasks)
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives = 0

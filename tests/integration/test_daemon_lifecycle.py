@@ -8,13 +8,16 @@ import time
 
 
 def test_sigterm_gives_runs_their_grace_then_stops_them(make_daemon) -> None:
-    daemon = make_daemon("""
+    daemon = make_daemon(
+        """
     [tasks.quick]
     command = "sleep 0.5"
 
     [tasks.long]
     command = "sleep 60"
-    """, shutdown_timeout="1s")
+    """,
+        shutdown_timeout="1s",
+    )
     quick = daemon.trigger("quick")
     long = daemon.trigger("long")
     daemon.wait_run(long["id"], lambda r: r["status"] == "running")
@@ -36,8 +39,12 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
     other = daemon.config.read_text().replace(str(daemon.port), str(daemon.port + 1))
     second = daemon.workdir / "second.toml"
     second.write_text(other)
-    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(second)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(second)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "already uses data_dir" in result.stderr and "Traceback" not in result.stderr
     assert daemon.get("/health").status == 200
@@ -46,8 +53,12 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
 def test_a_broken_config_refuses_to_start_with_every_error(tmp_path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[tasks.a]\ncommand = "true"\nschedule = "nope"\ntimeout = "soon"\n')
-    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "tasks.a.schedule" in result.stderr and "tasks.a.timeout" in result.stderr
     assert "Traceback" not in result.stderr
@@ -61,7 +72,52 @@ def test_a_busy_port_is_a_clear_error(make_daemon) -> None:
     text = daemon.config.read_text().replace(str(daemon.data_dir), str(daemon.workdir / "d2"))
     other = daemon.workdir / "same-port.toml"
     other.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "cronwarden", "serve", "-c", str(other)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unix_socket_listener_is_private_and_found_by_the_client(tmp_path) -> None:
+    import os
+    import stat
+
+    sock = tmp_path / "run" / "api.sock"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[daemon]\nlisten = "unix:{sock}"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[tasks.hello]\ncommand = "echo hello"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        cli = [sys.executable, "-m", "cronwarden"]
+        run = subprocess.run(
+            [*cli, "run", "hello", "--wait", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert run.returncode == 0, run.stderr
+        logs = subprocess.run(
+            [*cli, "logs", run.stdout.split()[0], "--url", f"unix:{sock}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert logs.stdout == "hello\n"
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
