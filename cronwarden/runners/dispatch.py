@@ -464,6 +464,8 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
             errors.append({"name": name, "reason": f"not declared by the task; allowed: {allowed}"})
         elif not isinstance(value, str):
             errors.append({"name": name, "reason": "value must be a string"})
+        elif "\0" in value:
+            errors.append({"name": name, "reason": "value must not contain a NUL character"})
     if errors:
         raise InvalidParams(f"invalid params for task {task.name!r}", errors)
     return dict(params)

@@ -113,8 +113,10 @@ async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> G
             os.close(write_fd)
         if isinstance(exc, OSError):
             raise StartFailed(_start_error(spec, exc)) from exc
-        if isinstance(exc, (KeyError, ValueError)):  # unknown user or group name
+        if isinstance(exc, KeyError):  # an unknown user or group name
             raise StartFailed(f"cannot switch identity: {exc}") from exc
+        if isinstance(exc, ValueError):  # e.g. a NUL byte in the environment
+            raise StartFailed(f"cannot start {spec.argv[0]}: {exc}") from exc
         raise
     readers = []
     for (read_fd, write_fd), stream in zip(pipes, ("stdout", "stderr"), strict=True):

@@ -125,6 +125,8 @@ def test_undeclared_or_non_string_params_are_422(daemon) -> None:
     resp = daemon.post("/api/tasks/inject/runs", {"params": {"who": 5, "rm": "-rf"}})
     assert resp.status == 422 and resp.content_type == "application/problem+json"
     assert {e["name"] for e in resp.body["errors"]} == {"who", "rm"}
+    nul = daemon.post("/api/tasks/inject/runs", {"params": {"who": "a\u0000b"}})
+    assert nul.status == 422 and "NUL" in nul.body["errors"][0]["reason"]
     assert len(daemon.runs(task_name="inject")) == before  # a refused trigger records nothing
 
 
