@@ -57,17 +57,21 @@ def plan_fires(
     """Decide the fires for a task at ``now``.
 
     ``due`` is the nominal fire the timer woke for (None at start-up), ``anchor`` the
-    newest nominal fire already handled, ``offset`` the task's jitter.  A due fire on
-    time (within LATE_GRACE of its jittered instant) simply runs; otherwise every fire in
-    (anchor, now] is missed and ``catch_up`` decides which of them run as catch_up.
+    newest nominal fire already handled, ``offset`` the task's jitter.  A due fire that
+    is on time (within LATE_GRACE of its jittered instant) and alone simply runs.  If
+    it is later than that, or other fires piled up around it (the process was
+    suspended or its loop blocked), every fire in (anchor, now] was missed and
+    ``catch_up`` decides which of them run, as catch_up; the rest raise fire.missed.
     """
     if due is not None:
         if anchor is not None and due <= anchor:
             return FirePlan([], anchor=anchor)  # already handled
-        if now - (due + offset) <= LATE_GRACE:
+        start = anchor if anchor is not None else due - timedelta(microseconds=1)
+        following = trigger.next_fire(due)
+        alone = trigger.next_fire(start) == due and (following is None or following + offset > now)
+        if alone and now - (due + offset) <= LATE_GRACE:
             return FirePlan([(due, Trigger.SCHEDULE)], anchor=due)
-        if anchor is None:
-            anchor = due - timedelta(microseconds=1)
+        anchor = start
     if anchor is None:
         return FirePlan([])  # a new task has nothing to catch up on
     window = missed_fires(trigger, anchor, now - offset, keep=max_catch_up)

@@ -286,3 +286,26 @@ def test_reboot_fires_once_per_daemon_start(make_daemon) -> None:
         lambda: len(daemon.runs(task_name="boot")) == 2 and daemon.runs(task_name="boot")
     )
     assert all(r["triggered_by"] == "schedule" and r["scheduled_for"] for r in runs)
+
+
+def test_a_suspended_daemon_catches_up_when_it_wakes(make_daemon) -> None:
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "true"
+    schedule = "* * * * * *"
+    catch_up = "latest"
+    """)
+    wait_for(lambda: len(daemon.runs(task_name="tick")) >= 2)
+    daemon.proc.send_signal(signal.SIGSTOP)  # as a laptop lid closing, or a stuck loop
+    time.sleep(3.5)
+    daemon.proc.send_signal(signal.SIGCONT)
+    catch_up = wait_for(
+        lambda: [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"],
+        timeout=5,
+    )
+    time.sleep(1.5)
+    assert len([r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]) == 1
+    fires = [r["scheduled_for"] for r in daemon.runs(task_name="tick")]
+    assert len(fires) == len(set(fires))
+    assert "fire.missed" in daemon.log() and "scheduler.woke_late" in daemon.log()
+    assert catch_up[0]["scheduled_for"] is not None

@@ -90,3 +90,26 @@ def test_jitter_delays_the_start_but_not_the_nominal_time() -> None:
     # downtime: a fire whose jittered instant has not come yet is not missed
     p = plan("all", anchor=T, due=None, now=T + 2 * M + timedelta(seconds=10), offset=offset)
     assert [f for f, _ in p.run] == [T + M]
+
+
+def test_a_short_stall_that_piled_up_fires_is_a_late_wake() -> None:
+    per_second = parse_schedule("* * * * * *", UTC)
+    s = timedelta(seconds=1)
+    # the loop was stopped for ~3s: the timer wakes for T+1s while T+2s and T+3s are due too
+    plan_ = plan_fires(
+        per_second,
+        anchor=T,
+        due=T + s,
+        now=T + 3 * s + timedelta(milliseconds=200),
+        offset=timedelta(0),
+        catch_up="latest",
+        max_catch_up=100,
+    )
+    assert plan_.run == [(T + 3 * s, Trigger.CATCH_UP)] and plan_.dropped == 2
+
+
+def test_fires_skipped_before_the_due_one_are_noticed() -> None:
+    # the previous wake-up was late, so the timer skipped T+1m..T+3m and now wakes for T+4m
+    p = plan("all", anchor=T, due=T + 4 * M, now=T + 4 * M + timedelta(milliseconds=5))
+    assert [f for f, _ in p.run] == [T + M, T + 2 * M, T + 3 * M, T + 4 * M]
+    assert all(how is Trigger.CATCH_UP for _, how in p.run)
