@@ -119,3 +119,13 @@ async def test_task_state_persists(store: Store) -> None:
     assert (await store.task_states())["t"].paused
     await store.save_task_state("t", paused=False)
     assert not (await store.task_states())["t"].paused
+
+
+async def test_sqlite_runs_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "cronwarden.db"
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{path}"))
+    async with store.engine.connect() as conn:
+        mode = (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar_one()
+        sync = (await conn.execute(sa.text("PRAGMA synchronous"))).scalar_one()
+    await store.close()
+    assert path.exists() and mode == "wal" and sync == 1  # NORMAL
