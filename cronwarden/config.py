@@ -360,6 +360,7 @@ class TaskConfig(TaskSettings):
             return ["/bin/sh", "-c", self.command]
         return list(self.command)
 
+    @cached_property
     def definition_hash(self) -> str:
         """A stable hash of what defines the run, so each run records what it ran with."""
         import hashlib

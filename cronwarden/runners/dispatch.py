@@ -439,7 +439,7 @@ class Dispatcher:
             params=dict(params or {}),
             idempotency_key=idempotency_key,
             node=self.node,
-            task_hash=task.definition_hash(),
+            task_hash=task.definition_hash,
         )
 
     async def _claim(self, run: Run) -> Run | None:

@@ -18,6 +18,7 @@ is the store's business: a trigger only answers "what is the first fire after t"
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -66,16 +67,10 @@ class CronTrigger:
     periodic: bool = field(repr=False)
     day_or: bool = field(repr=False)
     # Parsing the expression costs ~4x a step, so one iterator is kept and re-aimed.
-    _iterator: croniter = field(init=False, repr=False, compare=False)
+    _iterator: croniter[datetime] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        iterator = croniter(
-            self.cron,
-            datetime(2000, 1, 1),
-            day_or=self.day_or,
-            second_at_beginning=self.with_seconds,
-            ret_type=datetime,
-        )
+        iterator = _shared_iterator(self.cron, self.day_or, self.with_seconds)
         object.__setattr__(self, "_iterator", iterator)
 
     def next_fire(self, after: datetime) -> datetime | None:
@@ -208,8 +203,10 @@ def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
     with_seconds = len(fields) == 6
     minute_at = 1 if with_seconds else 0
     hour_field, dom_field, dow_field = fields[minute_at + 1], fields[minute_at + 2], fields[-1]
+    # Vixie cron: day-of-month OR day-of-week only when neither starts with "*".
+    day_or = not (dom_field.startswith("*") or dow_field.startswith("*"))
     try:
-        croniter.expand(cron, second_at_beginning=with_seconds)
+        _shared_iterator(cron, day_or, with_seconds)
     except (CroniterError, ValueError) as exc:
         raise ScheduleError(
             f"invalid cron expression {expression!r}: {exc}; fields are [second 0-59] "
@@ -221,12 +218,30 @@ def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
         cron=cron,
         with_seconds=with_seconds,
         periodic=hour_field.startswith("*"),
-        # Vixie cron: day-of-month OR day-of-week only when neither starts with "*".
-        day_or=not (dom_field.startswith("*") or dow_field.startswith("*")),
+        day_or=day_or,
     )
-    if trigger.next_fire(datetime(2000, 1, 1, tzinfo=UTC)) is None:
+    # Only a restricted day-of-month in restricted months can name no real date (31 Feb).
+    month_field = fields[minute_at + 3]
+    could_be_impossible = not dom_field.startswith("*") and not month_field.startswith("*")
+    if could_be_impossible and trigger.next_fire(datetime(2000, 1, 1, tzinfo=UTC)) is None:
         raise ScheduleError(f"cron expression {expression!r} never matches a real date")
     return trigger
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_iterator(cron: str, day_or: bool, with_seconds: bool) -> croniter[datetime]:
+    """One parsed iterator per distinct expression; raises croniter's errors if invalid.
+
+    CronTrigger.next_fire re-aims it at each call and never awaits, so triggers sharing
+    an expression can share its iterator.
+    """
+    return croniter(
+        cron,
+        datetime(2000, 1, 1),
+        day_or=day_or,
+        second_at_beginning=with_seconds,
+        ret_type=datetime,
+    )
 
 
 def _utcoffset(tz: tzinfo, instant: datetime) -> timedelta:

@@ -214,4 +214,4 @@ def test_task_hash_changes_with_the_definition(tmp_path: Path) -> None:
     one = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
     same = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
     other = parse_config('[tasks.a]\ncommand = "false"\n', tmp_path / "c.toml").tasks["a"]
-    assert one.definition_hash() == same.definition_hash() != other.definition_hash()
+    assert one.definition_hash == same.definition_hash != other.definition_hash
