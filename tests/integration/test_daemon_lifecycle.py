@@ -5,6 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+
+def serve_refused(config: Path) -> subprocess.CompletedProcess[str]:
+    """``cronwarden serve`` expected to refuse to start (it must exit on its own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_sigterm_gives_runs_their_grace_then_stops_them(make_daemon) -> None:
@@ -39,12 +50,7 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
     other = daemon.config.read_text().replace(str(daemon.port), str(daemon.port + 1))
     second = daemon.workdir / "second.toml"
     second.write_text(other)
-    result = subprocess.run(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(second)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_refused(second)
     assert result.returncode == 1
     assert "already uses data_dir" in result.stderr and "Traceback" not in result.stderr
     assert daemon.get("/health").status == 200
@@ -53,12 +59,7 @@ def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
 def test_a_broken_config_refuses_to_start_with_every_error(tmp_path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[tasks.a]\ncommand = "true"\nschedule = "nope"\ntimeout = "soon"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_refused(config)
     assert result.returncode == 2
     assert "tasks.a.schedule" in result.stderr and "tasks.a.timeout" in result.stderr
     assert "Traceback" not in result.stderr
@@ -72,12 +73,7 @@ def test_a_busy_port_is_a_clear_error(make_daemon) -> None:
     text = daemon.config.read_text().replace(str(daemon.data_dir), str(daemon.workdir / "d2"))
     other = daemon.workdir / "same-port.toml"
     other.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(other)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_refused(other)
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
 
