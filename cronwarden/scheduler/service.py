@@ -100,10 +100,9 @@ class SchedulerService:
         self.running = True
         now = self.clock.now()
         for task in tasks.values():
-            if task.trigger is None or not task.enabled:
-                continue
-            if isinstance(task.trigger, RebootTrigger):
+            if task.enabled and isinstance(task.trigger, RebootTrigger):
                 self._spawn(self._fire(task.name, now, Trigger.SCHEDULE))
+            if not _on_a_timer(task):
                 continue
             entry = self._add(task, anchors.get(task.name))
             if task.name not in self._paused:
@@ -161,11 +160,11 @@ class SchedulerService:
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
         for name in list(self._scheduled):
             new = tasks.get(name)
-            if new is None or new.trigger is None or not new.enabled:
+            if new is None or not _on_a_timer(new):
                 self._remove(name)
                 changes["removed"].append(name)
         for name, task in tasks.items():
-            if task.trigger is None or not task.enabled or isinstance(task.trigger, RebootTrigger):
+            if not _on_a_timer(task):
                 continue
             old = self._scheduled.get(name)
             if old is None:
@@ -269,6 +268,11 @@ class SchedulerService:
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+
+def _on_a_timer(task: TaskConfig) -> bool:
+    """Whether the task fires on a clock (not when disabled, unscheduled or @reboot)."""
+    return task.enabled and task.trigger is not None and not isinstance(task.trigger, RebootTrigger)
 
 
 def _timing(task: TaskConfig) -> tuple[Any, ...]:

@@ -162,3 +162,13 @@ async def test_late_wake_is_reported_and_caught_up() -> None:
         2036, 5, 1, 12, 10, tzinfo=UTC
     )
     service.shutdown()
+
+
+async def test_a_schedule_changed_to_reboot_or_none_stops_its_timer() -> None:
+    service, _, _ = await started(HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "@hourly"\n')
+    changes = service.apply(
+        tasks('[tasks.a]\ncommand = "true"\nschedule = "@reboot"\n[tasks.b]\ncommand = "true"\n')
+    )
+    assert sorted(changes["removed"]) == ["a", "b"]
+    assert service.next_fire_time("a") is None and service.next_fire_time("b") is None
+    service.shutdown()
