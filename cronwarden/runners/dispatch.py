@@ -9,6 +9,7 @@ the pure functions of ``scheduler.policies``; this module only carries them out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,7 @@ class Dispatcher:
         self.clock = clock
         self.active: dict[str, ActiveRun] = {}
         self._queues: dict[str, deque[str]] = {}
+        self._admission_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
 
     def update_tasks(self, tasks: Mapping[str, TaskConfig]) -> None:
@@ -97,21 +99,22 @@ class Dispatcher:
     ) -> Run | None:
         """A scheduled fire; returns None when another node or life already claimed it."""
         task = self.task(task_name)
-        decision = self._admission(task)
-        if decision in (Admission.SKIP, Admission.REFUSE):
-            reason = (
-                "another run was still active (overlap = skip)"
-                if decision is Admission.SKIP
-                else f"the queue was full (queue_max = {task.queue_max})"
-            )
-            run = self._new_run(task, trigger, scheduled_for=scheduled_for)
-            run.status, run.end_reason, run.end_at = Status.ENDED, EndReason.SKIPPED, run.created_at
-            run.duration_ms, run.error = 0, f"skipped: {reason}"
-            return await self._claim(run)
-        claimed = await self._claim(self._new_run(task, trigger, scheduled_for=scheduled_for))
-        if claimed is not None:
-            await self._admit(task, claimed, decision)
-        return claimed
+        async with self._admitting(task):
+            decision = self._admission(task)
+            if decision in (Admission.SKIP, Admission.REFUSE):
+                reason = (
+                    "another run was still active (overlap = skip)"
+                    if decision is Admission.SKIP
+                    else f"the queue was full (queue_max = {task.queue_max})"
+                )
+                run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+                run.status, run.end_reason = Status.ENDED, EndReason.SKIPPED
+                run.end_at, run.duration_ms, run.error = run.created_at, 0, f"skipped: {reason}"
+                return await self._claim(run)
+            claimed = await self._claim(self._new_run(task, trigger, scheduled_for=scheduled_for))
+            if claimed is not None:
+                await self._admit(task, claimed, decision)
+            return claimed
 
     async def trigger(
         self,
@@ -125,20 +128,21 @@ class Dispatcher:
         if not task.api_trigger:
             raise TriggerRefused(f"task {task_name!r} has api_trigger = false")
         checked = check_params(task, params or {})
-        decision = self._admission(task)
-        if decision is Admission.SKIP:
-            raise TriggerRefused(
-                f"task {task_name!r} already has {task.max_concurrent} active "
-                "run(s) and overlap = skip"
-            )
-        if decision is Admission.REFUSE:
-            raise TriggerRefused(
-                f"task {task_name!r} has a full queue (queue_max = {task.queue_max})"
-            )
-        run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
-        await self.store.insert_run(run)
-        await self._admit(task, run, decision)
-        return run
+        async with self._admitting(task):
+            decision = self._admission(task)
+            if decision is Admission.SKIP:
+                raise TriggerRefused(
+                    f"task {task_name!r} already has {task.max_concurrent} active "
+                    "run(s) and overlap = skip"
+                )
+            if decision is Admission.REFUSE:
+                raise TriggerRefused(
+                    f"task {task_name!r} has a full queue (queue_max = {task.queue_max})"
+                )
+            run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
+            await self.store.insert_run(run)
+            await self._admit(task, run, decision)
+            return run
 
     async def stop(self, run_id: str) -> Run:
         """Ask a run to stop: a live process gets stop_signal; a waiting run ends now."""
@@ -218,6 +222,13 @@ class Dispatcher:
                 await asyncio.wait(pending)
 
     # -- admission ------------------------------------------------------------------
+
+    def _admitting(self, task: TaskConfig) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Admission and registration of one task's runs happen one at a time when overlap
+        is limited: the insert awaits, and two triggers must not both see a free slot."""
+        if task.overlap == "allow":
+            return contextlib.nullcontext()
+        return self._admission_locks.setdefault(task.name, asyncio.Lock())
 
     def _admission(self, task: TaskConfig) -> Admission:
         if self._closing:

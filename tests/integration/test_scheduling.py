@@ -309,3 +309,17 @@ def test_a_suspended_daemon_catches_up_when_it_wakes(make_daemon) -> None:
     assert len(fires) == len(set(fires))
     assert "fire.missed" in daemon.log() and "scheduler.woke_late" in daemon.log()
     assert catch_up[0]["scheduled_for"] is not None
+
+
+def test_concurrent_triggers_never_exceed_max_concurrent(make_daemon) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    daemon = make_daemon("""
+    [tasks.one]
+    command = "sleep 3"
+    overlap = "skip"
+    """)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: daemon.post("/api/tasks/one/runs").status, range(8)))
+    assert sorted(statuses) == [201] + [409] * 7
+    assert len(daemon.runs(task_name="one")) == 1
