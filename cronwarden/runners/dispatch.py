@@ -32,6 +32,7 @@ from cronwarden.errors import (
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.environment import run_environment
 from cronwarden.runners.execute import Limits, RunControl, execute, watch_adopted
+from cronwarden.runners.identity import resolve_identity
 from cronwarden.runners.logs import (
     LogSummary,
     LogWriter,
@@ -304,19 +305,22 @@ class Dispatcher:
             await asyncio.shield(self._finish(active, outcome, summary))
 
     def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
+        identity = resolve_identity(task.user, task.group)
         env = run_environment(
             task,
             run_id=run.id,
             attempt=run.attempt,
             scheduled_for=run.scheduled_for,
             params=run.params,
+            identity=identity.env,
         )
         return ProcessSpec(
             argv=task.argv,
             env=env,
             cwd=task.working_dir or self.data_dir,
-            user=task.user,
-            group=task.group,
+            uid=identity.uid,
+            gid=identity.gid,
+            groups=identity.groups,
             umask=task.umask,
         )
 

@@ -20,10 +20,16 @@ def run_environment(
     attempt: int,
     scheduled_for: datetime | None,
     params: Mapping[str, str],
+    identity: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Build the environment; the env_file is read at each run so rotated secrets apply."""
+    """Build the environment; the env_file is read at each run so rotated secrets apply.
+
+    ``identity`` (HOME, USER, LOGNAME of a switched user) comes right after the daemon's
+    own environment, so env_file and env can still override it.
+    """
     env = dict(os.environ if base is None else base)
+    env.update(identity or {})
     if task.env_file is not None:
         try:
             with open(task.env_file, encoding="utf-8") as file:

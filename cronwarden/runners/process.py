@@ -15,7 +15,7 @@ import errno
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 READ_CHUNK = 256 * 1024
@@ -30,10 +30,10 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
-    user: str | int | None = None
-    group: str | int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    groups: list[int] | None = None
     umask: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class GroupLeader:
@@ -103,8 +103,9 @@ async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> G
             cwd=spec.cwd,
             env=spec.env,
             start_new_session=True,
-            user=spec.user,
-            group=spec.group,
+            user=spec.uid,
+            group=spec.gid,
+            extra_groups=spec.groups,
             umask=-1 if spec.umask is None else spec.umask,
         )
     except BaseException as exc:
@@ -113,8 +114,6 @@ async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> G
             os.close(write_fd)
         if isinstance(exc, OSError):
             raise StartFailed(_start_error(spec, exc)) from exc
-        if isinstance(exc, KeyError):  # an unknown user or group name
-            raise StartFailed(f"cannot switch identity: {exc}") from exc
         if isinstance(exc, ValueError):  # e.g. a NUL byte in the environment
             raise StartFailed(f"cannot start {spec.argv[0]}: {exc}") from exc
         raise
@@ -144,10 +143,6 @@ def _check_start(spec: ProcessSpec) -> None:
         raise StartFailed(f"working_dir {spec.cwd} does not exist")
     if not spec.cwd.is_dir():
         raise StartFailed(f"working_dir {spec.cwd} is not a directory")
-    if (spec.user is not None or spec.group is not None) and os.geteuid() != 0:
-        raise StartFailed(
-            "user/group is set but the daemon is not running as root, so it cannot switch identity"
-        )
 
 
 def _start_error(spec: ProcessSpec, exc: OSError) -> str:

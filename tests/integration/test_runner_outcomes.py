@@ -52,7 +52,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
     command = "no-such-command-here"
 
     [tasks.as_nobody]
-    command = "id -un"
+    command = "id -un; id -G; echo $HOME"
     user = "nobody"
 
     [tasks.unknown_user]
@@ -155,9 +155,14 @@ def test_start_failures_are_failed_runs_with_a_reason(daemon, task: str, fragmen
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 def test_runs_as_another_user(daemon) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
     run = daemon.wait_run(daemon.trigger("as_nobody")["id"])
     assert run["end_reason"] == "success", run
-    assert log_texts(daemon, run["id"]) == ["nobody"]
+    name, groups, home = log_texts(daemon, run["id"])
+    assert name == "nobody" and home == nobody.pw_dir
+    assert "0" not in groups.split()  # root's group is not kept
 
 
 def test_stop_a_running_run_with_its_stop_signal(daemon) -> None:

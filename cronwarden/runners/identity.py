@@ -1,0 +1,55 @@
+"""Who a run runs as: the user and group names of a task, resolved the way login does.
+
+Switching only the uid (what ``Popen(user=...)`` does alone) would leave the task with
+the daemon's primary group and supplementary groups, usually root's.  A task run as a
+user gets that user's primary group (unless ``group`` says otherwise), the user's
+supplementary groups, and HOME, USER and LOGNAME as cron sets them.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass, field
+
+from cronwarden.runners.process import StartFailed
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: int | None = None
+    gid: int | None = None
+    groups: list[int] | None = None  # supplementary groups; None keeps the daemon's
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_identity(user: str | int | None, group: str | int | None) -> Identity:
+    """Raises StartFailed for an unknown user or group, or without the privilege."""
+    if user is None and group is None:
+        return Identity()
+    if os.geteuid() != 0:
+        raise StartFailed(
+            "user/group is set but the daemon is not running as root, so it cannot switch identity"
+        )
+    gid = _group_id(group) if group is not None else None
+    if user is None:
+        return Identity(gid=gid)
+    try:
+        entry = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+    except KeyError:
+        raise StartFailed(f"unknown user {user!r}") from None
+    gid = entry.pw_gid if gid is None else gid
+    return Identity(
+        uid=entry.pw_uid,
+        gid=gid,
+        groups=os.getgrouplist(entry.pw_name, gid),
+        env={"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name},
+    )
+
+
+def _group_id(group: str | int) -> int:
+    try:
+        return (grp.getgrgid(group) if isinstance(group, int) else grp.getgrnam(group)).gr_gid
+    except KeyError:
+        raise StartFailed(f"unknown group {group!r}") from None
