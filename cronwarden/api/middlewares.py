@@ -9,6 +9,8 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from cronwarden.api.auth import Forbidden, Unauthorized, authorize
+from cronwarden.api.keys import SERVICES
 from cronwarden.errors import (
     ConfigError,
     Conflict,
@@ -24,6 +26,8 @@ log = structlog.get_logger("cronwarden.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _DOMAIN: list[tuple[type[Exception], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
     (RunNotFound, 404, "run-not-found"),
     (TaskNotFound, 404, "task-not-found"),
     (InvalidRunId, 400, "invalid-run-id"),
@@ -76,6 +80,7 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        authorize(request, request.app[SERVICES].config.daemon.tokens)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -111,7 +116,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem(request, 422, "invalid-params", str(exc), list(exc.errors))
     except tuple(cls for cls, _, _ in _DOMAIN) as exc:
         status, slug = next((s, g) for cls, s, g in _DOMAIN if isinstance(exc, cls))
-        return problem(request, status, slug, str(exc))
+        response = problem(request, status, slug, str(exc))
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="cronwarden"'
+        return response
     except Exception:
         log.exception("api.internal_error", path=request.path, method=request.method)
         return problem(
