@@ -403,6 +403,23 @@ class Config(_Frozen):
     notify: dict[str, NotifyConfig]
 
 
+def inactive_settings(config: Config) -> list[str]:
+    """Keys this version parses and checks but does not act on yet, where a file sets them.
+
+    The daemon logs them at start-up so that, say, an alert target that cannot fire yet
+    is never mistaken for one that is silent because all is well.
+    """
+    found = [f"notify.{name}" for name in config.notify]
+    for task in config.tasks.values():
+        found += [f"tasks.{task.name}.{key}" for key in ("notify",) if task.notify]
+        found += [
+            f"tasks.{task.name}.{key}"
+            for key in ("stuck_after", "expect_success_within")
+            if getattr(task, key) > timedelta(0)
+        ]
+    return found
+
+
 _M = TypeVar("_M", bound=BaseModel)
 _TOP_LEVEL = ("daemon", "defaults", "tasks", "notify")
 

@@ -20,7 +20,7 @@ from cronwarden import __version__
 from cronwarden.api.app import create_app
 from cronwarden.api.keys import Services
 from cronwarden.clock import Clock, SystemClock
-from cronwarden.config import Config, load_config
+from cronwarden.config import Config, inactive_settings, load_config
 from cronwarden.errors import ConfigError, DataDirLocked
 from cronwarden.logging import configure_logging
 from cronwarden.runners.dispatch import Dispatcher
@@ -92,6 +92,13 @@ class Daemon:
                         data_dir=str(daemon.data_dir),
                         database=_redact(daemon.database_url),
                     )
+                    inactive = inactive_settings(self.config)
+                    if inactive:
+                        log.warning(
+                            "config.inactive_settings",
+                            keys=inactive,
+                            meaning="accepted, but alerts are not delivered by this version",
+                        )
                     await self._serve_until_stopped(services)
                 finally:
                     await runner.cleanup()

@@ -199,3 +199,9 @@ def test_idempotency_key_returns_the_same_run(daemon) -> None:
     assert (first.status, again.status, other_task.status) == (201, 200, 201)
     assert again.body["id"] == first.body["id"] != other_task.body["id"]
     assert first.body["idempotency_key"] == "deploy-42"
+
+
+def test_oversized_bodies_are_413_problem_json(daemon) -> None:
+    huge = b'{"params": {"x": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
+    resp = daemon.post("/api/tasks/ok/runs", raw=huge, headers={"Content-Type": "application/json"})
+    assert resp.status == 413 and resp.content_type == "application/problem+json"
