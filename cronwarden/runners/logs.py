@@ -118,10 +118,10 @@ class LogWriter:
 
     def _line(self, stream: str, raw: bytes, size: int, ts: str) -> None:
         self._n += 1
-        if self._mode == "drop_old":
+        if self._mode == "drop_old" and size <= self._max:
             if self._kept + size > self._max and self._kept > 0:
                 self._rotate()
-        elif self._older_kept + self._kept + size > self._max:
+        elif self._older_kept + self._kept + size > self._max or size > self._max:
             self._dropped_lines += 1
             self._dropped_bytes += size
             if not self._full:

@@ -102,3 +102,13 @@ def test_paging_by_after_and_stream(tmp_path: Path) -> None:
 def test_missing_log_reads_as_empty(tmp_path: Path) -> None:
     page = read_log_page(tmp_path / "none.log", after=0, limit=10)
     assert page.lines == [] and not page.has_more and page.next_after == 0
+
+
+def test_a_line_larger_than_the_cap_is_dropped_in_every_mode(tmp_path: Path) -> None:
+    for mode in ("drop_old", "drop_new", "kill"):
+        w = writer(tmp_path, max_size=8, mode=mode)
+        w.feed("stdout", b"ok\n" + b"x" * 20 + b"\nend\n")
+        summary = w.finish()
+        kept = [t for _, s, t in texts(tmp_path) if s != "cronwarden"]
+        assert summary.size <= 8 and summary.truncated, mode
+        assert "x" * 20 not in kept, mode
