@@ -174,38 +174,68 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
             daemon.proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    try:
+class PgAdmin:
+    """Creates, drops and cuts off PostgreSQL databases for tests (its own thread+loop)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def sql(self, statement: str) -> None:
+        import asyncio
+
         import asyncpg
-    except ImportError:  # pragma: no cover
-        pytest.fail("asyncpg is not installed")
-    import asyncio
 
-    import asyncpg
+        async def run() -> None:
+            conn = await asyncpg.connect(PG_URL, timeout=5)
+            try:
+                await conn.execute(statement)
+            finally:
+                await conn.close()
 
-    name = f"cronwarden_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_URL, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def run_admin(sql: str) -> None:
-        # Its own thread and loop: this fixture may be requested from inside a running loop.
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, admin(sql)).result()
+            pool.submit(asyncio.run, run()).result()
 
+    def create(self) -> str:
+        """A fresh database; returns its SQLAlchemy URL."""
+        name = f"cronwarden_test_{uuid.uuid4().hex[:12]}"
+        self.sql(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        base = PG_URL.rsplit("/", 1)[0]
+        return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def cut_off(self, url: str) -> None:
+        """Refuse new connections to the database and end the open ones."""
+        name = url.rsplit("/", 1)[1]
+        self.sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        self.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+
+    def restore(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        self.sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[PgAdmin]:
+    admin = PgAdmin()
     try:
-        run_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
+        admin.sql("SELECT 1")
+    except Exception as exc:
         message = f"PostgreSQL at {PG_URL} is not usable: {exc}"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    base = PG_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield admin
+    admin.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin: PgAdmin) -> str:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    return pg_admin.create()

@@ -20,6 +20,7 @@ from cronwarden.errors import (
     ShuttingDown,
     TaskNotFound,
 )
+from cronwarden.store.resilience import StoreUnavailable
 from cronwarden.store.runs import InvalidCursor
 
 log = structlog.get_logger("cronwarden.api")
@@ -34,6 +35,7 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (InvalidCursor, 400, "invalid-cursor"),
     (InvalidParams, 422, "invalid-params"),
     (ShuttingDown, 409, "shutting-down"),
+    (StoreUnavailable, 503, "database-unavailable"),
     (Conflict, 409, "conflict"),
 ]
 
@@ -119,6 +121,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem(request, status, slug, str(exc))
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="cronwarden"'
+        elif status == 503:
+            response.headers["Retry-After"] = "5"
         return response
     except Exception:
         log.exception("api.internal_error", path=request.path, method=request.method)

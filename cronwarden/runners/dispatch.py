@@ -44,6 +44,7 @@ from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec, StartFailed, proc_stat
 from cronwarden.scheduler.policies import Admission, admit, retry_delay, should_retry
 from cronwarden.store import Store
+from cronwarden.store.resilience import StoreUnavailable, persist
 from cronwarden.store.runs import DuplicateFire
 from cronwarden.timefmt import iso_z
 
@@ -328,9 +329,17 @@ class Dispatcher:
         run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
         stat = proc_stat(pid)
         run.proc_started = stat.start_ticks if stat else None
-        await self.store.update_run(
-            run.id, status=run.status, pid=pid, start_at=run.start_at, proc_started=run.proc_started
-        )
+        try:
+            await self.store.update_run(
+                run.id,
+                status=run.status,
+                pid=pid,
+                start_at=run.start_at,
+                proc_started=run.proc_started,
+            )
+        except StoreUnavailable as exc:
+            # The process runs on; its end record carries pid and start time as well.
+            log.warning("run.start_not_recorded", task=run.task_name, run_id=run.id, error=str(exc))
         log.info(
             "run.started",
             task=run.task_name,
@@ -361,10 +370,17 @@ class Dispatcher:
             "duration_ms": max(0, round((now - began).total_seconds() * 1000)),
             "log_size": summary.size,
             "log_truncated": summary.truncated,
+            # Repeated here in case the database missed the "started" write.
+            "pid": run.pid,
+            "start_at": run.start_at,
+            "proc_started": run.proc_started,
         }
         for name, value in values.items():
             setattr(run, name, value)
-        await self.store.update_run(run.id, **values)
+        # What happened has happened: keep trying until the record lands.
+        await persist(
+            f"recording the end of run {run.id}", lambda: self.store.update_run(run.id, **values)
+        )
         log.info(
             "run.ended",
             task=run.task_name,
@@ -408,7 +424,7 @@ class Dispatcher:
             retry_of=run.id,
         )
         retry.not_before = retry.created_at + delay
-        if await self._claim(retry) is None:
+        if await persist(f"recording retry {retry.id}", lambda: self._claim(retry)) is None:
             return
         log.info(
             "run.retry_scheduled",

@@ -26,9 +26,10 @@ from cronwarden.config import TaskConfig
 from cronwarden.errors import ShuttingDown, TaskNotFound
 from cronwarden.model import Trigger
 from cronwarden.runners.dispatch import Dispatcher
-from cronwarden.scheduler.catchup import plan_fires
+from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import jitter_offset
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
+from cronwarden.store.resilience import GaveUp, persist
 
 log = structlog.get_logger("cronwarden.scheduler")
 
@@ -257,10 +258,23 @@ class SchedulerService:
             self._spawn(self._fire(task.name, fire, how))
 
     async def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
+        """Claim and start one fire; a database outage is waited out for as long as a fire
+        may be late (LATE_GRACE), after which the fire is reported lost, loudly."""
         try:
-            await self.dispatcher.fire(task_name, scheduled_for, trigger)
+            await persist(
+                f"claiming {task_name} at {scheduled_for.isoformat()}",
+                lambda: self.dispatcher.fire(task_name, scheduled_for, trigger),
+                give_up_after=LATE_GRACE,
+            )
         except (ShuttingDown, TaskNotFound):
             pass
+        except GaveUp as exc:
+            log.error(
+                "fire.failed",
+                task=task_name,
+                scheduled_for=scheduled_for.isoformat(),
+                error=str(exc),
+            )
         except Exception:
             log.exception("fire.failed", task=task_name, scheduled_for=scheduled_for.isoformat())
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.errors import CronwardenError, RunNotFound
 from cronwarden.model import Run, Status, TaskState, UTCDateTime, utcnow
 from cronwarden.store.migrate import migrate
+from cronwarden.store.resilience import StoreUnavailable
 
 
 class DuplicateFire(CronwardenError):
@@ -69,14 +71,25 @@ class Store:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with self._session() as session:
+            await session.execute(sa.text("SELECT 1"))
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose connection failures surface as StoreUnavailable."""
+        try:
+            async with self._sessions() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"the database is unavailable: {_short(exc)}") from exc
 
     # -- runs -----------------------------------------------------------------
 
     async def insert_run(self, run: Run) -> Run:
         """Commit a new run; raises DuplicateFire if its fire was already claimed."""
-        async with self._sessions() as session:
+        async with self._session() as session:
             session.add(run)
             try:
                 await session.commit()
@@ -87,12 +100,12 @@ class Store:
         return run
 
     async def update_run(self, run_id: str, **values: Any) -> None:
-        async with self._sessions() as session:
+        async with self._session() as session:
             await session.execute(sa.update(Run).where(col(Run.id) == run_id).values(**values))
             await session.commit()
 
     async def get_run(self, run_id: str) -> Run:
-        async with self._sessions() as session:
+        async with self._session() as session:
             run = await session.get(Run, run_id)
         if run is None:
             raise RunNotFound(f"no run has the id {run_id}")
@@ -112,7 +125,7 @@ class Store:
             .order_by(col(Run.created_at).desc())
             .limit(1)
         )
-        async with self._sessions() as session:
+        async with self._session() as session:
             return (await session.execute(query)).scalars().first()
 
     async def unfinished_runs(self, node: str) -> list[Run]:
@@ -120,7 +133,7 @@ class Store:
         query = select(Run).where(
             col(Run.node) == node, col(Run.status).in_([Status.PENDING, Status.RUNNING])
         )
-        async with self._sessions() as session:
+        async with self._session() as session:
             return list((await session.execute(query)).scalars())
 
     async def list_runs(
@@ -144,7 +157,7 @@ class Store:
         order = (col(Run.created_at), col(Run.id))
         query = query.order_by(*(c.asc() if ascending else c.desc() for c in order))
         query = query.offset(offset).limit(limit + 1)
-        async with self._sessions() as session:
+        async with self._session() as session:
             runs = list((await session.execute(query)).scalars())
             total = None
             if with_total:
@@ -168,7 +181,7 @@ class Store:
                 col(Run.task_name) == newest.c.task_name, col(Run.created_at) == newest.c.created_at
             ),
         )
-        async with self._sessions() as session:
+        async with self._session() as session:
             return {run.task_name: run for run in (await session.execute(query)).scalars()}
 
     async def last_scheduled_for(self) -> dict[str, datetime]:
@@ -176,7 +189,7 @@ class Store:
         newest = select(col(Run.task_name), sa.func.max(col(Run.scheduled_for))).group_by(
             col(Run.task_name)
         )
-        async with self._sessions() as session:
+        async with self._session() as session:
             rows = (await session.execute(newest)).all()
             states = (await session.execute(select(TaskState))).scalars().all()
         anchors: dict[str, datetime] = {}
@@ -193,13 +206,13 @@ class Store:
     # -- task state ----------------------------------------------------------
 
     async def task_states(self) -> dict[str, TaskState]:
-        async with self._sessions() as session:
+        async with self._session() as session:
             rows = (await session.execute(select(TaskState))).scalars()
             return {row.task_name: row for row in rows}
 
     async def save_task_state(self, task_name: str, **values: Any) -> None:
         """Upsert one task's state (paused, last_scheduled_for)."""
-        async with self._sessions() as session:
+        async with self._session() as session:
             state = await session.get(TaskState, task_name)
             if state is None:
                 state = TaskState(task_name=task_name, updated_at=utcnow())
@@ -226,6 +239,11 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
     return conditions
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _as_utc(value: datetime) -> datetime:
