@@ -17,7 +17,7 @@ import tomllib
 from datetime import UTC, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
@@ -42,27 +42,11 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_LISTEN = "127.0.0.1:9477"
-DEFAULT_PORT = 9477
 EventName = Literal[
-    "run.failed",
-    "run.timeout",
-    "run.crashed",
-    "fire.missed",
-    "run.stuck",
-    "task.overdue",
-    "run.success",
-    "run.started",
-    "run.ended",
+    "run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck", "task.overdue"
 ]
 EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
-DEFAULT_EVENTS: tuple[EventName, ...] = (
-    "run.failed",
-    "run.timeout",
-    "run.crashed",
-    "fire.missed",
-    "run.stuck",
-    "task.overdue",
-)
+DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)
 DEFAULT_RETRY_ON: tuple[EndReasonName, ...] = ("failed", "timeout", "crashed")
 
 Duration = Annotated[
