@@ -50,6 +50,11 @@ def main() -> None:
 @config_option
 def serve(config_path: str) -> None:
     """Run the daemon (SIGTERM stops it gracefully, SIGHUP reloads the config)."""
+    import signal
+
+    # SIGHUP's default action ends the process: ignore it while the daemon loads; it
+    # installs its own handler as soon as its loop runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from cronwarden.daemon import serve as run_daemon
 
     try:

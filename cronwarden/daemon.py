@@ -71,10 +71,12 @@ class Daemon:
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
+        self._ready: Services | None = None
 
     async def run(self) -> None:
         daemon = self.config.daemon
         node = daemon.node_name
+        self._install_signals()
         with data_dir_lock(daemon.data_dir):
             async with self._services(node) as services:
                 runner = web.AppRunner(create_app(services), access_log=None, handle_signals=False)
@@ -82,7 +84,7 @@ class Daemon:
                 try:
                     await self._listen(runner)  # a busy port fails here, before anything fires
                     await services.scheduler.start(self.config.tasks)
-                    self._install_signals(services)
+                    self._ready = services
                     sd_notify("READY=1")
                     log.info(
                         "daemon.ready",
@@ -157,13 +159,19 @@ class Daemon:
             site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
             await site.start()
 
-    def _install_signals(self, services: Services) -> None:
+    def _install_signals(self) -> None:
+        """First thing at start-up: SIGHUP's default action would end the process, so a
+        reload racing the start must not kill it; SIGTERM then stops it once started."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: loop.create_task(self._reload_quietly(services))
-        )
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        if self._ready is None:
+            log.info("config.reload_skipped", reason="the daemon is still starting")
+            return
+        asyncio.get_running_loop().create_task(self._reload_quietly(self._ready))
 
     async def reload(self, services: Services) -> dict[str, list[str]]:
         """Validate first; a bad file keeps the old config and raises ConfigError."""

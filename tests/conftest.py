@@ -64,6 +64,10 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> Daemon:
+        self.start_process()
+        return self.wait_healthy(timeout)
+
+    def start_process(self) -> None:
         self.lives += 1
         log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -72,6 +76,9 @@ class Daemon:
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
+
+    def wait_healthy(self, timeout: float = 20) -> Daemon:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

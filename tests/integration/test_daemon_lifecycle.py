@@ -117,3 +117,22 @@ def test_unix_socket_listener_is_private_and_found_by_the_client(tmp_path) -> No
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_signals_during_start_up_neither_kill_nor_hang_it(make_daemon) -> None:
+    import signal
+
+    daemon = make_daemon('[tasks.a]\ncommand = "true"\n', start=False)
+    daemon.start_process()
+    # A reload racing the start (systemd itself queues reloads until READY=1). Only the
+    # interpreter's own start, before any Python runs, is too early to guard.
+    time.sleep(0.5)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_healthy()
+    assert daemon.proc.poll() is None
+    daemon.proc.send_signal(signal.SIGHUP)  # and once ready, SIGHUP reloads
+    deadline = time.monotonic() + 10
+    while "config.reloaded" not in daemon.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert daemon.stop() == 0
