@@ -205,3 +205,14 @@ def test_oversized_bodies_are_413_problem_json(daemon) -> None:
     huge = b'{"params": {"x": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
     resp = daemon.post("/api/tasks/ok/runs", raw=huge, headers={"Content-Type": "application/json"})
     assert resp.status == 413 and resp.content_type == "application/problem+json"
+
+
+def test_daemon_logs_are_json_lines_with_task_and_run_id(daemon) -> None:
+    import json
+
+    run = daemon.wait_run(daemon.trigger("ok")["id"])
+    events = [json.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    assert events and all({"event", "level", "timestamp", "node"} <= set(e) for e in events)
+    mine = [e for e in events if e.get("run_id") == run["id"]]
+    assert {e["event"] for e in mine} >= {"run.started", "run.ended"}
+    assert all(e["task"] == "ok" for e in mine)
