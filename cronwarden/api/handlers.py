@@ -116,7 +116,7 @@ async def get_task(request: web.Request) -> web.Response:
         if not raw_next.isdigit() or not 1 <= int(raw_next) <= 1000:
             raise BadRequest(422, "invalid-request", "next must be an integer from 1 to 1000")
         count = int(raw_next)
-    last = (await services.store.last_runs()).get(task.name)
+    last = (await services.store.last_runs(task.name)).get(task.name)
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
         fires = upcoming(task.trigger, task.zone, services.dispatcher.clock.now(), count)

@@ -168,13 +168,12 @@ class Store:
         next_cursor = _encode_cursor(runs[-1]) if has_next and runs else None
         return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
 
-    async def last_runs(self) -> dict[str, Run]:
-        """The newest run of every task, for task listings."""
-        newest = (
-            select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))
-            .group_by(col(Run.task_name))
-            .subquery()
-        )
+    async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
+        """The newest run of every task (or of one), for task listings."""
+        latest = select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))
+        if task_name is not None:
+            latest = latest.where(col(Run.task_name) == task_name)
+        newest = latest.group_by(col(Run.task_name)).subquery()
         query = select(Run).join(
             newest,
             sa.and_(

@@ -129,3 +129,13 @@ async def test_sqlite_runs_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
         sync = (await conn.execute(sa.text("PRAGMA synchronous"))).scalar_one()
     await store.close()
     assert path.exists() and mode == "wal" and sync == 1  # NORMAL
+
+
+async def test_last_runs_for_all_tasks_or_one(store: Store) -> None:
+    for i, task in enumerate(["a", "b", "a", "b", "a"]):
+        await store.insert_run(make_run(i, task=task))
+    assert {n: r.id for n, r in (await store.last_runs()).items()} == {
+        "a": make_run(4).id,
+        "b": make_run(3).id,
+    }
+    assert {n: r.id for n, r in (await store.last_runs("b")).items()} == {"b": make_run(3).id}
