@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from cronwarden.api.auth import Forbidden, Unauthorized, authorize
 from cronwarden.api.keys import SERVICES
+from cronwarden.api.schemas import Problem
 from cronwarden.errors import (
     ConfigError,
     Conflict,
@@ -56,17 +58,17 @@ def problem(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
 ) -> web.Response:
-    from http import HTTPStatus
-
-    body = {
-        "type": f"urn:cronwarden:problem:{slug}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.path,
-        "errors": errors or [],
-    }
-    return web.json_response(body, status=status, content_type="application/problem+json")
+    body = Problem(
+        type=f"urn:cronwarden:problem:{slug}",
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.path,
+        errors=errors or [],
+    )
+    return web.json_response(
+        text=body.model_dump_json(), status=status, content_type="application/problem+json"
+    )
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:

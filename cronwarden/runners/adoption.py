@@ -62,10 +62,6 @@ class ExitWatcher:
             return cls(None)
         return cls(sock)
 
-    @property
-    def knows_status(self) -> bool:
-        return self._sock is not None
-
     def watch(self, pid: int) -> asyncio.Future[int | None]:
         """A future for the exit of ``pid``: its return code, or None when unknowable."""
         loop = asyncio.get_running_loop()

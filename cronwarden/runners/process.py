@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,10 +189,3 @@ def proc_stat(pid: int) -> ProcStat | None:
     if len(fields) < 50:
         return None
     return ProcStat(fields[0].decode(), int(fields[19]), int(fields[49]))
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)

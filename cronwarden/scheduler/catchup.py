@@ -39,10 +39,6 @@ class FirePlan:
     dropped_exact: bool = True
     anchor: datetime | None = None  # the newest fire handled, once this plan is carried out
 
-    @property
-    def dropped_fires(self) -> bool:
-        return self.dropped > 0
-
 
 def plan_fires(
     trigger: AnyTrigger,

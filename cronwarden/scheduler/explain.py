@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from cronwarden.scheduler.policies import jitter_offset
 from cronwarden.scheduler.triggers import AnyTrigger
 from cronwarden.timefmt import iso_z
 
@@ -41,8 +40,3 @@ def upcoming(trigger: AnyTrigger, zone: tzinfo, after: datetime, count: int) -> 
         fires.append(Fire(local, shift))
         previous_offset, at = offset, nxt
     return fires
-
-
-def start_delay(task_name: str, jitter: timedelta) -> timedelta:
-    """How long after its nominal time a task starts: its jitter offset."""
-    return jitter_offset(task_name, jitter)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Protocol
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
@@ -44,16 +43,6 @@ SCHEDULE_HELP = (
 )
 # Offsets are sampled this far either side of an instant to notice a nearby transition.
 _TRANSITION_PROBE = timedelta(days=1)
-
-
-class Trigger(Protocol):
-    """What the scheduler needs of a schedule: the first fire strictly after an instant."""
-
-    expression: str
-
-    def next_fire(self, after: datetime) -> datetime | None:
-        """First fire time strictly after ``after`` (aware), or None if it never fires."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,6 @@ class RunPage:
     next_cursor: str | None
     has_next: bool
     total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
