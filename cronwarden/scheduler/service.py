@@ -223,24 +223,23 @@ class SchedulerService:
     def _carry_out(self, entry: _Scheduled, due: datetime | None) -> None:
         """Plan the fires (pure), then dispatch them and report what was dropped."""
         task = entry.task
+        now = self.clock.now()
         plan = plan_fires(
             entry.trigger,
             anchor=entry.anchor,
             due=due,
-            now=self.clock.now(),
+            now=now,
             offset=entry.offset,
             catch_up=task.catch_up,
             max_catch_up=task.max_catch_up,
         )
         entry.anchor = plan.anchor
-        woke_late = due is not None and plan.run != [(due, Trigger.SCHEDULE)]
-        if woke_late and (plan.run or plan.dropped):
-            assert due is not None
+        if due is not None and plan.run != [(due, Trigger.SCHEDULE)] and (plan.run or plan.dropped):
             log.warning(
                 "scheduler.woke_late",
                 task=task.name,
                 due=due.isoformat(),
-                late_s=round((self.clock.now() - due).total_seconds(), 3),
+                late_s=round((now - due).total_seconds(), 3),
             )
         if plan.dropped:
             log.warning(
