@@ -42,6 +42,7 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_LISTEN = "127.0.0.1:9477"
+SHELL = ("/bin/sh", "-c")  # how a string command runs
 EventName = Literal[
     "run.failed", "run.timeout", "run.crashed", "fire.missed", "run.stuck", "task.overdue"
 ]
@@ -341,7 +342,7 @@ class TaskConfig(TaskSettings):
     def argv(self) -> list[str]:
         """The program and arguments to exec: a string runs under ``/bin/sh -c``."""
         if isinstance(self.command, str):
-            return ["/bin/sh", "-c", self.command]
+            return [*SHELL, self.command]
         return list(self.command)
 
     @cached_property

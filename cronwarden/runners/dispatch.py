@@ -40,7 +40,7 @@ from cronwarden.runners.logs import (
     log_path,
     summarize_log,
 )
-from cronwarden.runners.outcome import Outcome
+from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec, StartFailed, proc_stat
 from cronwarden.scheduler.policies import Admission, admit, retry_delay, should_retry
 from cronwarden.store import Store
@@ -181,27 +181,30 @@ class Dispatcher:
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         try:
             outcome = await watch_adopted(
-                process, limits, active.control, via_shell=task.argv[:2] == ["/bin/sh", "-c"]
+                process, limits, active.control, via_shell=runs_in_shell(task.argv)
             )
         finally:
-            path = log_path(self.logs_dir, run.id)
-            append_marker(
-                path, outcome.error or "re-adopted after a daemon restart", iso_z(self.clock.now())
+            summary = self._close_inherited_log(
+                run.id, outcome.error or "re-adopted after a daemon restart"
             )
-            await asyncio.shield(self._finish(active, outcome, summarize_log(path)))
+            await asyncio.shield(self._finish(active, outcome, summary))
 
     async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None:
         """End a run no live process belongs to (left by a previous life); retries apply."""
         task = self.tasks.get(run.task_name)
-        path = log_path(self.logs_dir, run.id)
-        if path.exists():
-            append_marker(path, error, iso_z(self.clock.now()))
-        summary = summarize_log(path)
+        summary = self._close_inherited_log(run.id, error)
         outcome = Outcome(reason, error=error)
         if task is None:  # the task is gone from the config: record, never retry
             await self._record_end(run, outcome, summary)
             return
         await self._finish(ActiveRun(run=run, task=task), outcome, summary)
+
+    def _close_inherited_log(self, run_id: str, note: str) -> LogSummary:
+        """A log a previous daemon life was writing: say what happened, then measure it."""
+        path = log_path(self.logs_dir, run_id)
+        if path.exists():
+            append_marker(path, note, iso_z(self.clock.now()))
+        return summarize_log(path)
 
     async def shutdown(self, grace: timedelta) -> None:
         """Refuse new runs, give live ones ``grace``, then stop them and record it all."""

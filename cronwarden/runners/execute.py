@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from cronwarden.model import EndReason
 from cronwarden.runners.logs import LogWriter
-from cronwarden.runners.outcome import Outcome, classify
+from cronwarden.runners.outcome import Outcome, classify, runs_in_shell
 from cronwarden.runners.process import (
     AdoptedProcess,
     GroupLeader,
@@ -66,7 +66,7 @@ async def execute(
         returncode,
         forced=forced,
         success_exit_codes=limits.success_exit_codes,
-        via_shell=spec.argv[:2] == ["/bin/sh", "-c"],
+        via_shell=runs_in_shell(spec.argv),
     )
     if held and outcome.error is None:
         outcome = Outcome(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from cronwarden.config import SHELL
 from cronwarden.model import EndReason
 
 SHELL_NOT_FOUND = 127
@@ -17,6 +18,11 @@ class Outcome:
     exit_code: int | None = None
     signal: int | None = None
     error: str | None = None
+
+
+def runs_in_shell(argv: Sequence[str]) -> bool:
+    """Whether argv is a string command under the shell (so 126/127 mean the shell's)."""
+    return tuple(argv[:2]) == SHELL
 
 
 def classify(
