@@ -163,6 +163,67 @@ class Daemon:
         return list(self.get(f"/api/runs?{qs}").body["runs"])
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last: {value!r})")
+        time.sleep(0.05)
+
+
+def stays_false(predicate: Callable[[], Any], window: float = 1.0) -> bool:
+    """For negative checks: True if ``predicate`` never held during ``window`` seconds.
+
+    A negative property needs some time to be observed; this polls through a stated
+    window instead of sleeping and then looking once.
+    """
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        if predicate():
+            return False
+        time.sleep(0.05)
+    return not predicate()
+
+
+class Gate:
+    """A FIFO that task processes block on (``cat GATE``) until the test opens it.
+
+    Opening releases every process then waiting on it (each reads EOF), so the test,
+    not the scheduler of a busy machine, decides when a run may end.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+
+    @property
+    def wait_command(self) -> str:
+        return f"cat {self.path} > /dev/null"
+
+    def open(self, timeout: float = 10) -> None:
+        """Release the processes waiting now; fails if none is waiting in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no process waited on {self.path}") from None
+                time.sleep(0.02)
+                continue
+            os.close(fd)
+            return
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    return Gate(tmp_path / "gate.fifo")
+
+
 @pytest.fixture
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     daemons: list[Daemon] = []
