@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -22,8 +23,10 @@ from cronwarden.api.keys import Services
 from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, inactive_settings, load_config
 from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store import Store, open_engine
@@ -67,13 +70,19 @@ def _use_pidfd_child_watcher() -> None:
 
 class Daemon:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config
+        self.live = LiveConfig(config)
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._ready: Services | None = None
+        self.exit_code = 0
 
-    async def run(self) -> None:
+    @property
+    def config(self) -> Config:
+        return self.live.current
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code (1 if a part failed)."""
         daemon = self.config.daemon
         node = daemon.node_name
         self._install_signals()
@@ -104,15 +113,28 @@ class Daemon:
                     await self._serve_until_stopped(services)
                 finally:
                     await runner.cleanup()
-        log.info("daemon.stopped")
+        log.info("daemon.stopped", exit_code=self.exit_code)
+        return self.exit_code
 
     async def _serve_until_stopped(self, services: Services) -> None:
-        """Until SIGTERM/SIGINT; then stop firing, give runs their grace, record it all."""
-        watchdog = asyncio.create_task(self._watchdog())
-        await self._stop.wait()
+        """Until SIGTERM/SIGINT, or until a side task dies (loudly: exit code 1); then
+        stop firing, give runs their grace, record it all."""
+        side_tasks = {services.store.recorder.start()}
+        interval = watchdog_interval()
+        if interval is not None:
+            side_tasks.add(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+        stop = asyncio.create_task(self._stop.wait(), name="stop signal")
+        done, _ = await asyncio.wait({stop, *side_tasks}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stop}:
+            error = None if task.cancelled() else task.exception()
+            log.critical("daemon.side_task_died", task=task.get_name(), error=repr(error))
+            self.exit_code = 1
+        stop.cancel()
         sd_notify("STOPPING=1")
         log.info("daemon.stopping")
-        watchdog.cancel()
+        for task in side_tasks:
+            if task.get_name() == "watchdog":
+                task.cancel()
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
         await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
@@ -123,16 +145,18 @@ class Daemon:
         store = await Store.open(open_engine(daemon.database_url))
         watcher = None
         try:
+            launcher = ProcessLauncher(daemon.data_dir, self.clock)
             dispatcher = Dispatcher(
-                store, self.config.tasks, node=node, data_dir=daemon.data_dir, clock=self.clock
+                store, self.live, node=node, launcher=launcher, clock=self.clock
             )
             watcher = await recover(dispatcher)
-            scheduler = SchedulerService(dispatcher, self.clock)
+            scheduler = SchedulerService(dispatcher, store, self.clock)
             services = Services(
-                config=self.config,
+                live=self.live,
                 store=store,
                 dispatcher=dispatcher,
                 scheduler=scheduler,
+                logs_dir=launcher.logs_dir,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
             )
@@ -174,7 +198,11 @@ class Daemon:
         asyncio.get_running_loop().create_task(self._reload_quietly(self._ready))
 
     async def reload(self, services: Services) -> dict[str, list[str]]:
-        """Validate first; a bad file keeps the old config and raises ConfigError."""
+        """Validate first; a bad file keeps the old config and raises ConfigError.
+
+        Returns the tasks added, removed and changed, and the daemon keys that need a
+        restart to take effect.
+        """
         async with self._reloading:
             sd_notify("RELOADING=1")
             try:
@@ -191,20 +219,18 @@ class Daemon:
             ]
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
-            services.dispatcher.update_tasks(new.tasks)
-            changes = services.scheduler.apply(new.tasks)
-            self.config = services.config = new
-            log.info("config.reloaded", **changes)
-            return {**changes, "restart_needed": restart_needed}
+            changes = self.live.swap(new)
+            services.scheduler.apply(new.tasks)
+            await services.dispatcher.reload(changes)
+            answer = {**dataclasses.asdict(changes), "restart_needed": restart_needed}
+            log.info("config.reloaded", **answer)
+            return answer
 
     async def _reload_quietly(self, services: Services) -> None:
         with contextlib.suppress(ConfigError):
             await self.reload(services)
 
-    async def _watchdog(self) -> None:
-        interval = watchdog_interval()
-        if interval is None:
-            return
+    async def _watchdog(self, interval: float) -> None:
         while True:
             sd_notify("WATCHDOG=1")
             await asyncio.sleep(interval)
@@ -221,4 +247,6 @@ def serve(config_path: str) -> None:
     config = load_config(config_path)
     configure_logging(config.daemon.log_format, node=config.daemon.node_name)
     _use_pidfd_child_watcher()
-    asyncio.run(Daemon(config).run())
+    code = asyncio.run(Daemon(config).run())
+    if code:
+        raise SystemExit(code)

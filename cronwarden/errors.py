@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def short_message(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text, bounded: fit for a log field or an API error."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class CronwardenError(Exception):
     """cronwarden failed."""
 
@@ -59,3 +65,35 @@ class ShuttingDown(CronwardenError):
 
 class DataDirLocked(CronwardenError):
     """Another cronwarden daemon already uses this data_dir."""
+
+
+class IdempotencyMismatch(CronwardenError):
+    """This Idempotency-Key was already used for a request with another body."""
+
+
+class IllegalTransition(CronwardenError):
+    """A run was asked to move to a state its current state does not lead to."""
+
+
+class StoreUnavailable(CronwardenError):
+    """The database cannot be reached right now; nothing was written."""
+
+
+class GaveUp(CronwardenError):
+    """The database stayed unreachable for longer than the write could wait."""
+
+
+class InvalidCursor(CronwardenError):
+    """The cursor is not one this server handed out; start again without it."""
+
+
+class StartFailed(CronwardenError):
+    """The process could not be started; the message says why, for the run's ``error``."""
+
+
+class Unauthorized(CronwardenError):
+    """A token is needed: send Authorization: Bearer <token>."""
+
+
+class Forbidden(CronwardenError):
+    """The token's scope does not allow this request."""

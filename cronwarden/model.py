@@ -25,6 +25,7 @@ class EndReason(StrEnum):
     CRASHED = "crashed"
     SKIPPED = "skipped"
     LOG_OVERFLOW = "log_overflow"
+    MISSED = "missed"  # a fire that did not run: the daemon was down or asleep (catch_up)
 
 
 class Trigger(StrEnum):
@@ -72,7 +73,6 @@ class Run(SQLModel, table=True):
         sa.Index("ix_runs_created", "created_at", "id"),
         sa.Index("ix_runs_task_created", "task_name", "created_at", "id"),
         sa.Index("ix_runs_status_created", "status", "created_at", "id"),
-        sa.Index("ix_runs_idempotency", "task_name", "idempotency_key"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -103,6 +103,19 @@ class Run(SQLModel, table=True):
     # process start time that lets a restarted daemon recognise a pid as still ours.
     not_before: datetime | None = utc_column()
     proc_started: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """An Idempotency-Key taken by an API trigger: unique per task, free again after
+    24 h.  The fingerprint of the request body tells a repeat from a reuse."""
+
+    __tablename__ = "idempotency_keys"
+
+    task_name: str = Field(primary_key=True, max_length=100)
+    key: str = Field(primary_key=True, max_length=255)
+    run_id: str = Field(max_length=36)
+    fingerprint: str = Field(max_length=64)
+    created_at: datetime = utc_column(nullable=False)
 
 
 class TaskState(SQLModel, table=True):

@@ -12,7 +12,7 @@ from cronwarden.api.routes import add_routes
 def create_app(services: Services) -> web.Application:
     app = web.Application(
         middlewares=[problem_middleware],
-        client_max_size=services.config.daemon.max_body,
+        client_max_size=services.live.current.daemon.max_body,
     )
     app[SERVICES] = services
     add_routes(app)

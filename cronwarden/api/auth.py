@@ -19,18 +19,10 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from cronwarden.config import TokenConfig
-from cronwarden.errors import CronwardenError
+from cronwarden.errors import Forbidden, Unauthorized
 
 _RANK = {"read": 1, "trigger": 2, "admin": 3}
 _OPEN = {("GET", "/health")}
-
-
-class Unauthorized(CronwardenError):
-    """A token is needed: send Authorization: Bearer <token>."""
-
-
-class Forbidden(CronwardenError):
-    """The token's scope does not allow this request."""
 
 
 def required_scope(request: web.Request) -> str | None:

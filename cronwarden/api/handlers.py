@@ -102,14 +102,14 @@ async def list_tasks(request: web.Request) -> web.Response:
     last = await services.store.last_runs()
     tasks = [
         _task_out(services, t, last.get(t.name))
-        for t in sorted(services.dispatcher.tasks.values(), key=lambda t: t.name)
+        for t in sorted(services.live.tasks.values(), key=lambda t: t.name)
     ]
     return _json(TaskList(tasks=tasks))
 
 
 async def get_task(request: web.Request) -> web.Response:
     services = _services(request)
-    task = services.dispatcher.task(request.match_info["task"])
+    task = services.live.task(request.match_info["task"])
     raw_next = request.query.get("next")
     count = 0
     if raw_next is not None:
@@ -129,19 +129,15 @@ async def get_task(request: web.Request) -> web.Response:
 async def trigger_run(request: web.Request) -> web.Response:
     services = _services(request)
     task_name = request.match_info["task"]
-    services.dispatcher.task(task_name)
+    services.live.task(task_name)
     body = await _read_body(request, TriggerBody)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise BadRequest(
             400, "invalid-idempotency-key", "Idempotency-Key must be 1 to 255 characters"
         )
-    if key is not None:
-        earlier = await services.store.find_idempotent(task_name, key)
-        if earlier is not None:
-            return _json(RunOut.of(earlier), 200)
-    run = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
-    response = _json(RunOut.of(run), 201)
+    run, created = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
+    response = _json(RunOut.of(run), 201 if created else 200)
     response.headers["Location"] = f"/api/runs/{run.id}"
     return response
 
@@ -172,7 +168,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def list_task_runs(request: web.Request) -> web.Response:
     services = _services(request)
     task_name = request.match_info["task"]
-    services.dispatcher.task(task_name)
+    services.live.task(task_name)
     return await _run_list(request, {**_query(request), "task_name": task_name})
 
 
@@ -221,7 +217,7 @@ async def run_log(request: web.Request) -> web.Response:
     run = await services.store.get_run(_run_id(request))
     query = LogQuery.model_validate(dict(request.query))
     page = read_log_page(
-        log_path(services.dispatcher.logs_dir, run.id),
+        log_path(services.logs_dir, run.id),
         after=query.after,
         limit=query.limit,
         stream=query.stream,
@@ -257,9 +253,9 @@ async def info(request: web.Request) -> web.Response:
         "node": services.dispatcher.node,
         "started_at": iso_z_or_none(services.started_at),
         "uptime_s": round((now - services.started_at).total_seconds(), 3),
-        "config_path": str(services.config.path),
-        "tasks": len(services.dispatcher.tasks),
-        "active_runs": len(services.dispatcher.active),
+        "config_path": str(services.live.current.path),
+        "tasks": len(services.live.tasks),
+        "active_runs": services.dispatcher.active_runs,
     }
     return web.json_response(body)
 

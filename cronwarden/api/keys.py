@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from cronwarden.config import Config
+    from cronwarden.live_config import LiveConfig
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
     from cronwarden.store import Store
@@ -18,12 +19,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """What handlers need; ``config`` is replaced on reload."""
+    """What handlers need; ``live`` holds the current config (swapped on reload)."""
 
-    config: Config
+    live: LiveConfig
     store: Store
     dispatcher: Dispatcher
     scheduler: SchedulerService
+    logs_dir: Path
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

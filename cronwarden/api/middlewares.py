@@ -10,20 +10,23 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from cronwarden.api.auth import Forbidden, Unauthorized, authorize
+from cronwarden.api.auth import authorize
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.schemas import Problem
 from cronwarden.errors import (
     ConfigError,
     Conflict,
+    Forbidden,
+    IdempotencyMismatch,
+    InvalidCursor,
     InvalidParams,
     InvalidRunId,
     RunNotFound,
     ShuttingDown,
+    StoreUnavailable,
     TaskNotFound,
+    Unauthorized,
 )
-from cronwarden.store.resilience import StoreUnavailable
-from cronwarden.store.runs import InvalidCursor
 
 log = structlog.get_logger("cronwarden.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,6 +39,7 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (InvalidRunId, 400, "invalid-run-id"),
     (InvalidCursor, 400, "invalid-cursor"),
     (InvalidParams, 422, "invalid-params"),
+    (IdempotencyMismatch, 422, "idempotency-key-reused"),
     (ShuttingDown, 409, "shutting-down"),
     (StoreUnavailable, 503, "database-unavailable"),
     (Conflict, 409, "conflict"),
@@ -84,7 +88,7 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        authorize(request, request.app[SERVICES].config.daemon.tokens)
+        authorize(request, request.app[SERVICES].live.current.daemon.tokens)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:

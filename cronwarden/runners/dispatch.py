@@ -1,348 +1,456 @@
-"""The one dispatch path: scheduler fires and API triggers both come through here.
+"""The one dispatch path: scheduler fires, API triggers, retries and recovered runs.
 
-A run row is committed (pending) before its process is spawned, then updated when the
-process starts and when it ends; the outcome is recorded under ``asyncio.shield`` so a
-cancellation (shutdown) cannot lose it.  Overlap, queueing and retries are decided by
-the pure functions of ``scheduler.policies``; this module only carries them out.
+Each run the daemon is responsible for has one ``RunHandle`` (its state machine, see
+``lifecycle``); each task has one ``TaskSlots`` (admission, see ``admission``).  Every
+path that may start a process asks the task's slots first, synchronously, so no path
+can bypass max_concurrent or overlap:
+
+* fire / trigger: admission, then the pending row is committed, then the process;
+* a retry or a recovered pending run: committed first, then admission when its time
+  comes (a slot may be busy by then);
+* a queued run: handed the slot its predecessor released, once that one's outcome is
+  committed.
+
+Stop, timeout, reload-removal and shutdown are events of the same machine, so a run
+ends exactly once and frees its slot exactly once.  Records go through ``RunRecords``
+(group-committed on SQL); an outcome is recorded under ``asyncio.shield`` so a
+cancellation cannot lose it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import structlog
 import uuid6
 
+from cronwarden.backoff import backoff_delay
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.errors import (
     Conflict,
+    IdempotencyMismatch,
     InvalidParams,
     ShuttingDown,
-    TaskNotFound,
+    StoreUnavailable,
     TriggerRefused,
 )
+from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Run, Status, Trigger
-from cronwarden.runners.environment import run_environment
-from cronwarden.runners.execute import Limits, RunControl, execute, watch_adopted
-from cronwarden.runners.identity import resolve_identity
-from cronwarden.runners.logs import (
-    LogSummary,
-    LogWriter,
-    append_marker,
-    log_path,
-    summarize_log,
-)
-from cronwarden.runners.outcome import Outcome, runs_in_shell
-from cronwarden.runners.process import AdoptedProcess, ProcessSpec, StartFailed, proc_stat
-from cronwarden.scheduler.policies import Admission, admit, retry_delay, should_retry
-from cronwarden.store import Store
-from cronwarden.store.resilience import StoreUnavailable, persist
-from cronwarden.store.runs import DuplicateFire
-from cronwarden.timefmt import iso_z
+from cronwarden.runners.admission import Policy, TaskSlots, Verdict
+from cronwarden.runners.launch import NO_LOG, Ending, Launcher
+from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
+from cronwarden.runners.logs import LogSummary
+from cronwarden.runners.outcome import Outcome
+from cronwarden.runners.process import AdoptedProcess, proc_stat
+from cronwarden.scheduler.policies import should_retry
+from cronwarden.store.protocol import KeyClaim, KeyedRun, RunRecords
+from cronwarden.store.resilience import persist
 
 log = structlog.get_logger("cronwarden.dispatch")
 
-
-@dataclass
-class ActiveRun:
-    """A run this daemon is responsible for until it ends."""
-
-    run: Run
-    task: TaskConfig
-    control: RunControl = field(default_factory=RunControl)
-    job: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None  # a delayed retry waiting for not_before
-    queued: bool = False
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
-        tasks: Mapping[str, TaskConfig],
+        records: RunRecords,
+        config: LiveConfig,
         *,
         node: str,
-        data_dir: Path,
+        launcher: Launcher,
         clock: Clock,
     ) -> None:
-        self.store = store
-        self.tasks = dict(tasks)
+        self.records = records
+        self.config = config
         self.node = node
-        self.data_dir = data_dir
-        self.logs_dir = data_dir / "logs"
+        self.launcher = launcher
         self.clock = clock
-        self.active: dict[str, ActiveRun] = {}
-        self._queues: dict[str, deque[str]] = {}
-        self._admission_locks: dict[str, asyncio.Lock] = {}
+        self.handles: dict[str, RunHandle] = {}
+        self._slots: dict[str, TaskSlots] = {}
+        self._key_locks = _KeyedLocks()
+        self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
-    def update_tasks(self, tasks: Mapping[str, TaskConfig]) -> None:
-        """New definitions apply to new runs; running runs keep the one they started with."""
-        self.tasks = dict(tasks)
+    # -- queries ----------------------------------------------------------------
 
-    def task(self, name: str) -> TaskConfig:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise TaskNotFound(f"no task is named {name!r}") from None
+    @property
+    def active_runs(self) -> int:
+        """Runs this daemon is carrying: waiting, starting, running or ending."""
+        return sum(1 for h in self.handles.values() if not h.ended)
+
+    def counts(self, task_name: str) -> tuple[int, int]:
+        """(runs holding a slot, runs waiting in line) for one task."""
+        slots = self._slots.get(task_name)
+        return (0, 0) if slots is None else (len(slots.holders), len(slots.line))
 
     # -- entry points -------------------------------------------------------------
 
     async def fire(
         self, task_name: str, scheduled_for: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> Run | None:
-        """A scheduled fire; returns None when another node or life already claimed it."""
-        task = self.task(task_name)
-        async with self._admitting(task):
-            decision = self._admission(task)
-            if decision in (Admission.SKIP, Admission.REFUSE):
-                reason = (
-                    "another run was still active (overlap = skip)"
-                    if decision is Admission.SKIP
-                    else f"the queue was full (queue_max = {task.queue_max})"
-                )
-                run = self._new_run(task, trigger, scheduled_for=scheduled_for)
-                run.status, run.end_reason = Status.ENDED, EndReason.SKIPPED
-                run.end_at, run.duration_ms, run.error = run.created_at, 0, f"skipped: {reason}"
-                return await self._claim(run)
-            claimed = await self._claim(self._new_run(task, trigger, scheduled_for=scheduled_for))
-            if claimed is not None:
-                await self._admit(task, claimed, decision)
-            return claimed
+        """A scheduled fire; None when another node or life already claimed it.
+
+        A fire refused by overlap is recorded as an ended/skipped run.
+        """
+        task = self.config.task(task_name)
+        self._refuse_if_closing()
+        run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+        verdict = await self._admit_new(RunHandle(run, task), self._claim_plain(run))
+        if verdict is None:
+            return None
+        if verdict in (Verdict.SKIP, Verdict.REFUSE):
+            _set_ended(run, _skipped(task, verdict))
+            if run.id not in await self.records.claim([run]):
+                return None
+            log.info("run.skipped", task=task.name, run_id=run.id, reason=run.error)
+        return run
 
     async def trigger(
         self,
         task_name: str,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> Run:
-        """An on-request run (API/CLI); refusals raise and record nothing."""
-        task = self.task(task_name)
+    ) -> tuple[Run, bool]:
+        """An on-request run (API/CLI): (the run, whether this request created it).
+
+        Refusals raise and record nothing.  With an Idempotency-Key, a repeat within
+        24 h gets the run the first request made, even while requests race; the same
+        key with other params raises IdempotencyMismatch.
+        """
+        task = self.config.task(task_name)
         if not task.api_trigger:
             raise TriggerRefused(f"task {task_name!r} has api_trigger = false")
         checked = check_params(task, params or {})
-        async with self._admitting(task):
-            decision = self._admission(task)
-            if decision is Admission.SKIP:
-                raise TriggerRefused(
-                    f"task {task_name!r} already has {task.max_concurrent} active "
-                    "run(s) and overlap = skip"
-                )
-            if decision is Admission.REFUSE:
-                raise TriggerRefused(
-                    f"task {task_name!r} has a full queue (queue_max = {task.queue_max})"
-                )
+        self._refuse_if_closing()
+        if idempotency_key is None:
+            run = self._new_run(task, Trigger.API, params=checked)
+            await self._admit_request(task, run, self._claim_plain(run))
+            return run, True
+        fingerprint = _fingerprint(checked)
+        async with self._key_locks.hold((task.name, idempotency_key)):
+            since = self.clock.now() - IDEMPOTENCY_TTL
+            earlier = await self.records.find_key(task.name, idempotency_key, since)
+            if earlier is not None:
+                return _same_request(earlier, fingerprint, idempotency_key), False
             run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
-            await self.store.insert_run(run)
-            await self._admit(task, run, decision)
-            return run
+            claim = KeyClaim(task.name, idempotency_key, fingerprint, run.created_at, since)
+            if await self._admit_request(task, run, self._claim_keyed(run, claim)):
+                return run, True
+            earlier = await self.records.find_key(task.name, idempotency_key, since)
+            if earlier is None:  # the other request's key expired meanwhile: rare, say so
+                raise Conflict("the Idempotency-Key changed hands during the request; retry")
+            return _same_request(earlier, fingerprint, idempotency_key), False
 
     async def stop(self, run_id: str) -> Run:
-        """Ask a run to stop: a live process gets stop_signal; a waiting run ends now."""
-        current = await self.store.get_run(run_id)
-        if current.status == Status.ENDED:
-            raise Conflict(f"run {run_id} has already ended ({current.end_reason})")
-        active = self.active.get(run_id)
-        if active is None:
-            raise Conflict(f"run {run_id} is not running on this node ({self.node})")
-        if active.job is None:  # queued, or a retry waiting for its time
-            await self._end_waiting(
-                active, Outcome(EndReason.STOPPED, error="stopped before it started")
-            )
+        """Ask a run to stop: a live process gets stop_signal; a waiting run ends now.
+
+        Raises Conflict when the run has ended (or is ending), or runs elsewhere.
+        """
+        handle = self.handles.get(run_id)
+        if handle is None:
+            run = await self.records.get_run(run_id)
+            if run.status == Status.ENDED:
+                raise Conflict(f"run {run_id} has already ended ({run.end_reason})")
+            raise Conflict(f"run {run_id} is not carried by this node ({self.node})")
+        if handle.state is RunState.WAITING:
+            await self._cancel(handle, _stopped("stopped before it started"))
+        elif handle.state in (RunState.CLAIMING, RunState.STARTING, RunState.RUNNING):
+            handle.control.stop.set()
+            self._slots_of(handle).mark_stopping(handle.id)
         else:
-            active.control.stop.set()
-        return current
+            raise Conflict(f"run {run_id} has already ended or is ending")
+        return handle.run.model_copy()
+
+    async def record_missed(
+        self, task_name: str, fires: list[datetime], *, more: int, why: str
+    ) -> None:
+        """Record fires that did not run as ended runs with end_reason ``missed``; the
+        newest one says how many older ones of the same gap are not listed."""
+        task = self.config.task(task_name)
+        runs = []
+        for i, fire in enumerate(fires):
+            run = self._new_run(task, Trigger.SCHEDULE, scheduled_for=fire)
+            error = f"missed: {why}"
+            if more and i == len(fires) - 1:
+                error += f"; {more} earlier fire{'s' if more != 1 else ''} of this gap "
+                error += "were missed too and are not listed"
+            _set_ended(run, Outcome(EndReason.MISSED, error=error))
+            runs.append(run)
+        if runs:
+            await persist(
+                f"recording missed fires of {task_name}", lambda: self.records.claim(runs)
+            )
+
+    def resume_pending(self, run: Run) -> None:
+        """A pending run a previous life left waiting for its time (a delayed retry):
+        it waits again, then goes through admission like any other start."""
+        task = self.config.tasks.get(run.task_name)
+        if task is None:
+            raise ValueError(f"resume_pending needs a configured task, not {run.task_name!r}")
+        handle = RunHandle(run, task)
+        self.handles[run.id] = handle
+        self._wait_for_time(handle)
 
     def adopt(self, run: Run, process: AdoptedProcess) -> None:
         """Take back a run whose process outlived the previous daemon life."""
-        task = self.tasks.get(run.task_name) or _removed_task(run.task_name)
-        active = ActiveRun(run=run, task=task)
-        self.active[run.id] = active
-        active.job = asyncio.get_running_loop().create_task(
-            self._watch_adopted(active, process), name=f"adopted run {run.id}"
+        handle = self._seated(run)
+        handle.apply(RunEvent.SPAWNED)
+        handle.job = asyncio.get_running_loop().create_task(
+            self._watch(handle, process), name=f"adopted run {run.id}"
         )
         log.info("run.adopted", task=run.task_name, run_id=run.id, pid=run.pid)
 
-    async def _watch_adopted(self, active: ActiveRun, process: AdoptedProcess) -> None:
-        run, task = active.run, active.task
-        limits = _limits(task)
-        if limits.timeout is not None and run.start_at is not None:
-            elapsed = (self.clock.now() - run.start_at).total_seconds()
-            limits = replace(limits, timeout=max(0.0, limits.timeout - elapsed))
-        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
-        try:
-            outcome = await watch_adopted(
-                process, limits, active.control, via_shell=runs_in_shell(task.argv)
-            )
-        finally:
-            summary = self._close_inherited_log(
-                run.id, outcome.error or "re-adopted after a daemon restart"
-            )
-            await asyncio.shield(self._finish(active, outcome, summary))
-
     async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None:
         """End a run no live process belongs to (left by a previous life); retries apply."""
-        task = self.tasks.get(run.task_name)
-        summary = self._close_inherited_log(run.id, error)
-        outcome = Outcome(reason, error=error)
-        if task is None:  # the task is gone from the config: record, never retry
-            await self._record_end(run, outcome, summary)
-            return
-        await self._finish(ActiveRun(run=run, task=task), outcome, summary)
+        handle = self._seated(run)
+        summary = self.launcher.close_inherited_log(run.id, error)
+        await self._end(handle, RunEvent.EXITED, Ending(Outcome(reason, error=error), summary))
 
-    def _close_inherited_log(self, run_id: str, note: str) -> LogSummary:
-        """A log a previous daemon life was writing: say what happened, then measure it."""
-        path = log_path(self.logs_dir, run_id)
-        if path.exists():
-            append_marker(path, note, iso_z(self.clock.now()))
-        return summarize_log(path)
+    async def reload(self, changes: ConfigChanges) -> None:
+        """After the live config was swapped: runs waiting for a removed task end as
+        stopped; tasks whose limits rose hand their free slots to waiting runs."""
+        for handle in list(self.handles.values()):
+            if handle.task_name in changes.removed and handle.state is RunState.WAITING:
+                why = f"task {handle.task_name!r} was removed from the config before it started"
+                await self._cancel(handle, Outcome(EndReason.STOPPED, error=why))
+        for name, slots in list(self._slots.items()):
+            if name in self.config.tasks:
+                self._start_granted(slots.grant(self._policy(name)))
 
     async def shutdown(self, grace: timedelta) -> None:
-        """Refuse new runs, give live ones ``grace``, then stop them and record it all."""
+        """Refuse new runs, end queued ones, give live ones ``grace``, then stop them.
+
+        A run waiting for its time (a delayed retry) stays pending for the next life.
+        """
         self._closing = True
-        for active in list(self.active.values()):
-            if active.timer is not None:  # a delayed retry: stays pending for the next life
-                active.timer.cancel()
-                self.active.pop(active.run.id, None)
-            elif active.queued:
-                await self._end_waiting(
-                    active, Outcome(EndReason.STOPPED, error="the daemon shut down first")
-                )
-        jobs = [a.job for a in self.active.values() if a.job is not None]
+        for handle in list(self.handles.values()):
+            if handle.state is not RunState.WAITING:
+                continue
+            if handle.timer is not None:
+                handle.apply(RunEvent.LEFT_FOR_NEXT_LIFE)
+                self.handles.pop(handle.id, None)
+            else:
+                why = "the daemon shut down before it started"
+                await self._cancel(handle, Outcome(EndReason.STOPPED, error=why))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace.total_seconds()
+        jobs = self._live_jobs()
         if jobs:
             log.info("shutdown.waiting", runs=len(jobs), grace_s=grace.total_seconds())
-            _, pending = await asyncio.wait(jobs, timeout=grace.total_seconds())
-            if pending:
-                for active in self.active.values():
-                    active.control.stop.set()
-                await asyncio.wait(pending)
+        while jobs := self._live_jobs():
+            left = deadline - loop.time()
+            if left <= 0:
+                for handle in self.handles.values():
+                    handle.control.stop.set()
+                await asyncio.wait(jobs)
+            else:
+                await asyncio.wait(jobs, timeout=left)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
-    # -- admission ------------------------------------------------------------------
+    # -- admission ----------------------------------------------------------------
 
-    def _admitting(self, task: TaskConfig) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Admission and registration of one task's runs happen one at a time when overlap
-        is limited: the insert awaits, and two triggers must not both see a free slot."""
-        if task.overlap == "allow":
-            return contextlib.nullcontext()
-        return self._admission_locks.setdefault(task.name, asyncio.Lock())
-
-    def _admission(self, task: TaskConfig) -> Admission:
-        if self._closing:
-            raise ShuttingDown()
-        mine = [a for a in self.active.values() if a.task.name == task.name]
-        return admit(
-            overlap=task.overlap,
-            active=sum(1 for a in mine if a.job is not None),
-            queued=sum(1 for a in mine if a.queued),
-            max_concurrent=task.max_concurrent,
-            queue_max=task.queue_max,
-        )
-
-    async def _admit(self, task: TaskConfig, run: Run, decision: Admission) -> None:
-        active = ActiveRun(run=run, task=task)
-        self.active[run.id] = active
-        if decision is Admission.QUEUE:
-            active.queued = True
-            self._queues.setdefault(task.name, deque()).append(run.id)
-            log.info("run.queued", task=task.name, run_id=run.id)
-            return
-        if decision is Admission.TERMINATE:
-            oldest = min(
-                (a for a in self.active.values() if a.task.name == task.name and a.job),
-                key=lambda a: a.run.created_at,
-            )
-            log.info("run.terminating", task=task.name, run_id=oldest.run.id, for_run=run.id)
-            oldest.control.stop.set()
-        self._start(active)
-
-    def _start(self, active: ActiveRun) -> None:
-        active.queued = False
-        active.timer = None
-        active.job = asyncio.get_running_loop().create_task(
-            self._execute(active), name=f"run {active.run.id}"
-        )
-
-    def _start_next_queued(self, task_name: str) -> None:
-        queue = self._queues.get(task_name)
-        while queue:
-            active = self.active.get(queue.popleft())
-            if active is not None and active.queued and not self._closing:
-                self._start(active)
-                return
-
-    # -- execution ------------------------------------------------------------------
-
-    async def _execute(self, active: ActiveRun) -> None:
-        run, task = active.run, active.task
-        writer = LogWriter(
-            log_path(self.logs_dir, run.id),
-            max_size=task.max_log_size,
-            mode=task.log_on_full,
-            now=self.clock.now,
-            on_full=active.control.overflow.set if task.log_on_full == "kill" else None,
-        )
-        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
+    async def _admit_new(
+        self, handle: RunHandle, claim: Callable[[], Awaitable[bool]]
+    ) -> Verdict | None:
+        """Admission, then the durable claim.  Returns the verdict, or None when the
+        claim was not ours; on SKIP/REFUSE nothing was registered or written."""
+        verdict = self._slots_of(handle).acquire(handle.id, self._policy(handle.task_name))
+        if verdict in (Verdict.SKIP, Verdict.REFUSE):
+            self._forget_idle(handle.task_name)
+            return verdict
+        self.handles[handle.id] = handle
         try:
-            spec = self._process_spec(task, run)
-            outcome = await execute(
-                spec, _limits(task), writer, active.control, lambda pid: self._started(run, pid)
+            committed = await claim()
+        except BaseException:
+            self._lose(handle)
+            raise
+        if not committed:
+            self._lose(handle)
+            return None
+        self._proceed(handle)
+        return verdict
+
+    async def _admit_request(
+        self, task: TaskConfig, run: Run, claim: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Admission of an API trigger: a refusal raises (409) and records nothing."""
+        verdict = await self._admit_new(RunHandle(run, task), claim)
+        if verdict in (Verdict.SKIP, Verdict.REFUSE):
+            raise TriggerRefused(_refusal(task, verdict))
+        return verdict is not None
+
+    def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
+        async def claim() -> bool:
+            committed = await self.records.claim([run])
+            if run.id not in committed:
+                log.info(
+                    "fire.already_claimed",
+                    task=run.task_name,
+                    scheduled_for=run.scheduled_for,
+                    attempt=run.attempt,
+                )
+            return run.id in committed
+
+        return claim
+
+    def _claim_keyed(self, run: Run, key: KeyClaim) -> Callable[[], Awaitable[bool]]:
+        async def claim() -> bool:
+            return await self.records.claim_keyed(run, key) == run.id
+
+        return claim
+
+    def _proceed(self, handle: RunHandle) -> None:
+        """The claim is durable: start if the run holds a slot, else it waits in line."""
+        holds = handle.id in self._slots_of(handle).holders
+        handle.apply(RunEvent.CLAIMED_TO_START if holds else RunEvent.CLAIMED_TO_WAIT)
+        if self._closing:
+            why = "the daemon shut down before it started"
+            if holds:
+                self._background_task(self._end(handle, RunEvent.EXITED, Ending(_stopped(why))))
+            else:
+                self._background_task(self._cancel(handle, _stopped(why)))
+            return
+        if holds:
+            self._launch(handle)
+            return
+        if handle.control.stop.is_set():  # stopped while its row was being committed
+            self._background_task(self._cancel(handle, _stopped("stopped before it started")))
+            return
+        log.info("run.queued", task=handle.task_name, run_id=handle.id)
+        if handle.task.overlap == "terminate":
+            self._evict_for(handle)
+
+    def _admit_waiting(self, handle: RunHandle) -> None:
+        """A waiting run's time came (retry delay, recovered pending run)."""
+        handle.timer = None
+        if handle.state is not RunState.WAITING or self._closing:
+            return
+        if handle.task_name not in self.config.tasks:
+            why = f"task {handle.task_name!r} is no longer in the config"
+            self._background_task(self._cancel(handle, _stopped(why)))
+            return
+        verdict = self._slots_of(handle).acquire(handle.id, self._policy(handle.task_name))
+        if verdict is Verdict.START:
+            handle.apply(RunEvent.SLOT_GRANTED)
+            self._launch(handle)
+        elif verdict is Verdict.QUEUE:
+            log.info("run.queued", task=handle.task_name, run_id=handle.id)
+            if handle.task.overlap == "terminate":
+                self._evict_for(handle)
+        else:
+            self._background_task(self._cancel(handle, _skipped(handle.task, verdict)))
+
+    def _evict_for(self, handle: RunHandle) -> None:
+        eviction = self._slots_of(handle).evict_for(handle.id)
+        for run_id in eviction.stop:
+            log.info("run.terminating", task=handle.task_name, run_id=run_id, for_run=handle.id)
+            self.handles[run_id].control.stop.set()
+        for run_id in eviction.supersede:
+            why = f"replaced by the newer run {handle.id} (overlap = terminate)"
+            self._background_task(self._cancel(self.handles[run_id], _stopped(why)))
+
+    def _release(self, handle: RunHandle) -> None:
+        """Give back the run's slot (or place in line) and start whoever it goes to."""
+        self.handles.pop(handle.id, None)
+        slots = self._slots.get(handle.task_name)
+        if slots is None:
+            return
+        self._start_granted(slots.release(handle.id, self._policy(handle.task_name, handle.task)))
+        self._forget_idle(handle.task_name)
+
+    def _start_granted(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            granted = self.handles[run_id]
+            if granted.state is RunState.WAITING:  # a CLAIMING one starts once committed
+                granted.apply(RunEvent.SLOT_GRANTED)
+                self._launch(granted)
+
+    def _lose(self, handle: RunHandle) -> None:
+        handle.apply(RunEvent.CLAIM_LOST)
+        self._release(handle)
+
+    def _policy(self, task_name: str, fallback: TaskConfig | None = None) -> Policy:
+        task = self.config.tasks.get(task_name, fallback)
+        if task is None:
+            return Policy("allow", 1, 0)
+        return Policy(task.overlap, task.max_concurrent, task.queue_max)
+
+    def _slots_of(self, handle: RunHandle) -> TaskSlots:
+        return self._slots.setdefault(handle.task_name, TaskSlots())
+
+    def _forget_idle(self, task_name: str) -> None:
+        slots = self._slots.get(task_name)
+        if slots is not None and slots.idle:
+            del self._slots[task_name]
+
+    def _seated(self, run: Run) -> RunHandle:
+        """A handle for a run a previous life started: it holds a slot already."""
+        task = self.config.tasks.get(run.task_name) or _removed_task(run.task_name)
+        handle = RunHandle(run, task)
+        self.handles[run.id] = handle
+        self._slots_of(handle).holders[run.id] = False
+        handle.apply(RunEvent.CLAIMED_TO_START)
+        return handle
+
+    def _wait_for_time(self, handle: RunHandle) -> None:
+        handle.apply(RunEvent.CLAIMED_TO_WAIT)
+        when = handle.run.not_before or self.clock.now()
+        handle.timer = self.clock.call_at(when, lambda: self._admit_waiting(handle))
+
+    # -- execution ----------------------------------------------------------------
+
+    def _launch(self, handle: RunHandle) -> None:
+        handle.job = asyncio.get_running_loop().create_task(
+            self._carry(handle), name=f"run {handle.id}"
+        )
+
+    async def _carry(self, handle: RunHandle) -> None:
+        ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
+        try:
+            ending = await self.launcher.run(
+                handle.run, handle.task, handle.control, lambda pid: self._started(handle, pid)
             )
-        except StartFailed as exc:
-            outcome = Outcome(EndReason.FAILED, error=str(exc))
         except asyncio.CancelledError:
-            outcome = Outcome(EndReason.STOPPED, error="the daemon stopped the run")
+            ending = Ending(_stopped("the daemon stopped the run"))
             raise
         except Exception as exc:
-            log.exception("run.internal_error", task=task.name, run_id=run.id)
-            outcome = Outcome(EndReason.CRASHED, error=f"cronwarden failed to run it: {exc!r}")
+            log.exception("run.internal_error", task=handle.task_name, run_id=handle.id)
+            ending = Ending(
+                Outcome(EndReason.CRASHED, error=f"cronwarden failed to run it: {exc!r}")
+            )
         finally:
-            summary = writer.finish()
-            await asyncio.shield(self._finish(active, outcome, summary))
+            await asyncio.shield(self._end(handle, RunEvent.EXITED, ending))
 
-    def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
-        identity = resolve_identity(task.user, task.group)
-        env = run_environment(
-            task,
-            run_id=run.id,
-            attempt=run.attempt,
-            scheduled_for=run.scheduled_for,
-            params=run.params,
-            identity=identity.env,
-        )
-        return ProcessSpec(
-            argv=task.argv,
-            env=env,
-            cwd=task.working_dir or self.data_dir,
-            uid=identity.uid,
-            gid=identity.gid,
-            groups=identity.groups,
-            umask=task.umask,
-        )
+    async def _watch(self, handle: RunHandle, process: AdoptedProcess) -> None:
+        ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
+        try:
+            ending = await self.launcher.watch(handle.run, handle.task, handle.control, process)
+        finally:
+            await asyncio.shield(self._end(handle, RunEvent.EXITED, ending))
 
-    async def _started(self, run: Run, pid: int) -> None:
+    def _started(self, handle: RunHandle, pid: int) -> None:
+        handle.apply(RunEvent.SPAWNED)
+        run = handle.run
         run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
         stat = proc_stat(pid)
         run.proc_started = stat.start_ticks if stat else None
-        try:
-            await self.store.update_run(
-                run.id,
-                status=run.status,
-                pid=pid,
-                start_at=run.start_at,
-                proc_started=run.proc_started,
-            )
-        except StoreUnavailable as exc:
-            # The process runs on; its end record carries pid and start time as well.
-            log.warning("run.start_not_recorded", task=run.task_name, run_id=run.id, error=str(exc))
+        values = {
+            "status": run.status,
+            "pid": pid,
+            "start_at": run.start_at,
+            "proc_started": run.proc_started,
+        }
+        self._background_task(self._record_started(run, values))
         log.info(
             "run.started",
             task=run.task_name,
@@ -352,38 +460,32 @@ class Dispatcher:
             triggered_by=run.triggered_by,
         )
 
-    async def _finish(self, active: ActiveRun, outcome: Outcome, summary: LogSummary) -> None:
+    async def _record_started(self, run: Run, values: Mapping[str, Any]) -> None:
         try:
-            await self._record_end(active.run, outcome, summary)
-        finally:
-            self.active.pop(active.run.id, None)
-        self._start_next_queued(active.run.task_name)
-        await self._maybe_retry(active.task, active.run)
+            await self.records.record(run.id, values)
+        except StoreUnavailable as exc:
+            # The process runs on; its end record carries pid and start time as well.
+            log.warning("run.start_not_recorded", task=run.task_name, run_id=run.id, error=str(exc))
 
-    async def _record_end(self, run: Run, outcome: Outcome, summary: LogSummary) -> None:
-        now = self.clock.now()
-        began = run.start_at or run.created_at
-        values: dict[str, Any] = {
-            "status": Status.ENDED,
-            "end_reason": outcome.end_reason,
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "error": outcome.error,
-            "end_at": now,
-            "duration_ms": max(0, round((now - began).total_seconds() * 1000)),
-            "log_size": summary.size,
-            "log_truncated": summary.truncated,
-            # Repeated here in case the database missed the "started" write.
-            "pid": run.pid,
-            "start_at": run.start_at,
-            "proc_started": run.proc_started,
-        }
-        for name, value in values.items():
-            setattr(run, name, value)
-        # What happened has happened: keep trying until the record lands.
-        await persist(
-            f"recording the end of run {run.id}", lambda: self.store.update_run(run.id, **values)
-        )
+    async def _cancel(self, handle: RunHandle, outcome: Outcome) -> None:
+        """End a run that never started (stopped, removed, refused, shut down)."""
+        await self._end(handle, RunEvent.CANCELLED, Ending(outcome))
+
+    async def _end(self, handle: RunHandle, event: RunEvent, ending: Ending) -> None:
+        """Record the outcome (until it lands), then free the slot, then retry."""
+        handle.apply(event)  # synchronously: a second stop now finds the run ENDING
+        run = handle.run
+        values = _set_ended(run, ending.outcome, ending.log, now=self.clock.now())
+        try:
+            await persist(
+                f"recording the end of run {run.id}", lambda: self.records.record(run.id, values)
+            )
+        except Exception:
+            log.exception("run.end_not_recorded", task=run.task_name, run_id=run.id)
+            handle.apply(RunEvent.RECORD_FAILED)
+        else:
+            handle.apply(RunEvent.RECORDED)
+        self._release(handle)
         log.info(
             "run.ended",
             task=run.task_name,
@@ -394,25 +496,20 @@ class Dispatcher:
             duration_ms=run.duration_ms,
             error=run.error,
         )
+        await self._maybe_retry(run)
 
-    async def _end_waiting(self, active: ActiveRun, outcome: Outcome) -> None:
-        if active.timer is not None:
-            active.timer.cancel()
-        active.queued = False
-        await self._finish(active, outcome, LogSummary(size=0, truncated=False))
-
-    # -- retries --------------------------------------------------------------------
-
-    async def _maybe_retry(self, task: TaskConfig, run: Run) -> None:
+    async def _maybe_retry(self, run: Run) -> None:
+        task = self.config.tasks.get(run.task_name)
         if (
             self._closing
+            or task is None
             or run.end_reason is None
             or not should_retry(
                 run.end_reason, attempt=run.attempt, retries=task.retries, retry_on=task.retry_on
             )
         ):
             return
-        delay = retry_delay(
+        delay = backoff_delay(
             run.attempt,
             delay=task.retry_delay,
             backoff=task.retry_backoff,
@@ -427,7 +524,10 @@ class Dispatcher:
             retry_of=run.id,
         )
         retry.not_before = retry.created_at + delay
-        if await persist(f"recording retry {retry.id}", lambda: self._claim(retry)) is None:
+        committed = await persist(
+            f"recording retry {retry.id}", lambda: self.records.claim([retry])
+        )
+        if retry.id not in committed:
             return
         log.info(
             "run.retry_scheduled",
@@ -437,18 +537,28 @@ class Dispatcher:
             attempt=retry.attempt,
             delay_s=delay.total_seconds(),
         )
-        self.schedule_pending(retry, task)
+        handle = RunHandle(retry, task)
+        self.handles[retry.id] = handle
+        self._wait_for_time(handle)
 
-    def schedule_pending(self, run: Run, task: TaskConfig) -> None:
-        """Start a pending run at its not_before (now if that has passed)."""
-        active = ActiveRun(run=run, task=task)
-        self.active[run.id] = active
-        wait = 0.0
-        if run.not_before is not None:
-            wait = max(0.0, (run.not_before - self.clock.now()).total_seconds())
-        active.timer = asyncio.get_running_loop().call_later(wait, self._start, active)
+    # -- helpers ------------------------------------------------------------------
 
-    # -- helpers --------------------------------------------------------------------
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise ShuttingDown()
+
+    def _live_jobs(self) -> list[asyncio.Task[None]]:
+        return [h.job for h in self.handles.values() if h.job is not None and not h.job.done()]
+
+    def _background_task(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch.background_failed", error=repr(task.exception()))
 
     def _new_run(
         self,
@@ -476,17 +586,26 @@ class Dispatcher:
             task_hash=task.definition_hash,
         )
 
-    async def _claim(self, run: Run) -> Run | None:
+
+class _KeyedLocks:
+    """One asyncio.Lock per key while anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
         try:
-            return await self.store.insert_run(run)
-        except DuplicateFire:
-            log.info(
-                "fire.already_claimed",
-                task=run.task_name,
-                scheduled_for=run.scheduled_for,
-                attempt=run.attempt,
-            )
-            return None
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
@@ -505,15 +624,65 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     return dict(params)
 
 
+def _set_ended(
+    run: Run, outcome: Outcome, summary: LogSummary = NO_LOG, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Fill in a run's end; returns the fields to record (pid and start_at repeated in
+    case the "started" write was lost)."""
+    end = now or run.created_at
+    began = run.start_at or run.created_at
+    values: dict[str, Any] = {
+        "status": Status.ENDED,
+        "end_reason": outcome.end_reason,
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "error": outcome.error,
+        "end_at": end,
+        "duration_ms": max(0, round((end - began).total_seconds() * 1000)),
+        "log_size": summary.size,
+        "log_truncated": summary.truncated,
+        "pid": run.pid,
+        "start_at": run.start_at,
+        "proc_started": run.proc_started,
+        "not_before": None,
+    }
+    for name, value in values.items():
+        setattr(run, name, value)
+    return values
+
+
+def _refusal(task: TaskConfig, verdict: Verdict) -> str:
+    if verdict is Verdict.SKIP:
+        return (
+            f"task {task.name!r} already has {task.max_concurrent} active "
+            f"run{'s' if task.max_concurrent != 1 else ''} (overlap = skip)"
+        )
+    return f"task {task.name!r} has a full queue (queue_max = {task.queue_max})"
+
+
+def _skipped(task: TaskConfig, verdict: Verdict) -> Outcome:
+    return Outcome(EndReason.SKIPPED, error=f"skipped: {_refusal(task, verdict)}")
+
+
+def _stopped(why: str) -> Outcome:
+    return Outcome(EndReason.STOPPED, error=why)
+
+
+def _fingerprint(params: Mapping[str, str]) -> str:
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _same_request(earlier: KeyedRun, fingerprint: str, key: str) -> Run:
+    """The earlier run, if the repeat asks for the same thing ("" = unknown: accept)."""
+    if earlier.fingerprint and earlier.fingerprint != fingerprint:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {key!r} was already used for task {earlier.run.task_name!r} "
+            f"with other params (run {earlier.run.id}); use a new key for a new request"
+        )
+    return earlier.run
+
+
 def _removed_task(name: str) -> TaskConfig:
     """Stand-in definition for a run whose task left the config: default limits, no retry."""
     return TaskConfig(name=name, command="true")
-
-
-def _limits(task: TaskConfig) -> Limits:
-    return Limits(
-        timeout=task.timeout.total_seconds() or None,
-        stop_signal=task.stop_signal,
-        kill_grace=task.kill_grace.total_seconds(),
-        success_exit_codes=task.success_exit_codes,
-    )

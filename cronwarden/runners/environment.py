@@ -9,7 +9,7 @@ from datetime import datetime
 from dotenv import dotenv_values
 
 from cronwarden.config import TaskConfig
-from cronwarden.runners.process import StartFailed
+from cronwarden.errors import StartFailed
 from cronwarden.timefmt import iso_z
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from cronwarden.model import EndReason
@@ -15,7 +15,6 @@ from cronwarden.runners.process import (
     GroupLeader,
     GroupProcess,
     ProcessSpec,
-    StartFailed,
     spawn,
 )
 
@@ -45,15 +44,15 @@ async def execute(
     limits: Limits,
     log: LogWriter,
     control: RunControl,
-    on_started: Callable[[int], Awaitable[None]],
+    on_started: Callable[[int], None],
 ) -> Outcome:
-    """Run the process to its end and classify that end; never raises for the process."""
+    """Run the process to its end and classify that end.
+
+    Raises StartFailed when the process cannot be started; never for how it ended.
+    """
+    process = await spawn(spec, log.feed)
     try:
-        process = await spawn(spec, log.feed)
-    except StartFailed as exc:
-        return Outcome(EndReason.FAILED, error=str(exc))
-    try:
-        await on_started(process.pid)
+        on_started(process.pid)
         forced = await _supervise(process, limits, control)
     except BaseException:
         # The daemon is going down or the record failed: never leave an orphan group.

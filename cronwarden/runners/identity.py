@@ -13,7 +13,7 @@ import os
 import pwd
 from dataclasses import dataclass, field
 
-from cronwarden.runners.process import StartFailed
+from cronwarden.errors import StartFailed
 
 
 @dataclass(frozen=True)

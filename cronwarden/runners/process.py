@@ -17,11 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cronwarden.errors import StartFailed
+
 READ_CHUNK = 256 * 1024
-
-
-class StartFailed(Exception):
-    """The process could not be started; the message says why, for the run's ``error``."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Start-up recovery: runs a previous daemon life left pending or running.
 
 * A pending run with ``not_before`` is a retry waiting for its time: it was never
-  started, so it runs at its due time in this life.
+  started, so it waits again and then goes through admission like any other start.
 * A running run whose pid is still alive with the same process start time is re-adopted:
   watched to its real end (timeout and stop still apply).
 * Anything else ended with the old life: it becomes crashed, saying so in ``error``,
@@ -22,20 +22,23 @@ log = structlog.get_logger("cronwarden.recovery")
 
 async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
     """Settle every unfinished run of this node; returns the watcher adopted runs use."""
-    runs = await dispatcher.store.unfinished_runs(dispatcher.node)
+    runs = await dispatcher.records.unfinished_runs(dispatcher.node)
     watcher = None
     if any(r.status == Status.RUNNING and r.pid for r in runs):
         watcher = ExitWatcher.open()  # before the liveness checks: no exit slips between
     for run in runs:
-        task = dispatcher.tasks.get(run.task_name)
-        if run.status == Status.PENDING and run.not_before is not None and task is not None:
+        if (
+            run.status == Status.PENDING
+            and run.not_before is not None
+            and run.task_name in dispatcher.config.tasks
+        ):
             log.info(
                 "run.resumed",
                 task=run.task_name,
                 run_id=run.id,
                 not_before=run.not_before.isoformat(),
             )
-            dispatcher.schedule_pending(run, task)
+            dispatcher.resume_pending(run)
             continue
         stat = _same_process(run)
         if watcher is not None and stat is not None and run.pid is not None:

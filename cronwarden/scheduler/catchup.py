@@ -7,7 +7,7 @@ loop) are the same question, so both follow the task's catch_up policy the same 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -32,12 +32,21 @@ class Missed:
 
 @dataclass(frozen=True)
 class FirePlan:
-    """What to do now: fires to run (nominal time, how triggered) and what was dropped."""
+    """What to do now: fires to run (nominal time, how triggered) and what was missed.
+
+    ``missed`` lists the newest dropped fires (at most max_catch_up), to be recorded as
+    runs with end_reason missed; ``more`` counts the older dropped ones not listed.
+    """
 
     run: list[tuple[datetime, Trigger]]
-    dropped: int = 0
+    missed: list[datetime] = field(default_factory=list)
+    more: int = 0
     dropped_exact: bool = True
     anchor: datetime | None = None  # the newest fire handled, once this plan is carried out
+
+    @property
+    def dropped(self) -> int:
+        return len(self.missed) + self.more
 
 
 def plan_fires(
@@ -70,13 +79,17 @@ def plan_fires(
         anchor = start
     if anchor is None:
         return FirePlan([])  # a new task has nothing to catch up on
-    window = missed_fires(trigger, anchor, now - offset, keep=max_catch_up)
+    # One fire more than max_catch_up, so that even with catch_up = "all" a gap larger
+    # than the limit leaves a listed missed fire to carry the count of the older ones.
+    window = missed_fires(trigger, anchor, now - offset, keep=max_catch_up + 1)
     if not window.fires:
         return FirePlan([], anchor=anchor)
     run, dropped = catch_up_fires(window.fires, mode=catch_up, max_catch_up=max_catch_up)
+    listed = dropped[-max_catch_up:]
     return FirePlan(
         run=[(fire, Trigger.CATCH_UP) for fire in run],
-        dropped=len(dropped) + window.older,
+        missed=listed,
+        more=len(dropped) - len(listed) + window.older,
         dropped_exact=window.older_is_exact,
         anchor=window.fires[-1],
     )

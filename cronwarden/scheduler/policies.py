@@ -13,19 +13,6 @@ def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Colle
     return attempt <= retries and end_reason in retry_on
 
 
-def retry_delay(
-    attempt: int,
-    *,
-    delay: timedelta,
-    backoff: Literal["constant", "linear", "exponential"],
-    max_delay: timedelta,
-) -> timedelta:
-    """The wait before the attempt that follows ``attempt`` (1-based), capped."""
-    factor = {"constant": 1.0, "linear": float(attempt)}.get(backoff, 2.0 ** min(attempt - 1, 64))
-    seconds = min(delay.total_seconds() * factor, max_delay.total_seconds())
-    return timedelta(seconds=seconds)
-
-
 class Admission(StrEnum):
     """What to do with a new fire or trigger, given the runs already active."""
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from apscheduler.executors.base import BaseExecutor
@@ -23,15 +23,25 @@ from apscheduler.triggers.base import BaseTrigger
 
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
-from cronwarden.errors import ShuttingDown, TaskNotFound
-from cronwarden.model import Trigger
+from cronwarden.errors import GaveUp, ShuttingDown, TaskNotFound
+from cronwarden.model import TaskState, Trigger
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import jitter_offset
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
-from cronwarden.store.resilience import GaveUp, persist
+from cronwarden.store.resilience import persist
 
 log = structlog.get_logger("cronwarden.scheduler")
+
+
+class TaskStateStore(Protocol):
+    """What the scheduler keeps across restarts: pauses and the catch-up anchors."""
+
+    async def task_states(self) -> Mapping[str, TaskState]: ...
+
+    async def last_scheduled_for(self) -> dict[str, datetime]: ...
+
+    async def save_task_state(self, task_name: str, **values: Any) -> None: ...
 
 
 class _JitteredTrigger(BaseTrigger):  # type: ignore[misc]
@@ -75,8 +85,9 @@ class _Scheduled:
 
 
 class SchedulerService:
-    def __init__(self, dispatcher: Dispatcher, clock: Clock) -> None:
+    def __init__(self, dispatcher: Dispatcher, state: TaskStateStore, clock: Clock) -> None:
         self.dispatcher = dispatcher
+        self.state = state
         self.clock = clock
         self._aps = AsyncIOScheduler(
             timezone="UTC",
@@ -94,9 +105,9 @@ class SchedulerService:
 
     async def start(self, tasks: Mapping[str, TaskConfig]) -> None:
         """Catch up what was missed while down, fire @reboot tasks, start timing."""
-        states = await self.dispatcher.store.task_states()
+        states = await self.state.task_states()
         self._paused = {name for name, state in states.items() if state.paused}
-        anchors = await self.dispatcher.store.last_scheduled_for()
+        anchors = await self.state.last_scheduled_for()
         self._aps.start()
         self.running = True
         now = self.clock.now()
@@ -136,8 +147,8 @@ class SchedulerService:
     # -- pause / resume --------------------------------------------------------------
 
     async def pause(self, task_name: str) -> None:
-        self.dispatcher.task(task_name)
-        await self.dispatcher.store.save_task_state(task_name, paused=True)
+        self.dispatcher.config.task(task_name)
+        await self.state.save_task_state(task_name, paused=True)
         self._paused.add(task_name)
         if self._aps.get_job(task_name) is not None:
             self._aps.pause_job(task_name)
@@ -145,8 +156,8 @@ class SchedulerService:
 
     async def resume(self, task_name: str) -> None:
         """Resume without catching up: fires during a pause were asked not to happen."""
-        self.dispatcher.task(task_name)
-        await self.dispatcher.store.save_task_state(task_name, paused=False)
+        self.dispatcher.config.task(task_name)
+        await self.state.save_task_state(task_name, paused=False)
         self._paused.discard(task_name)
         entry = self._scheduled.get(task_name)
         if entry is not None:
@@ -249,10 +260,13 @@ class SchedulerService:
                 exact=plan.dropped_exact,
                 catch_up=task.catch_up,
             )
-            if plan.anchor is not None:
-                self._spawn(
-                    self.dispatcher.store.save_task_state(task.name, last_scheduled_for=plan.anchor)
-                )
+            why = (
+                f"the daemon was down or asleep at this time (catch_up = {task.catch_up}, "
+                f"max_catch_up = {task.max_catch_up})"
+            )
+            self._spawn(
+                self.dispatcher.record_missed(task.name, plan.missed, more=plan.more, why=why)
+            )
         for fire, how in plan.run:
             self._spawn(self._fire(task.name, fire, how))
 

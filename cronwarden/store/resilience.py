@@ -2,6 +2,9 @@
 
 A run's outcome must never be lost because the database blinked: writes that record
 what already happened are retried with capped exponential backoff until they land.
+Writes that only matter for a while (claiming a fire that may be at most LATE_GRACE
+late) are retried until their deadline, and the last wait is cut to what remains, so
+the whole grace is used, not just the part that fits a whole backoff step.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from datetime import timedelta
 from typing import TypeVar
 
 import structlog
+from sqlalchemy import exc as sa_exc
 
-from cronwarden.errors import CronwardenError
-from cronwarden.scheduler.policies import retry_delay
+from cronwarden.backoff import backoff_delay
+from cronwarden.errors import GaveUp, StoreUnavailable, short_message
 
 log = structlog.get_logger("cronwarden.store")
 T = TypeVar("T")
@@ -23,33 +27,58 @@ FIRST_DELAY = timedelta(milliseconds=250)
 MAX_DELAY = timedelta(seconds=15)
 
 
-class StoreUnavailable(CronwardenError):
-    """The database cannot be reached right now; nothing was written."""
+_STATEMENT_ERRORS = (
+    sa_exc.IntegrityError,
+    sa_exc.DataError,
+    sa_exc.ProgrammingError,
+    sa_exc.NotSupportedError,
+)
+_POOL_ERRORS = (sa_exc.TimeoutError, sa_exc.DisconnectionError)
 
 
-class GaveUp(CronwardenError):
-    """The database stayed unreachable for longer than the write could wait."""
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error means "the database cannot be reached now" (wait, retry) rather
+    than "this statement is wrong".  Drivers differ: asyncpg reports a refused
+    connection as a bare DBAPIError, so any driver error that is not about the
+    statement itself counts as an outage."""
+    if isinstance(exc, _STATEMENT_ERRORS):
+        return False
+    return isinstance(exc, sa_exc.DBAPIError | OSError | TimeoutError | _POOL_ERRORS)
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"the database is unavailable: {short_message(exc)}")
 
 
 async def persist(
-    what: str, write: Callable[[], Awaitable[T]], *, give_up_after: timedelta | None = None
+    what: str,
+    write: Callable[[], Awaitable[T]],
+    *,
+    give_up_after: timedelta | None = None,
+    monotonic: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> T:
     """Run ``write`` until it succeeds; only StoreUnavailable is retried.
 
-    ``give_up_after`` bounds the wait (None: until it lands) and raises GaveUp past it.
+    ``give_up_after`` bounds the wait (None: until it lands); GaveUp is raised once that
+    much time has passed with the database still unreachable.  ``monotonic`` and
+    ``sleep`` are replaceable so tests can check the waits without waiting.
     """
-    loop = asyncio.get_running_loop()
-    deadline = None if give_up_after is None else loop.time() + give_up_after.total_seconds()
+    now = monotonic or asyncio.get_running_loop().time
+    deadline = None if give_up_after is None else now() + give_up_after.total_seconds()
     attempt = 0
     while True:
         try:
             return await write()
         except StoreUnavailable as exc:
             attempt += 1
-            wait = retry_delay(
+            wait = backoff_delay(
                 attempt, delay=FIRST_DELAY, backoff="exponential", max_delay=MAX_DELAY
             ).total_seconds()
-            if deadline is not None and loop.time() + wait > deadline:
-                raise GaveUp(f"{what}: the database stayed unreachable ({exc})") from exc
+            if deadline is not None:
+                remaining = deadline - now()
+                if remaining <= 0:
+                    raise GaveUp(f"{what}: the database stayed unreachable ({exc})") from exc
+                wait = min(wait, remaining)
             log.warning("store.retrying", what=what, attempt=attempt, wait_s=wait, error=str(exc))
-            await asyncio.sleep(wait)
+            await sleep(wait)

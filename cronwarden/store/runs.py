@@ -5,28 +5,22 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from cronwarden.errors import CronwardenError, RunNotFound
-from cronwarden.model import Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.errors import InvalidCursor, RunNotFound
+from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
 from cronwarden.store.migrate import migrate
-from cronwarden.store.resilience import StoreUnavailable
-
-
-class DuplicateFire(CronwardenError):
-    """This fire (task, scheduled_for, attempt) already has a run."""
-
-
-class InvalidCursor(CronwardenError):
-    """The cursor is not one this server handed out; start again without it."""
+from cronwarden.store.protocol import KeyClaim, KeyedRun
+from cronwarden.store.recorder import Recorder
+from cronwarden.store.resilience import is_outage, unavailable
 
 
 @dataclass(frozen=True)
@@ -50,15 +44,18 @@ class RunPage:
 
 
 class Store:
-    """The durable record of runs and task state.
+    """The durable record of runs and task state (``RunRecords`` on SQL).
 
-    Raises ``RunNotFound`` for unknown ids, ``DuplicateFire`` when a fire was already
-    claimed (the unique (task_name, scheduled_for, attempt) constraint: on several nodes
-    this is what makes a fire run exactly once), ``InvalidCursor`` for a forged cursor.
+    Writes of runs go through one group-committing ``Recorder``; reads use pooled
+    sessions.  Raises ``RunNotFound`` for unknown ids, ``InvalidCursor`` for a forged
+    cursor and ``StoreUnavailable`` when the database cannot be reached.  The unique
+    (task_name, scheduled_for, attempt) constraint is what makes a fire run exactly
+    once across nodes: ``claim`` leaves out a run whose fire already has a row.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.recorder = Recorder(engine)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
 
     @classmethod
@@ -67,6 +64,7 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -79,29 +77,23 @@ class Store:
         try:
             async with self._sessions() as session:
                 yield session
-        except IntegrityError:
-            raise
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"the database is unavailable: {_short(exc)}") from exc
+            if is_outage(exc):
+                raise unavailable(exc) from exc
+            raise
 
-    # -- runs -----------------------------------------------------------------
+    # -- runs: writes (group-committed) -----------------------------------------
 
-    async def insert_run(self, run: Run) -> Run:
-        """Commit a new run; raises DuplicateFire if its fire was already claimed."""
-        async with self._session() as session:
-            session.add(run)
-            try:
-                await session.commit()
-            except IntegrityError as exc:
-                raise DuplicateFire(
-                    f"{run.task_name} at {run.scheduled_for} attempt {run.attempt} already ran"
-                ) from exc
-        return run
+    async def claim(self, runs: Sequence[Run]) -> set[str]:
+        return await self.recorder.insert(runs)
 
-    async def update_run(self, run_id: str, **values: Any) -> None:
-        async with self._session() as session:
-            await session.execute(sa.update(Run).where(col(Run.id) == run_id).values(**values))
-            await session.commit()
+    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+        return await self.recorder.insert_keyed(run, key)
+
+    async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
+        await self.recorder.update(run_id, values)
+
+    # -- runs: reads ------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:
         async with self._session() as session:
@@ -110,22 +102,19 @@ class Store:
             raise RunNotFound(f"no run has the id {run_id}")
         return run
 
-    async def find_idempotent(
-        self, task_name: str, key: str, within: timedelta = timedelta(hours=24)
-    ) -> Run | None:
-        """The run an Idempotency-Key already created for this task in the last 24 h."""
+    async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
         query = (
-            select(Run)
+            select(Run, col(IdempotencyKey.fingerprint))
+            .join(IdempotencyKey, col(IdempotencyKey.run_id) == col(Run.id))
             .where(
-                col(Run.task_name) == task_name,
-                col(Run.idempotency_key) == key,
-                col(Run.created_at) >= utcnow() - within,
+                col(IdempotencyKey.task_name) == task_name,
+                col(IdempotencyKey.key) == key,
+                col(IdempotencyKey.created_at) >= since,
             )
-            .order_by(col(Run.created_at).desc())
-            .limit(1)
         )
         async with self._session() as session:
-            return (await session.execute(query)).scalars().first()
+            row = (await session.execute(query)).first()
+        return None if row is None else KeyedRun(run=row[0], fingerprint=row[1])
 
     async def unfinished_runs(self, node: str) -> list[Run]:
         """Runs of this node that a previous daemon life left pending or running."""
@@ -237,11 +226,6 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
     return conditions
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -51,7 +51,12 @@ def test_catch_up_latest_after_downtime_runs_exactly_one(make_daemon) -> None:
     assert stopped_at + 2 < fire <= time.time()  # the newest missed fire, not an old one
     fires = [r["scheduled_for"] for r in runs]
     assert len(fires) == len(set(fires))  # no fire ran twice
-    assert all(r["end_reason"] == "success" for r in runs if r["status"] == "ended")
+    missed = [r for r in runs if r["end_reason"] == "missed"]
+    assert len(missed) >= 2, runs  # the fires of the gap before the one caught up
+    assert all(z(r["scheduled_for"]) < z(catch_up[0]["scheduled_for"]) for r in missed)
+    assert all("catch_up = latest" in r["error"] and r["start_at"] is None for r in missed)
+    ran = [r for r in runs if r["status"] == "ended" and r["end_reason"] != "missed"]
+    assert all(r["end_reason"] == "success" for r in ran)
 
 
 def test_catch_up_skip_runs_none(make_daemon) -> None:

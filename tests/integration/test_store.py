@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cronwarden.errors import RunNotFound
+from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import Run, Status
 from cronwarden.store import RunFilter, Store, open_engine
-from cronwarden.store.runs import DuplicateFire, InvalidCursor
+from cronwarden.store.protocol import KeyClaim
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -25,10 +26,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = request.getfixturevalue("pg_database")
     store = await Store.open(open_engine(url))
     async with store.engine.begin() as conn:  # each test starts from empty tables
-        for table in ("runs", "task_state", "nodes"):
+        for table in ("runs", "task_state", "nodes", "idempotency_keys"):
             await conn.execute(sa.text(f"DELETE FROM {table}"))
     yield store
     await store.close()
+
+
+async def claim_one(store: Store, run: Run) -> None:
+    assert await store.claim([run]) == {run.id}
 
 
 def make_run(i: int, task: str = "t", **kw: object) -> Run:
@@ -49,11 +54,11 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await Store.open(store.engine)  # a second start-up applies nothing new
     async with store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-    assert version == [("0001",)]
+    assert version == [("0002",)]
 
 
 async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:
-    await store.insert_run(make_run(1, scheduled_for=T0))
+    await claim_one(store, make_run(1, scheduled_for=T0))
     run = await store.get_run(make_run(1).id)
     assert run.created_at == T0 + timedelta(seconds=1)
     assert run.created_at.tzinfo is not None and run.scheduled_for == T0
@@ -66,17 +71,65 @@ async def test_unknown_id_raises(store: Store) -> None:
 
 
 async def test_a_fire_can_be_claimed_once(store: Store) -> None:
-    await store.insert_run(make_run(1, scheduled_for=T0))
-    with pytest.raises(DuplicateFire):
-        await store.insert_run(make_run(2, scheduled_for=T0))
-    await store.insert_run(make_run(3, scheduled_for=T0, attempt=2))  # a retry is a new attempt
-    await store.insert_run(make_run(4))  # API runs have no fire to collide on
-    await store.insert_run(make_run(5))
+    assert await store.claim([make_run(1, scheduled_for=T0)]) == {make_run(1).id}
+    assert await store.claim([make_run(2, scheduled_for=T0)]) == set()
+    again = [
+        make_run(3, scheduled_for=T0, attempt=2),  # a retry is a new attempt
+        make_run(4),  # API runs have no fire to collide on
+        make_run(5),
+        make_run(6, scheduled_for=T0),  # the same fire twice in one statement
+    ]
+    assert await store.claim(again) == {make_run(i).id for i in (3, 4, 5)}
+
+
+async def test_concurrent_writes_are_group_committed_in_order(store: Store) -> None:
+    """Writes that arrive while a commit is in flight share the next transaction; the
+    updates of one run keep the order they were asked for."""
+    runs = [make_run(i, scheduled_for=T0 + timedelta(seconds=i)) for i in range(300)]
+    before = store.recorder.batches
+    claimed = await asyncio.gather(*(store.claim([run]) for run in runs))
+    assert set().union(*claimed) == {r.id for r in runs}
+    assert store.recorder.batches - before <= 3  # not 300 commits
+    before = store.recorder.batches
+    await asyncio.gather(
+        *(
+            step
+            for run in runs
+            for step in (
+                store.record(run.id, {"status": "running", "pid": 1}),
+                store.record(run.id, {"status": "ended", "end_reason": "success"}),
+            )
+        )
+    )
+    assert store.recorder.batches - before <= 3
+    for run in (runs[0], runs[-1]):
+        got = await store.get_run(run.id)
+        assert (got.status, got.end_reason, got.pid) == ("ended", "success", 1)
+
+
+async def test_an_idempotency_key_belongs_to_one_run_for_a_day(store: Store) -> None:
+    def claim(i: int, at: datetime, fingerprint: str = "f1") -> KeyClaim:
+        return KeyClaim("t", "k", fingerprint, at, at - timedelta(hours=24))
+
+    first, second = make_run(1), make_run(2)
+    owners = await asyncio.gather(
+        store.claim_keyed(first, claim(1, T0)), store.claim_keyed(second, claim(2, T0))
+    )
+    assert owners == [first.id, first.id]  # the second request gets the first one's run
+    with pytest.raises(RunNotFound):
+        await store.get_run(second.id)
+    found = await store.find_key("t", "k", T0 - timedelta(hours=24))
+    assert found is not None and found.run.id == first.id and found.fingerprint == "f1"
+    assert await store.find_key("other-task", "k", T0 - timedelta(hours=24)) is None
+    later = T0 + timedelta(hours=25)  # expired: the key is free again
+    assert await store.find_key("t", "k", later - timedelta(hours=24)) is None
+    third = make_run(3)
+    assert await store.claim_keyed(third, claim(3, later, "f2")) == third.id
 
 
 async def test_keyset_pages_cover_everything_once(store: Store) -> None:
     for i in range(25):
-        await store.insert_run(make_run(i, task="a" if i % 2 else "b"))
+        await claim_one(store, make_run(i, task="a" if i % 2 else "b"))
     seen: list[str] = []
     page = await store.list_runs(RunFilter(), limit=10, with_total=True)
     assert page.total == 25
@@ -90,9 +143,9 @@ async def test_keyset_pages_cover_everything_once(store: Store) -> None:
 
 
 async def test_filters(store: Store) -> None:
-    await store.insert_run(make_run(1, status="ended", end_reason="failed"))
-    await store.insert_run(make_run(2, status="ended", end_reason="success"))
-    await store.insert_run(make_run(3, triggered_by="api"))
+    await claim_one(store, make_run(1, status="ended", end_reason="failed"))
+    await claim_one(store, make_run(2, status="ended", end_reason="success"))
+    await claim_one(store, make_run(3, triggered_by="api"))
     failed = await store.list_runs(RunFilter(end_reason=["failed"]), limit=10)
     assert [r.id for r in failed.runs] == [make_run(1).id]
     api = await store.list_runs(RunFilter(triggered_by=["api"]), limit=10)
@@ -107,8 +160,8 @@ async def test_forged_cursor_is_refused(store: Store) -> None:
 
 
 async def test_anchor_is_the_newest_handled_fire(store: Store) -> None:
-    await store.insert_run(make_run(1, scheduled_for=T0))
-    await store.insert_run(make_run(2, scheduled_for=T0 + timedelta(minutes=1)))
+    await claim_one(store, make_run(1, scheduled_for=T0))
+    await claim_one(store, make_run(2, scheduled_for=T0 + timedelta(minutes=1)))
     await store.save_task_state("other", last_scheduled_for=T0 + timedelta(hours=1))
     anchors = await store.last_scheduled_for()
     assert anchors == {"t": T0 + timedelta(minutes=1), "other": T0 + timedelta(hours=1)}
@@ -133,7 +186,7 @@ async def test_sqlite_runs_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
 
 async def test_last_runs_for_all_tasks_or_one(store: Store) -> None:
     for i, task in enumerate(["a", "b", "a", "b", "a"]):
-        await store.insert_run(make_run(i, task=task))
+        await claim_one(store, make_run(i, task=task))
     assert {n: r.id for n, r in (await store.last_runs()).items()} == {
         "a": make_run(4).id,
         "b": make_run(3).id,

@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cronwarden.backoff import backoff_delay
 from cronwarden.scheduler.catchup import missed_fires
 from cronwarden.scheduler.policies import (
     Admission,
     admit,
     catch_up_fires,
     jitter_offset,
-    retry_delay,
     should_retry,
 )
 from cronwarden.scheduler.triggers import parse_schedule
@@ -30,14 +30,14 @@ S = timedelta(seconds=1)
 )
 def test_retry_delays(backoff: str, delays: list[int]) -> None:
     got = [
-        retry_delay(n, delay=10 * S, backoff=backoff, max_delay=60 * S)  # type: ignore[arg-type]
+        backoff_delay(n, delay=10 * S, backoff=backoff, max_delay=60 * S)  # type: ignore[arg-type]
         for n in (1, 2, 3, 4)
     ]
     assert got == [d * S for d in delays]
 
 
 def test_exponential_delay_never_overflows() -> None:
-    assert retry_delay(500, delay=S, backoff="exponential", max_delay=300 * S) == 300 * S
+    assert backoff_delay(500, delay=S, backoff="exponential", max_delay=300 * S) == 300 * S
 
 
 def test_should_retry_counts_extra_attempts() -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cronwarden.errors import StartFailed
 from cronwarden.runners import identity
 from cronwarden.runners.identity import resolve_identity
-from cronwarden.runners.process import ProcessSpec, StartFailed, _check_start, proc_stat
+from cronwarden.runners.process import ProcessSpec, _check_start, proc_stat
 
 
 def test_switching_user_without_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,9 +44,17 @@ class FakeDispatcher:
     tasks: dict[str, TaskConfig]
     store: FakeStore = field(default_factory=FakeStore)
     fired: list[tuple[str, datetime, Trigger]] = field(default_factory=list)
+    missed: list[tuple[str, list[datetime], int]] = field(default_factory=list)
+
+    @property
+    def config(self) -> FakeDispatcher:
+        return self
 
     async def fire(self, name: str, at: datetime, how: Trigger) -> None:
         self.fired.append((name, at, how))
+
+    async def record_missed(self, name: str, fires: list[datetime], *, more: int, why: str) -> None:
+        self.missed.append((name, fires, more))
 
     def task(self, name: str) -> TaskConfig:
         return self.tasks[name]
@@ -64,7 +72,7 @@ async def started(
         defs, FakeStore(anchors or {}, {p: {"paused": True} for p in paused})
     )
     clock = FakeClock(T)
-    service = SchedulerService(dispatcher, clock)  # type: ignore[arg-type]
+    service = SchedulerService(dispatcher, dispatcher.store, clock)  # type: ignore[arg-type]
     await service.start(defs)
     await service.wait_inflight()
     return service, dispatcher, clock
@@ -158,9 +166,9 @@ async def test_late_wake_is_reported_and_caught_up() -> None:
     service._due("a", [datetime(2036, 5, 1, 12, 1, tzinfo=UTC)])
     await service.wait_inflight()
     assert dispatcher.fired == [("a", datetime(2036, 5, 1, 12, 10, tzinfo=UTC), Trigger.CATCH_UP)]
-    assert dispatcher.store.states["a"]["last_scheduled_for"] == datetime(
-        2036, 5, 1, 12, 10, tzinfo=UTC
-    )
+    # The nine fires it slept through are recorded as missed runs (12:01 .. 12:09).
+    minutes = [datetime(2036, 5, 1, 12, m, tzinfo=UTC) for m in range(1, 10)]
+    assert dispatcher.missed == [("a", minutes, 0)]
     service.shutdown()
 
 

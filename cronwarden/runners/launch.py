@@ -1,0 +1,134 @@
+"""Carrying out one run's process: the I/O half of the dispatch core.
+
+The dispatcher decides *whether and when* a run starts and records what happened; a
+``Launcher`` only runs the process and says how it ended.  Unit tests give the
+dispatcher a fake launcher whose "processes" end when the test says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from cronwarden.clock import Clock
+from cronwarden.config import TaskConfig
+from cronwarden.errors import StartFailed
+from cronwarden.model import EndReason, Run
+from cronwarden.runners.environment import run_environment
+from cronwarden.runners.execute import Limits, RunControl, execute, watch_adopted
+from cronwarden.runners.identity import resolve_identity
+from cronwarden.runners.logs import LogSummary, LogWriter, append_marker, log_path, summarize_log
+from cronwarden.runners.outcome import Outcome, runs_in_shell
+from cronwarden.runners.process import AdoptedProcess, ProcessSpec
+from cronwarden.timefmt import iso_z
+
+NO_LOG = LogSummary(size=0, truncated=False)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run's process ended, and what its log holds."""
+
+    outcome: Outcome
+    log: LogSummary = NO_LOG
+
+
+class Launcher(Protocol):
+    async def run(
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+    ) -> Ending:
+        """Spawn the run's process, call ``on_started(pid)``, supervise it to its end."""
+        ...
+
+    async def watch(
+        self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
+    ) -> Ending:
+        """Supervise a process a previous daemon life started, to its end."""
+        ...
+
+    def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
+        """Mark and measure the log a previous daemon life was writing."""
+        ...
+
+
+class ProcessLauncher:
+    def __init__(self, data_dir: Path, clock: Clock) -> None:
+        self.data_dir = data_dir
+        self.logs_dir = data_dir / "logs"
+        self.clock = clock
+
+    async def run(
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+    ) -> Ending:
+        writer = LogWriter(
+            log_path(self.logs_dir, run.id),
+            max_size=task.max_log_size,
+            mode=task.log_on_full,
+            now=self.clock.now,
+            on_full=control.overflow.set if task.log_on_full == "kill" else None,
+        )
+        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
+        try:
+            outcome = await execute(
+                self._process_spec(task, run), limits(task), writer, control, on_started
+            )
+        except StartFailed as exc:
+            outcome = Outcome(EndReason.FAILED, error=str(exc))
+        finally:
+            summary = writer.finish()
+        return Ending(outcome, summary)
+
+    async def watch(
+        self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
+    ) -> Ending:
+        bounds = limits(task)
+        if bounds.timeout is not None and run.start_at is not None:
+            elapsed = (self.clock.now() - run.start_at).total_seconds()
+            bounds = replace(bounds, timeout=max(0.0, bounds.timeout - elapsed))
+        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
+        try:
+            outcome = await watch_adopted(
+                process, bounds, control, via_shell=runs_in_shell(task.argv)
+            )
+        finally:
+            summary = self.close_inherited_log(
+                run.id, outcome.error or "re-adopted after a daemon restart"
+            )
+        return Ending(outcome, summary)
+
+    def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
+        path = log_path(self.logs_dir, run_id)
+        if path.exists():
+            append_marker(path, note, iso_z(self.clock.now()))
+        return summarize_log(path)
+
+    def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
+        identity = resolve_identity(task.user, task.group)
+        env = run_environment(
+            task,
+            run_id=run.id,
+            attempt=run.attempt,
+            scheduled_for=run.scheduled_for,
+            params=run.params,
+            identity=identity.env,
+        )
+        return ProcessSpec(
+            argv=task.argv,
+            env=env,
+            cwd=task.working_dir or self.data_dir,
+            uid=identity.uid,
+            gid=identity.gid,
+            groups=identity.groups,
+            umask=task.umask,
+        )
+
+
+def limits(task: TaskConfig) -> Limits:
+    return Limits(
+        timeout=task.timeout.total_seconds() or None,
+        stop_signal=task.stop_signal,
+        kill_grace=task.kill_grace.total_seconds(),
+        success_exit_codes=task.success_exit_codes,
+    )

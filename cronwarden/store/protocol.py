@@ -1,0 +1,63 @@
+"""The narrow seam between the dispatch core and the database.
+
+``Store`` (SQL, group-committed) and ``MemoryStore`` (a test double) both implement
+``RunRecords``; the dispatcher knows nothing else about storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from cronwarden.model import Run
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """An Idempotency-Key a request wants; one created before ``expired_before`` is free."""
+
+    task_name: str
+    key: str
+    fingerprint: str  # of the request body: a repeat must ask for the same thing
+    created_at: datetime
+    expired_before: datetime
+
+
+@dataclass(frozen=True)
+class KeyedRun:
+    """The run an Idempotency-Key belongs to, and the fingerprint of its request
+    ("" when unknown: keys recorded before fingerprints existed)."""
+
+    run: Run
+    fingerprint: str
+
+
+class RunRecords(Protocol):
+    async def claim(self, runs: Sequence[Run]) -> set[str]:
+        """Commit new runs; returns the ids committed.  A run whose fire (task_name,
+        scheduled_for, attempt) already has a row is left out: another node or an
+        earlier life claimed it, and it must not run twice."""
+        ...
+
+    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+        """Commit ``run`` together with ``key``, unless an unexpired earlier request
+        holds the key; returns the id of the run that owns the key."""
+        ...
+
+    async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
+        """The run an Idempotency-Key taken since ``since`` belongs to."""
+        ...
+
+    async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
+        """Durably set fields of a run (raises StoreUnavailable: nothing was written)."""
+        ...
+
+    async def get_run(self, run_id: str) -> Run:
+        """Raises RunNotFound."""
+        ...
+
+    async def unfinished_runs(self, node: str) -> list[Run]:
+        """This node's runs still pending or running (left by a previous life)."""
+        ...

@@ -1,0 +1,225 @@
+"""Group commit: callers enqueue a write and await its durability; one writer drains
+whatever queued while the previous commit was in flight into the next transaction.
+
+That is how databases batch log flushes, and why a burst of 1,000 fires costs a few
+multi-row statements instead of 3,000 commits queued one behind another.  The rules
+of DESIGN.md still hold because each caller awaits its own write: a run's row is
+durable before its process is spawned, an outcome before it is reported.
+
+Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT DO
+NOTHING RETURNING id`` sent as multi-row statements, so a fire another node already
+claimed is simply not returned), then keyed claims, then updates, merged per run in
+the order they were asked for and sent as one executemany per column set.  If a batch
+fails for a reason other than the database being unreachable, its writes are retried
+one by one so a single bad write cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cronwarden.errors import short_message
+from cronwarden.model import IdempotencyKey, Run
+from cronwarden.store.protocol import KeyClaim
+from cronwarden.store.resilience import is_outage, unavailable
+
+log = structlog.get_logger("cronwarden.store")
+
+RUNS = Run.__table__  # type: ignore[attr-defined]
+KEYS = IdempotencyKey.__table__  # type: ignore[attr-defined]
+_RUN_COLUMNS = [column.name for column in RUNS.columns]
+_INSERT_CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class _Insert:
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    row: dict[str, Any]
+    key: KeyClaim
+
+
+@dataclass(frozen=True)
+class _Update:
+    run_id: str
+    values: Mapping[str, Any]
+
+
+_Write = _Insert | _Keyed | _Update
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in _RUN_COLUMNS}
+
+
+class Recorder:
+    """The single writer of run rows; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # commits made, for tests and benchmarks
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the writer; the daemon supervises the task it returns."""
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_forever(), name="cronwarden recorder"
+            )
+        return self._writer
+
+    async def close(self) -> None:
+        """Let queued writes land, then stop the writer."""
+        if self._writer is None:
+            return
+        drained = asyncio.ensure_future(self._queue.join())
+        await asyncio.wait({drained, self._writer}, return_when=asyncio.FIRST_COMPLETED)
+        drained.cancel()
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+        self._writer = None
+
+    # -- what callers await --------------------------------------------------------
+
+    async def insert(self, runs: Sequence[Run]) -> set[str]:
+        """Commit new runs; returns the ids committed (a claimed fire is left out)."""
+        result: set[str] = await self._submit(_Insert([run_row(run) for run in runs]))
+        return result
+
+    async def insert_keyed(self, run: Run, key: KeyClaim) -> str:
+        """Commit ``run`` holding ``key``, unless a live earlier request holds it;
+        returns the id of the run that owns the key."""
+        result: str = await self._submit(_Keyed(run_row(run), key))
+        return result
+
+    async def update(self, run_id: str, values: Mapping[str, Any]) -> None:
+        await self._submit(_Update(run_id, dict(values)))
+
+    async def _submit(self, write: _Write) -> Any:
+        self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((write, future))
+        return await future
+
+    # -- the writer ---------------------------------------------------------------
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _commit(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                results = await self._apply(conn, [write for write, _ in batch])
+        except (SQLAlchemyError, OSError, TimeoutError, ValueError, TypeError) as exc:
+            if is_outage(exc):
+                _settle(batch, error=unavailable(exc))
+            elif len(batch) == 1:
+                log.error("store.write_failed", error=short_message(exc))
+                _settle(batch, error=exc)
+            else:  # find the write at fault; the others still land
+                for item in batch:
+                    await self._commit([item])
+        else:
+            self.batches += 1
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _apply(self, conn: AsyncConnection, writes: list[_Write]) -> list[Any]:
+        results: list[Any] = [None] * len(writes)
+        inserts = [(i, w) for i, w in enumerate(writes) if isinstance(w, _Insert)]
+        if inserts:
+            inserted = await self._insert_rows(conn, [row for _, w in inserts for row in w.rows])
+            for i, insert in inserts:
+                results[i] = {row["id"] for row in insert.rows} & inserted
+        for i, keyed in enumerate(writes):
+            if isinstance(keyed, _Keyed):
+                results[i] = await self._insert_keyed(conn, keyed)
+        merged: dict[str, dict[str, Any]] = {}
+        for update in writes:
+            if isinstance(update, _Update):
+                merged.setdefault(update.run_id, {}).update(update.values)
+        await _update_rows(conn, merged)
+        return results
+
+    async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+        inserted: set[str] = set()
+        statement = self._insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            result = await conn.execute(statement, rows[start : start + _INSERT_CHUNK])
+            inserted.update(row[0] for row in result)
+        return inserted
+
+    async def _insert_keyed(self, conn: AsyncConnection, write: _Keyed) -> str:
+        """Take the key (or an expired one) in the same transaction as the run's row."""
+        key = write.key
+        taken = await conn.execute(
+            self._insert(KEYS)
+            .values(
+                task_name=key.task_name,
+                key=key.key,
+                run_id=write.row["id"],
+                fingerprint=key.fingerprint,
+                created_at=key.created_at,
+            )
+            .on_conflict_do_update(
+                index_elements=[KEYS.c.task_name, KEYS.c.key],
+                set_={
+                    "run_id": write.row["id"],
+                    "fingerprint": key.fingerprint,
+                    "created_at": key.created_at,
+                },
+                where=KEYS.c.created_at < key.expired_before,
+            )
+            .returning(KEYS.c.run_id)
+        )
+        if taken.first() is not None:
+            await conn.execute(RUNS.insert(), [write.row])
+            return str(write.row["id"])
+        owner = await conn.execute(
+            sa.select(KEYS.c.run_id).where(KEYS.c.task_name == key.task_name, KEYS.c.key == key.key)
+        )
+        return str(owner.scalar_one())
+
+
+async def _update_rows(conn: AsyncConnection, merged: dict[str, dict[str, Any]]) -> None:
+    """One executemany per set of columns; the values are final per run already."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run_id, values in merged.items():
+        columns = tuple(sorted(values))
+        groups.setdefault(columns, []).append(
+            {"b_id": run_id, **{f"b_{name}": values[name] for name in columns}}
+        )
+    for columns, params in groups.items():
+        statement = (
+            sa.update(RUNS)
+            .where(RUNS.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in columns})
+        )
+        await conn.execute(statement, params)
+
+
+def _settle(batch: list[tuple[_Write, asyncio.Future[Any]]], *, error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
