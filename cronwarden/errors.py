@@ -79,6 +79,10 @@ class StoreUnavailable(CronwardenError):
     """The database cannot be reached right now; nothing was written."""
 
 
+class RecorderStopped(CronwardenError):
+    """The daemon's database writer has stopped (the daemon is going down loudly)."""
+
+
 class GaveUp(CronwardenError):
     """The database stayed unreachable for longer than the write could wait."""
 

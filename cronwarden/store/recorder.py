@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cronwarden.errors import short_message
+from cronwarden.errors import RecorderStopped, short_message
 from cronwarden.model import IdempotencyKey, Run
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
@@ -110,7 +110,8 @@ class Recorder:
         await self._submit(_Update(run_id, dict(values)))
 
     async def _submit(self, write: _Write) -> Any:
-        self.start()
+        if self.start().done():
+            raise RecorderStopped("the recorder has stopped; nothing more can be recorded")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((write, future))
         return await future
@@ -122,9 +123,14 @@ class Recorder:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
-            for _ in batch:
-                self._queue.task_done()
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # a bug: fail these writes and die loudly
+                _settle(batch, error=RecorderStopped(f"the recorder failed: {exc!r}"))
+                raise
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def _commit(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:
         try:

@@ -43,7 +43,7 @@ def is_outage(exc: BaseException) -> bool:
     statement itself counts as an outage."""
     if isinstance(exc, _STATEMENT_ERRORS):
         return False
-    return isinstance(exc, sa_exc.DBAPIError | OSError | TimeoutError | _POOL_ERRORS)
+    return isinstance(exc, (sa_exc.DBAPIError, OSError, TimeoutError, *_POOL_ERRORS))
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
