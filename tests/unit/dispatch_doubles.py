@@ -1,0 +1,146 @@
+"""Doubles for driving the real Dispatcher without processes, database or waiting:
+a fake clock whose timers fire when the test advances it, a launcher whose "processes"
+end when the test says, and the in-memory store that remembers every end record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cronwarden.config import Config, TaskConfig, parse_config
+from cronwarden.live_config import LiveConfig
+from cronwarden.model import EndReason, Run, Status
+from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.execute import RunControl
+from cronwarden.runners.launch import NO_LOG, Ending
+from cronwarden.runners.logs import LogSummary
+from cronwarden.runners.outcome import Outcome
+from cronwarden.runners.process import AdoptedProcess
+from cronwarden.store.memory import MemoryStore
+
+T0 = datetime(2031, 1, 6, 9, 0, tzinfo=UTC)
+FAKE_PID = 2**22 + 7  # above pid_max: /proc never has it
+
+
+@dataclass
+class FakeTimer:
+    when: datetime
+    callback: Callable[[], None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class FakeClock:
+    at: datetime = T0
+    timers: list[FakeTimer] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def call_at(self, when: datetime, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, by: timedelta) -> None:
+        """Move time on and fire the timers that came due, in time order."""
+        self.at += by
+        due = sorted(
+            (t for t in self.timers if not t.cancelled and t.when <= self.at), key=lambda t: t.when
+        )
+        self.timers = [t for t in self.timers if t not in due and not t.cancelled]
+        for timer in due:
+            timer.callback()
+
+
+class FakeLauncher:
+    """Each run "runs" until ``finish`` is called for it or it is asked to stop."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, tuple[str, asyncio.Future[Outcome]]] = {}  # id -> (task, end)
+        self.started: list[str] = []
+
+    async def run(
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+    ) -> Ending:
+        on_started(FAKE_PID)
+        return await self._until_end(run, control)
+
+    async def watch(
+        self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
+    ) -> Ending:
+        return await self._until_end(run, control)
+
+    def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
+        return NO_LOG
+
+    def finish(self, run_id: str, reason: EndReason = EndReason.SUCCESS) -> None:
+        self.live[run_id][1].set_result(Outcome(reason, exit_code=0 if reason == "success" else 1))
+
+    def running(self, task_name: str | None = None) -> list[str]:
+        return [i for i, (t, _) in self.live.items() if task_name in (None, t)]
+
+    async def _until_end(self, run: Run, control: RunControl) -> Ending:
+        end: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.live[run.id] = (run.task_name, end)
+        self.started.append(run.id)
+        stopped = asyncio.ensure_future(control.stop.wait())
+        try:
+            await asyncio.wait({end, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            del self.live[run.id]
+        if end.done():
+            return Ending(end.result())
+        return Ending(Outcome(EndReason.STOPPED, signal=15))
+
+
+class RecordingStore(MemoryStore):
+    """MemoryStore that remembers every write of an end, to check "ends exactly once"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.end_records: list[str] = []
+
+    async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
+        await super().record(run_id, values)
+        if values.get("status") == Status.ENDED:
+            self.end_records.append(run_id)
+
+    async def claim(self, runs: Any) -> set[str]:
+        claimed = await super().claim(runs)
+        self.end_records += [r.id for r in runs if r.id in claimed and r.status == Status.ENDED]
+        return claimed
+
+
+def config(tasks: str) -> Config:
+    return parse_config(tasks, Path("/tmp/cronwarden-test.toml"))
+
+
+@dataclass
+class Rig:
+    dispatcher: Dispatcher
+    store: RecordingStore
+    launcher: FakeLauncher
+    clock: FakeClock
+    live: LiveConfig
+
+
+def rig(tasks: str) -> Rig:
+    store, launcher, clock = RecordingStore(), FakeLauncher(), FakeClock()
+    live = LiveConfig(config(tasks))
+    dispatcher = Dispatcher(store, live, node="n1", launcher=launcher, clock=clock)
+    return Rig(dispatcher, store, launcher, clock, live)
+
+
+async def settle(rounds: int = 30) -> None:
+    """Let every ready coroutine run to its next real wait."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
