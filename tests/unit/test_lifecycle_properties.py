@@ -5,6 +5,7 @@ waiting than queue_max, every run ends exactly once and is recorded once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from datetime import timedelta
 
@@ -61,27 +62,21 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(task=st.sampled_from(sorted(POLICIES)))
     def trigger(self, task: str) -> None:
-        try:
+        with contextlib.suppress(TriggerRefused, TaskNotFound, ShuttingDown):
             self.run(self.rig.dispatcher.trigger(task))
-        except (TriggerRefused, TaskNotFound, ShuttingDown):
-            pass
 
     @rule(task=st.sampled_from(sorted(POLICIES)))
     def fire(self, task: str) -> None:
         self.fires += 1
-        try:
+        with contextlib.suppress(TaskNotFound):
             self.run(self.rig.dispatcher.fire(task, T0 + timedelta(minutes=self.fires)))
-        except TaskNotFound:
-            pass
 
     @precondition(lambda self: bool(self.rig.store.runs))
     @rule(data=st.data())
     def stop(self, data: st.DataObject) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.rig.store.runs)))
-        try:
+        with contextlib.suppress(Conflict):
             self.run(self.rig.dispatcher.stop(run_id))
-        except Conflict:
-            pass
 
     @precondition(lambda self: bool(self.rig.launcher.live))
     @rule(data=st.data(), failed=st.booleans())
