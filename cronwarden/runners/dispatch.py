@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -48,7 +49,7 @@ from cronwarden.runners.launch import NO_LOG, Ending, Launcher
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.logs import LogSummary
 from cronwarden.runners.outcome import Outcome
-from cronwarden.runners.process import AdoptedProcess, proc_stat
+from cronwarden.runners.process import AdoptedProcess
 from cronwarden.scheduler.policies import should_retry
 from cronwarden.store.protocol import KeyClaim, KeyedRun, RunRecords
 from cronwarden.store.resilience import persist
@@ -418,7 +419,7 @@ class Dispatcher:
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
         try:
             ending = await self.launcher.run(
-                handle.run, handle.task, handle.control, lambda pid: self._started(handle, pid)
+                handle.run, handle.task, handle.control, partial(self._started, handle)
             )
         except asyncio.CancelledError:
             ending = Ending(_stopped("the daemon stopped the run"))
@@ -438,19 +439,11 @@ class Dispatcher:
         finally:
             await asyncio.shield(self._end(handle, RunEvent.EXITED, ending))
 
-    def _started(self, handle: RunHandle, pid: int) -> None:
+    def _started(self, handle: RunHandle, pid: int, start_ticks: Callable[[], int | None]) -> None:
         handle.apply(RunEvent.SPAWNED)
         run = handle.run
         run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
-        stat = proc_stat(pid)
-        run.proc_started = stat.start_ticks if stat else None
-        values = {
-            "status": run.status,
-            "pid": pid,
-            "start_at": run.start_at,
-            "proc_started": run.proc_started,
-        }
-        self._background_task(self._record_started(run, values))
+        self._background_task(self._record_started(run, start_ticks))
         log.info(
             "run.started",
             task=run.task_name,
@@ -460,7 +453,18 @@ class Dispatcher:
             triggered_by=run.triggered_by,
         )
 
-    async def _record_started(self, run: Run, values: Mapping[str, Any]) -> None:
+    async def _record_started(self, run: Run, start_ticks: Callable[[], int | None]) -> None:
+        """Record pid and start time, and the process start time that lets a restarted
+        daemon recognise the pid as this run's.  Read here rather than at the spawn:
+        /proc of a process still in exec is slow to read, and a spawn burst waits."""
+        if run.proc_started is None:
+            run.proc_started = start_ticks()
+        values = {
+            "status": Status.RUNNING,
+            "pid": run.pid,
+            "start_at": run.start_at,
+            "proc_started": run.proc_started,
+        }
         try:
             await self.records.record(run.id, values)
         except StoreUnavailable as exc:

@@ -25,6 +25,10 @@ def run_environment(
 ) -> dict[str, str]:
     """Build the environment; the env_file is read at each run so rotated secrets apply.
 
+    ``base`` is the daemon's own environment (``os.environ`` when not given; the
+    launcher passes one snapshot taken at start-up instead of decoding os.environ
+    again for every run).
+
     ``identity`` (HOME, USER, LOGNAME of a switched user) comes right after the daemon's
     own environment, so env_file and env can still override it.
     """

@@ -23,6 +23,10 @@ from cronwarden.runners.process import (
 DRAIN_GRACE = 2.0
 
 
+# Called once the process exists: its pid, and a reader of its start time in /proc.
+StartedCallback = Callable[[int, Callable[[], int | None]], None]
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout: float | None
@@ -44,15 +48,15 @@ async def execute(
     limits: Limits,
     log: LogWriter,
     control: RunControl,
-    on_started: Callable[[int], None],
+    on_started: StartedCallback,
 ) -> Outcome:
     """Run the process to its end and classify that end.
 
     Raises StartFailed when the process cannot be started; never for how it ended.
     """
-    process = await spawn(spec, log.feed)
+    process = spawn(spec, log.feed)
     try:
-        on_started(process.pid)
+        on_started(process.pid, process.start_ticks)
         forced = await _supervise(process, limits, control)
     except BaseException:
         # The daemon is going down or the record failed: never leave an orphan group.

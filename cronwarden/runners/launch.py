@@ -7,7 +7,7 @@ dispatcher a fake launcher whose "processes" end when the test says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +17,13 @@ from cronwarden.config import TaskConfig
 from cronwarden.errors import StartFailed
 from cronwarden.model import EndReason, Run
 from cronwarden.runners.environment import run_environment
-from cronwarden.runners.execute import Limits, RunControl, execute, watch_adopted
+from cronwarden.runners.execute import (
+    Limits,
+    RunControl,
+    StartedCallback,
+    execute,
+    watch_adopted,
+)
 from cronwarden.runners.identity import resolve_identity
 from cronwarden.runners.logs import LogSummary, LogWriter, append_marker, log_path, summarize_log
 from cronwarden.runners.outcome import Outcome, runs_in_shell
@@ -37,9 +43,9 @@ class Ending:
 
 class Launcher(Protocol):
     async def run(
-        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
-        """Spawn the run's process, call ``on_started(pid)``, supervise it to its end."""
+        """Spawn the run's process, call ``on_started``, supervise it to its end."""
         ...
 
     async def watch(
@@ -58,9 +64,10 @@ class ProcessLauncher:
         self.data_dir = data_dir
         self.logs_dir = data_dir / "logs"
         self.clock = clock
+        self._environ = dict(os.environ)  # the daemon's own, fixed for its life
 
     async def run(
-        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
         writer = LogWriter(
             log_path(self.logs_dir, run.id),
@@ -113,6 +120,7 @@ class ProcessLauncher:
             scheduled_for=run.scheduled_for,
             params=run.params,
             identity=identity.env,
+            base=self._environ,
         )
         return ProcessSpec(
             argv=task.argv,

@@ -74,8 +74,21 @@ class LogWriter:
         self._dropped_lines = 0
         self._dropped_bytes = 0
         self._full = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        # Opened at the first line: a run that prints nothing leaves no file behind
+        # (and a burst of silent runs costs no file creations).
+        self._opened: IO[str] | None = None
+
+    @property
+    def _file(self) -> IO[str]:
+        if self._opened is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._opened = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        return self._opened
+
+    def _close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
     def feed(self, stream: str, data: bytes) -> None:
         """Take a chunk of raw output; complete lines are written, the rest waits."""
@@ -106,12 +119,12 @@ class LogWriter:
                 self._line(stream, rest, len(rest), ts)
         self._partial.clear()
         if self._mode == "drop_old" and self._older.exists():
-            self._file.close()
+            self._close()
             self._merge_segments(ts)
         else:
             if self._dropped_lines:
                 self._write(self._n + 1, ts, MARKER_STREAM, self._marker("after this line"))
-            self._file.close()
+            self._close()
         return LogSummary(size=self._older_kept + self._kept, truncated=self._dropped_lines > 0)
 
     # -- internals -------------------------------------------------------------
@@ -137,14 +150,13 @@ class LogWriter:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def _rotate(self) -> None:
-        self._file.close()
+        self._close()
         if self._older.exists():
             self._dropped_lines += _count_lines(self._older)
             self._dropped_bytes += self._older_kept
         os.replace(self.path, self._older)
         self._older_kept = self._kept
         self._kept = 0
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
 
     def _merge_segments(self, ts: str) -> None:
         """Keep the newest ``max`` bytes: trim the older segment from the front."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +54,41 @@ class GroupLeader:
 
 
 class GroupProcess(GroupLeader):
-    """A started process that leads its own process group."""
+    """A started process that leads its own process group.
 
-    def __init__(self, proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]):
-        super().__init__(proc.pid)
-        self._proc = proc
+    Its exit is watched through a pidfd registered with the event loop (no thread, no
+    asyncio subprocess transport: the runner owns the pipes, and at a burst of a
+    thousand starts the transport's bookkeeping cost as much as the fork itself).
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], readers: list[asyncio.Task[None]]):
+        super().__init__(popen.pid)
+        self._popen = popen
         self.readers = readers
+        loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        returncode = self._popen.poll()
+        if returncode is None:  # woken early; the pidfd stays readable once it exits
+            return
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        if not self._exited.done():
+            self._exited.set_result(returncode)
 
     async def wait(self) -> int | None:
-        return await self._proc.wait()
+        return await asyncio.shield(self._exited)
+
+    def start_ticks(self) -> int | None:
+        """The process start time from /proc, read only while the child is unreaped:
+        until then its pid cannot name another process."""
+        if self._popen.returncode is not None:
+            return None
+        stat = proc_stat(self.pid)
+        return stat.start_ticks if stat is not None else None
 
     async def drain(self, grace: float) -> bool:
         """Wait up to ``grace`` s for the output to end; True if something still held it."""
@@ -86,15 +113,17 @@ class AdoptedProcess(GroupLeader):
         return await self._exited
 
 
-async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:
-    """Start the process; raises StartFailed with a readable reason."""
+def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:
+    """Start the process (from inside the event loop); raises StartFailed with a
+    readable reason.  Plain, not async: the fork-exec blocks the loop briefly either
+    way (asyncio's own subprocess support does the same), and nothing here awaits."""
     _check_start(spec)
     loop = asyncio.get_running_loop()
     pipes = [os.pipe(), os.pipe()]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *spec.argv,
-            stdin=asyncio.subprocess.DEVNULL,
+        popen = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL,
             stdout=pipes[0][1],
             stderr=pipes[1][1],
             cwd=spec.cwd,
@@ -118,20 +147,37 @@ async def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> G
     for (read_fd, write_fd), stream in zip(pipes, ("stdout", "stderr"), strict=True):
         os.close(write_fd)
         readers.append(loop.create_task(_pump(read_fd, stream, on_output)))
-    return GroupProcess(proc, readers)
+    return GroupProcess(popen, readers)
 
 
 async def _pump(read_fd: int, stream: str, on_output: Callable[[str, bytes], None]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=READ_CHUNK)
     transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+        lambda: asyncio.StreamReaderProtocol(reader), _PipeEnd(read_fd)
     )
     try:
         while chunk := await reader.read(READ_CHUNK):
             on_output(stream, chunk)
     finally:
         transport.close()
+
+
+class _PipeEnd:
+    """All connect_read_pipe needs of a pipe: its fd, and a way to close it once (a
+    file object per stream cost as much as a fork in a burst of a thousand starts)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def fileno(self) -> int:
+        assert self._fd is not None
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _check_start(spec: ProcessSpec) -> None:

@@ -61,7 +61,10 @@ _Write = _Insert | _Keyed | _Update
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    return {name: getattr(run, name) for name in _RUN_COLUMNS}
+    """The column values of a new run (read from its instance dict: at a thousand rows
+    per burst, the instrumented attribute getters were a measurable cost)."""
+    values = vars(run)
+    return {name: values.get(name) for name in _RUN_COLUMNS}
 
 
 class Recorder:

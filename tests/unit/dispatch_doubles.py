@@ -15,7 +15,7 @@ from cronwarden.config import Config, TaskConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
 from cronwarden.runners.dispatch import Dispatcher
-from cronwarden.runners.execute import RunControl
+from cronwarden.runners.execute import RunControl, StartedCallback
 from cronwarden.runners.launch import NO_LOG, Ending
 from cronwarden.runners.logs import LogSummary
 from cronwarden.runners.outcome import Outcome
@@ -68,9 +68,9 @@ class FakeLauncher:
         self.started: list[str] = []
 
     async def run(
-        self, run: Run, task: TaskConfig, control: RunControl, on_started: Callable[[int], None]
+        self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
-        on_started(FAKE_PID)
+        on_started(FAKE_PID, lambda: None)
         return await self._until_end(run, control)
 
     async def watch(
