@@ -21,12 +21,19 @@ log = structlog.get_logger("cronwarden.recovery")
 
 
 async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
-    """Settle every unfinished run of this node; returns the watcher adopted runs use."""
+    """Settle every unfinished run of this node; returns the watcher adopted runs use.
+
+    The exit watcher opens before any liveness check, and every live pid is watched
+    before the first await: the watcher only hears exits while the loop runs, so no
+    exit can fall between "is it alive?" and "tell me when it ends".
+    """
     runs = await dispatcher.records.unfinished_runs(dispatcher.node)
     watcher = None
     if any(r.status == Status.RUNNING and r.pid for r in runs):
-        watcher = ExitWatcher.open()  # before the liveness checks: no exit slips between
-    for run in runs:
+        watcher = ExitWatcher.open()
+    adopted: list[tuple[Run, AdoptedProcess]] = []
+    orphans: list[Run] = []
+    for run in runs:  # no await in this loop
         if (
             run.status == Status.PENDING
             and run.not_before is not None
@@ -45,9 +52,13 @@ async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
             exited = watcher.watch(run.pid)
             if stat.is_zombie and not exited.done():  # ended while no daemon watched it
                 exited.set_result(stat.returncode)
-            dispatcher.adopt(run, AdoptedProcess(run.pid, exited))
+            adopted.append((run, AdoptedProcess(run.pid, exited)))
         else:
-            await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
+            orphans.append(run)
+    for run, process in adopted:
+        dispatcher.adopt(run, process)
+    for run in orphans:
+        await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
     return watcher
 
 
