@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from dispatch_doubles import T0, config, rig, settle  # type: ignore[import-not-found]
+from dispatch_doubles import T0, Rig, config, rig, settle  # type: ignore[import-not-found]
 
 from cronwarden.errors import (
     Conflict,
@@ -164,8 +164,8 @@ retry_delay = "10s"
 """
 
 
-async def test_a_retry_due_while_the_slot_is_busy_is_skipped_not_started() -> None:
-    r = rig(RETRY_SKIP)
+async def retry_due_while_another_runs(r: Rig) -> tuple[str, str]:
+    """Attempt 1 fails; another run takes the slot; the retry comes due: (retry, holder)."""
     first, _ = await r.dispatcher.trigger("job")
     await settle()
     r.launcher.finish(first.id, EndReason.FAILED)
@@ -176,7 +176,13 @@ async def test_a_retry_due_while_the_slot_is_busy_is_skipped_not_started() -> No
     r.clock.advance(10 * S)
     await settle()
     assert r.launcher.running() == [holder.id]
-    ended = r.store.runs[retry.id]
+    return retry.id, holder.id
+
+
+async def test_a_retry_due_while_the_slot_is_busy_is_skipped_not_started() -> None:
+    r = rig(RETRY_SKIP)
+    retry_id, _ = await retry_due_while_another_runs(r)
+    ended = r.store.runs[retry_id]
     assert ended.end_reason == EndReason.SKIPPED and "overlap = skip" in (ended.error or "")
     assert ended.start_at is None
 
@@ -186,18 +192,10 @@ RETRY_QUEUE = RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"')
 
 async def test_a_retry_due_while_the_slot_is_busy_waits_in_line() -> None:
     r = rig(RETRY_QUEUE)
-    first, _ = await r.dispatcher.trigger("job")
+    retry_id, holder_id = await retry_due_while_another_runs(r)
+    r.launcher.finish(holder_id)
     await settle()
-    r.launcher.finish(first.id, EndReason.FAILED)
-    await settle()
-    holder, _ = await r.dispatcher.trigger("job", {"n": "2"})
-    await settle()
-    r.clock.advance(10 * S)
-    await settle()
-    assert r.launcher.running() == [holder.id]
-    r.launcher.finish(holder.id)
-    await settle()
-    (retry_id,) = r.launcher.running()
+    assert r.launcher.running() == [retry_id]
     assert r.store.runs[retry_id].triggered_by == Trigger.RETRY
 
 
