@@ -57,6 +57,11 @@ from cronwarden.store.resilience import persist
 log = structlog.get_logger("cronwarden.dispatch")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# Forks per turn of the event loop.  Spawning a thousand runs due at once in a single
+# turn would handle no exit and no end of output until the last fork, so pipes and
+# pidfds of finished runs pile up, and every fork-exec pays for each fd open in the
+# daemon.  A few per turn keeps them reaped as they go.
+SPAWNS_PER_TURN = 8
 
 
 class Dispatcher:
@@ -79,6 +84,7 @@ class Dispatcher:
         self._key_locks = _KeyedLocks()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._spawns_this_turn = 0
 
     # -- queries ----------------------------------------------------------------
 
@@ -415,9 +421,21 @@ class Dispatcher:
             self._carry(handle), name=f"run {handle.id}"
         )
 
+    async def _spawn_turn(self) -> None:
+        """Wait for a turn of the loop with a fork to spare (see SPAWNS_PER_TURN)."""
+        while self._spawns_this_turn >= SPAWNS_PER_TURN:
+            await asyncio.sleep(0)
+        if self._spawns_this_turn == 0:
+            asyncio.get_running_loop().call_soon(self._new_turn)
+        self._spawns_this_turn += 1
+
+    def _new_turn(self) -> None:
+        self._spawns_this_turn = 0
+
     async def _carry(self, handle: RunHandle) -> None:
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
         try:
+            await self._spawn_turn()
             ending = await self.launcher.run(
                 handle.run, handle.task, handle.control, partial(self._started, handle)
             )
