@@ -201,6 +201,14 @@ def _client_options(func: Any) -> Any:
     )(func)
 
 
+def api_path(*parts: str) -> str:
+    """``/api/PART/PART..``, each part percent-encoded whole: a task name or run id is
+    always one path segment, never a way to reach another endpoint."""
+    from urllib.parse import quote
+
+    return "/api/" + "/".join(quote(part, safe="") for part in parts)
+
+
 def _client(url: str | None, config_path: str | None) -> Any:
     from cronwarden.client import Client, resolve_url
 
@@ -318,11 +326,11 @@ def run_task(
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
         values[name] = value
     client = _client(url, config_path)
-    run = _call(client, "POST", f"/api/tasks/{task}/runs", {"params": values})
+    run = _call(client, "POST", api_path("tasks", task, "runs"), {"params": values})
     if wait:
         while run["status"] != "ended":
             time.sleep(0.2)
-            run = _call(client, "GET", f"/api/runs/{run['id']}")
+            run = _call(client, "GET", api_path("runs", run["id"]))
     click.echo(
         json.dumps(run, indent=2)
         if as_json
@@ -361,7 +369,7 @@ def logs(
         page = _call(
             client,
             "GET",
-            f"/api/runs/{run_id}/log",
+            api_path("runs", run_id, "log"),
             query={"after": after, "limit": 10000, "stream": stream},
         )
         for line in page["lines"]:
@@ -372,7 +380,7 @@ def logs(
         after = page["next_after"]
         if page["has_more"]:
             continue
-        if not follow or _call(client, "GET", f"/api/runs/{run_id}")["status"] == "ended":
+        if not follow or _call(client, "GET", api_path("runs", run_id))["status"] == "ended":
             if follow:  # lines written between the last page and the end
                 follow = False
                 continue
@@ -385,7 +393,7 @@ def logs(
 @click.argument("run_id")
 def stop(url: str | None, config_path: str | None, as_json: bool, run_id: str) -> None:
     """Stop a run (a waiting one ends at once)."""
-    run = _call(_client(url, config_path), "POST", f"/api/runs/{run_id}/stop")
+    run = _call(_client(url, config_path), "POST", api_path("runs", run_id, "stop"))
     click.echo(json.dumps(run, indent=2) if as_json else f"stopping {run['id']}")
 
 
@@ -408,7 +416,7 @@ def _pause_or_resume(verb: str) -> Any:
     @_client_options
     @click.argument("task")
     def command(url: str | None, config_path: str | None, as_json: bool, task: str) -> None:
-        data = _call(_client(url, config_path), "POST", f"/api/tasks/{task}/{verb}")
+        data = _call(_client(url, config_path), "POST", api_path("tasks", task, verb))
         click.echo(json.dumps(data, indent=2) if as_json else f"{task}: {verb}d")
 
     command.__doc__ = f"{verb.capitalize()} TASK's schedule (persists across restarts)."

@@ -524,6 +524,10 @@ def _valid_defaults(defaults: object, checker: _Checker) -> dict[str, Any]:
     return dict(defaults)
 
 
+# Values under these keys may be credentials: errors name the key, never the value.
+_NEVER_ECHOED = frozenset({"env", "secret_env", "env_file"})
+
+
 def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = ()) -> str:
     """One error line: ``file:line: key.path: what is wrong (value ...); what is allowed``."""
     loc = prefix + tuple(str(p) for p in err["loc"])
@@ -538,7 +542,8 @@ def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = (
         message = "required key is missing"
     shown = err.get("input")
     value = ""
-    if kind not in ("missing", "extra_forbidden") and not isinstance(shown, dict):
+    secret = any(part in _NEVER_ECHOED for part in loc)
+    if kind not in ("missing", "extra_forbidden") and not isinstance(shown, dict) and not secret:
         value = f" (got {_short(shown)})"
     return f"{file}:{lines.find(loc)}: {key}: {message}{value}"
 

@@ -35,10 +35,36 @@ from cronwarden.systemd_notify import sd_notify, watchdog_interval
 log = structlog.get_logger("cronwarden.daemon")
 
 
+PRIVATE_UMASK = 0o077
+
+
+def make_private(data_dir: Path) -> None:
+    """data_dir holds every run's output and the history: 0700, its files 0600.
+
+    The daemon runs with umask 077 so what it creates is private; this tightens what
+    an older version, or another tool, left more open.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs:
+            _tighten(Path(root) / name, 0o700)
+        for name in files:
+            _tighten(Path(root) / name, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink():
+            return
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+
+
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
     """One daemon per data_dir: a second one is refused instead of corrupting state."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     path = data_dir / "cronwarden.lock"
     handle = open(path, "a+")  # noqa: SIM115
     try:
@@ -69,8 +95,9 @@ def _use_pidfd_child_watcher() -> None:
 
 
 class Daemon:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, task_umask: int = 0o022) -> None:
         self.live = LiveConfig(config)
+        self.task_umask = task_umask
         self.clock = clock or SystemClock()
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -145,7 +172,7 @@ class Daemon:
         store = await Store.open(open_engine(daemon.database_url))
         watcher = None
         try:
-            launcher = ProcessLauncher(daemon.data_dir, self.clock)
+            launcher = ProcessLauncher(daemon.data_dir, self.clock, default_umask=self.task_umask)
             dispatcher = Dispatcher(
                 store, self.live, node=node, launcher=launcher, clock=self.clock
             )
@@ -247,6 +274,8 @@ def serve(config_path: str) -> None:
     config = load_config(config_path)
     configure_logging(config.daemon.log_format, node=config.daemon.node_name)
     _use_pidfd_child_watcher()
-    code = asyncio.run(Daemon(config).run())
+    # The daemon's own files are private; tasks keep the umask cronwarden was given.
+    task_umask = os.umask(PRIVATE_UMASK)
+    code = asyncio.run(Daemon(config, task_umask=task_umask).run())
     if code:
         raise SystemExit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -113,7 +114,7 @@ async def get_task(request: web.Request) -> web.Response:
     raw_next = request.query.get("next")
     count = 0
     if raw_next is not None:
-        if not raw_next.isdigit() or not 1 <= int(raw_next) <= 1000:
+        if not re.fullmatch(r"[0-9]{1,4}", raw_next) or not 1 <= int(raw_next) <= 1000:
             raise BadRequest(422, "invalid-request", "next must be an integer from 1 to 1000")
         count = int(raw_next)
     last = (await services.store.last_runs(task.name)).get(task.name)
@@ -156,6 +157,8 @@ async def _read_body(request: web.Request, model: type[_M]) -> _M:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(400, "invalid-json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "invalid-json", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(422, "invalid-request", "the body must be a JSON object")
     return model.model_validate(data)

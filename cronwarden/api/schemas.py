@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
@@ -58,14 +59,14 @@ class RunOut(BaseModel):
             duration_ms=run.duration_ms,
             attempt=run.attempt,
             retry_of=run.retry_of,
-            params=run.params,
+            params={printable(k): printable(v) for k, v in run.params.items()},
             idempotency_key=run.idempotency_key,
             pid=run.pid,
             node=run.node,
             log_size=run.log_size,
             log_truncated=run.log_truncated,
             task_hash=run.task_hash,
-            error=run.error,
+            error=printable(run.error) if run.error is not None else None,
         )
 
 
@@ -139,7 +140,7 @@ class RunQuery(BaseModel):
     end_date: datetime | None = None
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
     cursor: str | None = None
     total: bool = False
 
@@ -155,17 +156,20 @@ class RunQuery(BaseModel):
     def _relative_or_iso(cls, value: object) -> object:
         if isinstance(value, str):
             match = _RELATIVE.match(value)
-            if match:
-                seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
-                return datetime.now(UTC) - timedelta(seconds=seconds)
             try:
+                if match:
+                    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
+                    return datetime.now(UTC) - timedelta(seconds=seconds)
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                return parsed.astimezone(UTC)  # fails here for instants before year 1
             except ValueError:
                 raise ValueError(
                     'expected ISO 8601 ("2026-01-31T12:00:00Z") or relative '
                     '("24 hours ago", "7 days ago")'
                 ) from None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            except OverflowError:
+                raise ValueError("the date is out of range (years 1 to 9999, in UTC)") from None
         return value
 
 

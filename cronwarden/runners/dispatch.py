@@ -53,6 +53,7 @@ from cronwarden.runners.process import AdoptedProcess
 from cronwarden.scheduler.policies import should_retry
 from cronwarden.store.protocol import KeyClaim, KeyedRun, RunRecords
 from cronwarden.store.resilience import persist
+from cronwarden.text import printable
 
 log = structlog.get_logger("cronwarden.dispatch")
 
@@ -423,8 +424,8 @@ class Dispatcher:
 
     async def _spawn_turn(self) -> None:
         """Wait for a turn of the loop with a fork to spare (see SPAWNS_PER_TURN)."""
-        while self._spawns_this_turn >= SPAWNS_PER_TURN:
-            await asyncio.sleep(0)
+        while self._spawns_this_turn >= SPAWNS_PER_TURN:  # noqa: ASYNC110
+            await asyncio.sleep(0)  # yielding one turn of the loop is the point
         if self._spawns_this_turn == 0:
             asyncio.get_running_loop().call_soon(self._new_turn)
         self._spawns_this_turn += 1
@@ -634,13 +635,20 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     """Only declared names, only string values: params never reach a shell string."""
     errors = []
     for name, value in params.items():
+        shown = printable(name)
         if name not in task.params:
             allowed = ", ".join(task.params) or "none (the task declares no params)"
-            errors.append({"name": name, "reason": f"not declared by the task; allowed: {allowed}"})
+            errors.append(
+                {"name": shown, "reason": f"not declared by the task; allowed: {allowed}"}
+            )
         elif not isinstance(value, str):
-            errors.append({"name": name, "reason": "value must be a string"})
+            errors.append({"name": shown, "reason": "value must be a string"})
         elif "\0" in value:
-            errors.append({"name": name, "reason": "value must not contain a NUL character"})
+            errors.append({"name": shown, "reason": "value must not contain a NUL character"})
+        elif printable(value) != value:
+            errors.append(
+                {"name": shown, "reason": "value must be Unicode text (it has a lone surrogate)"}
+            )
     if errors:
         raise InvalidParams(f"invalid params for task {task.name!r}", errors)
     return dict(params)

@@ -60,8 +60,9 @@ class Launcher(Protocol):
 
 
 class ProcessLauncher:
-    def __init__(self, data_dir: Path, clock: Clock) -> None:
+    def __init__(self, data_dir: Path, clock: Clock, *, default_umask: int = 0o022) -> None:
         self.data_dir = data_dir
+        self.default_umask = default_umask  # for tasks that set none
         self.logs_dir = data_dir / "logs"
         self.clock = clock
         self._environ = dict(os.environ)  # the daemon's own, fixed for its life
@@ -129,7 +130,7 @@ class ProcessLauncher:
             uid=identity.uid,
             gid=identity.gid,
             groups=identity.groups,
-            umask=task.umask,
+            umask=task.umask if task.umask is not None else self.default_umask,
         )
 
 

@@ -29,10 +29,13 @@ def upcoming(trigger: AnyTrigger, zone: tzinfo, after: datetime, count: int) -> 
     previous_offset = after.astimezone(zone).utcoffset()
     at = after
     for _ in range(count):
-        nxt = trigger.next_fire(at)
-        if nxt is None:
+        try:
+            nxt = trigger.next_fire(at)
+            local = nxt.astimezone(zone) if nxt is not None else None
+        except OverflowError:  # past the end of the calendar (year 9999)
             break
-        local = nxt.astimezone(zone)
+        if nxt is None or local is None:
+            break
         offset = local.utcoffset()
         shift = None
         if offset is not None and previous_offset is not None and offset != previous_offset:

@@ -247,6 +247,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(created_at)
         if when.tzinfo is None or not isinstance(run_id, str):
             raise ValueError(cursor)
-        return when, run_id
-    except (ValueError, TypeError) as exc:
+        return when.astimezone(UTC), run_id
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursor() from exc
