@@ -29,6 +29,7 @@ from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.service import SchedulerService
+from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
 from cronwarden.systemd_notify import sd_notify, watchdog_interval
 
@@ -172,7 +173,13 @@ class Daemon:
         store = await Store.open(open_engine(daemon.database_url))
         watcher = None
         try:
-            launcher = ProcessLauncher(daemon.data_dir, self.clock, default_umask=self.task_umask)
+            reserve = SpaceReserve(daemon.data_dir)
+            if not reserve.hold():
+                reserve.release("data_dir has less than 2 MiB free at start-up")
+            store.recorder.on_disk_full = reserve.release
+            launcher = ProcessLauncher(
+                daemon.data_dir, self.clock, default_umask=self.task_umask, reserve=reserve
+            )
             dispatcher = Dispatcher(
                 store, self.live, node=node, launcher=launcher, clock=self.clock
             )
@@ -184,6 +191,7 @@ class Daemon:
                 dispatcher=dispatcher,
                 scheduler=scheduler,
                 logs_dir=launcher.logs_dir,
+                reserve=reserve,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
             )

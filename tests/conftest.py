@@ -46,11 +46,16 @@ class Daemon:
     """``cronwarden serve`` as an operator runs it, driven over its HTTP API."""
 
     def __init__(
-        self, workdir: Path, tasks: str, daemon_extra: str = "", shutdown_timeout: str = "5s"
+        self,
+        workdir: Path,
+        tasks: str,
+        daemon_extra: str = "",
+        shutdown_timeout: str = "5s",
+        data_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.data_dir = workdir / "data"
+        self.data_dir = data_dir or workdir / "data"
         self.config = workdir / "cronwarden.toml"
         self.config.write_text(
             f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'

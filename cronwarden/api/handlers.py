@@ -74,13 +74,19 @@ async def health(request: web.Request) -> web.Response:
     except Exception:
         database = "unreachable"
     running = services.scheduler.running
-    ok = database == "ok" and running
+    full = services.reserve.full
+    status: Literal["ok", "degraded", "unavailable"] = "ok"
+    if database != "ok" or not running:
+        status = "unavailable"
+    elif full:
+        status = "degraded"  # runs go on, but their output is being dropped
     body = Health(
-        status="ok" if ok else "unavailable",
+        status=status,
         database=database,
         scheduler="running" if running else "stopped",
+        data_dir="full" if full else "ok",
     )
-    return _json(body, 200 if ok else 503)
+    return _json(body, 200 if status == "ok" else 503)
 
 
 def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from cronwarden.live_config import LiveConfig
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
+    from cronwarden.space_reserve import SpaceReserve
     from cronwarden.store import Store
 
 
@@ -26,6 +27,7 @@ class Services:
     dispatcher: Dispatcher
     scheduler: SchedulerService
     logs_dir: Path
+    reserve: SpaceReserve
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

@@ -185,6 +185,7 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unreachable"]
     scheduler: Literal["running", "stopped"]
+    data_dir: Literal["ok", "full"]

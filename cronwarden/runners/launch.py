@@ -28,6 +28,7 @@ from cronwarden.runners.identity import resolve_identity
 from cronwarden.runners.logs import LogSummary, LogWriter, append_marker, log_path, summarize_log
 from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec
+from cronwarden.space_reserve import SpaceReserve
 from cronwarden.timefmt import iso_z
 
 NO_LOG = LogSummary(size=0, truncated=False)
@@ -60,8 +61,16 @@ class Launcher(Protocol):
 
 
 class ProcessLauncher:
-    def __init__(self, data_dir: Path, clock: Clock, *, default_umask: int = 0o022) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: Clock,
+        *,
+        default_umask: int = 0o022,
+        reserve: SpaceReserve | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.reserve = reserve
         self.default_umask = default_umask  # for tasks that set none
         self.logs_dir = data_dir / "logs"
         self.clock = clock
@@ -76,7 +85,10 @@ class ProcessLauncher:
             mode=task.log_on_full,
             now=self.clock.now,
             on_full=control.overflow.set if task.log_on_full == "kill" else None,
+            on_disk_full=self.reserve.release if self.reserve is not None else None,
         )
+        if self.reserve is not None and self.reserve.released:
+            self.reserve.hold()  # space may be back: take the reserve again first
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         try:
             outcome = await execute(
@@ -86,6 +98,8 @@ class ProcessLauncher:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
         finally:
             summary = writer.finish()
+        if summary.error is not None:
+            outcome = _unstored_output(outcome, summary.error)
         return Ending(outcome, summary)
 
     async def watch(
@@ -132,6 +146,13 @@ class ProcessLauncher:
             groups=identity.groups,
             umask=task.umask if task.umask is not None else self.default_umask,
         )
+
+
+def _unstored_output(outcome: Outcome, error: str) -> Outcome:
+    """A run whose output could not be kept did not succeed as far as anyone can tell."""
+    reason = EndReason.FAILED if outcome.end_reason == EndReason.SUCCESS else outcome.end_reason
+    text = error if outcome.error is None else f"{outcome.error}; {error}"
+    return Outcome(reason, outcome.exit_code, outcome.signal, text)
 
 
 def limits(task: TaskConfig) -> Limits:

@@ -16,6 +16,8 @@ A marker line (stream ``cronwarden``) says how many lines and bytes were dropped
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -43,6 +45,7 @@ class LogLine:
 class LogSummary:
     size: int  # raw output bytes kept
     truncated: bool
+    error: str | None = None  # why the log could not be written in full (a full disk)
 
 
 def log_path(logs_dir: Path, run_id: str) -> Path:
@@ -60,6 +63,7 @@ class LogWriter:
         mode: LogMode,
         now: Callable[[], datetime],
         on_full: Callable[[], None] | None = None,
+        on_disk_full: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._older = path.with_name(path.name + ".1")
@@ -74,6 +78,8 @@ class LogWriter:
         self._dropped_lines = 0
         self._dropped_bytes = 0
         self._full = False
+        self._on_disk_full = on_disk_full
+        self.error: str | None = None  # set once writing failed (the disk is full)
         # Opened at the first line: a run that prints nothing leaves no file behind
         # (and a burst of silent runs costs no file creations).
         self._opened: IO[str] | None = None
@@ -91,7 +97,21 @@ class LogWriter:
             self._opened = None
 
     def feed(self, stream: str, data: bytes) -> None:
-        """Take a chunk of raw output; complete lines are written, the rest waits."""
+        """Take a chunk of raw output; complete lines are written, the rest waits.
+
+        Never raises: if the disk is full, output from then on is counted as dropped
+        (the process keeps being read, so it is never blocked on a full pipe).
+        """
+        if self.error is not None:
+            self._dropped_lines += data.count(b"\n")
+            self._dropped_bytes += len(data)
+            return
+        try:
+            self._feed(stream, data)
+        except OSError as exc:
+            self._cannot_write(exc)
+
+    def _feed(self, stream: str, data: bytes) -> None:
         buffered = self._partial.get(stream, b"") + data
         lines = buffered.split(b"\n")
         rest = lines.pop()
@@ -113,6 +133,23 @@ class LogWriter:
 
     def finish(self) -> LogSummary:
         """Flush partial lines, trim and mark what was dropped, close the file."""
+        if self.error is None:
+            try:
+                return self._finish()
+            except OSError as exc:
+                self._cannot_write(exc)
+        with contextlib.suppress(OSError):
+            self._close()
+        return LogSummary(size=self._older_kept + self._kept, truncated=True, error=self.error)
+
+    def _cannot_write(self, exc: OSError) -> None:
+        self.error = f"its output could not be stored: {exc.strerror or exc} in {self.path.parent}"
+        with contextlib.suppress(OSError):
+            self._close()
+        if self._on_disk_full is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._on_disk_full(self.error)
+
+    def _finish(self) -> LogSummary:
         ts = iso_z(self._now())
         for stream, rest in self._partial.items():
             if rest:

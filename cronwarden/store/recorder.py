@@ -17,7 +17,7 @@ one by one so a single bad write cannot fail the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,8 @@ class Recorder:
         self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for tests and benchmarks
+        # Called when the database's disk is full (SQLite in data_dir): frees room.
+        self.on_disk_full: Callable[[str], None] | None = None
 
     def start(self) -> asyncio.Task[None]:
         """Start the writer; the daemon supervises the task it returns."""
@@ -141,6 +143,8 @@ class Recorder:
                 results = await self._apply(conn, [write for write, _ in batch])
         except (SQLAlchemyError, OSError, TimeoutError, ValueError, TypeError) as exc:
             if is_outage(exc):
+                if self.on_disk_full is not None and "disk is full" in str(exc):
+                    self.on_disk_full(short_message(exc))
                 _settle(batch, error=unavailable(exc))
             elif len(batch) == 1:
                 log.error("store.write_failed", error=short_message(exc))
