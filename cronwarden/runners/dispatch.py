@@ -334,6 +334,9 @@ class Dispatcher:
         if handle.control.stop.is_set():  # stopped while its row was being committed
             self._background_task(self._cancel(handle, _stopped("stopped before it started")))
             return
+        self._wait_in_line(handle)
+
+    def _wait_in_line(self, handle: RunHandle) -> None:
         log.info("run.queued", task=handle.task_name, run_id=handle.id)
         if handle.task.overlap == "terminate":
             self._evict_for(handle)
@@ -352,9 +355,7 @@ class Dispatcher:
             handle.apply(RunEvent.SLOT_GRANTED)
             self._launch(handle)
         elif verdict is Verdict.QUEUE:
-            log.info("run.queued", task=handle.task_name, run_id=handle.id)
-            if handle.task.overlap == "terminate":
-                self._evict_for(handle)
+            self._wait_in_line(handle)
         else:
             self._background_task(self._cancel(handle, _skipped(handle.task, verdict)))
 
