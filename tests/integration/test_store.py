@@ -192,3 +192,39 @@ async def test_last_runs_for_all_tasks_or_one(store: Store) -> None:
         "b": make_run(3).id,
     }
     assert {n: r.id for n, r in (await store.last_runs("b")).items()} == {"b": make_run(3).id}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'old' / 'cronwarden.db'}"
+    return str(request.getfixturevalue("pg_admin").create())
+
+
+async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> None:
+    """A database written by the first schema upgrades in place; keys recorded on runs
+    keep returning their run."""
+    from alembic import command
+
+    from cronwarden.store.migrate import alembic_config
+
+    engine = open_engine(empty_database)
+
+    def upgrade_to_0001(connection: sa.Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to_0001)
+        old = make_run(1, idempotency_key="deploy-7", created_at=T0)
+        row = {c.name: getattr(old, c.name) for c in Run.__table__.columns}  # type: ignore[attr-defined]
+        await conn.execute(Run.__table__.insert(), [row])  # type: ignore[attr-defined]
+    store = await Store.open(engine)
+    try:
+        found = await store.find_key("t", "deploy-7", T0 - timedelta(hours=1))
+        assert found is not None and found.run.id == old.id
+        assert found.fingerprint == ""  # unknown: any repeat body is accepted
+        assert (await store.get_run(old.id)).idempotency_key == "deploy-7"
+    finally:
+        await store.close()
