@@ -1,0 +1,103 @@
+"""Start-up recovery of runs a previous daemon life left behind, with real processes:
+a zombie nobody reaped still tells its exit status; a process that is gone (reaped
+by init) ends crashed, saying so; a waiting retry waits again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+from dispatch_doubles import Rig, rig, settle  # type: ignore[import-not-found]
+
+from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.runners.launch import ProcessLauncher
+from cronwarden.runners.process import proc_stat
+from cronwarden.runners.recovery import recover
+
+TASK = '[tasks.job]\ncommand = "true"\nretries = 1\nretry_delay = "5s"\nretry_on = ["crashed"]\n'
+
+
+def left_running(r: Rig, pid: int, proc_started: int | None):  # type: ignore[no-untyped-def]
+    """A run row as a daemon that died would have left it."""
+    run = r.dispatcher._new_run(r.live.task("job"), Trigger.API)
+    run.status, run.pid, run.start_at, run.proc_started = (
+        Status.RUNNING,
+        pid,
+        r.clock.at,
+        proc_started,
+    )
+    r.store.runs[run.id] = run.model_copy(deep=True)
+    return run
+
+
+def with_real_launcher(r: Rig, tmp_path: Path) -> Rig:
+    r.dispatcher.launcher = ProcessLauncher(tmp_path, r.clock)
+    return r
+
+
+def zombie(code: int) -> subprocess.Popen[bytes]:
+    """A child that exited with ``code`` and that nobody reaped yet."""
+    child = subprocess.Popen(["sh", "-c", f"exit {code}"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # wait, but leave the zombie
+    return child
+
+
+def gone() -> tuple[int, int]:
+    """(pid, start ticks) of a process that ended and was reaped."""
+    child = subprocess.Popen(["true"])
+    stat = proc_stat(child.pid)
+    child.wait()
+    return child.pid, stat.start_ticks if stat else 1
+
+
+async def test_a_zombie_left_behind_reports_its_real_exit_status(tmp_path: Path) -> None:
+    r = with_real_launcher(rig(TASK), tmp_path)
+    child = zombie(3)
+    stat = proc_stat(child.pid)
+    assert stat is not None and stat.is_zombie
+    run = left_running(r, child.pid, stat.start_ticks)
+    watcher = await recover(r.dispatcher)
+    try:
+        for _ in range(200):
+            await settle()
+            if r.store.runs[run.id].status == Status.ENDED:
+                break
+        ended = r.store.runs[run.id]
+        assert (ended.end_reason, ended.exit_code) == (EndReason.FAILED, 3)
+        assert "re-adopted" in (ended.error or "")
+    finally:
+        if watcher is not None:
+            watcher.close()
+        child.wait()
+
+
+async def test_a_process_that_is_gone_ends_crashed_and_retries(tmp_path: Path) -> None:
+    r = with_real_launcher(rig(TASK), tmp_path)
+    pid, ticks = gone()  # as if init had reaped it while no daemon was up
+    run = left_running(r, pid, ticks)
+    await recover(r.dispatcher)
+    await settle()
+    ended = r.store.runs[run.id]
+    assert ended.end_reason == EndReason.CRASHED and "was gone" in (ended.error or "")
+    retry = [x for x in r.store.runs.values() if x.retry_of == run.id]
+    assert len(retry) == 1 and retry[0].status == Status.PENDING  # crashed retries by policy
+    assert retry[0].not_before == r.clock.at + timedelta(seconds=5)
+
+
+async def test_a_waiting_retry_waits_again_then_runs() -> None:
+    r = rig(TASK)
+    left = r.dispatcher._new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
+    left.not_before = r.clock.at + timedelta(seconds=5)
+    r.store.runs[left.id] = left.model_copy(deep=True)
+    await recover(r.dispatcher)
+    await settle()
+    assert r.launcher.started == []
+
+    async def advance() -> None:
+        r.clock.advance(timedelta(seconds=5))
+
+    await advance()
+    await settle()
+    assert r.launcher.started == [left.id]
