@@ -37,6 +37,7 @@ log = structlog.get_logger("cronwarden.daemon")
 
 
 PRIVATE_UMASK = 0o077
+PARSER_LINE_LIMIT = 64 * 1024
 
 
 def make_private(data_dir: Path) -> None:
@@ -116,7 +117,15 @@ class Daemon:
         self._install_signals()
         with data_dir_lock(daemon.data_dir):
             async with self._services(node) as services:
-                runner = web.AppRunner(create_app(services), access_log=None, handle_signals=False)
+                runner = web.AppRunner(
+                    create_app(services),
+                    access_log=None,
+                    handle_signals=False,
+                    # aiohttp answers lines over its parser limits itself, in text/plain;
+                    # these let them reach the app, which refuses them as problem+json.
+                    max_line_size=PARSER_LINE_LIMIT,
+                    max_field_size=PARSER_LINE_LIMIT,
+                )
                 await runner.setup()
                 try:
                     await self._listen(runner)  # a busy port fails here, before anything fires

@@ -67,7 +67,7 @@ def problem(
         title=HTTPStatus(status).phrase,
         status=status,
         detail=detail,
-        instance=request.path,
+        instance=request.path[:MAX_INSTANCE],
         errors=errors or [],
     )
     return web.json_response(
@@ -85,8 +85,19 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+MAX_URL = 8 * 1024
+MAX_INSTANCE = 1024
+MAX_HEADER = 8 * 1024
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if len(request.raw_path) > MAX_URL:
+        return problem(request, 414, "uri-too-long", f"the URL is longer than {MAX_URL} bytes")
+    for name, value in request.headers.items():
+        if len(name) + len(value) > MAX_HEADER:
+            detail = f"header {name[:100]!r} is longer than {MAX_HEADER} bytes"
+            return problem(request, 431, "header-too-large", detail)
     try:
         authorize(request, request.app[SERVICES].live.current.daemon.tokens)
         return await handler(request)

@@ -135,3 +135,11 @@ def test_runs_keep_the_usual_umask_for_their_own_files(daemon, tmp_path: Path) -
     original = os.umask(0)
     os.umask(original)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~original
+
+
+def test_an_overlong_url_or_header_is_problem_json(daemon) -> None:
+    url = daemon.get("/api/runs?search=" + "x" * 10_000)
+    assert_problem(url, 414)
+    header = daemon.request("GET", "/api/runs", headers={"X-Big": "y" * 10_000})
+    assert_problem(header, 431)
+    assert daemon.get("/api/runs?limit=5").status == 200  # the daemon is unharmed
