@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import wait_for  # type: ignore[import-not-found]
+
 
 def serve_refused(config: Path) -> subprocess.CompletedProcess[str]:
     """``cronwarden serve`` expected to refuse to start (it must exit on its own)."""
@@ -119,14 +121,25 @@ def test_unix_socket_listener_is_private_and_found_by_the_client(tmp_path) -> No
         assert proc.wait(30) == 0
 
 
+def sighup_disposed(pid: int) -> bool:
+    """Whether /proc says the process ignores or catches SIGHUP (no longer dies of it)."""
+    import signal
+
+    bit = 1 << (signal.SIGHUP - 1)
+    with open(f"/proc/{pid}/status") as status:
+        masks = dict(line.split(":", 1) for line in status if line.startswith("Sig"))
+    return bool((int(masks["SigIgn"], 16) | int(masks["SigCgt"], 16)) & bit)
+
+
 def test_signals_during_start_up_neither_kill_nor_hang_it(make_daemon) -> None:
     import signal
 
     daemon = make_daemon('[tasks.a]\ncommand = "true"\n', start=False)
     daemon.start_process()
     # A reload racing the start (systemd itself queues reloads until READY=1). Only the
-    # interpreter's own start, before any Python runs, is too early to guard.
-    time.sleep(0.5)
+    # interpreter's own start, before any Python runs, is too early to guard: send it as
+    # soon as the process has SIGHUP ignored or caught, not after a guessed delay.
+    wait_for(lambda: sighup_disposed(daemon.proc.pid), what="SIGHUP ignored or caught")
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_healthy()
     assert daemon.proc.poll() is None

@@ -10,6 +10,8 @@ import sys
 import time
 from datetime import datetime
 
+from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+
 
 def z(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -19,16 +21,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cronwarden", *args], capture_output=True, text=True, timeout=60
     )
-
-
-def wait_for(predicate, timeout: float = 15):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_catch_up_latest_after_downtime_runs_exactly_one(make_daemon) -> None:
@@ -41,9 +33,14 @@ def test_catch_up_latest_after_downtime_runs_exactly_one(make_daemon) -> None:
     wait_for(lambda: len(daemon.runs(task_name="tick")) >= 2)
     assert daemon.stop() == 0
     stopped_at = time.time()
-    time.sleep(3.5)
+    time.sleep(3.5)  # the downtime itself, not a wait for a result
     daemon.start()
-    time.sleep(1.5)
+
+    def catch_ups() -> list[dict]:
+        return [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]
+
+    wait_for(catch_ups, what="the catch-up run")
+    assert stays_false(lambda: len(catch_ups()) > 1, window=1.0)
     runs = daemon.runs(task_name="tick", sort_direction="asc")
     catch_up = [r for r in runs if r["triggered_by"] == "catch_up"]
     assert len(catch_up) == 1, runs
@@ -68,10 +65,16 @@ def test_catch_up_skip_runs_none(make_daemon) -> None:
     """)
     wait_for(lambda: daemon.runs(task_name="tick"))
     assert daemon.stop() == 0
-    time.sleep(2.5)
+    time.sleep(2.5)  # the downtime itself
     daemon.start()
-    time.sleep(1.2)
-    assert not [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]
+    missed = wait_for(
+        lambda: [r for r in daemon.runs(task_name="tick") if r["end_reason"] == "missed"],
+        what="the missed fires of the downtime",
+    )
+    assert all("catch_up = skip" in r["error"] for r in missed)
+    assert stays_false(
+        lambda: [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]
+    )
     assert "fire.missed" in daemon.log()
 
 
@@ -220,10 +223,10 @@ def test_pause_persists_across_restarts(make_daemon) -> None:
     assert daemon.stop() == 0
     daemon.start()
     count = len(daemon.runs(task_name="tick"))
-    time.sleep(2.2)
+    # neither fires nor catch-ups while paused, through two of its seconds
+    assert stays_false(lambda: len(daemon.runs(task_name="tick")) != count, window=2.2)
     task = daemon.get("/api/tasks/tick").body
     assert task["paused"] is True and task["next_run_at"] is None
-    assert len(daemon.runs(task_name="tick")) == count  # neither fires nor catch-ups
     assert cli("resume", "tick", "--url", daemon.url).returncode == 0
     wait_for(lambda: len(daemon.runs(task_name="tick")) > count, timeout=5)
     assert all(r["triggered_by"] == "schedule" for r in daemon.runs(task_name="tick"))
@@ -282,8 +285,7 @@ def test_reboot_fires_once_per_daemon_start(make_daemon) -> None:
     schedule = "@reboot"
     """)
     wait_for(lambda: len(daemon.runs(task_name="boot")) == 1)
-    time.sleep(1.0)
-    assert len(daemon.runs(task_name="boot")) == 1
+    assert stays_false(lambda: len(daemon.runs(task_name="boot")) != 1, window=1.0)
     assert daemon.get("/api/tasks/boot").body["next_run_at"] is None
     assert daemon.stop() == 0
     daemon.start()
@@ -308,8 +310,12 @@ def test_a_suspended_daemon_catches_up_when_it_wakes(make_daemon) -> None:
         lambda: [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"],
         timeout=5,
     )
-    time.sleep(1.5)
-    assert len([r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]) == 1
+    assert stays_false(
+        lambda: (
+            len([r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]) > 1
+        ),
+        window=1.5,
+    )
     fires = [r["scheduled_for"] for r in daemon.runs(task_name="tick")]
     assert len(fires) == len(set(fires))
     assert "fire.missed" in daemon.log() and "scheduler.woke_late" in daemon.log()
