@@ -29,8 +29,8 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
-    # Carry over existing keys (fingerprint unknown: "" matches no new request body,
-    # so only an identical repeat is impossible to tell; such a repeat gets the run).
+    # Carry over existing keys.  Their request bodies were never recorded: an empty
+    # fingerprint means "unknown", and any repeat within 24 h gets the earlier run.
     op.execute(
         """
         INSERT INTO idempotency_keys (task_name, key, run_id, fingerprint, created_at)
