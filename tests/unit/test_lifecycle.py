@@ -18,7 +18,7 @@ from cronwarden.errors import (
     TriggerRefused,
 )
 from cronwarden.live_config import ConfigChanges
-from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
 from cronwarden.runners.lifecycle import TERMINAL, RunEvent, RunState, legal_events, transition
 from cronwarden.store.resilience import persist
@@ -213,14 +213,20 @@ async def test_a_recovered_pending_run_goes_through_admission() -> None:
     assert r.store.runs[left.id].end_reason == EndReason.SKIPPED
 
 
-async def test_reload_removing_a_task_ends_its_waiting_runs_and_lets_running_finish() -> None:
-    r = rig(QUEUED + RETRY_SKIP)
+async def one_running_one_queued_one_retry_waiting(r: Rig) -> tuple[Run, Run, Run]:
+    """Task q: one run running, one queued; task job: attempt 1 failed, its retry waits."""
     running, _ = await r.dispatcher.trigger("q")
     queued, _ = await r.dispatcher.trigger("q")
     failed, _ = await r.dispatcher.trigger("job")
     await settle()
     r.launcher.finish(failed.id, EndReason.FAILED)
     await settle()
+    return running, queued, failed
+
+
+async def test_reload_removing_a_task_ends_its_waiting_runs_and_lets_running_finish() -> None:
+    r = rig(QUEUED + RETRY_SKIP)
+    running, queued, failed = await one_running_one_queued_one_retry_waiting(r)
     changes = r.live.swap(config('[tasks.other]\ncommand = "true"\n'))
     assert changes == ConfigChanges(added=["other"], removed=["job", "q"], changed=[])
     await r.dispatcher.reload(changes)
@@ -279,12 +285,7 @@ async def test_a_refused_trigger_records_nothing() -> None:
 
 async def test_shutdown_ends_queued_keeps_delayed_retries_and_stops_the_rest() -> None:
     r = rig(QUEUED + RETRY_SKIP)
-    running, _ = await r.dispatcher.trigger("q")
-    queued, _ = await r.dispatcher.trigger("q")
-    failed, _ = await r.dispatcher.trigger("job")
-    await settle()
-    r.launcher.finish(failed.id, EndReason.FAILED)
-    await settle()
+    running, queued, failed = await one_running_one_queued_one_retry_waiting(r)
     await r.dispatcher.shutdown(timedelta(0))
     assert r.store.runs[queued.id].end_reason == EndReason.STOPPED
     assert r.store.runs[running.id].end_reason == EndReason.STOPPED
