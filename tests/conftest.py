@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -225,8 +226,13 @@ class Gate:
 
 
 @pytest.fixture
-def gate(tmp_path: Path) -> Gate:
-    return Gate(tmp_path / "gate.fifo")
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    """A FIFO gate; whatever still waits on it when the test ends is released, so a
+    failing test leaves no process behind."""
+    fifo = Gate(tmp_path / "gate.fifo")
+    yield fifo
+    with contextlib.suppress(AssertionError):
+        fifo.open(timeout=0)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -104,22 +104,55 @@ class Dispatcher:
     async def fire(
         self, task_name: str, scheduled_for: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> Run | None:
-        """A scheduled fire; None when another node or life already claimed it.
+        """A scheduled fire; None when another node or life already claimed it."""
+        self.config.task(task_name)
+        runs = await self.fire_many([(task_name, scheduled_for, trigger)])
+        return runs[0] if runs else None
 
-        A fire refused by overlap is recorded as an ended/skipped run.
-        """
-        task = self.config.task(task_name)
+    async def fire_many(self, fires: Sequence[tuple[str, datetime, Trigger]]) -> list[Run]:
+        """Fires due together: each goes through admission, then all are claimed in one
+        write; returns the runs this node claimed (a fire another node or an earlier
+        life claimed is left out).  A fire refused by overlap is recorded as an
+        ended/skipped run.  Fires of tasks no longer configured are dropped."""
         self._refuse_if_closing()
-        run = self._new_run(task, trigger, scheduled_for=scheduled_for)
-        verdict = await self._admit_new(RunHandle(run, task), self._claim_plain(run))
-        if verdict is None:
-            return None
-        if verdict in (Verdict.SKIP, Verdict.REFUSE):
-            _set_ended(run, _skipped(task, verdict))
-            if run.id not in await self.records.claim([run]):
-                return None
-            log.info("run.skipped", task=task.name, run_id=run.id, reason=run.error)
-        return run
+        admitted: list[RunHandle] = []
+        rows: list[Run] = []
+        for task_name, scheduled_for, trigger in fires:
+            task = self.config.tasks.get(task_name)
+            if task is None:
+                continue
+            run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+            handle = RunHandle(run, task)
+            verdict = self._slots_of(handle).acquire(run.id, self._policy(task_name))
+            if verdict in (Verdict.SKIP, Verdict.REFUSE):
+                self._forget_idle(task_name)
+                _set_ended(run, _skipped(task, verdict))
+            else:
+                self.handles[run.id] = handle
+                admitted.append(handle)
+            rows.append(run)
+        try:
+            claimed = await self.records.claim(rows) if rows else set()
+        except BaseException:
+            for handle in admitted:
+                self._lose(handle)
+            raise
+        for handle in admitted:
+            if handle.id in claimed:
+                self._proceed(handle)
+            else:
+                self._lose(handle)
+        for run in rows:
+            if run.id not in claimed:
+                log.info(
+                    "fire.already_claimed",
+                    task=run.task_name,
+                    scheduled_for=run.scheduled_for,
+                    attempt=run.attempt,
+                )
+            elif run.status == Status.ENDED:
+                log.info("run.skipped", task=run.task_name, run_id=run.id, reason=run.error)
+        return [run for run in rows if run.id in claimed]
 
     async def trigger(
         self,
@@ -299,15 +332,7 @@ class Dispatcher:
 
     def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
-            committed = await self.records.claim([run])
-            if run.id not in committed:
-                log.info(
-                    "fire.already_claimed",
-                    task=run.task_name,
-                    scheduled_for=run.scheduled_for,
-                    attempt=run.attempt,
-                )
-            return run.id in committed
+            return run.id in await self.records.claim([run])
 
         return claim
 

@@ -23,7 +23,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
-from cronwarden.errors import GaveUp, ShuttingDown, TaskNotFound
+from cronwarden.errors import GaveUp, ShuttingDown
 from cronwarden.model import TaskState, Trigger
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
@@ -101,6 +101,7 @@ class SchedulerService:
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._due_now: list[tuple[str, datetime, Trigger]] = []  # fires of this loop turn
         self.running = False
 
     async def start(self, tasks: Mapping[str, TaskConfig]) -> None:
@@ -113,7 +114,7 @@ class SchedulerService:
         now = self.clock.now()
         for task in tasks.values():
             if task.enabled and isinstance(task.trigger, RebootTrigger):
-                self._spawn(self._fire(task.name, now, Trigger.SCHEDULE))
+                self._fire(task.name, now, Trigger.SCHEDULE)
             if not _on_a_timer(task):
                 continue
             entry = self._add(task, anchors.get(task.name))
@@ -126,6 +127,7 @@ class SchedulerService:
             self.running = False
 
     async def wait_inflight(self) -> None:
+        self._claim_due()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
@@ -268,28 +270,41 @@ class SchedulerService:
                 self.dispatcher.record_missed(task.name, plan.missed, more=plan.more, why=why)
             )
         for fire, how in plan.run:
-            self._spawn(self._fire(task.name, fire, how))
+            self._fire(task.name, fire, how)
 
-    async def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
-        """Claim and start one fire; a database outage is waited out for as long as a fire
-        may be late (LATE_GRACE), after which the fire is reported lost, loudly."""
+    def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
+        """Queue a fire; all fires that come due in one turn of the loop (APScheduler
+        hands over every due job in one go) are claimed together, in one write."""
+        if not self._due_now:
+            asyncio.get_running_loop().call_soon(self._claim_due)
+        self._due_now.append((task_name, scheduled_for, trigger))
+
+    def _claim_due(self) -> None:
+        if self._due_now:
+            fires, self._due_now = self._due_now, []
+            self._spawn(self._claim(fires))
+
+    async def _claim(self, fires: list[tuple[str, datetime, Trigger]]) -> None:
+        """Claim and start fires; a database outage is waited out for as long as a fire
+        may be late (LATE_GRACE), after which the fires are reported lost, loudly."""
         try:
             await persist(
-                f"claiming {task_name} at {scheduled_for.isoformat()}",
-                lambda: self.dispatcher.fire(task_name, scheduled_for, trigger),
+                f"claiming {len(fires)} fire{'s' if len(fires) != 1 else ''}",
+                lambda: self.dispatcher.fire_many(fires),
                 give_up_after=LATE_GRACE,
             )
-        except (ShuttingDown, TaskNotFound):
+        except ShuttingDown:
             pass
         except GaveUp as exc:
-            log.error(
-                "fire.failed",
-                task=task_name,
-                scheduled_for=scheduled_for.isoformat(),
-                error=str(exc),
-            )
+            for task_name, scheduled_for, _ in fires:
+                log.error(
+                    "fire.failed",
+                    task=task_name,
+                    scheduled_for=scheduled_for.isoformat(),
+                    error=str(exc),
+                )
         except Exception:
-            log.exception("fire.failed", task=task_name, scheduled_for=scheduled_for.isoformat())
+            log.exception("fire.failed", fires=len(fires))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

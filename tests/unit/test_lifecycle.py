@@ -319,3 +319,24 @@ async def test_a_fire_waits_out_the_whole_lateness_grace() -> None:
     with pytest.raises(GaveUp):
         await persist("x", down, give_up_after=30 * S, monotonic=lambda: now[0], sleep=sleep)
     assert now[0] == pytest.approx(30.0)
+
+
+async def test_fires_due_together_are_claimed_in_one_write() -> None:
+    r = rig(
+        '[tasks.a]\ncommand = "true"\n[tasks.b]\ncommand = "true"\n'
+        '[tasks.s]\ncommand = "true"\noverlap = "skip"\n'
+    )
+    busy, _ = await r.dispatcher.trigger("s")
+    await r.dispatcher.fire("a", T0)  # this fire is already claimed (say, by another node)
+    before = r.store.writes
+    runs = await r.dispatcher.fire_many(
+        [("a", T0, Trigger.SCHEDULE), ("b", T0, Trigger.SCHEDULE), ("s", T0, Trigger.SCHEDULE)]
+    )
+    assert r.store.writes - before == 1  # the claim of all three (starts record later)
+    await settle()
+    assert sorted(run.task_name for run in runs) == ["b", "s"]  # a's fire was taken
+    skipped = next(run for run in runs if run.task_name == "s")
+    assert r.store.runs[skipped.id].end_reason == EndReason.SKIPPED
+    assert sorted(r.launcher.running()) == sorted(
+        [busy.id, *r.launcher.running("a"), *[x.id for x in runs if x.task_name == "b"]]
+    )

@@ -50,8 +50,9 @@ class FakeDispatcher:
     def config(self) -> FakeDispatcher:
         return self
 
-    async def fire(self, name: str, at: datetime, how: Trigger) -> None:
-        self.fired.append((name, at, how))
+    async def fire_many(self, fires: list[tuple[str, datetime, Trigger]]) -> list[Any]:
+        self.fired.extend(fires)
+        return []
 
     async def record_missed(self, name: str, fires: list[datetime], *, more: int, why: str) -> None:
         self.missed.append((name, fires, more))
