@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -86,6 +87,7 @@ class Dispatcher:
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._spawns_this_turn = 0
+        self._spawn_waiters: deque[asyncio.Future[None]] = deque()
 
     # -- queries ----------------------------------------------------------------
 
@@ -449,15 +451,27 @@ class Dispatcher:
         )
 
     async def _spawn_turn(self) -> None:
-        """Wait for a turn of the loop with a fork to spare (see SPAWNS_PER_TURN)."""
-        while self._spawns_this_turn >= SPAWNS_PER_TURN:  # noqa: ASYNC110
-            await asyncio.sleep(0)  # yielding one turn of the loop is the point
+        """Wait for a turn of the loop with a fork to spare (see SPAWNS_PER_TURN);
+        waiting runs are let through in the order they came, without polling."""
+        if self._spawns_this_turn < SPAWNS_PER_TURN and not self._spawn_waiters:
+            self._take_spawn()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._spawn_waiters.append(waiter)
+        await waiter
+
+    def _take_spawn(self) -> None:
         if self._spawns_this_turn == 0:
             asyncio.get_running_loop().call_soon(self._new_turn)
         self._spawns_this_turn += 1
 
     def _new_turn(self) -> None:
         self._spawns_this_turn = 0
+        while self._spawn_waiters and self._spawns_this_turn < SPAWNS_PER_TURN:
+            waiter = self._spawn_waiters.popleft()
+            if not waiter.done():  # a cancelled waiter gives its place away
+                self._take_spawn()
+                waiter.set_result(None)
 
     async def _carry(self, handle: RunHandle) -> None:
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
