@@ -4,40 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Literal
 
 
 def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Collection[str]) -> bool:
     """``retries`` counts extra attempts, so attempt N may retry while N <= retries."""
     return attempt <= retries and end_reason in retry_on
-
-
-class Admission(StrEnum):
-    """What to do with a new fire or trigger, given the runs already active."""
-
-    START = "start"
-    SKIP = "skip"
-    QUEUE = "queue"
-    REFUSE = "refuse"  # the queue is full
-    TERMINATE = "terminate"  # stop the oldest active run, then start
-
-
-def admit(
-    *,
-    overlap: Literal["allow", "skip", "queue", "terminate"],
-    active: int,
-    queued: int,
-    max_concurrent: int,
-    queue_max: int,
-) -> Admission:
-    if overlap == "allow" or active < max_concurrent:
-        return Admission.START
-    if overlap == "skip":
-        return Admission.SKIP
-    if overlap == "queue":
-        return Admission.QUEUE if queued < queue_max else Admission.REFUSE
-    return Admission.TERMINATE
 
 
 def catch_up_fires(

@@ -60,6 +60,28 @@ def _reachable(start: RunState) -> set[RunState]:
 # -- admission (pure) ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("overlap", "active", "queued", "max_concurrent", "expected"),
+    [
+        ("allow", 5, 0, 1, Verdict.START),
+        ("skip", 0, 0, 1, Verdict.START),
+        ("skip", 1, 0, 1, Verdict.SKIP),
+        ("skip", 2, 0, 3, Verdict.START),
+        ("queue", 1, 0, 1, Verdict.QUEUE),
+        ("queue", 1, 2, 1, Verdict.REFUSE),
+        ("terminate", 1, 0, 1, Verdict.QUEUE),  # waits for the slot evict_for frees
+    ],
+)
+def test_admission_verdicts(
+    overlap: str, active: int, queued: int, max_concurrent: int, expected: Verdict
+) -> None:
+    policy = Policy(overlap, max_concurrent, queue_max=2)  # type: ignore[arg-type]
+    slots = TaskSlots()
+    slots.holders.update({f"active{i}": False for i in range(active)})
+    slots.line.extend(f"queued{i}" for i in range(queued))
+    assert slots.acquire("new", policy) is expected
+
+
 def test_queue_hands_a_released_slot_to_the_oldest_waiting_run() -> None:
     slots, policy = TaskSlots(), Policy("queue", max_concurrent=1, queue_max=2)
     assert [slots.acquire(r, policy) for r in "abcd"] == [

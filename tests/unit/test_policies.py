@@ -9,8 +9,6 @@ import pytest
 from cronwarden.backoff import backoff_delay
 from cronwarden.scheduler.catchup import missed_fires
 from cronwarden.scheduler.policies import (
-    Admission,
-    admit,
     catch_up_fires,
     jitter_offset,
     should_retry,
@@ -47,36 +45,6 @@ def test_should_retry_counts_extra_attempts() -> None:
     assert not should_retry("failed", attempt=3, retries=2, retry_on=on)
     assert not should_retry("crashed", attempt=1, retries=2, retry_on=on)
     assert not should_retry("success", attempt=1, retries=2, retry_on=on)
-
-
-@pytest.mark.parametrize(
-    ("overlap", "active", "queued", "expected"),
-    [
-        ("allow", 5, 0, Admission.START),
-        ("skip", 0, 0, Admission.START),
-        ("skip", 1, 0, Admission.SKIP),
-        ("queue", 1, 0, Admission.QUEUE),
-        ("queue", 1, 2, Admission.REFUSE),
-        ("terminate", 1, 0, Admission.TERMINATE),
-    ],
-)
-def test_admission(overlap: str, active: int, queued: int, expected: Admission) -> None:
-    assert (
-        admit(
-            overlap=overlap,
-            active=active,
-            queued=queued,  # type: ignore[arg-type]
-            max_concurrent=1,
-            queue_max=2,
-        )
-        is expected
-    )
-
-
-def test_max_concurrent_allows_that_many() -> None:
-    assert (
-        admit(overlap="skip", active=2, queued=0, max_concurrent=3, queue_max=0) is Admission.START
-    )
 
 
 def test_catch_up_modes() -> None:
