@@ -302,16 +302,17 @@ class Dispatcher:
 
     # -- admission ----------------------------------------------------------------
 
-    async def _admit_new(
-        self, handle: RunHandle, claim: Callable[[], Awaitable[bool]]
-    ) -> Verdict | None:
-        """Admission, then the durable claim.  Returns the verdict, or None when the
-        claim was not ours; on SKIP/REFUSE nothing was registered or written."""
-        verdict = self._slots_of(handle).acquire(handle.id, self._policy(handle.task_name))
+    async def _admit_request(
+        self, task: TaskConfig, run: Run, claim: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Admission of an API trigger, then its durable claim.  A refusal raises (409)
+        and records nothing; False when the claim was not ours (the key was taken)."""
+        handle = RunHandle(run, task)
+        verdict = self._slots_of(handle).acquire(run.id, self._policy(task.name))
         if verdict in (Verdict.SKIP, Verdict.REFUSE):
-            self._forget_idle(handle.task_name)
-            return verdict
-        self.handles[handle.id] = handle
+            self._forget_idle(task.name)
+            raise TriggerRefused(_refusal(task, verdict))
+        self.handles[run.id] = handle
         try:
             committed = await claim()
         except BaseException:
@@ -319,18 +320,9 @@ class Dispatcher:
             raise
         if not committed:
             self._lose(handle)
-            return None
+            return False
         self._proceed(handle)
-        return verdict
-
-    async def _admit_request(
-        self, task: TaskConfig, run: Run, claim: Callable[[], Awaitable[bool]]
-    ) -> bool:
-        """Admission of an API trigger: a refusal raises (409) and records nothing."""
-        verdict = await self._admit_new(RunHandle(run, task), claim)
-        if verdict in (Verdict.SKIP, Verdict.REFUSE):
-            raise TriggerRefused(_refusal(task, verdict))
-        return verdict is not None
+        return True
 
     def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
