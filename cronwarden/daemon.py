@@ -25,6 +25,7 @@ from cronwarden.config import Config, inactive_settings, load_config
 from cronwarden.errors import ConfigError, DataDirLocked
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
+from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.recovery import recover
@@ -186,11 +187,21 @@ class Daemon:
             if not reserve.hold():
                 reserve.release("data_dir has less than 2 MiB free at start-up")
             store.recorder.on_disk_full = reserve.release
+            feeds = LogFeeds()
             launcher = ProcessLauncher(
-                daemon.data_dir, self.clock, default_umask=self.task_umask, reserve=reserve
+                daemon.data_dir,
+                self.clock,
+                default_umask=self.task_umask,
+                reserve=reserve,
+                feeds=feeds,
             )
             dispatcher = Dispatcher(
-                store, self.live, node=node, launcher=launcher, clock=self.clock
+                store,
+                self.live,
+                node=node,
+                launcher=launcher,
+                clock=self.clock,
+                on_ended=lambda run: feeds.finish(run.id),
             )
             watcher = await recover(dispatcher)
             scheduler = SchedulerService(dispatcher, store, self.clock)
@@ -200,6 +211,7 @@ class Daemon:
                 dispatcher=dispatcher,
                 scheduler=scheduler,
                 logs_dir=launcher.logs_dir,
+                log_feeds=feeds,
                 reserve=reserve,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from cronwarden import __version__
 from cronwarden.api.keys import SERVICES, Services
+from cronwarden.api.log_stream import follow_log, raw_log, resume_point
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import (
     FireOut,
@@ -19,6 +20,7 @@ from cronwarden.api.schemas import (
     LogLineOut,
     LogPageOut,
     LogQuery,
+    RawLogQuery,
     RunList,
     RunOut,
     RunQuery,
@@ -29,7 +31,8 @@ from cronwarden.api.schemas import (
 from cronwarden.config import TaskConfig
 from cronwarden.errors import InvalidRunId
 from cronwarden.model import Run
-from cronwarden.runners.logs import log_path, read_log_page
+from cronwarden.runlog.layout import index_path
+from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
 from cronwarden.store.runs import RunFilter
 from cronwarden.timefmt import iso_z_or_none
@@ -221,12 +224,16 @@ async def stop_run(request: web.Request) -> web.Response:
     return _json(RunOut.of(run), 202)
 
 
-async def run_log(request: web.Request) -> web.Response:
+async def run_log(request: web.Request) -> web.StreamResponse:
     services = _services(request)
-    run = await services.store.get_run(_run_id(request))
+    run_id = _run_id(request)
     query = LogQuery.model_validate(dict(request.query))
+    if query.follow:
+        after = resume_point(request, query.after)
+        return await follow_log(request, services, run_id, after=after, stream=query.stream)
+    run = await services.store.get_run(run_id)
     page = read_log_page(
-        log_path(services.logs_dir, run.id),
+        index_path(services.logs_dir, run.id),
         after=query.after,
         limit=query.limit,
         stream=query.stream,
@@ -240,6 +247,13 @@ async def run_log(request: web.Request) -> web.Response:
             has_more=page.has_more,
         )
     )
+
+
+async def run_log_raw(request: web.Request) -> web.StreamResponse:
+    services = _services(request)
+    run_id = _run_id(request)
+    RawLogQuery.model_validate(dict(request.query))
+    return await raw_log(request, services, run_id)
 
 
 async def pause_task(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from cronwarden.live_config import LiveConfig
+    from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
     from cronwarden.space_reserve import SpaceReserve
@@ -27,6 +28,7 @@ class Services:
     dispatcher: Dispatcher
     scheduler: SchedulerService
     logs_dir: Path
+    log_feeds: LogFeeds
     reserve: SpaceReserve
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.

@@ -125,6 +125,13 @@ class LogQuery(BaseModel):
     after: int = Field(default=0, ge=0)
     limit: int = Field(default=1000, ge=1, le=10000)
     stream: Literal["stdout", "stderr"] | None = None
+    follow: bool = False
+
+
+class RawLogQuery(BaseModel):
+    """The raw log takes no parameters: an unknown one is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class RunQuery(BaseModel):

@@ -45,10 +45,10 @@ from cronwarden.errors import (
 )
 from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
 from cronwarden.runners.launch import NO_LOG, Ending, Launcher
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
-from cronwarden.runners.logs import LogSummary
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.scheduler.policies import should_retry
@@ -75,8 +75,11 @@ class Dispatcher:
         node: str,
         launcher: Launcher,
         clock: Clock,
+        on_ended: Callable[[Run], None] | None = None,
     ) -> None:
         self.records = records
+        # Told of each run whose end is recorded (log followers send their end event).
+        self.on_ended = on_ended
         self.config = config
         self.node = node
         self.launcher = launcher
@@ -540,6 +543,8 @@ class Dispatcher:
             handle.apply(RunEvent.RECORD_FAILED)
         else:
             handle.apply(RunEvent.RECORDED)
+            if self.on_ended is not None:
+                self.on_ended(run)
         self._release(handle)
         log.info(
             "run.ended",

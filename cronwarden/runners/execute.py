@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from cronwarden.model import EndReason
-from cronwarden.runners.logs import LogWriter
+from cronwarden.runlog.writer import LogWriter
 from cronwarden.runners.outcome import Outcome, classify, runs_in_shell
 from cronwarden.runners.process import (
     AdoptedProcess,

@@ -7,6 +7,7 @@ dispatcher a fake launcher whose "processes" end when the test says so.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,11 @@ from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.errors import StartFailed
 from cronwarden.model import EndReason, Run
+from cronwarden.runlog.feeds import LogFeeds
+from cronwarden.runlog.layout import index_path
+from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
+from cronwarden.runlog.model import LogSummary
+from cronwarden.runlog.writer import LogWriter, append_note
 from cronwarden.runners.environment import run_environment
 from cronwarden.runners.execute import (
     Limits,
@@ -25,11 +31,9 @@ from cronwarden.runners.execute import (
     watch_adopted,
 )
 from cronwarden.runners.identity import resolve_identity
-from cronwarden.runners.logs import LogSummary, LogWriter, append_marker, log_path, summarize_log
 from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec
 from cronwarden.space_reserve import SpaceReserve
-from cronwarden.timefmt import iso_z
 
 NO_LOG = LogSummary(size=0, truncated=False)
 
@@ -68,9 +72,11 @@ class ProcessLauncher:
         *,
         default_umask: int = 0o022,
         reserve: SpaceReserve | None = None,
+        feeds: LogFeeds | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.reserve = reserve
+        self.feeds = feeds or LogFeeds()
         self.default_umask = default_umask  # for tasks that set none
         self.logs_dir = data_dir / "logs"
         self.clock = clock
@@ -79,28 +85,39 @@ class ProcessLauncher:
     async def run(
         self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
-        writer = LogWriter(
-            log_path(self.logs_dir, run.id),
-            max_size=task.max_log_size,
-            mode=task.log_on_full,
-            now=self.clock.now,
-            on_full=control.overflow.set if task.log_on_full == "kill" else None,
-            on_disk_full=self.reserve.release if self.reserve is not None else None,
-        )
         if self.reserve is not None and self.reserve.released:
             self.reserve.hold()  # space may be back: take the reserve again first
+        masker = NO_SECRETS
+        writer: LogWriter | None = None
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         try:
-            outcome = await execute(
-                self._process_spec(task, run), limits(task), writer, control, on_started
-            )
+            spec = self._process_spec(task, run)
+            masker = SecretMasker.for_environment(spec.env, task.secret_env)
+            writer = self._log_writer(run, task, control, masker)
+            outcome = await execute(spec, limits(task), writer, control, on_started)
         except StartFailed as exc:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
         finally:
-            summary = writer.finish()
+            summary = writer.finish() if writer is not None else NO_LOG
         if summary.error is not None:
             outcome = _unstored_output(outcome, summary.error)
+        if outcome.error is not None and masker:
+            outcome = replace(outcome, error=masker.mask_text(outcome.error))
         return Ending(outcome, summary)
+
+    def _log_writer(
+        self, run: Run, task: TaskConfig, control: RunControl, masker: SecretMasker
+    ) -> LogWriter:
+        return LogWriter(
+            index_path(self.logs_dir, run.id),
+            max_size=task.max_log_size,
+            mode=task.log_on_full,
+            now=self.clock.now,
+            masker=masker,
+            on_full=control.overflow.set if task.log_on_full == "kill" else None,
+            on_disk_full=self.reserve.release if self.reserve is not None else None,
+            on_written=functools.partial(self.feeds.notify, run.id),
+        )
 
     async def watch(
         self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
@@ -121,10 +138,7 @@ class ProcessLauncher:
         return Ending(outcome, summary)
 
     def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
-        path = log_path(self.logs_dir, run_id)
-        if path.exists():
-            append_marker(path, note, iso_z(self.clock.now()))
-        return summarize_log(path)
+        return append_note(index_path(self.logs_dir, run_id), note, self.clock.now())
 
     def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
         identity = resolve_identity(task.user, task.group)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import subprocess
 from collections.abc import Callable
@@ -20,7 +21,13 @@ from pathlib import Path
 
 from cronwarden.errors import StartFailed
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1 << 20
+# A pipe holds 64 KiB by default; one that fills up has a fast producer behind it and
+# is grown so each wake-up reads up to a MiB.  Only such pipes: growing every pipe of a
+# burst would pass the per-user pipe quota (pipe-user-pages-soft), past which the
+# kernel gives every new pipe of that user a single page.
+DEFAULT_PIPE_BYTES = 64 * 1024
+FAST_PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ class OutputPipe:
 
     def __init__(self, fd: int, stream: str, on_output: Callable[[str, bytes], None]) -> None:
         self._fd: int | None = fd
+        self._grown = False
         self.stream = stream
         self._on_output = on_output
         loop = asyncio.get_running_loop()
@@ -170,6 +178,10 @@ class OutputPipe:
         except OSError:
             chunk = b""  # the pipe failed: as good as ended
         if chunk:
+            if len(chunk) >= DEFAULT_PIPE_BYTES and not self._grown:
+                self._grown = True
+                with contextlib.suppress(OSError):  # over pipe-max-size or the quota
+                    fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, FAST_PIPE_BYTES)
             self._on_output(self.stream, chunk)
         else:
             self.close()

@@ -17,7 +17,7 @@ from cronwarden.model import EndReason, Run, Status
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.execute import RunControl, StartedCallback
 from cronwarden.runners.launch import NO_LOG, Ending
-from cronwarden.runners.logs import LogSummary
+from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.store.memory import MemoryStore

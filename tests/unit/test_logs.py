@@ -6,14 +6,15 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cronwarden.runners.logs import MAX_LINE_BYTES, LogWriter, read_log_page
+from cronwarden.runlog.reader import read_log_page
+from cronwarden.runlog.writer import MAX_LINE_BYTES, LogWriter
 
 
 def writer(
     tmp_path: Path, max_size: int = 1 << 20, mode: str = "drop_old", on_full=None
 ) -> LogWriter:  # type: ignore[no-untyped-def]
     return LogWriter(
-        tmp_path / "run.log",
+        tmp_path / "run.idx",
         max_size=max_size,
         mode=mode,  # type: ignore[arg-type]
         now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
@@ -22,7 +23,7 @@ def writer(
 
 
 def texts(tmp_path: Path) -> list[tuple[int, str, str]]:
-    page = read_log_page(tmp_path / "run.log", limit=10000)
+    page = read_log_page(tmp_path / "run.idx", limit=10000)
     return [(ln.n, ln.stream, ln.text) for ln in page.lines]
 
 
@@ -34,8 +35,7 @@ def test_lines_split_across_chunks_and_streams(tmp_path: Path) -> None:
     summary = w.finish()
     assert texts(tmp_path) == [(1, "stderr", "err1"), (2, "stdout", "hello"), (3, "stdout", "wor")]
     assert summary.size == len(b"err1\nhello\nwor") and not summary.truncated
-    first = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
-    assert first["ts"] == "2026-01-01T00:00:00.000Z"
+    assert read_log_page(tmp_path / "run.idx").lines[0].ts == "2026-01-01T00:00:00.000Z"
 
 
 def test_invalid_utf8_is_replaced_not_lost(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_drop_old_keeps_the_end_within_the_cap(tmp_path: Path) -> None:
     marker = lines[0]
     assert marker[1] == "cronwarden" and "dropped 97 lines (776 bytes)" in marker[2]
     assert [n for n, _, _ in lines] == [97, 98, 99, 100]  # numbers survive trimming
-    assert not (tmp_path / "run.log.1").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.idx", "run.out.1"]
 
 
 def test_paging_by_after_and_stream(tmp_path: Path) -> None:
@@ -91,16 +91,16 @@ def test_paging_by_after_and_stream(tmp_path: Path) -> None:
     for i in range(10):
         w.feed("stdout" if i % 2 else "stderr", f"{i}\n".encode())
     w.finish()
-    page = read_log_page(tmp_path / "run.log", after=2, limit=3)
+    page = read_log_page(tmp_path / "run.idx", after=2, limit=3)
     assert [ln.n for ln in page.lines] == [3, 4, 5] and page.has_more and page.next_after == 5
-    last = read_log_page(tmp_path / "run.log", after=8, limit=3)
+    last = read_log_page(tmp_path / "run.idx", after=8, limit=3)
     assert [ln.n for ln in last.lines] == [9, 10] and not last.has_more
-    stdout = read_log_page(tmp_path / "run.log", stream="stdout", limit=100)
+    stdout = read_log_page(tmp_path / "run.idx", stream="stdout", limit=100)
     assert [ln.text for ln in stdout.lines] == ["1", "3", "5", "7", "9"]
 
 
 def test_missing_log_reads_as_empty(tmp_path: Path) -> None:
-    page = read_log_page(tmp_path / "none.log", after=0, limit=10)
+    page = read_log_page(tmp_path / "none.idx", after=0, limit=10)
     assert page.lines == [] and not page.has_more and page.next_after == 0
 
 

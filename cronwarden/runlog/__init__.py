@@ -1,0 +1,1 @@
+"""Run logs: capture within a cap, compact storage, paging, raw output, live following."""
