@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -219,10 +220,15 @@ def _client(url: str | None, config_path: str | None) -> Any:
 def _call(
     client: Any, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
 ) -> Any:
+    return _api(client.call, method, path, body, query)
+
+
+def _api(function: Callable[..., Any], *args: Any) -> Any:
+    """Call the API client; its errors end the command with their message and exit 1."""
     from cronwarden.client import ClientError
 
     try:
-        return client.call(method, path, body, query)
+        return function(*args)
     except ClientError as exc:
         click.echo(f"cronwarden: {exc}", err=True)
         sys.exit(1)
@@ -352,8 +358,9 @@ def run_exit_status(run: dict[str, Any]) -> int:
 @main.command()
 @_client_options
 @click.argument("run_id")
-@click.option("--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--follow", is_flag=True, help="Print new lines as they come until the run ends.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr"]), help="Only one stream.")
+@click.option("--raw", is_flag=True, help="The output bytes as they came, streams interleaved.")
 def logs(
     url: str | None,
     config_path: str | None,
@@ -361,9 +368,23 @@ def logs(
     run_id: str,
     follow: bool,
     stream: str | None,
+    raw: bool,
 ) -> None:
-    """Print a run's output."""
+    """Print a run's output (stderr lines go to stderr, unless --raw)."""
     client = _client(url, config_path)
+    if raw:
+        if follow or stream or as_json:
+            raise click.UsageError("--raw prints the output as is: no --follow, --stream, --json")
+        _api(client.download, api_path("runs", run_id, "log", "raw"), _write_stdout)
+        return
+    if follow:
+        _api(
+            client.follow,
+            api_path("runs", run_id, "log"),
+            {"follow": "true", "stream": stream},
+            lambda event: _show_event(event, as_json),
+        )
+        return
     after = 0
     while True:
         page = _call(
@@ -373,19 +394,32 @@ def logs(
             query={"after": after, "limit": 10000, "stream": stream},
         )
         for line in page["lines"]:
-            if as_json:
-                click.echo(json.dumps(line))
-            else:
-                click.echo(line["text"], err=line["stream"] == "stderr")
+            _show_line(line, as_json)
         after = page["next_after"]
-        if page["has_more"]:
-            continue
-        if not follow or _call(client, "GET", api_path("runs", run_id))["status"] == "ended":
-            if follow:  # lines written between the last page and the end
-                follow = False
-                continue
+        if not page["has_more"]:
             return
-        time.sleep(0.3)
+
+
+def _show_line(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(line))
+    else:
+        click.echo(line["text"], err=line["stream"] == "stderr")
+
+
+def _show_event(event: Any, as_json: bool) -> bool:
+    """One event of a followed log; False at the run's end."""
+    if event.kind == "end":
+        if as_json:
+            click.echo(json.dumps({"end": json.loads(event.data)}))
+        return False
+    _show_line(json.loads(event.data), as_json)
+    return True
+
+
+def _write_stdout(chunk: bytes) -> None:
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
 
 
 @main.command()

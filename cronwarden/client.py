@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -47,10 +48,95 @@ def resolve_url(url: str | None, listen: Listen | None) -> str:
     return DEFAULT_URL
 
 
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: its type (``message`` unless named), id and data."""
+
+    kind: str
+    id: str | None
+    data: str
+
+
+# A stream with no byte (not even a heartbeat, sent every 15 s) for this long is dead.
+STREAM_SILENCE = 60.0
+RECONNECTS = 5
+
+
 class Client:
     def __init__(self, url: str, token: str | None = None) -> None:
         self.target = Target.parse(url)
         self.token = token if token is not None else os.environ.get("CRONWARDEN_TOKEN")
+
+    def follow(
+        self,
+        path: str,
+        query: dict[str, Any] | None,
+        handle: Callable[[ServerEvent], bool],
+    ) -> None:
+        """Read server-sent events until ``handle`` returns False.  A stream that
+        breaks is resumed with Last-Event-ID, so no event is lost or repeated."""
+        asyncio.run(self._follow(path, query, handle))
+
+    def download(self, path: str, sink: Callable[[bytes], Any]) -> None:
+        """Stream a response body into ``sink`` as it arrives."""
+        asyncio.run(self._download(path, sink))
+
+    def _url(self, path: str, query: dict[str, Any] | None) -> str:
+        if query and any(v is not None for v in query.values()):
+            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        return self.target.base + path
+
+    def _session(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+        connector = (
+            aiohttp.UnixConnector(path=self.target.socket_path) if self.target.socket_path else None
+        )
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers)
+
+    async def _follow(
+        self, path: str, query: dict[str, Any] | None, handle: Callable[[ServerEvent], bool]
+    ) -> None:
+        last_id: str | None = None
+        failures = 0
+        timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=STREAM_SILENCE)
+        async with self._session(timeout) as session:
+            while True:
+                headers = {"Accept": "text/event-stream"}
+                if last_id is not None:
+                    headers["Last-Event-ID"] = last_id
+                try:
+                    async with session.get(self._url(path, query), headers=headers) as resp:
+                        if resp.status >= 400:
+                            text = await resp.text()
+                            raise ClientError(_problem_text(resp.status, _json_or_none(text), text))
+                        async for event in parse_events(resp.content.iter_any()):
+                            failures = 0
+                            if event.id is not None:
+                                last_id = event.id
+                            if not handle(event):
+                                return
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    failures += 1
+                    if failures > RECONNECTS:
+                        where = self.target.socket_path or self.target.base
+                        raise ClientError(f"lost the stream from {where}: {exc}") from None
+                    await asyncio.sleep(min(0.25 * 2**failures, 5.0))
+
+    async def _download(self, path: str, sink: Callable[[bytes], Any]) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=STREAM_SILENCE)
+        try:
+            async with (
+                self._session(timeout) as session,
+                session.get(self._url(path, None)) as resp,
+            ):
+                if resp.status >= 400:
+                    text = await resp.text()
+                    raise ClientError(_problem_text(resp.status, _json_or_none(text), text))
+                async for chunk in resp.content.iter_any():
+                    sink(chunk)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            where = self.target.socket_path or self.target.base
+            raise ClientError(f"cannot read {path} from {where}: {exc}") from None
 
     def call(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
@@ -58,19 +144,10 @@ class Client:
         return asyncio.run(self._call(method, path, body, query))
 
     async def _call(self, method: str, path: str, body: Any, query: dict[str, Any] | None) -> Any:
-        connector = (
-            aiohttp.UnixConnector(path=self.target.socket_path) if self.target.socket_path else None
-        )
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        if query:
-            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        timeout = aiohttp.ClientTimeout(total=30)
         try:
             async with (
-                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                session.request(
-                    method, self.target.base + path, json=body, headers=headers
-                ) as resp,
+                self._session(aiohttp.ClientTimeout(total=30)) as session,
+                session.request(method, self._url(path, query), json=body) as resp,
             ):
                 text = await resp.text()
                 data = json.loads(text) if text else None
@@ -82,6 +159,38 @@ class Client:
             raise ClientError(f"cannot reach the cronwarden API at {where}: {exc}") from None
         except TimeoutError:
             raise ClientError("the cronwarden API did not answer within 30s") from None
+
+
+async def parse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[ServerEvent]:
+    """Server-sent events from a byte stream (the WHATWG event-stream format: fields
+    ``event``, ``id``, ``data``; comment lines such as heartbeats start with ``:``)."""
+    buffer = b""
+    kind, event_id, data = "message", None, list[str]()
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").removesuffix("\r")
+            if not line:
+                if data:
+                    yield ServerEvent(kind, event_id, "\n".join(data))
+                kind, event_id, data = "message", None, []
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                kind = value
+            elif name == "id":
+                event_id = value
+            elif name == "data":
+                data.append(value)
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _problem_text(status: int, data: Any, text: str) -> str:

@@ -55,7 +55,9 @@ async def follow_log(
     # Follow before reading the run: an end recorded in between still wakes us.
     with services.log_feeds.follow(run_id) as feed:
         run = await services.store.get_run(run_id)  # 404 before the stream starts
-        async with sse_response(request, ping_interval=HEARTBEAT, send_timeout=SEND_TIMEOUT) as sse:
+        async with sse_response(
+            request, sep="\n", ping_interval=HEARTBEAT, send_timeout=SEND_TIMEOUT
+        ) as sse:
             try:
                 await _stream(
                     sse,

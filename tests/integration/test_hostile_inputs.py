@@ -111,7 +111,7 @@ def test_data_dir_and_its_files_are_private(daemon) -> None:
     daemon.wait_run(daemon.trigger("hello")["id"])
     assert stat.S_IMODE(daemon.data_dir.stat().st_mode) == 0o700
     files = [p for p in daemon.data_dir.rglob("*") if p.is_file()]
-    assert any(p.name == "cronwarden.db" for p in files) and any(p.suffix == ".log" for p in files)
+    assert any(p.name == "cronwarden.db" for p in files) and any(p.suffix == ".out" for p in files)
     loose = {
         str(p): oct(stat.S_IMODE(p.stat().st_mode))
         for p in files

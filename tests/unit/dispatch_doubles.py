@@ -14,10 +14,10 @@ from typing import Any
 from cronwarden.config import Config, TaskConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
+from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.execute import RunControl, StartedCallback
 from cronwarden.runners.launch import NO_LOG, Ending
-from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.store.memory import MemoryStore

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cronwarden.runlog.reader import read_log_page
-from cronwarden.runlog.writer import MAX_LINE_BYTES, LogWriter
+from cronwarden.runlog.masking import SecretMasker
+from cronwarden.runlog.reader import iter_raw, read_log_page
+from cronwarden.runlog.writer import MAX_LINE_BYTES, LogWriter, append_note
 
 
 def writer(
@@ -112,3 +113,186 @@ def test_a_line_larger_than_the_cap_is_dropped_in_every_mode(tmp_path: Path) -> 
         kept = [t for _, s, t in texts(tmp_path) if s != "cronwarden"]
         assert summary.size <= 8 and summary.truncated, mode
         assert "x" * 20 not in kept, mode
+
+
+# -- the compact store ----------------------------------------------------------
+
+
+class Ticks:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.value = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, ms: int) -> None:
+        self.value += timedelta(milliseconds=ms)
+
+
+def disk_use(tmp_path: Path) -> int:
+    return sum(p.stat().st_size for p in tmp_path.iterdir())
+
+
+def test_short_lines_cost_little_more_than_the_output(tmp_path: Path) -> None:
+    w = writer(tmp_path, max_size=1 << 30)
+    output = b"y\n" * 2_500_000  # 5 MB of the shortest lines there are
+    for start in range(0, len(output), 65536):
+        w.feed("stdout", output[start : start + 65536])
+    summary = w.finish()
+    assert summary.size == len(output) and not summary.truncated
+    assert disk_use(tmp_path) <= len(output) * 1.01
+    assert b"".join(iter_raw(tmp_path / "run.idx")) == output
+    page = read_log_page(tmp_path / "run.idx", after=2_499_990, limit=100)
+    assert [ln.n for ln in page.lines] == list(range(2_499_991, 2_500_001))
+    assert not page.has_more
+
+
+def test_lines_arriving_together_share_a_timestamp_and_a_trickle_gets_its_own(
+    tmp_path: Path,
+) -> None:
+    clock = Ticks()
+    w = LogWriter(tmp_path / "run.idx", max_size=1 << 20, mode="drop_old", now=clock)
+    w.feed("stdout", b"a\n")
+    clock.advance(5)
+    w.feed("stdout", b"b\n")  # within 10 ms: same block
+    clock.advance(400)
+    w.feed("stdout", b"c\n")  # a quarter second later: its own time
+    w.feed("stderr", b"d\n")
+    w.finish()
+    lines = read_log_page(tmp_path / "run.idx").lines
+    assert [(ln.text, ln.stream, ln.ts[-10:]) for ln in lines] == [
+        ("a", "stdout", "00:00.000Z"),
+        ("b", "stdout", "00:00.000Z"),
+        ("c", "stdout", "00:00.405Z"),
+        ("d", "stderr", "00:00.405Z"),
+    ]
+
+
+def test_binary_output_is_kept_as_bytes_and_shown_with_replacement_characters(
+    tmp_path: Path,
+) -> None:
+    w = writer(tmp_path)
+    output = bytes(range(256)) * 4 + b"\n\x00\xff tail without newline"
+    w.feed("stdout", output)
+    w.finish()
+    assert b"".join(iter_raw(tmp_path / "run.idx")) == output
+    lines = read_log_page(tmp_path / "run.idx").lines
+    assert any("\ufffd" in ln.text for ln in lines)
+    assert lines[-1].text == "\x00\ufffd tail without newline"
+    assert len(lines) == output.count(b"\n") + 1
+
+
+def test_overlong_lines_inside_a_chunk_of_short_ones_are_cut(tmp_path: Path) -> None:
+    w = writer(tmp_path, max_size=1 << 30)
+    long = b"L" * (MAX_LINE_BYTES * 3 + 5)
+    w.feed("stdout", b"a\nb\n" + long + b"\nc\n")
+    w.finish()
+    sizes = [len(t) for _, _, t in texts(tmp_path)]
+    assert sizes == [1, 1, MAX_LINE_BYTES, MAX_LINE_BYTES, MAX_LINE_BYTES, 5, 1]
+    assert b"".join(iter_raw(tmp_path / "run.idx")) == b"a\nb\n" + long + b"\nc\n"
+
+
+def test_a_page_stops_at_its_text_budget(tmp_path: Path) -> None:
+    w = writer(tmp_path, max_size=1 << 30)
+    for _ in range(100):
+        w.feed("stdout", b"z" * 60_000 + b"\n")
+    w.finish()
+    page = read_log_page(tmp_path / "run.idx", limit=10_000)
+    assert page.has_more and 60 < len(page.lines) < 100
+    rest = read_log_page(tmp_path / "run.idx", after=page.next_after, limit=10_000)
+    assert [ln.n for ln in rest.lines] == list(range(page.next_after + 1, 101))
+
+
+def test_secret_split_across_chunks_is_masked(tmp_path: Path) -> None:
+    w = LogWriter(
+        tmp_path / "run.idx",
+        max_size=1 << 30,
+        mode="drop_old",
+        now=Ticks(),
+        masker=SecretMasker(["s3cr3t-t0ken"]),
+    )
+    w.feed("stdout", b"token=s3cr")
+    w.feed("stdout", b"3t-t0ken done\nnext s3cr3t-")
+    w.feed("stdout", b"t0ken\n")
+    # An overlong line cut where a secret straddles the cut.
+    w.feed("stdout", b"x" * (MAX_LINE_BYTES - 4) + b"s3cr3t")
+    w.feed("stdout", b"-t0ken" + b"y" * MAX_LINE_BYTES + b"\n")
+    w.finish()
+    raw = b"".join(iter_raw(tmp_path / "run.idx"))
+    assert b"s3cr" not in raw.replace(b"\n", b"") and b"t0ken" not in raw
+    assert [t for _, _, t in texts(tmp_path)][:2] == ["token=*** done", "next ***"]
+    assert raw.count(b"***") == 3
+
+
+def test_masker_cuts_before_a_secret_that_continues_past_the_data() -> None:
+    masker = SecretMasker(["abcdef", "\nmulti\nline-value\n"])
+    data = b"0123456789abc"
+    assert masker.safe_cut(data, len(data)) == 10
+    assert masker.mask(b"x line-value y multi") == b"x *** y ***"
+    assert masker.mask_text("failed: abcdef") == "failed: ***"
+    assert not SecretMasker(["", "ab", "*"])  # too short to mask anything useful
+
+
+def test_drop_old_disk_use_stays_bounded_while_writing(tmp_path: Path) -> None:
+    cap = 1 << 20
+    w = writer(tmp_path, max_size=cap, mode="drop_old")
+    line = b"0123456789" * 9 + b"abcdefghi\n"  # 100 bytes
+    peak = 0
+    for i in range(2000):  # 20 MB
+        w.feed("stdout" if i % 3 else "stderr", line * 100)
+        peak = max(peak, disk_use(tmp_path))
+    summary = w.finish()
+    assert peak <= cap + max(cap // 4, 64 * 1024) + 64 * 1024
+    assert summary.size <= cap and summary.truncated
+    assert disk_use(tmp_path) <= cap * 1.01 + 200
+    lines = read_log_page(tmp_path / "run.idx", limit=3).lines
+    assert lines[0].stream == "cronwarden" and "before this line" in lines[0].text
+    assert lines[1].n == lines[0].n + 1 and lines[-1].text == line[:-1].decode()
+    assert read_log_page(tmp_path / "run.idx", after=200_000).lines == []
+    last = read_log_page(tmp_path / "run.idx", after=199_999).lines
+    assert [ln.n for ln in last] == [200_000]
+
+
+def test_drop_new_and_kill_disk_use_stays_within_the_cap(tmp_path: Path) -> None:
+    cap = 256 * 1024
+    for mode in ("drop_new", "kill"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        w = writer(folder, max_size=cap, mode=mode)
+        for _ in range(300):
+            w.feed("stdout", b"k" * 99 + b"\n" + b"m" * 1000 + b"\n")
+        summary = w.finish()
+        assert summary.truncated and cap - 1101 <= summary.size <= cap
+        assert disk_use(folder) <= cap + 1024, mode
+        marker = read_log_page(folder / "run.idx", after=590, limit=1000).lines[-1]
+        assert marker.stream == "cronwarden" and "after this line" in marker.text
+
+
+def test_a_note_after_a_crash_drops_output_the_index_never_saw(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.feed("stdout", b"one\ntwo\n")
+    with open(tmp_path / "run.out", "ab") as data:  # a crash between data and index writes
+        data.write(b"torn")
+    summary = append_note(tmp_path / "run.idx", "re-adopted after a daemon restart", Ticks()())
+    assert summary.size == 8 and not summary.truncated
+    assert texts(tmp_path) == [
+        (1, "stdout", "one"),
+        (2, "stdout", "two"),
+        (3, "cronwarden", "[cronwarden] re-adopted after a daemon restart"),
+    ]
+    assert b"torn" not in b"".join(iter_raw(tmp_path / "run.idx"))
+
+
+def test_logs_of_the_json_lines_format_are_still_read(tmp_path: Path) -> None:
+    records = [
+        {"n": 1, "ts": "2026-01-01T00:00:00.000Z", "stream": "stdout", "text": "old"},
+        {"n": 2, "ts": "2026-01-01T00:00:01.000Z", "stream": "stderr", "text": "format"},
+    ]
+    legacy = tmp_path / "run.log"
+    legacy.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert texts(tmp_path) == [(1, "stdout", "old"), (2, "stderr", "format")]
+    assert b"".join(iter_raw(tmp_path / "run.idx")) == b"old\nformat\n"
+    assert append_note(tmp_path / "run.idx", "bye", Ticks()()).size == 11
+    assert texts(tmp_path)[-1] == (3, "cronwarden", "[cronwarden] bye")
