@@ -77,8 +77,10 @@ async def follow_log(
                     run_id=run_id,
                     reason=f"took no event for {SEND_TIMEOUT:g}s",
                 )
-            except ConnectionError:
-                pass  # the follower went away
+            except ConnectionError as exc:
+                # It went away, or the kernel gave up on a peer that acknowledged
+                # nothing for SEND_TIMEOUT (TCP_USER_TIMEOUT): either way, it is gone.
+                log.info("log.follower_left", run_id=run_id, reason=str(exc) or type(exc).__name__)
     return sse
 
 
