@@ -16,16 +16,13 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from datetime import datetime
 from pathlib import Path
+
+from _daemon import free_port, get, running_daemon, z
 
 COMMAND = ["/bin/true"]
 
@@ -42,21 +39,6 @@ async def raw_spawn(count: int) -> float:
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
     return time.perf_counter() - start
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def z(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def write_config(workdir: Path, port: int, count: int, period: int) -> Path:
@@ -107,26 +89,8 @@ def runs_of_fire(base: str, fire: str, count: int, timeout: float) -> list[dict]
 
 
 def daemon_burst(workdir: Path, count: int, period: int) -> dict[str, float]:
-    port = free_port()
-    config = write_config(workdir, port, count, period)
-    base = f"http://127.0.0.1:{port}"
-    log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if get(f"{base}/health")["status"] == "ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"daemon did not start; see {workdir / 'daemon.log'}")
-            time.sleep(0.1)
+    config = write_config(workdir, free_port(), count, period)
+    with running_daemon(workdir, config) as (base, proc):
         # The first fire at least 2 s away, so the daemon is idle when it comes.
         task = get(f"{base}/api/tasks/t00000")
         fire = task["next_run_at"]
@@ -158,9 +122,6 @@ def daemon_burst(workdir: Path, count: int, period: int) -> dict[str, float]:
         runs = runs_of_fire(base, fire, count, timeout=120)
         if profiler is not None:
             profiler.wait(60)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
     if len(runs) < count:
         raise SystemExit(f"only {len(runs)} of {count} runs ended; see {workdir}")
     at = z(fire)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cronwarden.runlog.layout import STREAM_CODES, STREAMS, OpenLog, legacy_path
+from cronwarden.runlog.layout import MARKER, STREAM_CODES, STREAMS, Header, OpenLog, legacy_path
 from cronwarden.runlog.legacy import legacy_raw, read_legacy_page
 from cronwarden.runlog.model import LogLine, LogPage
 from cronwarden.timefmt import iso_z
@@ -33,13 +32,17 @@ def read_log_page(
     lines: list[LogLine] = []
     budget = PAGE_TEXT_BUDGET
     with log:
+        marker = _drop_marker(log.header)
+        if marker is not None and marker.n > after and code is None:
+            lines.append(marker)
         for entry in log.index.entries(log.index.first_after(after)):
             if code is not None and entry.stream != code:
                 continue
             ts = _iso(entry.ts_ms)
             name = STREAMS[entry.stream]
-            for k, raw in enumerate(entry.lines(log.read(entry))):
-                n = entry.first_n + k
+            first_n, data = log.read(entry)
+            for k, raw in enumerate(entry.lines(data)):
+                n = first_n + k
                 if n <= after:
                     continue
                 if len(lines) == limit or budget <= 0:
@@ -58,15 +61,31 @@ def iter_raw(path: Path) -> Iterator[bytes]:
         if legacy.exists():
             yield from legacy_raw(legacy)
         return
-    with log:  # held open: a trim meanwhile leaves this generation readable to the end
-        end = log.index.indexed_end()
-        position = 0
+    with log:
+        if log.header.dropped_bytes:
+            yield log.header.marker()
+        position, end = log.header.live_from, log.index.indexed_end()
         while position < end:
-            chunk = os.pread(log.data_fd, min(RAW_CHUNK, end - position), position)
+            try:
+                chunk = log.data.read(position, min(RAW_CHUNK, end - position))
+            except FileNotFoundError:  # a drop_old run dropped it while this was read
+                return
             if not chunk:
                 return
             yield chunk
             position += len(chunk)
+
+
+def _drop_marker(header: Header) -> LogLine | None:
+    """The line that says what a drop_old cap dropped, before the oldest line kept."""
+    if not header.dropped_bytes:
+        return None
+    return LogLine(
+        n=header.live_first_n - 1,
+        ts=_iso(header.dropped_ts_ms),
+        stream=STREAMS[MARKER],
+        text=header.marker().decode().removesuffix("\n"),
+    )
 
 
 def _iso(ts_ms: int) -> str:

@@ -4,12 +4,14 @@ The cap counts output bytes kept (after masking; marker lines come on top):
 
 * ``drop_new`` keeps the first ``max_size`` bytes, in whole lines; ``kill`` does too and
   asks for the run to be killed (it then ends as log_overflow);
-* ``drop_old`` keeps the newest.  While the run writes, its log may grow a quarter
-  past the cap (at least 64 KiB) before the oldest whole lines are cut away, by copying
-  the rest into the next generation of the data file (in the kernel, no Python loop);
-  the finished log holds at most the cap.
+* ``drop_old`` keeps the newest ``max_size`` bytes, from a line start.  Its output is
+  written in segments of an eighth of the cap (at least 64 KiB); once the newest
+  ``max_size`` bytes begin past the oldest segment, that segment is deleted.  Nothing is
+  copied, and its files never hold more than the cap plus one segment (plus the block
+  being written).
 
-A marker line (stream ``cronwarden``) says how many lines and bytes were dropped.
+A marker line (stream ``cronwarden``) says how many lines and bytes were dropped: at
+the end of a drop_new/kill log; at the start of a drop_old log, from its index header.
 
 Capture costs per chunk, not per line: a chunk's complete lines are found with one
 ``rfind`` per 64 KiB, masked with one ``replace`` per secret, written with one
@@ -22,9 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -35,10 +36,11 @@ from cronwarden.runlog.layout import (
     STREAM_CODES,
     UNTERMINATED,
     Entry,
+    Header,
     IndexReader,
-    data_path,
+    SegmentFiles,
+    drop_marker,
     entry_position,
-    header,
     legacy_path,
 )
 from cronwarden.runlog.legacy import append_legacy_note
@@ -52,7 +54,9 @@ MAX_ENTRY_BYTES = 128 * 1024
 BUSY_WINDOW_MS = 10
 TRICKLE_WINDOW_MS = 250
 TRICKLE_ENTRY_BYTES = 4096
-MIN_TRIM_SLACK = 64 * 1024
+SEGMENTS_PER_CAP = 8  # a drop_old log passes its cap by at most an eighth on disk
+MIN_SEGMENT_BYTES = 64 * 1024
+COMPACT_INDEX_AFTER = 1024  # dead entries an index may hold before it is rewritten
 _RDWR_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 LogMode = Literal["drop_old", "drop_new", "kill"]
@@ -76,7 +80,6 @@ class LogWriter:
         self.path = path  # the index; the data file sits beside it
         self._max = max_size
         self._mode = mode
-        self._slack = max(max_size // 4, MIN_TRIM_SLACK)
         self._now = now
         self._masker = masker
         self._on_full = on_full
@@ -84,17 +87,17 @@ class LogWriter:
         self._on_written = on_written
         self._partial: dict[int, bytes] = {}
         self._n = 0  # lines numbered so far, dropped ones included
-        self._total = 0  # output bytes seen
-        self._kept = 0  # output bytes in the data file
+        self._kept = 0  # output bytes stored (drop_new, kill)
         self._dropped_lines = 0
         self._dropped_bytes = 0
         self._full = False
         self.error: str | None = None  # set once writing failed (the disk is full)
         # Files are created at the first line: a run that prints nothing leaves none
         # (and a burst of silent runs costs no file creations).
-        self._data_fd: int | None = None
+        segment = max(max_size // SEGMENTS_PER_CAP, MIN_SEGMENT_BYTES) if mode == "drop_old" else 0
+        self._header = Header(segment_bytes=segment, cap=max_size)
+        self._files: SegmentFiles | None = None
         self._index_fd = -1
-        self._generation = 0
         self._data_end = 0
         self._entries = 0
         self._last: Entry | None = None  # the newest entry, which may still grow
@@ -171,11 +174,12 @@ class LogWriter:
     def _store(self, code: int, raw: bytes, count: int, flags: int, ts: int) -> None:
         first_n = self._n + 1
         self._n += count
-        self._total += len(raw)
         if self._mode == "drop_old":
             self._append(code, raw, first_n, count, flags, ts)
-            if self._kept > self._max + self._slack:
-                self._trim(self._max)
+            # Once the newest cap bytes start past the oldest segment, it can go.
+            segment = self._header.segment_bytes
+            if self._data_end - self._max >= (self._header.live_from // segment + 1) * segment:
+                self._drop_before(self._data_end - self._max)
             return
         room = self._max - self._kept
         if not self._full and len(raw) <= room:
@@ -198,29 +202,80 @@ class LogWriter:
             self._store(code, rest, 1, UNTERMINATED, ts)
         self._partial.clear()
         if self._mode == "drop_old":
-            if self._kept > self._max:
-                self._trim(self._max)
-        elif self._dropped_lines:
-            marker = self._marker("after this line")
+            if self._data_end - self._header.live_from > self._max:
+                self._drop_before(self._data_end - self._max)
+            self._close()
+            return LogSummary(
+                size=self._data_end - self._header.live_from,
+                truncated=self._header.dropped_bytes > 0,
+            )
+        if self._dropped_lines:
+            marker = drop_marker(
+                self._max, self._dropped_lines, self._dropped_bytes, "after this line"
+            )
             self._n += 1
             self._append(MARKER, marker, self._n, 1, DROP_MARKER, ts)
         self._close()
         return LogSummary(size=self._kept, truncated=self._dropped_lines > 0)
 
-    def _marker(self, where: str) -> bytes:
-        return (
-            f"[cronwarden] log cap of {self._max} bytes reached: dropped "
-            f"{self._dropped_lines} lines ({self._dropped_bytes} bytes) {where}\n"
-        ).encode()
+    def _drop_before(self, offset: int) -> None:
+        """drop_old: drop the output before the first line starting at or after
+        ``offset``, and the segments that held only that."""
+        assert self._files is not None
+        index = IndexReader(self._index_fd)
+        position = index.first_ending_after(offset)
+        live_from, live_first_n = self._data_end, self._n + 1
+        for entry in index.entries(position):
+            if entry.offset >= offset:
+                live_from, live_first_n = entry.offset, entry.first_n
+                break
+            if not entry.flags & UNTERMINATED:
+                data = self._files.read(entry.offset, entry.length)
+                start = data.find(b"\n", offset - entry.offset - 1) + 1
+                if 0 < start < entry.length:
+                    live_from = entry.offset + start
+                    live_first_n = entry.first_n + data.count(b"\n", 0, start)
+                    break
+            position += 1
+        header = self._header
+        header.live_from, header.live_first_n = live_from, live_first_n
+        header.dropped_bytes, header.dropped_ts_ms = live_from, self._ts()
+        os.pwrite(self._index_fd, header.pack(), 0)  # the commit point: then delete
+        self._files.drop_before(live_from)
+        if position > COMPACT_INDEX_AFTER and position > self._entries - position:
+            self._compact_index(position)
+
+    def _compact_index(self, dead: int) -> None:
+        """Rewrite the index without its ``dead`` oldest entries (all dropped output)."""
+        index = IndexReader(self._index_fd)
+        staged = self.path.with_suffix(".idx.tmp")
+        fd = os.open(staged, _RDWR_FLAGS, 0o600)
+        try:
+            buffer = bytearray(self._header.pack())
+            for entry in index.entries(dead):
+                buffer += entry.pack()
+            _write_all(fd, buffer)
+            os.replace(staged, self.path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                staged.unlink()
+            raise
+        os.close(self._index_fd)
+        self._index_fd = fd
+        self._entries -= dead
 
     # -- files -----------------------------------------------------------------
 
     def _append(self, code: int, raw: bytes, first_n: int, count: int, flags: int, ts: int) -> None:
-        if self._data_fd is None:
-            self._create()
-            assert self._data_fd is not None
-        _write_all(self._data_fd, raw)
+        if self._files is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._files = SegmentFiles(self.path, self._header.segment_bytes, writable=True)
         offset = self._data_end
+        self._files.write(offset, raw)  # the data first: an index never names missing bytes
+        if self._index_fd < 0:
+            self._index_fd = os.open(self.path, _RDWR_FLAGS, 0o600)
+            _write_all(self._index_fd, self._header.pack())
         self._data_end += len(raw)
         if not flags & DROP_MARKER:
             self._kept += len(raw)
@@ -243,74 +298,13 @@ class LogWriter:
         self._entries += 1
         self._last = last
 
-    def _create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The data file first: an index never names a data file that does not exist.
-        self._data_fd = os.open(data_path(self.path, 0), _RDWR_FLAGS, 0o600)
-        self._index_fd = os.open(self.path, _RDWR_FLAGS, 0o600)
-        _write_all(self._index_fd, header(0))
-
-    def _trim(self, target: int) -> None:
-        """Keep the newest whole lines within ``target`` bytes, in the next generation."""
-        assert self._data_fd is not None
-        index = IndexReader(self._index_fd)
-        head: Entry | None = None  # an entry cut at a line boundary, kept from its middle
-        first_whole = index.count  # position of the oldest entry kept whole
-        budget = target
-        for position, entry in index.entries_backwards():
-            if entry.flags & DROP_MARKER:
-                continue
-            if entry.length <= budget:
-                budget -= entry.length
-                first_whole = position
-                continue
-            if not entry.flags & UNTERMINATED:
-                data = os.pread(self._data_fd, entry.length, entry.offset)
-                head = _tail_within(entry, data, budget)
-            break
-        oldest = head or (index.entry(first_whole) if first_whole < index.count else None)
-        kept_from = oldest.offset if oldest is not None else self._data_end
-        first_kept_n = oldest.first_n if oldest is not None else self._n + 1
-        kept = self._data_end - kept_from
-        self._dropped_lines = first_kept_n - 1
-        self._dropped_bytes = self._total - kept
-        marker = self._marker("before this line")
-        generation = self._generation + 1
-        new_data = data_path(self.path, generation)
-        staged = self.path.with_suffix(".idx.tmp")
-        data_fd = os.open(new_data, _RDWR_FLAGS, 0o600)
-        index_fd = -1
-        try:
-            _write_all(data_fd, marker)
-            _copy(self._data_fd, data_fd, kept_from, kept)
-            index_fd = os.open(staged, _RDWR_FLAGS, 0o600)
-            shift = len(marker) - kept_from
-            lead = Entry(0, len(marker), first_kept_n - 1, 1, self._ts(), MARKER, DROP_MARKER)
-            moved = itertools.chain([head] if head is not None else [], index.entries(first_whole))
-            count = _write_index(index_fd, generation, lead, moved, shift)
-            os.replace(staged, self.path)  # the commit point
-        except BaseException:
-            for fd, path in ((data_fd, new_data), (index_fd, staged)):
-                if fd >= 0:
-                    os.close(fd)
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
-        os.close(self._index_fd)
-        os.close(self._data_fd)
-        with contextlib.suppress(FileNotFoundError):
-            data_path(self.path, self._generation).unlink()
-        self._index_fd, self._data_fd, self._generation = index_fd, data_fd, generation
-        self._data_end = len(marker) + kept
-        self._kept = kept
-        self._entries = count
-        self._last = None
-
     def _close(self) -> None:
-        if self._data_fd is not None:
-            os.close(self._data_fd)
+        if self._files is not None:
+            self._files.close()
+            self._files = None
+        if self._index_fd >= 0:
             os.close(self._index_fd)
-            self._data_fd = None
+            self._index_fd = -1
 
     def _cannot_write(self, exc: OSError) -> None:
         self.error = f"its output could not be stored: {exc.strerror or exc} in {self.path.parent}"
@@ -335,21 +329,23 @@ def append_note(path: Path, text: str, now: datetime) -> LogSummary:
     index_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         index = IndexReader(index_fd)
-        data_fd = os.open(data_path(path, index.generation), os.O_RDWR | os.O_CLOEXEC)
+        header = index.header
+        size, truncated, last_n = 0, header.dropped_bytes > 0, header.live_first_n - 1
+        for entry in index.entries(index.first_after(0)):
+            last_n = entry.last_n
+            truncated = truncated or bool(entry.flags & DROP_MARKER)
+            if entry.stream != MARKER:
+                size += entry.end - max(entry.offset, header.live_from)
+        end = index.indexed_end()
+        files = SegmentFiles(path, header.segment_bytes, writable=True)
         try:
-            end = index.indexed_end()
-            size, truncated, last_n = 0, False, 0
-            for entry in index.entries():
-                last_n = entry.last_n
-                truncated = truncated or bool(entry.flags & DROP_MARKER)
-                size += 0 if entry.stream == MARKER else entry.length
             note = f"[cronwarden] {text}\n".encode()
-            os.ftruncate(data_fd, end)
-            os.pwrite(data_fd, note, end)
-            entry = Entry(end, len(note), last_n + 1, 1, int(now.timestamp() * 1000), MARKER)
-            os.pwrite(index_fd, entry.pack(), entry_position(index.count))
+            files.truncate(end)
+            files.write(end, note)
         finally:
-            os.close(data_fd)
+            files.close()
+        entry = Entry(end, len(note), last_n + 1, 1, int(now.timestamp() * 1000), MARKER)
+        os.pwrite(index_fd, entry.pack(), entry_position(index.count))
     finally:
         os.close(index_fd)
     return LogSummary(size=size, truncated=truncated)
@@ -358,56 +354,6 @@ def append_note(path: Path, text: str, now: datetime) -> LogSummary:
 def _same_block(last: Entry, ts: int) -> bool:
     age = ts - last.ts_ms
     return age < BUSY_WINDOW_MS or (age < TRICKLE_WINDOW_MS and last.length < TRICKLE_ENTRY_BYTES)
-
-
-def _tail_within(entry: Entry, data: bytes, budget: int) -> Entry | None:
-    """The part of a block of whole lines from the first line that starts within the
-    last ``budget`` bytes; None if no line does."""
-    start = data.find(b"\n", entry.length - budget - 1) + 1
-    if not 0 < start < entry.length:
-        return None
-    dropped = data.count(b"\n", 0, start)
-    return Entry(
-        entry.offset + start,
-        entry.length - start,
-        entry.first_n + dropped,
-        entry.count - dropped,
-        entry.ts_ms,
-        entry.stream,
-        entry.flags,
-    )
-
-
-def _write_index(
-    fd: int, generation: int, lead: Entry, entries: Iterable[Entry], shift: int
-) -> int:
-    """Write a whole index: header, ``lead`` as is, then ``entries`` moved by ``shift``."""
-    buffer = bytearray(header(generation) + lead.pack())
-    count = 1
-    for entry in entries:
-        entry.offset += shift
-        buffer += entry.pack()
-        count += 1
-        if len(buffer) >= 1 << 16:
-            _write_all(fd, buffer)
-            buffer.clear()
-    _write_all(fd, buffer)
-    return count
-
-
-def _copy(source: int, target: int, offset: int, size: int) -> None:
-    """Append ``size`` bytes of ``source`` from ``offset`` to ``target``, in the kernel."""
-    while size > 0:
-        try:
-            moved = os.copy_file_range(source, target, size, offset)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            moved = os.write(target, os.pread(source, min(size, 1 << 20), offset))
-        if moved == 0:
-            raise OSError(errno.EIO, "the log's data file is shorter than its index says")
-        offset += moved
-        size -= moved
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cronwarden.errors import StartFailed
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 * 1024
 # A pipe holds 64 KiB by default; one that fills up has a fast producer behind it and
 # is grown so each wake-up reads up to a MiB.  Only such pipes: growing every pipe of a
 # burst would pass the per-user pipe quota (pipe-user-pages-soft), past which the

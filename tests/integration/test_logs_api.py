@@ -221,9 +221,12 @@ def test_log_caps_bound_disk_use_in_every_mode(make_daemon) -> None:
         peak = 0
         while (now := daemon.get(f"/api/runs/{run['id']}").body)["status"] != "ended":
             peak = max(peak, logs_dir_bytes(daemon))
-        assert peak <= cap * 1.25 + 128 * 1024, (name, peak)
+        # drop_old writes segments of an eighth of the cap and deletes the oldest; a
+        # block of up to 128 KiB may be on disk before the segment behind it goes.
+        segment = cap // 8 if name == "old" else 0
+        assert peak <= cap + segment + 128 * 1024 + 8192, (name, peak)
         assert now["log_truncated"] and now["log_size"] <= cap, now
-        assert logs_dir_bytes(daemon) <= cap + 4096, name
+        assert logs_dir_bytes(daemon) <= cap + segment + 8192, name
         lines = daemon.get(f"/api/runs/{now['id']}/log?limit=10000").body["lines"]
         if name == "old":  # the marker comes first, then the newest output
             tail = daemon.get(f"/api/runs/{now['id']}/log?after=14999999").body["lines"]
