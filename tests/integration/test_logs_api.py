@@ -241,8 +241,8 @@ def test_log_caps_bound_disk_use_in_every_mode(make_daemon) -> None:
         markers = [ln for ln in lines if ln["stream"] == "cronwarden"]
         assert len(markers) == 1 and "log cap of 1048576 bytes reached" in markers[0]["text"]
         assert markers[0] == lines[0 if name == "old" else -1]
-        if name == "kill":
-            assert now["end_reason"] == "log_overflow"
+        # Capture keeps up: each producer runs to its end (the kill one is ended).
+        assert now["end_reason"] == ("log_overflow" if name == "kill" else "success"), now
         for path in (daemon.data_dir / "logs").iterdir():
             path.unlink()
 
