@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -109,12 +109,14 @@ class Client:
                         if resp.status >= 400:
                             text = await resp.text()
                             raise ClientError(_problem_text(resp.status, _json_or_none(text), text))
-                        async for event in parse_events(resp.content.iter_any()):
-                            failures = 0
-                            if event.id is not None:
-                                last_id = event.id
-                            if not handle(event):
-                                return
+                        parser = EventStreamParser()
+                        async for chunk in resp.content.iter_any():
+                            for event in parser.feed(chunk):
+                                failures = 0
+                                if event.id is not None:
+                                    last_id = event.id
+                                if not handle(event):
+                                    return
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     failures += 1
                     if failures > RECONNECTS:
@@ -161,29 +163,36 @@ class Client:
             raise ClientError("the cronwarden API did not answer within 30s") from None
 
 
-async def parse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[ServerEvent]:
-    """Server-sent events from a byte stream (the WHATWG event-stream format: fields
-    ``event``, ``id``, ``data``; comment lines such as heartbeats start with ``:``)."""
-    buffer = b""
-    kind, event_id, data = "message", None, list[str]()
-    async for chunk in chunks:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
+class EventStreamParser:
+    """Server-sent events out of a byte stream, fed in chunks as they arrive (the
+    WHATWG event-stream format: fields ``event``, ``id``, ``data``; lines starting with
+    ``:``, such as heartbeats, are comments)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._kind = "message"
+        self._id: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[ServerEvent]:
+        events = []
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", errors="replace").removesuffix("\r")
             if not line:
-                if data:
-                    yield ServerEvent(kind, event_id, "\n".join(data))
-                kind, event_id, data = "message", None, []
+                if self._data:
+                    events.append(ServerEvent(self._kind, self._id, "\n".join(self._data)))
+                self._kind, self._id, self._data = "message", None, []
                 continue
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")
             if name == "event":
-                kind = value
+                self._kind = value
             elif name == "id":
-                event_id = value
+                self._id = value
             elif name == "data":
-                data.append(value)
+                self._data.append(value)
+        return events
 
 
 def _json_or_none(text: str) -> Any:

@@ -9,19 +9,15 @@ import json
 import subprocess
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from conftest import wait_for  # type: ignore[import-not-found]
 
+from cronwarden.client import EventStreamParser, ServerEvent
+
 CLI = [sys.executable, "-m", "cronwarden"]
-
-
-@dataclass
-class Event:
-    kind: str
-    id: str | None
-    data: Any
 
 
 @dataclass
@@ -34,6 +30,8 @@ class Follower:
     query: str = ""
     conn: http.client.HTTPConnection = field(init=False)
     resp: http.client.HTTPResponse = field(init=False)
+    parser: EventStreamParser = field(default_factory=EventStreamParser)
+    ready: deque[ServerEvent] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -49,29 +47,28 @@ class Follower:
 
     def next(self) -> Event:
         """The next event (comments such as heartbeats are skipped)."""
-        kind, event_id, data = "message", None, []
-        while True:
-            raw = self.resp.readline()
-            assert raw, "the stream ended before the next event"
-            line = raw.decode().rstrip("\r\n")
-            if not line:
-                if data:
-                    return Event(kind, event_id, json.loads("\n".join(data)))
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                kind = value
-            elif name == "id":
-                event_id = value
-            elif name == "data":
-                data.append(value)
+        while not self.ready:
+            chunk = self.resp.read1(65536)
+            assert chunk, "the stream ended before the next event"
+            self.ready.extend(self.parser.feed(chunk))
+        event = self.ready.popleft()
+        return Event(event.kind, event.id, json.loads(event.data))
 
     def lines(self, count: int) -> list[Event]:
         return [self.next() for _ in range(count)]
 
+    def ended(self) -> bool:
+        return not self.ready and self.resp.read1(65536) == b""
+
     def close(self) -> None:
         self.conn.close()
+
+
+@dataclass
+class Event:
+    kind: str
+    id: str | None
+    data: Any
 
 
 def texts(events: list[Event]) -> list[tuple[int, str]]:
@@ -108,7 +105,7 @@ def test_follow_resumes_from_last_event_id_with_no_line_lost_or_repeated(make_da
     assert end.kind == "end" and end.id is None
     assert end.data["id"] == run["id"] and end.data["status"] == "ended"
     assert end.data["end_reason"] == "success" and end.data["exit_code"] == 0
-    assert again.resp.readline() == b""  # the stream closes after the end
+    assert again.ended()  # the stream closes after the end
     again.close()
     # Following an ended run replays from ?after= and ends at once.
     late = Follower(daemon.port, run["id"], query="&after=5")
