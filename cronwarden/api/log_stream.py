@@ -131,7 +131,10 @@ async def raw_log(request: web.Request, services: Services, run_id: str) -> web.
     run = await services.store.get_run(run_id)
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
-    for chunk in iter_raw(index_path(services.logs_dir, run.id)):
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        for chunk in iter_raw(index_path(services.logs_dir, run.id)):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the reader went away (a pipe into `head`, say): nothing to answer
     return response

@@ -87,7 +87,7 @@ class LogWriter:
         self._on_written = on_written
         self._partial: dict[int, bytes] = {}
         self._n = 0  # lines numbered so far, dropped ones included
-        self._kept = 0  # output bytes stored (drop_new, kill)
+        self._kept = 0  # output bytes stored (drop_new, kill: nothing is dropped later)
         self._dropped_lines = 0
         self._dropped_bytes = 0
         self._full = False
@@ -128,7 +128,7 @@ class LogWriter:
                 return self._finish()
             except OSError as exc:
                 self._cannot_write(exc)
-        return LogSummary(size=self._kept, truncated=True, error=self.error)
+        return LogSummary(size=self._kept_bytes(), truncated=True, error=self.error)
 
     # -- splitting chunks into lines -------------------------------------------
 
@@ -205,10 +205,7 @@ class LogWriter:
             if self._data_end - self._header.live_from > self._max:
                 self._drop_before(self._data_end - self._max)
             self._close()
-            return LogSummary(
-                size=self._data_end - self._header.live_from,
-                truncated=self._header.dropped_bytes > 0,
-            )
+            return LogSummary(size=self._kept_bytes(), truncated=self._header.dropped_bytes > 0)
         if self._dropped_lines:
             marker = drop_marker(
                 self._max, self._dropped_lines, self._dropped_bytes, "after this line"
@@ -216,7 +213,12 @@ class LogWriter:
             self._n += 1
             self._append(MARKER, marker, self._n, 1, DROP_MARKER, ts)
         self._close()
-        return LogSummary(size=self._kept, truncated=self._dropped_lines > 0)
+        return LogSummary(size=self._kept_bytes(), truncated=self._dropped_lines > 0)
+
+    def _kept_bytes(self) -> int:
+        if self._mode == "drop_old":
+            return self._data_end - self._header.live_from
+        return self._kept
 
     def _drop_before(self, offset: int) -> None:
         """drop_old: drop the output before the first line starting at or after
