@@ -44,7 +44,7 @@ from cronwarden.errors import (
     TriggerRefused,
 )
 from cronwarden.live_config import ConfigChanges, LiveConfig
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Run, Status, Trigger, new_run, update_run
 from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
 from cronwarden.runners.launch import NO_LOG, Ending, Launcher
@@ -496,7 +496,7 @@ class Dispatcher:
     def _started(self, handle: RunHandle, pid: int, start_ticks: Callable[[], int | None]) -> None:
         handle.apply(RunEvent.SPAWNED)
         run = handle.run
-        run.status, run.pid, run.start_at = Status.RUNNING, pid, self.clock.now()
+        update_run(run, {"status": Status.RUNNING, "pid": pid, "start_at": self.clock.now()})
         self._background_task(self._record_started(run, start_ticks))
         log.info(
             "run.started",
@@ -512,7 +512,7 @@ class Dispatcher:
         daemon recognise the pid as this run's.  Read here rather than at the spawn:
         /proc of a process still in exec is slow to read, and a spawn burst waits."""
         if run.proc_started is None:
-            run.proc_started = start_ticks()
+            update_run(run, {"proc_started": start_ticks()})
         values = {
             "status": Status.RUNNING,
             "pid": run.pid,
@@ -631,7 +631,7 @@ class Dispatcher:
         attempt: int = 1,
         retry_of: str | None = None,
     ) -> Run:
-        return Run(
+        return new_run(
             id=str(uuid6.uuid7()),
             task_name=task.name,
             status=Status.PENDING,
@@ -713,8 +713,7 @@ def _set_ended(
         "proc_started": run.proc_started,
         "not_before": None,
     }
-    for name, value in values.items():
-        setattr(run, name, value)
+    update_run(run, values)
     return values
 
 
