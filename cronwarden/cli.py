@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -420,6 +421,33 @@ def _show_event(event: Any, as_json: bool) -> bool:
 def _write_stdout(chunk: bytes) -> None:
     sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
+
+
+@main.command()
+@_client_options
+@click.option("--task", "tasks", multiple=True, help="Only this task's events (repeatable).")
+def events(url: str | None, config_path: str | None, as_json: bool, tasks: tuple[str, ...]) -> None:
+    """Print runs created, started and ended, tasks paused and resumed, reloads, as
+    they happen (until interrupted; a daemon restart is followed across)."""
+    client = _client(url, config_path)
+    query = {"task": ",".join(tasks) or None}
+    with contextlib.suppress(KeyboardInterrupt):  # the way to stop following
+        _api(client.follow, "/api/events", query, lambda event: _show_change(event, as_json))
+
+
+def _show_change(event: Any, as_json: bool) -> bool:
+    data = json.loads(event.data)
+    if as_json:
+        click.echo(json.dumps({"id": event.id, "event": event.kind, "data": data}))
+    elif event.kind == "gap":
+        click.echo(f"-- {data['detail']}", err=True)
+    elif event.kind.startswith("run."):
+        what = data["status"] if event.kind != "run.ended" else data["end_reason"]
+        code = "" if data["exit_code"] is None else f" exit {data['exit_code']}"
+        click.echo(f"{event.kind:<12} {data['task_name']:<20} {data['id']}  {what}{code}")
+    else:
+        click.echo(f"{event.kind:<12} {json.dumps(data)}")
+    return True
 
 
 @main.command()

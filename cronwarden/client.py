@@ -104,6 +104,7 @@ class Client:
                 headers = {"Accept": "text/event-stream"}
                 if last_id is not None:
                     headers["Last-Event-ID"] = last_id
+                why = "the daemon closed the stream"
                 try:
                     async with session.get(self._url(path, query), headers=headers) as resp:
                         if resp.status >= 400:
@@ -118,11 +119,13 @@ class Client:
                                 if not handle(event):
                                     return
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    failures += 1
-                    if failures > RECONNECTS:
-                        where = self.target.socket_path or self.target.base
-                        raise ClientError(f"lost the stream from {where}: {exc}") from None
-                    await asyncio.sleep(min(0.25 * 2**failures, 5.0))
+                    why = str(exc) or type(exc).__name__
+                # The stream broke or closed early (a restart, say): resume after a pause.
+                failures += 1
+                if failures > RECONNECTS:
+                    where = self.target.socket_path or self.target.base
+                    raise ClientError(f"lost the stream from {where}: {why}")
+                await asyncio.sleep(min(0.25 * 2**failures, 5.0))
 
     async def _download(self, path: str, sink: Callable[[bytes], Any]) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=STREAM_SILENCE)

@@ -23,8 +23,10 @@ from cronwarden.api.keys import Services
 from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, inactive_settings, load_config
 from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.events import EventLog
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
+from cronwarden.model import Run
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
@@ -176,6 +178,7 @@ class Daemon:
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
         await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
+        services.events.close()
 
     @contextlib.asynccontextmanager
     async def _services(self, node: str) -> AsyncIterator[Services]:
@@ -188,6 +191,13 @@ class Daemon:
                 reserve.release("data_dir has less than 2 MiB free at start-up")
             store.recorder.on_disk_full = reserve.release
             feeds = LogFeeds()
+            events = EventLog(started_at=self.clock.now())
+
+            def changed(kind: str, run: Run) -> None:
+                events.publish_run(kind, run)
+                if kind == "run.ended":
+                    feeds.finish(run.id)
+
             launcher = ProcessLauncher(
                 daemon.data_dir,
                 self.clock,
@@ -201,7 +211,7 @@ class Daemon:
                 node=node,
                 launcher=launcher,
                 clock=self.clock,
-                on_ended=lambda run: feeds.finish(run.id),
+                on_change=changed,
             )
             watcher = await recover(dispatcher)
             scheduler = SchedulerService(dispatcher, store, self.clock)
@@ -212,6 +222,7 @@ class Daemon:
                 scheduler=scheduler,
                 logs_dir=launcher.logs_dir,
                 log_feeds=feeds,
+                events=events,
                 reserve=reserve,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
@@ -280,6 +291,7 @@ class Daemon:
             await services.dispatcher.reload(changes)
             answer = {**dataclasses.asdict(changes), "restart_needed": restart_needed}
             log.info("config.reloaded", **answer)
+            services.events.publish("config.reloaded", None, answer)
             return answer
 
     async def _reload_quietly(self, services: Services) -> None:

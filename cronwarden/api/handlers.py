@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from cronwarden import __version__
 from cronwarden.api.keys import SERVICES, Services
-from cronwarden.api.log_stream import follow_log, raw_log, resume_point
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import (
+    EventsQuery,
     FireOut,
     Health,
     LogLineOut,
@@ -28,6 +28,7 @@ from cronwarden.api.schemas import (
     TaskOut,
     TriggerBody,
 )
+from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.config import TaskConfig
 from cronwarden.errors import InvalidRunId
 from cronwarden.model import Run
@@ -38,7 +39,7 @@ from cronwarden.store.runs import RunFilter
 from cronwarden.timefmt import iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
-_LIST_FIELDS = {"status", "end_reason", "triggered_by"}
+_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}
 
 
 def _services(request: web.Request) -> Services:
@@ -229,7 +230,7 @@ async def run_log(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
     query = LogQuery.model_validate(dict(request.query))
     if query.follow:
-        after = resume_point(request, query.after)
+        after = resume_point(request, query.after) or 0
         return await follow_log(request, services, run_id, after=after, stream=query.stream)
     run = await services.store.get_run(run_id)
     page = read_log_page(
@@ -249,6 +250,13 @@ async def run_log(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def events(request: web.Request) -> web.StreamResponse:
+    query = EventsQuery.model_validate(_query(request))
+    tasks = {t.strip() for t in (query.task or "").split(",") if t.strip()}
+    after = resume_point(request, query.after)
+    return await follow_events(request, _services(request), after=after, tasks=tasks)
+
+
 async def run_log_raw(request: web.Request) -> web.StreamResponse:
     services = _services(request)
     run_id = _run_id(request)
@@ -258,13 +266,17 @@ async def run_log_raw(request: web.Request) -> web.StreamResponse:
 
 async def pause_task(request: web.Request) -> web.Response:
     services = _services(request)
-    await services.scheduler.pause(request.match_info["task"])
+    name = request.match_info["task"]
+    await services.scheduler.pause(name)
+    services.events.publish("task.paused", name, {"task": name})
     return await get_task(request)
 
 
 async def resume_task(request: web.Request) -> web.Response:
     services = _services(request)
-    await services.scheduler.resume(request.match_info["task"])
+    name = request.match_info["task"]
+    await services.scheduler.resume(name)
+    services.events.publish("task.resumed", name, {"task": name})
     return await get_task(request)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from cronwarden.events import EventLog
     from cronwarden.live_config import LiveConfig
     from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
@@ -29,6 +30,7 @@ class Services:
     scheduler: SchedulerService
     logs_dir: Path
     log_feeds: LogFeeds
+    events: EventLog
     reserve: SpaceReserve
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.

@@ -24,5 +24,6 @@ def add_routes(app: web.Application) -> None:
             web.get("/api/runs/{run_id}/log", handlers.run_log),
             web.get("/api/runs/{run_id}/log/raw", handlers.run_log_raw),
             web.post("/api/reload", handlers.reload),
+            web.get("/api/events", handlers.events),
         ]
     )

@@ -128,6 +128,13 @@ class LogQuery(BaseModel):
     follow: bool = False
 
 
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | None = None  # task names, comma-separated (or the parameter repeated)
+    after: int | None = Field(default=None, ge=0)  # default: from now on
+
+
 class RawLogQuery(BaseModel):
     """The raw log takes no parameters: an unknown one is an error, not ignored."""
 

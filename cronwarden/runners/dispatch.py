@@ -75,11 +75,13 @@ class Dispatcher:
         node: str,
         launcher: Launcher,
         clock: Clock,
-        on_ended: Callable[[Run], None] | None = None,
+        on_change: Callable[[str, Run], None] | None = None,
     ) -> None:
         self.records = records
-        # Told of each run whose end is recorded (log followers send their end event).
-        self.on_ended = on_ended
+        # Told of each change of a run: "run.created" (its row is committed),
+        # "run.started" (spawned), "run.ended" (recorded); for /api/events and the end
+        # of a followed log.
+        self.on_change = on_change
         self.config = config
         self.node = node
         self.launcher = launcher
@@ -148,6 +150,9 @@ class Dispatcher:
             else:
                 self._lose(handle)
         for run in rows:
+            if run.id in claimed and run.status == Status.ENDED:  # skipped by overlap
+                self._changed("run.created", run)
+                self._changed("run.ended", run)
             if run.id not in claimed:
                 log.info(
                     "fire.already_claimed",
@@ -232,9 +237,13 @@ class Dispatcher:
             _set_ended(run, Outcome(EndReason.MISSED, error=error))
             runs.append(run)
         if runs:
-            await persist(
+            claimed = await persist(
                 f"recording missed fires of {task_name}", lambda: self.records.claim(runs)
             )
+            for run in runs:
+                if run.id in claimed:
+                    self._changed("run.created", run)
+                    self._changed("run.ended", run)
 
     def resume_pending(self, run: Run) -> None:
         """A pending run a previous life left waiting for its time (a delayed retry):
@@ -339,8 +348,13 @@ class Dispatcher:
 
         return claim
 
+    def _changed(self, kind: str, run: Run) -> None:
+        if self.on_change is not None:
+            self.on_change(kind, run)
+
     def _proceed(self, handle: RunHandle) -> None:
         """The claim is durable: start if the run holds a slot, else it waits in line."""
+        self._changed("run.created", handle.run)
         holds = handle.id in self._slots_of(handle).holders
         handle.apply(RunEvent.CLAIMED_TO_START if holds else RunEvent.CLAIMED_TO_WAIT)
         if self._closing:
@@ -498,6 +512,8 @@ class Dispatcher:
         run = handle.run
         update_run(run, {"status": Status.RUNNING, "pid": pid, "start_at": self.clock.now()})
         self._background_task(self._record_started(run, start_ticks))
+        # Told at the spawn, not once the write lands: a short run may end first.
+        self._changed("run.started", run)
         log.info(
             "run.started",
             task=run.task_name,
@@ -543,8 +559,7 @@ class Dispatcher:
             handle.apply(RunEvent.RECORD_FAILED)
         else:
             handle.apply(RunEvent.RECORDED)
-            if self.on_ended is not None:
-                self.on_ended(run)
+            self._changed("run.ended", run)
         self._release(handle)
         log.info(
             "run.ended",

@@ -1,5 +1,6 @@
-"""Following a log, at the edges: heartbeats on a quiet stream, and a reader too slow
-to keep up, which is dropped while the daemon's memory stays flat.
+"""Live streams at the edges: heartbeats on a quiet stream, and a follower of a log or
+of the events too slow to keep up, which is dropped while the daemon's memory stays
+flat.
 
 These run the real handler on a real socket against a real log on disk, in this
 process, so the heartbeat interval and the send timeout can be made short.
@@ -20,8 +21,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from cronwarden.api import handlers, log_stream
+from cronwarden.api import handlers, streams
 from cronwarden.api.keys import SERVICES
+from cronwarden.events import EventLog
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path
@@ -60,14 +62,18 @@ class Server:
         self.logs_dir = tmp_path / "logs"
         self.store = OneRun()
         self.feeds = LogFeeds()
+        self.events = EventLog(started_at=T0, window=200_000)
         self.handled = asyncio.Event()
         self.port = 0
 
-    async def handler(self, request: web.Request) -> web.StreamResponse:
-        try:
-            return await handlers.run_log(request)
-        finally:
-            self.handled.set()
+    def handling(self, handler: Any) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)  # type: ignore[no-any-return]
+            finally:
+                self.handled.set()
+
+        return handle
 
     def writer(self) -> LogWriter:
         return LogWriter(
@@ -84,9 +90,10 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     state = Server(tmp_path)
     app = web.Application()
     app[SERVICES] = SimpleNamespace(  # type: ignore[assignment]
-        logs_dir=state.logs_dir, log_feeds=state.feeds, store=state.store
+        logs_dir=state.logs_dir, log_feeds=state.feeds, store=state.store, events=state.events
     )
-    app.router.add_get("/api/runs/{run_id}/log", state.handler)
+    app.router.add_get("/api/runs/{run_id}/log", state.handling(handlers.run_log))
+    app.router.add_get("/api/events", state.handling(handlers.events))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -96,14 +103,16 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     await runner.cleanup()
 
 
-async def open_follow(port: int, rcvbuf: int | None = None) -> socket.socket:
+async def open_follow(
+    port: int, rcvbuf: int | None = None, path: str = f"/api/runs/{RUN_ID}/log?follow=true"
+) -> socket.socket:
     sock = socket.socket()
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
-    request = f"GET /api/runs/{RUN_ID}/log?follow=true HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"
     await loop.sock_sendall(sock, request.encode())
     return sock
 
@@ -122,7 +131,7 @@ async def read_until(sock: socket.socket, needle: bytes) -> bytes:
 async def test_a_quiet_stream_gets_heartbeats_then_its_end(
     server: Server, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(log_stream, "HEARTBEAT", 0.05)
+    monkeypatch.setattr(streams, "HEARTBEAT", 0.05)
     writer = server.writer()
     writer.feed("stdout", b"first\n")
     sock = await open_follow(server.port)
@@ -144,7 +153,7 @@ async def test_a_quiet_stream_gets_heartbeats_then_its_end(
 async def test_a_reader_that_stops_reading_is_dropped_and_memory_stays_flat(
     server: Server, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(log_stream, "SEND_TIMEOUT", 0.5)
+    monkeypatch.setattr(streams, "SEND_TIMEOUT", 0.5)
     writer = server.writer()
     line = b"x" * 99 + b"\n"
     for _ in range(400):  # 40 MB on disk
@@ -166,6 +175,31 @@ async def test_a_reader_that_stops_reading_is_dropped_and_memory_stays_flat(
     finally:
         tracemalloc.stop()
     # Dropped by the send timeout, or by the kernel (TCP_USER_TIMEOUT) a moment earlier.
-    assert [e["event"] for e in events] in (["log.follower_dropped"], ["log.follower_left"])
+    assert [e["event"] for e in events] in (["stream.follower_dropped"], ["stream.follower_left"])
     assert peak < 8 << 20, f"following grew memory by {peak / 2**20:.1f} MiB"
     assert server.feeds._feeds == {}  # the follower let go of the run's feed
+
+
+async def test_an_events_follower_that_stops_reading_is_dropped_and_memory_stays_flat(
+    server: Server, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(streams, "SEND_TIMEOUT", 0.5)
+    for i in range(150_000):  # ~10 MB of events held in the window
+        server.events.publish("task.paused", f"task-{i % 50}", {"task": f"task-{i % 50}"})
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        path = f"/api/events?after={server.events.first_id - 1}"
+        sock = await open_follow(server.port, rcvbuf=4096, path=path)  # ... and never read
+        try:
+            with capture_logs() as events:
+                async with asyncio.timeout(20):
+                    await server.handled.wait()
+            peak = tracemalloc.get_traced_memory()[1] - baseline
+        finally:
+            sock.close()
+    finally:
+        tracemalloc.stop()
+    assert [e["event"] for e in events] in (["stream.follower_dropped"], ["stream.follower_left"])
+    assert peak < 8 << 20, f"following grew memory by {peak / 2**20:.1f} MiB"

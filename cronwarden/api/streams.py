@@ -1,0 +1,183 @@
+"""Live streams (Server-Sent Events): a run's log, and the daemon's events; and a
+run's raw output.
+
+Followers read from where the data already is (a run's log on disk, the window of
+recent events) after a nudge, at their own pace: what a follower has not taken yet is
+never queued for it in memory.  A follower that takes longer than SEND_TIMEOUT to
+accept data is dropped (its connection aborted); it can reconnect and resume with
+Last-Event-ID.  A quiet stream gets a ``: ping`` comment every HEARTBEAT seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from cronwarden.api.keys import Services
+from cronwarden.api.middlewares import BadRequest
+from cronwarden.api.schemas import RunOut
+from cronwarden.events import Event
+from cronwarden.model import Status
+from cronwarden.runlog.feeds import LogFeed
+from cronwarden.runlog.layout import index_path
+from cronwarden.runlog.model import LogLine
+from cronwarden.runlog.reader import iter_raw, read_log_page
+
+HEARTBEAT = 15.0  # seconds between ": ping" comments on a quiet stream
+SEND_TIMEOUT = 30.0
+PAGE = 1000
+
+log = structlog.get_logger("cronwarden.api")
+
+
+def resume_point(request: web.Request, after: int | None) -> int | None:
+    """Last-Event-ID (an EventSource reconnecting) wins over ``?after=``."""
+    header = request.headers.get("Last-Event-ID", "").strip()
+    if not header:
+        return after
+    if not header.isdigit():
+        raise BadRequest(
+            400,
+            "invalid-last-event-id",
+            f"Last-Event-ID {header[:40]!r} is not an event id; it must be the id of the "
+            "last event received (a whole number >= 0)",
+        )
+    return int(header)
+
+
+@contextlib.asynccontextmanager
+async def _event_stream(request: web.Request, what: str) -> AsyncIterator[EventSourceResponse]:
+    """An SSE response whose follower is dropped when it stops taking data."""
+    async with sse_response(
+        request, sep="\n", ping_interval=HEARTBEAT, send_timeout=SEND_TIMEOUT
+    ) as sse:
+        try:
+            yield sse
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()  # its unsent events would wait forever
+            log.warning(
+                "stream.follower_dropped", what=what, reason=f"took no data for {SEND_TIMEOUT:g}s"
+            )
+        except ConnectionError as exc:
+            # It went away, or the kernel gave up on a peer that acknowledged nothing
+            # for SEND_TIMEOUT (TCP_USER_TIMEOUT): either way, it is gone.
+            log.info("stream.follower_left", what=what, reason=str(exc) or type(exc).__name__)
+
+
+async def follow_log(
+    request: web.Request, services: Services, run_id: str, *, after: int, stream: str | None
+) -> web.StreamResponse:
+    path = index_path(services.logs_dir, run_id)
+    # Follow before reading the run: an end recorded in between still wakes us.
+    with services.log_feeds.follow(run_id) as feed:
+        run = await services.store.get_run(run_id)  # 404 before the stream starts
+        async with _event_stream(request, f"log of run {run_id}") as sse:
+            ended = run.status == Status.ENDED
+            await _stream(sse, services, feed, run_id, path, after, stream, ended=ended)
+    return sse
+
+
+async def follow_events(
+    request: web.Request, services: Services, *, after: int | None, tasks: set[str]
+) -> web.StreamResponse:
+    """Events after ``after`` (default: from now on), of the given tasks (default: all;
+    config.reloaded concerns every task and is always sent)."""
+    events = services.events
+    cursor = events.last_id if after is None else after
+    async with _event_stream(request, "events") as sse:
+        while True:
+            batch, gap = events.after(cursor, PAGE)
+            if gap:
+                detail = "older events are no longer held; what follows is the oldest held"
+                await sse.send(json.dumps({"after": cursor, "detail": detail}), event="gap")
+            if batch:
+                chosen = [e for e in batch if not tasks or e.task is None or e.task in tasks]
+                await _send(sse, "".join(_event_frame(e) for e in chosen))
+                cursor = batch[-1].id
+            elif gap:
+                cursor = events.last_id
+            if len(batch) == PAGE:
+                continue
+            if events.closed:
+                return sse
+            await events.wait_past(cursor)
+    return sse
+
+
+def _event_frame(event: Event) -> str:
+    run = event.run
+    data = RunOut.of(run).model_dump_json() if run is not None else json.dumps(event.data)
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+async def _stream(
+    sse: EventSourceResponse,
+    services: Services,
+    feed: LogFeed,
+    run_id: str,
+    path: Path,
+    after: int,
+    stream: str | None,
+    *,
+    ended: bool,
+) -> None:
+    while True:
+        seen = feed.version
+        ended = ended or feed.ended  # before reading: every line written by then is read
+        page = read_log_page(path, after=after, limit=PAGE, stream=stream)
+        if page.lines:
+            await _send_lines(sse, page.lines)
+            after = page.next_after
+        if page.has_more:
+            continue
+        if ended:
+            final = await services.store.get_run(run_id)
+            await sse.send(RunOut.of(final).model_dump_json(), event="end")
+            return
+        try:
+            async with asyncio.timeout(HEARTBEAT):
+                await feed.wait_past(seen)
+        except TimeoutError:
+            # Quiet for a while: a run carried by another node ends without a nudge here.
+            ended = (await services.store.get_run(run_id)).status == Status.ENDED
+
+
+async def _send_lines(sse: EventSourceResponse, lines: list[LogLine]) -> None:
+    """Each line is a default ``message`` event, its id the line number, its data the
+    line as JSON."""
+    await _send(
+        sse,
+        "".join(
+            f"id: {line.n}\ndata: {json.dumps(asdict(line), ensure_ascii=False)}\n\n"
+            for line in lines
+        ),
+    )
+
+
+async def _send(sse: EventSourceResponse, frames: str) -> None:
+    """One write per page of events (a page can hold a thousand).  Their data is JSON,
+    which never holds a raw newline, so one ``data:`` field is a whole event."""
+    async with asyncio.timeout(SEND_TIMEOUT):
+        await sse.write(frames.encode())
+
+
+async def raw_log(request: web.Request, services: Services, run_id: str) -> web.StreamResponse:
+    run = await services.store.get_run(run_id)
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    try:
+        for chunk in iter_raw(index_path(services.logs_dir, run.id)):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the reader went away (a pipe into `head`, say): nothing to answer
+    return response

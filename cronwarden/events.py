@@ -1,0 +1,85 @@
+"""What changed, numbered, for ``GET /api/events``: runs created, started and ended,
+tasks paused and resumed, the config reloaded.
+
+The daemon keeps a window of the latest events in memory.  Followers read it at their
+own pace after a nudge (never a queue per follower), so a slow follower costs nothing
+but its place in the window; one that falls out of the window is told so (a ``gap``)
+and goes on from the oldest event still held.
+
+Ids grow across daemon restarts (the first id of a life is its start time in ms times
+1000), so a Last-Event-ID from an earlier life is recognised as older than the window
+instead of being mistaken for an id of this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cronwarden.model import Run, new_run
+
+WINDOW = 10_000
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    kind: str  # run.created, run.started, run.ended, task.paused, task.resumed, config.reloaded
+    task: str | None
+    data: dict[str, Any]  # what the event says; for a run event, the run's fields then
+
+    @property
+    def run(self) -> Run | None:
+        return new_run(**self.data) if self.kind.startswith("run.") else None
+
+
+class EventLog:
+    def __init__(self, started_at: datetime, window: int = WINDOW) -> None:
+        self._events: deque[Event] = deque(maxlen=window)
+        self._next_id = int(started_at.timestamp() * 1000) * 1000
+        self.first_id = self._next_id
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    @property
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+    def publish_run(self, kind: str, run: Run) -> None:
+        """A run changed: kept as a copy of its fields (cheap: a burst publishes
+        thousands; the JSON is made only for a follower that reads it)."""
+        fields = {k: v for k, v in run.__dict__.items() if not k.startswith("_")}
+        self.publish(kind, run.task_name, fields)
+
+    def publish(self, kind: str, task: str | None, data: dict[str, Any]) -> None:
+        self._events.append(Event(self._next_id, kind, task, data))
+        self._next_id += 1
+        self._wake()
+
+    def after(self, last_id: int, limit: int) -> tuple[list[Event], bool]:
+        """Up to ``limit`` events after ``last_id``, and whether some after it are no
+        longer held (fell out of the window, or happened in an earlier life)."""
+        if not self._events:
+            return [], last_id < self.first_id - 1
+        oldest = self._events[0].id
+        gap = last_id < oldest - 1
+        start = max(0, last_id + 1 - oldest)
+        return [self._events[i] for i in range(start, min(len(self._events), start + limit))], gap
+
+    def close(self) -> None:
+        """The daemon is stopping: followers send what is left and close their streams
+        (else the HTTP server would wait for them before it could stop)."""
+        self.closed = True
+        self._wake()
+
+    async def wait_past(self, last_id: int) -> None:
+        """Return once there is an event after ``last_id``, or the log is closed."""
+        while self.last_id <= last_id and not self.closed:
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
