@@ -334,10 +334,25 @@ def run_task(
         values[name] = value
     client = _client(url, config_path)
     run = _call(client, "POST", api_path("tasks", task, "runs"), {"params": values})
-    if wait:
-        while run["status"] != "ended":
-            time.sleep(0.2)
-            run = _call(client, "GET", api_path("runs", run["id"]))
+    _report_new_run(client, run, wait, as_json)
+
+
+@main.command()
+@_client_options
+@click.argument("run_id")
+@click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
+def rerun(url: str | None, config_path: str | None, as_json: bool, run_id: str, wait: bool) -> None:
+    """Start RUN_ID's task again with the same params (a new run that records which
+    run it repeats)."""
+    client = _client(url, config_path)
+    _report_new_run(client, _call(client, "POST", api_path("runs", run_id, "rerun")), wait, as_json)
+
+
+def _report_new_run(client: Any, run: dict[str, Any], wait: bool, as_json: bool) -> None:
+    """Print a run just started; with ``wait``, at its end, exiting with its status."""
+    while wait and run["status"] != "ended":
+        time.sleep(0.2)
+        run = _call(client, "GET", api_path("runs", run["id"]))
     click.echo(
         json.dumps(run, indent=2)
         if as_json

@@ -91,6 +91,7 @@ class Run(SQLModel, table=True):
     duration_ms: int | None = Field(default=None, sa_type=sa.BigInteger)
     attempt: int = 1
     retry_of: str | None = Field(default=None, max_length=36)
+    rerun_of: str | None = Field(default=None, max_length=36)  # the run this one repeats
     params: dict[str, str] = Field(
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
     )

@@ -7,7 +7,7 @@ in constant time); GET /health stays open for probes, and the unix socket stays 
 (its file mode already limits who can connect).
 
 Scopes nest: ``admin`` includes ``trigger``, which includes ``read``.  Reading is every
-GET; ``trigger`` starts and stops runs; ``admin`` reloads and pauses/resumes tasks.
+GET; ``trigger`` starts, reruns and stops runs; ``admin`` reloads and pauses/resumes tasks.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def required_scope(request: web.Request) -> str | None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return "read"
     path = request.path
-    if path.startswith("/api/runs/") and path.endswith("/stop"):
+    if path.startswith("/api/runs/") and path.endswith(("/stop", "/rerun")):
         return "trigger"
     if path.startswith("/api/tasks/") and path.endswith("/runs"):
         return "trigger"

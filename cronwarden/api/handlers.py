@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -27,11 +29,12 @@ from cronwarden.api.schemas import (
     TaskList,
     TaskOut,
     TriggerBody,
+    TriggerQuery,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.config import TaskConfig
-from cronwarden.errors import InvalidRunId
-from cronwarden.model import Run
+from cronwarden.errors import InvalidRunId, TaskNotFound
+from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
@@ -147,10 +150,43 @@ async def trigger_run(request: web.Request) -> web.Response:
         raise BadRequest(
             400, "invalid-idempotency-key", "Idempotency-Key must be 1 to 255 characters"
         )
+    query = TriggerQuery.model_validate(_query(request))
     run, created = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
-    response = _json(RunOut.of(run), 201 if created else 200)
+    return await _new_run_answer(services, run, 201 if created else 200, query.wait)
+
+
+async def rerun(request: web.Request) -> web.Response:
+    services = _services(request)
+    query = TriggerQuery.model_validate(_query(request))
+    run = await services.dispatcher.rerun(_run_id(request))
+    return await _new_run_answer(services, run, 201, query.wait)
+
+
+async def _new_run_answer(
+    services: Services, run: Run, status: int, wait: float | None
+) -> web.Response:
+    """The run just triggered; with ``wait``, as recorded at its end, or (202) as it is
+    when the wait runs out."""
+    if wait is not None:
+        run = await _wait_for_end(services, run.id, wait)
+        if run.status != Status.ENDED:
+            status = 202
+    response = _json(RunOut.of(run), status)
     response.headers["Location"] = f"/api/runs/{run.id}"
     return response
+
+
+async def _wait_for_end(services: Services, run_id: str, seconds: float) -> Run:
+    """The run as recorded once it ends, or as it is when ``seconds`` have passed."""
+    with services.log_feeds.follow(run_id) as feed:  # before reading: no end is missed
+        run = await services.store.get_run(run_id)
+        if run.status == Status.ENDED:
+            return run
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not feed.ended:
+                    await feed.wait_past(feed.version)
+    return await services.store.get_run(run_id)
 
 
 async def _read_body(request: web.Request, model: type[_M]) -> _M:
@@ -181,7 +217,12 @@ async def list_runs(request: web.Request) -> web.Response:
 async def list_task_runs(request: web.Request) -> web.Response:
     services = _services(request)
     task_name = request.match_info["task"]
-    services.live.task(task_name)
+    if task_name not in services.live.tasks:
+        # A task removed from the config keeps its history; only a name that is not
+        # configured and never ran is unknown.
+        ran = await services.store.list_runs(RunFilter(task_name=task_name), limit=1)
+        if not ran.runs:
+            raise TaskNotFound(f"no task is named {task_name!r}, and no run of that name exists")
     return await _run_list(request, {**_query(request), "task_name": task_name})
 
 

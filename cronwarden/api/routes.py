@@ -21,6 +21,7 @@ def add_routes(app: web.Application) -> None:
             web.get("/api/runs", handlers.list_runs),
             web.get("/api/runs/{run_id}", handlers.get_run),
             web.post("/api/runs/{run_id}/stop", handlers.stop_run),
+            web.post("/api/runs/{run_id}/rerun", handlers.rerun),
             web.get("/api/runs/{run_id}/log", handlers.run_log),
             web.get("/api/runs/{run_id}/log/raw", handlers.run_log_raw),
             web.post("/api/reload", handlers.reload),

@@ -33,6 +33,7 @@ class RunOut(BaseModel):
     duration_ms: int | None
     attempt: int
     retry_of: str | None
+    rerun_of: str | None
     params: dict[str, str]
     idempotency_key: str | None
     pid: int | None
@@ -59,6 +60,7 @@ class RunOut(BaseModel):
             duration_ms=run.duration_ms,
             attempt=run.attempt,
             retry_of=run.retry_of,
+            rerun_of=run.rerun_of,
             params={printable(k): printable(v) for k, v in run.params.items()},
             idempotency_key=run.idempotency_key,
             pid=run.pid,
@@ -98,6 +100,17 @@ class TaskOut(BaseModel):
 
 class TaskList(BaseModel):
     tasks: list[TaskOut]
+
+
+MAX_WAIT_SECONDS = 300
+
+
+class TriggerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Answer when the run ends (201/200), or with the run as it is after this many
+    # seconds (202).
+    wait: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
 
 
 class TriggerBody(BaseModel):

@@ -201,6 +201,20 @@ class Dispatcher:
                 raise Conflict("the Idempotency-Key changed hands during the request; retry")
             return _same_request(earlier, fingerprint, idempotency_key), False
 
+    async def rerun(self, run_id: str) -> Run:
+        """A new run of the same task with the same params, as an API trigger would
+        start it (api_trigger, params and admission are checked against the task as
+        configured now); it records which run it repeats."""
+        earlier = await self.records.get_run(run_id)
+        task = self.config.task(earlier.task_name)
+        if not task.api_trigger:
+            raise TriggerRefused(f"task {task.name!r} has api_trigger = false")
+        checked = check_params(task, earlier.params)
+        self._refuse_if_closing()
+        run = self._new_run(task, Trigger.API, params=checked, rerun_of=earlier.id)
+        await self._admit_request(task, run, self._claim_plain(run))
+        return run
+
     async def stop(self, run_id: str) -> Run:
         """Ask a run to stop: a live process gets stop_signal; a waiting run ends now.
 
@@ -645,6 +659,7 @@ class Dispatcher:
         idempotency_key: str | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        rerun_of: str | None = None,
     ) -> Run:
         return new_run(
             id=str(uuid6.uuid7()),
@@ -655,6 +670,7 @@ class Dispatcher:
             created_at=self.clock.now(),
             attempt=attempt,
             retry_of=retry_of,
+            rerun_of=rerun_of,
             params=dict(params or {}),
             idempotency_key=idempotency_key,
             node=self.node,

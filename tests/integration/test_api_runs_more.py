@@ -1,0 +1,90 @@
+"""Run endpoints users of other run-history APIs expect: history of a removed task,
+``?wait=`` on a trigger, and reruns under the same admission (issue: the API, complete)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CLI = [sys.executable, "-m", "cronwarden"]
+UNKNOWN_RUN = "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+
+
+def test_a_removed_task_keeps_its_history(make_daemon) -> None:
+    gone = '[tasks.gone]\ncommand = "echo bye"\n'
+    daemon = make_daemon(gone + '[tasks.kept]\ncommand = "echo hi"\n')
+    run = daemon.wait_run(daemon.trigger("gone")["id"])
+    daemon.config.write_text(daemon.config.read_text().replace(gone, ""))
+    assert daemon.post("/api/reload").body["removed"] == ["gone"]
+    history = daemon.get("/api/tasks/gone/runs")
+    assert history.status == 200 and [r["id"] for r in history.body["runs"]] == [run["id"]]
+    never = daemon.get("/api/tasks/never-was/runs")
+    assert never.status == 404 and "never-was" in never.body["detail"]
+    assert daemon.post("/api/tasks/gone/runs").status == 404  # history, not a trigger
+
+
+def test_wait_answers_at_the_end_or_with_the_run_as_it_is(make_daemon, gate) -> None:
+    daemon = make_daemon(
+        f"""
+    [tasks.quick]
+    command = "exit 3"
+
+    [tasks.held]
+    command = "{gate.wait_command}"
+    """
+    )
+    ended = daemon.post("/api/tasks/quick/runs?wait=30")
+    assert ended.status == 201 and ended.body["status"] == "ended"
+    assert ended.body["exit_code"] == 3 and ended.body["end_reason"] == "failed"
+    assert ended.headers["Location"] == f"/api/runs/{ended.body['id']}"
+    going = daemon.post("/api/tasks/held/runs?wait=0.3")
+    assert going.status == 202 and going.body["status"] in ("pending", "running")
+    gate.open()
+    assert daemon.wait_run(going.body["id"])["end_reason"] == "success"
+    for bad in ("301", "-1", "soon", "nan"):
+        answer = daemon.post(f"/api/tasks/quick/runs?wait={bad}")
+        assert answer.status == 422 and answer.body["errors"][0]["field"] == "wait", bad
+    assert daemon.post("/api/tasks/quick/runs?wiat=3").status == 422
+
+
+def test_rerun_repeats_a_run_under_the_same_admission(make_daemon, gate) -> None:
+    daemon = make_daemon(
+        f"""
+    [tasks.deploy]
+    command = "test -n \\"$CRONWARDEN_PARAM_who\\" && {gate.wait_command}"
+    params = ["who"]
+    overlap = "skip"
+    """
+    )
+    first = daemon.trigger("deploy", {"who": "ann"})
+    daemon.wait_run(first["id"], until=lambda r: r["status"] == "running")
+    refused = daemon.post(f"/api/runs/{first['id']}/rerun")
+    assert refused.status == 409 and "overlap = skip" in refused.body["detail"]
+    gate.open()
+    daemon.wait_run(first["id"])
+    again = daemon.post(f"/api/runs/{first['id']}/rerun")
+    assert again.status == 201, again
+    assert again.body["rerun_of"] == first["id"] and again.body["retry_of"] is None
+    assert again.body["params"] == {"who": "ann"} and again.body["triggered_by"] == "api"
+    gate.open()
+    assert daemon.wait_run(again.body["id"])["end_reason"] == "success"
+    assert daemon.post(f"/api/runs/{UNKNOWN_RUN}/rerun").status == 404
+    assert daemon.post("/api/runs/not-a-run/rerun").status == 400
+
+
+def test_cli_rerun_waits_and_exits_with_the_runs_code(make_daemon) -> None:
+    daemon = make_daemon('[tasks.flaky]\ncommand = "exit 4"\n')
+    run = daemon.wait_run(daemon.trigger("flaky")["id"])
+    cli = subprocess.run(
+        [*CLI, "rerun", run["id"], "--wait", "--url", daemon.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 4, cli.stderr
+    new_id = cli.stdout.split()[0]
+    assert new_id != run["id"] and daemon.get(f"/api/runs/{new_id}").body["rerun_of"] == run["id"]
+    missing = subprocess.run(
+        [*CLI, "rerun", UNKNOWN_RUN, "--url", daemon.url], capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "404" in missing.stderr
