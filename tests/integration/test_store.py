@@ -54,7 +54,7 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await Store.open(store.engine)  # a second start-up applies nothing new
     async with store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-    assert version == [("0002",)]
+    assert version == [("0003",)]
 
 
 async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:
@@ -218,13 +218,16 @@ async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade_to_0001)
         old = make_run(1, idempotency_key="deploy-7", created_at=T0)
-        row = {c.name: getattr(old, c.name) for c in Run.__table__.columns}  # type: ignore[attr-defined]
+        later = {"rerun_of"}  # columns added after 0001
+        columns = Run.__table__.columns  # type: ignore[attr-defined]
+        row = {c.name: getattr(old, c.name) for c in columns if c.name not in later}
         await conn.execute(Run.__table__.insert(), [row])  # type: ignore[attr-defined]
     store = await Store.open(engine)
     try:
         found = await store.find_key("t", "deploy-7", T0 - timedelta(hours=1))
         assert found is not None and found.run.id == old.id
         assert found.fingerprint == ""  # unknown: any repeat body is accepted
-        assert (await store.get_run(old.id)).idempotency_key == "deploy-7"
+        upgraded = await store.get_run(old.id)
+        assert upgraded.idempotency_key == "deploy-7" and upgraded.rerun_of is None
     finally:
         await store.close()
