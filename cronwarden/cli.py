@@ -439,6 +439,23 @@ def _write_stdout(chunk: bytes) -> None:
 
 
 @main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Take example task names from this config.",
+)
+def openapi(config_path: str | None) -> None:
+    """Print the API's OpenAPI 3.1 document (what a daemon serves at /openapi.json)."""
+    from cronwarden.api.openapi import build_spec
+    from cronwarden.api.routes import EXAMPLE_TASKS, OPERATIONS
+
+    tasks = list(load_or_exit(config_path).tasks)[:EXAMPLE_TASKS] if config_path else []
+    click.echo(json.dumps(build_spec(OPERATIONS, tasks), indent=2))
+
+
+@main.command()
 @_client_options
 @click.option("--task", "tasks", multiple=True, help="Only this task's events (repeatable).")
 def events(url: str | None, config_path: str | None, as_json: bool, tasks: tuple[str, ...]) -> None:

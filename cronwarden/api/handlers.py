@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -19,15 +18,18 @@ from cronwarden.api.schemas import (
     EventsQuery,
     FireOut,
     Health,
+    InfoOut,
     LogLineOut,
     LogPageOut,
     LogQuery,
     RawLogQuery,
+    ReloadOut,
     RunList,
     RunOut,
     RunQuery,
     TaskList,
     TaskOut,
+    TaskQuery,
     TriggerBody,
     TriggerQuery,
 )
@@ -124,12 +126,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     services = _services(request)
     task = services.live.task(request.match_info["task"])
-    raw_next = request.query.get("next")
-    count = 0
-    if raw_next is not None:
-        if not re.fullmatch(r"[0-9]{1,4}", raw_next) or not 1 <= int(raw_next) <= 1000:
-            raise BadRequest(422, "invalid-request", "next must be an integer from 1 to 1000")
-        count = int(raw_next)
+    count = TaskQuery.model_validate(_query(request)).next or 0
     last = (await services.store.last_runs(task.name)).get(task.name)
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
@@ -324,18 +321,18 @@ async def resume_task(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     services = _services(request)
     now = services.dispatcher.clock.now()
-    body = {
-        "version": __version__,
-        "node": services.dispatcher.node,
-        "started_at": iso_z_or_none(services.started_at),
-        "uptime_s": round((now - services.started_at).total_seconds(), 3),
-        "config_path": str(services.live.current.path),
-        "tasks": len(services.live.tasks),
-        "active_runs": services.dispatcher.active_runs,
-    }
-    return web.json_response(body)
+    body = InfoOut(
+        version=__version__,
+        node=services.dispatcher.node,
+        started_at=iso_z_or_none(services.started_at),
+        uptime_s=round((now - services.started_at).total_seconds(), 3),
+        config_path=str(services.live.current.path),
+        tasks=len(services.live.tasks),
+        active_runs=services.dispatcher.active_runs,
+    )
+    return _json(body)
 
 
 async def reload(request: web.Request) -> web.Response:
     changes = await _services(request).reload()
-    return web.json_response({"reloaded": True, **changes})
+    return _json(ReloadOut(reloaded=True, **changes))

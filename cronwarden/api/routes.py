@@ -1,30 +1,167 @@
-"""The URL map of DESIGN.md (HTTP API)."""
+"""The URL map of DESIGN.md (HTTP API): each operation once, with what it takes and
+answers; the app's routes and its OpenAPI document are both made from this list."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from cronwarden.api import handlers
+from cronwarden.api.keys import SERVICES
+from cronwarden.api.openapi import JSON, SSE, TEXT, Operation, Reply, build_spec
+from cronwarden.api.schemas import (
+    EventsQuery,
+    Health,
+    InfoOut,
+    LogPageOut,
+    LogQuery,
+    RawLogQuery,
+    ReloadOut,
+    RunList,
+    RunOut,
+    RunQuery,
+    TaskList,
+    TaskOut,
+    TaskQuery,
+    TriggerBody,
+    TriggerQuery,
+)
+
+_RUN = Reply("The run.", RunOut)
+_NEW_RUN = {
+    201: Reply("The run was created (with ?wait=, as recorded at its end).", RunOut),
+    200: Reply("A repeat of an Idempotency-Key request: the run it made.", RunOut),
+    202: Reply("With ?wait=: the wait ran out; the run as it is now.", RunOut),
+}
+_REFUSED = {409: "Refused by the task's overlap or queue limit, or the daemon is stopping."}
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/health",
+        handlers.health,
+        "Liveness and readiness: database, scheduler, data_dir.",
+        {200: Reply("All is well.", Health), 503: Reply("Unavailable or degraded.", Health)},
+        open=True,
+    ),
+    Operation("GET", "/api/info", handlers.info, "This daemon.", {200: Reply("It.", InfoOut)}),
+    Operation(
+        "GET",
+        "/api/tasks",
+        handlers.list_tasks,
+        "Configured tasks.",
+        {200: Reply("Them.", TaskList)},
+    ),
+    Operation(
+        "GET",
+        "/api/tasks/{task}",
+        handlers.get_task,
+        "One task, optionally with its next fire times.",
+        {200: Reply("The task.", TaskOut)},
+        query=TaskQuery,
+    ),
+    Operation(
+        "POST",
+        "/api/tasks/{task}/runs",
+        handlers.trigger_run,
+        "Start a run now (Idempotency-Key header honoured for 24 h).",
+        _NEW_RUN,
+        query=TriggerQuery,
+        body=TriggerBody,
+        problems=_REFUSED,
+    ),
+    Operation(
+        "GET",
+        "/api/tasks/{task}/runs",
+        handlers.list_task_runs,
+        "A task's runs, also of a task no longer configured.",
+        {200: Reply("A page of runs.", RunList)},
+        query=RunQuery,
+    ),
+    Operation(
+        "POST",
+        "/api/tasks/{task}/pause",
+        handlers.pause_task,
+        "Stop firing the task's schedule (persists across restarts).",
+        {200: Reply("The task.", TaskOut)},
+    ),
+    Operation(
+        "POST",
+        "/api/tasks/{task}/resume",
+        handlers.resume_task,
+        "Fire the task's schedule again (no catch-up of the pause).",
+        {200: Reply("The task.", TaskOut)},
+    ),
+    Operation(
+        "GET",
+        "/api/runs",
+        handlers.list_runs,
+        "Runs, newest first, with filters and a keyset cursor.",
+        {200: Reply("A page of runs.", RunList)},
+        query=RunQuery,
+    ),
+    Operation("GET", "/api/runs/{run_id}", handlers.get_run, "One run.", {200: _RUN}),
+    Operation(
+        "POST",
+        "/api/runs/{run_id}/stop",
+        handlers.stop_run,
+        "Stop a run (a waiting one ends at once).",
+        {202: Reply("Stopping: the run as it is now.", RunOut)},
+        problems={409: "The run has ended, or runs on another node."},
+    ),
+    Operation(
+        "POST",
+        "/api/runs/{run_id}/rerun",
+        handlers.rerun,
+        "A new run of the same task with the same params.",
+        {k: v for k, v in _NEW_RUN.items() if k != 200},
+        query=TriggerQuery,
+        problems=_REFUSED,
+    ),
+    Operation(
+        "GET",
+        "/api/runs/{run_id}/log",
+        handlers.run_log,
+        "A page of the run's output lines; ?follow=true streams them as they come "
+        "(Server-Sent Events: id = line number, then an `end` event).",
+        {200: Reply("A page, or the stream.", LogPageOut, (JSON, SSE))},
+        query=LogQuery,
+    ),
+    Operation(
+        "GET",
+        "/api/runs/{run_id}/log/raw",
+        handlers.run_log_raw,
+        "The run's output as it came, streams interleaved.",
+        {200: Reply("The bytes.", None, (TEXT,))},
+        query=RawLogQuery,
+    ),
+    Operation(
+        "POST",
+        "/api/reload",
+        handlers.reload,
+        "Re-read the config file; a bad file keeps the running config (422).",
+        {200: Reply("What changed.", ReloadOut)},
+    ),
+    Operation(
+        "GET",
+        "/api/events",
+        handlers.events,
+        "Runs created, started and ended, tasks paused and resumed, reloads, as "
+        "Server-Sent Events (resumable with Last-Event-ID).",
+        {200: Reply("The stream.", None, (SSE,))},
+        query=EventsQuery,
+    ),
+]
+
+
+EXAMPLE_TASKS = 10
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The document, with some configured tasks as examples (it follows reloads)."""
+    tasks = list(request.app[SERVICES].live.tasks)[:EXAMPLE_TASKS]
+    return web.json_response(build_spec(OPERATIONS, tasks))
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_routes(
-        [
-            web.get("/health", handlers.health),
-            web.get("/api/info", handlers.info),
-            web.get("/api/tasks", handlers.list_tasks),
-            web.get("/api/tasks/{task}", handlers.get_task),
-            web.post("/api/tasks/{task}/runs", handlers.trigger_run),
-            web.get("/api/tasks/{task}/runs", handlers.list_task_runs),
-            web.post("/api/tasks/{task}/pause", handlers.pause_task),
-            web.post("/api/tasks/{task}/resume", handlers.resume_task),
-            web.get("/api/runs", handlers.list_runs),
-            web.get("/api/runs/{run_id}", handlers.get_run),
-            web.post("/api/runs/{run_id}/stop", handlers.stop_run),
-            web.post("/api/runs/{run_id}/rerun", handlers.rerun),
-            web.get("/api/runs/{run_id}/log", handlers.run_log),
-            web.get("/api/runs/{run_id}/log/raw", handlers.run_log_raw),
-            web.post("/api/reload", handlers.reload),
-            web.get("/api/events", handlers.events),
-        ]
-    )
+    app.router.add_routes([web.route(op.method, op.path, op.handler) for op in OPERATIONS])
+    app.router.add_get("/openapi.json", openapi)

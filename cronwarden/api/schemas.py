@@ -211,6 +211,30 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class InfoOut(BaseModel):
+    version: str
+    node: str
+    started_at: str | None
+    uptime_s: float
+    config_path: str
+    tasks: int
+    active_runs: int
+
+
+class ReloadOut(BaseModel):
+    reloaded: bool
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    restart_needed: list[str]
+
+
+class TaskQuery(BaseModel):
+    """``next``: also list the task's next fire times (in its zone and in UTC)."""
+
+    next: int | None = Field(default=None, ge=1, le=1000)
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unreachable"]
