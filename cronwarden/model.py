@@ -66,6 +66,10 @@ def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))
 
 
+# Fields a run list can be sorted by that need an index of their own (migration 0004).
+SORTED_BY_INDEX = ("start_at", "end_at", "exit_code", "duration_ms")
+
+
 class Run(SQLModel, table=True):
     """One attempt of one task: the durable record operators query."""
 
@@ -75,6 +79,7 @@ class Run(SQLModel, table=True):
         sa.Index("ix_runs_created", "created_at", "id"),
         sa.Index("ix_runs_task_created", "task_name", "created_at", "id"),
         sa.Index("ix_runs_status_created", "status", "created_at", "id"),
+        *(sa.Index(f"ix_runs_{f}", f, "created_at", "id") for f in SORTED_BY_INDEX),
     )
 
     id: str = Field(primary_key=True, max_length=36)

@@ -233,12 +233,14 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
             triggered_by=query.triggered_by,
             start_date=query.start_date,
             end_date=query.end_date,
+            search=query.search,
         ),
         limit=query.limit,
         cursor=query.cursor,
         offset=query.offset,
         ascending=query.sort_direction == "asc",
         with_total=query.total,
+        sort_field=query.sort_field,
     )
     body = RunList(
         runs=[RunOut.of(r) for r in page.runs],

@@ -6,11 +6,28 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY_WORDS = {"now": None, "today": 0, "yesterday": 1}
+SortField = Literal[
+    "created_at", "task_name", "status", "start_at", "end_at", "exit_code", "duration_ms"
+]
+
+
+def _day_bound(days_ago: int | None, ending: bool) -> datetime:
+    """``now``; or the start of a UTC day (``today``, ``yesterday``), or its last
+    instant when it ends a range (so end_date=today includes all of today)."""
+    now = datetime.now(UTC)
+    if days_ago is None:
+        return now
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days_ago)
+    return start + timedelta(days=1, microseconds=-1) if ending else start
+
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
@@ -165,6 +182,8 @@ class RunQuery(BaseModel):
     triggered_by: list[Trigger] | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+    search: str | None = Field(default=None, max_length=200)
+    sort_field: SortField = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
@@ -178,22 +197,37 @@ class RunQuery(BaseModel):
             return [part for part in value.split(",") if part]
         return value
 
+    @field_validator("sort_field", "sort_direction", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """Clients that always send the parameter send ``""`` for "the default"."""
+        if value == "":
+            return "created_at" if info.field_name == "sort_field" else "desc"
+        return value
+
     @field_validator("start_date", "end_date", mode="before")
     @classmethod
-    def _relative_or_iso(cls, value: object) -> object:
+    def _relative_or_iso(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             match = _RELATIVE.match(value)
+            ending = info.field_name == "end_date"
             try:
                 if match:
                     seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
                     return datetime.now(UTC) - timedelta(seconds=seconds)
+                word = value.strip().lower()
+                if word in _DAY_WORDS:
+                    return _day_bound(_DAY_WORDS[word], ending)
+                if _DATE_ONLY.match(value.strip()):  # a whole day, in UTC
+                    day = datetime.fromisoformat(value.strip()).replace(tzinfo=UTC)
+                    return day + timedelta(days=1, microseconds=-1) if ending else day
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
                 parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
                 return parsed.astimezone(UTC)  # fails here for instants before year 1
             except ValueError:
                 raise ValueError(
-                    'expected ISO 8601 ("2026-01-31T12:00:00Z") or relative '
-                    '("24 hours ago", "7 days ago")'
+                    'expected ISO 8601 ("2026-01-31T12:00:00Z", or a day "2026-01-31"), '
+                    'relative ("24 hours ago", "7 days ago"), now, today or yesterday'
                 ) from None
             except OverflowError:
                 raise ValueError("the date is out of range (years 1 to 9999, in UTC)") from None

@@ -33,6 +33,7 @@ class RunFilter:
     triggered_by: Sequence[str] | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+    search: str | None = None  # in the task name, the error or the params
 
 
 @dataclass
@@ -133,27 +134,31 @@ class Store:
         offset: int = 0,
         ascending: bool = False,
         with_total: bool = False,
+        sort_field: str = "created_at",
     ) -> RunPage:
-        """A page in (created_at, id) order; keyset cursor, offset only when asked."""
+        """A page in ``sort_field`` order (then created_at, then id); a keyset cursor
+        that stays right for every sort, offset only when asked.  Runs without a value
+        in the sort field (not started, not ended) come after those with one."""
+        order = RunOrder(sort_field, ascending)
         conditions = _conditions(where)
-        query = select(Run).where(*conditions)
-        key = sa.tuple_(col(Run.created_at), col(Run.id))
-        if cursor is not None:
-            created_at, run_id = _decode_cursor(cursor)
-            bound = sa.tuple_(sa.literal(created_at, UTCDateTime()), sa.literal(run_id))
-            query = query.where(key > bound if ascending else key < bound)
-        order = (col(Run.created_at), col(Run.id))
-        query = query.order_by(*(c.asc() if ascending else c.desc() for c in order))
-        query = query.offset(offset).limit(limit + 1)
+        runs: list[Run] = []
+        skip = offset
         async with self._session() as session:
-            runs = list((await session.execute(query)).scalars())
+            for part in order.parts(None if cursor is None else order.decode(cursor)):
+                query = part.where(*conditions).offset(skip).limit(limit + 1 - len(runs))
+                runs += (await session.execute(query)).scalars()
+                if len(runs) > limit:
+                    break
+                if skip:  # what this part held counts against the offset
+                    held = select(sa.func.count()).select_from(part.where(*conditions).subquery())
+                    skip = max(0, skip - (await session.execute(held)).scalar_one())
             total = None
             if with_total:
                 count = select(sa.func.count()).select_from(Run).where(*conditions)
                 total = (await session.execute(count)).scalar_one()
         has_next = len(runs) > limit
         runs = runs[:limit]
-        next_cursor = _encode_cursor(runs[-1]) if has_next and runs else None
+        next_cursor = order.encode(runs[-1]) if has_next and runs else None
         return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
 
     async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
@@ -225,6 +230,18 @@ def _conditions(where: RunFilter) -> list[Any]:
         conditions.append(col(Run.created_at) >= where.start_date)
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
+    if where.search:
+        # A substring in any of three columns: no index serves it (see the README); it
+        # narrows whatever the other filters and the sort's index already select.
+        escaped = where.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        conditions.append(
+            sa.or_(
+                col(Run.task_name).ilike(pattern, escape="\\"),
+                col(Run.error).ilike(pattern, escape="\\"),
+                sa.cast(col(Run.params), sa.String).ilike(pattern, escape="\\"),
+            )
+        )
     return conditions
 
 
@@ -235,18 +252,112 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _encode_cursor(run: Run) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+SORT_FIELDS = (
+    "created_at",
+    "task_name",
+    "status",
+    "start_at",
+    "end_at",
+    "exit_code",
+    "duration_ms",
+)
+_NULLABLE = {"start_at", "end_at", "exit_code", "duration_ms"}
+_INSTANTS = {"created_at", "start_at", "end_at"}
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, run_id = json.loads(raw)
-        when = datetime.fromisoformat(created_at)
-        if when.tzinfo is None or not isinstance(run_id, str):
-            raise ValueError(cursor)
-        return when.astimezone(UTC), run_id
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidCursor() from exc
+class RunOrder:
+    """A sort of the run list and its keyset cursors.
+
+    The key is (field, created_at, id) (just (created_at, id) for created_at), each
+    served by an index; a cursor holds the last run's key and names its sort, so a
+    cursor is never applied to another sort.  A nullable field is read in two parts,
+    each in index order: the runs with a value, then the runs without one (by
+    created_at, id), rather than one query whose ORDER BY no index can serve.
+    """
+
+    def __init__(self, field: str, ascending: bool) -> None:
+        if field not in SORT_FIELDS:
+            raise ValueError(f"cannot sort runs by {field!r}")
+        self.field = field
+        self.ascending = ascending
+
+    def _columns(self, with_field: bool) -> list[Any]:
+        tail = [col(Run.created_at), col(Run.id)]
+        if not with_field or self.field == "created_at":
+            return tail
+        return [getattr(Run, self.field), *tail]
+
+    def _after(self, columns: list[Any], values: list[Any]) -> Any:
+        literals = [
+            sa.literal(v, UTCDateTime()) if isinstance(v, datetime) else sa.literal(v)
+            for v in values
+        ]
+        key, bound = sa.tuple_(*columns), sa.tuple_(*literals)
+        return key > bound if self.ascending else key < bound
+
+    def _ordered(self, columns: list[Any]) -> Any:
+        return select(Run).order_by(*(c.asc() if self.ascending else c.desc() for c in columns))
+
+    def parts(self, position: list[Any] | None) -> list[Any]:
+        """The queries of a page that starts after ``position`` (a decoded cursor), in
+        the order they are read: each is served by an index in its ORDER BY."""
+        field = getattr(Run, self.field)
+        full, tail = self._columns(True), self._columns(False)
+        if self.field not in _NULLABLE:
+            query = self._ordered(full)
+            if position is not None:
+                query = query.where(self._after(full, position))
+            return [query]
+        parts = []
+        in_nulls = position is not None and position[0] is None
+        if not in_nulls:
+            valued = self._ordered(full).where(field.is_not(None))
+            if position is not None:
+                valued = valued.where(self._after(full, position))
+            parts.append(valued)
+        empty = self._ordered(tail).where(field.is_(None))
+        if in_nulls:
+            assert position is not None
+            empty = empty.where(self._after(tail, position[1:]))
+        parts.append(empty)
+        return parts
+
+    def encode(self, run: Run) -> str:
+        values = [getattr(run, c.key) for c in self._columns(True)]
+        raw = json.dumps(
+            [self.field, self.ascending, *(_jsonable(v) for v in values)], separators=(",", ":")
+        )
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    def decode(self, cursor: str) -> list[Any]:
+        """The key a cursor holds; InvalidCursor if it is forged or of another sort."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            field, ascending, *values = json.loads(raw)
+            names = [c.key for c in self._columns(True)]
+            if field != self.field or ascending != self.ascending or len(values) != len(names):
+                raise ValueError(cursor)
+            return [_typed(name, value) for name, value in zip(names, values, strict=True)]
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidCursor() from exc
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A cursor value back in its column's type; ValueError if it is not."""
+    if value is None:
+        if name in _NULLABLE:
+            return None
+        raise ValueError(name)
+    if name in _INSTANTS:
+        when = datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            raise ValueError(value)
+        return when.astimezone(UTC)
+    expected = int if name in ("exit_code", "duration_ms") else str
+    if type(value) is not expected:
+        raise ValueError(value)
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 CLI = [sys.executable, "-m", "cronwarden"]
 UNKNOWN_RUN = "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
@@ -88,3 +89,42 @@ def test_cli_rerun_waits_and_exits_with_the_runs_code(make_daemon) -> None:
         [*CLI, "rerun", UNKNOWN_RUN, "--url", daemon.url], capture_output=True, text=True
     )
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_run_lists_sort_search_and_take_day_words(make_daemon) -> None:
+    daemon = make_daemon(
+        '[tasks.ok]\ncommand = "true"\n\n[tasks.slow]\ncommand = "sleep 0.3; exit 2"\n'
+    )
+    runs = [daemon.wait_run(daemon.trigger(name)["id"]) for name in ("ok", "slow", "ok")]
+    by_duration = daemon.get("/api/runs?sort_field=duration_ms&sort_direction=desc").body
+    assert by_duration["runs"][0]["id"] == runs[1]["id"]
+    by_exit = daemon.get("/api/runs?sort_field=exit_code&sort_direction=asc&limit=2").body
+    assert [r["exit_code"] for r in by_exit["runs"]] == [0, 0] and by_exit["has_next"]
+    rest = daemon.get(
+        f"/api/runs?sort_field=exit_code&sort_direction=asc&cursor={by_exit['next_cursor']}"
+    ).body
+    assert [r["exit_code"] for r in rest["runs"]] == [2]
+    # RunWisp clients send empty strings for "the default".
+    default = daemon.get("/api/runs?sort_field=&sort_direction=").body
+    assert [r["id"] for r in default["runs"]] == [r["id"] for r in reversed(runs)]
+    bad = daemon.get("/api/runs?sort_field=pid")
+    assert bad.status == 422 and bad.body["errors"][0]["field"] == "sort_field"
+    other = daemon.get(f"/api/runs?sort_field=end_at&cursor={by_exit['next_cursor']}")
+    assert other.status == 400 and other.body["type"].endswith("invalid-cursor")
+    assert [r["task_name"] for r in daemon.get("/api/runs?search=SLO").body["runs"]] == ["slow"]
+    date_then = datetime.now(UTC).date()
+    today = daemon.get("/api/runs?start_date=today&end_date=today").body["runs"]
+    until_yesterday = daemon.get("/api/runs?end_date=yesterday").body["runs"]
+    since_yesterday = daemon.get("/api/runs?start_date=yesterday").body["runs"]
+    if (
+        datetime.now(UTC).date()
+        == date_then
+        == datetime.fromisoformat(runs[0]["created_at"][:10]).date()
+    ):
+        # (unless midnight UTC passed during the test)
+        assert len(today) == 3 and until_yesterday == [] and len(since_yesterday) == 3
+    assert len(daemon.get("/api/runs?start_date=1%20hours%20ago&end_date=now").body["runs"]) == 3
+    day = runs[0]["created_at"][:10]  # a date-only end_date includes that whole day
+    assert len(daemon.get(f"/api/runs?start_date={day}&end_date={day}").body["runs"]) == 3
+    wrong = daemon.get("/api/runs?end_date=tomorrow")
+    assert wrong.status == 422 and "yesterday" in wrong.body["errors"][0]["message"]

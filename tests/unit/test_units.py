@@ -53,3 +53,12 @@ def test_sizes(text: object, expected: int) -> None:
 def test_bad_sizes(text: object) -> None:
     with pytest.raises(ValueError, match="512KiB"):
         parse_size(text)
+
+
+def test_the_api_offers_exactly_the_sorts_the_store_serves() -> None:
+    from typing import get_args
+
+    from cronwarden.api.schemas import SortField
+    from cronwarden.store.runs import SORT_FIELDS
+
+    assert get_args(SortField) == SORT_FIELDS
