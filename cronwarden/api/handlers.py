@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -15,6 +16,7 @@ from cronwarden import __version__
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import (
+    DurationStats,
     EventsQuery,
     FireOut,
     Health,
@@ -27,9 +29,11 @@ from cronwarden.api.schemas import (
     RunList,
     RunOut,
     RunQuery,
+    StatsQuery,
     TaskList,
     TaskOut,
     TaskQuery,
+    TaskStats,
     TriggerBody,
     TriggerQuery,
 )
@@ -40,7 +44,7 @@ from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
-from cronwarden.store.runs import RunFilter
+from cronwarden.store.runs import RAN_TO_AN_OUTCOME, RunFilter
 from cronwarden.timefmt import iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -212,15 +216,60 @@ async def list_runs(request: web.Request) -> web.Response:
 
 
 async def list_task_runs(request: web.Request) -> web.Response:
+    task_name = await _known_task(request)
+    return await _run_list(request, {**_query(request), "task_name": task_name})
+
+
+async def _known_task(request: web.Request) -> str:
+    """The task of the URL: configured, or removed from the config but with history
+    (only a name that is not configured and never ran is unknown)."""
     services = _services(request)
     task_name = request.match_info["task"]
     if task_name not in services.live.tasks:
-        # A task removed from the config keeps its history; only a name that is not
-        # configured and never ran is unknown.
         ran = await services.store.list_runs(RunFilter(task_name=task_name), limit=1)
         if not ran.runs:
             raise TaskNotFound(f"no task is named {task_name!r}, and no run of that name exists")
-    return await _run_list(request, {**_query(request), "task_name": task_name})
+    return task_name
+
+
+async def task_stats(request: web.Request) -> web.Response:
+    task_name = await _known_task(request)
+    query = StatsQuery.model_validate(_query(request))
+    tally = await _services(request).store.task_tally(task_name, query.since)
+    ended = {reason: n for (status, reason), n in tally.counts.items() if reason}
+    ran = sum(n for reason, n in ended.items() if reason in RAN_TO_AN_OUTCOME)
+    failures = [tally.last_end[r] for r in FAILURES if r in tally.last_end]
+    durations = sorted(tally.durations)
+    longest = (m for reason, m in tally.longest.items() if reason in RAN_TO_AN_OUTCOME)
+    return _json(
+        TaskStats(
+            task=task_name,
+            since=iso_z_or_none(query.since),
+            runs=sum(tally.counts.values()),
+            active=sum(n for (status, _), n in tally.counts.items() if status != Status.ENDED),
+            by_end_reason=ended,
+            success_rate=round(ended.get("success", 0) / ran, 4) if ran else None,
+            duration_ms=DurationStats(
+                p50=_percentile(durations, 0.50),
+                p95=_percentile(durations, 0.95),
+                max=max(longest, default=None),
+                sample=len(durations),
+            ),
+            last_success_at=iso_z_or_none(tally.last_end.get("success")),
+            last_failure_at=iso_z_or_none(max(failures, default=None)),
+        )
+    )
+
+
+# Outcomes that count as the task failing (a stop is an operator's decision).
+FAILURES = ("failed", "timeout", "crashed", "log_overflow")
+
+
+def _percentile(ordered: list[int], q: float) -> int | None:
+    """Nearest rank: the smallest value with at least ``q`` of the values at or below."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Response:

@@ -19,9 +19,11 @@ from cronwarden.api.schemas import (
     RunList,
     RunOut,
     RunQuery,
+    StatsQuery,
     TaskList,
     TaskOut,
     TaskQuery,
+    TaskStats,
     TriggerBody,
     TriggerQuery,
 )
@@ -76,6 +78,15 @@ OPERATIONS = [
         "A task's runs, also of a task no longer configured.",
         {200: Reply("A page of runs.", RunList)},
         query=RunQuery,
+    ),
+    Operation(
+        "GET",
+        "/api/tasks/{task}/stats",
+        handlers.task_stats,
+        "What a task's runs came to: counts by end_reason, success rate, durations, "
+        "last success and failure (?since= as start_date).",
+        {200: Reply("The figures.", TaskStats)},
+        query=StatsQuery,
     ),
     Operation(
         "POST",

@@ -207,31 +207,67 @@ class RunQuery(BaseModel):
 
     @field_validator("start_date", "end_date", mode="before")
     @classmethod
-    def _relative_or_iso(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str):
-            match = _RELATIVE.match(value)
-            ending = info.field_name == "end_date"
-            try:
-                if match:
-                    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
-                    return datetime.now(UTC) - timedelta(seconds=seconds)
-                word = value.strip().lower()
-                if word in _DAY_WORDS:
-                    return _day_bound(_DAY_WORDS[word], ending)
-                if _DATE_ONLY.match(value.strip()):  # a whole day, in UTC
-                    day = datetime.fromisoformat(value.strip()).replace(tzinfo=UTC)
-                    return day + timedelta(days=1, microseconds=-1) if ending else day
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-                return parsed.astimezone(UTC)  # fails here for instants before year 1
-            except ValueError:
-                raise ValueError(
-                    'expected ISO 8601 ("2026-01-31T12:00:00Z", or a day "2026-01-31"), '
-                    'relative ("24 hours ago", "7 days ago"), now, today or yesterday'
-                ) from None
-            except OverflowError:
-                raise ValueError("the date is out of range (years 1 to 9999, in UTC)") from None
+    def _instant(cls, value: object, info: ValidationInfo) -> object:
+        return parse_instant(value, ending=info.field_name == "end_date")
+
+
+def parse_instant(value: object, *, ending: bool = False) -> object:
+    """A query's instant: ISO 8601, a day, "N units ago", now, today or yesterday.  A
+    day that ends a range means its last instant (end_date=2026-01-31 includes all of
+    that day)."""
+    if not isinstance(value, str):
         return value
+    match = _RELATIVE.match(value)
+    try:
+        if match:
+            seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
+            return datetime.now(UTC) - timedelta(seconds=seconds)
+        word = value.strip().lower()
+        if word in _DAY_WORDS:
+            return _day_bound(_DAY_WORDS[word], ending)
+        if _DATE_ONLY.match(value.strip()):  # a whole day, in UTC
+            day = datetime.fromisoformat(value.strip()).replace(tzinfo=UTC)
+            return day + timedelta(days=1, microseconds=-1) if ending else day
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)  # fails here for instants before year 1
+    except ValueError:
+        raise ValueError(
+            'expected ISO 8601 ("2026-01-31T12:00:00Z", or a day "2026-01-31"), '
+            'relative ("24 hours ago", "7 days ago"), now, today or yesterday'
+        ) from None
+    except OverflowError:
+        raise ValueError("the date is out of range (years 1 to 9999, in UTC)") from None
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = None  # default: all the history there is
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _instant(cls, value: object) -> object:
+        return parse_instant(value)
+
+
+class DurationStats(BaseModel):
+    p50: int | None
+    p95: int | None
+    max: int | None
+    sample: int  # runs the percentiles are taken over (the newest, up to 10,000)
+
+
+class TaskStats(BaseModel):
+    task: str
+    since: str | None
+    runs: int
+    active: int  # pending or running
+    by_end_reason: dict[str, int]
+    success_rate: float | None  # successes among runs that ran to an outcome
+    duration_ms: DurationStats
+    last_success_at: str | None
+    last_failure_at: str | None
 
 
 class Problem(BaseModel):

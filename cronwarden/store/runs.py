@@ -36,6 +36,19 @@ class RunFilter:
     search: str | None = None  # in the task name, the error or the params
 
 
+# End reasons of runs whose process ran and came to an outcome (not skipped or missed).
+RAN_TO_AN_OUTCOME = ("success", "failed", "timeout", "stopped", "crashed", "log_overflow")
+DURATION_SAMPLE = 10_000
+
+
+@dataclass(frozen=True)
+class TaskTally:
+    counts: dict[tuple[str, str | None], int]  # (status, end_reason) -> runs
+    last_end: dict[str, datetime]  # end_reason -> newest end_at
+    longest: dict[str, int]  # end_reason -> longest duration_ms
+    durations: list[int]  # of the newest runs that ran to an outcome, newest first
+
+
 @dataclass
 class RunPage:
     runs: list[Run]
@@ -160,6 +173,45 @@ class Store:
         runs = runs[:limit]
         next_cursor = order.encode(runs[-1]) if has_next and runs else None
         return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
+
+    async def task_tally(self, task_name: str, since: datetime | None) -> TaskTally:
+        """What a task's runs since ``since`` came to: counts by (status, end_reason),
+        the newest end and the longest duration per end_reason, and the durations of
+        the newest DURATION_SAMPLE runs that ran to an outcome.  Both queries read the
+        (task_name, created_at) index range of the window."""
+        window = [col(Run.task_name) == task_name]
+        if since is not None:
+            window.append(col(Run.created_at) >= since)
+        groups = (
+            sa.select(
+                col(Run.status),
+                col(Run.end_reason),
+                sa.func.count(),
+                sa.func.max(col(Run.end_at)),
+                sa.func.max(col(Run.duration_ms)),
+            )
+            .where(*window)
+            .group_by(col(Run.status), col(Run.end_reason))
+        )
+        sample = (
+            select(col(Run.duration_ms))
+            .where(
+                *window,
+                col(Run.end_reason).in_(RAN_TO_AN_OUTCOME),
+                col(Run.duration_ms).is_not(None),
+            )
+            .order_by(col(Run.created_at).desc())
+            .limit(DURATION_SAMPLE)
+        )
+        async with self._session() as session:
+            rows = (await session.execute(groups)).all()
+            durations = [d for d in (await session.execute(sample)).scalars() if d is not None]
+        return TaskTally(
+            counts={(status, reason): count for status, reason, count, _, _ in rows},
+            last_end={r: _as_utc(end) for _, r, _, end, _ in rows if r and end is not None},
+            longest={r: int(m) for _, r, _, _, m in rows if r and m is not None},
+            durations=durations,
+        )
 
     async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
         """The newest run of every task (or of one), for task listings."""

@@ -128,3 +128,33 @@ def test_run_lists_sort_search_and_take_day_words(make_daemon) -> None:
     assert len(daemon.get(f"/api/runs?start_date={day}&end_date={day}").body["runs"]) == 3
     wrong = daemon.get("/api/runs?end_date=tomorrow")
     assert wrong.status == 422 and "yesterday" in wrong.body["errors"][0]["message"]
+
+
+def test_task_stats_add_up_the_history(make_daemon) -> None:
+    daemon = make_daemon(
+        '[tasks.job]\ncommand = "exit $CRONWARDEN_PARAM_code"\nparams = ["code"]\n'
+    )
+    ended = [
+        daemon.wait_run(daemon.trigger("job", {"code": code})["id"])
+        for code in ("0", "0", "0", "1")
+    ]
+    stats = daemon.get("/api/tasks/job/stats")
+    assert stats.status == 200, stats
+    body = stats.body
+    assert body["runs"] == 4 and body["active"] == 0 and body["since"] is None
+    assert body["by_end_reason"] == {"success": 3, "failed": 1}
+    assert body["success_rate"] == 0.75
+    durations = sorted(r["duration_ms"] for r in ended)
+    assert body["duration_ms"] == {
+        "p50": durations[1],
+        "p95": durations[3],
+        "max": durations[3],
+        "sample": 4,
+    }
+    assert body["last_success_at"] == ended[2]["end_at"]
+    assert body["last_failure_at"] == ended[3]["end_at"]
+    later = daemon.get("/api/tasks/job/stats?since=now").body
+    assert later["runs"] == 0 and later["success_rate"] is None
+    assert later["duration_ms"]["p50"] is None
+    assert daemon.get("/api/tasks/nope/stats").status == 404
+    assert daemon.get("/api/tasks/job/stats?since=whenever").status == 422
