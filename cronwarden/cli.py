@@ -14,6 +14,7 @@ import click
 
 from cronwarden import __version__
 from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.run_sorts import SORT_FIELDS
 
 if TYPE_CHECKING:
     from cronwarden.config import Config
@@ -272,7 +273,14 @@ def tasks(url: str | None, config_path: str | None, as_json: bool) -> None:
 @_client_options
 @click.option("--task", help="Only this task.")
 @click.option("--status", help="pending, running or ended (comma-separated).")
-@click.option("--since", help='ISO 8601 or relative, e.g. "24 hours ago".')
+@click.option("--since", help='ISO 8601, a day, "24 hours ago", today or yesterday.')
+@click.option("--search", help="Text in the task name, the error or the params.")
+@click.option(
+    "--sort",
+    type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
+    metavar="FIELD[:asc|:desc]",
+    help=f"One of {', '.join(SORT_FIELDS)} [created_at:desc].",
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 def runs(
     url: str | None,
@@ -281,10 +289,21 @@ def runs(
     task: str | None,
     status: str | None,
     since: str | None,
+    search: str | None,
+    sort: str | None,
     limit: int,
 ) -> None:
-    """List runs, newest first."""
-    query = {"task_name": task, "status": status, "start_date": since, "limit": limit}
+    """List runs, newest first (or as --sort says)."""
+    field, _, direction = (sort or "").partition(":")
+    query = {
+        "task_name": task,
+        "status": status,
+        "start_date": since,
+        "search": search,
+        "sort_field": field or None,
+        "sort_direction": direction or None,
+        "limit": limit,
+    }
     data = _call(_client(url, config_path), "GET", "/api/runs", query=query)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -304,6 +323,36 @@ def runs(
         for r in data["runs"]
     ]
     _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"])
+
+
+@main.command()
+@_client_options
+@click.argument("task")
+@click.option("--since", help='ISO 8601, a day, "7 days ago", today or yesterday.')
+def stats(
+    url: str | None, config_path: str | None, as_json: bool, task: str, since: str | None
+) -> None:
+    """What TASK's runs came to: outcomes, success rate, durations."""
+    data = _call(
+        _client(url, config_path), "GET", api_path("tasks", task, "stats"), query={"since": since}
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rate = "-" if data["success_rate"] is None else f"{data['success_rate']:.1%}"
+    durations = data["duration_ms"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(data["by_end_reason"].items())) or "-"
+    click.echo(
+        f"{task}: {data['runs']} runs ({data['active']} active) since {data['since'] or 'ever'}"
+    )
+    click.echo(f"  outcomes:     {outcomes}")
+    click.echo(f"  success rate: {rate}")
+    click.echo(
+        f"  duration:     p50 {durations['p50']} ms, p95 {durations['p95']} ms, "
+        f"max {durations['max']} ms (of the newest {durations['sample']})"
+    )
+    click.echo(f"  last success: {data['last_success_at'] or '-'}")
+    click.echo(f"  last failure: {data['last_failure_at'] or '-'}")
 
 
 @main.command("run")

@@ -12,6 +12,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlmodel import Field, SQLModel
 
+from cronwarden.run_sorts import NULLABLE_SORTS
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -66,8 +68,9 @@ def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))
 
 
-# Fields a run list can be sorted by that need an index of their own (migration 0004).
-SORTED_BY_INDEX = ("start_at", "end_at", "exit_code", "duration_ms")
+# Fields a run list can be sorted by that need an index of their own (migration 0004):
+# the nullable ones (task_name, status and created_at have theirs).
+SORTED_BY_INDEX = NULLABLE_SORTS
 
 
 class Run(SQLModel, table=True):

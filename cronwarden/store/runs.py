@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.migrate import migrate
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
@@ -304,16 +305,7 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-SORT_FIELDS = (
-    "created_at",
-    "task_name",
-    "status",
-    "start_at",
-    "end_at",
-    "exit_code",
-    "duration_ms",
-)
-_NULLABLE = {"start_at", "end_at", "exit_code", "duration_ms"}
+_NULLABLE = set(NULLABLE_SORTS)
 _INSTANTS = {"created_at", "start_at", "end_at"}
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -158,3 +159,25 @@ def test_task_stats_add_up_the_history(make_daemon) -> None:
     assert later["duration_ms"]["p50"] is None
     assert daemon.get("/api/tasks/nope/stats").status == 404
     assert daemon.get("/api/tasks/job/stats?since=whenever").status == 422
+
+
+def test_cli_runs_sorted_and_searched_and_stats(make_daemon) -> None:
+    daemon = make_daemon('[tasks.fast]\ncommand = "true"\n\n[tasks.slow]\ncommand = "sleep 0.2"\n')
+    for name in ("slow", "fast", "fast"):
+        daemon.wait_run(daemon.trigger(name)["id"])
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, *args, "--url", daemon.url], capture_output=True, text=True, timeout=60
+        )
+
+    longest = json.loads(cli("runs", "--sort", "duration_ms:desc", "--json").stdout)
+    assert longest["runs"][0]["task_name"] == "slow"
+    found = json.loads(cli("runs", "--search", "SLO", "--json").stdout)
+    assert [r["task_name"] for r in found["runs"]] == ["slow"]
+    bad = cli("runs", "--sort", "pid")
+    assert bad.returncode == 2 and "duration_ms" in bad.stderr
+    shown = cli("stats", "fast")
+    assert shown.returncode == 0, shown.stderr
+    assert "2 runs" in shown.stdout and "success rate: 100.0%" in shown.stdout
+    assert json.loads(cli("stats", "fast", "--json").stdout)["by_end_reason"] == {"success": 2}

@@ -16,8 +16,9 @@ from test_store import T0, claim_one, make_run  # type: ignore[import-not-found]
 
 from cronwarden.errors import InvalidCursor
 from cronwarden.model import Run
+from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import RunFilter, Store, open_engine
-from cronwarden.store.runs import SORT_FIELDS, RunOrder
+from cronwarden.store.runs import RunOrder
 
 STATUSES = ("pending", "running", "ended")
 

@@ -59,6 +59,6 @@ def test_the_api_offers_exactly_the_sorts_the_store_serves() -> None:
     from typing import get_args
 
     from cronwarden.api.schemas import SortField
-    from cronwarden.store.runs import SORT_FIELDS
+    from cronwarden.run_sorts import SORT_FIELDS
 
     assert get_args(SortField) == SORT_FIELDS
