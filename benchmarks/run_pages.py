@@ -32,6 +32,7 @@ from _daemon import free_port, get, running_daemon
 from aiohttp import web
 
 from cronwarden.model import new_run
+from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import Store, open_engine
 
 TASKS = 20
@@ -180,14 +181,7 @@ def main() -> None:
                 "total=true": "/api/runs?total=true&limit=50",
                 **{
                     f"sort {field}": f"/api/runs?sort_field={field}&limit=50"
-                    for field in (
-                        "task_name",
-                        "status",
-                        "start_at",
-                        "end_at",
-                        "exit_code",
-                        "duration_ms",
-                    )
+                    for field in SORT_FIELDS[1:]
                 },
                 "stats (all)": "/api/tasks/t07/stats",
                 "stats (a day)": f"/api/tasks/t07/stats?since={middle}",

@@ -150,6 +150,29 @@ async def test_a_quiet_stream_gets_heartbeats_then_its_end(
     assert seen.index(b'"n": 1') < seen.index(b'"n": 2') < seen.index(b"event: end")
 
 
+async def follow_without_reading(server: Server, path: str) -> tuple[list[str], int]:
+    """Follow ``path`` and never read: (what the daemon logged of it, its memory peak)."""
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        sock = await open_follow(server.port, rcvbuf=4096, path=path)
+        try:
+            with capture_logs() as events:
+                async with asyncio.timeout(20):
+                    await server.handled.wait()
+            peak = tracemalloc.get_traced_memory()[1] - baseline
+        finally:
+            sock.close()
+    finally:
+        tracemalloc.stop()
+    return [e["event"] for e in events], peak
+
+
+# Dropped by the send timeout, or by the kernel (TCP_USER_TIMEOUT) a moment earlier.
+DROPPED = (["stream.follower_dropped"], ["stream.follower_left"])
+
+
 async def test_a_reader_that_stops_reading_is_dropped_and_memory_stays_flat(
     server: Server, monkeypatch: Any
 ) -> None:
@@ -160,22 +183,8 @@ async def test_a_reader_that_stops_reading_is_dropped_and_memory_stays_flat(
         writer.feed("stdout", line * 1000)
     writer.finish()
     server.store.end()
-    tracemalloc.start()
-    try:
-        baseline = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        sock = await open_follow(server.port, rcvbuf=4096)  # ... and never read
-        try:
-            with capture_logs() as events:
-                async with asyncio.timeout(20):
-                    await server.handled.wait()
-            peak = tracemalloc.get_traced_memory()[1] - baseline
-        finally:
-            sock.close()
-    finally:
-        tracemalloc.stop()
-    # Dropped by the send timeout, or by the kernel (TCP_USER_TIMEOUT) a moment earlier.
-    assert [e["event"] for e in events] in (["stream.follower_dropped"], ["stream.follower_left"])
+    events, peak = await follow_without_reading(server, f"/api/runs/{RUN_ID}/log?follow=true")
+    assert events in DROPPED
     assert peak < 8 << 20, f"following grew memory by {peak / 2**20:.1f} MiB"
     assert server.feeds._feeds == {}  # the follower let go of the run's feed
 
@@ -186,20 +195,8 @@ async def test_an_events_follower_that_stops_reading_is_dropped_and_memory_stays
     monkeypatch.setattr(streams, "SEND_TIMEOUT", 0.5)
     for i in range(150_000):  # ~10 MB of events held in the window
         server.events.publish("task.paused", f"task-{i % 50}", {"task": f"task-{i % 50}"})
-    tracemalloc.start()
-    try:
-        baseline = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        path = f"/api/events?after={server.events.first_id - 1}"
-        sock = await open_follow(server.port, rcvbuf=4096, path=path)  # ... and never read
-        try:
-            with capture_logs() as events:
-                async with asyncio.timeout(20):
-                    await server.handled.wait()
-            peak = tracemalloc.get_traced_memory()[1] - baseline
-        finally:
-            sock.close()
-    finally:
-        tracemalloc.stop()
-    assert [e["event"] for e in events] in (["stream.follower_dropped"], ["stream.follower_left"])
+    events, peak = await follow_without_reading(
+        server, f"/api/events?after={server.events.first_id - 1}"
+    )
+    assert events in DROPPED
     assert peak < 8 << 20, f"following grew memory by {peak / 2**20:.1f} MiB"
