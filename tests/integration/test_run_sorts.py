@@ -125,6 +125,7 @@ async def explain(store: Store, query: Any) -> str:
         # see whether an index can serve the order at all.
         await conn.execute(sa.text("SET enable_seqscan = off"))
         await conn.execute(sa.text("SET enable_sort = off"))
+        await conn.execute(sa.text("SET enable_incremental_sort = off"))
         rows = await conn.execute(sa.text(f"EXPLAIN {sql}"))
         return "\n".join(str(row[0]) for row in rows)
 
