@@ -13,13 +13,13 @@ instead of being mistaken for an id of this one.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cronwarden.model import Run, new_run
+from cronwarden.nudge import Nudge
 
 WINDOW = 10_000
 
@@ -42,7 +42,7 @@ class EventLog:
         self._next_id = int(started_at.timestamp() * 1000) * 1000
         self.first_id = self._next_id
         self.closed = False
-        self._changed = asyncio.Event()
+        self._nudge = Nudge()
 
     @property
     def last_id(self) -> int:
@@ -57,7 +57,7 @@ class EventLog:
     def publish(self, kind: str, task: str | None, data: dict[str, Any]) -> None:
         self._events.append(Event(self._next_id, kind, task, data))
         self._next_id += 1
-        self._wake()
+        self._nudge.bump()
 
     def after(self, last_id: int, limit: int) -> tuple[list[Event], bool]:
         """Up to ``limit`` events after ``last_id``, and whether some after it are no
@@ -73,13 +73,9 @@ class EventLog:
         """The daemon is stopping: followers send what is left and close their streams
         (else the HTTP server would wait for them before it could stop)."""
         self.closed = True
-        self._wake()
+        self._nudge.bump()
 
     async def wait_past(self, last_id: int) -> None:
         """Return once there is an event after ``last_id``, or the log is closed."""
         while self.last_id <= last_id and not self.closed:
-            await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+            await self._nudge.wait_past(self._nudge.version)

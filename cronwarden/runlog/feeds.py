@@ -7,27 +7,19 @@ lines from the log itself, at their own pace, so a slow follower holds no buffer
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 
+from cronwarden.nudge import Nudge
 
-class LogFeed:
+
+class LogFeed(Nudge):
+    """Bumped when the run's log grows, and once more when the run has ended."""
+
     def __init__(self) -> None:
-        self.version = 0
+        super().__init__()
         self.ended = False
         self.followers = 0
-        self._changed = asyncio.Event()
-
-    def bump(self) -> None:
-        self.version += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_past(self, version: int) -> None:
-        """Return once the version has moved past ``version``."""
-        while self.version == version:
-            await self._changed.wait()
 
 
 class LogFeeds:
