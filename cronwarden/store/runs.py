@@ -22,6 +22,7 @@ from cronwarden.store.migrate import migrate
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
+from cronwarden.store.search import RunSearch
 
 
 @dataclass(frozen=True)
@@ -284,17 +285,7 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
     if where.search:
-        # A substring in any of three columns: no index serves it (see the README); it
-        # narrows whatever the other filters and the sort's index already select.
-        escaped = where.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        conditions.append(
-            sa.or_(
-                col(Run.task_name).ilike(pattern, escape="\\"),
-                col(Run.error).ilike(pattern, escape="\\"),
-                sa.cast(col(Run.params), sa.String).ilike(pattern, escape="\\"),
-            )
-        )
+        conditions.append(RunSearch(where.search))
     return conditions
 
 

@@ -154,26 +154,26 @@ async def test_offset_continues_into_the_runs_without_a_value(seeded: Store) -> 
     assert [r.id for r in page.runs] == [r.id for r in everything[valued - 5 : valued + 5]]
 
 
-async def test_search_finds_task_names_errors_and_params(tmp_path: Path) -> None:
-    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"))
-    try:
-        await claim_one(store, make_run(1, task="backup", params={}))
-        await claim_one(store, make_run(2, error="disk full on /srv", params={}))
-        await claim_one(store, make_run(3, params={"who": "Ann"}))
-        await claim_one(store, make_run(4, params={"rate": "100%"}))
+async def test_search_finds_task_names_errors_and_params(seeded: Store) -> None:
+    await claim_one(seeded, make_run(20_001, task="backup", params={}))
+    await claim_one(seeded, make_run(20_002, error="disk full on /srv", params={}))
+    await claim_one(seeded, make_run(20_003, params={"who": "Ann"}))
+    await claim_one(seeded, make_run(20_004, params={"rate": "100%"}))
+    ended = make_run(20_005, params={})
+    await claim_one(seeded, ended)
+    await seeded.record(ended.id, {"error": "timed out waiting for lock"})
 
-        async def found(term: str) -> list[int]:
-            page = await store.list_runs(RunFilter(search=term), limit=10)
-            return sorted(int(r.id[-3:]) for r in page.runs)
+    async def found(term: str) -> list[int]:
+        page = await seeded.list_runs(RunFilter(search=term), limit=10)
+        return sorted(int(r.id[-5:]) for r in page.runs)
 
-        assert await found("BACK") == [1]
-        assert await found("disk full") == [2]
-        assert await found("ann") == [3]
-        assert await found("100%") == [4]
-        assert await found("%") == [4]  # a literal percent, not a wildcard
-        assert await found("_") == []
-    finally:
-        await store.close()
+    assert await found("BACKUP") == [20_001]
+    assert await found("disk full") == [20_002]
+    assert await found("ann") == [20_003]
+    assert await found("100%") == [20_004]
+    assert await found("%") == [20_004]  # a literal percent, not a wildcard
+    assert await found("for lock") == [20_005]  # an error recorded at the end
+    assert await found("_x_") == []
 
 
 FILTERS = {
@@ -182,6 +182,7 @@ FILTERS = {
     "end_reason": RunFilter(end_reason=["failed"]),
     "triggered_by": RunFilter(triggered_by=["api"]),
     "dates": RunFilter(start_date=T0, end_date=T0 + timedelta(hours=1)),
+    "search": RunFilter(search="disk full"),
 }
 
 
