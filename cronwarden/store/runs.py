@@ -22,7 +22,7 @@ from cronwarden.store.migrate import migrate
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
-from cronwarden.store.search import RunSearch
+from cronwarden.store.search import search_condition
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class Store:
         that stays right for every sort, offset only when asked.  Runs without a value
         in the sort field (not started, not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
-        conditions = _conditions(where)
+        conditions = _conditions(where, self.engine.dialect.name)
         runs: list[Run] = []
         skip = offset
         async with self._session() as session:
@@ -269,7 +269,7 @@ class Store:
             await session.commit()
 
 
-def _conditions(where: RunFilter) -> list[Any]:
+def _conditions(where: RunFilter, dialect: str) -> list[Any]:
     conditions: list[Any] = []
     if where.task_name is not None:
         conditions.append(col(Run.task_name) == where.task_name)
@@ -285,7 +285,7 @@ def _conditions(where: RunFilter) -> list[Any]:
     if where.end_date is not None:
         conditions.append(col(Run.created_at) <= where.end_date)
     if where.search:
-        conditions.append(RunSearch(where.search))
+        conditions.append(search_condition(where.search, dialect))
     return conditions
 
 

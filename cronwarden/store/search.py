@@ -1,17 +1,15 @@
 """Searching runs by a piece of text in their task name, error or params, served by an
 index on either database (migration 0005): an FTS5 trigram table on SQLite, a GIN
 trigram index on PostgreSQL.  Both match case-insensitively; a term shorter than 3
-characters has no trigram, so the index cannot narrow it (it is then a scan)."""
+characters has no trigram, so no index can narrow it (it is then a scan)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnElement
 
+TRIGRAM = 3  # characters a term needs before a trigram index can narrow it
 # The searched text of a run (PostgreSQL: the indexed expression, written exactly so).
 SEARCH_TEXT_PG = "task_name || ' ' || coalesce(error, '') || ' ' || (params::text)"
 
@@ -20,24 +18,19 @@ def sqlite_search_text(row: str) -> str:
     return f"{row}.task_name || ' ' || coalesce({row}.error, '') || ' ' || {row}.params"
 
 
-class RunSearch(ColumnElement[bool]):
-    """``search`` as a WHERE condition on runs, compiled for the database at hand."""
-
-    inherit_cache = False
-    type = sa.Boolean()
-
-    def __init__(self, term: str) -> None:
-        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        self.pattern = f"%{escaped}%"
-
-
-@compiles(RunSearch, "postgresql")
-def _postgresql(element: RunSearch, compiler: SQLCompiler, **kw: Any) -> str:
-    pattern = compiler.process(sa.bindparam("search", element.pattern, unique=True), **kw)
-    return f"({SEARCH_TEXT_PG}) ILIKE {pattern} ESCAPE '\\'"
-
-
-@compiles(RunSearch)
-def _sqlite(element: RunSearch, compiler: SQLCompiler, **kw: Any) -> str:
-    pattern = compiler.process(sa.bindparam("search", element.pattern, unique=True), **kw)
-    return f"runs.rowid IN (SELECT rowid FROM runs_search WHERE body LIKE {pattern} ESCAPE '\\')"
+def search_condition(term: str, dialect: str) -> Any:
+    """A WHERE condition on runs: ``term`` in the task name, the error or the params."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    if dialect == "postgresql":
+        return sa.literal_column(f"({SEARCH_TEXT_PG})").ilike(pattern, escape="\\")
+    fts = sa.table("runs_search", sa.column("rowid"), sa.column("body"))
+    if len(term) >= TRIGRAM:
+        # A quoted phrase: with the trigram tokenizer, a substring anywhere, its
+        # characters literal.  (FTS5 serves LIKE only without ESCAPE, so % and _
+        # could not be searched for that way.)
+        phrase = '"' + term.replace('"', '""') + '"'
+        matching = sa.literal_column("runs_search").op("MATCH")(phrase)
+    else:
+        matching = fts.c.body.like(pattern, escape="\\")
+    return sa.literal_column("runs.rowid").in_(sa.select(fts.c.rowid).where(matching))
