@@ -176,7 +176,8 @@ def main() -> None:
                 "end_reason filter": "/api/runs?end_reason=failed&limit=50",
                 "triggered_by filter": "/api/runs?triggered_by=api&limit=50",
                 "date range": f"/api/runs?start_date={middle}&end_date={until}&limit=50",
-                "search (params)": "/api/runs?search=500000&limit=50",
+                "search (one match)": f"/api/runs?search={args.runs // 2}&limit=50",
+                "search (7% match)": "/api/runs?search=exit%20status&limit=50",
                 "offset=500000": "/api/runs?offset=500000&limit=50",
                 "total=true": "/api/runs?total=true&limit=50",
                 **{
