@@ -150,9 +150,6 @@ class Dispatcher:
             else:
                 self._lose(handle)
         for run in rows:
-            if run.id in claimed and run.status == Status.ENDED:  # skipped by overlap
-                self._changed("run.created", run)
-                self._changed("run.ended", run)
             if run.id not in claimed:
                 log.info(
                     "fire.already_claimed",
@@ -160,8 +157,9 @@ class Dispatcher:
                     scheduled_for=run.scheduled_for,
                     attempt=run.attempt,
                 )
-            elif run.status == Status.ENDED:
+            elif run.status == Status.ENDED:  # skipped by overlap
                 log.info("run.skipped", task=run.task_name, run_id=run.id, reason=run.error)
+                self._created_ended(run)
         return [run for run in rows if run.id in claimed]
 
     async def trigger(
@@ -256,8 +254,7 @@ class Dispatcher:
             )
             for run in runs:
                 if run.id in claimed:
-                    self._changed("run.created", run)
-                    self._changed("run.ended", run)
+                    self._created_ended(run)
 
     def resume_pending(self, run: Run) -> None:
         """A pending run a previous life left waiting for its time (a delayed retry):
@@ -365,6 +362,11 @@ class Dispatcher:
     def _changed(self, kind: str, run: Run) -> None:
         if self.on_change is not None:
             self.on_change(kind, run)
+
+    def _created_ended(self, run: Run) -> None:
+        """A run recorded already ended (skipped, missed): both of its changes at once."""
+        self._changed("run.created", run)
+        self._changed("run.ended", run)
 
     def _proceed(self, handle: RunHandle) -> None:
         """The claim is durable: start if the run holds a slot, else it waits in line."""
