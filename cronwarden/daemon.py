@@ -27,6 +27,7 @@ from cronwarden.events import EventLog
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.model import Run
+from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
@@ -159,7 +160,10 @@ class Daemon:
     async def _serve_until_stopped(self, services: Services) -> None:
         """Until SIGTERM/SIGINT, or until a side task dies (loudly: exit code 1); then
         stop firing, give runs their grace, record it all."""
-        side_tasks = {services.store.recorder.start()}
+        side_tasks = {
+            services.store.recorder.start(),
+            asyncio.create_task(services.retention.serve(), name="retention"),
+        }
         interval = watchdog_interval()
         if interval is not None:
             side_tasks.add(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -173,7 +177,7 @@ class Daemon:
         sd_notify("STOPPING=1")
         log.info("daemon.stopping")
         for task in side_tasks:
-            if task.get_name() == "watchdog":
+            if task.get_name() in ("watchdog", "retention"):
                 task.cancel()
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
@@ -224,6 +228,7 @@ class Daemon:
                 log_feeds=feeds,
                 events=events,
                 reserve=reserve,
+                retention=Retention(store, self.live, launcher.logs_dir, self.clock),
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
             )

@@ -26,6 +26,7 @@ from cronwarden.api.schemas import (
     LogQuery,
     RawLogQuery,
     ReloadOut,
+    RetentionOut,
     RunList,
     RunOut,
     RunQuery,
@@ -39,7 +40,7 @@ from cronwarden.api.schemas import (
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.config import TaskConfig
-from cronwarden.errors import InvalidRunId, TaskNotFound
+from cronwarden.errors import InvalidRunId, StoreUnavailable, TaskNotFound
 from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
@@ -380,8 +381,17 @@ async def info(request: web.Request) -> web.Response:
         config_path=str(services.live.current.path),
         tasks=len(services.live.tasks),
         active_runs=services.dispatcher.active_runs,
+        runs=await _run_count(services),
+        retention=RetentionOut.of(services.retention.last),
     )
     return _json(body)
+
+
+async def _run_count(services: Services) -> int | None:
+    try:
+        return await services.store.run_count()
+    except StoreUnavailable:
+        return None
 
 
 async def reload(request: web.Request) -> web.Response:

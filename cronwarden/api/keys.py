@@ -13,6 +13,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from cronwarden.events import EventLog
     from cronwarden.live_config import LiveConfig
+    from cronwarden.retention import Retention
     from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
@@ -32,6 +33,7 @@ class Services:
     log_feeds: LogFeeds
     events: EventLog
     reserve: SpaceReserve
+    retention: Retention
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
+
+if TYPE_CHECKING:
+    from cronwarden.retention import PassReport
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DAY_WORDS = {"now": None, "today": 0, "yesterday": 1}
@@ -281,6 +285,28 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class RetentionOut(BaseModel):
+    """The last retention pass: what it deleted, and the disk the logs used after it."""
+
+    started_at: str | None
+    duration_ms: int
+    deleted_runs: int
+    deleted_log_files: int
+    freed_bytes: int
+    expired_keys: int
+    log_files: int
+    log_bytes: int
+    error: str | None
+
+    @classmethod
+    def of(cls, report: PassReport | None) -> RetentionOut | None:
+        if report is None:
+            return None
+        fields = dataclasses.asdict(report)
+        fields.pop("runs")
+        return cls(**{**fields, "started_at": iso_z_or_none(report.started_at)})
+
+
 class InfoOut(BaseModel):
     version: str
     node: str
@@ -289,6 +315,10 @@ class InfoOut(BaseModel):
     config_path: str
     tasks: int
     active_runs: int
+    runs: int | None = Field(description="run rows in the database (null if it is unreachable)")
+    retention: RetentionOut | None = Field(
+        description="the last retention pass (null until the first one, shortly after start)"
+    )
 
 
 class ReloadOut(BaseModel):

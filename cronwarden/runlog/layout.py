@@ -20,6 +20,7 @@ search over entries ordered by line number.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -283,3 +284,35 @@ class OpenLog:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def remove_log(logs_dir: Path, run_id: str) -> tuple[int, int]:
+    """Delete every file of a run's log; returns (files, bytes) removed.
+
+    The index says how far the output reached, hence which segments can exist; a
+    write torn by a crash may have gone one block further.  The index goes last, so
+    an interrupted removal can be repeated.
+    """
+    index = index_path(logs_dir, run_id)
+    last_segment = 0
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            reader = IndexReader(fd)
+            segments = SegmentFiles(index, reader.header.segment_bytes)
+            last_segment = segments.segment_of(reader.indexed_end() + MAX_TORN_BYTES)
+        except CorruptLog:
+            last_segment = 0
+        finally:
+            os.close(fd)
+    paths = [data_path(index, s) for s in range(last_segment + 1)]
+    files = size = 0
+    for path in [*paths, legacy_path(index), index]:
+        with contextlib.suppress(FileNotFoundError):
+            size += path.stat().st_size
+            path.unlink()
+            files += 1
+    return files, size
+
+
+MAX_TORN_BYTES = 256 * 1024  # more than a block the writer appends at once

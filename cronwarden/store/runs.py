@@ -215,6 +215,12 @@ class Store:
             durations=durations,
         )
 
+    async def run_count(self) -> int:
+        async with self._session() as session:
+            return int(
+                (await session.execute(sa.select(sa.func.count()).select_from(Run))).scalar_one()
+            )
+
     async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
         """The newest run of every task (or of one), for task listings."""
         latest = select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))

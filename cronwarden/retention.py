@@ -1,0 +1,169 @@
+"""Retention: ended runs past keep_runs / keep_for go, with their log files, off the
+hot path; expired Idempotency-Keys go too.
+
+A pass walks every task that has runs (a removed task's history ages under the
+daemon's defaults), saves the task's catch-up anchor, then deletes in batches of
+``BATCH`` runs: log files first, then rows, yielding to the event loop between
+batches so fires and API requests never wait behind a long delete.  Pending and
+running runs are never deleted, whatever their age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from cronwarden.clock import Clock
+from cronwarden.config import Config
+from cronwarden.errors import StoreUnavailable
+from cronwarden.live_config import LiveConfig
+from cronwarden.runlog.layout import remove_log
+from cronwarden.store import Store
+from cronwarden.store.retention import RetentionQueries
+
+log = structlog.get_logger("cronwarden.retention")
+
+BATCH = 200
+INTERVAL = timedelta(minutes=10)
+KEY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How much history one task keeps: its newest ``runs``, none older than ``age``
+    (``None``: no age limit, from keep_for = "0")."""
+
+    runs: int
+    age: timedelta | None
+
+
+def keep_for_task(config: Config, task_name: str) -> Keep:
+    """The task's own keep_runs / keep_for, else the daemon's."""
+    daemon = config.daemon
+    task = config.tasks.get(task_name)
+    runs = task.keep_runs if task is not None and task.keep_runs is not None else daemon.keep_runs
+    age = task.keep_for if task is not None and task.keep_for is not None else daemon.keep_for
+    return Keep(runs=runs, age=age if age > timedelta(0) else None)
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass did, for /api/info, the log and the metrics."""
+
+    started_at: datetime
+    duration_ms: int
+    deleted_runs: int
+    deleted_log_files: int
+    freed_bytes: int
+    expired_keys: int
+    runs: int  # rows left
+    log_files: int  # in the logs directory after the pass
+    log_bytes: int
+    error: str | None = None
+
+
+class Retention:
+    def __init__(self, store: Store, config: LiveConfig, logs_dir: Path, clock: Clock) -> None:
+        self.store = store
+        self.queries = RetentionQueries(store.engine)
+        self.config = config
+        self.logs_dir = logs_dir
+        self.clock = clock
+        self.last: PassReport | None = None
+
+    async def run_pass(self) -> PassReport:
+        started, began = self.clock.now(), time.monotonic()
+        deleted = files = freed = keys = 0
+        error = None
+        try:
+            for name in await self.queries.task_names():
+                keep = keep_for_task(self.config.current, name)
+                older_than = started - keep.age if keep.age is not None else None
+                bound = await self.queries.expiry_bound(name, keep.runs, older_than)
+                if bound is None:
+                    continue
+                anchored = False
+                while ids := await self.queries.expired_ids(name, bound, BATCH):
+                    if not anchored:
+                        await self.queries.keep_anchor(name)
+                        anchored = True
+                    removed_files, removed_bytes = await asyncio.to_thread(self._remove_logs, ids)
+                    deleted += await self.queries.delete_runs(ids)
+                    files, freed = files + removed_files, freed + removed_bytes
+                    await asyncio.sleep(0)
+            while expired := await self.queries.expired_keys(started - KEY_TTL, BATCH):
+                keys += expired
+                await asyncio.sleep(0)
+        except Exception as exc:  # the next pass tries again; the daemon carries on
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("retention.failed", error=error)
+        runs = await self._count_quietly()
+        log_files, log_bytes = await asyncio.to_thread(_disk_use, self.logs_dir)
+        report = PassReport(
+            started_at=started,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            deleted_runs=deleted,
+            deleted_log_files=files,
+            freed_bytes=freed,
+            expired_keys=keys,
+            runs=runs,
+            log_files=log_files,
+            log_bytes=log_bytes,
+            error=error,
+        )
+        self.last = report
+        log.info(
+            "retention.pass",
+            deleted_runs=deleted,
+            deleted_log_files=files,
+            freed_bytes=freed,
+            expired_keys=keys,
+            runs=runs,
+            log_bytes=log_bytes,
+            duration_ms=report.duration_ms,
+        )
+        return report
+
+    async def serve(self, interval: timedelta = INTERVAL) -> None:
+        """A pass now, then one per ``interval``, for the daemon's life."""
+        while True:
+            try:
+                await self.run_pass()
+            except OSError as exc:  # the logs directory could not be read: say so, go on
+                log.error("retention.failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(interval.total_seconds())
+
+    def _remove_logs(self, ids: list[str]) -> tuple[int, int]:
+        files = size = 0
+        for run_id in ids:
+            removed_files, removed_bytes = remove_log(self.logs_dir, run_id)
+            files, size = files + removed_files, size + removed_bytes
+        return files, size
+
+    async def _count_quietly(self) -> int:
+        try:
+            return await self.store.run_count()
+        except StoreUnavailable:
+            return self.last.runs if self.last is not None else 0
+
+
+def _disk_use(logs_dir: Path) -> tuple[int, int]:
+    files = size = 0
+    try:
+        entries = os.scandir(logs_dir)
+    except FileNotFoundError:
+        return 0, 0
+    with entries:
+        for entry in entries:
+            try:
+                size += entry.stat(follow_symlinks=False).st_blocks * 512
+            except FileNotFoundError:
+                continue
+            files += 1
+    return files, size

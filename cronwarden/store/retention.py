@@ -1,0 +1,130 @@
+"""The SQL of retention: which ended runs have outlived keep_runs / keep_for, and their
+deletion in small batches.
+
+Why batches: on SQLite a delete holds the one write lock, and every fire's row waits
+behind it; a few hundred rows at a time keep that wait to milliseconds.  Why rows by
+id and not one ranged DELETE: the caller removes each run's log files before its row,
+so a crash in between leaves rows that the next pass deletes again, never orphan files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+
+_runs = Run.__table__  # type: ignore[attr-defined]
+_keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
+_states = TaskState.__table__  # type: ignore[attr-defined]
+
+
+class RetentionQueries:
+    """Reads and batched deletes for the retention pass (its own connections: it never
+    goes through the run recorder, whose commits must stay short)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def task_names(self) -> list[str]:
+        """Every task that has runs, configured or not (a removed task's history ages
+        under the daemon's defaults)."""
+        query = sa.select(_runs.c.task_name).distinct()
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def expiry_bound(
+        self, task_name: str, keep_runs: int, older_than: datetime | None
+    ) -> tuple[datetime, str] | None:
+        """The (created_at, id) position before which a task's ended runs have expired:
+        past its newest ``keep_runs``, or created before ``older_than``.  Computed once
+        a pass: deleting older rows does not move it."""
+        newest_kept = (
+            sa.select(_runs.c.created_at, _runs.c.id)
+            .where(_runs.c.task_name == task_name)
+            .order_by(_runs.c.created_at.desc(), _runs.c.id.desc())
+            .offset(keep_runs - 1)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(newest_kept)).first()
+        bounds: list[tuple[datetime, str]] = [] if row is None else [(row[0], row[1])]
+        if older_than is not None:
+            bounds.append((older_than, ""))  # "" sorts before every id
+        return max(bounds) if bounds else None
+
+    async def expired_ids(
+        self, task_name: str, bound: tuple[datetime, str], limit: int
+    ) -> list[str]:
+        """Up to ``limit`` ended runs of a task before ``bound``, oldest first.  Pending
+        and running runs are never chosen."""
+        created, run_id = bound
+        position = sa.tuple_(_runs.c.created_at, _runs.c.id)
+        query = (
+            sa.select(_runs.c.id)
+            .where(
+                _runs.c.task_name == task_name,
+                position < sa.tuple_(sa.literal(created, UTCDateTime()), sa.literal(run_id)),
+                _runs.c.status == Status.ENDED.value,
+            )
+            .order_by(_runs.c.created_at, _runs.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def keep_anchor(self, task_name: str) -> None:
+        """Copy the task's newest scheduled_for into task_state before its rows may go:
+        catch-up measures missed fires from it, and must not see a pruned history as a
+        task that never fired."""
+        newest_query = sa.select(sa.func.max(_runs.c.scheduled_for)).where(
+            _runs.c.task_name == task_name
+        )
+        async with self.engine.begin() as conn:
+            newest = (await conn.execute(newest_query)).scalar_one_or_none()
+            if newest is None:
+                return
+            state = (
+                await conn.execute(
+                    sa.select(_states.c.last_scheduled_for).where(_states.c.task_name == task_name)
+                )
+            ).first()
+            if state is None:
+                await conn.execute(
+                    _states.insert().values(
+                        task_name=task_name,
+                        paused=False,
+                        last_scheduled_for=newest,
+                        updated_at=utcnow(),
+                    )
+                )
+            elif state[0] is None or state[0] < newest:
+                await conn.execute(
+                    _states.update()
+                    .where(_states.c.task_name == task_name)
+                    .values(last_scheduled_for=newest, updated_at=utcnow())
+                )
+
+    async def delete_runs(self, ids: Sequence[str]) -> int:
+        async with self.engine.begin() as conn:
+            await conn.execute(_keys.delete().where(_keys.c.run_id.in_(ids)))
+            result = await conn.execute(_runs.delete().where(_runs.c.id.in_(ids)))
+        return int(result.rowcount or 0)
+
+    async def expired_keys(self, created_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` Idempotency-Keys taken before ``created_before``."""
+        chosen = (
+            sa.select(_keys.c.task_name, _keys.c.key)
+            .where(_keys.c.created_at < created_before)
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(chosen)).all()
+            if not rows:
+                return 0
+            pairs = sa.tuple_(_keys.c.task_name, _keys.c.key).in_([tuple(r) for r in rows])
+            await conn.execute(_keys.delete().where(pairs))
+        return len(rows)
