@@ -22,10 +22,11 @@ from cronwarden.api.app import create_app
 from cronwarden.api.keys import Services
 from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, inactive_settings, load_config
-from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.events import EventLog
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
+from cronwarden.metrics import LiveState, Metrics
 from cronwarden.model import Run
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
@@ -160,10 +161,14 @@ class Daemon:
     async def _serve_until_stopped(self, services: Services) -> None:
         """Until SIGTERM/SIGINT, or until a side task dies (loudly: exit code 1); then
         stop firing, give runs their grace, record it all."""
+        recorder = services.store.recorder.start()
         side_tasks = {
-            services.store.recorder.start(),
+            recorder,
             asyncio.create_task(services.retention.serve(), name="retention"),
+            asyncio.create_task(services.metrics.probe_loop_lag(), name="loop lag probe"),
         }
+        # Not a side task: it ends once the history has been read.
+        loading = asyncio.create_task(self._load_successes(services), name="last successes")
         interval = watchdog_interval()
         if interval is not None:
             side_tasks.add(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -176,9 +181,9 @@ class Daemon:
         stop.cancel()
         sd_notify("STOPPING=1")
         log.info("daemon.stopping")
-        for task in side_tasks:
-            if task.get_name() in ("watchdog", "retention"):
-                task.cancel()
+        loading.cancel()
+        for task in side_tasks - {recorder}:  # the recorder flushes the runs' ends
+            task.cancel()
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
         await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
@@ -197,7 +202,18 @@ class Daemon:
             feeds = LogFeeds()
             events = EventLog(started_at=self.clock.now())
 
+            metrics = Metrics(
+                LiveState(
+                    run_states=lambda: (
+                        (h.task_name, h.state) for h in dispatcher.handles.values()
+                    ),
+                    tasks=lambda: len(self.live.tasks),
+                    paused=lambda: scheduler.paused_count,
+                )
+            )
+
             def changed(kind: str, run: Run) -> None:
+                metrics.observe(kind, run)
                 events.publish_run(kind, run)
                 if kind == "run.ended":
                     feeds.finish(run.id)
@@ -228,7 +244,14 @@ class Daemon:
                 log_feeds=feeds,
                 events=events,
                 reserve=reserve,
-                retention=Retention(store, self.live, launcher.logs_dir, self.clock),
+                retention=Retention(
+                    store,
+                    self.live,
+                    launcher.logs_dir,
+                    self.clock,
+                    on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
+                ),
+                metrics=metrics,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
             )
@@ -302,6 +325,15 @@ class Daemon:
     async def _reload_quietly(self, services: Services) -> None:
         with contextlib.suppress(ConfigError):
             await self.reload(services)
+
+    async def _load_successes(self, services: Services) -> None:
+        """The last success of each task, from the history (off the start-up path)."""
+        while True:
+            try:
+                services.metrics.known_successes(await services.store.last_successes())
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(5)
 
     async def _watchdog(self, interval: float) -> None:
         while True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,8 +70,16 @@ class PassReport:
 
 
 class Retention:
-    def __init__(self, store: Store, config: LiveConfig, logs_dir: Path, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: LiveConfig,
+        logs_dir: Path,
+        clock: Clock,
+        on_pass: Callable[[PassReport], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_pass = on_pass
         self.queries = RetentionQueries(store.engine)
         self.config = config
         self.logs_dir = logs_dir
@@ -118,6 +127,8 @@ class Retention:
             error=error,
         )
         self.last = report
+        if self.on_pass is not None:
+            self.on_pass(report)
         log.info(
             "retention.pass",
             deleted_runs=deleted,

@@ -3,8 +3,9 @@
 With no ``[[daemon.tokens]]`` the API is open, which config validation only allows on
 loopback TCP and the 0600 unix socket.  Once tokens exist, every TCP request needs
 ``Authorization: Bearer <token>`` whose SHA-256 matches a configured digest (compared
-in constant time); GET /health stays open for probes, and the unix socket stays trusted
-(its file mode already limits who can connect).
+in constant time); GET /health stays open for probes (and GET /metrics with
+``metrics_open``), and the unix socket stays trusted (its file mode already limits who
+can connect).
 
 Scopes nest: ``admin`` includes ``trigger``, which includes ``read``.  Reading is every
 GET; ``trigger`` starts, reruns and stops runs; ``admin`` reloads and pauses/resumes tasks.
@@ -14,20 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
 
 from aiohttp import web
 
-from cronwarden.config import TokenConfig
+from cronwarden.config import DaemonConfig
 from cronwarden.errors import Forbidden, Unauthorized
 
 _RANK = {"read": 1, "trigger": 2, "admin": 3}
 _OPEN = {("GET", "/health")}
 
 
-def required_scope(request: web.Request) -> str | None:
-    """The scope a request needs; None for the open probe."""
+def required_scope(request: web.Request, metrics_open: bool = False) -> str | None:
+    """The scope a request needs; None for the open probe (and /metrics if so configured)."""
     if (request.method, request.path) in _OPEN:
+        return None
+    if metrics_open and request.method == "GET" and request.path == "/metrics":
         return None
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return "read"
@@ -39,11 +41,12 @@ def required_scope(request: web.Request) -> str | None:
     return "admin"
 
 
-def authorize(request: web.Request, tokens: Sequence[TokenConfig]) -> str | None:
+def authorize(request: web.Request, daemon: DaemonConfig) -> str | None:
     """The name of the token that allows the request (None when none is needed)."""
+    tokens = daemon.tokens
     if not tokens or _on_unix_socket(request):
         return None
-    scope = required_scope(request)
+    scope = required_scope(request, daemon.metrics_open)
     if scope is None:
         return None
     header = request.headers.get("Authorization", "")

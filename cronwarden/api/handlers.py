@@ -10,6 +10,7 @@ import uuid
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
+from prometheus_client import generate_latest
 from pydantic import BaseModel
 
 from cronwarden import __version__
@@ -41,6 +42,7 @@ from cronwarden.api.schemas import (
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.config import TaskConfig
 from cronwarden.errors import InvalidRunId, StoreUnavailable, TaskNotFound
+from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
@@ -392,6 +394,11 @@ async def _run_count(services: Services) -> int | None:
         return await services.store.run_count()
     except StoreUnavailable:
         return None
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_services(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 async def reload(request: web.Request) -> web.Response:

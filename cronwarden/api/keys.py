@@ -13,6 +13,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from cronwarden.events import EventLog
     from cronwarden.live_config import LiveConfig
+    from cronwarden.metrics import Metrics
     from cronwarden.retention import Retention
     from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
@@ -34,6 +35,7 @@ class Services:
     events: EventLog
     reserve: SpaceReserve
     retention: Retention
+    metrics: Metrics
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

@@ -99,7 +99,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail = f"header {name[:100]!r} is longer than {MAX_HEADER} bytes"
             return problem(request, 431, "header-too-large", detail)
     try:
-        authorize(request, request.app[SERVICES].live.current.daemon.tokens)
+        authorize(request, request.app[SERVICES].live.current.daemon)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -45,6 +45,14 @@ OPERATIONS = [
         {200: Reply("All is well.", Health), 503: Reply("Unavailable or degraded.", Health)},
         open=True,
     ),
+    Operation(
+        "GET",
+        "/metrics",
+        handlers.metrics,
+        "Prometheus metrics (text exposition format); needs the read scope unless "
+        "[daemon] metrics_open = true.",
+        {200: Reply("The metrics.", None, (TEXT,))},
+    ),
     Operation("GET", "/api/info", handlers.info, "This daemon.", {200: Reply("It.", InfoOut)}),
     Operation(
         "GET",

@@ -143,6 +143,10 @@ class SchedulerService:
             return None
         return job.next_run_time - entry.offset  # type: ignore[no-any-return]
 
+    @property
+    def paused_count(self) -> int:
+        return len(self._paused)
+
     def is_paused(self, task_name: str) -> bool:
         return task_name in self._paused
 

@@ -221,6 +221,17 @@ class Store:
                 (await session.execute(sa.select(sa.func.count()).select_from(Run))).scalar_one()
             )
 
+    async def last_successes(self) -> dict[str, datetime]:
+        """Per task, when its newest successful run ended."""
+        query = (
+            select(col(Run.task_name), sa.func.max(col(Run.end_at)))
+            .where(col(Run.end_reason) == "success")
+            .group_by(col(Run.task_name))
+        )
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return {name: _as_utc(end) for name, end in rows if end is not None}
+
     async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
         """The newest run of every task (or of one), for task listings."""
         latest = select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))
