@@ -18,16 +18,18 @@ import structlog
 from aiohttp import web
 
 from cronwarden import __version__
+from cronwarden.alerts.service import Alerts, base_url_of
 from cronwarden.api.app import create_app
 from cronwarden.api.keys import Services
+from cronwarden.api.schemas import RunOut
 from cronwarden.clock import Clock, SystemClock
-from cronwarden.config import Config, inactive_settings, load_config
+from cronwarden.config import Config, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.events import EventLog
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
-from cronwarden.model import Run
+from cronwarden.model import Run, Status
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
@@ -145,13 +147,6 @@ class Daemon:
                         data_dir=str(daemon.data_dir),
                         database=_redact(daemon.database_url),
                     )
-                    inactive = inactive_settings(self.config)
-                    if inactive:
-                        log.warning(
-                            "config.inactive_settings",
-                            keys=inactive,
-                            meaning="accepted, but alerts are not delivered by this version",
-                        )
                     await self._serve_until_stopped(services)
                 finally:
                     await runner.cleanup()
@@ -187,6 +182,7 @@ class Daemon:
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
         await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
+        await services.alerts.close()  # after the runs' ends: their alerts go out too
         services.events.close()
 
     @contextlib.asynccontextmanager
@@ -214,6 +210,7 @@ class Daemon:
 
             def changed(kind: str, run: Run) -> None:
                 metrics.observe(kind, run)
+                alerts.on_change(kind, run)
                 events.publish_run(kind, run)
                 if kind == "run.ended":
                     feeds.finish(run.id)
@@ -233,7 +230,21 @@ class Daemon:
                 clock=self.clock,
                 on_change=changed,
             )
+            alerts = Alerts(
+                self.live,
+                store,
+                self.clock,
+                node=node,
+                base_url=base_url_of(daemon.listen.host, daemon.listen.port),
+                run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+                on_outcome=lambda target, event, outcome: metrics.alerts.labels(
+                    target, event, outcome
+                ).inc(),
+            )
             watcher = await recover(dispatcher)
+            await alerts.start(
+                h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
+            )
             scheduler = SchedulerService(dispatcher, store, self.clock)
             services = Services(
                 live=self.live,
@@ -252,6 +263,7 @@ class Daemon:
                     on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
                 ),
                 metrics=metrics,
+                alerts=alerts,
                 started_at=self.clock.now(),
                 reload=lambda: self.reload(services),
             )
@@ -317,6 +329,7 @@ class Daemon:
             changes = self.live.swap(new)
             services.scheduler.apply(new.tasks)
             await services.dispatcher.reload(changes)
+            services.alerts.reloaded()
             answer = {**dataclasses.asdict(changes), "restart_needed": restart_needed}
             log.info("config.reloaded", **answer)
             services.events.publish("config.reloaded", None, answer)

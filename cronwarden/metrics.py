@@ -41,7 +41,7 @@ class Metrics:
     def __init__(self, live_state: LiveState) -> None:
         # A "_created" series beside every counter and histogram doubles what a scrape of
         # thousands of tasks carries, for a start time /api/info already gives.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         self.runs = Counter(

@@ -170,6 +170,10 @@ class TaskState(SQLModel, table=True):
     paused: bool = False
     last_scheduled_for: datetime | None = utc_column()
     updated_at: datetime = utc_column(nullable=False)
+    # The dead-man's switch (expect_success_within): when watching began, and when the
+    # task.overdue alert for the present silence went out.
+    watched_since: datetime | None = utc_column()
+    overdue_alerted_at: datetime | None = utc_column()
 
 
 class Node(SQLModel, table=True):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from cronwarden.alerts.service import Alerts
     from cronwarden.events import EventLog
     from cronwarden.live_config import LiveConfig
     from cronwarden.metrics import Metrics
@@ -36,6 +37,7 @@ class Services:
     reserve: SpaceReserve
     retention: Retention
     metrics: Metrics
+    alerts: Alerts
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

@@ -215,15 +215,3 @@ def test_task_hash_changes_with_the_definition(tmp_path: Path) -> None:
     same = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
     other = parse_config('[tasks.a]\ncommand = "false"\n', tmp_path / "c.toml").tasks["a"]
     assert one.definition_hash == same.definition_hash != other.definition_hash
-
-
-def test_settings_without_effect_yet_are_listed(tmp_path: Path) -> None:
-    from cronwarden.config import inactive_settings
-
-    config = parse_config(
-        '[notify.ops]\ntype = "webhook"\nurl = "https://alerts.example/x"\n'
-        '[tasks.a]\ncommand = "true"\nnotify = ["ops"]\nstuck_after = "1h"\n'
-        '[tasks.b]\ncommand = "true"\n',
-        tmp_path / "c.toml",
-    )
-    assert inactive_settings(config) == ["notify.ops", "tasks.a.notify", "tasks.a.stuck_after"]

@@ -1,0 +1,1 @@
+"""Alerts to [notify.*] targets: what raises one, how it is delivered."""

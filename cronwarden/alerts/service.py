@@ -1,0 +1,276 @@
+"""Alerts: run changes and timers in, deliveries to ``[notify.*]`` targets out.
+
+A task's ``notify`` names the targets its alerts go to; a target's ``events`` says
+which it takes.  Everything here runs beside the dispatcher, never in its way: an
+alert is put on its target's queue and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+
+from cronwarden.alerts.courier import Courier, Send
+from cronwarden.alerts.events import (
+    FAILING,
+    AlertEvent,
+    describe_end,
+    end_event,
+    missed_event,
+    overdue_event,
+    recovered_event,
+    stuck_event,
+)
+from cronwarden.alerts.overdue import OverdueWatch
+from cronwarden.alerts.senders import command_env, send_command, send_webhook
+from cronwarden.clock import Cancellable, Clock
+from cronwarden.config import NotifyConfig
+from cronwarden.errors import StoreUnavailable
+from cronwarden.live_config import LiveConfig
+from cronwarden.model import EndReason, Run, Status
+from cronwarden.store import Store
+
+log = structlog.get_logger("cronwarden.alerts")
+
+MISSED_GATHER = timedelta(seconds=1)  # missed fires of a task within this are one alert
+DRAIN_AT_SHUTDOWN = 5.0
+Outcome = Callable[[str, str, str], None]
+
+
+class Alerts:
+    def __init__(
+        self,
+        live: LiveConfig,
+        store: Store,
+        clock: Clock,
+        *,
+        node: str,
+        base_url: str | None,
+        run_json: Callable[[Run], dict[str, Any]],
+        on_outcome: Outcome,
+        send: Send | None = None,
+    ) -> None:
+        self.live = live
+        self.store = store
+        self.clock = clock
+        self.node = node
+        self.base_url = base_url
+        self.run_json = run_json
+        self.on_outcome = on_outcome
+        self._send = send or self._send_to_target
+        self.couriers: dict[str, Courier] = {}
+        self.overdue = OverdueWatch()
+        self._session: aiohttp.ClientSession | None = None
+        self._last_outcome: dict[str, str] = {}
+        self._stuck: dict[str, Cancellable] = {}
+        self._missed: dict[str, list[Run]] = {}
+        self._overdue_timer: Cancellable | None = None
+        self._saving: set[asyncio.Task[None]] = set()
+
+    # -- life -------------------------------------------------------------------------
+
+    async def start(self, running: Iterable[Run]) -> None:
+        """Read back what the history says (last outcomes, last successes, the
+        dead-man's switch state), and watch the runs a previous life left running."""
+        now = self.clock.now()
+        last_runs = await self.store.last_runs()
+        self._last_outcome = {t: r.end_reason for t, r in last_runs.items() if r.end_reason}
+        successes = await self.store.last_successes()
+        states = await self.store.task_states()
+        for name, task in self.live.tasks.items():
+            if task.expect_success_within <= timedelta(0):
+                continue
+            state = states.get(name)
+            since = state.watched_since if state is not None else None
+            watched = self.overdue.watch(name, since or now)
+            watched.last_success = successes.get(name)
+            watched.alerted_at = state.overdue_alerted_at if state is not None else None
+            if since is None:
+                self._save(name, watched_since=now)
+        for run in running:
+            self._arm_stuck(run)
+        self._arm_overdue()
+
+    def reloaded(self) -> None:
+        """Targets and task keys may have changed: rebuild what depends on them."""
+        for name, courier in list(self.couriers.items()):
+            if self.live.current.notify.get(name) != courier.target:
+                del self.couriers[name]  # its worker finishes what it holds
+        now = self.clock.now()
+        watched = self._watched_limits()
+        for name in list(self.overdue.tasks):
+            if name not in watched:
+                self.overdue.forget(name)
+        for name in watched:
+            if name not in self.overdue.tasks:
+                self.overdue.watch(name, now)
+                self._save(name, watched_since=now)
+        self._arm_overdue()
+
+    async def close(self) -> None:
+        for timer in [*self._stuck.values(), self._overdue_timer]:
+            if timer is not None:
+                timer.cancel()
+        self._flush_missed()
+        await asyncio.gather(*(c.drain(DRAIN_AT_SHUTDOWN) for c in self.couriers.values()))
+        if self._saving:
+            await asyncio.gather(*self._saving, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- run changes --------------------------------------------------------------------
+
+    def on_change(self, kind: str, run: Run) -> None:
+        if kind == "run.started":
+            self._arm_stuck(run)
+        elif kind == "run.ended":
+            self._ended(run)
+
+    def _ended(self, run: Run) -> None:
+        timer = self._stuck.pop(run.id, None)
+        if timer is not None:
+            timer.cancel()
+        reason = run.end_reason or ""
+        task = self.live.tasks.get(run.task_name)
+        if reason == EndReason.MISSED:
+            self._gather_missed(run)
+            return
+        event = end_event(run, task)
+        if event is not None:
+            self.emit(
+                AlertEvent(
+                    event=event,
+                    task=run.task_name,
+                    at=self.clock.now(),
+                    message=describe_end(run),
+                    run=self.run_json(run),
+                )
+            )
+        if reason == EndReason.SUCCESS:
+            self._succeeded(run)
+        if reason == EndReason.SUCCESS or (reason in FAILING and event is not None):
+            self._last_outcome[run.task_name] = reason
+
+    def _succeeded(self, run: Run) -> None:
+        previous = self._last_outcome.get(run.task_name)
+        was_overdue = self.overdue.succeeded(run.task_name, run.end_at or self.clock.now())
+        after = (
+            f"a run that ended {previous}"
+            if previous in FAILING
+            else "being overdue"
+            if was_overdue
+            else None
+        )
+        if after is not None:
+            self.emit(recovered_event(run, self.run_json(run), after, self.clock.now()))
+        if was_overdue:
+            self._arm_overdue()
+
+    def _gather_missed(self, run: Run) -> None:
+        waiting = self._missed.setdefault(run.task_name, [])
+        waiting.append(run)
+        if len(waiting) == 1:
+            self.clock.call_at(self.clock.now() + MISSED_GATHER, self._flush_missed)
+
+    def _flush_missed(self) -> None:
+        gathered, self._missed = self._missed, {}
+        for task, runs in gathered.items():
+            self.emit(missed_event(task, runs, self.clock.now()))
+
+    # -- timers -------------------------------------------------------------------------
+
+    def _arm_stuck(self, run: Run) -> None:
+        task = self.live.tasks.get(run.task_name)
+        if task is None or task.stuck_after <= timedelta(0) or run.id in self._stuck:
+            return
+        started = run.start_at or self.clock.now()
+        limit = task.stuck_after
+        self._stuck[run.id] = self.clock.call_at(
+            started + limit, lambda: self._check_stuck(run, limit)
+        )
+
+    def _check_stuck(self, run: Run, limit: timedelta) -> None:
+        self._stuck.pop(run.id, None)
+        if run.status == Status.RUNNING:  # the dispatcher's own record of the run
+            self.emit(stuck_event(run, self.run_json(run), limit, self.clock.now()))
+
+    def _watched_limits(self) -> dict[str, timedelta]:
+        return {
+            name: task.expect_success_within
+            for name, task in self.live.tasks.items()
+            if task.expect_success_within > timedelta(0)
+        }
+
+    def _arm_overdue(self) -> None:
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+            self._overdue_timer = None
+        when = self.overdue.next_due(self._watched_limits())
+        if when is not None:
+            self._overdue_timer = self.clock.call_at(when, self._check_overdue)
+
+    def _check_overdue(self) -> None:
+        self._overdue_timer = None
+        now = self.clock.now()
+        limits = self._watched_limits()
+        for name in self.overdue.due(limits, now):
+            watched = self.overdue.tasks[name]
+            self._save(name, overdue_alerted_at=now)
+            self.emit(overdue_event(name, watched.last_success, watched.since, limits[name], now))
+        self._arm_overdue()
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def emit(self, event: AlertEvent) -> None:
+        task = self.live.tasks.get(event.task)
+        log.warning("alert.raised", alert_event=event.event, task=event.task, message=event.message)
+        if task is None:
+            return
+        run_id = (event.run or {}).get("id")
+        log_url = f"{self.base_url}/api/runs/{run_id}/log" if run_id and self.base_url else None
+        body = event.body(self.node, log_url)
+        for name in task.notify:
+            target = self.live.current.notify.get(name)
+            if target is not None and event.event in target.events:
+                self._courier(name, target).post(body)
+
+    def _courier(self, name: str, target: NotifyConfig) -> Courier:
+        courier = self.couriers.get(name)
+        if courier is None:
+            courier = self.couriers[name] = Courier(name, target, self._send, self.on_outcome)
+        return courier
+
+    async def _send_to_target(self, target: NotifyConfig, event: Mapping[str, Any]) -> None:
+        if target.type == "command":
+            await send_command(target, event, command_env(event))
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        await send_webhook(self._session, target, event)
+
+    def _save(self, task: str, **values: datetime | None) -> None:
+        """Persist the switch's state in the background (a lost write costs at most a
+        repeated alert after a restart, never a missed one)."""
+
+        async def save() -> None:
+            try:
+                await self.store.save_task_state(task, **values)
+            except StoreUnavailable as exc:
+                log.warning("alerts.state_not_saved", task=task, error=str(exc))
+
+        job = asyncio.get_running_loop().create_task(save())
+        self._saving.add(job)
+        job.add_done_callback(self._saving.discard)
+
+
+def base_url_of(host: str | None, port: int | None) -> str | None:
+    """Where log links point: the API's TCP address (None on a unix socket)."""
+    if host is None or port is None:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
