@@ -6,7 +6,7 @@ VENV ?= .venv
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install clean
+.PHONY: run test lint typecheck pytest install install-systemd clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(BIN)/python
 
 run: install
 	$(BIN)/cronwarden serve -c $(CONFIG)
+
+# The systemd unit for the cronwarden of this virtualenv (as root; see README).
+install-systemd: install
+	CRONWARDEN=$(abspath $(BIN))/cronwarden scripts/install-systemd
 
 lint: install
 	$(BIN)/ruff check .

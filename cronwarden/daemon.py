@@ -38,12 +38,18 @@ from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
-from cronwarden.systemd_notify import sd_notify, watchdog_interval
+from cronwarden.systemd_notify import (
+    notify_socket_set,
+    sd_notify,
+    watchdog_interval,
+    watchdog_pings,
+)
 
 log = structlog.get_logger("cronwarden.daemon")
 
 
 PRIVATE_UMASK = 0o077
+STATUS_EVERY = 2.0  # seconds between checks of the STATUS= line
 PARSER_LINE_LIMIT = 64 * 1024
 
 
@@ -138,7 +144,7 @@ class Daemon:
                     await self._listen(runner)  # a busy port fails here, before anything fires
                     await services.scheduler.start(self.config.tasks)
                     self._ready = services
-                    sd_notify("READY=1")
+                    sd_notify("READY=1\n" + self._status_line(services))
                     log.info(
                         "daemon.ready",
                         version=__version__,
@@ -166,7 +172,9 @@ class Daemon:
         loading = asyncio.create_task(self._load_successes(services), name="last successes")
         interval = watchdog_interval()
         if interval is not None:
-            side_tasks.add(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+            side_tasks.add(asyncio.create_task(watchdog_pings(interval), name="watchdog"))
+        if notify_socket_set():
+            side_tasks.add(asyncio.create_task(self._report_status(services), name="status"))
         stop = asyncio.create_task(self._stop.wait(), name="stop signal")
         done, _ = await asyncio.wait({stop, *side_tasks}, return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stop}:
@@ -174,7 +182,8 @@ class Daemon:
             log.critical("daemon.side_task_died", task=task.get_name(), error=repr(error))
             self.exit_code = 1
         stop.cancel()
-        sd_notify("STOPPING=1")
+        active = services.dispatcher.active_runs
+        sd_notify(f"STOPPING=1\nSTATUS=Stopping: {active} runs get up to their shutdown_timeout")
         log.info("daemon.stopping")
         loading.cancel()
         for task in side_tasks - {recorder}:  # the recorder flushes the runs' ends
@@ -348,10 +357,21 @@ class Daemon:
             except StoreUnavailable:
                 await asyncio.sleep(5)
 
-    async def _watchdog(self, interval: float) -> None:
+    def _status_line(self, services: Services) -> str:
+        tasks = len(self.live.tasks)
+        paused = services.scheduler.paused_count
+        active = services.dispatcher.active_runs
+        return f"STATUS={tasks} tasks ({paused} paused), {active} runs active"
+
+    async def _report_status(self, services: Services) -> None:
+        """systemctl status shows a STATUS= line; it is sent when it changes."""
+        sent = self._status_line(services)
         while True:
-            sd_notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(STATUS_EVERY)
+            line = self._status_line(services)
+            if line != sent:
+                sd_notify(line)
+                sent = line
 
 
 def _redact(url: str) -> str:

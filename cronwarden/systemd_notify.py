@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+
+
+def notify_socket_set() -> bool:
+    return bool(os.environ.get("NOTIFY_SOCKET"))
 
 
 def sd_notify(state: str) -> bool:
@@ -30,3 +35,11 @@ def watchdog_interval() -> float | None:
         return int(usec) / 2_000_000
     except ValueError:
         return None
+
+
+async def watchdog_pings(interval: float) -> None:
+    """WATCHDOG=1 every ``interval`` seconds, from the event loop itself: when the loop
+    is wedged the pings stop, and systemd restarts the daemon."""
+    while True:
+        sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

@@ -64,6 +64,7 @@ class Daemon:
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives = 0
+        self.env: dict[str, str] = {}  # added to the daemon's environment
 
     @property
     def url(self) -> str:
@@ -81,6 +82,7 @@ class Daemon:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            env={**os.environ, **self.env},
         )
 
     def wait_healthy(self, timeout: float = 20) -> Daemon:
