@@ -119,7 +119,7 @@ def validate(config_path: str, as_json: bool) -> None:
 def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
     """Show the next fire times of TASK in its zone and in UTC, marking DST shifts."""
     from cronwarden.scheduler.explain import upcoming
-    from cronwarden.scheduler.triggers import RebootTrigger, schedule_kind
+    from cronwarden.scheduler.triggers import CronTrigger, RebootTrigger, schedule_kind
 
     config = load_or_exit(config_path)
     definition = config.tasks.get(task)
@@ -148,6 +148,9 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
         f"{task}: {definition.schedule!r} in {definition.zone} "
         f"({schedule_kind(trigger)}{_KIND_NOTES[schedule_kind(trigger)]})"
     )
+    written = " ".join(str(definition.schedule).split())
+    if isinstance(trigger, CronTrigger) and not written.startswith("@") and trigger.cron != written:
+        click.echo(f"  H placed by the task name: {trigger.cron!r}")
     if definition.jitter:
         from cronwarden.scheduler.policies import jitter_offset
 

@@ -344,7 +344,7 @@ class TaskConfig(TaskSettings):
 
     @cached_property
     def trigger(self) -> AnyTrigger | None:
-        return parse_schedule(self.schedule, self.zone) if self.schedule else None
+        return parse_schedule(self.schedule, self.zone, self.name) if self.schedule else None
 
     @property
     def argv(self) -> list[str]:

@@ -19,6 +19,7 @@ is the store's business: a trigger only answers "what is the first fire after t"
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -39,6 +40,7 @@ _NICKNAMES = {
 }
 SCHEDULE_HELP = (
     '5-field cron ("*/5 * * * *"), 6 fields with seconds first ("*/10 * * * * *"), '
+    'H for a value spread by task name ("H H * * *"), '
     "@hourly, @daily, @weekly, @monthly, @yearly, @reboot or @every DURATION"
 )
 # Offsets are sampled this far either side of an instant to notice a nearby transition.
@@ -162,8 +164,9 @@ class RebootTrigger:
 AnyTrigger = CronTrigger | EveryTrigger | RebootTrigger
 
 
-def parse_schedule(expression: str, tz: tzinfo) -> AnyTrigger:
-    """Build the trigger for a schedule expression; raises ScheduleError saying what is allowed."""
+def parse_schedule(expression: str, tz: tzinfo, hash_id: str = "") -> AnyTrigger:
+    """Build the trigger for a schedule expression; raises ScheduleError saying what is
+    allowed.  ``hash_id`` (the task name) places the ``H`` of a hashed expression."""
     text = " ".join(expression.split())
     lowered = text.lower()
     if lowered == "@reboot":
@@ -173,8 +176,8 @@ def parse_schedule(expression: str, tz: tzinfo) -> AnyTrigger:
     if text.startswith("@"):
         if lowered not in _NICKNAMES:
             raise ScheduleError(f"unknown schedule {expression!r}; expected {SCHEDULE_HELP}")
-        return _cron_trigger(expression, _NICKNAMES[lowered], tz)
-    return _cron_trigger(expression, text, tz)
+        return _cron_trigger(expression, _NICKNAMES[lowered], tz, hash_id)
+    return _cron_trigger(expression, text, tz, hash_id)
 
 
 def schedule_kind(trigger: AnyTrigger) -> str:
@@ -196,11 +199,14 @@ def _parse_every(text: str) -> EveryTrigger:
     return EveryTrigger(expression=text, interval=interval)
 
 
-def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
+def _cron_trigger(expression: str, cron: str, tz: tzinfo, hash_id: str) -> CronTrigger:
     fields = cron.split()
     if len(fields) not in (5, 6):
         raise ScheduleError(f"{expression!r} has {len(fields)} fields; expected {SCHEDULE_HELP}")
     with_seconds = len(fields) == 6
+    if any(_HASHED.search(f) for f in fields):
+        fields = _unhashed(expression, fields, with_seconds, hash_id)
+        cron = " ".join(fields)
     minute_at = 1 if with_seconds else 0
     hour_field, dom_field, dow_field = fields[minute_at + 1], fields[minute_at + 2], fields[-1]
     # Vixie cron: day-of-month OR day-of-week only when neither starts with "*".
@@ -226,6 +232,35 @@ def _cron_trigger(expression: str, cron: str, tz: tzinfo) -> CronTrigger:
     if could_be_impossible and trigger.next_fire(datetime(2000, 1, 1, tzinfo=UTC)) is None:
         raise ScheduleError(f"cron expression {expression!r} never matches a real date")
     return trigger
+
+
+_HASHED = re.compile(r"(?<![a-z])h(?![a-z])", re.IGNORECASE)  # H, H/15, H(0-29); not "thu"
+# croniter's field order: seconds come last
+_CRONITER_ORDER = {5: (0, 1, 2, 3, 4), 6: (5, 0, 1, 2, 3, 4)}
+
+
+def _unhashed(expression: str, fields: list[str], with_seconds: bool, hash_id: str) -> list[str]:
+    """Jenkins-style ``H`` fields replaced by the values croniter's hashing picks for
+    ``hash_id``: the same task name gives the same times on every node and restart,
+    and different tasks spread out.  The result is an ordinary expression, so the DST
+    rule and the Vixie day rule apply to it as written (``H`` is a fixed value)."""
+    try:
+        expanded = croniter(
+            " ".join(fields),
+            datetime(2000, 1, 1),
+            hash_id=hash_id.encode() or b"-",
+            second_at_beginning=with_seconds,
+        ).expanded
+    except (CroniterError, ValueError) as exc:
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: {exc}; H takes the forms H, H/STEP "
+            "and H(FROM-TO), e.g. 'H H * * *' or 'H/15 * * * *'"
+        ) from None
+    order = _CRONITER_ORDER[len(fields)]
+    return [
+        ",".join(str(v) for v in expanded[order[i]]) if _HASHED.search(field) else field
+        for i, field in enumerate(fields)
+    ]
 
 
 @functools.lru_cache(maxsize=4096)
