@@ -219,6 +219,7 @@ class DaemonConfig(_Frozen):
     keep_runs: int = Field(default=10000, ge=1)
     keep_for: NonNegDuration = timedelta(days=90)
     max_body: Size = Field(default=1024 * 1024, ge=1)
+    max_concurrent_runs: int = Field(default=0, ge=0)  # on this host, all tasks; 0 = no limit
     metrics_open: bool = False  # GET /metrics without a token, for a scraper on the host
     tokens: list[TokenConfig] = Field(default_factory=list)
 

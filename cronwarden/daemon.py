@@ -209,9 +209,7 @@ class Daemon:
 
             metrics = Metrics(
                 LiveState(
-                    run_states=lambda: (
-                        (h.task_name, h.state) for h in dispatcher.handles.values()
-                    ),
+                    run_phases=lambda: dispatcher.phases(),
                     tasks=lambda: len(self.live.tasks),
                     paused=lambda: scheduler.paused_count,
                 )

@@ -27,14 +27,12 @@ from prometheus_client.registry import Collector
 
 from cronwarden import __version__
 from cronwarden.model import EndReason, Run, Trigger
-from cronwarden.runners.lifecycle import RunState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, float("inf"))
 LAG_PROBE_SECONDS = 1.0
 _NOT_RUN = (EndReason.SKIPPED, EndReason.MISSED)
-_BUSY = (RunState.STARTING, RunState.RUNNING, RunState.ENDING)
 
 
 class Metrics:
@@ -136,11 +134,11 @@ class LiveState:
 
     def __init__(
         self,
-        run_states: Callable[[], Iterable[tuple[str, RunState]]],
+        run_phases: Callable[[], Iterable[tuple[str, str]]],
         tasks: Callable[[], int],
         paused: Callable[[], int],
     ) -> None:
-        self.run_states = run_states
+        self.run_phases = run_phases
         self.tasks = tasks
         self.paused = paused
 
@@ -152,15 +150,14 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         running: dict[str, int] = {}
         waiting: dict[str, int] = {}
-        for task, state in self.state.run_states():
-            if state in _BUSY:
-                running[task] = running.get(task, 0) + 1
-            elif state is RunState.WAITING:
-                waiting[task] = waiting.get(task, 0) + 1
+        for task, phase in self.state.run_phases():
+            counts = running if phase == "running" else waiting
+            counts[task] = counts.get(task, 0) + 1
         yield _per_task("cronwarden_runs_running", "Runs of the task running now.", running)
         yield _per_task(
             "cronwarden_runs_waiting",
-            "Runs of the task waiting: queued by overlap, or for a retry's time.",
+            "Runs of the task waiting: queued by overlap, for a retry's time, or for a "
+            "place under max_concurrent_runs.",
             waiting,
         )
         yield GaugeMetricFamily("cronwarden_tasks", "Configured tasks.", value=self.state.tasks())

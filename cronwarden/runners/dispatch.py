@@ -24,7 +24,15 @@ import contextlib
 import hashlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -47,6 +55,7 @@ from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Run, Status, Trigger, new_run, update_run
 from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
+from cronwarden.runners.host_limit import HostLimit
 from cronwarden.runners.launch import NO_LOG, Ending, Launcher
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.outcome import Outcome
@@ -88,6 +97,7 @@ class Dispatcher:
         self.clock = clock
         self.handles: dict[str, RunHandle] = {}
         self._slots: dict[str, TaskSlots] = {}
+        self.host = HostLimit(config.current.daemon.max_concurrent_runs)
         self._key_locks = _KeyedLocks()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -100,6 +110,16 @@ class Dispatcher:
     def active_runs(self) -> int:
         """Runs this daemon is carrying: waiting, starting, running or ending."""
         return sum(1 for h in self.handles.values() if not h.ended)
+
+    def phases(self) -> Iterator[tuple[str, str]]:
+        """(task, "running" or "waiting") of each run carried: waiting is queued, a
+        retry's delay, or a place under max_concurrent_runs."""
+        for handle in self.handles.values():
+            held = handle.id in self.host.holders
+            if handle.state is RunState.WAITING or (handle.state is RunState.STARTING and not held):
+                yield handle.task_name, "waiting"
+            elif handle.state in (RunState.STARTING, RunState.RUNNING, RunState.ENDING):
+                yield handle.task_name, "running"
 
     def counts(self, task_name: str) -> tuple[int, int]:
         """(runs holding a slot, runs waiting in line) for one task."""
@@ -291,6 +311,7 @@ class Dispatcher:
         for name, slots in list(self._slots.items()):
             if name in self.config.tasks:
                 self._start_granted(slots.grant(self._policy(name)))
+        self.host.set_limit(self.config.current.daemon.max_concurrent_runs)
 
     async def shutdown(self, grace: timedelta) -> None:
         """Refuse new runs, end queued ones, give live ones ``grace``, then stop them.
@@ -299,6 +320,8 @@ class Dispatcher:
         """
         self._closing = True
         for handle in list(self.handles.values()):
+            if handle.state is RunState.STARTING and handle.id not in self.host.holders:
+                handle.control.stop.set()  # waiting for a place under max_concurrent_runs
             if handle.state is not RunState.WAITING:
                 continue
             if handle.timer is not None:
@@ -423,6 +446,7 @@ class Dispatcher:
     def _release(self, handle: RunHandle) -> None:
         """Give back the run's slot (or place in line) and start whoever it goes to."""
         self.handles.pop(handle.id, None)
+        self.host.release(handle.id)
         slots = self._slots.get(handle.task_name)
         if slots is None:
             return
@@ -501,6 +525,14 @@ class Dispatcher:
     async def _carry(self, handle: RunHandle) -> None:
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
         try:
+            if not await self._host_place(handle):
+                why = (
+                    "the daemon shut down before it started"
+                    if self._closing
+                    else "stopped while waiting for a place under max_concurrent_runs"
+                )
+                ending = Ending(_stopped(why))
+                return
             await self._spawn_turn()
             ending = await self.launcher.run(
                 handle.run, handle.task, handle.control, partial(self._started, handle)
@@ -516,7 +548,25 @@ class Dispatcher:
         finally:
             await asyncio.shield(self._end(handle, RunEvent.EXITED, ending))
 
+    async def _host_place(self, handle: RunHandle) -> bool:
+        """Wait for a place under max_concurrent_runs; False if the run was stopped
+        meanwhile (it then gives up its place in line)."""
+        waiter = self.host.take(handle.task_name, handle.id)
+        if waiter is not None:
+            log.info("run.waiting_for_host", task=handle.task_name, run_id=handle.id)
+            stopped: asyncio.Future[Any] = asyncio.ensure_future(handle.control.stop.wait())
+            either: set[asyncio.Future[Any]] = {waiter, stopped}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+        if handle.control.stop.is_set():
+            self.host.release(handle.id)
+            return False
+        return True
+
     async def _watch(self, handle: RunHandle, process: AdoptedProcess) -> None:
+        self.host.occupy(handle.id)
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
         try:
             ending = await self.launcher.watch(handle.run, handle.task, handle.control, process)

@@ -76,8 +76,18 @@ def test_the_same_times_in_another_process_and_with_another_hash_seed(tmp_path: 
     outputs = []
     for seed in ("1", "2"):
         result = subprocess.run(
-            [sys.executable, "-m", "cronwarden", "explain", "-c", str(config), "nightly", "--json"]
-            + ["--after", "2026-01-01T00:00:00Z"],
+            [
+                sys.executable,
+                "-m",
+                "cronwarden",
+                "explain",
+                "-c",
+                str(config),
+                "nightly",
+                "--json",
+                "--after",
+                "2026-01-01T00:00:00Z",
+            ],
             capture_output=True,
             text=True,
             check=True,
