@@ -100,6 +100,33 @@ def validate(config_path: str, as_json: bool) -> None:
         click.echo(f"{config.path}: OK ({len(config.tasks)} tasks)")
 
 
+@main.command("import-crontab")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--system",
+    is_flag=True,
+    help="System format (/etc/crontab, /etc/cron.d): a user column before the command.",
+)
+def import_crontab(file: str, system: bool) -> None:
+    """Print FILE's entries as cronwarden tasks (TOML) on stdout; what could not be
+    converted goes to stderr, and the exit status is then 1.  FILE - reads stdin."""
+    from cronwarden.crontab_import import render
+
+    try:
+        with click.open_file(file, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError as exc:
+        click.echo(f"cronwarden: cannot read {file}: {exc.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+    toml_text, warnings, left_out = render(text, system=system, source=file)
+    click.echo(toml_text, nl=False)
+    for warning in warnings:
+        click.echo(f"cronwarden: {file}: {warning}", err=True)
+    if left_out:
+        click.echo(f"cronwarden: {left_out} line(s) or setting(s) not converted", err=True)
+        sys.exit(1)
+
+
 # -- explain ----------------------------------------------------------------------
 
 
