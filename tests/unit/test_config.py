@@ -205,6 +205,23 @@ def test_notify_targets_validate(tmp_path: Path) -> None:
     assert "notify.bad.type" in text and len(found) == 3
 
 
+def test_alert_and_host_keys_validate(tmp_path: Path) -> None:
+    found = problems(
+        '[daemon]\nmax_concurrent_runs = -1\nmetrics_open = "yes please"\n'
+        '[notify.signed]\ntype = "webhook"\nurl = "http://x"\nsecret = "short"\n'
+        '[notify.cmd]\ntype = "command"\ncommand = "logger"\nsecret = "0123456789abcdef"\n'
+        'headers = { A = "b" }\n'
+        '[notify.picky]\ntype = "webhook"\nurl = "http://x"\nevents = ["run.exploded"]\n',
+        tmp_path,
+    )
+    text = "\n".join(found)
+    assert "daemon.max_concurrent_runs" in text and "daemon.metrics_open" in text
+    assert "notify.signed.secret" in text and "at least 16" in text
+    assert 'type = "command" takes command, not secret, headers' in text
+    assert "notify.picky.events" in text and "task.recovered" in text
+    assert len(found) == 5
+
+
 def test_toml_syntax_error(tmp_path: Path) -> None:
     (line,) = problems("[tasks.a\ncommand = 1\n", tmp_path)
     assert "not valid TOML" in line and "line 1" in line
