@@ -11,6 +11,7 @@ running runs are never deleted, whatever their age.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -129,16 +130,9 @@ class Retention:
         self.last = report
         if self.on_pass is not None:
             self.on_pass(report)
-        log.info(
-            "retention.pass",
-            deleted_runs=deleted,
-            deleted_log_files=files,
-            freed_bytes=freed,
-            expired_keys=keys,
-            runs=runs,
-            log_bytes=log_bytes,
-            duration_ms=report.duration_ms,
-        )
+        figures = dataclasses.asdict(report)
+        del figures["started_at"], figures["error"]  # the event's own time; logged above
+        log.info("retention.pass", **figures)
         return report
 
     async def serve(self, interval: timedelta = INTERVAL) -> None:

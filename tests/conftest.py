@@ -14,13 +14,16 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from cronwarden.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("CRONWARDEN_TEST_PG", "postgresql://127.0.0.1:5432/test")
@@ -320,3 +323,22 @@ def pg_admin() -> Iterator[PgAdmin]:
 def pg_database(pg_admin: PgAdmin) -> str:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
     return pg_admin.create()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty store on a SQLite file, then on the session's PostgreSQL database."""
+    import sqlalchemy as sa
+
+    from cronwarden.store import Store, open_engine
+
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'cronwarden.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    opened = await Store.open(open_engine(url))
+    async with opened.engine.begin() as conn:  # each test starts from empty tables
+        for table in ("runs", "task_state", "nodes", "idempotency_keys"):
+            await conn.execute(sa.text(f"DELETE FROM {table}"))
+    yield opened
+    await opened.close()

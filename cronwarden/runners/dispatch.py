@@ -115,8 +115,7 @@ class Dispatcher:
         """(task, "running" or "waiting") of each run carried: waiting is queued, a
         retry's delay, or a place under max_concurrent_runs."""
         for handle in self.handles.values():
-            held = handle.id in self.host.holders
-            if handle.state is RunState.WAITING or (handle.state is RunState.STARTING and not held):
+            if handle.state is RunState.WAITING or self.host.is_waiting(handle.id):
                 yield handle.task_name, "waiting"
             elif handle.state in (RunState.STARTING, RunState.RUNNING, RunState.ENDING):
                 yield handle.task_name, "running"
@@ -320,7 +319,7 @@ class Dispatcher:
         """
         self._closing = True
         for handle in list(self.handles.values()):
-            if handle.state is RunState.STARTING and handle.id not in self.host.holders:
+            if self.host.is_waiting(handle.id):
                 handle.control.stop.set()  # waiting for a place under max_concurrent_runs
             if handle.state is not RunState.WAITING:
                 continue
@@ -552,14 +551,15 @@ class Dispatcher:
         """Wait for a place under max_concurrent_runs; False if the run was stopped
         meanwhile (it then gives up its place in line)."""
         waiter = self.host.take(handle.task_name, handle.id)
-        if waiter is not None:
-            log.info("run.waiting_for_host", task=handle.task_name, run_id=handle.id)
-            stopped: asyncio.Future[Any] = asyncio.ensure_future(handle.control.stop.wait())
-            either: set[asyncio.Future[Any]] = {waiter, stopped}
-            try:
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopped.cancel()
+        if waiter is None:
+            return True
+        log.info("run.waiting_for_host", task=handle.task_name, run_id=handle.id)
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(handle.control.stop.wait())
+        either: set[asyncio.Future[Any]] = {waiter, stopped}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
         if handle.control.stop.is_set():
             self.host.release(handle.id)
             return False

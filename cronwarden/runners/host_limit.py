@@ -20,10 +20,14 @@ class HostLimit:
         self.limit = limit  # 0: no limit
         self.holders: set[str] = set()
         self._lines: OrderedDict[str, deque[tuple[str, asyncio.Future[None]]]] = OrderedDict()
+        self._waiting: set[str] = set()  # run ids in a line
 
     @property
     def waiting(self) -> int:
-        return sum(len(line) for line in self._lines.values())
+        return len(self._waiting)
+
+    def is_waiting(self, run_id: str) -> bool:
+        return run_id in self._waiting
 
     def _has_room(self) -> bool:
         return self.limit <= 0 or len(self.holders) < self.limit
@@ -36,6 +40,7 @@ class HostLimit:
             return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lines.setdefault(task, deque()).append((run_id, waiter))
+        self._waiting.add(run_id)
         self._grant()
         return waiter
 
@@ -47,7 +52,8 @@ class HostLimit:
         """The run ended, or left its line."""
         if run_id in self.holders:
             self.holders.discard(run_id)
-        else:
+        elif run_id in self._waiting:
+            self._waiting.discard(run_id)
             for task, line in list(self._lines.items()):
                 kept = deque((r, w) for r, w in line if r != run_id)
                 if len(kept) != len(line):
@@ -68,6 +74,7 @@ class HostLimit:
         while self._lines and self._has_room():
             task, line = next(iter(self._lines.items()))
             run_id, waiter = line.popleft()
+            self._waiting.discard(run_id)
             # The task goes to the back of the turn order (or leaves it).
             del self._lines[task]
             if line:

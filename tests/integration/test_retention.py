@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from cronwarden.config import parse_config
@@ -50,23 +48,6 @@ class StillClock:
 
     def call_at(self, when: datetime, callback: object) -> None:
         raise AssertionError("retention sets no timers")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    store = await Store.open(open_engine(url))
-    async with store.engine.begin() as conn:
-        for table in ("runs", "task_state", "nodes", "idempotency_keys"):
-            await conn.execute(sa.text(f"DELETE FROM {table}"))
-    writer = store.recorder.start()
-    yield store
-    await store.recorder.close()
-    writer.cancel()
-    await store.close()
 
 
 def ended(task: str, i: int, age: timedelta, **kw: object) -> Run:

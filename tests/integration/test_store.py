@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,20 +15,6 @@ from cronwarden.store import RunFilter, Store, open_engine
 from cronwarden.store.protocol import KeyClaim
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'cronwarden.db'}"
-    else:
-        url = request.getfixturevalue("pg_database")
-    store = await Store.open(open_engine(url))
-    async with store.engine.begin() as conn:  # each test starts from empty tables
-        for table in ("runs", "task_state", "nodes", "idempotency_keys"):
-            await conn.execute(sa.text(f"DELETE FROM {table}"))
-    yield store
-    await store.close()
 
 
 async def claim_one(store: Store, run: Run) -> None:
