@@ -32,9 +32,11 @@ typecheck: install
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+# Three workers (most tests wait on daemons and processes, not on the CPU), each test
+# file kept on one worker.
 pytest: install
 	scripts/ensure-postgres
-	$(BIN)/pytest; rc=$$?; \
+	$(BIN)/pytest -n 3 --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest

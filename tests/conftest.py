@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -29,10 +30,25 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("CRONWARDEN_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
 
+# Daemons listen on ports below the kernel's ephemeral range (32768 and up here), each
+# test worker (pytest-xdist) in a block of its own, handed out in turn: a port is then
+# never taken meanwhile by another worker's daemon or by an outgoing connection.
+_PORT_BLOCK = 1500
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_FIRST_PORT = 20000 + (_WORKER % 8) * _PORT_BLOCK
+_PORTS = itertools.count(os.getpid() % _PORT_BLOCK)  # a rerun starts elsewhere in the block
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(_PORT_BLOCK):
+        port = _FIRST_PORT + next(_PORTS) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in this worker's block")
 
 
 @dataclass
