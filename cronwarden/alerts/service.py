@@ -78,13 +78,19 @@ class Alerts:
         """Read back what the history says (last outcomes, last successes, the
         dead-man's switch state), and watch the runs a previous life left running."""
         now = self.clock.now()
-        last_runs = await self.store.last_runs()
-        self._last_outcome = {t: r.end_reason for t, r in last_runs.items() if r.end_reason}
+        for run in running:
+            self._arm_stuck(run)
+        # Read only what some task needs: on a long history these are whole-index scans,
+        # and the daemon is not READY until they are done.
+        if any(task.notify for task in self.live.tasks.values()):
+            last_runs = await self.store.last_runs()
+            self._last_outcome = {t: r.end_reason for t, r in last_runs.items() if r.end_reason}
+        limits = self._watched_limits()
+        if not limits:
+            return
         successes = await self.store.last_successes()
         states = await self.store.task_states()
-        for name, task in self.live.tasks.items():
-            if task.expect_success_within <= timedelta(0):
-                continue
+        for name in limits:
             state = states.get(name)
             since = state.watched_since if state is not None else None
             watched = self.overdue.watch(name, since or now)
@@ -92,8 +98,6 @@ class Alerts:
             watched.alerted_at = state.overdue_alerted_at if state is not None else None
             if since is None:
                 self._save(name, watched_since=now)
-        for run in running:
-            self._arm_stuck(run)
         self._arm_overdue()
 
     def reloaded(self) -> None:
