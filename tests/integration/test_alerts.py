@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Daemon, wait_for  # type: ignore[import-not-found]
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import Daemon, wait_for
 
 SECRET = "a-shared-secret-of-some-length"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import wait_for
+from conftest import wait_for  # type: ignore[import-not-found]
 
 TASKS = 500
 LIMIT = 20

@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from conftest import Daemon, wait_for  # type: ignore[import-not-found]
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import Daemon, wait_for
 
 
 def approx_ms(x: float) -> object:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from conftest import wait_for  # type: ignore[import-not-found]
 
 from cronwarden.config import parse_config
 from cronwarden.live_config import LiveConfig
@@ -20,7 +21,6 @@ from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.writer import LogWriter
 from cronwarden.store import Store, open_engine
 from cronwarden.store.protocol import KeyClaim
-from tests.conftest import wait_for
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CONFIG = """

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI, wait_for  # type: ignore[import-not-found]
 
 from cronwarden.systemd_notify import watchdog_pings
-from tests.conftest import IN_CI, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dispatch_doubles import T0, FakeClock  # type: ignore[import-not-found]
 
 from cronwarden.alerts.overdue import OverdueWatch
 from cronwarden.alerts.service import Alerts
@@ -17,7 +18,6 @@ from cronwarden.config import NotifyConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import new_run
 from cronwarden.store import Store, open_engine
-from tests.unit.dispatch_doubles import T0, FakeClock
 
 CONFIG = """
 [notify.ops]
