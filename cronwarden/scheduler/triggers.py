@@ -18,10 +18,13 @@ is the store's business: a trigger only answers "what is the first fire after t"
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, TypeVar
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
@@ -60,9 +63,29 @@ class CronTrigger:
     # Parsing the expression costs ~4x a step, so one iterator is kept and re-aimed.
     _iterator: croniter[datetime] = field(init=False, repr=False, compare=False)
 
+    _fields: CronFields | None = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         iterator = _shared_iterator(self.cron, self.day_or, self.with_seconds)
         object.__setattr__(self, "_iterator", iterator)
+        object.__setattr__(self, "_fields", CronFields.of(self.cron, iterator, self.day_or))
+
+    def _walls_after(self, start: datetime) -> Iterator[datetime]:
+        """Matching wall times after ``start`` (naive), in order."""
+        fields = self._fields
+        if fields is not None:
+            found = fields.next_wall(start)
+            while found is not None:
+                yield found
+                found = fields.next_wall(found)
+            return
+        candidates = self._iterator
+        candidates.set_current(start, force=True)
+        while True:
+            try:
+                yield candidates.get_next(datetime)
+            except CroniterBadDateError:
+                return
 
     def next_fire(self, after: datetime) -> datetime | None:
         if after.tzinfo is None:
@@ -73,15 +96,9 @@ class CronTrigger:
         low, _ = self._offset_bounds(after)
         # Earliest wall time that could map to an instant after `after`.
         start = after.astimezone(UTC).replace(tzinfo=None) + low
-        candidates = self._iterator
-        candidates.set_current(start, force=True)
         best: datetime | None = None
         stop_at: datetime | None = None
-        while True:
-            try:
-                wall: datetime = candidates.get_next(datetime)
-            except CroniterBadDateError:
-                return best
+        for wall in self._walls_after(start):
             if stop_at is not None and wall > stop_at:
                 return best
             for instant in self._instants(wall):
@@ -91,6 +108,7 @@ class CronTrigger:
                     if lo == hi:  # no transition near: later wall times map later
                         return best
                     stop_at = wall + (hi - lo)
+        return best
 
     def _offset_bounds(self, instant: datetime) -> tuple[timedelta, timedelta]:
         offsets = [
@@ -128,6 +146,118 @@ class CronTrigger:
             else:
                 lo = mid
         return datetime.fromtimestamp(hi, UTC)
+
+
+_SEARCH_YEARS = 30  # past the longest gap between matches (29 Feb, 8 years around 2100)
+
+
+@dataclass(frozen=True)
+class CronFields:
+    """A cron expression as the value sets croniter expands it to, stepped over
+    directly: the next matching wall time in a few comparisons per field, where
+    croniter's general search costs about 0.2 ms (10,000 tasks at start-up: 2 s).
+
+    Only for expressions without L, W or # (those carry meaning the sets do not); the
+    trigger falls back to croniter for them.  Tests compare the two on random
+    expressions, and the DST oracle tests run through this path.
+    """
+
+    seconds: tuple[int, ...]
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int] | None  # None: any
+    months: tuple[int, ...]
+    weekdays: frozenset[int] | None  # cron numbering, 0 = Sunday; None: any
+    day_or: bool  # both restricted and Vixie's OR applies
+
+    @classmethod
+    def of(cls, cron: str, parsed: croniter[datetime], day_or: bool) -> CronFields | None:
+        fields = cron.split()
+        dom_text, dow_text = fields[-3].lower(), fields[-1].lower()
+        if "l" in dom_text or "w" in dom_text or "#" in dow_text or "l" in dow_text:
+            return None
+        # croniter's order: minute, hour, day, month, weekday[, second]
+        expanded = parsed.expanded
+        seconds = expanded[5] if len(expanded) > 5 else [0]
+
+        def values(field: list[Any], span: range) -> tuple[int, ...] | None:
+            if field == ["*"]:
+                return _shared(tuple(span))
+            if not all(isinstance(v, int) for v in field):
+                return None
+            return _shared(tuple(sorted(set(field))))
+
+        parts = [
+            values(seconds, range(60)),
+            values(expanded[0], range(60)),
+            values(expanded[1], range(24)),
+            values(expanded[2], range(1, 32)),
+            values(expanded[3], range(1, 13)),
+            values(expanded[4], range(7)),
+        ]
+        if any(p is None for p in parts):
+            return None
+        second, minute, hour, day, month, weekday = (p or () for p in parts)
+        any_day, any_weekday = expanded[2] == ["*"], expanded[4] == ["*"]
+        return cls(
+            seconds=second,
+            minutes=minute,
+            hours=hour,
+            days=None if any_day else _shared(frozenset(day)),
+            months=month,
+            weekdays=None if any_weekday else _shared(frozenset(d % 7 for d in weekday)),
+            day_or=day_or and not any_day and not any_weekday,
+        )
+
+    def _day_matches(self, day: datetime) -> bool:
+        in_days = self.days is None or day.day in self.days
+        in_weekdays = self.weekdays is None or (day.weekday() + 1) % 7 in self.weekdays
+        return (in_days or in_weekdays) if self.day_or else (in_days and in_weekdays)
+
+    def next_wall(self, after: datetime) -> datetime | None:
+        """The first matching wall time strictly after ``after`` (naive), to the second."""
+        t = after.replace(microsecond=0) + timedelta(seconds=1)
+        last_year = t.year + _SEARCH_YEARS
+        while t.year <= last_year:
+            if t.month not in self.months:
+                i = bisect.bisect_right(self.months, t.month)
+                t = (
+                    datetime(t.year, self.months[i], 1)
+                    if i < len(self.months)
+                    else datetime(t.year + 1, self.months[0], 1)
+                )
+                continue
+            if not self._day_matches(t):
+                t = datetime(t.year, t.month, t.day) + timedelta(days=1)
+                continue
+            i = bisect.bisect_left(self.hours, t.hour)
+            if i == len(self.hours):
+                t = datetime(t.year, t.month, t.day) + timedelta(days=1)
+                continue
+            if self.hours[i] != t.hour:
+                t = t.replace(hour=self.hours[i], minute=0, second=0)
+            i = bisect.bisect_left(self.minutes, t.minute)
+            if i == len(self.minutes):
+                t = t.replace(minute=0, second=0) + timedelta(hours=1)
+                continue
+            if self.minutes[i] != t.minute:
+                t = t.replace(minute=self.minutes[i], second=0)
+            i = bisect.bisect_left(self.seconds, t.second)
+            if i == len(self.seconds):
+                t = t.replace(second=0) + timedelta(minutes=1)
+                continue
+            return t.replace(second=self.seconds[i])
+        return None
+
+
+_SHARED: dict[Any, Any] = {}
+_V = TypeVar("_V", tuple[int, ...], frozenset[int])
+
+
+def _shared(values: _V) -> _V:
+    """One copy of each value set: ten thousand tasks use a few hundred distinct ones."""
+    shared: _V = _SHARED.setdefault(values, values)
+    return shared
 
 
 @functools.lru_cache(maxsize=16384)

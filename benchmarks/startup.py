@@ -1,0 +1,188 @@
+"""Start-up and idle cost with many tasks: time to READY, RSS, idle CPU.
+
+    python benchmarks/startup.py [--tasks 10000] [--idle 60]
+
+The daemon gets N tasks with cron lines spread over the week (minute, hour and weekday
+vary per task, none due during the measurement).  READY is read off a real
+NOTIFY_SOCKET datagram, as systemd would, timed from the process start.  Then, after a
+settling pause for the start-up chores (first retention pass, last successes), RSS
+and CPU are sampled from /proc over the idle window.
+
+The baseline, measured in the same run: the bare stack (python importing aiohttp,
+SQLAlchemy, APScheduler 3 and croniter) serving one aiohttp endpoint with the same N
+cron jobs in an AsyncIOScheduler; its time to listening, RSS and idle CPU.  Ratios are
+daemon / baseline (lower is better).  Targets (DESIGN.md): READY <= 2 s, RSS <= 100 MB,
+idle CPU ~0, with 10,000 tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from _daemon import free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# After READY the daemon does its start-up chores (the first retention pass, reading
+# last successes for /metrics); idle is measured after them.
+SETTLE = 10.0
+
+
+def cron_line(i: int) -> str:
+    """Minute, hour and weekday spread over the week; never within the next hour."""
+    hour = (time.gmtime().tm_hour + 2 + i % 20) % 24
+    return f"{i % 60} {hour} * * {i % 7}"
+
+
+def write_config(workdir: Path, port: int, count: int) -> Path:
+    lines = [
+        "[daemon]",
+        f'listen = "127.0.0.1:{port}"',
+        f'data_dir = "{workdir / "data"}"',
+        "[defaults]",
+        'timezone = "UTC"',
+        "",
+    ]
+    for i in range(count):
+        lines += [f"[tasks.t{i:05d}]", 'command = "true"', f'schedule = "{cron_line(i)}"', ""]
+    path = workdir / "startup.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+BARE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiohttp import web
+    import sqlalchemy, croniter  # what the daemon imports besides
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    async def main(port, lines):
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        for i, line in enumerate(lines):
+            scheduler.add_job(print, CronTrigger.from_crontab(line, timezone="UTC"), id=str(i))
+        scheduler.start()
+        app = web.Application()
+        app.router.add_get("/health", lambda r: web.json_response({"status": "ok"}))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("READY", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main(int(sys.argv[1]), sys.stdin.read().splitlines()))
+    """
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 1e6
+
+
+def idle(pid: int, seconds: float) -> dict[str, float]:
+    before = cpu_seconds(pid)
+    peak = rss_mb(pid)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(1)
+        peak = max(peak, rss_mb(pid))
+    return {"rss_mb": peak, "idle_cpu_pct": (cpu_seconds(pid) - before) / seconds * 100}
+
+
+def measure_daemon(workdir: Path, count: int, idle_s: float) -> dict[str, float]:
+    config = write_config(workdir, free_port(), count)
+    notify = workdir / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(120)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+        stdout=open(workdir / "daemon.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        while b"READY=1" not in sock.recv(4096):
+            pass
+        ready = time.monotonic() - began
+        figures = {"ready_s": ready, "rss_at_ready_mb": rss_mb(proc.pid)}
+        time.sleep(SETTLE)
+        figures.update(idle(proc.pid, idle_s))
+        return figures
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        sock.close()
+
+
+def measure_bare(count: int, idle_s: float) -> dict[str, float]:
+    lines = "\n".join(cron_line(i) for i in range(count))
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BARE, str(free_port())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(lines)
+        proc.stdin.close()
+        if proc.stdout.readline().strip() != "READY":
+            raise SystemExit("the bare stack did not start")
+        figures = {"ready_s": time.monotonic() - began, "rss_at_ready_mb": rss_mb(proc.pid)}
+        time.sleep(SETTLE)
+        figures.update(idle(proc.pid, idle_s))
+        return figures
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--idle", type=float, default=60, help="idle window, seconds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cw-startup-") as tmp:
+        bare = measure_bare(args.tasks, args.idle)
+        daemon = measure_daemon(Path(tmp), args.tasks, args.idle)
+    rows = [
+        ("time to READY (s)", "ready_s", 2.0),
+        ("RSS at READY (MB)", "rss_at_ready_mb", 100.0),
+        (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", 100.0),
+        ("idle CPU (%)", "idle_cpu_pct", None),
+    ]
+    if args.json:
+        print(json.dumps({"tasks": args.tasks, "bare": bare, "daemon": daemon}))
+        return
+    print(f"start-up and idle with {args.tasks} tasks")
+    print(f"  {'figure':<34} {'bare stack':>10} {'cronwarden':>10} {'ratio':>6}  target")
+    for label, key, target in rows:
+        ratio = daemon[key] / bare[key] if bare[key] else float("nan")
+        goal = f"<= {target:g}" if target is not None else "~0"
+        met = "" if target is None else ("met" if daemon[key] <= target else "MISSED")
+        print(f"  {label:<34} {bare[key]:>10.2f} {daemon[key]:>10.2f} {ratio:>6.2f}  {goal} {met}")
+
+
+if __name__ == "__main__":
+    main()
