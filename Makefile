@@ -6,7 +6,7 @@ VENV ?= .venv
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install install-systemd clean
+.PHONY: run test lint typecheck pytest install install-systemd bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ pytest: install
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
+
+# Every performance figure of DESIGN.md beside a baseline measured in the same run
+# (about 10 minutes on 2 cores); the latest table is kept in BENCHMARKS.md.
+bench: install
+	cd benchmarks && ../$(BIN)/python startup.py --idle 30
+	cd benchmarks && ../$(BIN)/python lateness.py --seconds 20
+	cd benchmarks && ../$(BIN)/python burst.py --rounds 2
+	cd benchmarks && ../$(BIN)/python sustained.py --seconds 15
+	cd benchmarks && ../$(BIN)/python logs.py --mb 100 --rounds 1
+	cd benchmarks && ../$(BIN)/python run_pages.py --runs 1000000 --requests 200
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

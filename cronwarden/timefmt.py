@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 
 def iso_z(value: datetime) -> str:
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
+    # isoformat is C code; strftime was a measurable share of a page of runs.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def iso_z_or_none(value: datetime | None) -> str | None:

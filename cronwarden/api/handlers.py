@@ -28,7 +28,6 @@ from cronwarden.api.schemas import (
     RawLogQuery,
     ReloadOut,
     RetentionOut,
-    RunList,
     RunOut,
     RunQuery,
     StatsQuery,
@@ -38,6 +37,7 @@ from cronwarden.api.schemas import (
     TaskStats,
     TriggerBody,
     TriggerQuery,
+    run_fields,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.config import TaskConfig
@@ -294,17 +294,15 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
         with_total=query.total,
         sort_field=query.sort_field,
     )
-    body = RunList(
-        runs=[RunOut.of(r) for r in page.runs],
-        next_cursor=page.next_cursor,
-        has_next=page.has_next,
-        total=page.total,
-    )
-    return (
-        _json(body)
-        if query.total
-        else web.json_response(text=body.model_dump_json(exclude={"total"}))
-    )
+    # The shape of RunList, serialized directly (see run_fields).
+    body: dict[str, Any] = {
+        "runs": [run_fields(r) for r in page.runs],
+        "next_cursor": page.next_cursor,
+        "has_next": page.has_next,
+    }
+    if query.total:
+        body["total"] = page.total
+    return web.json_response(text=json.dumps(body, separators=(",", ":")))
 
 
 async def get_run(request: web.Request) -> web.Response:
