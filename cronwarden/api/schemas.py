@@ -66,8 +66,14 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
-        """Built without validation: the values come typed from the store."""
-        return cls.model_construct(**run_fields(run))
+        """Built without validation: the values come typed from the store (the enum
+        fields made enums, as the serializer expects them)."""
+        fields = run_fields(run)
+        fields["status"] = Status(fields["status"])
+        fields["triggered_by"] = Trigger(fields["triggered_by"])
+        if fields["end_reason"] is not None:
+            fields["end_reason"] = EndReason(fields["end_reason"])
+        return cls.model_construct(**fields)
 
 
 _RUN_FIELDS = tuple(RunOut.model_fields)
