@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from _daemon import free_port, running_daemon
 
 COMMAND = ["/bin/true"]
