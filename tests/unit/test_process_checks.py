@@ -50,3 +50,17 @@ def test_proc_stat_of_this_process_and_of_none() -> None:
     stat = proc_stat(os.getpid())
     assert stat is not None and stat.state in "RS" and stat.start_ticks > 0
     assert proc_stat(2**22 + 12345) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="resolving a switch needs root")
+def test_the_daemons_own_identity_is_not_a_switch() -> None:
+    """user = "root" under a root daemon (imported system crontabs) keeps the fast
+    spawn path: no uid/gid/groups to set, only the environment login would give."""
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid())
+    same = resolve_identity(me.pw_name, None)
+    assert (same.uid, same.gid, same.groups) == (None, None, None)
+    assert same.env["USER"] == me.pw_name and same.env["HOME"] == me.pw_dir
+    other_group = resolve_identity(me.pw_name, "nogroup")
+    assert other_group.gid is not None  # a different group is still a switch
