@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
@@ -274,15 +275,22 @@ class Store:
             return {row.task_name: row for row in rows}
 
     async def save_task_state(self, task_name: str, **values: Any) -> None:
-        """Upsert one task's state (paused, last_scheduled_for)."""
+        """Upsert one task's state (paused, last_scheduled_for, the dead-man's switch).
+
+        One INSERT .. ON CONFLICT DO UPDATE: two saves of the same task at once (the
+        switch's start and its first alert) must both land, not race to insert."""
+        table = TaskState.__table__  # type: ignore[attr-defined]
+        changes = {**values, "updated_at": utcnow()}
+        insert = (
+            postgresql.insert(table)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(table)
+        )
+        statement = insert.values(task_name=task_name, **changes).on_conflict_do_update(
+            index_elements=[table.c.task_name], set_=changes
+        )
         async with self._session() as session:
-            state = await session.get(TaskState, task_name)
-            if state is None:
-                state = TaskState(task_name=task_name, updated_at=utcnow())
-                session.add(state)
-            for name, value in values.items():
-                setattr(state, name, value)
-            state.updated_at = utcnow()
+            await session.execute(statement)
             await session.commit()
 
 

@@ -216,3 +216,16 @@ async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> 
         assert upgraded.idempotency_key == "deploy-7" and upgraded.rerun_of is None
     finally:
         await store.close()
+
+
+async def test_saves_of_one_new_task_state_at_once_both_land(store: Store) -> None:
+    """The dead-man's switch saves when watching began and, a moment later, when it
+    alerted: two first saves of one task must not race to insert its row."""
+    await asyncio.gather(
+        store.save_task_state("fresh", watched_since=T0),
+        store.save_task_state("fresh", overdue_alerted_at=T0 + timedelta(hours=1)),
+        store.save_task_state("fresh", paused=True),
+    )
+    state = (await store.task_states())["fresh"]
+    assert state.watched_since == T0 and state.paused is True
+    assert state.overdue_alerted_at == T0 + timedelta(hours=1)
