@@ -35,13 +35,11 @@ class Courier:
         target: NotifyConfig,
         send: Send,
         on_outcome: Outcome,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
         self.target = target
         self._send = send
         self._on_outcome = on_outcome
-        self._sleep = sleep
         self._queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue(QUEUE_MAX)
         self._worker: asyncio.Task[None] | None = None
 
@@ -61,10 +59,6 @@ class Courier:
                 why=f"{QUEUE_MAX} alerts already wait for this target",
             )
             self._on_outcome(self.name, str(event["event"]), "dropped")
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
 
     async def drain(self, within: float) -> None:
         """Give queued alerts ``within`` seconds to go out (at shutdown), then stop."""
@@ -114,7 +108,7 @@ class Courier:
                     max_delay=MAX_RETRY_DELAY,
                 )
                 log.warning("alert.retrying", **fields, delay_s=delay.total_seconds())
-                await self._sleep(delay.total_seconds())
+                await asyncio.sleep(delay.total_seconds())
             else:
                 log.info(
                     "alert.delivered",

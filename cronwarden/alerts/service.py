@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from cronwarden.alerts.courier import Courier, Send
+from cronwarden.alerts.courier import Courier, Outcome, Send
 from cronwarden.alerts.events import (
     FAILING,
     AlertEvent,
@@ -39,7 +39,6 @@ log = structlog.get_logger("cronwarden.alerts")
 
 MISSED_GATHER = timedelta(seconds=1)  # missed fires of a task within this are one alert
 DRAIN_AT_SHUTDOWN = 5.0
-Outcome = Callable[[str, str, str], None]
 
 
 class Alerts:

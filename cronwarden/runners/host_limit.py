@@ -20,7 +20,9 @@ class HostLimit:
         self.limit = limit  # 0: no limit
         self.holders: set[str] = set()
         self._lines: OrderedDict[str, deque[tuple[str, asyncio.Future[None]]]] = OrderedDict()
-        self._waiting: set[str] = set()  # run ids in a line
+        # Run ids in a line, with their futures.  A run that leaves its line only has
+        # its future cancelled; the line entry is skipped when its turn comes.
+        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     @property
     def waiting(self) -> int:
@@ -40,7 +42,7 @@ class HostLimit:
             return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lines.setdefault(task, deque()).append((run_id, waiter))
-        self._waiting.add(run_id)
+        self._waiting[run_id] = waiter
         self._grant()
         return waiter
 
@@ -50,20 +52,10 @@ class HostLimit:
 
     def release(self, run_id: str) -> None:
         """The run ended, or left its line."""
-        if run_id in self.holders:
-            self.holders.discard(run_id)
-        elif run_id in self._waiting:
-            self._waiting.discard(run_id)
-            for task, line in list(self._lines.items()):
-                kept = deque((r, w) for r, w in line if r != run_id)
-                if len(kept) != len(line):
-                    for r, w in line:
-                        if r == run_id and not w.done():
-                            w.cancel()
-                    if kept:
-                        self._lines[task] = kept
-                    else:
-                        del self._lines[task]
+        self.holders.discard(run_id)
+        leaving = self._waiting.pop(run_id, None)
+        if leaving is not None:
+            leaving.cancel()
         self._grant()
 
     def set_limit(self, limit: int) -> None:
@@ -74,7 +66,7 @@ class HostLimit:
         while self._lines and self._has_room():
             task, line = next(iter(self._lines.items()))
             run_id, waiter = line.popleft()
-            self._waiting.discard(run_id)
+            self._waiting.pop(run_id, None)
             # The task goes to the back of the turn order (or leaves it).
             del self._lines[task]
             if line:
