@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -37,3 +39,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(pragma)
     cursor.close()
+
+
+def upsert_insert(engine: AsyncEngine, table: sa.Table) -> Any:
+    """An INSERT that can say ON CONFLICT DO NOTHING / DO UPDATE, in the engine's
+    dialect (both SQLite and PostgreSQL have it, with the same call)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

@@ -23,12 +23,12 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
 from cronwarden.model import IdempotencyKey, Run
+from cronwarden.store.engine import upsert_insert
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
 
@@ -72,7 +72,6 @@ class Recorder:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for tests and benchmarks
@@ -177,7 +176,7 @@ class Recorder:
 
     async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
         inserted: set[str] = set()
-        statement = self._insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+        statement = upsert_insert(self._engine, RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
         for start in range(0, len(rows), _INSERT_CHUNK):
             result = await conn.execute(statement, rows[start : start + _INSERT_CHUNK])
             inserted.update(row[0] for row in result)
@@ -187,7 +186,7 @@ class Recorder:
         """Take the key (or an expired one) in the same transaction as the run's row."""
         key = write.key
         taken = await conn.execute(
-            self._insert(KEYS)
+            upsert_insert(self._engine, KEYS)
             .values(
                 task_name=key.task_name,
                 key=key.key,

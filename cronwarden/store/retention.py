@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.store.engine import upsert_insert
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 _keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
@@ -87,26 +88,16 @@ class RetentionQueries:
             newest = (await conn.execute(newest_query)).scalar_one_or_none()
             if newest is None:
                 return
-            state = (
-                await conn.execute(
-                    sa.select(_states.c.last_scheduled_for).where(_states.c.task_name == task_name)
+            kept = _states.c.last_scheduled_for
+            await conn.execute(
+                upsert_insert(self.engine, _states)
+                .values(task_name=task_name, last_scheduled_for=newest, updated_at=utcnow())
+                .on_conflict_do_update(
+                    index_elements=[_states.c.task_name],
+                    set_={"last_scheduled_for": newest, "updated_at": utcnow()},
+                    where=sa.or_(kept.is_(None), kept < newest),  # never lowered
                 )
-            ).first()
-            if state is None:
-                await conn.execute(
-                    _states.insert().values(
-                        task_name=task_name,
-                        paused=False,
-                        last_scheduled_for=newest,
-                        updated_at=utcnow(),
-                    )
-                )
-            elif state[0] is None or state[0] < newest:
-                await conn.execute(
-                    _states.update()
-                    .where(_states.c.task_name == task_name)
-                    .values(last_scheduled_for=newest, updated_at=utcnow())
-                )
+            )
 
     async def delete_runs(self, ids: Sequence[str]) -> int:
         async with self.engine.begin() as conn:

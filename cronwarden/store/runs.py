@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
@@ -19,6 +18,7 @@ from sqlmodel import col, select
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
+from cronwarden.store.engine import upsert_insert
 from cronwarden.store.migrate import migrate
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
@@ -281,13 +281,10 @@ class Store:
         switch's start and its first alert) must both land, not race to insert."""
         table = TaskState.__table__  # type: ignore[attr-defined]
         changes = {**values, "updated_at": utcnow()}
-        insert = (
-            postgresql.insert(table)
-            if self.engine.dialect.name == "postgresql"
-            else sqlite.insert(table)
-        )
-        statement = insert.values(task_name=task_name, **changes).on_conflict_do_update(
-            index_elements=[table.c.task_name], set_=changes
+        statement = (
+            upsert_insert(self.engine, table)
+            .values(task_name=task_name, **changes)
+            .on_conflict_do_update(index_elements=[table.c.task_name], set_=changes)
         )
         async with self._session() as session:
             await session.execute(statement)
