@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 
@@ -23,11 +25,18 @@ from cronwarden.errors import Forbidden, Unauthorized
 
 _RANK = {"read": 1, "trigger": 2, "admin": 3}
 _OPEN = {("GET", "/health")}
+# The dashboard's files hold no data (it reads everything through the API), so a
+# browser can load the page that then asks for a token.
+_OPEN_PREFIXES = ("/ui/",)
 
 
 def required_scope(request: web.Request, metrics_open: bool = False) -> str | None:
     """The scope a request needs; None for the open probe (and /metrics if so configured)."""
     if (request.method, request.path) in _OPEN:
+        return None
+    if request.method in ("GET", "HEAD") and (
+        request.path == "/" or request.path.startswith(_OPEN_PREFIXES)
+    ):
         return None
     if metrics_open and request.method == "GET" and request.path == "/metrics":
         return None
@@ -41,14 +50,30 @@ def required_scope(request: web.Request, metrics_open: bool = False) -> str | No
     return "admin"
 
 
-def authorize(request: web.Request, daemon: DaemonConfig) -> str | None:
-    """The name of the token that allows the request (None when none is needed)."""
+Scope = Literal["read", "trigger", "admin"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who is asking and what they may do: the token's name (None when the API needs
+    none here) and its widest scope."""
+
+    token: str | None
+    scope: Scope
+
+
+_UNLIMITED = Access(None, "admin")
+_ANONYMOUS = Access(None, "read")  # an open route asked for without a token
+
+
+def authorize(request: web.Request, daemon: DaemonConfig) -> Access:
+    """What the request's credentials allow; raises when they do not allow the request."""
     tokens = daemon.tokens
     if not tokens or _on_unix_socket(request):
-        return None
+        return _UNLIMITED
     scope = required_scope(request, daemon.metrics_open)
     if scope is None:
-        return None
+        return _ANONYMOUS
     header = request.headers.get("Authorization", "")
     kind, _, secret = header.partition(" ")
     if kind.lower() != "bearer" or not secret.strip():
@@ -57,13 +82,13 @@ def authorize(request: web.Request, daemon: DaemonConfig) -> str | None:
     token = next((t for t in tokens if hmac.compare_digest(t.sha256, digest)), None)
     if token is None:
         raise Unauthorized("the token is not known to this daemon")
-    granted = max(_RANK[s] for s in token.scopes)
-    if granted < _RANK[scope]:
+    widest = max(token.scopes, key=_RANK.__getitem__)
+    if _RANK[widest] < _RANK[scope]:
         raise Forbidden(
             f"token {token.name!r} has scopes {', '.join(token.scopes)}; "
             f"{request.method} {request.path} needs {scope!r}"
         )
-    return token.name
+    return Access(token.name, widest)
 
 
 def _on_unix_socket(request: web.Request) -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import uuid
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -14,9 +15,11 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel
 
 from cronwarden import __version__
+from cronwarden.api.auth import Access
 from cronwarden.api.keys import SERVICES, Services
-from cronwarden.api.middlewares import BadRequest
+from cronwarden.api.middlewares import ACCESS, BadRequest
 from cronwarden.api.schemas import (
+    AccessOut,
     DurationStats,
     EventsQuery,
     FireOut,
@@ -40,6 +43,7 @@ from cronwarden.api.schemas import (
     run_fields,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
+from cronwarden.api.task_definition import task_definition
 from cronwarden.config import TaskConfig
 from cronwarden.errors import InvalidRunId, StoreUnavailable, TaskNotFound
 from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -47,11 +51,13 @@ from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
+from cronwarden.scheduler.words import schedule_in_words
 from cronwarden.store.runs import RAN_TO_AN_OUTCOME, RunFilter
 from cronwarden.timefmt import iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
 _LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}
+_MINUTE = timedelta(minutes=1)
 
 
 def _services(request: web.Request) -> Services:
@@ -110,6 +116,7 @@ def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut
         name=task.name,
         command=task.command,
         schedule=task.schedule,
+        schedule_text=schedule_in_words(task.trigger) if task.trigger else None,
         timezone=str(task.zone),
         enabled=task.enabled,
         paused=services.scheduler.is_paused(task.name),
@@ -133,14 +140,24 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     services = _services(request)
     task = services.live.task(request.match_info["task"])
-    count = TaskQuery.model_validate(_query(request)).next or 0
+    query = TaskQuery.model_validate(_query(request))
+    count = query.next or 0
     last = (await services.store.last_runs(task.name)).get(task.name)
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
         fires = upcoming(task.trigger, task.zone, services.dispatcher.clock.now(), count)
-        out.next = [FireOut(at=f.local_iso, utc=f.utc_iso) for f in fires]
+        out.next = [
+            FireOut(
+                at=f.local_iso,
+                utc=f.utc_iso,
+                offset_change_minutes=None if f.shifted is None else f.shifted // _MINUTE,
+            )
+            for f in fires
+        ]
     elif count:
         out.next = []
+    if query.definition:
+        out.definition = task_definition(task)
     return _json(out)
 
 
@@ -380,6 +397,7 @@ async def resume_task(request: web.Request) -> web.Response:
 
 async def info(request: web.Request) -> web.Response:
     services = _services(request)
+    access: Access = request[ACCESS]
     now = services.dispatcher.clock.now()
     body = InfoOut(
         version=__version__,
@@ -391,6 +409,7 @@ async def info(request: web.Request) -> web.Response:
         active_runs=services.dispatcher.active_runs,
         runs=await _run_count(services),
         retention=RetentionOut.of(services.retention.last),
+        access=AccessOut(token=access.token, scope=access.scope),
     )
     return _json(body)
 

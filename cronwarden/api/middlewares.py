@@ -29,6 +29,7 @@ from cronwarden.errors import (
 )
 
 log = structlog.get_logger("cronwarden.api")
+ACCESS = "cronwarden.access"  # the request's Access, set before its handler runs
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _DOMAIN: list[tuple[type[Exception], int, str]] = [
@@ -99,7 +100,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail = f"header {name[:100]!r} is longer than {MAX_HEADER} bytes"
             return problem(request, 431, "header-too-large", detail)
     try:
-        authorize(request, request.app[SERVICES].live.current.daemon)
+        request[ACCESS] = authorize(request, request.app[SERVICES].live.current.daemon)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:

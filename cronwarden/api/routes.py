@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cronwarden.api import handlers
+from cronwarden.api.dashboard import add_dashboard_routes
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.openapi import JSON, SSE, TEXT, Operation, Reply, build_spec
 from cronwarden.api.schemas import (
@@ -184,3 +185,4 @@ async def openapi(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_routes([web.route(op.method, op.path, op.handler) for op in OPERATIONS])
     app.router.add_get("/openapi.json", openapi)
+    add_dashboard_routes(app)

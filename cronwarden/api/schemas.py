@@ -107,12 +107,18 @@ class RunList(BaseModel):
 class FireOut(BaseModel):
     at: str = Field(description="fire time in the task's zone, ISO 8601 with offset")
     utc: str = Field(description="the same instant in UTC, ISO 8601 with Z")
+    offset_change_minutes: int | None = Field(
+        default=None,
+        description="the zone's UTC offset changed (a DST shift) since the previous fire, "
+        "by this many minutes",
+    )
 
 
 class TaskOut(BaseModel):
     name: str
     command: str | list[str]
     schedule: str | None
+    schedule_text: str | None = Field(description="the schedule in words")
     timezone: str
     enabled: bool
     paused: bool
@@ -121,6 +127,11 @@ class TaskOut(BaseModel):
     next_run_at: str | None
     last_run: RunOut | None
     next: list[FireOut] | None = None
+    definition: dict[str, Any] | None = Field(
+        default=None,
+        description="with ?definition=true: every key of the task after [defaults], "
+        "durations as written in the config, secret_env values as ***",
+    )
 
 
 class TaskList(BaseModel):
@@ -311,6 +322,13 @@ class RetentionOut(BaseModel):
         return cls(**{**fields, "started_at": iso_z_or_none(report.started_at)})
 
 
+class AccessOut(BaseModel):
+    """What the caller may do, so a client can offer only the actions it is allowed."""
+
+    token: str | None = Field(description="the name of the token used (null: none needed)")
+    scope: Literal["read", "trigger", "admin"]
+
+
 class InfoOut(BaseModel):
     version: str
     node: str
@@ -323,6 +341,7 @@ class InfoOut(BaseModel):
     retention: RetentionOut | None = Field(
         description="the last retention pass (null until the first one, shortly after start)"
     )
+    access: AccessOut
 
 
 class ReloadOut(BaseModel):
@@ -334,9 +353,13 @@ class ReloadOut(BaseModel):
 
 
 class TaskQuery(BaseModel):
-    """``next``: also list the task's next fire times (in its zone and in UTC)."""
+    """``next``: also list the task's next fire times (in its zone and in UTC);
+    ``definition``: also show every key of the task."""
+
+    model_config = ConfigDict(extra="forbid")
 
     next: int | None = Field(default=None, ge=1, le=1000)
+    definition: bool = False
 
 
 class Health(BaseModel):

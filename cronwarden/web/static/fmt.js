@@ -1,0 +1,102 @@
+// How instants, durations and outcomes read on the page.
+
+const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const STEPS = [
+  [60, "second"],
+  [60, "minute"],
+  [24, "hour"],
+  [7, "day"],
+  [4.35, "week"],
+  [12, "month"],
+  [Infinity, "year"],
+];
+
+export { viewerZone };
+
+export function relative(iso, now = Date.now()) {
+  if (!iso) return "";
+  let amount = (Date.parse(iso) - now) / 1000;
+  for (const [size, unit] of STEPS) {
+    if (Math.abs(amount) < size) return relativeFormat.format(Math.round(amount), unit);
+    amount /= size;
+  }
+  return "";
+}
+
+const absoluteFormats = new Map();
+
+export function absolute(iso, zone = viewerZone) {
+  if (!iso) return "";
+  let format = absoluteFormats.get(zone);
+  if (!format) {
+    format = new Intl.DateTimeFormat(undefined, {
+      timeZone: zone,
+      year: "numeric",
+      month: "short",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hour12: false,
+      timeZoneName: "short",
+    });
+    absoluteFormats.set(zone, format);
+  }
+  return format.format(new Date(iso));
+}
+
+export function duration(ms) {
+  if (ms === null || ms === undefined) return "";
+  if (ms < 1000) return `${ms} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+export function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let unit = "B";
+  for (const next of units) {
+    if (value < 1024) break;
+    value /= 1024;
+    unit = next;
+  }
+  return `${value.toFixed(1)} ${unit}`;
+}
+
+// Colour is never the only signal: each outcome has an icon and a word too.
+const OUTCOMES = {
+  pending: ["◷", "waiting"],
+  running: ["▶", "running"],
+  success: ["✓", "success"],
+  failed: ["✗", "failed"],
+  timeout: ["⧗", "timeout"],
+  stopped: ["■", "stopped"],
+  crashed: ["⚠", "crashed"],
+  skipped: ["↷", "skipped"],
+  log_overflow: ["≋", "log overflow"],
+  missed: ["∅", "missed"],
+};
+
+export function outcomeKey(run) {
+  return run.status === "ended" ? run.end_reason || "crashed" : run.status;
+}
+
+export function outcome(run) {
+  const key = outcomeKey(run);
+  const [icon, word] = OUTCOMES[key] || ["?", key];
+  return { key, icon, word };
+}
+
+export const END_REASONS = Object.keys(OUTCOMES).filter((k) => !["pending", "running"].includes(k));
+
+export function exitText(run) {
+  if (run.signal !== null && run.signal !== undefined) return `signal ${run.signal}`;
+  if (run.exit_code !== null && run.exit_code !== undefined) return `exit ${run.exit_code}`;
+  return "";
+}

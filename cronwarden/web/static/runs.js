@@ -1,0 +1,175 @@
+// The runs page: the API's filters and sorts in a form that lives in the URL, cursor
+// paging, and rows that follow /api/events.
+
+import { api } from "./api.js";
+import { clear, h } from "./dom.js";
+import { duration, END_REASONS, exitText } from "./fmt.js";
+import { listen } from "./live.js";
+import { badge, failure, when } from "./widgets.js";
+
+const FILTERS = ["task_name", "status", "end_reason", "triggered_by", "start_date", "end_date", "search"];
+const SORTS = ["created_at", "start_at", "end_at", "duration_ms", "exit_code", "task_name", "status"];
+const CHOICES = {
+  status: ["pending", "running", "ended"],
+  end_reason: END_REASONS,
+  triggered_by: ["schedule", "catch_up", "api", "retry"],
+};
+const cursors = []; // cursors of the pages before this one, for "Previous page"
+
+export async function runsPage(view, signal, query) {
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) || ""]));
+  const sortField = query.get("sort_field") || "created_at";
+  const direction = query.get("sort_direction") || "desc";
+  const limit = query.get("limit") || "50";
+  const cursor = query.get("cursor") || "";
+  if (!cursor) cursors.length = 0;
+
+  const wanted = new URLSearchParams({ sort_field: sortField, sort_direction: direction, limit });
+  for (const [key, value] of Object.entries(filters)) if (value) wanted.set(key, value);
+  if (cursor) wanted.set("cursor", cursor);
+  const [page, { tasks }] = await Promise.all([
+    api(`/api/runs?${wanted}`, { signal }),
+    api("/api/tasks", { signal }),
+  ]);
+
+  const form = filterForm(filters, sortField, direction, limit, tasks);
+  const body = h("tbody");
+  const rows = new Map();
+  for (const run of page.runs) body.append(row(run, rows));
+  const fresh = h("p", { class: "fresh", hidden: true });
+  clear(
+    view,
+    h("h1", {}, "Runs"),
+    form,
+    fresh,
+    page.runs.length
+      ? h(
+          "table",
+          { class: "grid runs" },
+          h("caption", { class: "sr-only" }, "Runs"),
+          h("thead", {}, h("tr", {}, ["Outcome", "Task", "Trigger", "Created", "Duration", "Exit", "Attempt", "Node"].map((t) => h("th", { scope: "col" }, t)))),
+          body,
+        )
+      : h("p", { class: "empty" }, "No runs match."),
+    pager(page, cursor, query),
+  );
+
+  // A run that appears on the first page as sorted and filtered is added in place;
+  // otherwise a link offers to show the newer runs.
+  const inPlace = !cursor && sortField === "created_at" && direction === "desc" && !filters.search && !filters.start_date && !filters.end_date;
+  let newer = 0;
+  const stop = listen((kind, run) => {
+    if (!kind.startsWith("run.")) return;
+    const known = rows.get(run.id);
+    if (known) {
+      known.replaceWith(row(run, rows));
+      return;
+    }
+    if (kind !== "run.created" || !matches(run, filters)) return;
+    if (inPlace) {
+      body.prepend(row(run, rows));
+      while (body.children.length > Number(limit)) {
+        rows.delete(body.lastElementChild.dataset.run);
+        body.lastElementChild.remove();
+      }
+      view.querySelector(".empty")?.remove();
+      if (!body.isConnected) window.dispatchEvent(new HashChangeEvent("hashchange"));
+    } else {
+      newer += 1;
+      clear(fresh, `${newer} newer run${newer === 1 ? "" : "s"}: `, h("a", { href: `#/runs?${pageQuery(query, null)}` }, "show them"));
+      fresh.hidden = false;
+    }
+  });
+  signal.addEventListener("abort", stop);
+}
+
+function matches(run, filters) {
+  if (filters.task_name && run.task_name !== filters.task_name) return false;
+  for (const key of ["status", "end_reason", "triggered_by"]) {
+    if (filters[key] && !filters[key].split(",").includes(run[key] ?? "")) return false;
+  }
+  return true;
+}
+
+function row(run, rows) {
+  const tr = h(
+    "tr",
+    { dataset: { run: run.id } },
+    h("td", { "data-label": "Outcome" }, h("a", { href: `#/runs/${run.id}`, "aria-label": `Run ${run.id}` }, badge(run))),
+    h("td", { "data-label": "Task" }, h("a", { href: `#/tasks/${encodeURIComponent(run.task_name)}` }, run.task_name)),
+    h("td", { "data-label": "Trigger" }, run.triggered_by.replace("_", " ")),
+    h("td", { "data-label": "Created" }, when(run.created_at)),
+    h("td", { "data-label": "Duration", class: "num" }, duration(run.duration_ms)),
+    h("td", { "data-label": "Exit", class: "num" }, exitText(run)),
+    h("td", { "data-label": "Attempt", class: "num" }, run.attempt),
+    h("td", { "data-label": "Node" }, run.node),
+  );
+  rows.set(run.id, tr);
+  return tr;
+}
+
+function select(id, label, options, value) {
+  return h(
+    "p",
+    {},
+    h("label", { for: id }, label),
+    h("select", { id, name: id.replace("f-", "") }, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))),
+  );
+}
+
+function filterForm(filters, sortField, direction, limit, tasks) {
+  const any = [["", "any"]];
+  const form = h(
+    "form",
+    { class: "filters", role: "search", "aria-label": "Filter runs" },
+    h(
+      "p",
+      {},
+      h("label", { for: "f-task_name" }, "Task"),
+      h("input", { id: "f-task_name", name: "task_name", list: "task-names", value: filters.task_name, autocomplete: "off" }),
+      h("datalist", { id: "task-names" }, tasks.map((t) => h("option", { value: t.name }))),
+    ),
+    ...["status", "end_reason", "triggered_by"].map((key) =>
+      select(`f-${key}`, key.replace("_", " ").replace(/^./, (c) => c.toUpperCase()), [...any, ...CHOICES[key].map((v) => [v, v.replace("_", " ")])], filters[key]),
+    ),
+    h("p", {}, h("label", { for: "f-start_date" }, "From"), h("input", { id: "f-start_date", name: "start_date", value: filters.start_date, placeholder: "24 hours ago" })),
+    h("p", {}, h("label", { for: "f-end_date" }, "To"), h("input", { id: "f-end_date", name: "end_date", value: filters.end_date, placeholder: "now" })),
+    h("p", {}, h("label", { for: "f-search" }, "Search"), h("input", { id: "f-search", name: "search", type: "search", value: filters.search })),
+    select("f-sort_field", "Sort by", SORTS.map((s) => [s, s.replace("_", " ")]), sortField),
+    select("f-sort_direction", "Order", [["desc", "descending"], ["asc", "ascending"]], direction),
+    select("f-limit", "Per page", ["25", "50", "100", "200"].map((n) => [n, n]), limit),
+    h("p", { class: "buttons" }, h("button", { type: "submit", class: "btn primary" }, "Apply"), " ", h("a", { href: "#/runs", class: "btn" }, "Reset")),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [key, value] of new FormData(form)) if (value) query.set(key, value);
+    cursors.length = 0;
+    location.hash = `#/runs?${query}`;
+  });
+  return form;
+}
+
+function pageQuery(query, cursor) {
+  const next = new URLSearchParams(query);
+  next.delete("cursor");
+  if (cursor) next.set("cursor", cursor);
+  return next;
+}
+
+function pager(page, cursor, query) {
+  const newer = cursors.length ? cursors[cursors.length - 1] : null;
+  const nav = h("nav", { class: "pager", "aria-label": "Pages" });
+  if (cursor) {
+    nav.append(
+      h("a", { class: "btn", href: `#/runs?${pageQuery(query, null)}` }, "First page"),
+      " ",
+      h("a", { class: "btn", href: `#/runs?${pageQuery(query, newer)}`, onclick: () => cursors.pop(), rel: "prev" }, "Previous page"),
+      " ",
+    );
+  }
+  if (page.has_next) {
+    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.next_cursor)}`, onclick: () => cursors.push(cursor), rel: "next" }, "Next page"));
+  }
+  return nav;
+}

@@ -1,0 +1,169 @@
+// One task: its figures, durations over time as a small chart, the next fires with DST
+// shifts marked, its recent runs and its definition (secret values hidden by the API).
+
+import { api } from "./api.js";
+import { clear, h, svg } from "./dom.js";
+import { absolute, duration, viewerZone } from "./fmt.js";
+import { listen } from "./live.js";
+import { action, failure, runNow, scopeNote, strip, when } from "./widgets.js";
+
+const CHART_RUNS = 1000;
+
+export async function taskPage(view, signal, name) {
+  const path = `/api/tasks/${encodeURIComponent(name)}`;
+  const load = () =>
+    Promise.all([
+      api(`${path}?next=10&definition=true`, { signal }),
+      api(`${path}/stats`, { signal }),
+      api(`${path}/runs?limit=${CHART_RUNS}`, { signal }),
+    ]);
+  const draw = ([task, stats, { runs }]) =>
+    clear(
+      view,
+      h(
+        "h1",
+        {},
+        task.name,
+        task.paused ? h("span", { class: "tag paused" }, "paused") : null,
+      ),
+      h("p", { class: "lead" }, task.schedule_text ?? "Runs on request only", task.schedule ? [" — ", h("code", {}, task.schedule), ` (${task.timezone})`] : null),
+      h(
+        "p",
+        { class: "actions" },
+        action("Run now", { scope: "trigger", kind: "primary", reason: task.api_trigger ? null : "This task does not accept API triggers (api_trigger = false)", onclick: () => runNow(task) }),
+        " ",
+        action(task.paused ? "Resume" : "Pause", {
+          scope: "admin",
+          onclick: () => api(`${path}/${task.paused ? "resume" : "pause"}`, { method: "POST" }).then(redraw, failure),
+        }),
+        " ",
+        h("a", { class: "btn", href: `#/runs?task_name=${encodeURIComponent(task.name)}` }, "All its runs"),
+      ),
+      scopeNote("trigger", "running it"),
+      figures(stats),
+      h("section", { "aria-labelledby": "chart-h" }, h("h2", { id: "chart-h" }, "Duration over time"), chart(runs)),
+      h("section", { "aria-labelledby": "recent-h" }, h("h2", { id: "recent-h" }, "Recent runs"), runs.length ? strip(runs) : h("p", { class: "muted" }, "No runs yet.")),
+      h("section", { "aria-labelledby": "next-h" }, h("h2", { id: "next-h" }, "Next fires"), fires(task)),
+      h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition(task.definition)),
+    );
+  const redraw = () => load().then(draw, (error) => signal.aborted || failure(error));
+  draw(await load());
+
+  let timer = null;
+  const stop = listen((kind, data) => {
+    const about = kind.startsWith("run.") ? data.task_name : data.task;
+    if (about !== name && kind !== "config.reloaded") return;
+    if (kind === "run.started") return;
+    clearTimeout(timer);
+    timer = setTimeout(redraw, 300);
+  });
+  signal.addEventListener("abort", () => {
+    stop();
+    clearTimeout(timer);
+  });
+}
+
+function figures(stats) {
+  const rate = stats.success_rate === null ? "—" : `${(stats.success_rate * 100).toFixed(1)} %`;
+  const items = [
+    ["Runs", stats.runs],
+    ["Active", stats.active],
+    ["Success rate", rate],
+    ["Duration p50", duration(stats.duration_ms.p50) || "—"],
+    ["Duration p95", duration(stats.duration_ms.p95) || "—"],
+    ["Last success", when(stats.last_success_at)],
+    ["Last failure", when(stats.last_failure_at)],
+  ];
+  return h("dl", { class: "figures" }, items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
+}
+
+function percentile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+// p50 and p95 of the durations in up to 20 equal slices of time, as two lines.
+function chart(runs) {
+  const timed = runs.filter((r) => r.duration_ms !== null && r.start_at).map((r) => [Date.parse(r.start_at), r.duration_ms]);
+  if (timed.length < 2) return h("p", { class: "muted" }, "Not enough finished runs to draw.");
+  timed.sort((a, b) => a[0] - b[0]);
+  const first = timed[0][0];
+  const span = Math.max(timed[timed.length - 1][0] - first, 1);
+  const slices = Math.min(20, timed.length);
+  const buckets = Array.from({ length: slices }, () => []);
+  for (const [t, ms] of timed) buckets[Math.min(slices - 1, Math.floor(((t - first) / span) * slices))].push(ms);
+  const points = buckets
+    .map((b, i) => ({ at: first + ((i + 0.5) / slices) * span, sorted: b.sort((x, y) => x - y) }))
+    .filter((p) => p.sorted.length)
+    .map((p) => ({ at: p.at, p50: percentile(p.sorted, 0.5), p95: percentile(p.sorted, 0.95), n: p.sorted.length }));
+  const W = 600;
+  const H = 160;
+  const pad = 36;
+  const top = Math.max(...points.map((p) => p.p95), 1);
+  const x = (at) => pad + ((at - first) / span) * (W - pad - 8);
+  const y = (ms) => H - 20 - (ms / top) * (H - 36);
+  const line = (key, cls) =>
+    svg("polyline", { class: cls, points: points.map((p) => `${x(p.at).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ") });
+  const title = `Run duration p50 and p95 from ${absolute(new Date(first).toISOString())} to ${absolute(new Date(first + span).toISOString())}; highest p95 ${duration(top)}`;
+  return h(
+    "figure",
+    { class: "chart" },
+    svg(
+      "svg",
+      { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title },
+      svg("line", { class: "axis", x1: pad, y1: H - 20, x2: W - 8, y2: H - 20 }),
+      svg("line", { class: "axis", x1: pad, y1: 12, x2: pad, y2: H - 20 }),
+      svg("text", { x: 2, y: 20, class: "label" }, duration(top)),
+      svg("text", { x: 2, y: H - 22, class: "label" }, "0"),
+      svg("text", { x: pad, y: H - 4, class: "label" }, new Date(first).toLocaleDateString()),
+      svg("text", { x: W - 8, y: H - 4, class: "label end" }, new Date(first + span).toLocaleDateString()),
+      line("p95", "p95"),
+      line("p50", "p50"),
+    ),
+    h("figcaption", { class: "small" }, h("span", { class: "key p50" }, "p50"), " median and ", h("span", { class: "key p95" }, "p95"), ` of ${timed.length} runs`),
+    h(
+      "details",
+      {},
+      h("summary", {}, "As a table"),
+      h(
+        "table",
+        { class: "grid compact" },
+        h("thead", {}, h("tr", {}, ["Around", "Runs", "p50", "p95"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, points.map((p) => h("tr", {}, h("td", {}, absolute(new Date(p.at).toISOString())), h("td", { class: "num" }, p.n), h("td", { class: "num" }, duration(p.p50)), h("td", { class: "num" }, duration(p.p95))))),
+      ),
+    ),
+  );
+}
+
+function fires(task) {
+  if (!task.next || !task.next.length) return h("p", { class: "muted" }, task.schedule ? "No further fires." : "No schedule.");
+  return h(
+    "table",
+    { class: "grid compact" },
+    h("thead", {}, h("tr", {}, [`In ${task.timezone}`, `In your zone (${viewerZone})`, "UTC", "Clock change"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "tbody",
+      {},
+      task.next.map((fire) => {
+        const shift = fire.offset_change_minutes;
+        return h(
+          "tr",
+          { class: shift ? "dst" : "" },
+          h("td", {}, absolute(fire.utc, task.timezone)),
+          h("td", {}, absolute(fire.utc)),
+          h("td", {}, h("code", {}, fire.utc)),
+          h("td", {}, shift ? h("span", { class: "tag dst" }, `DST: clocks ${shift > 0 ? "forward" : "back"} ${Math.abs(shift)} min`) : ""),
+        );
+      }),
+    ),
+  );
+}
+
+function definition(keys) {
+  if (!keys) return null;
+  const show = (v) => (typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
+  return h(
+    "dl",
+    { class: "fields definition" },
+    Object.entries(keys).flatMap(([k, v]) => [h("dt", {}, h("code", {}, k)), h("dd", {}, h("code", {}, show(v)))]),
+  );
+}
