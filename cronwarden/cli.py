@@ -301,6 +301,28 @@ def tasks(url: str | None, config_path: str | None, as_json: bool) -> None:
 
 @main.command()
 @_client_options
+def nodes(url: str | None, config_path: str | None, as_json: bool) -> None:
+    """List the daemons sharing the database: state, heartbeat, running runs, config."""
+    data = _call(_client(url, config_path), "GET", "/api/nodes")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [
+        [
+            n["name"] + (" *" if n["this_node"] else ""),
+            n["state"],
+            n["started_at"],
+            f"{n['heartbeat_at']} ({n['silent_s']:g}s ago)",
+            str(n["running_runs"]),
+            (n["config_hash"] or "-") + ("" if n["same_config"] else " (differs)"),
+        ]
+        for n in data["nodes"]
+    ]
+    _table(rows, ["node", "state", "started", "last heartbeat", "running", "config"])
+
+
+@main.command()
+@_client_options
 @click.option("--task", help="Only this task.")
 @click.option("--status", help="pending, running or ended (comma-separated).")
 @click.option("--since", help='ISO 8601, a day, "24 hours ago", today or yesterday.')

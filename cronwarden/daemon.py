@@ -26,6 +26,7 @@ from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.events import EventLog
+from cronwarden.heartbeat import NodeHeartbeat
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
@@ -38,6 +39,7 @@ from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
+from cronwarden.store.nodes import NodeRegistry
 from cronwarden.systemd_notify import (
     notify_socket_set,
     sd_notify,
@@ -167,6 +169,7 @@ class Daemon:
             recorder,
             asyncio.create_task(services.retention.serve(), name="retention"),
             asyncio.create_task(services.metrics.probe_loop_lag(), name="loop lag probe"),
+            asyncio.create_task(services.heartbeat.serve(), name="heartbeat"),
         }
         # Not a side task: it ends once the history has been read.
         loading = asyncio.create_task(self._load_successes(services), name="last successes")
@@ -253,6 +256,7 @@ class Daemon:
                 h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
             )
             scheduler = SchedulerService(dispatcher, store, self.clock)
+            started_at = self.clock.now()
             services = Services(
                 live=self.live,
                 store=store,
@@ -271,7 +275,14 @@ class Daemon:
                 ),
                 metrics=metrics,
                 alerts=alerts,
-                started_at=self.clock.now(),
+                heartbeat=NodeHeartbeat(
+                    NodeRegistry(store.engine),
+                    self.live,
+                    node,
+                    started_at,
+                    base_url_of(daemon.listen.host, daemon.listen.port),
+                ),
+                started_at=started_at,
                 reload=lambda: self.reload(services),
             )
             yield services

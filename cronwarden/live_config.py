@@ -35,6 +35,15 @@ class LiveConfig:
     def tasks(self) -> dict[str, TaskConfig]:
         return self._config.tasks
 
+    @property
+    def tasks_hash(self) -> str:
+        """One hash of every task's definition: nodes sharing a database compare it to
+        find one that runs a different config."""
+        import hashlib
+
+        lines = "".join(f"{n}={t.definition_hash}\n" for n, t in sorted(self.tasks.items()))
+        return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
     def task(self, name: str) -> TaskConfig:
         try:
             return self._config.tasks[name]

@@ -186,6 +186,8 @@ class Node(SQLModel, table=True):
     heartbeat_at: datetime = utc_column(nullable=False)
     version: str = Field(max_length=50)
     pid: int
+    api_url: str | None = Field(default=None, max_length=300)
+    config_hash: str | None = Field(default=None, max_length=64)
 
 
 def utcnow() -> datetime:

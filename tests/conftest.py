@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -358,3 +359,98 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await conn.execute(sa.text(f"DELETE FROM {table}"))
     yield opened
     await opened.close()
+
+
+# -- a real headless browser: Playwright driving Debian's chromium (installed here when
+# it is missing; Playwright's own browser download is never used) -----------------
+
+ARTIFACTS = Path(
+    os.environ.get("CRONWARDEN_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts")
+)
+CHROMIUM = "/usr/bin/chromium"
+# What a browser says about a request the test meant to be refused (401 with no token).
+EXPECTED_REFUSALS = "the server responded with a status of 401"
+
+
+def _ensure_chromium() -> str:
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+            subprocess.run(install, env=env, capture_output=True, check=True)
+        return CHROMIUM
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if IN_CI:
+        raise AssertionError("chromium is missing and cannot be installed (needs root and apt)")
+    pytest.skip("chromium is missing; install Debian's chromium package")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = _ensure_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable)
+        yield launched
+        launched.close()
+
+
+class Console:
+    """What the page said on its console: errors fail the test that opened it."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def problems(self, allowed: str | None = None) -> list[str]:
+        return [e for e in self.errors if allowed is None or allowed not in e]
+
+
+@pytest.fixture
+def open_page(browser) -> Iterator[Callable[..., tuple[object, Console]]]:  # type: ignore[no-untyped-def]
+    """A fresh browser context per page (its own sessionStorage); console errors and
+    uncaught exceptions are collected and, unless a test expects some, fail it."""
+    contexts = []
+    consoles: list[tuple[Console, str | None]] = []
+
+    def factory(
+        url: str,
+        *,
+        width: int = 1280,
+        height: int = 900,
+        scheme: str = "light",
+        allow: str | None = None,
+        bypass_csp: bool = False,
+    ):  # type: ignore[no-untyped-def]
+        context = browser.new_context(
+            viewport={"width": width, "height": height},
+            color_scheme=scheme,
+            bypass_csp=bypass_csp,
+        )
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        console = Console()
+        page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
+        consoles.append((console, allow))
+        page.goto(url)
+        return page, console
+
+    yield factory
+    for context in contexts:
+        context.close()
+    for console, allow in consoles:
+        assert console.problems(allow) == [], console.errors
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots and figures go (not committed; CI keeps them)."""
+    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

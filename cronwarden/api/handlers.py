@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from prometheus_client import generate_latest
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from cronwarden import __version__
 from cronwarden.api.auth import Access
@@ -28,6 +29,8 @@ from cronwarden.api.schemas import (
     LogLineOut,
     LogPageOut,
     LogQuery,
+    NodeList,
+    NodeOut,
     RawLogQuery,
     ReloadOut,
     RetentionOut,
@@ -53,7 +56,7 @@ from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
 from cronwarden.scheduler.words import schedule_in_words
 from cronwarden.store.runs import RAN_TO_AN_OUTCOME, RunFilter
-from cronwarden.timefmt import iso_z_or_none
+from cronwarden.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
 _LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}
@@ -412,6 +415,34 @@ async def info(request: web.Request) -> web.Response:
         access=AccessOut(token=access.token, scope=access.scope),
     )
     return _json(body)
+
+
+async def nodes(request: web.Request) -> web.Response:
+    services = _services(request)
+    lease = services.live.current.daemon.node_lease
+    mine = services.live.tasks_hash
+    try:
+        seen = await services.heartbeat.registry.seen()
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(f"the database cannot be reached: {exc}") from exc
+    listed = [
+        NodeOut(
+            name=n.name,
+            state="alive" if n.silent_for <= lease else "lapsed",
+            started_at=iso_z(n.started_at),
+            heartbeat_at=iso_z(n.heartbeat_at),
+            silent_s=round(n.silent_for.total_seconds(), 3),
+            running_runs=n.running_runs,
+            config_hash=n.config_hash,
+            same_config=n.config_hash == mine,
+            version=n.version,
+            pid=n.pid,
+            api_url=n.api_url,
+            this_node=n.name == services.dispatcher.node,
+        )
+        for n in seen
+    ]
+    return _json(NodeList(nodes=listed))
 
 
 async def _run_count(services: Services) -> int | None:

@@ -15,6 +15,7 @@ from cronwarden.api.schemas import (
     InfoOut,
     LogPageOut,
     LogQuery,
+    NodeList,
     RawLogQuery,
     ReloadOut,
     RunList,
@@ -153,6 +154,13 @@ OPERATIONS = [
         "The run's output as it came, streams interleaved.",
         {200: Reply("The bytes.", None, (TEXT,))},
         query=RawLogQuery,
+    ),
+    Operation(
+        "GET",
+        "/api/nodes",
+        handlers.nodes,
+        "The daemons sharing this database: heartbeat, state, running runs, config hash.",
+        {200: Reply("Them.", NodeList)},
     ),
     Operation(
         "POST",

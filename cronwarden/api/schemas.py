@@ -344,6 +344,27 @@ class InfoOut(BaseModel):
     access: AccessOut
 
 
+class NodeOut(BaseModel):
+    name: str
+    state: Literal["alive", "lapsed"] = Field(
+        description="lapsed: no heartbeat for longer than node_lease (by the database clock)"
+    )
+    started_at: str
+    heartbeat_at: str
+    silent_s: float = Field(description="seconds since its last heartbeat")
+    running_runs: int
+    config_hash: str | None = Field(description="a hash of every task's definition")
+    same_config: bool = Field(description="its config_hash equals this node's")
+    version: str
+    pid: int
+    api_url: str | None = Field(description="where its API listens (null: a unix socket)")
+    this_node: bool = Field(description="the node that answered this request")
+
+
+class NodeList(BaseModel):
+    nodes: list[NodeOut]
+
+
 class ReloadOut(BaseModel):
     reloaded: bool
     added: list[str]

@@ -9,7 +9,7 @@ import { runPage } from "./run.js";
 import { runsPage } from "./runs.js";
 import { taskPage } from "./task.js";
 import { tasksPage } from "./tasks.js";
-import { failure, session } from "./widgets.js";
+import { session } from "./widgets.js";
 
 const view = document.getElementById("view");
 let current = null;
@@ -39,12 +39,18 @@ async function route() {
       if (link.dataset.section === section) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
+    await live.opened;
     await page(signal, m, new URLSearchParams(search));
     const heading = view.querySelector("h1");
     document.title = heading ? `${heading.textContent} · cronwarden` : "cronwarden";
   } catch (error) {
     if (signal.aborted) return;
-    clear(view, h("h1", {}, "Could not load this page"), h("p", { class: "error-box", role: "alert" }, error.message));
+    clear(
+      view,
+      h("h1", {}, "Could not load this page"),
+      h("p", { class: "error-box", role: "alert" }, error.message),
+      h("p", {}, h("button", { type: "button", class: "btn", onclick: () => location.reload() }, "Try again")),
+    );
   } finally {
     if (!signal.aborted) view.removeAttribute("aria-busy");
   }
@@ -91,20 +97,8 @@ function showLive(state) {
   el.textContent = { open: "live", reconnecting: "reconnecting…", closed: "not live" }[state] ?? state;
 }
 
-async function main() {
-  onTokenNeeded(askToken);
-  let info;
-  try {
-    info = await api("/api/info");
-  } catch (error) {
-    failure(error);
-    clear(view, h("h1", {}, "Not connected"), h("p", {}, "The dashboard needs an API token to show anything. ", h("button", { type: "button", class: "btn", onclick: () => location.reload() }, "Try again")));
-    return;
-  }
-  showAccess(info);
-  live.start(showLive);
-  window.addEventListener("hashchange", route);
-  await route();
-}
-
-main();
+onTokenNeeded(askToken);
+session.ready = api("/api/info").then(showAccess);
+live.start(showLive);
+window.addEventListener("hashchange", route);
+route().then(() => performance.mark("cronwarden:first-view"));

@@ -34,3 +34,9 @@ export function clear(el, ...children) {
   append(el, children);
   return el;
 }
+
+// A table cell labelled for the phone layout, where each row becomes a card whose cells
+// show their column's name beside their content.
+export function cell(label, attrs, ...children) {
+  return h("td", { ...attrs, "data-label": label }, h("div", {}, ...children));
+}

@@ -1,28 +1,23 @@
 // The daemons sharing this database, as GET /api/nodes lists them.
 
-import { api, ApiError } from "./api.js";
-import { clear, h } from "./dom.js";
+import { api } from "./api.js";
+import { cell, clear, h } from "./dom.js";
 import { when } from "./widgets.js";
 
 export async function nodesPage(view, signal) {
-  let nodes;
-  try {
-    ({ nodes } = await api("/api/nodes", { signal }));
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 404) throw error;
-    const info = await api("/api/info", { signal });
-    clear(view, h("h1", {}, "Nodes"), h("p", {}, `This daemon (${info.node}) runs alone: no other node shares its database.`));
-    return;
-  }
+  const { nodes } = await api("/api/nodes", { signal });
   const head = ["Node", "State", "Started", "Last heartbeat", "Running runs", "Config", "Version"];
-  const hashes = new Set(nodes.map((n) => n.config_hash));
+  const differ = nodes.some((n) => !n.same_config);
   clear(
     view,
     h("h1", {}, "Nodes"),
-    hashes.size > 1 ? h("p", { class: "error-box", role: "note" }, "The nodes run different configurations: compare their config files.") : null,
+    nodes.length === 1 ? h("p", { class: "note" }, "One daemon uses this database.") : null,
+    differ
+      ? h("p", { class: "error-box", role: "note" }, "Some nodes run a different configuration from this one: compare their config files.")
+      : null,
     h(
       "table",
-      { class: "grid" },
+      { class: "grid nodes" },
       h("caption", { class: "sr-only" }, "Nodes"),
       h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
       h(
@@ -31,18 +26,18 @@ export async function nodesPage(view, signal) {
         nodes.map((n) =>
           h(
             "tr",
-            {},
-            h("th", { scope: "row", "data-label": "Node" }, n.name),
-            h("td", { "data-label": "State" }, h("span", { class: `badge node-${n.state}` }, n.state)),
-            h("td", { "data-label": "Started" }, when(n.started_at)),
-            h("td", { "data-label": "Last heartbeat" }, when(n.heartbeat_at)),
-            h("td", { "data-label": "Running runs", class: "num" }, n.running_runs),
-            h("td", { "data-label": "Config" }, h("code", {}, n.config_hash ?? "—")),
-            h("td", { "data-label": "Version" }, n.version),
+            { dataset: { node: n.name } },
+            h("th", { scope: "row" }, n.api_url && !n.this_node ? h("a", { href: n.api_url }, n.name) : n.name, n.this_node ? h("span", { class: "tag" }, "this node") : null),
+            cell("State", {}, h("span", { class: `badge node-${n.state}` }, n.state === "alive" ? "● alive" : "○ lapsed")),
+            cell("Started", {}, when(n.started_at)),
+            cell("Last heartbeat", {}, when(n.heartbeat_at), h("span", { class: "small muted" }, ` (${n.silent_s.toFixed(1)} s)`)),
+            cell("Running runs", { class: "num" }, n.running_runs),
+            cell("Config", {}, h("code", {}, n.config_hash ?? "—"), n.same_config ? null : h("span", { class: "tag paused" }, "differs")),
+            cell("Version", {}, `${n.version} (pid ${n.pid})`),
           ),
         ),
       ),
     ),
+    h("p", {}, h("button", { type: "button", class: "btn", onclick: () => nodesPage(view, signal).catch(() => {}) }, "Refresh")),
   );
-  view.append(h("p", {}, h("button", { type: "button", class: "btn", onclick: () => nodesPage(view, signal) }, "Refresh")));
 }

@@ -4,13 +4,15 @@
 import { api, download, follow } from "./api.js";
 import { clear, h } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
-import { listen } from "./live.js";
-import { action, badge, failure, notify, scopeNote, when } from "./widgets.js";
+import { furthest, listen, mark } from "./live.js";
+import { action, badge, failure, notify, scopeNote, session, when } from "./widgets.js";
 
 const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
 
 export async function runPage(view, signal, id) {
+  const since = mark();
   let run = await api(`/api/runs/${id}`, { signal });
+  await session.ready;
   const header = h("div", { class: "run-head" });
   const fields = h("dl", { class: "fields" });
   const chain = h("ol", { class: "chain" });
@@ -74,12 +76,12 @@ export async function runPage(view, signal, id) {
 
   const stopListening = listen((kind, changed) => {
     if (changed.id === run.id) {
-      run = changed;
+      run = furthest(run, changed);
       draw();
     } else if (kind === "run.created" && changed.retry_of === run.id) {
       drawChain(chain, run, signal).catch(failure);
     }
-  });
+  }, since);
   signal.addEventListener("abort", stopListening);
   followLog(run, lines, logState, signal, (ended) => {
     run = ended;

@@ -2,10 +2,10 @@
 // paging, and rows that follow /api/events.
 
 import { api } from "./api.js";
-import { clear, h } from "./dom.js";
+import { cell, clear, h } from "./dom.js";
 import { duration, END_REASONS, exitText } from "./fmt.js";
-import { listen } from "./live.js";
-import { badge, failure, when } from "./widgets.js";
+import { furthest, listen, mark } from "./live.js";
+import { badge, session, when } from "./widgets.js";
 
 const FILTERS = ["task_name", "status", "end_reason", "triggered_by", "start_date", "end_date", "search"];
 const SORTS = ["created_at", "start_at", "end_at", "duration_ms", "exit_code", "task_name", "status"];
@@ -23,6 +23,7 @@ export async function runsPage(view, signal, query) {
   const limit = query.get("limit") || "50";
   const cursor = query.get("cursor") || "";
   if (!cursor) cursors.length = 0;
+  const since = mark();
 
   const wanted = new URLSearchParams({ sort_field: sortField, sort_direction: direction, limit });
   for (const [key, value] of Object.entries(filters)) if (value) wanted.set(key, value);
@@ -31,28 +32,22 @@ export async function runsPage(view, signal, query) {
     api(`/api/runs?${wanted}`, { signal }),
     api("/api/tasks", { signal }),
   ]);
+  await session.ready;
 
   const form = filterForm(filters, sortField, direction, limit, tasks);
   const body = h("tbody");
   const rows = new Map();
   for (const run of page.runs) body.append(row(run, rows));
   const fresh = h("p", { class: "fresh", hidden: true });
-  clear(
-    view,
-    h("h1", {}, "Runs"),
-    form,
-    fresh,
-    page.runs.length
-      ? h(
-          "table",
-          { class: "grid runs" },
-          h("caption", { class: "sr-only" }, "Runs"),
-          h("thead", {}, h("tr", {}, ["Outcome", "Task", "Trigger", "Created", "Duration", "Exit", "Attempt", "Node"].map((t) => h("th", { scope: "col" }, t)))),
-          body,
-        )
-      : h("p", { class: "empty" }, "No runs match."),
-    pager(page, cursor, query),
+  const empty = h("p", { class: "empty", hidden: page.runs.length > 0 }, "No runs match.");
+  const table = h(
+    "table",
+    { class: "grid runs", hidden: page.runs.length === 0 },
+    h("caption", { class: "sr-only" }, "Runs"),
+    h("thead", {}, h("tr", {}, ["Outcome", "Task", "Trigger", "Created", "Duration", "Exit", "Attempt", "Node"].map((t) => h("th", { scope: "col" }, t)))),
+    body,
   );
+  clear(view, h("h1", {}, "Runs"), form, fresh, empty, table, pager(page, cursor, query));
 
   // A run that appears on the first page as sorted and filtered is added in place;
   // otherwise a link offers to show the newer runs.
@@ -62,7 +57,8 @@ export async function runsPage(view, signal, query) {
     if (!kind.startsWith("run.")) return;
     const known = rows.get(run.id);
     if (known) {
-      known.replaceWith(row(run, rows));
+      const latest = furthest(known.run, run);
+      if (latest !== known.run) known.tr.replaceWith(row(latest, rows));
       return;
     }
     if (kind !== "run.created" || !matches(run, filters)) return;
@@ -72,14 +68,14 @@ export async function runsPage(view, signal, query) {
         rows.delete(body.lastElementChild.dataset.run);
         body.lastElementChild.remove();
       }
-      view.querySelector(".empty")?.remove();
-      if (!body.isConnected) window.dispatchEvent(new HashChangeEvent("hashchange"));
+      empty.hidden = true;
+      table.hidden = false;
     } else {
       newer += 1;
       clear(fresh, `${newer} newer run${newer === 1 ? "" : "s"}: `, h("a", { href: `#/runs?${pageQuery(query, null)}` }, "show them"));
       fresh.hidden = false;
     }
-  });
+  }, since);
   signal.addEventListener("abort", stop);
 }
 
@@ -95,16 +91,16 @@ function row(run, rows) {
   const tr = h(
     "tr",
     { dataset: { run: run.id } },
-    h("td", { "data-label": "Outcome" }, h("a", { href: `#/runs/${run.id}`, "aria-label": `Run ${run.id}` }, badge(run))),
-    h("td", { "data-label": "Task" }, h("a", { href: `#/tasks/${encodeURIComponent(run.task_name)}` }, run.task_name)),
-    h("td", { "data-label": "Trigger" }, run.triggered_by.replace("_", " ")),
-    h("td", { "data-label": "Created" }, when(run.created_at)),
-    h("td", { "data-label": "Duration", class: "num" }, duration(run.duration_ms)),
-    h("td", { "data-label": "Exit", class: "num" }, exitText(run)),
-    h("td", { "data-label": "Attempt", class: "num" }, run.attempt),
-    h("td", { "data-label": "Node" }, run.node),
+    cell("Outcome", {}, h("a", { href: `#/runs/${run.id}`, "aria-label": `Run ${run.id}` }, badge(run))),
+    cell("Task", {}, h("a", { href: `#/tasks/${encodeURIComponent(run.task_name)}` }, run.task_name)),
+    cell("Trigger", {}, run.triggered_by.replace("_", " ")),
+    cell("Created", {}, when(run.created_at)),
+    cell("Duration", { class: "num" }, duration(run.duration_ms)),
+    cell("Exit", { class: "num" }, exitText(run)),
+    cell("Attempt", { class: "num" }, run.attempt),
+    cell("Node", {}, run.node),
   );
-  rows.set(run.id, tr);
+  rows.set(run.id, { tr, run });
   return tr;
 }
 

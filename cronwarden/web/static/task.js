@@ -4,18 +4,20 @@
 import { api } from "./api.js";
 import { clear, h, svg } from "./dom.js";
 import { absolute, duration, viewerZone } from "./fmt.js";
-import { listen } from "./live.js";
-import { action, failure, runNow, scopeNote, strip, when } from "./widgets.js";
+import { listen, mark } from "./live.js";
+import { action, failure, runNow, scopeNote, session, strip, when } from "./widgets.js";
 
 const CHART_RUNS = 1000;
 
 export async function taskPage(view, signal, name) {
+  const since = mark();
   const path = `/api/tasks/${encodeURIComponent(name)}`;
   const load = () =>
     Promise.all([
       api(`${path}?next=10&definition=true`, { signal }),
       api(`${path}/stats`, { signal }),
       api(`${path}/runs?limit=${CHART_RUNS}`, { signal }),
+      session.ready,
     ]);
   const draw = ([task, stats, { runs }]) =>
     clear(
@@ -56,7 +58,7 @@ export async function taskPage(view, signal, name) {
     if (kind === "run.started") return;
     clearTimeout(timer);
     timer = setTimeout(redraw, 300);
-  });
+  }, since);
   signal.addEventListener("abort", () => {
     stop();
     clearTimeout(timer);

@@ -2,15 +2,17 @@
 // run now and pause/resume.  Rows follow /api/events.
 
 import { api } from "./api.js";
-import { clear, h } from "./dom.js";
+import { cell, clear, h } from "./dom.js";
 import { absolute, viewerZone } from "./fmt.js";
-import { listen } from "./live.js";
-import { action, allows, badge, failure, runNow, scopeNote, strip, when } from "./widgets.js";
+import { furthest, listen, mark } from "./live.js";
+import { action, allows, badge, failure, runNow, scopeNote, session, strip, when } from "./widgets.js";
 
 const STRIP = 30;
 
 export async function tasksPage(view, signal) {
+  const since = mark();
   const { tasks } = await api("/api/tasks", { signal });
+  await session.ready;
   const rows = new Map();
   const body = h("tbody");
   const observer = new IntersectionObserver((entries) => {
@@ -19,9 +21,9 @@ export async function tasksPage(view, signal) {
       observer.unobserve(entry.target);
       loadStrip(rows.get(entry.target.dataset.task), signal);
     }
-  });
+  }, { rootMargin: "600px 0px" });
   for (const task of tasks) {
-    const row = { task, runs: null, el: h("tr", { dataset: { task: task.name } }) };
+    const row = { task, runs: null, heard: new Map(), el: h("tr", { dataset: { task: task.name } }) };
     rows.set(task.name, row);
     drawRow(row);
     body.append(row.el);
@@ -74,11 +76,16 @@ export async function tasksPage(view, signal) {
     if (kind.startsWith("run.")) {
       const row = rows.get(data.task_name);
       if (!row) return;
+      row.heard.set(data.id, furthest(row.heard.get(data.id), data));
+      if (row.heard.size > 2 * STRIP) row.heard.delete(row.heard.keys().next().value);
       if (row.runs) {
-        row.runs = [data, ...row.runs.filter((r) => r.id !== data.id)].slice(0, STRIP);
+        const shown = row.runs.find((r) => r.id === data.id);
+        const latest = furthest(shown, data);
+        row.runs = shown ? row.runs.map((r) => (r.id === data.id ? latest : r)) : [data, ...row.runs].slice(0, STRIP);
       }
-      if (!row.task.last_run || row.task.last_run.id === data.id || kind === "run.created") {
-        row.task.last_run = data;
+      const last = row.task.last_run;
+      if (!last || last.id === data.id || data.created_at > last.created_at) {
+        row.task.last_run = furthest(last?.id === data.id ? last : null, data);
       }
       drawRow(row);
       if (kind !== "run.started") refresh(data.task_name); // its next fire moved on
@@ -87,7 +94,7 @@ export async function tasksPage(view, signal) {
     } else if (kind === "config.reloaded") {
       window.dispatchEvent(new HashChangeEvent("hashchange"));
     }
-  });
+  }, since);
   signal.addEventListener("abort", () => {
     stop();
     observer.disconnect();
@@ -98,7 +105,11 @@ export async function tasksPage(view, signal) {
 async function loadStrip(row, signal) {
   try {
     const page = await api(`/api/tasks/${encodeURIComponent(row.task.name)}/runs?limit=${STRIP}`, { signal });
-    row.runs = page.runs;
+    // Changes heard while the page was read win over it where they are further along.
+    const listed = page.runs.map((r) => furthest(r, row.heard.get(r.id)));
+    const ids = new Set(listed.map((r) => r.id));
+    const newer = [...row.heard.values()].filter((r) => !ids.has(r.id) && (!listed.length || r.created_at > listed[0].created_at));
+    row.runs = [...newer.sort((a, b) => (a.created_at < b.created_at ? 1 : -1)), ...listed].slice(0, STRIP);
     drawRow(row);
   } catch (error) {
     if (!signal.aborted) failure(error);
@@ -112,26 +123,26 @@ function drawRow(row) {
     row.el,
     h(
       "th",
-      { scope: "row", "data-label": "Task" },
+      { scope: "row" },
       h("a", { href: link }, task.name),
       task.paused ? h("span", { class: "tag paused" }, "paused") : null,
       task.enabled ? null : h("span", { class: "tag" }, "disabled"),
     ),
-    h(
-      "td",
-      { "data-label": "Schedule" },
+    cell(
+      "Schedule",
+      {},
       task.schedule
         ? [h("div", {}, task.schedule_text), h("code", {}, task.schedule), " ", h("span", { class: "muted" }, task.timezone)]
         : h("span", { class: "muted" }, "on request only"),
     ),
-    h("td", { "data-label": "Next fire" }, nextFire(task)),
-    h(
-      "td",
-      { "data-label": "Last run" },
+    cell("Next fire", {}, nextFire(task)),
+    cell(
+      "Last run",
+      {},
       task.last_run ? [h("a", { href: `#/runs/${task.last_run.id}` }, badge(task.last_run)), " ", when(task.last_run.created_at)] : h("span", { class: "muted" }, "never"),
     ),
-    h("td", { "data-label": "Recent runs" }, row.runs ? strip(row.runs) : h("span", { class: "muted" }, "…")),
-    h("td", { "data-label": "Actions", class: "actions" }, actions(row)),
+    cell("Recent runs", {}, row.runs ? strip(row.runs) : h("span", { class: "muted" }, "…")),
+    cell("Actions", { class: "actions" }, actions(row)),
   );
 }
 

@@ -6,7 +6,9 @@ import { h, clear } from "./dom.js";
 import { absolute, duration, outcome, relative } from "./fmt.js";
 
 const RANK = { read: 1, trigger: 2, admin: 3 };
-export const session = { access: { scope: "read", token: null } };
+// What the visitor may do; pages draw their actions once `ready` (GET /api/info) settles,
+// which is fetched beside the page's own data rather than before it.
+export const session = { access: { scope: "read", token: null }, ready: Promise.resolve() };
 
 export function allows(scope) {
   return RANK[session.access.scope] >= RANK[scope];
