@@ -160,7 +160,7 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     if as_json:
         click.echo(
             json.dumps(
-                {"task": task, "fires": [{"at": f.local_iso, "utc": f.utc_iso} for f in fires]},
+                {"task": task, "fires": [f.as_json() for f in fires]},
                 indent=2,
             )
         )

@@ -390,11 +390,14 @@ def _ensure_chromium() -> str:
     pytest.skip("chromium is missing; install Debian's chromium package")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    """One browser per test module: Playwright's sync API keeps an event loop of its own
+    open while it runs, which the asyncio tests sharing this worker must not meet."""
+    from playwright.sync_api import expect, sync_playwright
 
     executable = _ensure_chromium()
+    expect.set_options(timeout=15_000)  # a shared, loaded machine: wait, do not race
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable)
         yield launched

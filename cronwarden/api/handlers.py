@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import uuid
-from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -60,7 +59,6 @@ from cronwarden.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
 _LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}
-_MINUTE = timedelta(minutes=1)
 
 
 def _services(request: web.Request) -> Services:
@@ -149,14 +147,7 @@ async def get_task(request: web.Request) -> web.Response:
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
         fires = upcoming(task.trigger, task.zone, services.dispatcher.clock.now(), count)
-        out.next = [
-            FireOut(
-                at=f.local_iso,
-                utc=f.utc_iso,
-                offset_change_minutes=None if f.shifted is None else f.shifted // _MINUTE,
-            )
-            for f in fires
-        ]
+        out.next = [FireOut.model_validate(f.as_json()) for f in fires]
     elif count:
         out.next = []
     if query.definition:

@@ -22,6 +22,18 @@ class Fire:
     def utc_iso(self) -> str:
         return iso_z(self.at)
 
+    @property
+    def offset_change_minutes(self) -> int | None:
+        return None if self.shifted is None else self.shifted // timedelta(minutes=1)
+
+    def as_json(self) -> dict[str, str | int | None]:
+        """As ``explain --json`` and ``GET /api/tasks/{task}?next=`` both list it."""
+        return {
+            "at": self.local_iso,
+            "utc": self.utc_iso,
+            "offset_change_minutes": self.offset_change_minutes,
+        }
+
 
 def upcoming(trigger: AnyTrigger, zone: tzinfo, after: datetime, count: int) -> list[Fire]:
     """The next ``count`` nominal fires after ``after``, marking where the offset changed."""

@@ -60,6 +60,14 @@ def row(page, task: str):  # type: ignore[no-untyped-def]
     return page.locator(f'tr[data-task="{task}"]')
 
 
+def loaded_row(page, task: str):  # type: ignore[no-untyped-def]
+    """A task's row once its recent runs have arrived (nothing moves under a click)."""
+    found = row(page, task)
+    expect(found.locator(".strip")).to_have_count(1)
+    expect(found.locator(".strip.loading")).to_have_count(0)
+    return found
+
+
 def test_tasks_page_lists_every_task_with_schedule_and_next_fire(fleet, open_page) -> None:
     daemon, _ = fleet
     page, _ = open_page(daemon.url + "/")
@@ -77,7 +85,7 @@ def test_run_now_appears_and_turns_to_success_without_a_reload(fleet, open_page)
     daemon, gates = fleet
     page, _ = open_page(daemon.url + "/")
     page.evaluate("window.notReloaded = true")
-    gated = row(page, "gated")
+    gated = loaded_row(page, "gated")
     gated.get_by_role("button", name="Run gated now").click()
     expect(gated.locator("td[data-label='Last run']")).to_contain_text("running")
     expect(page.locator("#notices")).to_contain_text("Started gated.")
@@ -90,7 +98,7 @@ def test_run_now_appears_and_turns_to_success_without_a_reload(fleet, open_page)
 def test_a_failing_task_shows_failed_with_its_exit_code(fleet, open_page) -> None:
     daemon, _ = fleet
     page, _ = open_page(daemon.url + "/")
-    row(page, "failing").get_by_role("button", name="Run failing now").click()
+    loaded_row(page, "failing").get_by_role("button", name="Run failing now").click()
     page.locator("#notices").get_by_role("link", name="Open the run").click()
     expect(page.locator("h1")).to_contain_text("failed")
     fields = page.locator("dl.fields")
@@ -245,7 +253,7 @@ def test_read_only_token_prompt_hides_actions(make_daemon, open_page) -> None:
     admin.get_by_role("dialog", name="API token").get_by_label("Token").fill("adm-1")
     admin.get_by_role("button", name="Use token").click()
     expect(row(admin, "t").get_by_role("button", name="Run t now")).to_be_enabled()
-    row(admin, "t").get_by_role("button", name="Pause t").click()
+    loaded_row(admin, "t").get_by_role("button", name="Pause t").click()
     expect(row(admin, "t")).to_contain_text("paused")
     expect(row(page, "t")).to_contain_text("paused")  # the viewer's page followed
 
@@ -266,7 +274,7 @@ def settled(page, name: str) -> None:  # type: ignore[no-untyped-def]
     expect(page.locator("#live")).to_have_text("live")
     if name == "tasks":
         first = page.locator("td[data-label='Recent runs']").first
-        expect(first.locator(".muted")).to_have_count(0)  # the rest load as they scroll in
+        expect(first.locator(".strip.loading")).to_have_count(0)  # the rest load on scrolling
     elif name == "run":
         expect(page.locator(".log-state")).to_contain_text("ended")
     elif name == "task":

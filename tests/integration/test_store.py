@@ -39,7 +39,7 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await Store.open(store.engine)  # a second start-up applies nothing new
     async with store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-    assert version == [("0006",)]
+    assert version == [("0007",)]
 
 
 async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:

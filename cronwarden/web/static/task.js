@@ -141,7 +141,18 @@ function fires(task) {
   return h(
     "table",
     { class: "grid compact" },
-    h("thead", {}, h("tr", {}, [`In ${task.timezone}`, `In your zone (${viewerZone})`, "UTC", "Clock change"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col" }, `In ${task.timezone}`),
+        h("th", { scope: "col" }, `In your zone (${viewerZone})`),
+        h("th", { scope: "col", class: "utc" }, "UTC"),
+        h("th", { scope: "col" }, "Clock change"),
+      ),
+    ),
     h(
       "tbody",
       {},
@@ -152,7 +163,7 @@ function fires(task) {
           { class: shift ? "dst" : "" },
           h("td", {}, absolute(fire.utc, task.timezone)),
           h("td", {}, absolute(fire.utc)),
-          h("td", {}, h("code", {}, fire.utc)),
+          h("td", { class: "utc" }, h("code", {}, fire.utc)),
           h("td", {}, shift ? h("span", { class: "tag dst" }, `DST: clocks ${shift > 0 ? "forward" : "back"} ${Math.abs(shift)} min`) : ""),
         );
       }),

@@ -141,7 +141,7 @@ function drawRow(row) {
       {},
       task.last_run ? [h("a", { href: `#/runs/${task.last_run.id}` }, badge(task.last_run)), " ", when(task.last_run.created_at)] : h("span", { class: "muted" }, "never"),
     ),
-    cell("Recent runs", {}, row.runs ? strip(row.runs) : h("span", { class: "muted" }, "…")),
+    cell("Recent runs", {}, row.runs ? strip(row.runs) : h("span", { class: "strip loading muted" }, "…")),
     cell("Actions", { class: "actions" }, actions(row)),
   );
 }
