@@ -37,6 +37,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         [tasks.many]
         command = "true"
 
+        [tasks.retrying]
+        command = "echo attempt $CRONWARDEN_ATTEMPT; exit 1"
+        retries = 1
+        retry_delay = "0"
+
         [tasks.bad]
         command = "exit 1"
 
@@ -71,7 +76,7 @@ def loaded_row(page, task: str):  # type: ignore[no-untyped-def]
 def test_tasks_page_lists_every_task_with_schedule_and_next_fire(fleet, open_page) -> None:
     daemon, _ = fleet
     page, _ = open_page(daemon.url + "/")
-    expect(page.locator("table.tasks tbody tr")).to_have_count(7)
+    expect(page.locator("table.tasks tbody tr")).to_have_count(8)
     nightly = row(page, "nightly")
     expect(nightly).to_contain_text("At 01:30")
     expect(nightly).to_contain_text("30 1 * * *")
@@ -123,6 +128,30 @@ def test_a_runs_log_follows_live_and_ends(fleet, open_page) -> None:
     expect(page.locator(".log-state")).to_contain_text("The run has ended; 3 lines")
     expect(page.locator("h1")).to_contain_text("success")
     expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download raw log").click()
+    saved = Path(download.value.path()).read_text()
+    assert saved.splitlines() == ["first line", "to stderr", "last line"]
+    assert download.value.suggested_filename == f"chatty-{run['id']}.log"
+
+
+def test_a_run_page_links_the_attempts_of_its_fire(fleet, open_page) -> None:
+    from conftest import wait_for  # type: ignore[import-not-found]
+
+    daemon, _ = fleet
+    first = daemon.trigger("retrying")
+    retry = wait_for(
+        lambda: [r for r in daemon.runs(task_name="retrying") if r["retry_of"] == first["id"]],
+        what="the retry",
+    )[0]
+    daemon.wait_run(retry["id"])
+    page, _ = open_page(f"{daemon.url}/#/runs/{first['id']}")
+    chain = page.locator("ol.chain li")
+    expect(chain).to_have_count(2)
+    expect(chain.nth(0)).to_contain_text("Attempt 1 (this run)")
+    chain.nth(1).get_by_role("link").click()
+    expect(page.locator("ol.log")).to_contain_text("attempt 2")
+    expect(page.locator("dl.fields")).to_contain_text(first["id"])  # its retry_of
 
 
 def test_stop_a_running_run_from_its_page(fleet, open_page) -> None:
@@ -262,7 +291,7 @@ PAGES = {
     "tasks": "/#/",
     "runs": "/#/runs",
     "run": None,  # a failed run, found at run time
-    "task": "/#/tasks/nightly",
+    "task": "/#/tasks/many",  # with its chart of 150 runs
     "nodes": "/#/nodes",
 }
 
@@ -296,7 +325,7 @@ def test_every_page_passes_axe_and_is_photographed(fleet, open_page, artifacts: 
                 page, _ = open_page(url, scheme=scheme, bypass_csp=True, **size)
                 settled(page, name)
                 shot = artifacts / "screenshots" / f"{name}-{device}-{scheme}.png"
-                page.screenshot(path=str(shot), full_page=True)
+                page.screenshot(path=str(shot), full_page=device == "phone")
                 found = axe.run(page).response["violations"]
                 serious = [
                     f"{v['id']}: {v['help']} ({len(v['nodes'])}x, e.g. {v['nodes'][0]['target']})"

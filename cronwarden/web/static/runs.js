@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { cell, clear, h } from "./dom.js";
-import { duration, END_REASONS, exitText } from "./fmt.js";
+import { absolute, duration, END_REASONS, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
 import { badge, session, when } from "./widgets.js";
 
@@ -94,7 +94,7 @@ function row(run, rows) {
     cell("Outcome", {}, h("a", { href: `#/runs/${run.id}`, "aria-label": `Run ${run.id}` }, badge(run))),
     cell("Task", {}, h("a", { href: `#/tasks/${encodeURIComponent(run.task_name)}` }, run.task_name)),
     cell("Trigger", {}, run.triggered_by.replace("_", " ")),
-    cell("Created", {}, when(run.created_at)),
+    cell("Created", {}, when(run.created_at), h("div", { class: "small muted" }, absolute(run.created_at))),
     cell("Duration", { class: "num" }, duration(run.duration_ms)),
     cell("Exit", { class: "num" }, exitText(run)),
     cell("Attempt", { class: "num" }, run.attempt),

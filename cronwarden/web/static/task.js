@@ -116,8 +116,8 @@ function chart(runs) {
       svg("line", { class: "axis", x1: pad, y1: 12, x2: pad, y2: H - 20 }),
       svg("text", { x: 2, y: 20, class: "label" }, duration(top)),
       svg("text", { x: 2, y: H - 22, class: "label" }, "0"),
-      svg("text", { x: pad, y: H - 4, class: "label" }, new Date(first).toLocaleDateString()),
-      svg("text", { x: W - 8, y: H - 4, class: "label end" }, new Date(first + span).toLocaleDateString()),
+      svg("text", { x: pad, y: H - 4, class: "label" }, axisTime(first, span)),
+      svg("text", { x: W - 8, y: H - 4, class: "label end" }, axisTime(first + span, span)),
       line("p95", "p95"),
       line("p50", "p50"),
     ),
@@ -134,6 +134,12 @@ function chart(runs) {
       ),
     ),
   );
+}
+
+// Within two days the hours tell the runs apart; beyond, the days do.
+function axisTime(at, span) {
+  const when = new Date(at);
+  return span < 2 * 86_400_000 ? when.toLocaleTimeString() : when.toLocaleDateString();
 }
 
 function fires(task) {
