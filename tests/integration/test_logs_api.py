@@ -77,7 +77,10 @@ def texts(events: list[Event]) -> list[tuple[int, str]]:
 
 def logs_dir_bytes(daemon) -> int:  # type: ignore[no-untyped-def]
     total = 0
-    for path in (daemon.data_dir / "logs").iterdir():
+    logs = daemon.data_dir / "logs"
+    if not logs.exists():  # made with the first run's log
+        return 0
+    for path in logs.iterdir():
         with contextlib.suppress(FileNotFoundError):  # a drop_old segment deleted meanwhile
             total += path.stat().st_size
     return total

@@ -40,7 +40,8 @@ export async function runPage(view, signal, id) {
   };
   const stop = async () => {
     try {
-      run = await api(`/api/runs/${run.id}/stop`, { method: "POST" });
+      // Its end can be heard before this answer arrives: keep the further state.
+      run = furthest(run, await api(`/api/runs/${run.id}/stop`, { method: "POST" }));
       draw();
     } catch (error) {
       failure(error);
