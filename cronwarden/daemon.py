@@ -26,7 +26,7 @@ from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.events import EventLog
-from cronwarden.heartbeat import NodeHeartbeat
+from cronwarden.fleet import Fleet
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
@@ -169,7 +169,7 @@ class Daemon:
             recorder,
             asyncio.create_task(services.retention.serve(), name="retention"),
             asyncio.create_task(services.metrics.probe_loop_lag(), name="loop lag probe"),
-            asyncio.create_task(services.heartbeat.serve(), name="heartbeat"),
+            asyncio.create_task(services.fleet.serve(), name="fleet"),
         }
         # Not a side task: it ends once the history has been read.
         loading = asyncio.create_task(self._load_successes(services), name="last successes")
@@ -251,12 +251,21 @@ class Daemon:
                     target, event, outcome
                 ).inc(),
             )
+            scheduler = SchedulerService(dispatcher, store, self.clock)
+            started_at = self.clock.now()
+            fleet = Fleet(
+                NodeRegistry(store.engine),
+                self.live,
+                dispatcher,
+                scheduler,
+                started_at=started_at,
+                api_url=base_url_of(daemon.listen.host, daemon.listen.port),
+            )
+            await fleet.join()
             watcher = await recover(dispatcher)
             await alerts.start(
                 h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
             )
-            scheduler = SchedulerService(dispatcher, store, self.clock)
-            started_at = self.clock.now()
             services = Services(
                 live=self.live,
                 store=store,
@@ -275,13 +284,7 @@ class Daemon:
                 ),
                 metrics=metrics,
                 alerts=alerts,
-                heartbeat=NodeHeartbeat(
-                    NodeRegistry(store.engine),
-                    self.live,
-                    node,
-                    started_at,
-                    base_url_of(daemon.listen.host, daemon.listen.port),
-                ),
+                fleet=fleet,
                 started_at=started_at,
                 reload=lambda: self.reload(services),
             )

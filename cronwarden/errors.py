@@ -47,6 +47,14 @@ class Conflict(CronwardenError):
     """The request conflicts with the current state."""
 
 
+class CarriedElsewhere(Conflict):
+    """The run is carried by another node."""
+
+    def __init__(self, message: str, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
 class TriggerRefused(Conflict):
     """The task refused the trigger."""
 

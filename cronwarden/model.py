@@ -116,6 +116,8 @@ class Run(SQLModel, table=True):
     # process start time that lets a restarted daemon recognise a pid as still ours.
     not_before: datetime | None = utc_column()
     proc_started: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # Set by a node asked to stop a run that another node carries; that node stops it.
+    stop_requested_at: datetime | None = utc_column()
 
 
 _RUN_CLASS = manager_of_class(Run)
@@ -188,6 +190,12 @@ class Node(SQLModel, table=True):
     pid: int
     api_url: str | None = Field(default=None, max_length=300)
     config_hash: str | None = Field(default=None, max_length=64)
+    # Raised by the survivor that takes over the node's runs: the node's own writes
+    # (heartbeats) carry the epoch they started with, so a node that was declared dead
+    # learns it instead of carrying on as if nothing happened.
+    epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    taken_over_at: datetime | None = utc_column()
+    taken_over_by: str | None = Field(default=None, max_length=200)
 
 
 def utcnow() -> datetime:

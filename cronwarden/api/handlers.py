@@ -47,7 +47,13 @@ from cronwarden.api.schemas import (
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.api.task_definition import task_definition
 from cronwarden.config import TaskConfig
-from cronwarden.errors import InvalidRunId, StoreUnavailable, TaskNotFound
+from cronwarden.errors import (
+    CarriedElsewhere,
+    Conflict,
+    InvalidRunId,
+    StoreUnavailable,
+    TaskNotFound,
+)
 from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cronwarden.model import Run, Status
 from cronwarden.runlog.layout import index_path
@@ -330,7 +336,17 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 async def stop_run(request: web.Request) -> web.Response:
-    run = await _services(request).dispatcher.stop(_run_id(request))
+    """A run carried by another node sharing the database is stopped by that node: the
+    request is stored on the run's row and that node is woken (NOTIFY)."""
+    services = _services(request)
+    run_id = _run_id(request)
+    try:
+        run = await services.dispatcher.stop(run_id)
+    except CarriedElsewhere:
+        if not await services.fleet.request_stop(run_id):
+            run = await services.store.get_run(run_id)
+            raise Conflict(f"run {run_id} has already ended ({run.end_reason})") from None
+        run = await services.store.get_run(run_id)
     return _json(RunOut.of(run), 202)
 
 
@@ -377,6 +393,7 @@ async def pause_task(request: web.Request) -> web.Response:
     services = _services(request)
     name = request.match_info["task"]
     await services.scheduler.pause(name)
+    await services.fleet.announce()
     services.events.publish("task.paused", name, {"task": name})
     return await get_task(request)
 
@@ -385,6 +402,7 @@ async def resume_task(request: web.Request) -> web.Response:
     services = _services(request)
     name = request.match_info["task"]
     await services.scheduler.resume(name)
+    await services.fleet.announce()
     services.events.publish("task.resumed", name, {"task": name})
     return await get_task(request)
 
@@ -404,6 +422,7 @@ async def info(request: web.Request) -> web.Response:
         runs=await _run_count(services),
         retention=RetentionOut.of(services.retention.last),
         access=AccessOut(token=access.token, scope=access.scope),
+        config_differs=services.fleet.config_differs,
     )
     return _json(body)
 
@@ -413,13 +432,14 @@ async def nodes(request: web.Request) -> web.Response:
     lease = services.live.current.daemon.node_lease
     mine = services.live.tasks_hash
     try:
-        seen = await services.heartbeat.registry.seen()
+        seen = await services.fleet.registry.seen()
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(f"the database cannot be reached: {exc}") from exc
     listed = [
         NodeOut(
             name=n.name,
-            state="alive" if n.silent_for <= lease else "lapsed",
+            state="alive" if n.silent_for <= lease else "dead" if n.taken_over_by else "lapsed",
+            taken_over_by=n.taken_over_by,
             started_at=iso_z(n.started_at),
             heartbeat_at=iso_z(n.heartbeat_at),
             silent_s=round(n.silent_for.total_seconds(), 3),

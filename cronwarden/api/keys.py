@@ -13,7 +13,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from cronwarden.alerts.service import Alerts
     from cronwarden.events import EventLog
-    from cronwarden.heartbeat import NodeHeartbeat
+    from cronwarden.fleet import Fleet
     from cronwarden.live_config import LiveConfig
     from cronwarden.metrics import Metrics
     from cronwarden.retention import Retention
@@ -39,7 +39,7 @@ class Services:
     retention: Retention
     metrics: Metrics
     alerts: Alerts
-    heartbeat: NodeHeartbeat
+    fleet: Fleet
     started_at: datetime
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]

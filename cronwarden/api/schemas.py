@@ -342,12 +342,21 @@ class InfoOut(BaseModel):
         description="the last retention pass (null until the first one, shortly after start)"
     )
     access: AccessOut
+    config_differs: list[str] = Field(
+        default_factory=list,
+        description="live nodes sharing this database whose task definitions differ from "
+        "this node's (empty when they all agree, and on SQLite)",
+    )
 
 
 class NodeOut(BaseModel):
     name: str
-    state: Literal["alive", "lapsed"] = Field(
-        description="lapsed: no heartbeat for longer than node_lease (by the database clock)"
+    state: Literal["alive", "lapsed", "dead"] = Field(
+        description="lapsed: no heartbeat for longer than node_lease (by the database "
+        "clock); dead: lapsed, and a surviving node took over its runs"
+    )
+    taken_over_by: str | None = Field(
+        default=None, description="the node that took over its runs (state dead)"
     )
     started_at: str
     heartbeat_at: str

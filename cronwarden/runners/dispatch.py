@@ -44,6 +44,7 @@ from cronwarden.backoff import backoff_delay
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.errors import (
+    CarriedElsewhere,
     Conflict,
     IdempotencyMismatch,
     InvalidParams,
@@ -101,6 +102,7 @@ class Dispatcher:
         self._key_locks = _KeyedLocks()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._abandoned: set[str] = set()  # see abandon()
         self._spawns_this_turn = 0
         self._spawn_waiters: deque[asyncio.Future[None]] = deque()
 
@@ -242,7 +244,10 @@ class Dispatcher:
             run = await self.records.get_run(run_id)
             if run.status == Status.ENDED:
                 raise Conflict(f"run {run_id} has already ended ({run.end_reason})")
-            raise Conflict(f"run {run_id} is not carried by this node ({self.node})")
+            raise CarriedElsewhere(
+                f"run {run_id} is carried by node {run.node}, not by this node ({self.node})",
+                run.node,
+            )
         if handle.state is RunState.WAITING:
             await self._cancel(handle, _stopped("stopped before it started"))
         elif handle.state in (RunState.CLAIMING, RunState.STARTING, RunState.RUNNING):
@@ -299,6 +304,38 @@ class Dispatcher:
         handle = self._seated(run)
         summary = self.launcher.close_inherited_log(run.id, error)
         await self._end(handle, RunEvent.EXITED, Ending(Outcome(reason, error=error), summary))
+
+    async def taken_over(self, crashed: Sequence[Run], pending: Sequence[Run]) -> None:
+        """Runs of a node declared dead, taken over here: those it ran were ended as
+        crashed in the takeover itself (their retries run here, by policy); its waiting
+        retries wait here for their time."""
+        for run in crashed:
+            self._changed("run.ended", run)
+            log.warning(
+                "run.ended",
+                task=run.task_name,
+                run_id=run.id,
+                end_reason=run.end_reason,
+                error=run.error,
+            )
+            await self._maybe_retry(run)
+        for run in pending:
+            if run.task_name in self.config.tasks and run.id not in self.handles:
+                self.resume_pending(run)
+
+    def abandon(self, run_ids: Sequence[str]) -> None:
+        """Runs a survivor ended while this node was cut off (it took them over): their
+        processes are stopped, and their end is neither recorded nor retried here."""
+        for run_id in run_ids:
+            handle = self.handles.get(run_id)
+            if handle is None:
+                continue
+            self._abandoned.add(run_id)
+            if handle.state is RunState.WAITING:
+                self._background_task(self._cancel(handle, _stopped("taken over")))
+            else:
+                handle.control.stop.set()
+            log.warning("run.abandoned", task=handle.task_name, run_id=run_id)
 
     async def reload(self, changes: ConfigChanges) -> None:
         """After the live config was swapped: runs waiting for a removed task end as
@@ -615,6 +652,11 @@ class Dispatcher:
         """Record the outcome (until it lands), then free the slot, then retry."""
         handle.apply(event)  # synchronously: a second stop now finds the run ENDING
         run = handle.run
+        if run.id in self._abandoned:  # its record belongs to the survivor that ended it
+            self._abandoned.discard(run.id)
+            handle.apply(RunEvent.RECORDED)
+            self._release(handle)
+            return
         values = _set_ended(run, ending.outcome, ending.log, now=self.clock.now())
         try:
             await persist(

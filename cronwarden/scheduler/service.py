@@ -147,6 +147,10 @@ class SchedulerService:
     def paused_count(self) -> int:
         return len(self._paused)
 
+    @property
+    def paused_names(self) -> frozenset[str]:
+        return frozenset(self._paused)
+
     def is_paused(self, task_name: str) -> bool:
         return task_name in self._paused
 
@@ -155,15 +159,25 @@ class SchedulerService:
     async def pause(self, task_name: str) -> None:
         self.dispatcher.config.task(task_name)
         await self.state.save_task_state(task_name, paused=True)
-        self._paused.add(task_name)
-        if self._aps.get_job(task_name) is not None:
-            self._aps.pause_job(task_name)
-        log.info("task.paused", task=task_name)
+        self.follow_pause(task_name, paused=True)
 
     async def resume(self, task_name: str) -> None:
         """Resume without catching up: fires during a pause were asked not to happen."""
         self.dispatcher.config.task(task_name)
         await self.state.save_task_state(task_name, paused=False)
+        self.follow_pause(task_name, paused=False)
+
+    def follow_pause(self, task_name: str, *, paused: bool) -> None:
+        """Pause or resume firing here, the state being stored already (by this node,
+        or by another node sharing the database)."""
+        if paused == (task_name in self._paused):
+            return
+        if paused:
+            self._paused.add(task_name)
+            if self._aps.get_job(task_name) is not None:
+                self._aps.pause_job(task_name)
+            log.info("task.paused", task=task_name)
+            return
         self._paused.discard(task_name)
         entry = self._scheduled.get(task_name)
         if entry is not None:

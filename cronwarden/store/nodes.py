@@ -1,22 +1,32 @@
-"""The nodes table: each daemon's heartbeat, and what the others can read of it.
+"""The nodes table: each daemon's heartbeat and epoch, what the others read of it, and
+the takeover of a node whose lease lapsed.
 
 Heartbeats are stamped with the database's clock on PostgreSQL, where several hosts
 share the table, so that a lapsed lease is judged on one clock and not on each host's
 own.  SQLite is one host by construction: its clock is this process's.
+
+Exactly one survivor takes over a dead node: it locks the node's row (``FOR UPDATE
+SKIP LOCKED``: a second survivor skips it rather than waits) and, in the same
+transaction, raises the node's epoch and ends its running runs as crashed.  A node
+whose epoch was raised finds out at its next heartbeat, which only lands for the epoch
+it holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cronwarden.model import Node, Run, Status, utcnow
+from cronwarden.model import EndReason, Node, Run, Status, TaskState, new_run, utcnow
 from cronwarden.store.engine import upsert_insert
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
+_task_state = TaskState.__table__  # type: ignore[attr-defined]
+CHANNEL = "cronwarden"  # NOTIFY channel: a stop was asked for, or a pause changed
 _runs = Run.__table__  # type: ignore[attr-defined]
 
 
@@ -45,17 +55,31 @@ class NodeSeen:
     config_hash: str | None
     running_runs: int
     silent_for: timedelta
+    taken_over_by: str | None  # set when a survivor took over its runs since its last beat
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What a survivor took over from a dead node: runs it ended as crashed, and
+    pending runs (retries waiting for their time) now carried by the survivor."""
+
+    node: str
+    crashed: list[Run]
+    pending: list[Run]
 
 
 class NodeRegistry:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._shared = engine.dialect.name == "postgresql"
+        self.shared = engine.dialect.name == "postgresql"
 
-    def _now(self) -> sa.ColumnElement[datetime] | datetime:
-        return sa.func.statement_timestamp() if self._shared else utcnow()
+    def _now(self) -> Any:
+        return sa.func.statement_timestamp() if self.shared else utcnow()
 
-    async def beat(self, beat: Heartbeat) -> None:
+    async def beat(self, beat: Heartbeat, epoch: int | None) -> int | None:
+        """Stamp this node's heartbeat; returns its epoch.  With ``epoch`` (every beat
+        after the first) the beat lands only if the epoch is unchanged: None means a
+        survivor took this node over meanwhile."""
         values = {
             "started_at": beat.started_at,
             "heartbeat_at": self._now(),
@@ -66,11 +90,17 @@ class NodeRegistry:
         }
         statement = (
             upsert_insert(self.engine, _nodes)
-            .values(name=beat.name, **values)
-            .on_conflict_do_update(index_elements=[_nodes.c.name], set_=values)
+            .values(name=beat.name, epoch=0, **values)
+            .on_conflict_do_update(
+                index_elements=[_nodes.c.name],
+                set_=values,
+                where=None if epoch is None else _nodes.c.epoch == epoch,
+            )
+            .returning(_nodes.c.epoch)
         )
         async with self.engine.begin() as conn:
-            await conn.execute(statement)
+            landed = (await conn.execute(statement)).scalar_one_or_none()
+        return None if landed is None else int(landed)
 
     async def seen(self) -> list[NodeSeen]:
         running = (
@@ -86,11 +116,7 @@ class NodeRegistry:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-            now = (
-                (await conn.execute(sa.select(sa.func.statement_timestamp()))).scalar_one()
-                if self._shared
-                else utcnow()
-            )
+            now = await self._clock(conn)
         return [
             NodeSeen(
                 name=row.name,
@@ -102,6 +128,135 @@ class NodeRegistry:
                 config_hash=row.config_hash,
                 running_runs=int(row[-1]),
                 silent_for=max(now - row.heartbeat_at, timedelta(0)),
+                taken_over_by=row.taken_over_by
+                if row.taken_over_at is not None and row.taken_over_at >= row.heartbeat_at
+                else None,
             )
             for row in rows
         ]
+
+    async def _clock(self, conn: AsyncConnection) -> datetime:
+        if not self.shared:
+            return utcnow()
+        return (await conn.execute(sa.select(sa.func.statement_timestamp()))).scalar_one()  # type: ignore[no-any-return]
+
+    async def lapsed(self, me: str, lease: timedelta) -> list[str]:
+        """Nodes silent for longer than ``lease`` and not yet taken over."""
+        query = sa.select(_nodes.c.name).where(
+            _nodes.c.name != me,
+            _nodes.c.heartbeat_at < self._now() - lease,
+            _not_taken_over(),
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def take_over(self, dead: str, me: str, lease: timedelta, why: str) -> Takeover | None:
+        """Declare ``dead`` dead and take its runs, unless it beat meanwhile or another
+        survivor holds it; returns what was taken (None: nothing was done)."""
+        async with self.engine.begin() as conn:
+            locked = (
+                await conn.execute(
+                    sa.select(_nodes.c.name)
+                    .where(
+                        _nodes.c.name == dead,
+                        _nodes.c.heartbeat_at < self._now() - lease,
+                        _not_taken_over(),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if locked is None:
+                return None
+            now = await self._clock(conn)
+            await conn.execute(
+                sa.update(_nodes)
+                .where(_nodes.c.name == dead)
+                .values(epoch=_nodes.c.epoch + 1, taken_over_at=now, taken_over_by=me)
+            )
+            crashed = await conn.execute(
+                sa.update(_runs)
+                .where(
+                    _runs.c.node == dead,
+                    sa.or_(
+                        _runs.c.status == Status.RUNNING,
+                        sa.and_(_runs.c.status == Status.PENDING, _runs.c.not_before.is_(None)),
+                    ),
+                )
+                .values(
+                    status=Status.ENDED,
+                    end_reason=EndReason.CRASHED,
+                    end_at=now,
+                    duration_ms=sa.cast(
+                        sa.func.extract("epoch", now - _runs.c.start_at) * 1000, sa.BigInteger
+                    ),
+                    error=why,
+                )
+                .returning(*_runs.c)
+            )
+            crashed_runs = [_run_of(row) for row in crashed.mappings()]
+            pending = await conn.execute(
+                sa.update(_runs)
+                .where(_runs.c.node == dead, _runs.c.status == Status.PENDING)
+                .values(node=me)
+                .returning(*_runs.c)
+            )
+            pending_runs = [_run_of(row) for row in pending.mappings()]
+        return Takeover(dead, crashed_runs, pending_runs)
+
+    async def stop_requested(self, me: str) -> list[str]:
+        """Runs this node carries that another node was asked to stop."""
+        query = sa.select(_runs.c.id).where(
+            _runs.c.node == me,
+            _runs.c.status != Status.ENDED,
+            _runs.c.stop_requested_at.is_not(None),
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def request_stop(self, run_id: str) -> bool:
+        """Ask the node carrying a run to stop it (False: it has ended meanwhile)."""
+        statement = (
+            sa.update(_runs)
+            .where(_runs.c.id == run_id, _runs.c.status != Status.ENDED)
+            .values(stop_requested_at=self._now())
+        )
+        async with self.engine.begin() as conn:
+            asked = bool((await conn.execute(statement)).rowcount)
+            if asked and self.shared:  # delivered on commit
+                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, run_id)))
+        return asked
+
+    async def lost_among(self, me: str, run_ids: list[str]) -> list[str]:
+        """Which of these runs are not this node's any more: ended (by a survivor that
+        took it over) or moved to another node."""
+        if not run_ids:
+            return []
+        query = sa.select(_runs.c.id).where(
+            _runs.c.id.in_(run_ids), sa.or_(_runs.c.status == Status.ENDED, _runs.c.node != me)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def paused_tasks(self) -> set[str]:
+        query = sa.select(_task_state.c.task_name).where(_task_state.c.paused)
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(query)).scalars())
+
+    async def notify(self) -> None:
+        """Wake the other nodes (they LISTEN on CHANNEL)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+
+
+def _run_of(row: Any) -> Run:
+    values = dict(row)
+    for name in ("scheduled_for", "created_at", "start_at", "end_at", "not_before"):
+        value = values.get(name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            values[name] = value.replace(tzinfo=utcnow().tzinfo)
+    return new_run(**values)
+
+
+def _not_taken_over() -> sa.ColumnElement[bool]:
+    """Not taken over since its last beat (a node that came back beats again)."""
+    return sa.or_(_nodes.c.taken_over_at.is_(None), _nodes.c.taken_over_at < _nodes.c.heartbeat_at)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
-from cronwarden.model import IdempotencyKey, Run
+from cronwarden.model import IdempotencyKey, Run, Status
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
@@ -223,9 +223,11 @@ async def _update_rows(conn: AsyncConnection, merged: dict[str, dict[str, Any]])
             {"b_id": run_id, **{f"b_{name}": values[name] for name in columns}}
         )
     for columns, params in groups.items():
+        # An ended run is final: on a shared database a survivor may have ended a run of
+        # a node it declared dead, and that node's later writes must not overwrite it.
         statement = (
             sa.update(RUNS)
-            .where(RUNS.c.id == sa.bindparam("b_id"))
+            .where(RUNS.c.id == sa.bindparam("b_id"), RUNS.c.status != Status.ENDED)
             .values({name: sa.bindparam(f"b_{name}") for name in columns})
         )
         await conn.execute(statement, params)

@@ -1,4 +1,6 @@
-"""Nodes say where their API listens and which configuration they run.
+"""Several nodes on one database: nodes say where their API listens, which config they
+run and their epoch (raised when a survivor takes over their runs, which fences the
+node's later writes); a run can be asked to stop by a node that does not carry it.
 
 Revision ID: 0007
 Revises: 0006
@@ -18,9 +20,16 @@ def upgrade() -> None:
     with op.batch_alter_table("nodes") as batch:
         batch.add_column(sa.Column("api_url", sa.String(300), nullable=True))
         batch.add_column(sa.Column("config_hash", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("epoch", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("taken_over_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("taken_over_by", sa.String(200), nullable=True))
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("stop_requested_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("stop_requested_at")
     with op.batch_alter_table("nodes") as batch:
-        batch.drop_column("config_hash")
-        batch.drop_column("api_url")
+        for column in ("taken_over_by", "taken_over_at", "epoch", "config_hash", "api_url"):
+            batch.drop_column(column)

@@ -1,0 +1,254 @@
+"""This node among the daemons sharing its database: heartbeat and epoch, the takeover
+of a node whose lease lapsed, and stops and pauses that act fleet-wide.
+
+On SQLite a daemon is alone (the data_dir lock sees to it): it only heartbeats, so that
+``GET /api/nodes`` lists it.  On PostgreSQL every node also, each ``SYNC_EVERY`` or as
+soon as a NOTIFY on ``cronwarden`` wakes it:
+
+* stops the runs it carries that another node was asked to stop (the request is a
+  column on the run's row, so a lost NOTIFY only costs the polling delay);
+* follows the paused flags stored by whichever node paused or resumed a task;
+
+and, at each heartbeat, takes over the nodes silent for longer than ``node_lease`` (by
+the database's clock) and notices nodes whose task definitions differ from its own.
+
+A node that finds at a heartbeat that it was taken over (its epoch was raised while it
+was cut off) stops the runs the survivor ended or moved, records nothing over them,
+and joins again with the new epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from cronwarden import __version__
+from cronwarden.errors import Conflict
+from cronwarden.live_config import LiveConfig
+from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.scheduler.service import SchedulerService
+from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
+
+log = structlog.get_logger("cronwarden.nodes")
+BEATS_PER_LEASE = 3  # a lease survives two lost beats
+MIN_INTERVAL = timedelta(seconds=1)
+SYNC_EVERY = 1.0  # seconds between polls of stop requests and pauses (NOTIFY is sooner)
+_DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+
+
+class Fleet:
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        live: LiveConfig,
+        dispatcher: Dispatcher,
+        scheduler: SchedulerService,
+        *,
+        started_at: datetime,
+        api_url: str | None,
+    ) -> None:
+        self.registry = registry
+        self.live = live
+        self.dispatcher = dispatcher
+        self.scheduler = scheduler
+        self.node = dispatcher.node
+        self.started_at = started_at
+        self.api_url = api_url
+        self.epoch: int | None = None
+        self.config_differs: list[str] = []  # live nodes whose task definitions differ
+        self._failing = False
+        self._wake = asyncio.Event()
+        self._stops_sent: set[str] = set()
+
+    @property
+    def shared(self) -> bool:
+        return self.registry.shared
+
+    @property
+    def lease(self) -> timedelta:
+        return self.live.current.daemon.node_lease
+
+    @property
+    def interval(self) -> timedelta:
+        return max(self.lease / BEATS_PER_LEASE, MIN_INTERVAL)
+
+    async def join(self) -> None:
+        """The first beat, before start-up recovery reads this node's unfinished runs:
+        once it lands, no survivor can take them over from under the recovery."""
+        await self.beat()
+
+    async def beat(self) -> None:
+        """One heartbeat; an unreachable database is logged once per outage, never
+        raised (the next beat tries again)."""
+        try:
+            epoch = await self.registry.beat(self._heartbeat(), self.epoch)
+            if epoch is None:
+                epoch = await self._rejoin()
+        except _DATABASE_ERRORS as exc:
+            if not self._failing:
+                log.warning("node.heartbeat_failed", node=self.node, error=str(exc))
+            self._failing = True
+            return
+        if self._failing:
+            log.info("node.heartbeat_resumed", node=self.node)
+        self._failing = False
+        self.epoch = epoch
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            name=self.node,
+            started_at=self.started_at,
+            version=__version__,
+            pid=os.getpid(),
+            api_url=self.api_url,
+            config_hash=self.live.tasks_hash,
+        )
+
+    async def _rejoin(self) -> int:
+        """A survivor took this node over while its beats did not land: the runs it
+        ended or moved are not this node's any more."""
+        carried = list(self.dispatcher.handles)
+        lost = await self.registry.lost_among(self.node, carried)
+        log.critical(
+            "node.was_taken_over",
+            node=self.node,
+            why="its heartbeats did not land for longer than node_lease",
+            runs_given_up=lost,
+        )
+        self.dispatcher.abandon(lost)
+        epoch = await self.registry.beat(self._heartbeat(), None)
+        assert epoch is not None  # without an expected epoch the beat always lands
+        return epoch
+
+    async def serve(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="fleet listener")
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.interval.total_seconds()
+        try:
+            while True:
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self.interval.total_seconds()
+                    await self.beat()
+                    if self.shared and not self._failing:
+                        await self._guarded(self._take_over_lapsed)
+                        await self._guarded(self._compare_configs)
+                if self.shared:
+                    await self._guarded(self._sync)
+                wait = SYNC_EVERY if self.shared else self.interval.total_seconds()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, next_beat - loop.time()))
+                self._wake.clear()
+        finally:
+            listener.cancel()
+
+    async def _guarded(self, step: Any) -> None:
+        """A step that needs the database waits for the next turn when it is away (the
+        heartbeat has logged the outage already)."""
+        try:
+            await step()
+        except _DATABASE_ERRORS as exc:
+            log.debug("node.step_failed", step=step.__name__, error=str(exc))
+
+    async def _take_over_lapsed(self) -> None:
+        for dead in await self.registry.lapsed(self.node, self.lease):
+            why = (
+                f"node {dead} stopped heartbeating for more than node_lease "
+                f"({self.lease.total_seconds():g}s); {self.node} took over its runs"
+            )
+            taken = await self.registry.take_over(dead, self.node, self.lease, why)
+            if taken is None:  # it came back, or another survivor took it
+                continue
+            log.warning(
+                "node.taken_over",
+                node=dead,
+                by=self.node,
+                crashed=[r.id for r in taken.crashed],
+                pending=[r.id for r in taken.pending],
+            )
+            await self.dispatcher.taken_over(taken.crashed, taken.pending)
+
+    async def _compare_configs(self) -> None:
+        mine = self.live.tasks_hash
+        differing = sorted(
+            n.name
+            for n in await self.registry.seen()
+            if n.name != self.node and n.silent_for <= self.lease and n.config_hash != mine
+        )
+        if differing != self.config_differs:
+            if differing:
+                log.warning(
+                    "config.differs_between_nodes",
+                    nodes=differing,
+                    hint="every node sharing a database should load the same tasks",
+                )
+            else:
+                log.info("config.same_on_all_nodes")
+        self.config_differs = differing
+
+    async def _sync(self) -> None:
+        await self._follow_stops()
+        await self._follow_pauses()
+
+    async def _follow_stops(self) -> None:
+        requested = set(await self.registry.stop_requested(self.node))
+        self._stops_sent &= requested  # ended runs drop out of both
+        for run_id in requested - self._stops_sent:
+            self._stops_sent.add(run_id)
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                await self.dispatcher.stop(run_id)
+                log.info("run.stop_requested_elsewhere", run_id=run_id)
+
+    async def _follow_pauses(self) -> None:
+        paused = await self.registry.paused_tasks()
+        tasks = self.live.tasks
+        for name in paused ^ self.scheduler.paused_names:
+            if name in tasks:
+                self.scheduler.follow_pause(name, paused=name in paused)
+
+    async def request_stop(self, run_id: str) -> bool:
+        """Ask whichever node carries the run to stop it (False: it has ended)."""
+        return await self.registry.request_stop(run_id)
+
+    async def announce(self) -> None:
+        """Wake the other nodes now (a pause or resume was stored)."""
+        if self.shared:
+            with contextlib.suppress(*_DATABASE_ERRORS):
+                await self.registry.notify()
+
+    async def _listen(self) -> None:
+        """LISTEN on PostgreSQL: a stop or pause reaches this node at once rather than
+        at its next poll.  Reconnects on its own; polling covers the gaps."""
+        if not self.shared:
+            return
+        import asyncpg  # type: ignore[import-untyped]
+
+        dsn = self.registry.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+            except (OSError, TimeoutError, asyncpg.PostgresError):
+                await asyncio.sleep(self.interval.total_seconds())
+                continue
+            try:
+                await self._hear(conn)
+            except (OSError, asyncpg.PostgresError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 5)
+
+    async def _hear(self, conn: Any) -> None:
+        """Until the connection is lost: each NOTIFY wakes the sync loop."""
+        lost = asyncio.Event()
+        await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+        conn.add_termination_listener(lambda _: lost.set())
+        self._wake.set()  # what was said while this node was not listening
+        await lost.wait()
