@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -217,6 +218,72 @@ def stays_false(predicate: Callable[[], Any], window: float = 1.0) -> bool:
     return not predicate()
 
 
+def concurrently(count: int, call: Callable[[int], Any]) -> list[Any]:
+    """Run ``call(i)`` from ``count`` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> Any:
+        barrier.wait(timeout=30)
+        return call(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+class TcpProxy:
+    """A TCP relay the test can cut: a node's database connection goes through it, so
+    the test decides when that node is partitioned from PostgreSQL and for how long."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                if self._cut:
+                    client.close()
+                    continue
+                server = socket.create_connection(self.upstream)
+                self._open |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """End every relayed connection and refuse new ones."""
+        with self._lock:
+            self._cut = True
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
 class Gate:
     """A FIFO that task processes block on (``cat GATE``) until the test opens it.
 
@@ -342,7 +409,24 @@ def pg_database(pg_admin: PgAdmin) -> str:
     return pg_admin.create()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def database_option(request: pytest.FixtureRequest) -> str:
+    """The ``[daemon]`` line selecting the engine of ``request.param``: SQLite in
+    data_dir (the default, no line), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    return f'database = "{request.getfixturevalue("pg_admin").create()}"'
+
+
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    """For daemon tests that must hold on both engines: pass as ``daemon_extra``."""
+    return database_option(request)
+
+
+@pytest.fixture(params=DATABASES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """An empty store on a SQLite file, then on the session's PostgreSQL database."""
     import sqlalchemy as sa

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cronwarden import __version__
 from cronwarden.api.auth import Access
 from cronwarden.api.keys import SERVICES, Services
+from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
 from cronwarden.api.schemas import (
     AccessOut,
@@ -354,6 +355,9 @@ async def run_log(request: web.Request) -> web.StreamResponse:
     services = _services(request)
     run_id = _run_id(request)
     query = LogQuery.model_validate(dict(request.query))
+    relayed = await relay_if_elsewhere(request, services, run_id)
+    if relayed is not None:
+        return relayed
     if query.follow:
         after = resume_point(request, query.after) or 0
         return await follow_log(request, services, run_id, after=after, stream=query.stream)
@@ -386,6 +390,9 @@ async def run_log_raw(request: web.Request) -> web.StreamResponse:
     services = _services(request)
     run_id = _run_id(request)
     RawLogQuery.model_validate(dict(request.query))
+    relayed = await relay_if_elsewhere(request, services, run_id)
+    if relayed is not None:
+        return relayed
     return await raw_log(request, services, run_id)
 
 

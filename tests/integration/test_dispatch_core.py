@@ -4,28 +4,13 @@ the lifecycle and admission were rebuilt (issue: dispatch core)."""
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-import pytest
-from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+from conftest import concurrently, stays_false, wait_for  # type: ignore[import-not-found]
 
 
 def z(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def concurrently(count: int, call):  # type: ignore[no-untyped-def]
-    """Run ``call(i)`` from ``count`` threads released at the same instant."""
-    barrier = threading.Barrier(count)
-
-    def one(i: int):  # type: ignore[no-untyped-def]
-        barrier.wait(timeout=30)
-        return call(i)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 def events(daemon, name: str, run_id: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -55,15 +40,6 @@ def overlapping(runs: list[dict]) -> list[tuple[str, str]]:
             if start2 < end_aware:
                 pairs.append((run["id"], other["id"]))
     return pairs
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest) -> str:
-    """daemon_extra selecting the engine: SQLite in data_dir, or a fresh PostgreSQL db."""
-    if request.param == "sqlite":
-        return ""
-    url = request.getfixturevalue("pg_admin").create()
-    return f'database = "{url}"'
 
 
 def test_fifty_concurrent_triggers_with_one_idempotency_key_make_one_run(

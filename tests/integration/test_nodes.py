@@ -59,7 +59,13 @@ def test_nodes_on_one_database_see_each_other_and_a_lapsed_lease(make_daemon, pg
     assert not names[other]["this_node"] and not names[other]["same_config"]
     assert names[other]["state"] == "alive" and names[other]["api_url"] == second.url
 
+    info = wait_for(lambda: first.get("/api/info").body["config_differs"], 10, "difference")
+    assert info == [other]
+    assert '"event": "config.differs_between_nodes"' in first.log()
+
     second.kill9()
-    lapsed = wait_for(lambda: listed()[other]["state"] == "lapsed" and listed(), 15, "lapse")
-    assert lapsed[other]["silent_s"] > 2
+    # lapsed, then dead once this node took over its runs
+    dead = wait_for(lambda: listed()[other]["state"] == "dead" and listed(), 15, "takeover")
+    assert dead[other]["silent_s"] > 2 and dead[other]["taken_over_by"] == me
     assert listed()[me]["state"] == "alive"
+    assert wait_for(lambda: first.get("/api/info").body["config_differs"] == [], 10)

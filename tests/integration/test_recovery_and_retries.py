@@ -28,15 +28,20 @@ def chain(daemon, task: str, attempts: int, timeout: float = 30) -> list[dict]:
     ("backoff", "delays"),
     [("constant", [0.6, 0.6]), ("linear", [0.6, 1.2]), ("exponential", [0.6, 1.2, 2.0])],
 )
-def test_retries_follow_the_backoff(make_daemon, backoff: str, delays: list[float]) -> None:
-    daemon = make_daemon(f"""
+def test_retries_follow_the_backoff(
+    database, make_daemon, backoff: str, delays: list[float]
+) -> None:
+    daemon = make_daemon(
+        f"""
     [tasks.flaky]
     command = "echo attempt $CRONWARDEN_ATTEMPT; exit 1"
     retries = {len(delays)}
     retry_delay = "600ms"
     retry_backoff = "{backoff}"
     retry_max_delay = "2s"
-    """)
+    """,
+        daemon_extra=database,
+    )
     first = daemon.trigger("flaky")
     runs = chain(daemon, "flaky", len(delays) + 1)
     assert len(runs) == len(delays) + 1  # no attempt beyond retries
@@ -49,27 +54,33 @@ def test_retries_follow_the_backoff(make_daemon, backoff: str, delays: list[floa
         assert delay - 0.05 <= gap <= delay + 0.5, (backoff, gap, delay)
 
 
-def test_retry_on_limits_which_ends_retry(make_daemon) -> None:
-    daemon = make_daemon("""
+def test_retry_on_limits_which_ends_retry(database, make_daemon) -> None:
+    daemon = make_daemon(
+        """
     [tasks.times_out]
     command = "sleep 5"
     timeout = "200ms"
     retries = 2
     retry_delay = "100ms"
     retry_on = ["failed"]
-    """)
+    """,
+        daemon_extra=database,
+    )
     run = daemon.wait_run(daemon.trigger("times_out")["id"])
     assert run["end_reason"] == "timeout"
     assert stays_false(lambda: len(daemon.runs(task_name="times_out")) > 1, window=1.0)
 
 
-def test_a_pending_retry_survives_a_restart(make_daemon) -> None:
-    daemon = make_daemon("""
+def test_a_pending_retry_survives_a_restart(database, make_daemon) -> None:
+    daemon = make_daemon(
+        """
     [tasks.flaky]
     command = "test $CRONWARDEN_ATTEMPT -ge 2"
     retries = 3
     retry_delay = "3s"
-    """)
+    """,
+        daemon_extra=database,
+    )
     first = daemon.wait_run(daemon.trigger("flaky")["id"])
     assert first["end_reason"] == "failed"
     pending = wait_for(
@@ -87,8 +98,9 @@ def test_a_pending_retry_survives_a_restart(make_daemon) -> None:
     assert (z(retry["start_at"]) - z(first["end_at"])).total_seconds() >= 2.95
 
 
-def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon, gate) -> None:
-    daemon = make_daemon(f"""
+def test_kill_9_loses_nothing_and_duplicates_nothing(database, make_daemon, gate) -> None:
+    daemon = make_daemon(
+        f"""
     [tasks.quiet]
     command = "{gate.wait_command}; exit 4"
 
@@ -103,7 +115,9 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon, gate) -> None:
     command = "test $CRONWARDEN_ATTEMPT -ge 2"
     retries = 1
     retry_delay = "2s"
-    """)
+    """,
+        daemon_extra=database,
+    )
     quiet = daemon.trigger("quiet")
     chatty = daemon.trigger("chatty")
     queued = [daemon.trigger("queued") for _ in range(2)]
@@ -156,13 +170,16 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon, gate) -> None:
     assert all(r["end_reason"] != "crashed" or r["error"] for r in after)
 
 
-def test_stopping_a_waiting_retry_ends_it_at_once(make_daemon) -> None:
-    daemon = make_daemon("""
+def test_stopping_a_waiting_retry_ends_it_at_once(database, make_daemon) -> None:
+    daemon = make_daemon(
+        """
     [tasks.flaky]
     command = "exit 1"
     retries = 1
     retry_delay = "1h"
-    """)
+    """,
+        daemon_extra=database,
+    )
     daemon.wait_run(daemon.trigger("flaky")["id"])
     (pending,) = wait_for(
         lambda: [r for r in daemon.runs(task_name="flaky") if r["status"] == "pending"],

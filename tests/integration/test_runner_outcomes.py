@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DATABASES  # type: ignore[import-not-found]
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    from conftest import Daemon  # type: ignore[import-not-found]
+@pytest.fixture(scope="module", params=DATABASES)
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    from conftest import Daemon, database_option  # type: ignore[import-not-found]
 
     workdir = tmp_path_factory.mktemp("outcomes")
     (workdir / "work").mkdir()
@@ -89,7 +90,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
     max_log_size = "10KiB"
     log_on_full = "kill"
     """
-    d = Daemon(workdir, tasks).start()
+    d = Daemon(workdir, tasks, daemon_extra=database_option(request)).start()
     d.workdir_path = workdir
     yield d
     assert d.stop() == 0, d.log()

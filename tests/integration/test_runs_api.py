@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 
 import pytest
+from conftest import DATABASES  # type: ignore[import-not-found]
 
 TASKS = """
 [tasks.ok]
@@ -34,12 +35,12 @@ schedule = "* * * * * *"
 """
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    from conftest import Daemon  # type: ignore[import-not-found]
+@pytest.fixture(scope="module", params=DATABASES)
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    from conftest import Daemon, database_option  # type: ignore[import-not-found]
 
     workdir = tmp_path_factory.mktemp("skeleton")
-    d = Daemon(workdir, TASKS).start()
+    d = Daemon(workdir, TASKS, daemon_extra=database_option(request)).start()
     yield d
     assert d.stop() == 0, d.log()
 

@@ -1,0 +1,58 @@
+"""A run's log lives on the node that ran it.  Asked of another node sharing the
+database, the request is relayed to that node's API, whose address the nodes table
+holds; a node that cannot be reached is named in a 409, so the caller knows where the
+log is.  The caller's Authorization travels along: nodes sharing a database share their
+config, tokens included."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from cronwarden.api.keys import Services
+from cronwarden.errors import Conflict
+from cronwarden.runlog.layout import index_path
+
+RELAYED = "X-Cronwarden-Relayed"  # a relayed request is answered where it lands: no loops
+FROM_NODE = "X-Cronwarden-Node"
+_FORWARDED = ("Authorization", "Last-Event-ID", "Accept")
+_RETURNED = ("Content-Type", "Cache-Control", "Content-Disposition")
+_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=None)
+
+
+async def relay_if_elsewhere(
+    request: web.Request, services: Services, run_id: str
+) -> web.StreamResponse | None:
+    """The relayed answer, or None when the log is here (or this node is alone)."""
+    if not services.fleet.shared or RELAYED in request.headers:
+        return None
+    if index_path(services.logs_dir, run_id).exists():
+        return None
+    run = await services.store.get_run(run_id)
+    if run.node == services.dispatcher.node:
+        return None
+    api_url = await services.fleet.registry.api_url_of(run.node)
+    where = f"the log of run {run_id} lives on node {run.node}"
+    if api_url is None:
+        raise Conflict(f"{where}, which has no TCP API address to ask (it listens on a socket)")
+    headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
+    headers[RELAYED] = services.dispatcher.node
+    async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        try:
+            upstream = await session.get(api_url + request.rel_url.path_qs, headers=headers)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Conflict(f"{where} ({api_url}), which cannot be reached: {exc}") from None
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status)
+            for name in _RETURNED:
+                if name in upstream.headers:
+                    response.headers[name] = upstream.headers[name]
+            response.headers[FROM_NODE] = run.node
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionError, aiohttp.ClientError):
+                pass  # either side went away: the caller may ask again, from where it was
+    return response

@@ -1,0 +1,226 @@
+"""Three real daemons with the same config on one PostgreSQL database (DESIGN.md
+§Several hosts): every fire runs once, a dead node's runs end crashed on a survivor and
+retry there, API triggers, idempotency keys, stops and pauses hold across nodes, and a
+node cut off from the database does not double-run or overwrite when it returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import (  # type: ignore[import-not-found]
+    PG_URL,
+    TcpProxy,
+    concurrently,
+    stays_false,
+    wait_for,
+)
+
+pytestmark = pytest.mark.postgres
+
+LEASE = 2.0  # node_lease, seconds
+
+
+def z(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def start_nodes(make_daemon, tasks: str, urls: list[str]) -> list:  # type: ignore[no-untyped-def, type-arg]
+    extra = 'database = "{}"\nnode_lease = "' + f'{LEASE:g}s"\n'
+    return [make_daemon(tasks, daemon_extra=extra.format(url)) for url in urls]
+
+
+def name_of(daemon) -> str:  # type: ignore[no-untyped-def]
+    return str(daemon.get("/api/info").body["node"])
+
+
+def events_named(daemon, event: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [line for line in daemon.log().splitlines() if f'"event": "{event}"' in line]
+
+
+@pytest.mark.timeout(240)
+def test_three_nodes_run_each_fire_trigger_and_key_once(make_daemon, pg_admin, gate) -> None:
+    url = pg_admin.create()
+    tasks = f"""
+    [tasks.tick]
+    schedule = "* * * * * *"
+    command = "true"
+
+    [tasks.tock]
+    schedule = "* * * * * *"
+    command = "true"
+
+    [tasks.once]
+    command = "echo ran once"
+
+    [tasks.hold]
+    command = "{gate.wait_command}"
+    """
+    nodes = start_nodes(make_daemon, tasks, [url] * 3)
+    names = [name_of(n) for n in nodes]
+    window_start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+
+    # API triggers sent round-robin: each runs once, on the node that received it.
+    sent = [(i % 3, nodes[i % 3].trigger("once")["id"]) for i in range(30)]
+    assert len({run_id for _, run_id in sent}) == 30
+    for i, run_id in sent:
+        run = nodes[(i + 1) % 3].wait_run(run_id)  # read through another node
+        assert run["end_reason"] == "success" and run["node"] == names[i]
+
+    # Its log lives on the node that ran it; another node relays it.
+    i, run_id = sent[0]
+    page = nodes[1].get(f"/api/runs/{run_id}/log")
+    assert page.status == 200 and page.headers["X-Cronwarden-Node"] == names[0]
+    assert [line["text"] for line in page.body["lines"]] == ["ran once"]
+    raw = nodes[2].get(f"/api/runs/{run_id}/log/raw")
+    assert raw.status == 200 and raw.body == "ran once\n"
+
+    # One Idempotency-Key sent to two nodes at the same instant: one run.
+    for attempt in range(5):
+        key = {"Idempotency-Key": f"deploy-{attempt}"}
+        answers = concurrently(
+            2, lambda i, key=key: nodes[i].post("/api/tasks/once/runs", None, headers=key)
+        )
+        assert sorted(a.status for a in answers) == [200, 201], answers
+        assert answers[0].body["id"] == answers[1].body["id"]
+    assert len(nodes[2].runs(task_name="once")) == 35
+
+    # A stop sent to a node that does not carry the run stops it.
+    held = nodes[0].trigger("hold")
+    nodes[0].wait_run(held["id"], lambda r: r["status"] == "running")
+    stop = nodes[1].post(f"/api/runs/{held['id']}/stop")
+    assert stop.status == 202, stop
+    stopped = nodes[2].wait_run(held["id"], timeout=15)
+    assert stopped["end_reason"] == "stopped" and stopped["node"] == names[0]
+    again = nodes[1].post(f"/api/runs/{held['id']}/stop")
+    assert again.status == 409 and "already ended" in again.body["detail"]
+
+    # A pause stored by one node is honoured by all; so is the resume.
+    assert nodes[2].post("/api/tasks/tock/pause").status == 200
+    paused_at = datetime.now(UTC)
+    wait_for(lambda: all(n.get("/api/tasks/tock").body["paused"] for n in nodes), 10, "paused")
+
+    def tock_fired_after(moment: datetime) -> bool:
+        runs = nodes[0].runs(task_name="tock", limit=1000)
+        return any(z(r["scheduled_for"]) > moment for r in runs)
+
+    assert stays_false(lambda: tock_fired_after(paused_at + timedelta(seconds=1)), 3)
+    assert nodes[0].post("/api/tasks/tock/resume").status == 200
+    wait_for(lambda: not any(n.get("/api/tasks/tock").body["paused"] for n in nodes), 10)
+    resumed_at = datetime.now(UTC)
+    wait_for(lambda: tock_fired_after(resumed_at), 10, "tock fires again")
+
+    # A per-second task for 60 s: exactly one run for each second, on whichever node.
+    window_end = window_start + timedelta(seconds=60)
+    wait_for(lambda: datetime.now(UTC) > window_end + timedelta(seconds=2), 75, "60 s")
+    ticks = [
+        r
+        for r in nodes[1].runs(task_name="tick", limit=1000)
+        if window_start <= z(r["scheduled_for"]) < window_end
+    ]
+    per_second = Counter(z(r["scheduled_for"]) for r in ticks)
+    assert sorted(per_second) == [window_start + timedelta(seconds=s) for s in range(60)]
+    assert set(per_second.values()) == {1}
+    assert {r["end_reason"] for r in ticks} == {"success"}
+    assert {r["node"] for r in ticks} <= set(names)
+
+
+def test_a_killed_node_s_run_ends_crashed_and_retries_on_a_survivor(
+    make_daemon, pg_admin, gate
+) -> None:
+    url = pg_admin.create()
+    tasks = f"""
+    [tasks.long]
+    command = "{gate.wait_command}"
+    retries = 1
+    retry_delay = "1s"
+    """
+    nodes = start_nodes(make_daemon, tasks, [url] * 3)
+    names = [name_of(n) for n in nodes]
+    run = nodes[0].trigger("long")
+    nodes[0].wait_run(run["id"], lambda r: r["status"] == "running")
+
+    nodes[0].kill9()
+    killed_at = datetime.now(UTC)
+    crashed = nodes[1].wait_run(run["id"], timeout=LEASE + 10)
+    assert crashed["end_reason"] == "crashed" and crashed["node"] == names[0]
+    assert "took over" in crashed["error"]
+    elsewhere = nodes[1].get(f"/api/runs/{run['id']}/log")
+    assert elsewhere.status == 409 and names[0] in elsewhere.body["detail"]
+    # by the database clock: within the lease, a beat and a margin for a busy machine
+    assert z(crashed["end_at"]) - killed_at < timedelta(seconds=LEASE + 6)
+    takers = [n for n in nodes[1:] if events_named(n, "node.taken_over")]
+    assert len(takers) == 1 and len(events_named(takers[0], "node.taken_over")) == 1
+
+    def retry() -> dict | None:  # type: ignore[type-arg]
+        found = [r for r in nodes[1].runs(task_name="long") if r["retry_of"] == run["id"]]
+        return found[0] if found and found[0]["status"] == "running" else None
+
+    second = wait_for(retry, 20, "the retry running on a survivor")
+    assert second["node"] in names[1:] and second["attempt"] == 2
+    gate.open()  # the orphaned process of the killed daemon and the retry both end
+    assert nodes[2].wait_run(second["id"])["end_reason"] == "success"
+
+    # The killed node comes back: it neither duplicates nor overwrites anything.
+    nodes[0].start()
+    listed = {n["name"]: n for n in nodes[0].get("/api/nodes").body["nodes"]}
+    assert listed[names[0]]["state"] == "alive"
+    assert stays_false(lambda: len(nodes[0].runs(task_name="long")) != 2, 2)
+    assert nodes[0].get(f"/api/runs/{run['id']}").body == crashed
+    assert nodes[0].get(f"/api/runs/{second['id']}").body["end_reason"] == "success"
+
+
+def test_a_node_cut_off_from_the_database_gives_up_its_runs_when_it_returns(
+    make_daemon, pg_admin, gate
+) -> None:
+    url = pg_admin.create()
+    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
+    proxy = TcpProxy((host, int(rest)))
+    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    tasks = f"""
+    [tasks.tick]
+    schedule = "* * * * * *"
+    command = "true"
+
+    [tasks.hold]
+    command = "{gate.wait_command}"
+    retries = 1
+    retry_delay = "1s"
+    """
+    try:
+        survivor, cut_off = start_nodes(make_daemon, tasks, [url, proxied])
+        names = [name_of(survivor), name_of(cut_off)]
+        run = cut_off.trigger("hold")
+        cut_off.wait_run(run["id"], lambda r: r["status"] == "running")
+
+        proxy.cut()
+        crashed = survivor.wait_run(run["id"], timeout=LEASE + 10)
+        assert crashed["end_reason"] == "crashed" and names[0] in crashed["error"]
+
+        def retry() -> dict | None:  # type: ignore[type-arg]
+            found = [r for r in survivor.runs(task_name="hold") if r["retry_of"] == run["id"]]
+            return found[0] if found and found[0]["status"] == "running" else None
+
+        second = wait_for(retry, 20, "the retry running on the survivor")
+        assert second["node"] == names[0]
+
+        proxy.restore()
+        wait_for(lambda: events_named(cut_off, "node.was_taken_over"), 20, "rejoined")
+        wait_for(lambda: events_named(cut_off, "run.abandoned"), 10, "its run given up")
+
+        def alive_again() -> bool:
+            listed = {n["name"]: n for n in survivor.get("/api/nodes").body["nodes"]}
+            return bool(listed[names[1]]["state"] == "alive")
+
+        wait_for(alive_again, 15, "the returning node alive again")
+        assert survivor.get(f"/api/runs/{run['id']}").body == crashed
+        gate.open()
+        assert survivor.wait_run(second["id"])["end_reason"] == "success"
+        assert stays_false(lambda: len(survivor.runs(task_name="hold")) != 2, 2)
+        assert survivor.get(f"/api/runs/{run['id']}").body == crashed
+        ticks = Counter(r["scheduled_for"] for r in survivor.runs(task_name="tick", limit=1000))
+        assert set(ticks.values()) == {1}
+        assert cut_off.get("/api/info").status == 200
+    finally:
+        proxy.close()
