@@ -310,7 +310,7 @@ def nodes(url: str | None, config_path: str | None, as_json: bool) -> None:
     rows = [
         [
             n["name"] + (" *" if n["this_node"] else ""),
-            n["state"],
+            n["state"] + (f" (taken over by {n['taken_over_by']})" if n["taken_over_by"] else ""),
             n["started_at"],
             f"{n['heartbeat_at']} ({n['silent_s']:g}s ago)",
             str(n["running_runs"]),

@@ -240,7 +240,7 @@ class NodeRegistry:
     async def api_url_of(self, node: str) -> str | None:
         query = sa.select(_nodes.c.api_url).where(_nodes.c.name == node)
         async with self.engine.connect() as conn:
-            return (await conn.execute(query)).scalar_one_or_none()  # type: ignore[no-any-return]
+            return (await conn.execute(query)).scalar_one_or_none()
 
     async def paused_tasks(self) -> set[str]:
         query = sa.select(_task_state.c.task_name).where(_task_state.c.paused)

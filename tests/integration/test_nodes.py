@@ -69,3 +69,10 @@ def test_nodes_on_one_database_see_each_other_and_a_lapsed_lease(make_daemon, pg
     assert dead[other]["silent_s"] > 2 and dead[other]["taken_over_by"] == me
     assert listed()[me]["state"] == "alive"
     assert wait_for(lambda: first.get("/api/info").body["config_differs"] == [], 10)
+    cli = subprocess.run(
+        [sys.executable, "-m", "cronwarden", "nodes", "--url", first.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0 and f"dead (taken over by {me})" in cli.stdout, cli
