@@ -39,6 +39,7 @@ from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
+from cronwarden.store.engine import is_shared
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.systemd_notify import (
     notify_socket_set,
@@ -239,6 +240,7 @@ class Daemon:
                 launcher=launcher,
                 clock=self.clock,
                 on_change=changed,
+                shared=is_shared(store.engine),
             )
             alerts = Alerts(
                 self.live,

@@ -55,8 +55,13 @@ class TaskSlots:
     holders: dict[str, bool] = field(default_factory=dict)  # run id -> being stopped
     line: deque[str] = field(default_factory=deque)
 
-    def acquire(self, run_id: str, policy: Policy) -> Verdict:
-        if self._has_room(policy):
+    def acquire(self, run_id: str, policy: Policy, elsewhere: int = 0) -> Verdict:
+        """``elsewhere``: active runs of the task on other nodes sharing the database.
+        Only skip counts them: a queued run is granted its slot by a release on this
+        node, which a run ending elsewhere would never give."""
+        if self._has_room(policy) and not (
+            policy.overlap == "skip" and len(self.holders) + elsewhere >= policy.max_concurrent
+        ):
             self.holders[run_id] = False
             return Verdict.START
         if policy.overlap == "skip":

@@ -86,8 +86,11 @@ class Dispatcher:
         launcher: Launcher,
         clock: Clock,
         on_change: Callable[[str, Run], None] | None = None,
+        shared: bool = False,
     ) -> None:
         self.records = records
+        # Several nodes share the database: overlap = skip counts their runs too.
+        self.shared = shared
         # Told of each change of a run: "run.created" (its row is committed),
         # "run.started" (spawned), "run.ended" (recorded); for /api/events and the end
         # of a followed log.
@@ -145,16 +148,19 @@ class Dispatcher:
         self._refuse_if_closing()
         admitted: list[RunHandle] = []
         rows: list[Run] = []
+        elsewhere = await self._active_elsewhere([name for name, _, _ in fires])
         for task_name, scheduled_for, trigger in fires:
             task = self.config.tasks.get(task_name)
             if task is None:
                 continue
             run = self._new_run(task, trigger, scheduled_for=scheduled_for)
             handle = RunHandle(run, task)
-            verdict = self._slots_of(handle).acquire(run.id, self._policy(task_name))
+            verdict = self._slots_of(handle).acquire(
+                run.id, self._policy(task_name), elsewhere.get(task_name, 0)
+            )
             if verdict in (Verdict.SKIP, Verdict.REFUSE):
                 self._forget_idle(task_name)
-                _set_ended(run, _skipped(task, verdict))
+                _set_ended(run, _skipped(task, verdict, elsewhere.get(task_name, 0)))
             else:
                 self.handles[run.id] = handle
                 admitted.append(handle)
@@ -389,11 +395,14 @@ class Dispatcher:
     ) -> bool:
         """Admission of an API trigger, then its durable claim.  A refusal raises (409)
         and records nothing; False when the claim was not ours (the key was taken)."""
+        elsewhere = await self._active_elsewhere([task.name])
         handle = RunHandle(run, task)
-        verdict = self._slots_of(handle).acquire(run.id, self._policy(task.name))
+        verdict = self._slots_of(handle).acquire(
+            run.id, self._policy(task.name), elsewhere.get(task.name, 0)
+        )
         if verdict in (Verdict.SKIP, Verdict.REFUSE):
             self._forget_idle(task.name)
-            raise TriggerRefused(_refusal(task, verdict))
+            raise TriggerRefused(_refusal(task, verdict, elsewhere.get(task.name, 0)))
         self.handles[run.id] = handle
         try:
             committed = await claim()
@@ -405,6 +414,15 @@ class Dispatcher:
             return False
         self._proceed(handle)
         return True
+
+    async def _active_elsewhere(self, task_names: Sequence[str]) -> dict[str, int]:
+        """On a shared database, the runs other nodes hold of the tasks whose overlap
+        is skip (one query for a batch of fires; none when no such task is due)."""
+        if not self.shared:
+            return {}
+        tasks = self.config.tasks
+        skipping = {n for n in task_names if n in tasks and tasks[n].overlap == "skip"}
+        return await self.records.active_elsewhere(self.node, skipping) if skipping else {}
 
     def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
@@ -842,17 +860,18 @@ def _set_ended(
     return values
 
 
-def _refusal(task: TaskConfig, verdict: Verdict) -> str:
+def _refusal(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> str:
     if verdict is Verdict.SKIP:
+        on_others = f", {elsewhere} of them on other nodes" if elsewhere else ""
         return (
             f"task {task.name!r} already has {task.max_concurrent} active "
-            f"run{'s' if task.max_concurrent != 1 else ''} (overlap = skip)"
+            f"run{'s' if task.max_concurrent != 1 else ''}{on_others} (overlap = skip)"
         )
     return f"task {task.name!r} has a full queue (queue_max = {task.queue_max})"
 
 
-def _skipped(task: TaskConfig, verdict: Verdict) -> Outcome:
-    return Outcome(EndReason.SKIPPED, error=f"skipped: {_refusal(task, verdict)}")
+def _skipped(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> Outcome:
+    return Outcome(EndReason.SKIPPED, error=f"skipped: {_refusal(task, verdict, elsewhere)}")
 
 
 def _stopped(why: str) -> Outcome:

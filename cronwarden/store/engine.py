@@ -29,6 +29,11 @@ def open_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def is_shared(engine: AsyncEngine) -> bool:
+    """Several daemons may share this database (PostgreSQL); SQLite is one host's."""
+    return engine.dialect.name == "postgresql"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in (

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.model import EndReason, Node, Run, Status, TaskState, new_run, utcnow
-from cronwarden.store.engine import upsert_insert
+from cronwarden.store.engine import is_shared, upsert_insert
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
 _task_state = TaskState.__table__  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ class Takeover:
 class NodeRegistry:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.shared = engine.dialect.name == "postgresql"
+        self.shared = is_shared(engine)
 
     def _now(self) -> Any:
         return sa.func.statement_timestamp() if self.shared else utcnow()

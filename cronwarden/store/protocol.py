@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -60,4 +60,9 @@ class RunRecords(Protocol):
 
     async def unfinished_runs(self, node: str) -> list[Run]:
         """This node's runs still pending or running (left by a previous life)."""
+        ...
+
+    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
+        """Runs of these tasks that other nodes hold, running or about to start (not
+        retries waiting for their time), by task; tasks with none are left out."""
         ...

@@ -56,6 +56,10 @@ def test_three_nodes_run_each_fire_trigger_and_key_once(make_daemon, pg_admin, g
 
     [tasks.hold]
     command = "{gate.wait_command}"
+
+    [tasks.single]
+    command = "{gate.wait_command}"
+    overlap = "skip"
     """
     nodes = start_nodes(make_daemon, tasks, [url] * 3)
     names = [name_of(n) for n in nodes]
@@ -95,6 +99,14 @@ def test_three_nodes_run_each_fire_trigger_and_key_once(make_daemon, pg_admin, g
     assert stopped["end_reason"] == "stopped" and stopped["node"] == names[0]
     again = nodes[1].post(f"/api/runs/{held['id']}/stop")
     assert again.status == 409 and "already ended" in again.body["detail"]
+
+    # overlap = skip counts the runs other nodes hold.
+    single = nodes[0].trigger("single")
+    nodes[0].wait_run(single["id"], lambda r: r["status"] == "running")
+    refused = nodes[1].post("/api/tasks/single/runs")
+    assert refused.status == 409 and "1 of them on other nodes" in refused.body["detail"]
+    gate.open()
+    assert nodes[0].wait_run(single["id"])["end_reason"] == "success"
 
     # A pause stored by one node is honoured by all; so is the resume.
     assert nodes[2].post("/api/tasks/tock/pause").status == 200

@@ -209,6 +209,26 @@ async def test_a_retry_due_while_the_slot_is_busy_is_skipped_not_started() -> No
     assert ended.start_at is None
 
 
+async def test_skip_counts_the_runs_of_other_nodes_on_a_shared_database() -> None:
+    r = rig(RETRY_SKIP)
+    elsewhere = r.dispatcher._new_run(r.live.task("job"), Trigger.API)
+    elsewhere.node, elsewhere.status = "n2", Status.RUNNING
+    await r.store.claim([elsewhere])
+    assert (await r.dispatcher.fire("job", T0)) is not None  # alone: n2 is not counted
+    await settle()
+    assert len(r.launcher.running()) == 1
+    r.launcher.finish(r.launcher.running()[0])
+    await settle()
+
+    r.dispatcher.shared = True
+    fired = await r.dispatcher.fire("job", T0 + S)
+    assert fired is not None and fired.end_reason == EndReason.SKIPPED
+    assert "1 of them on other nodes" in (fired.error or "")
+    with pytest.raises(TriggerRefused, match="on other nodes"):
+        await r.dispatcher.trigger("job")
+    assert r.launcher.running() == []
+
+
 RETRY_QUEUE = RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"')
 
 
