@@ -290,6 +290,7 @@ class Daemon:
                 started_at=started_at,
                 reload=lambda: self.reload(services),
             )
+            fleet.on_reload = services.reload
             yield services
         finally:
             if watcher is not None:

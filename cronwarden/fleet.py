@@ -8,6 +8,7 @@ soon as a NOTIFY on ``cronwarden`` wakes it:
 * stops the runs it carries that another node was asked to stop (the request is a
   column on the run's row, so a lost NOTIFY only costs the polling delay);
 * follows the paused flags stored by whichever node paused or resumed a task;
+* re-reads its own config file when another node was asked to reload over the API;
 
 and, at each heartbeat, takes over the nodes silent for longer than ``node_lease`` (by
 the database's clock) and notices nodes whose task definitions differ from its own.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +31,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from cronwarden import __version__
-from cronwarden.errors import Conflict
+from cronwarden.errors import ConfigError, Conflict
 from cronwarden.live_config import LiveConfig
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.service import SchedulerService
@@ -38,6 +40,7 @@ from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
 log = structlog.get_logger("cronwarden.nodes")
 BEATS_PER_LEASE = 3  # a lease survives two lost beats
 MIN_INTERVAL = timedelta(seconds=1)
+RELOAD = "reload"  # NOTIFY payload: "reload <sender>"
 SYNC_EVERY = 1.0  # seconds between polls of stop requests and pauses (NOTIFY is sooner)
 _DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
@@ -65,6 +68,9 @@ class Fleet:
         self._failing = False
         self._wake = asyncio.Event()
         self._stops_sent: set[str] = set()
+        self._reload_asked = False
+        # Re-reads this node's config file (set once the services exist).
+        self.on_reload: Callable[[], Awaitable[Any]] | None = None
 
     @property
     def shared(self) -> bool:
@@ -140,6 +146,7 @@ class Fleet:
                         await self._guarded(self._compare_configs)
                 if self.shared:
                     await self._guarded(self._sync)
+                    await self._reload_if_asked()
                 wait = SYNC_EVERY if self.shared else self.interval.total_seconds()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(wait, next_beat - loop.time()))
@@ -215,11 +222,27 @@ class Fleet:
         """Ask whichever node carries the run to stop it (False: it has ended)."""
         return await self.registry.request_stop(run_id)
 
-    async def announce(self) -> None:
-        """Wake the other nodes now (a pause or resume was stored)."""
+    async def announce(self, *, reload: bool = False) -> None:
+        """Wake the other nodes now: a pause or resume was stored, or (``reload``) they
+        are asked to re-read their config files.  A node that misses a reload request
+        shows as differing in ``config_differs``."""
         if self.shared:
             with contextlib.suppress(*_DATABASE_ERRORS):
-                await self.registry.notify()
+                await self.registry.notify(f"{RELOAD} {self.node}" if reload else "")
+
+    def _heard(self, payload: str) -> None:
+        verb, _, sender = payload.partition(" ")
+        if verb == RELOAD and sender != self.node:
+            self._reload_asked = True
+        self._wake.set()
+
+    async def _reload_if_asked(self) -> None:
+        if not self._reload_asked or self.on_reload is None:
+            return
+        self._reload_asked = False
+        log.info("config.reload_asked_by_another_node")
+        with contextlib.suppress(ConfigError):  # logged by the reload; the old config stays
+            await self.on_reload()
 
     async def _listen(self) -> None:
         """LISTEN on PostgreSQL: a stop or pause reaches this node at once rather than
@@ -248,7 +271,7 @@ class Fleet:
     async def _hear(self, conn: Any) -> None:
         """Until the connection is lost: each NOTIFY wakes the sync loop."""
         lost = asyncio.Event()
-        await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+        await conn.add_listener(CHANNEL, lambda *args: self._heard(str(args[-1])))
         conn.add_termination_listener(lambda _: lost.set())
         self._wake.set()  # what was said while this node was not listening
         await lost.wait()

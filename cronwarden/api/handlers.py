@@ -476,5 +476,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    changes = await _services(request).reload()
+    """Reloads this node, then asks the others sharing the database to re-read their
+    own config files (SIGHUP, sent per host, reloads that host only)."""
+    services = _services(request)
+    changes = await services.reload()
+    await services.fleet.announce(reload=True)
     return _json(ReloadOut(reloaded=True, **changes))

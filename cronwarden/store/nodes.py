@@ -247,10 +247,10 @@ class NodeRegistry:
         async with self.engine.connect() as conn:
             return set((await conn.execute(query)).scalars())
 
-    async def notify(self) -> None:
+    async def notify(self, payload: str = "") -> None:
         """Wake the other nodes (they LISTEN on CHANNEL)."""
         async with self.engine.begin() as conn:
-            await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+            await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
 
 def _run_of(row: Any) -> Run:

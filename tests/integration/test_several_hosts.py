@@ -236,3 +236,19 @@ def test_a_node_cut_off_from_the_database_gives_up_its_runs_when_it_returns(
         assert cut_off.get("/api/info").status == 200
     finally:
         proxy.close()
+
+
+def test_a_reload_asked_of_one_node_reloads_every_node(make_daemon, pg_admin) -> None:
+    url = pg_admin.create()
+    nodes = start_nodes(make_daemon, '[tasks.a]\ncommand = "true"\n', [url] * 2)
+    for node in nodes:  # as a rollout edits each host's file
+        node.config.write_text(node.config.read_text() + '\n[tasks.b]\ncommand = "true"\n')
+    answer = nodes[0].post("/api/reload")
+    assert answer.status == 200 and answer.body["added"] == ["b"]
+
+    def tasks_of(node) -> set[str]:  # type: ignore[no-untyped-def]
+        return {t["name"] for t in node.get("/api/tasks").body["tasks"]}
+
+    wait_for(lambda: tasks_of(nodes[1]) == {"a", "b"}, 10, "the other node reloaded")
+    assert events_named(nodes[1], "config.reload_asked_by_another_node")
+    assert nodes[0].get("/api/info").body["config_differs"] == []
