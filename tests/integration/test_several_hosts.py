@@ -35,6 +35,12 @@ def name_of(daemon) -> str:  # type: ignore[no-untyped-def]
     return str(daemon.get("/api/info").body["node"])
 
 
+def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-def, type-arg]
+    """The retry of ``run`` once it is running (read through ``daemon``)."""
+    found = [r for r in daemon.runs(task_name=run["task_name"]) if r["retry_of"] == run["id"]]
+    return found[0] if found and found[0]["status"] == "running" else None
+
+
 def events_named(daemon, event: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [line for line in daemon.log().splitlines() if f'"event": "{event}"' in line]
 
@@ -165,11 +171,7 @@ def test_a_killed_node_s_run_ends_crashed_and_retries_on_a_survivor(
     takers = [n for n in nodes[1:] if events_named(n, "node.taken_over")]
     assert len(takers) == 1 and len(events_named(takers[0], "node.taken_over")) == 1
 
-    def retry() -> dict | None:  # type: ignore[type-arg]
-        found = [r for r in nodes[1].runs(task_name="long") if r["retry_of"] == run["id"]]
-        return found[0] if found and found[0]["status"] == "running" else None
-
-    second = wait_for(retry, 20, "the retry running on a survivor")
+    second = wait_for(lambda: running_retry(nodes[1], run), 20, "the retry on a survivor")
     assert second["node"] in names[1:] and second["attempt"] == 2
     gate.open()  # the orphaned process of the killed daemon and the retry both end
     assert nodes[2].wait_run(second["id"])["end_reason"] == "success"
@@ -210,11 +212,7 @@ def test_a_node_cut_off_from_the_database_gives_up_its_runs_when_it_returns(
         crashed = survivor.wait_run(run["id"], timeout=LEASE + 10)
         assert crashed["end_reason"] == "crashed" and names[0] in crashed["error"]
 
-        def retry() -> dict | None:  # type: ignore[type-arg]
-            found = [r for r in survivor.runs(task_name="hold") if r["retry_of"] == run["id"]]
-            return found[0] if found and found[0]["status"] == "running" else None
-
-        second = wait_for(retry, 20, "the retry running on the survivor")
+        second = wait_for(lambda: running_retry(survivor, run), 20, "the retry on the survivor")
         assert second["node"] == names[0]
 
         proxy.restore()

@@ -90,7 +90,11 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     state = Server(tmp_path)
     app = web.Application()
     app[SERVICES] = SimpleNamespace(  # type: ignore[assignment]
-        logs_dir=state.logs_dir, log_feeds=state.feeds, store=state.store, events=state.events
+        logs_dir=state.logs_dir,
+        log_feeds=state.feeds,
+        store=state.store,
+        events=state.events,
+        fleet=SimpleNamespace(shared=False),  # one node: every log is here
     )
     app.router.add_get("/api/runs/{run_id}/log", state.handling(handlers.run_log))
     app.router.add_get("/api/events", state.handling(handlers.events))
