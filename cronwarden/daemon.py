@@ -41,6 +41,7 @@ from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
 from cronwarden.store.engine import is_shared
 from cronwarden.store.nodes import NodeRegistry
+from cronwarden.store.slots import FleetSlots
 from cronwarden.systemd_notify import (
     notify_socket_set,
     sd_notify,
@@ -240,7 +241,7 @@ class Daemon:
                 launcher=launcher,
                 clock=self.clock,
                 on_change=changed,
-                shared=is_shared(store.engine),
+                places=FleetSlots(store.engine) if is_shared(store.engine) else None,
             )
             alerts = Alerts(
                 self.live,

@@ -36,6 +36,7 @@ from cronwarden.live_config import LiveConfig
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
+from cronwarden.store.slots import FREED
 
 log = structlog.get_logger("cronwarden.nodes")
 BEATS_PER_LEASE = 3  # a lease survives two lost beats
@@ -231,8 +232,11 @@ class Fleet:
                 await self.registry.notify(f"{RELOAD} {self.node}" if reload else "")
 
     def _heard(self, payload: str) -> None:
-        verb, _, sender = payload.partition(" ")
-        if verb == RELOAD and sender != self.node:
+        verb, _, about = payload.partition(" ")
+        if verb == FREED:
+            self.dispatcher.places_changed()
+            return
+        if verb == RELOAD and about != self.node:
             self._reload_asked = True
         self._wake.set()
 

@@ -74,6 +74,9 @@ STATS_COLUMNS = ("status", "end_reason", "end_at", "duration_ms")
 SORTED_BY_INDEX = NULLABLE_SORTS
 
 
+SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
+
+
 class Run(SQLModel, table=True):
     """One attempt of one task: the durable record operators query."""
 
@@ -85,6 +88,16 @@ class Run(SQLModel, table=True):
         sa.Index("ix_runs_task_created", "task_name", "created_at", "id", *STATS_COLUMNS),
         sa.Index("ix_runs_status_created", "status", "created_at", "id"),
         *(sa.Index(f"ix_runs_{f}", f, "created_at", "id") for f in SORTED_BY_INDEX),
+        # A task's places under max_concurrent across every node sharing the database:
+        # a run holds one until it ends, when it leaves this index by itself.
+        sa.Index(
+            "uq_runs_task_slot",
+            "task_name",
+            "slot",
+            unique=True,
+            postgresql_where=sa.text(SLOT_HELD),
+            sqlite_where=sa.text(SLOT_HELD),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -118,6 +131,8 @@ class Run(SQLModel, table=True):
     proc_started: int | None = Field(default=None, sa_type=sa.BigInteger)
     # Set by a node asked to stop a run that another node carries; that node stops it.
     stop_requested_at: datetime | None = utc_column()
+    # Its place among the task's max_concurrent, on a shared database (overlap != allow).
+    slot: int | None = None
 
 
 _RUN_CLASS = manager_of_class(Run)

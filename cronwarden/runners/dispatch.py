@@ -62,7 +62,7 @@ from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.scheduler.policies import should_retry
-from cronwarden.store.protocol import KeyClaim, KeyedRun, RunRecords
+from cronwarden.store.protocol import KeyClaim, KeyedRun, RunRecords, SharedPlaces
 from cronwarden.store.resilience import persist
 from cronwarden.text import printable
 
@@ -74,6 +74,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # pidfds of finished runs pile up, and every fork-exec pays for each fd open in the
 # daemon.  A few per turn keeps them reaped as they go.
 SPAWNS_PER_TURN = 8
+PLACE_POLL = 1.0  # seconds between looks for a place held on other nodes (NOTIFY is sooner)
 
 
 class Dispatcher:
@@ -86,11 +87,12 @@ class Dispatcher:
         launcher: Launcher,
         clock: Clock,
         on_change: Callable[[str, Run], None] | None = None,
-        shared: bool = False,
+        places: SharedPlaces | None = None,
     ) -> None:
         self.records = records
-        # Several nodes share the database: overlap = skip counts their runs too.
-        self.shared = shared
+        # Several nodes share the database: a limited task's places are counted there.
+        self.places = places
+        self._places_changed = asyncio.Event()
         # Told of each change of a run: "run.created" (its row is committed),
         # "run.started" (spawned), "run.ended" (recorded); for /api/events and the end
         # of a followed log.
@@ -418,11 +420,56 @@ class Dispatcher:
     async def _active_elsewhere(self, task_names: Sequence[str]) -> dict[str, int]:
         """On a shared database, the runs other nodes hold of the tasks whose overlap
         is skip (one query for a batch of fires; none when no such task is due)."""
-        if not self.shared:
+        if self.places is None:
             return {}
         tasks = self.config.tasks
         skipping = {n for n in task_names if n in tasks and tasks[n].overlap == "skip"}
-        return await self.records.active_elsewhere(self.node, skipping) if skipping else {}
+        return await self.places.active_elsewhere(self.node, skipping) if skipping else {}
+
+    def places_changed(self) -> None:
+        """Another node said a place of some task may be free: waiting runs look again."""
+        self._places_changed.set()
+        self._places_changed = asyncio.Event()
+
+    async def _shared_place(self, handle: RunHandle) -> Outcome | None:
+        """On a shared database, a limited task's run also needs a place among the
+        task's max_concurrent across every node (this node's own count was checked at
+        admission).  None: it holds one; else how the run ends without starting."""
+        task = handle.task
+        if self.places is None or task.overlap == "allow":
+            return None
+        waiting = False
+        while True:
+            try:
+                if await self.places.take(task.name, handle.id, task.max_concurrent):
+                    handle.holds_shared_place = True
+                    return None
+                if task.overlap == "skip":
+                    return _skipped(task, Verdict.SKIP, elsewhere=task.max_concurrent)
+                if task.overlap == "terminate":
+                    asked = await self.places.ask_oldest_to_stop(task.name)
+                    if asked is not None:
+                        log.info("run.terminating", task=task.name, run_id=asked, for_run=handle.id)
+            except StoreUnavailable as exc:
+                log.warning("run.place_unknown", task=task.name, run_id=handle.id, error=str(exc))
+            if not waiting:
+                log.info("run.waiting_for_other_nodes", task=task.name, run_id=handle.id)
+                waiting = True
+            changed = asyncio.ensure_future(self._places_changed.wait())
+            stopped = asyncio.ensure_future(handle.control.stop.wait())
+            try:
+                await asyncio.wait(
+                    {changed, stopped}, timeout=PLACE_POLL, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+                stopped.cancel()
+            if handle.control.stop.is_set():
+                return _stopped(
+                    "the daemon shut down before it started"
+                    if self._closing
+                    else "stopped while waiting for a place held on other nodes"
+                )
 
     def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
@@ -587,6 +634,10 @@ class Dispatcher:
                 )
                 ending = Ending(_stopped(why))
                 return
+            refused = await self._shared_place(handle)
+            if refused is not None:
+                ending = Ending(refused)
+                return
             await self._spawn_turn()
             ending = await self.launcher.run(
                 handle.run, handle.task, handle.control, partial(self._started, handle)
@@ -687,6 +738,8 @@ class Dispatcher:
             handle.apply(RunEvent.RECORDED)
             self._changed("run.ended", run)
         self._release(handle)
+        if handle.holds_shared_place and self.places is not None:
+            await self.places.announce_freed(run.task_name)
         log.info(
             "run.ended",
             task=run.task_name,

@@ -100,6 +100,7 @@ class RunHandle:
     control: RunControl = field(default_factory=RunControl)
     job: asyncio.Task[None] | None = None  # the coroutine carrying it from STARTING on
     timer: Cancellable | None = None  # while WAITING for its time
+    holds_shared_place = False  # one of its task's places on a shared database
 
     @property
     def id(self) -> str:

@@ -9,7 +9,7 @@ every state with a fake clock and no database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,13 +84,6 @@ class MemoryStore:
             if r.node == node and r.status in (Status.PENDING, Status.RUNNING)
         ]
 
-    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.runs.values():
-            if r.task_name in task_names and r.node != node and _active(r):
-                counts[r.task_name] = counts.get(r.task_name, 0) + 1
-        return counts
-
     async def _write(self) -> None:
         await asyncio.sleep(0)  # a real commit yields to the loop; so does this
         if self.unavailable:
@@ -101,7 +94,3 @@ class MemoryStore:
 def _copy(run: Run) -> Run:
     """What a database hands back is never the caller's own object."""
     return run.model_copy(deep=True)
-
-
-def _active(run: Run) -> bool:
-    return run.status == Status.RUNNING or (run.status == Status.PENDING and run.not_before is None)

@@ -62,7 +62,15 @@ class RunRecords(Protocol):
         """This node's runs still pending or running (left by a previous life)."""
         ...
 
-    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
-        """Runs of these tasks that other nodes hold, running or about to start (not
-        retries waiting for their time), by task; tasks with none are left out."""
-        ...
+
+class SharedPlaces(Protocol):
+    """A task's places under max_concurrent across the nodes sharing a database (see
+    store/slots.py); absent when a daemon is alone."""
+
+    async def take(self, task_name: str, run_id: str, limit: int) -> bool: ...
+
+    async def ask_oldest_to_stop(self, task_name: str) -> str | None: ...
+
+    async def announce_freed(self, task_name: str) -> None: ...
+
+    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]: ...

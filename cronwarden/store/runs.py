@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,22 +140,6 @@ class Store:
         )
         async with self._session() as session:
             return list((await session.execute(query)).scalars())
-
-    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
-        query = (
-            select(col(Run.task_name), sa.func.count())
-            .where(
-                col(Run.task_name).in_(list(task_names)),
-                col(Run.node) != node,
-                sa.or_(
-                    col(Run.status) == Status.RUNNING,
-                    sa.and_(col(Run.status) == Status.PENDING, col(Run.not_before).is_(None)),
-                ),
-            )
-            .group_by(col(Run.task_name))
-        )
-        async with self._session() as session:
-            return {name: int(count) for name, count in (await session.execute(query)).all()}
 
     async def list_runs(
         self,

@@ -250,3 +250,40 @@ def test_a_reload_asked_of_one_node_reloads_every_node(make_daemon, pg_admin) ->
     wait_for(lambda: tasks_of(nodes[1]) == {"a", "b"}, 10, "the other node reloaded")
     assert events_named(nodes[1], "config.reload_asked_by_another_node")
     assert nodes[0].get("/api/info").body["config_differs"] == []
+
+
+def test_max_concurrent_holds_across_nodes(make_daemon, pg_admin, gate) -> None:
+    url = pg_admin.create()
+    tasks = f"""
+    [tasks.queued]
+    command = "{gate.wait_command}"
+    overlap = "queue"
+
+    [tasks.newest]
+    command = "{gate.wait_command}"
+    overlap = "terminate"
+    """
+    a, b = start_nodes(make_daemon, tasks, [url] * 2)
+
+    def running(r: dict) -> bool:  # type: ignore[type-arg]
+        return bool(r["status"] == "running")
+
+    # queue: a run triggered on b waits while a holds the task's only place.
+    first = a.trigger("queued")
+    a.wait_run(first["id"], running)
+    second = b.trigger("queued")
+    assert stays_false(lambda: running(b.get(f"/api/runs/{second['id']}").body), 1.5)
+    gate.open()
+    assert a.wait_run(first["id"])["end_reason"] == "success"
+    b.wait_run(second["id"], running, timeout=10)
+    gate.open()
+    assert b.wait_run(second["id"])["end_reason"] == "success"
+
+    # terminate: the newcomer on b has a's run stopped, then takes its place.
+    old = a.trigger("newest")
+    a.wait_run(old["id"], running)
+    new = b.trigger("newest")
+    assert a.wait_run(old["id"], timeout=15)["end_reason"] == "stopped"
+    b.wait_run(new["id"], running, timeout=10)
+    gate.open()
+    assert b.wait_run(new["id"])["end_reason"] == "success"

@@ -203,7 +203,7 @@ async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade_to_0001)
         old = make_run(1, idempotency_key="deploy-7", created_at=T0)
-        later = {"rerun_of", "stop_requested_at"}  # columns added after 0001
+        later = {"rerun_of", "stop_requested_at", "slot"}  # columns added after 0001
         columns = Run.__table__.columns  # type: ignore[attr-defined]
         row = {c.name: getattr(old, c.name) for c in columns if c.name not in later}
         await conn.execute(Run.__table__.insert(), [row])  # type: ignore[attr-defined]

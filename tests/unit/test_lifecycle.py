@@ -209,24 +209,65 @@ async def test_a_retry_due_while_the_slot_is_busy_is_skipped_not_started() -> No
     assert ended.start_at is None
 
 
+class OtherNodes:
+    """The shared places of a database where other nodes hold ``held`` runs of every
+    task; ``free()`` lets this node take one."""
+
+    def __init__(self, held: int) -> None:
+        self.held = held
+        self.places_free = False
+        self.asked_to_stop: list[str] = []
+
+    async def take(self, task_name: str, run_id: str, limit: int) -> bool:
+        return self.places_free
+
+    async def ask_oldest_to_stop(self, task_name: str) -> str | None:
+        self.asked_to_stop.append(task_name)
+        return "elsewhere"
+
+    async def announce_freed(self, task_name: str) -> None:
+        pass
+
+    async def active_elsewhere(self, node: str, task_names: object) -> dict[str, int]:
+        return dict.fromkeys(task_names, self.held)  # type: ignore[call-overload]
+
+
 async def test_skip_counts_the_runs_of_other_nodes_on_a_shared_database() -> None:
     r = rig(RETRY_SKIP)
-    elsewhere = r.dispatcher._new_run(r.live.task("job"), Trigger.API)
-    elsewhere.node, elsewhere.status = "n2", Status.RUNNING
-    await r.store.claim([elsewhere])
-    assert (await r.dispatcher.fire("job", T0)) is not None  # alone: n2 is not counted
-    await settle()
-    assert len(r.launcher.running()) == 1
-    r.launcher.finish(r.launcher.running()[0])
-    await settle()
-
-    r.dispatcher.shared = True
-    fired = await r.dispatcher.fire("job", T0 + S)
+    r.dispatcher.places = OtherNodes(held=1)
+    fired = await r.dispatcher.fire("job", T0)
     assert fired is not None and fired.end_reason == EndReason.SKIPPED
     assert "1 of them on other nodes" in (fired.error or "")
     with pytest.raises(TriggerRefused, match="on other nodes"):
         await r.dispatcher.trigger("job")
     assert r.launcher.running() == []
+
+
+@pytest.mark.parametrize("overlap", ["queue", "terminate"])
+async def test_a_run_waits_for_a_place_held_on_another_node(overlap: str) -> None:
+    r = rig(RETRY_SKIP.replace('overlap = "skip"', f'overlap = "{overlap}"'))
+    others = OtherNodes(held=1)
+    r.dispatcher.places = others
+    run, _ = await r.dispatcher.trigger("job")
+    await settle()
+    assert r.launcher.running() == [] and r.store.runs[run.id].status == Status.PENDING
+    assert others.asked_to_stop == (["job"] if overlap == "terminate" else [])
+    others.places_free = True
+    r.dispatcher.places_changed()  # as a NOTIFY from the node whose run ended
+    await settle()
+    assert r.launcher.running() == [run.id]
+
+
+async def test_a_run_waiting_for_a_place_elsewhere_can_be_stopped() -> None:
+    r = rig(RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"'))
+    r.dispatcher.places = OtherNodes(held=1)
+    run, _ = await r.dispatcher.trigger("job")
+    await settle()
+    await r.dispatcher.stop(run.id)
+    await settle()
+    ended = r.store.runs[run.id]
+    assert ended.end_reason == EndReason.STOPPED and "other nodes" in (ended.error or "")
+    assert ended.start_at is None and r.store.end_records == [run.id]
 
 
 RETRY_QUEUE = RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"')
