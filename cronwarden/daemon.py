@@ -265,7 +265,7 @@ class Daemon:
                 api_url=base_url_of(daemon.listen.host, daemon.listen.port),
             )
             await fleet.join()
-            watcher = await recover(dispatcher)
+            watcher = await recover(dispatcher, await fleet.registry.taken_over_runs(node))
             await alerts.start(
                 h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
             )

@@ -56,8 +56,9 @@ from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Run, Status, Trigger, new_run, update_run
 from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
+from cronwarden.runners.execute import terminate
 from cronwarden.runners.host_limit import HostLimit
-from cronwarden.runners.launch import NO_LOG, Ending, Launcher
+from cronwarden.runners.launch import NO_LOG, Ending, Launcher, limits
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
@@ -312,6 +313,19 @@ class Dispatcher:
         handle = self._seated(run)
         summary = self.launcher.close_inherited_log(run.id, error)
         await self._end(handle, RunEvent.EXITED, Ending(Outcome(reason, error=error), summary))
+
+    def stop_leftover(self, run: Run, process: AdoptedProcess) -> None:
+        """A process of a run that a survivor ended while this node was down: stopped
+        as a timeout would stop it, recording nothing (the row is the survivor's)."""
+        task = self.config.tasks.get(run.task_name) or _removed_task(run.task_name)
+        log.warning(
+            "run.leftover_stopped",
+            task=run.task_name,
+            run_id=run.id,
+            pid=run.pid,
+            why="another node took this run over while this node was down",
+        )
+        self._background_task(terminate(process, process.exited, limits(task)))
 
     async def taken_over(self, crashed: Sequence[Run], pending: Sequence[Run]) -> None:
         """Runs of a node declared dead, taken over here: those it ran were ended as

@@ -110,11 +110,11 @@ class AdoptedProcess(GroupLeader):
 
     def __init__(self, pid: int, exited: asyncio.Future[int | None]) -> None:
         super().__init__(pid)
-        self._exited = exited
+        self.exited = exited
 
     async def wait(self) -> int | None:
         """The return code (negative for a signal), or None if it cannot be known."""
-        return await self._exited
+        return await self.exited
 
 
 def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:

@@ -6,9 +6,14 @@
   watched to its real end (timeout and stop still apply).
 * Anything else ended with the old life: it becomes crashed, saying so in ``error``,
   and the task's retry policy applies.
+* A run a surviving node took over while this one was down (its row ended crashed,
+  its retry runs there) is not adopted: a process of it still alive is stopped, so the
+  run does not go on twice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import structlog
 
@@ -20,7 +25,7 @@ from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
 log = structlog.get_logger("cronwarden.recovery")
 
 
-async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
+async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> ExitWatcher | None:
     """Settle every unfinished run of this node; returns the watcher adopted runs use.
 
     The exit watcher opens before any liveness check, and every live pid is watched
@@ -28,9 +33,13 @@ async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
     exit can fall between "is it alive?" and "tell me when it ends".
     """
     runs = await dispatcher.records.unfinished_runs(dispatcher.node)
+    leftovers = [r for r in taken_over if _same_process(r, ended=True) is not None]
     watcher = None
-    if any(r.status == Status.RUNNING and r.pid for r in runs):
+    if leftovers or any(r.status == Status.RUNNING and r.pid for r in runs):
         watcher = ExitWatcher.open()
+    for run in leftovers:  # no await before every live pid is watched
+        assert watcher is not None and run.pid is not None
+        dispatcher.stop_leftover(run, AdoptedProcess(run.pid, watcher.watch(run.pid)))
     adopted: list[tuple[Run, AdoptedProcess]] = []
     orphans: list[Run] = []
     for run in runs:  # no await in this loop
@@ -62,9 +71,11 @@ async def recover(dispatcher: Dispatcher) -> ExitWatcher | None:
     return watcher
 
 
-def _same_process(run: Run) -> ProcStat | None:
-    """The run's process if its pid still names it (same start time), zombie or alive."""
-    if run.status != Status.RUNNING or not run.pid or run.proc_started is None:
+def _same_process(run: Run, *, ended: bool = False) -> ProcStat | None:
+    """The run's process if its pid still names it (same start time), zombie or alive;
+    ``ended``: of a run whose row ended while its process went on (taken over)."""
+    expected = Status.ENDED if ended else Status.RUNNING
+    if run.status != expected or not run.pid or run.proc_started is None:
         return None
     stat = proc_stat(run.pid)
     return stat if stat is not None and stat.start_ticks == run.proc_started else None

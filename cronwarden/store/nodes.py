@@ -203,6 +203,21 @@ class NodeRegistry:
             pending_runs = [_run_of(row) for row in pending.mappings()]
         return Takeover(dead, crashed_runs, pending_runs)
 
+    async def taken_over_runs(self, me: str) -> list[Run]:
+        """The runs a survivor ended at the latest takeover of this node (their
+        processes may still be alive if only the daemon died)."""
+        if not self.shared:
+            return []
+        latest = sa.select(_nodes.c.taken_over_at).where(_nodes.c.name == me).scalar_subquery()
+        query = sa.select(*_runs.c).where(
+            _runs.c.node == me,
+            _runs.c.end_reason == EndReason.CRASHED,
+            _runs.c.end_at == latest,
+            _runs.c.pid.is_not(None),
+        )
+        async with self.engine.connect() as conn:
+            return [_run_of(row) for row in (await conn.execute(query)).mappings()]
+
     async def stop_requested(self, me: str) -> list[str]:
         """Runs this node carries that another node was asked to stop."""
         query = sa.select(_runs.c.id).where(

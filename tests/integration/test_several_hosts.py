@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import (  # type: ignore[import-not-found]
@@ -33,6 +34,15 @@ def start_nodes(make_daemon, tasks: str, urls: list[str]) -> list:  # type: igno
 
 def name_of(daemon) -> str:  # type: ignore[no-untyped-def]
     return str(daemon.get("/api/info").body["node"])
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-def, type-arg]
@@ -173,13 +183,17 @@ def test_a_killed_node_s_run_ends_crashed_and_retries_on_a_survivor(
 
     second = wait_for(lambda: running_retry(nodes[1], run), 20, "the retry on a survivor")
     assert second["node"] in names[1:] and second["attempt"] == 2
-    gate.open()  # the orphaned process of the killed daemon and the retry both end
-    assert nodes[2].wait_run(second["id"])["end_reason"] == "success"
+    assert alive(crashed["pid"])  # only the daemon died: its run's process goes on
 
-    # The killed node comes back: it neither duplicates nor overwrites anything.
+    # The killed node comes back: it stops that process rather than adopting it, and
+    # neither duplicates nor overwrites anything.
     nodes[0].start()
+    wait_for(lambda: not alive(crashed["pid"]), 15, "the leftover process stopped")
+    assert events_named(nodes[0], "run.leftover_stopped")
     listed = {n["name"]: n for n in nodes[0].get("/api/nodes").body["nodes"]}
     assert listed[names[0]]["state"] == "alive"
+    gate.open()  # the retry, alone at the gate now
+    assert nodes[2].wait_run(second["id"])["end_reason"] == "success"
     assert stays_false(lambda: len(nodes[0].runs(task_name="long")) != 2, 2)
     assert nodes[0].get(f"/api/runs/{run['id']}").body == crashed
     assert nodes[0].get(f"/api/runs/{second['id']}").body["end_reason"] == "success"
