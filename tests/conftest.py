@@ -324,13 +324,32 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
         fifo.open(timeout=0)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_databases`` run twice: their daemons on SQLite, then each on
+    a fresh PostgreSQL database."""
+    if metafunc.definition.get_closest_marker("both_databases") and (
+        "make_daemon" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("engine", DATABASES, indirect=True)
+
+
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def make_daemon(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Daemon]]:
     daemons: list[Daemon] = []
 
     def factory(tasks: str, start: bool = True, **options: str) -> Daemon:
         workdir = tmp_path / f"d{len(daemons)}"
         workdir.mkdir()
+        if engine == "postgresql" and "database =" not in options.get("daemon_extra", ""):
+            url = request.getfixturevalue("pg_admin").create()
+            options["daemon_extra"] = f'database = "{url}"\n' + options.get("daemon_extra", "")
         daemon = Daemon(workdir, tasks, **options)
         daemons.append(daemon)
         return daemon.start() if start else daemon
@@ -418,12 +437,6 @@ def database_option(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return ""
     return f'database = "{request.getfixturevalue("pg_admin").create()}"'
-
-
-@pytest.fixture(params=DATABASES)
-def database(request: pytest.FixtureRequest) -> str:
-    """For daemon tests that must hold on both engines: pass as ``daemon_extra``."""
-    return database_option(request)
 
 
 @pytest.fixture(params=DATABASES)

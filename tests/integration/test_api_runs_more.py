@@ -8,6 +8,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
+pytestmark = pytest.mark.both_databases
+
 CLI = [sys.executable, "-m", "cronwarden"]
 UNKNOWN_RUN = "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
 

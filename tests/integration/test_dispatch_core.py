@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from conftest import concurrently, stays_false, wait_for  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.both_databases
 
 
 def z(value: str) -> datetime:
@@ -42,16 +45,13 @@ def overlapping(runs: list[dict]) -> list[tuple[str, str]]:
     return pairs
 
 
-def test_fifty_concurrent_triggers_with_one_idempotency_key_make_one_run(
-    make_daemon, gate, database: str
-) -> None:
+def test_fifty_concurrent_triggers_with_one_idempotency_key_make_one_run(make_daemon, gate) -> None:
     daemon = make_daemon(
         f"""
     [tasks.sl]
     command = "{gate.wait_command}"
     params = ["who"]
     """,
-        daemon_extra=database,
     )
     key = {"Idempotency-Key": "deploy-42"}
     answers = concurrently(

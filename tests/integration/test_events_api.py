@@ -15,9 +15,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from conftest import wait_for  # type: ignore[import-not-found]
 
 from cronwarden.client import EventStreamParser, ServerEvent
+
+pytestmark = pytest.mark.both_databases
 
 TASKS = """
 [tasks.t]

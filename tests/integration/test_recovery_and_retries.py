@@ -8,6 +8,8 @@ from datetime import datetime
 import pytest
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
 
+pytestmark = pytest.mark.both_databases
+
 
 def z(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -28,9 +30,7 @@ def chain(daemon, task: str, attempts: int, timeout: float = 30) -> list[dict]:
     ("backoff", "delays"),
     [("constant", [0.6, 0.6]), ("linear", [0.6, 1.2]), ("exponential", [0.6, 1.2, 2.0])],
 )
-def test_retries_follow_the_backoff(
-    database, make_daemon, backoff: str, delays: list[float]
-) -> None:
+def test_retries_follow_the_backoff(make_daemon, backoff: str, delays: list[float]) -> None:
     daemon = make_daemon(
         f"""
     [tasks.flaky]
@@ -40,7 +40,6 @@ def test_retries_follow_the_backoff(
     retry_backoff = "{backoff}"
     retry_max_delay = "2s"
     """,
-        daemon_extra=database,
     )
     first = daemon.trigger("flaky")
     runs = chain(daemon, "flaky", len(delays) + 1)
@@ -54,7 +53,7 @@ def test_retries_follow_the_backoff(
         assert delay - 0.05 <= gap <= delay + 0.5, (backoff, gap, delay)
 
 
-def test_retry_on_limits_which_ends_retry(database, make_daemon) -> None:
+def test_retry_on_limits_which_ends_retry(make_daemon) -> None:
     daemon = make_daemon(
         """
     [tasks.times_out]
@@ -64,14 +63,13 @@ def test_retry_on_limits_which_ends_retry(database, make_daemon) -> None:
     retry_delay = "100ms"
     retry_on = ["failed"]
     """,
-        daemon_extra=database,
     )
     run = daemon.wait_run(daemon.trigger("times_out")["id"])
     assert run["end_reason"] == "timeout"
     assert stays_false(lambda: len(daemon.runs(task_name="times_out")) > 1, window=1.0)
 
 
-def test_a_pending_retry_survives_a_restart(database, make_daemon) -> None:
+def test_a_pending_retry_survives_a_restart(make_daemon) -> None:
     daemon = make_daemon(
         """
     [tasks.flaky]
@@ -79,7 +77,6 @@ def test_a_pending_retry_survives_a_restart(database, make_daemon) -> None:
     retries = 3
     retry_delay = "3s"
     """,
-        daemon_extra=database,
     )
     first = daemon.wait_run(daemon.trigger("flaky")["id"])
     assert first["end_reason"] == "failed"
@@ -98,7 +95,7 @@ def test_a_pending_retry_survives_a_restart(database, make_daemon) -> None:
     assert (z(retry["start_at"]) - z(first["end_at"])).total_seconds() >= 2.95
 
 
-def test_kill_9_loses_nothing_and_duplicates_nothing(database, make_daemon, gate) -> None:
+def test_kill_9_loses_nothing_and_duplicates_nothing(make_daemon, gate) -> None:
     daemon = make_daemon(
         f"""
     [tasks.quiet]
@@ -116,7 +113,6 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(database, make_daemon, gate
     retries = 1
     retry_delay = "2s"
     """,
-        daemon_extra=database,
     )
     quiet = daemon.trigger("quiet")
     chatty = daemon.trigger("chatty")
@@ -170,7 +166,7 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(database, make_daemon, gate
     assert all(r["end_reason"] != "crashed" or r["error"] for r in after)
 
 
-def test_stopping_a_waiting_retry_ends_it_at_once(database, make_daemon) -> None:
+def test_stopping_a_waiting_retry_ends_it_at_once(make_daemon) -> None:
     daemon = make_daemon(
         """
     [tasks.flaky]
@@ -178,7 +174,6 @@ def test_stopping_a_waiting_retry_ends_it_at_once(database, make_daemon) -> None
     retries = 1
     retry_delay = "1h"
     """,
-        daemon_extra=database,
     )
     daemon.wait_run(daemon.trigger("flaky")["id"])
     (pending,) = wait_for(

@@ -10,7 +10,10 @@ import sys
 import time
 from datetime import datetime
 
+import pytest
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+
+pytestmark = pytest.mark.both_databases
 
 
 def z(value: str) -> datetime:
