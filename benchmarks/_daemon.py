@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,12 @@ def free_port() -> int:
 
 
 def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # say what the daemon refused, and why
+        why = f"{exc.msg}: {exc.read().decode(errors='replace')}"
+        raise urllib.error.HTTPError(url, exc.code, why, exc.headers, None) from exc
 
 
 def post(url: str) -> Any:

@@ -36,6 +36,7 @@ from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import Store, open_engine
 
 TASKS = 20
+RETAIN_DAYS = 36500  # keep_for: the seeded runs start on T0, in the past
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REASONS = ["success"] * 90 + ["failed"] * 7 + ["timeout"] * 2 + ["skipped"]
 
@@ -157,7 +158,9 @@ def main() -> None:
         config = workdir / "pages.toml"
         tasks = "".join(f'[tasks.t{i:02d}]\ncommand = "true"\n' for i in range(TASKS))
         config.write_text(
-            f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{data}"\n{tasks}'
+            f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{data}"\n'
+            # Retention must not delete the seeded history while it is being read.
+            f'keep_runs = {args.runs}\nkeep_for = "{RETAIN_DAYS}d"\n{tasks}'
         )
         with running_daemon(workdir, config) as (base, _):
             page = get(f"{base}/api/runs?limit=50")
