@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from cronwarden import __version__
-from cronwarden.errors import ConfigError, Conflict
+from cronwarden.errors import ConfigError, Conflict, StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.service import SchedulerService
@@ -43,7 +43,7 @@ BEATS_PER_LEASE = 3  # a lease survives two lost beats
 MIN_INTERVAL = timedelta(seconds=1)
 RELOAD = "reload"  # NOTIFY payload: "reload <sender>"
 SYNC_EVERY = 1.0  # seconds between polls of stop requests and pauses (NOTIFY is sooner)
-_DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+_DATABASE_ERRORS = (SQLAlchemyError, StoreUnavailable, OSError, TimeoutError)
 
 
 class Fleet:

@@ -11,7 +11,7 @@ place is never leaked and there is nothing to release.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -35,21 +35,18 @@ class FleetSlots:
         held = sa.select(_runs.c.slot).where(_holding(task_name))
         for _ in range(_COLLISIONS):
             try:
-                async with self.engine.begin() as conn:
-                    taken = set((await conn.execute(held)).scalars())
-                    free = next((n for n in range(limit) if n not in taken), None)
-                    if free is None:
-                        return False
-                    await conn.execute(
-                        sa.update(_runs).where(_runs.c.id == run_id).values(slot=free)
-                    )
-                    return True
+                with _outage_as_unavailable():
+                    async with self.engine.begin() as conn:
+                        taken = set((await conn.execute(held)).scalars())
+                        free = next((n for n in range(limit) if n not in taken), None)
+                        if free is None:
+                            return False
+                        await conn.execute(
+                            sa.update(_runs).where(_runs.c.id == run_id).values(slot=free)
+                        )
+                        return True
             except IntegrityError:
                 continue
-            except SQLAlchemyError as exc:
-                if is_outage(exc):
-                    raise unavailable(exc) from exc
-                raise
         return False
 
     async def ask_oldest_to_stop(self, task_name: str) -> str | None:
@@ -72,10 +69,11 @@ class FleetSlots:
             .values(stop_requested_at=sa.func.statement_timestamp())
             .returning(_runs.c.id)
         )
-        async with self.engine.begin() as conn:
-            asked = (await conn.execute(statement)).scalar_one_or_none()
-            if asked is not None:
-                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, asked)))
+        with _outage_as_unavailable():
+            async with self.engine.begin() as conn:
+                asked = (await conn.execute(statement)).scalar_one_or_none()
+                if asked is not None:
+                    await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, asked)))
         return None if asked is None else str(asked)
 
     async def announce_freed(self, task_name: str) -> None:
@@ -102,13 +100,9 @@ class FleetSlots:
             )
             .group_by(_runs.c.task_name)
         )
-        try:
+        with _outage_as_unavailable():
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as exc:
-            if is_outage(exc):
-                raise unavailable(exc) from exc
-            raise
         return {name: int(count) for name, count in rows}
 
 
@@ -116,3 +110,15 @@ def _holding(task_name: str) -> sa.ColumnElement[bool]:
     return sa.and_(
         _runs.c.task_name == task_name, _runs.c.slot.is_not(None), _runs.c.status != Status.ENDED
     )
+
+
+@contextlib.contextmanager
+def _outage_as_unavailable() -> Iterator[None]:
+    """A database that cannot be reached is StoreUnavailable (the run waits and looks
+    again); any other error is a bug and stays what it is."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        if is_outage(exc) and not isinstance(exc, IntegrityError):
+            raise unavailable(exc) from exc
+        raise
