@@ -26,6 +26,7 @@ class ConfigChanges:
 class LiveConfig:
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._tasks_hash: str | None = None  # of the current config, computed once
 
     @property
     def current(self) -> Config:
@@ -41,8 +42,11 @@ class LiveConfig:
         find one that runs a different config."""
         import hashlib
 
-        lines = "".join(f"{n}={t.definition_hash}\n" for n, t in sorted(self.tasks.items()))
-        return hashlib.sha256(lines.encode()).hexdigest()[:16]
+        if self._tasks_hash is None:
+            tasks = sorted(self.tasks.items())
+            lines = "".join(f"{n}={t.definition_hash}\n" for n, t in tasks)
+            self._tasks_hash = hashlib.sha256(lines.encode()).hexdigest()[:16]
+        return self._tasks_hash
 
     def task(self, name: str) -> TaskConfig:
         try:
@@ -54,6 +58,7 @@ class LiveConfig:
         """Make ``new`` current; says which tasks came, went or changed."""
         old = self._config.tasks
         self._config = new
+        self._tasks_hash = None
         return ConfigChanges(
             added=sorted(set(new.tasks) - set(old)),
             removed=sorted(set(old) - set(new.tasks)),

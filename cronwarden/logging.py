@@ -35,11 +35,10 @@ def configure_logging(fmt: Literal["json", "console"] | None, node: str | None =
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries (APScheduler, aiohttp) log through stdlib logging: keep their warnings.
+    # Libraries (aiohttp, SQLAlchemy) log through stdlib logging: keep their warnings.
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

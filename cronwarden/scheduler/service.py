@@ -1,25 +1,20 @@
-"""The APScheduler 3 glue: it times fires; cronwarden decides what a fire means.
+"""The scheduler: it times fires (one FireTimer for every task); cronwarden decides
+what a fire means.
 
-APScheduler is told nothing about misfires or coalescing (grace None, no coalescing):
-a custom executor receives every due run time and hands it to this service, which
-applies the task's catch-up policy and records each outcome as a run or a logged
-``fire.missed``, so nothing is ever dropped silently.
+Every due fire is handed to this service, which applies the task's catch-up policy and
+records each outcome as a run or a logged ``fire.missed``, so nothing is ever dropped
+silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from apscheduler.executors.base import BaseExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
 
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
@@ -28,6 +23,7 @@ from cronwarden.model import TaskState, Trigger
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import jitter_offset
+from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.store.resilience import persist
 
@@ -44,38 +40,6 @@ class TaskStateStore(Protocol):
     async def save_task_state(self, task_name: str, **values: Any) -> None: ...
 
 
-class _JitteredTrigger(BaseTrigger):  # type: ignore[misc]
-    """Adapts a pure trigger to APScheduler, shifting each fire by the task's jitter."""
-
-    def __init__(self, trigger: AnyTrigger, offset: timedelta) -> None:
-        self.trigger = trigger
-        self.offset = offset
-
-    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
-        # Never hand APScheduler a backlog: fires it slept through are worked out by
-        # SchedulerService._due from the last handled fire, under the catch-up policy.
-        after = now - self.offset if previous is None else max(previous, now) - self.offset
-        nominal = self.trigger.next_fire(after)
-        return None if nominal is None else nominal + self.offset
-
-    def __str__(self) -> str:
-        return self.trigger.expression
-
-
-class _FireExecutor(BaseExecutor):  # type: ignore[misc]
-    """Receives due jobs with their run times; runs nothing itself."""
-
-    def __init__(self, on_due: Any) -> None:
-        super().__init__()
-        self._on_due = on_due
-
-    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        self._on_due(job.id, run_times)
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        raise NotImplementedError  # submit_job is overridden whole
-
-
 @dataclass
 class _Scheduled:
     task: TaskConfig
@@ -89,15 +53,7 @@ class SchedulerService:
         self.dispatcher = dispatcher
         self.state = state
         self.clock = clock
-        self._aps = AsyncIOScheduler(
-            timezone="UTC",
-            executors={"default": _FireExecutor(self._due)},
-            job_defaults={
-                "misfire_grace_time": None,
-                "coalesce": False,
-                "max_instances": 1_000_000,
-            },
-        )
+        self._timer = FireTimer(clock, self._due)
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -109,7 +65,7 @@ class SchedulerService:
         states = await self.state.task_states()
         self._paused = {name for name, state in states.items() if state.paused}
         anchors = await self.state.last_scheduled_for()
-        self._aps.start()
+        self._timer.start()
         self.running = True
         now = self.clock.now()
         for task in tasks.values():
@@ -123,7 +79,7 @@ class SchedulerService:
 
     def shutdown(self) -> None:
         if self.running:
-            self._aps.shutdown(wait=False)
+            self._timer.stop()
             self.running = False
 
     async def wait_inflight(self) -> None:
@@ -137,11 +93,11 @@ class SchedulerService:
         """The next nominal fire (jitter not included), None when paused or unscheduled."""
         if task_name in self._paused:
             return None
-        job = self._aps.get_job(task_name)
+        when = self._timer.next_fire(task_name)
         entry = self._scheduled.get(task_name)
-        if job is None or entry is None or job.next_run_time is None:
+        if when is None or entry is None:
             return None
-        return job.next_run_time - entry.offset  # type: ignore[no-any-return]
+        return when - entry.offset
 
     @property
     def paused_count(self) -> int:
@@ -174,8 +130,7 @@ class SchedulerService:
             return
         if paused:
             self._paused.add(task_name)
-            if self._aps.get_job(task_name) is not None:
-                self._aps.pause_job(task_name)
+            self._timer.clear(task_name)
             log.info("task.paused", task=task_name)
             return
         self._paused.discard(task_name)
@@ -222,34 +177,31 @@ class SchedulerService:
         return entry
 
     def _reschedule(self, entry: _Scheduled) -> None:
-        """(Re)create the job with its next fire after the later of now and the anchor."""
-        after = max(filter(None, [entry.anchor, self.clock.now()]))
+        """Time the next fire after the later of now and the anchor (never early)."""
+        self._time_next(entry, after=max(filter(None, [entry.anchor, self.clock.now()])))
+
+    def _time_next(self, entry: _Scheduled, after: datetime) -> None:
+        name = entry.task.name
+        self._timer.clear(name)
         nominal = entry.trigger.next_fire(after)
-        if self._aps.get_job(entry.task.name) is not None:
-            self._aps.remove_job(entry.task.name)
-        if nominal is None:
-            return
-        self._aps.add_job(
-            _noop,
-            trigger=_JitteredTrigger(entry.trigger, entry.offset),
-            id=entry.task.name,
-            name=entry.task.name,
-            next_run_time=nominal + entry.offset,
-        )
-        if entry.task.name in self._paused:
-            self._aps.pause_job(entry.task.name)
+        if nominal is not None and name not in self._paused:
+            self._timer.set(name, nominal + entry.offset)
 
     def _remove(self, name: str) -> None:
         self._scheduled.pop(name, None)
-        with contextlib.suppress(JobLookupError):
-            self._aps.remove_job(name)
+        self._timer.clear(name)
 
-    def _due(self, task_name: str, run_times: list[datetime]) -> None:
-        """Called by APScheduler in the loop thread when a task's fire time came."""
+    def _due(self, task_name: str, when: datetime) -> None:
+        """The timer's call: a task's (jittered) fire time came."""
         entry = self._scheduled.get(task_name)
         if entry is None or task_name in self._paused:
             return
-        self._carry_out(entry, due=run_times[-1] - entry.offset)
+        due = when - entry.offset
+        self._carry_out(entry, due=due)
+        # The next fire follows the one handled, or now if the wake came late: fires
+        # slept through were worked out by _carry_out under the catch-up policy.
+        now = self.clock.now() - entry.offset
+        self._time_next(entry, after=max(filter(None, [entry.anchor, due, now])))
 
     def _carry_out(self, entry: _Scheduled, due: datetime | None) -> None:
         """Plan the fires (pure), then dispatch them and report what was dropped."""
@@ -291,8 +243,8 @@ class SchedulerService:
             self._fire(task.name, fire, how)
 
     def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
-        """Queue a fire; all fires that come due in one turn of the loop (APScheduler
-        hands over every due job in one go) are claimed together, in one write."""
+        """Queue a fire; all fires that come due in one turn of the loop (the timer
+        hands over every due task in one go) are claimed together, in one write."""
         if not self._due_now:
             asyncio.get_running_loop().call_soon(self._claim_due)
         self._due_now.append((task_name, scheduled_for, trigger))
@@ -337,7 +289,3 @@ def _on_a_timer(task: TaskConfig) -> bool:
 
 def _timing(task: TaskConfig) -> tuple[Any, ...]:
     return (task.schedule, task.timezone, task.jitter)
-
-
-def _noop() -> None:  # APScheduler wants a callable; _FireExecutor never calls it
-    pass

@@ -39,7 +39,7 @@ class Heartbeat:
     version: str
     pid: int
     api_url: str | None
-    config_hash: str
+    config_hash: str | None  # None until hashed (the first beat)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ import subprocess
 import sys
 
 import pytest
+from conftest import wait_for  # type: ignore[import-not-found]
 
 
 def test_a_lone_daemon_lists_itself(make_daemon, gate) -> None:
     daemon = make_daemon(f'[tasks.hold]\ncommand = "{gate.wait_command}"\n')
     run = daemon.trigger("hold")
     daemon.wait_run(run["id"], lambda r: r["status"] == "running")
-    (node,) = daemon.get("/api/nodes").body["nodes"]
-    assert node["this_node"] and node["state"] == "alive" and node["same_config"]
+    # the config hash comes with the first beat after start-up
+    (node,) = wait_for(
+        lambda: [n for n in daemon.get("/api/nodes").body["nodes"] if n["same_config"]]
+    )
+    assert node["this_node"] and node["state"] == "alive"
     assert node["name"] == daemon.get("/api/info").body["node"]
     assert node["running_runs"] == 1
     assert node["api_url"] == daemon.url

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import Run, Status
 from cronwarden.store import RunFilter, Store, open_engine
+from cronwarden.store.migrate import HEAD, alembic_config
 from cronwarden.store.protocol import KeyClaim
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -39,7 +40,14 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await Store.open(store.engine)  # a second start-up applies nothing new
     async with store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-    assert version == [("0007",)]
+    assert version == [(HEAD,)]
+
+
+def test_head_names_the_newest_migration() -> None:
+    """A database at HEAD skips alembic at start-up, so HEAD must be the real head."""
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0007"
 
 
 async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:

@@ -5,23 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.model import Trigger
 from cronwarden.scheduler.service import SchedulerService
 
-# Decisions use the fake clock; APScheduler's timer runs on real time, so the fake "now"
-# lies in the future: the real timer never becomes due while a test runs.
 T = datetime(2036, 5, 1, 12, 0, 30, tzinfo=UTC)
 
 
 @dataclass
 class FakeClock:
+    """Time stands still unless a test moves it; timers are kept, and fired only by
+    ``run_due`` (the tests below call the service's _due themselves)."""
+
     at: datetime
+    timers: list[tuple[datetime, Any]] = field(default_factory=list)
 
     def now(self) -> datetime:
         return self.at
+
+    def call_at(self, when: datetime, callback: Any) -> Any:
+        entry = (when, callback)
+        self.timers.append(entry)
+        return SimpleNamespace(cancel=lambda: self.timers.remove(entry))
+
+    def run_due(self) -> None:
+        for entry in sorted(self.timers, key=lambda e: e[0]):
+            if entry[0] <= self.at and entry in self.timers:
+                self.timers.remove(entry)
+                entry[1]()
 
 
 @dataclass
@@ -113,7 +127,7 @@ async def test_reload_keeps_unchanged_and_never_fires_a_changed_schedule_early()
 async def test_reload_after_a_fire_does_not_fire_it_again() -> None:
     service, dispatcher, clock = await started(HOURLY)
     clock.at = datetime(2036, 5, 1, 13, 0, 0, 100000, tzinfo=UTC)
-    service._due("a", [datetime(2036, 5, 1, 13, tzinfo=UTC)])
+    service._due("a", datetime(2036, 5, 1, 13, tzinfo=UTC))
     await service.wait_inflight()
     # the new schedule also matches 13:00, which was just handled
     service.apply(
@@ -139,7 +153,7 @@ async def test_pause_persists_and_resume_does_not_catch_up() -> None:
     await service.pause("a")
     assert dispatcher.store.states["a"]["paused"] is True
     assert service.is_paused("a") and service.next_fire_time("a") is None
-    service._due("a", [datetime(2036, 5, 1, 13, tzinfo=UTC)])  # a paused task ignores its timer
+    service._due("a", datetime(2036, 5, 1, 13, tzinfo=UTC))  # a paused task ignores its timer
     clock.at = T + timedelta(hours=3)
     await service.resume("a")
     await service.wait_inflight()
@@ -164,7 +178,7 @@ async def test_late_wake_is_reported_and_caught_up() -> None:
     )
     dispatcher.fired.clear()
     clock.at = T + timedelta(minutes=10)  # the loop was blocked or the host slept
-    service._due("a", [datetime(2036, 5, 1, 12, 1, tzinfo=UTC)])
+    service._due("a", datetime(2036, 5, 1, 12, 1, tzinfo=UTC))
     await service.wait_inflight()
     assert dispatcher.fired == [("a", datetime(2036, 5, 1, 12, 10, tzinfo=UTC), Trigger.CATCH_UP)]
     # The nine fires it slept through are recorded as missed runs (12:01 .. 12:09).
@@ -181,3 +195,24 @@ async def test_a_schedule_changed_to_reboot_or_none_stops_its_timer() -> None:
     assert sorted(changes["removed"]) == ["a", "b"]
     assert service.next_fire_time("a") is None and service.next_fire_time("b") is None
     service.shutdown()
+
+
+async def test_the_timer_fires_each_task_at_its_time_and_times_the_next() -> None:
+    service, dispatcher, clock = await started(
+        HOURLY + '[tasks.b]\ncommand = "true"\nschedule = "30 * * * *"\ntimezone = "UTC"\n'
+    )
+    dispatcher.fired.clear()
+
+    def at(hour: int, minute: int) -> datetime:
+        return datetime(2036, 5, 1, hour, minute, tzinfo=UTC)
+
+    for now, fired in ((at(12, 30), "b"), (at(13, 0), "a"), (at(13, 30), "b")):
+        clock.at = now + timedelta(milliseconds=1)
+        clock.run_due()
+        await service.wait_inflight()
+        assert dispatcher.fired[-1] == (fired, now, Trigger.SCHEDULE)
+    assert len(dispatcher.fired) == 3
+    assert service.next_fire_time("a") == at(14, 0)
+    assert service.next_fire_time("b") == at(14, 30)
+    service.shutdown()
+    assert clock.timers == []  # a stopped scheduler leaves no timer behind
