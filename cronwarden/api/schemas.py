@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cronwarden.model import EndReason, Run, Status, Trigger
@@ -80,11 +82,11 @@ _RUN_FIELDS = tuple(RunOut.model_fields)
 _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 
 
-def run_fields(run: Run) -> dict[str, Any]:
+def run_fields(run: Run | sa.Row[Any]) -> dict[str, Any]:
     """A run as the API shows it (RunOut's fields, JSON-ready), read straight from the
-    instance: a page of runs is built per request, and pydantic models and the ORM's
-    attribute getters cost several times the query."""
-    values = vars(run)
+    instance or the row of a page: a page of runs is built per request, and pydantic
+    models and the ORM's attribute getters cost several times the query."""
+    values: Mapping[str, Any] = run._asdict() if isinstance(run, sa.Row) else vars(run)
     if not all(name in values for name in _RUN_FIELDS):  # an expired ORM instance
         values = {name: getattr(run, name) for name in _RUN_FIELDS}
     fields = {name: values[name] for name in _RUN_FIELDS}

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.errors import InvalidCursor, RunNotFound
@@ -54,7 +54,9 @@ class TaskTally:
 
 @dataclass
 class RunPage:
-    runs: list[Run]
+    # Rows of the runs table (attributes named as Run's fields), not Run instances: a
+    # page is read to be shown, and building ORM instances cost as much as the query.
+    runs: list[sa.Row[Any]]
     next_cursor: str | None
     has_next: bool
     total: int | None = None
@@ -94,6 +96,18 @@ class Store:
         try:
             async with self._sessions() as session:
                 yield session
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            if is_outage(exc):
+                raise unavailable(exc) from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for Core reads (no ORM session: a page of rows costs half
+        as much), its failures surfacing as StoreUnavailable."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             if is_outage(exc):
                 raise unavailable(exc) from exc
@@ -157,21 +171,21 @@ class Store:
         in the sort field (not started, not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
         conditions = _conditions(where, self.engine.dialect.name)
-        runs: list[Run] = []
+        runs: list[sa.Row[Any]] = []
         skip = offset
-        async with self._session() as session:
+        async with self._connection() as conn:
             for part in order.parts(None if cursor is None else order.decode(cursor)):
                 query = part.where(*conditions).offset(skip).limit(limit + 1 - len(runs))
-                runs += (await session.execute(query)).scalars()
+                runs += (await conn.execute(query)).all()
                 if len(runs) > limit:
                     break
                 if skip:  # what this part held counts against the offset
                     held = select(sa.func.count()).select_from(part.where(*conditions).subquery())
-                    skip = max(0, skip - (await session.execute(held)).scalar_one())
+                    skip = max(0, skip - (await conn.execute(held)).scalar_one())
             total = None
             if with_total:
                 count = select(sa.func.count()).select_from(Run).where(*conditions)
-                total = (await session.execute(count)).scalar_one()
+                total = (await conn.execute(count)).scalar_one()
         has_next = len(runs) > limit
         runs = runs[:limit]
         next_cursor = order.encode(runs[-1]) if has_next and runs else None
@@ -353,7 +367,8 @@ class RunOrder:
         return key > bound if self.ascending else key < bound
 
     def _ordered(self, columns: list[Any]) -> Any:
-        return select(Run).order_by(*(c.asc() if self.ascending else c.desc() for c in columns))
+        order = (c.asc() if self.ascending else c.desc() for c in columns)
+        return sa.select(Run.__table__).order_by(*order)  # type: ignore[attr-defined]
 
     def parts(self, position: list[Any] | None) -> list[Any]:
         """The queries of a page that starts after ``position`` (a decoded cursor), in
@@ -379,7 +394,7 @@ class RunOrder:
         parts.append(empty)
         return parts
 
-    def encode(self, run: Run) -> str:
+    def encode(self, run: Run | sa.Row[Any]) -> str:
         values = [getattr(run, c.key) for c in self._columns(True)]
         raw = json.dumps(
             [self.field, self.ascending, *(_jsonable(v) for v in values)], separators=(",", ":")
