@@ -221,8 +221,9 @@ class NodeRegistry:
     async def stop_requested(self, me: str) -> list[str]:
         """Runs this node carries that another node was asked to stop."""
         query = sa.select(_runs.c.id).where(
+            # IN rather than != 'ended': the status index serves it, every second
+            _runs.c.status.in_([Status.PENDING, Status.RUNNING]),
             _runs.c.node == me,
-            _runs.c.status != Status.ENDED,
             _runs.c.stop_requested_at.is_not(None),
         )
         async with self.engine.connect() as conn:
