@@ -1,1 +1,2 @@
-"""When things fire: pure triggers and policies, plus the APScheduler glue that times them."""
+"""When things fire: pure triggers and policies, the one timer of every task, and the
+service that turns each due fire into runs."""
