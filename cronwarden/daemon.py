@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import os
 import signal
+import socket
 import sys
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -103,6 +104,14 @@ def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
         yield handle
     finally:
         handle.close()
+
+
+def advertised_host(host: str | None) -> str | None:
+    """The address other nodes reach this one at: a listener on every interface is
+    reached by this host's name, not by 0.0.0.0."""
+    if host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return host
 
 
 def _use_pidfd_child_watcher() -> None:
@@ -262,7 +271,7 @@ class Daemon:
                 dispatcher,
                 scheduler,
                 started_at=started_at,
-                api_url=base_url_of(daemon.listen.host, daemon.listen.port),
+                api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
             )
             await fleet.join()
             watcher = await recover(dispatcher, await fleet.registry.taken_over_runs(node))
