@@ -189,7 +189,7 @@ class Fleet:
             n.name
             for n in await self.registry.seen()
             if n.name != self.node
-            and n.silent_for <= self.lease
+            and n.alive(self.lease)
             and n.config_hash is not None  # not hashed yet: it has just started
             and n.config_hash != mine
         )

@@ -344,10 +344,10 @@ async def stop_run(request: web.Request) -> web.Response:
     try:
         run = await services.dispatcher.stop(run_id)
     except CarriedElsewhere:
-        if not await services.fleet.request_stop(run_id):
-            run = await services.store.get_run(run_id)
-            raise Conflict(f"run {run_id} has already ended ({run.end_reason})") from None
+        asked = await services.fleet.request_stop(run_id)
         run = await services.store.get_run(run_id)
+        if not asked:
+            raise Conflict(f"run {run_id} has already ended ({run.end_reason})") from None
     return _json(RunOut.of(run), 202)
 
 
@@ -445,7 +445,7 @@ async def nodes(request: web.Request) -> web.Response:
     listed = [
         NodeOut(
             name=n.name,
-            state="alive" if n.silent_for <= lease else "dead" if n.taken_over_by else "lapsed",
+            state="alive" if n.alive(lease) else "dead" if n.taken_over_by else "lapsed",
             taken_over_by=n.taken_over_by,
             started_at=iso_z(n.started_at),
             heartbeat_at=iso_z(n.heartbeat_at),

@@ -333,13 +333,7 @@ class Dispatcher:
         retries wait here for their time."""
         for run in crashed:
             self._changed("run.ended", run)
-            log.warning(
-                "run.ended",
-                task=run.task_name,
-                run_id=run.id,
-                end_reason=run.end_reason,
-                error=run.error,
-            )
+            _log_end(run, log.warning)
             await self._maybe_retry(run)
         for run in pending:
             if run.task_name in self.config.tasks and run.id not in self.handles:
@@ -470,20 +464,11 @@ class Dispatcher:
                 log.info("run.waiting_for_other_nodes", task=task.name, run_id=handle.id)
                 waiting = True
             changed = asyncio.ensure_future(self._places_changed.wait())
-            stopped = asyncio.ensure_future(handle.control.stop.wait())
             try:
-                await asyncio.wait(
-                    {changed, stopped}, timeout=PLACE_POLL, return_when=asyncio.FIRST_COMPLETED
-                )
+                if await self._stopped_while(handle, changed, PLACE_POLL):
+                    return self._stopped_waiting("a place held on other nodes")
             finally:
                 changed.cancel()
-                stopped.cancel()
-            if handle.control.stop.is_set():
-                return _stopped(
-                    "the daemon shut down before it started"
-                    if self._closing
-                    else "stopped while waiting for a place held on other nodes"
-                )
 
     def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
@@ -641,12 +626,7 @@ class Dispatcher:
         ending = Ending(Outcome(EndReason.CRASHED, error="the run was interrupted"))
         try:
             if not await self._host_place(handle):
-                why = (
-                    "the daemon shut down before it started"
-                    if self._closing
-                    else "stopped while waiting for a place under max_concurrent_runs"
-                )
-                ending = Ending(_stopped(why))
+                ending = Ending(self._stopped_waiting("a place under max_concurrent_runs"))
                 return
             refused = await self._shared_place(handle)
             if refused is not None:
@@ -674,16 +654,30 @@ class Dispatcher:
         if waiter is None:
             return True
         log.info("run.waiting_for_host", task=handle.task_name, run_id=handle.id)
-        stopped: asyncio.Future[Any] = asyncio.ensure_future(handle.control.stop.wait())
-        either: set[asyncio.Future[Any]] = {waiter, stopped}
-        try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if handle.control.stop.is_set():
+        if await self._stopped_while(handle, waiter):
             self.host.release(handle.id)
             return False
         return True
+
+    async def _stopped_while(
+        self, handle: RunHandle, waiter: asyncio.Future[Any], at_most: float | None = None
+    ) -> bool:
+        """Wait for ``waiter`` (at most ``at_most`` seconds) unless the run is stopped
+        first; True if it was.  The waiter is the caller's to settle."""
+        stopped = asyncio.ensure_future(handle.control.stop.wait())
+        try:
+            await asyncio.wait(
+                {waiter, stopped}, timeout=at_most, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+        return handle.control.stop.is_set()
+
+    def _stopped_waiting(self, for_what: str) -> Outcome:
+        """How a run stopped before it started ends (a shutdown is one such stop)."""
+        if self._closing:
+            return _stopped("the daemon shut down before it started")
+        return _stopped(f"stopped while waiting for {for_what}")
 
     async def _watch(self, handle: RunHandle, process: AdoptedProcess) -> None:
         self.host.occupy(handle.id)
@@ -754,16 +748,7 @@ class Dispatcher:
         self._release(handle)
         if handle.holds_shared_place and self.places is not None:
             await self.places.announce_freed(run.task_name)
-        log.info(
-            "run.ended",
-            task=run.task_name,
-            run_id=run.id,
-            end_reason=run.end_reason,
-            exit_code=run.exit_code,
-            signal=run.signal,
-            duration_ms=run.duration_ms,
-            error=run.error,
-        )
+        _log_end(run, log.info)
         await self._maybe_retry(run)
 
     async def _maybe_retry(self, run: Run) -> None:
@@ -939,6 +924,19 @@ def _refusal(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> str:
 
 def _skipped(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> Outcome:
     return Outcome(EndReason.SKIPPED, error=f"skipped: {_refusal(task, verdict, elsewhere)}")
+
+
+def _log_end(run: Run, level: Callable[..., Any]) -> None:
+    level(
+        "run.ended",
+        task=run.task_name,
+        run_id=run.id,
+        end_reason=run.end_reason,
+        exit_code=run.exit_code,
+        signal=run.signal,
+        duration_ms=run.duration_ms,
+        error=run.error,
+    )
 
 
 def _stopped(why: str) -> Outcome:

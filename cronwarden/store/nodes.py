@@ -57,6 +57,9 @@ class NodeSeen:
     silent_for: timedelta
     taken_over_by: str | None  # set when a survivor took over its runs since its last beat
 
+    def alive(self, lease: timedelta) -> bool:
+        return self.silent_for <= lease
+
 
 @dataclass(frozen=True)
 class Takeover:
