@@ -49,6 +49,11 @@ class FakeClock:
         self.timers.append(timer)
         return timer
 
+    @property
+    def armed(self) -> list[datetime]:
+        """When the timers not cancelled are due, soonest first."""
+        return sorted(t.when for t in self.timers if not t.cancelled)
+
     def advance(self, by: timedelta) -> None:
         """Move time on and fire the timers that came due, in time order."""
         self.at += by

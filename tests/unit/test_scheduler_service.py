@@ -5,37 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
+
+from dispatch_doubles import FakeClock  # type: ignore[import-not-found]
 
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.model import Trigger
 from cronwarden.scheduler.service import SchedulerService
 
 T = datetime(2036, 5, 1, 12, 0, 30, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    """Time stands still unless a test moves it; timers are kept, and fired only by
-    ``run_due`` (the tests below call the service's _due themselves)."""
-
-    at: datetime
-    timers: list[tuple[datetime, Any]] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def call_at(self, when: datetime, callback: Any) -> Any:
-        entry = (when, callback)
-        self.timers.append(entry)
-        return SimpleNamespace(cancel=lambda: self.timers.remove(entry))
-
-    def run_due(self) -> None:
-        for entry in sorted(self.timers, key=lambda e: e[0]):
-            if entry[0] <= self.at and entry in self.timers:
-                self.timers.remove(entry)
-                entry[1]()
 
 
 @dataclass
@@ -86,7 +64,7 @@ async def started(
     dispatcher = FakeDispatcher(
         defs, FakeStore(anchors or {}, {p: {"paused": True} for p in paused})
     )
-    clock = FakeClock(T)
+    clock = FakeClock(at=T)
     service = SchedulerService(dispatcher, dispatcher.store, clock)  # type: ignore[arg-type]
     await service.start(defs)
     await service.wait_inflight()
@@ -207,12 +185,11 @@ async def test_the_timer_fires_each_task_at_its_time_and_times_the_next() -> Non
         return datetime(2036, 5, 1, hour, minute, tzinfo=UTC)
 
     for now, fired in ((at(12, 30), "b"), (at(13, 0), "a"), (at(13, 30), "b")):
-        clock.at = now + timedelta(milliseconds=1)
-        clock.run_due()
+        clock.advance(now + timedelta(milliseconds=1) - clock.at)
         await service.wait_inflight()
         assert dispatcher.fired[-1] == (fired, now, Trigger.SCHEDULE)
     assert len(dispatcher.fired) == 3
     assert service.next_fire_time("a") == at(14, 0)
     assert service.next_fire_time("b") == at(14, 30)
     service.shutdown()
-    assert clock.timers == []  # a stopped scheduler leaves no timer behind
+    assert clock.armed == []  # a stopped scheduler leaves no timer behind
