@@ -48,6 +48,7 @@ bench: install
 	cd benchmarks && ../$(BIN)/python lateness.py --seconds 20
 	cd benchmarks && ../$(BIN)/python burst.py --rounds 2
 	cd benchmarks && ../$(BIN)/python sustained.py --seconds 15
+	cd benchmarks && ../$(BIN)/python trigger_delay.py --runs 90
 	cd benchmarks && ../$(BIN)/python logs.py --mb 100 --rounds 1
 	cd benchmarks && ../$(BIN)/python run_pages.py --runs 1000000 --requests 200
 
