@@ -91,6 +91,14 @@ class Daemon:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def database(self) -> str:
+        """The daemon's database URL: its ``database`` line, or SQLite in data_dir."""
+        for line in self.config.read_text().splitlines():
+            if line.startswith("database = "):
+                return line.split("=", 1)[1].strip().strip('"')
+        return f"sqlite+aiosqlite:///{self.data_dir / 'cronwarden.db'}"
+
     def start(self, timeout: float = 20) -> Daemon:
         self.start_process()
         return self.wait_healthy(timeout)

@@ -6,6 +6,8 @@ path that may start a process asks the task's slots first, synchronously, so no 
 can bypass max_concurrent or overlap:
 
 * fire / trigger: admission, then the pending row is committed, then the process;
+* a timed fire: its pending row committed ahead of its instant (``reserve``), then at
+  the instant admission and the process;
 * a retry or a recovered pending run: committed first, then admission when its time
   comes (a slot may be busy by then);
 * a queued run: handed the slot its predecessor released, once that one's outcome is
@@ -143,33 +145,83 @@ class Dispatcher:
         runs = await self.fire_many([(task_name, scheduled_for, trigger)])
         return runs[0] if runs else None
 
-    async def fire_many(self, fires: Sequence[tuple[str, datetime, Trigger]]) -> list[Run]:
+    async def reserve(
+        self, fires: Sequence[tuple[str, datetime, datetime]]
+    ) -> dict[str, Run | None]:
+        """Commit the rows of scheduled fires ahead of their instants (task, nominal
+        fire time, instant); per task, the run reserved, or None when another node
+        reserved the fire first.  A reserved row is pending with ``not_before`` = the
+        instant, and its ``created_at`` is the instant too: that is when the run comes
+        into being for whoever reads it.  Admission waits for the instant (fire_many)."""
+        self._refuse_if_closing()
+        runs: dict[str, Run] = {}
+        for task_name, scheduled_for, instant in fires:
+            task = self.config.tasks.get(task_name)
+            if task is not None:
+                runs[task_name] = self._new_run(
+                    task, Trigger.SCHEDULE, scheduled_for=scheduled_for, created_at=instant
+                )
+                update_run(runs[task_name], {"not_before": instant})
+        claimed = await self.records.claim(list(runs.values())) if runs else set()
+        return {name: run if run.id in claimed else None for name, run in runs.items()}
+
+    async def fire_many(
+        self,
+        fires: Sequence[tuple[str, datetime, Trigger]],
+        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
+    ) -> list[Run]:
         """Fires due together: each goes through admission, then all are claimed in one
         write; returns the runs this node claimed (a fire another node or an earlier
         life claimed is left out).  A fire refused by overlap is recorded as an
-        ended/skipped run.  Fires of tasks no longer configured are dropped."""
+        ended/skipped run.  Fires of tasks no longer configured are dropped.
+
+        ``reserved``: fires whose rows ``reserve`` committed already (None: another
+        node's); those need no write before they start."""
         self._refuse_if_closing()
+        reserved = reserved or {}
         admitted: list[RunHandle] = []
-        rows: list[Run] = []
+        rows: list[Run] = []  # to insert
+        ours: list[Run] = []  # reserved by this node
+        changes: dict[str, dict[str, Any]] = {}  # to reserved rows
         elsewhere = await self._active_elsewhere([name for name, _, _ in fires])
         for task_name, scheduled_for, trigger in fires:
             task = self.config.tasks.get(task_name)
             if task is None:
                 continue
-            run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+            is_reserved = (task_name, scheduled_for) in reserved
+            if not is_reserved:
+                run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+                rows.append(run)
+            elif (reserved_run := reserved[(task_name, scheduled_for)]) is None:
+                _log_already_claimed(task_name, scheduled_for, 1)
+                continue
+            else:
+                run = reserved_run
+                ours.append(run)
+                if run.task_hash != task.definition_hash:  # reloaded since
+                    changes[run.id] = {"task_hash": task.definition_hash}
+                    update_run(run, changes[run.id])
             handle = RunHandle(run, task)
             verdict = self._slots_of(handle).acquire(
                 run.id, self._policy(task_name), elsewhere.get(task_name, 0)
             )
             if verdict in (Verdict.SKIP, Verdict.REFUSE):
                 self._forget_idle(task_name)
-                _set_ended(run, _skipped(task, verdict, elsewhere.get(task_name, 0)))
+                skipped = _skipped(task, verdict, elsewhere.get(task_name, 0))
+                if is_reserved:
+                    ended = _set_ended(run, skipped, now=self.clock.now())
+                    changes.setdefault(run.id, {}).update(ended)
+                else:
+                    _set_ended(run, skipped)
             else:
                 self.handles[run.id] = handle
                 admitted.append(handle)
-            rows.append(run)
         try:
-            claimed = await self.records.claim(rows) if rows else set()
+            claimed = {run.id for run in ours}
+            if rows:
+                claimed |= await self.records.claim(rows)
+            # One commit for all of them (the recorder groups what is queued together).
+            await asyncio.gather(*(self.records.record(i, v) for i, v in changes.items()))
         except BaseException:
             for handle in admitted:
                 self._lose(handle)
@@ -179,18 +231,13 @@ class Dispatcher:
                 self._proceed(handle)
             else:
                 self._lose(handle)
-        for run in rows:
+        for run in rows + ours:
             if run.id not in claimed:
-                log.info(
-                    "fire.already_claimed",
-                    task=run.task_name,
-                    scheduled_for=run.scheduled_for,
-                    attempt=run.attempt,
-                )
+                _log_already_claimed(run.task_name, run.scheduled_for, run.attempt)
             elif run.status == Status.ENDED:  # skipped by overlap
                 log.info("run.skipped", task=run.task_name, run_id=run.id, reason=run.error)
                 self._created_ended(run)
-        return [run for run in rows if run.id in claimed]
+        return [run for run in rows + ours if run.id in claimed]
 
     async def trigger(
         self,
@@ -824,6 +871,7 @@ class Dispatcher:
         attempt: int = 1,
         retry_of: str | None = None,
         rerun_of: str | None = None,
+        created_at: datetime | None = None,
     ) -> Run:
         return new_run(
             id=str(uuid6.uuid7()),
@@ -831,7 +879,7 @@ class Dispatcher:
             status=Status.PENDING,
             triggered_by=trigger,
             scheduled_for=scheduled_for,
-            created_at=self.clock.now(),
+            created_at=created_at or self.clock.now(),
             attempt=attempt,
             retry_of=retry_of,
             rerun_of=rerun_of,
@@ -884,6 +932,10 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     if errors:
         raise InvalidParams(f"invalid params for task {task.name!r}", errors)
     return dict(params)
+
+
+def _log_already_claimed(task_name: str, scheduled_for: datetime | None, attempt: int) -> None:
+    log.info("fire.already_claimed", task=task_name, scheduled_for=scheduled_for, attempt=attempt)
 
 
 def _set_ended(

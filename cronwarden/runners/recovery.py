@@ -2,6 +2,10 @@
 
 * A pending run with ``not_before`` is a retry waiting for its time: it was never
   started, so it waits again and then goes through admission like any other start.
+* A scheduled fire reserved ahead of its instant (see scheduler/service.py) whose
+  instant has not come is deleted: the scheduler times that fire again.  One whose
+  instant came is a claimed fire the old life may or may not have started: crashed,
+  as below.
 * A running run whose pid is still alive with the same process start time is re-adopted:
   watched to its real end (timeout and stop still apply).
 * Anything else ended with the old life: it becomes crashed, saying so in ``error``,
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from cronwarden.model import EndReason, Run, Status
+from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
@@ -42,7 +46,13 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
         dispatcher.stop_leftover(run, AdoptedProcess(run.pid, watcher.watch(run.pid)))
     adopted: list[tuple[Run, AdoptedProcess]] = []
     orphans: list[Run] = []
+    not_come: list[Run] = []
+    now = dispatcher.clock.now()
     for run in runs:  # no await in this loop
+        if is_reserved_fire(run):
+            assert run.not_before is not None
+            (not_come if run.not_before > now else orphans).append(run)
+            continue
         if (
             run.status == Status.PENDING
             and run.not_before is not None
@@ -66,9 +76,21 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
             orphans.append(run)
     for run, process in adopted:
         dispatcher.adopt(run, process)
+    if not_come:
+        log.info("fire.reservations_discarded", runs=len(not_come))
+        await dispatcher.records.discard_reserved([run.id for run in not_come])
     for run in orphans:
         await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
     return watcher
+
+
+def is_reserved_fire(run: Run) -> bool:
+    """A scheduled fire's row committed ahead of its instant, not started yet."""
+    return (
+        run.status == Status.PENDING
+        and run.triggered_by == Trigger.SCHEDULE
+        and run.not_before is not None
+    )
 
 
 def _same_process(run: Run, *, ended: bool = False) -> ProcStat | None:

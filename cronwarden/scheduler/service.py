@@ -4,6 +4,14 @@ what a fire means.
 Every due fire is handed to this service, which applies the task's catch-up policy and
 records each outcome as a run or a logged ``fire.missed``, so nothing is ever dropped
 silently.
+
+A fire's run row must be committed before its process starts, and a commit takes a
+few milliseconds: so the row of each timed fire is committed RESERVE_AHEAD before its
+instant (pending, ``not_before`` = the instant), and at the instant only admission and
+the spawn are left.  A reserved row whose fire does not happen after all (the task was
+paused, changed or removed, the daemon stopped, the loop woke too late) is deleted; a
+restart deletes those whose instant had not come and ends the others as crashed (see
+runners/recovery.py), so a reserved row never runs early.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import structlog
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.errors import GaveUp, ShuttingDown
-from cronwarden.model import TaskState, Trigger
+from cronwarden.model import Run, TaskState, Trigger
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import jitter_offset
@@ -28,6 +36,12 @@ from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.store.resilience import persist
 
 log = structlog.get_logger("cronwarden.scheduler")
+
+# Ahead of its instant, a fire's row is committed (see the module docstring): long
+# enough for a commit on a busy host, short enough that the row is rarely seen early.
+RESERVE_AHEAD = timedelta(milliseconds=250)
+
+_Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 
 
 class TaskStateStore(Protocol):
@@ -48,16 +62,28 @@ class _Scheduled:
     anchor: datetime | None  # the newest nominal fire already handled
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    """A fire whose row is being committed, or was, ahead of its instant."""
+
+    scheduled_for: datetime
+    # The batch's claim: per task, the run committed, or None if another node's was.
+    rows: asyncio.Future[dict[str, Run | None]]
+
+
 class SchedulerService:
     def __init__(self, dispatcher: Dispatcher, state: TaskStateStore, clock: Clock) -> None:
         self.dispatcher = dispatcher
         self.state = state
         self.clock = clock
-        self._timer = FireTimer(clock, self._due)
+        self._timer = FireTimer(clock, self._due, on_soon=self._soon, lead=RESERVE_AHEAD)
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._due_now: list[tuple[str, datetime, Trigger]] = []  # fires of this loop turn
+        # Fires of this loop turn (with their reservation, if any) and fires to reserve.
+        self._due_now: list[tuple[str, datetime, Trigger, _Reservation | None]] = []
+        self._soon_now: list[tuple[str, datetime, datetime]] = []
+        self._reserved: dict[str, _Reservation] = {}
         self.running = False
 
     async def start(self, tasks: Mapping[str, TaskConfig]) -> None:
@@ -83,7 +109,11 @@ class SchedulerService:
             self.running = False
 
     async def wait_inflight(self) -> None:
+        """After shutdown(): let claims in flight land, and delete unused reservations."""
         self._claim_due()
+        self._soon_now.clear()
+        for name in list(self._reserved):
+            self._unreserve(name)
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
@@ -130,7 +160,7 @@ class SchedulerService:
             return
         if paused:
             self._paused.add(task_name)
-            self._timer.clear(task_name)
+            self._untime(task_name)
             log.info("task.paused", task=task_name)
             return
         self._paused.discard(task_name)
@@ -182,14 +212,19 @@ class SchedulerService:
 
     def _time_next(self, entry: _Scheduled, after: datetime) -> None:
         name = entry.task.name
-        self._timer.clear(name)
+        self._untime(name)
         nominal = entry.trigger.next_fire(after)
         if nominal is not None and name not in self._paused:
             self._timer.set(name, nominal + entry.offset)
 
     def _remove(self, name: str) -> None:
         self._scheduled.pop(name, None)
+        self._untime(name)
+
+    def _untime(self, name: str) -> None:
+        """The task's next fire is off (for now): so is its reservation."""
         self._timer.clear(name)
+        self._unreserve(name)
 
     def _due(self, task_name: str, when: datetime) -> None:
         """The timer's call: a task's (jittered) fire time came."""
@@ -242,25 +277,83 @@ class SchedulerService:
         for fire, how in plan.run:
             self._fire(task.name, fire, how)
 
+    def _soon(self, task_name: str, when: datetime) -> None:
+        """The timer's call ahead of a fire: reserve its row (all fires announced in one
+        turn of the loop in one write)."""
+        entry = self._scheduled.get(task_name)
+        if entry is None or task_name in self._paused:
+            return
+        if not self._soon_now:
+            asyncio.get_running_loop().call_soon(self._reserve_soon)
+        self._soon_now.append((task_name, when - entry.offset, when))
+
+    def _reserve_soon(self) -> None:
+        # A fire untimed since it was announced is not reserved.
+        fires = [f for f in self._soon_now if self._timer.next_fire(f[0]) == f[2]]
+        self._soon_now = []
+        if not fires or not self.running:
+            return
+        rows = asyncio.ensure_future(self.dispatcher.reserve(fires))
+        rows.add_done_callback(_quietly)  # its error is met where the rows are used
+        for task_name, scheduled_for, _ in fires:
+            self._reserved[task_name] = _Reservation(scheduled_for, rows)
+
+    def _unreserve(self, task_name: str) -> None:
+        reservation = self._reserved.pop(task_name, None)
+        if reservation is not None:
+            self._spawn(self._discard(task_name, reservation))
+
+    async def _discard(self, task_name: str, reservation: _Reservation) -> None:
+        """Delete the row of a fire that will not happen (if it was committed)."""
+        try:
+            run = (await reservation.rows).get(task_name)
+        except Exception:
+            return  # nothing was reserved
+        if run is None:
+            return
+        try:
+            await self.dispatcher.records.discard_reserved([run.id])
+        except Exception as exc:  # the row is left pending; a restart settles it
+            log.warning("fire.reservation_left", task=task_name, run_id=run.id, error=str(exc))
+
     def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
         """Queue a fire; all fires that come due in one turn of the loop (the timer
         hands over every due task in one go) are claimed together, in one write."""
+        reservation = self._reserved.pop(task_name, None)
+        if reservation is not None and (
+            reservation.scheduled_for != scheduled_for or trigger is not Trigger.SCHEDULE
+        ):
+            self._spawn(self._discard(task_name, reservation))
+            reservation = None
         if not self._due_now:
             asyncio.get_running_loop().call_soon(self._claim_due)
-        self._due_now.append((task_name, scheduled_for, trigger))
+        self._due_now.append((task_name, scheduled_for, trigger, reservation))
 
     def _claim_due(self) -> None:
         if self._due_now:
             fires, self._due_now = self._due_now, []
             self._spawn(self._claim(fires))
 
-    async def _claim(self, fires: list[tuple[str, datetime, Trigger]]) -> None:
+    async def _claim(self, due: list[tuple[str, datetime, Trigger, _Reservation | None]]) -> None:
         """Claim and start fires; a database outage is waited out for as long as a fire
-        may be late (LATE_GRACE), after which the fires are reported lost, loudly."""
+        may be late (LATE_GRACE), after which the fires are reported lost, loudly.
+        A fire whose reservation failed is claimed now, as if it had none."""
+        fires: list[_Fire] = []
+        reserved: dict[tuple[str, datetime], Run | None] = {}
+        for task_name, scheduled_for, trigger, reservation in due:
+            fires.append((task_name, scheduled_for, trigger))
+            if reservation is None:
+                continue
+            try:
+                rows = await reservation.rows
+            except Exception:
+                continue
+            if task_name in rows:
+                reserved[(task_name, scheduled_for)] = rows[task_name]
         try:
             await persist(
                 f"claiming {len(fires)} fire{'s' if len(fires) != 1 else ''}",
-                lambda: self.dispatcher.fire_many(fires),
+                lambda: self.dispatcher.fire_many(fires, reserved=reserved),
                 give_up_after=LATE_GRACE,
             )
         except ShuttingDown:
@@ -280,6 +373,11 @@ class SchedulerService:
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+
+def _quietly(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _on_a_timer(task: TaskConfig) -> bool:

@@ -7,6 +7,10 @@ the start-up and the largest share of the daemon's memory past its imports (see
 BENCHMARKS.md).  What the scheduler needs of a timer is only "call me with this task
 at this instant", which a heap gives at O(log n) per fire.
 
+A fire can also be announced ``lead`` ahead of its instant (``on_soon``): the
+scheduler commits the fire's run row then, so that at the instant only the spawn is
+left (see SchedulerService).
+
 The clock is the daemon's (a fake one in tests).  The loop sleeps at most MAX_SLEEP at
 a time, so a wall clock that jumped (a suspended host, a stepped clock) is noticed
 within that long; fires it jumped over are due at once, and the scheduler's catch-up
@@ -25,12 +29,23 @@ MAX_SLEEP = timedelta(seconds=60)
 
 
 class FireTimer:
-    def __init__(self, clock: Clock, on_due: Callable[[str, datetime], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_due: Callable[[str, datetime], None],
+        *,
+        on_soon: Callable[[str, datetime], None] | None = None,
+        lead: timedelta = timedelta(0),
+    ) -> None:
         self._clock = clock
         self._on_due = on_due
+        self._on_soon = on_soon
+        self._lead = lead if on_soon is not None else timedelta(0)
         # (instant, task); an entry whose instant is no longer the task's is stale and
-        # skipped when it comes up (cheaper than removing it from the middle).
+        # skipped when it comes up (cheaper than removing it from the middle).  Fires
+        # move from _heap to _soon once announced.
         self._heap: list[tuple[datetime, str]] = []
+        self._soon: list[tuple[datetime, str]] = []
         self._next: dict[str, datetime] = {}
         self._armed: tuple[datetime, Cancellable] | None = None
         self._running = False
@@ -55,15 +70,26 @@ class FireTimer:
     def next_fire(self, task_name: str) -> datetime | None:
         return self._next.get(task_name)
 
+    def _current(self, heap: list[tuple[datetime, str]]) -> datetime | None:
+        """The earliest instant in ``heap`` that is still its task's (stale ones go)."""
+        while heap and self._next.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
     def _arm(self) -> None:
         if not self._running:
             return
-        while self._heap and self._next.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)  # stale
-        if not self._heap:
+        wakes = [self._clock.now() + MAX_SLEEP]
+        announce = self._current(self._heap)
+        if announce is not None:
+            wakes.append(announce - self._lead)
+        due = self._current(self._soon)
+        if announce is None and due is None:
             self._disarm()
             return
-        wake = min(self._heap[0][0], self._clock.now() + MAX_SLEEP)
+        if due is not None:
+            wakes.append(due)
+        wake = min(wakes)
         if self._armed is not None and self._armed[0] <= wake:
             return  # it wakes early enough already; it re-arms then
         self._disarm()
@@ -77,13 +103,29 @@ class FireTimer:
     def _wake(self) -> None:
         self._armed = None
         now = self._clock.now()
-        due: list[tuple[str, datetime]] = []
-        while self._heap and self._heap[0][0] <= now:
-            when, task_name = heapq.heappop(self._heap)
-            if self._next.get(task_name) == when:
-                del self._next[task_name]
-                due.append((task_name, when))
-        for task_name, when in due:  # in instant order; on_due sets the next fires
+        soon = self._pop_current(self._heap, until=now + self._lead)
+        for entry in soon:
+            heapq.heappush(self._soon, entry)
+        due = self._pop_current(self._soon, until=now)
+        for _, task_name in due:
+            del self._next[task_name]
+        # Due fires first: they are late already, announcements have the lead to spare.
+        for when, task_name in due:  # in instant order
             if self._running:
                 self._on_due(task_name, when)
+        if self._on_soon is not None:
+            for when, task_name in soon:
+                if self._running and self._next.get(task_name) == when:
+                    self._on_soon(task_name, when)
         self._arm()
+
+    def _pop_current(
+        self, heap: list[tuple[datetime, str]], until: datetime
+    ) -> list[tuple[datetime, str]]:
+        """Take the entries of ``heap`` up to ``until`` that are still their task's."""
+        taken: dict[str, datetime] = {}  # a task set twice to one instant is taken once
+        while heap and heap[0][0] <= until:
+            when, task_name = heapq.heappop(heap)
+            if self._next.get(task_name) == when:
+                taken[task_name] = when
+        return [(when, task_name) for task_name, when in taken.items()]

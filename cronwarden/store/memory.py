@@ -71,6 +71,12 @@ class MemoryStore:
         for name, value in values.items():
             setattr(run, name, value)
 
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None:
+        await self._write()
+        for run_id in run_ids:
+            if run_id in self.runs and self.runs[run_id].status == Status.PENDING:
+                del self.runs[run_id]
+
     async def get_run(self, run_id: str) -> Run:
         try:
             return _copy(self.runs[run_id])

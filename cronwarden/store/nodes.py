@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cronwarden.model import EndReason, Node, Run, Status, TaskState, new_run, utcnow
+from cronwarden.model import EndReason, Node, Run, Status, TaskState, Trigger, new_run, utcnow
 from cronwarden.store.engine import is_shared, upsert_insert
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
@@ -180,10 +180,7 @@ class NodeRegistry:
                 sa.update(_runs)
                 .where(
                     _runs.c.node == dead,
-                    sa.or_(
-                        _runs.c.status == Status.RUNNING,
-                        sa.and_(_runs.c.status == Status.PENDING, _runs.c.not_before.is_(None)),
-                    ),
+                    sa.or_(_runs.c.status == Status.RUNNING, claimed_to_start(now)),
                 )
                 .values(
                     status=Status.ENDED,
@@ -270,6 +267,19 @@ class NodeRegistry:
         """Wake the other nodes (they LISTEN on CHANNEL)."""
         async with self.engine.begin() as conn:
             await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+
+
+def claimed_to_start(now: Any) -> sa.ColumnElement[bool]:
+    """Pending runs about to start: claimed, queued, or a fire reserved ahead of an
+    instant that has come (not a retry waiting for its time, nor a fire whose instant
+    is still ahead)."""
+    return sa.and_(
+        _runs.c.status == Status.PENDING,
+        sa.or_(
+            _runs.c.not_before.is_(None),
+            sa.and_(_runs.c.triggered_by == Trigger.SCHEDULE, _runs.c.not_before <= now),
+        ),
+    )
 
 
 def _run_of(row: Any) -> Run:

@@ -54,6 +54,11 @@ class RunRecords(Protocol):
         """Durably set fields of a run (raises StoreUnavailable: nothing was written)."""
         ...
 
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None:
+        """Delete the rows of fires reserved ahead of their instants that will not
+        happen (still pending; a row that went on is kept)."""
+        ...
+
     async def get_run(self, run_id: str) -> Run:
         """Raises RunNotFound."""
         ...

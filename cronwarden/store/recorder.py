@@ -9,7 +9,8 @@ durable before its process is spawned, an outcome before it is reported.
 Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT DO
 NOTHING RETURNING id`` sent as multi-row statements, so a fire another node already
 claimed is simply not returned), then keyed claims, then updates, merged per run in
-the order they were asked for and sent as one executemany per column set.  If a batch
+the order they were asked for and sent as one executemany per column set, then the
+deletes of reserved fires that will not happen.  If a batch
 fails for a reason other than the database being unreachable, its writes are retried
 one by one so a single bad write cannot fail the others.
 """
@@ -57,7 +58,12 @@ class _Update:
     values: Mapping[str, Any]
 
 
-_Write = _Insert | _Keyed | _Update
+@dataclass(frozen=True)
+class _Discard:
+    run_ids: Sequence[str]
+
+
+_Write = _Insert | _Keyed | _Update | _Discard
 
 
 def run_row(run: Run) -> dict[str, Any]:
@@ -112,6 +118,10 @@ class Recorder:
 
     async def update(self, run_id: str, values: Mapping[str, Any]) -> None:
         await self._submit(_Update(run_id, dict(values)))
+
+    async def discard(self, run_ids: Sequence[str]) -> None:
+        """Delete runs still pending (reserved fires that will not happen)."""
+        await self._submit(_Discard(list(run_ids)))
 
     async def _submit(self, write: _Write) -> Any:
         if self.start().done():
@@ -172,6 +182,11 @@ class Recorder:
             if isinstance(update, _Update):
                 merged.setdefault(update.run_id, {}).update(update.values)
         await _update_rows(conn, merged)
+        discarded = [i for w in writes if isinstance(w, _Discard) for i in w.run_ids]
+        if discarded:
+            await conn.execute(
+                sa.delete(RUNS).where(RUNS.c.id.in_(discarded), RUNS.c.status == Status.PENDING)
+            )
         return results
 
     async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:

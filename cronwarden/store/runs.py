@@ -124,6 +124,9 @@ class Store:
     async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
         await self.recorder.update(run_id, values)
 
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None:
+        await self.recorder.discard(run_ids)
+
     # -- runs: reads ------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:
@@ -196,7 +199,7 @@ class Store:
         the newest end and the longest duration per end_reason, and the durations of
         the newest DURATION_SAMPLE runs that ran to an outcome.  Both queries read the
         (task_name, created_at) index range of the window."""
-        window = [col(Run.task_name) == task_name]
+        window = [col(Run.task_name) == task_name, _created_by_now()]
         if since is not None:
             window.append(col(Run.created_at) >= since)
         groups = (
@@ -249,7 +252,9 @@ class Store:
 
     async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
         """The newest run of every task (or of one), for task listings."""
-        latest = select(col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at"))
+        latest = select(
+            col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at")
+        ).where(_created_by_now())
         if task_name is not None:
             latest = latest.where(col(Run.task_name) == task_name)
         newest = latest.group_by(col(Run.task_name)).subquery()
@@ -305,8 +310,15 @@ class Store:
             await session.commit()
 
 
+def _created_by_now() -> Any:
+    """Runs that exist by now.  A scheduled fire's row is committed ahead of its
+    instant with ``created_at`` = the instant (see scheduler/service.py); until then
+    it is the scheduler's reservation, not a run anyone should see."""
+    return col(Run.created_at) <= utcnow()
+
+
 def _conditions(where: RunFilter, dialect: str) -> list[Any]:
-    conditions: list[Any] = []
+    conditions: list[Any] = [_created_by_now()]
     if where.task_name is not None:
         conditions.append(col(Run.task_name) == where.task_name)
     for column, values in (

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.model import Run, Status
-from cronwarden.store.nodes import CHANNEL
+from cronwarden.store.nodes import CHANNEL, claimed_to_start
 from cronwarden.store.resilience import is_outage, unavailable
 
 _runs = Run.__table__  # type: ignore[attr-defined]
@@ -93,10 +93,7 @@ class FleetSlots:
             .where(
                 _runs.c.task_name.in_(list(task_names)),
                 _runs.c.node != node,
-                sa.or_(
-                    _runs.c.status == Status.RUNNING,
-                    sa.and_(_runs.c.status == Status.PENDING, _runs.c.not_before.is_(None)),
-                ),
+                sa.or_(_runs.c.status == Status.RUNNING, claimed_to_start(sa.func.now())),
             )
             .group_by(_runs.c.task_name)
         )

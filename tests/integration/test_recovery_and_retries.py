@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import uuid6
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+
+from cronwarden.model import Status, Trigger, new_run
+from cronwarden.store import Store, open_engine
 
 pytestmark = pytest.mark.both_databases
 
@@ -183,3 +188,53 @@ def test_stopping_a_waiting_retry_ends_it_at_once(make_daemon) -> None:
     assert daemon.post(f"/api/runs/{pending['id']}/stop").status == 202
     stopped = daemon.wait_run(pending["id"], timeout=5)
     assert stopped["end_reason"] == "stopped" and stopped["start_at"] is None
+
+
+async def reserve(database: str, node: str, task: str, instants: list[datetime]) -> list[str]:
+    """Rows as the scheduler commits them ahead of each instant (what a daemon killed
+    between reservation and instant leaves behind)."""
+    store = await Store.open(open_engine(database))
+    runs = [
+        new_run(
+            id=str(uuid6.uuid7()),
+            task_name=task,
+            status=Status.PENDING,
+            triggered_by=Trigger.SCHEDULE,
+            scheduled_for=instant,
+            created_at=instant,
+            not_before=instant,
+            attempt=1,
+            params={},
+            node=node,
+            task_hash="0" * 16,
+        )
+        for instant in instants
+    ]
+    try:
+        await store.claim(runs)
+    finally:
+        await store.close()
+    return [run.id for run in runs]
+
+
+def test_a_fire_reserved_before_the_daemon_died_never_runs_early(make_daemon) -> None:
+    daemon = make_daemon(
+        """
+    [tasks.yearly]
+    command = "true"
+    schedule = "0 0 1 1 *"
+    """,
+    )
+    [node] = [n["name"] for n in daemon.get("/api/nodes").body["nodes"]]
+    daemon.kill9()
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead, came = asyncio.run(
+        reserve(
+            daemon.database, node, "yearly", [now + timedelta(hours=1), now - timedelta(seconds=5)]
+        )
+    )
+    daemon.start()
+    crashed = daemon.wait_run(came)  # it may have started as the daemon died: crashed
+    assert crashed["end_reason"] == "crashed" and "before the run started" in crashed["error"]
+    assert daemon.get(f"/api/runs/{ahead}").status == 404  # deleted: its fire is timed anew
+    assert "fire.reservations_discarded" in daemon.log()

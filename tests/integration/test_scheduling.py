@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
@@ -79,6 +79,27 @@ def test_catch_up_skip_runs_none(make_daemon) -> None:
         lambda: [r for r in daemon.runs(task_name="tick") if r["triggered_by"] == "catch_up"]
     )
     assert "fire.missed" in daemon.log()
+
+
+def test_scheduled_runs_never_start_or_show_before_their_instant(make_daemon) -> None:
+    # Each fire's row is committed ahead of its instant; nobody may see or start it early.
+    daemon = make_daemon("""
+    [tasks.tick]
+    command = "true"
+    schedule = "* * * * * *"
+    jitter = "300ms"
+    """)
+    seen: list[tuple[datetime, dict]] = []
+
+    def three_ended() -> bool:
+        runs = daemon.runs(task_name="tick")
+        seen.extend((datetime.now(UTC), run) for run in runs)
+        return len([r for r in runs if r["status"] == "ended"]) >= 3
+
+    wait_for(three_ended, what="three ended fires")
+    for listed_by, run in seen:  # every listing on the way, pending rows included
+        assert z(run["scheduled_for"]) <= z(run["created_at"]) <= listed_by, run
+        assert run["start_at"] is None or z(run["start_at"]) >= z(run["created_at"]), run
 
 
 def test_scheduled_runs_know_their_fire_time(make_daemon) -> None:

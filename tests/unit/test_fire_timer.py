@@ -62,3 +62,48 @@ def test_a_stopped_timer_fires_nothing() -> None:
     fire_timer.stop()
     clock.advance(2 * S)
     assert calls == [] and clock.armed == []
+
+
+def announcing_timer(lead: timedelta):  # type: ignore[no-untyped-def]
+    clock = FakeClock(at=T0)
+    calls: list[tuple[str, str, datetime]] = []
+    fire_timer = FireTimer(
+        clock,
+        lambda name, when: calls.append(("due", name, when)),
+        on_soon=lambda name, when: calls.append(("soon", name, when)),
+        lead=lead,
+    )
+    fire_timer.start()
+    return fire_timer, clock, calls
+
+
+def test_a_fire_is_announced_once_lead_ahead_then_comes_due() -> None:
+    lead = timedelta(milliseconds=250)
+    fire_timer, clock, calls = announcing_timer(lead)
+    fire_timer.set("a", T0 + S)
+    fire_timer.set("b", T0 + 2 * S)
+    assert clock.armed == [T0 + S - lead]
+    clock.advance(S - lead)
+    assert calls == [("soon", "a", T0 + S)]
+    clock.advance(lead)
+    assert calls[1:] == [("due", "a", T0 + S)]
+    clock.advance(S - lead)
+    clock.advance(lead)
+    assert calls[2:] == [("soon", "b", T0 + 2 * S), ("due", "b", T0 + 2 * S)]
+
+
+def test_a_fire_cleared_after_its_announcement_does_not_come_due() -> None:
+    fire_timer, clock, calls = announcing_timer(timedelta(milliseconds=250))
+    fire_timer.set("a", T0 + S)
+    clock.advance(timedelta(milliseconds=800))
+    fire_timer.clear("a")
+    clock.advance(S)
+    assert calls == [("soon", "a", T0 + S)]
+
+
+def test_a_wake_too_late_to_announce_only_comes_due() -> None:
+    fire_timer, clock, calls = announcing_timer(timedelta(milliseconds=250))
+    fire_timer.set("a", T0 + S)
+    clock.at += 2 * S  # the loop was blocked past the lead and the instant
+    clock.advance(timedelta(0))
+    assert calls == [("due", "a", T0 + S)]

@@ -1,6 +1,7 @@
 """Start-up recovery of runs a previous daemon life left behind, with real processes:
 a zombie nobody reaped still tells its exit status; a process that is gone (reaped
-by init) ends crashed, saying so; a waiting retry waits again."""
+by init) ends crashed, saying so; a waiting retry waits again; a fire reserved ahead
+of its instant is deleted if the instant has not come, and crashed if it has."""
 
 from __future__ import annotations
 
@@ -101,3 +102,37 @@ async def test_a_waiting_retry_waits_again_then_runs() -> None:
     await advance()
     await settle()
     assert r.launcher.started == [left.id]
+
+
+def reserved_fire(r: Rig, instant_in: timedelta):  # type: ignore[no-untyped-def]
+    """A scheduled fire's row as the scheduler commits it ahead of its instant."""
+    instant = r.clock.at + instant_in
+    run = r.dispatcher._new_run(
+        r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant, created_at=instant
+    )
+    run.not_before = instant
+    r.store.runs[run.id] = run.model_copy(deep=True)
+    return run
+
+
+async def test_a_fire_reserved_for_an_instant_still_ahead_is_deleted_not_run() -> None:
+    r = rig(TASK)
+    run = reserved_fire(r, timedelta(milliseconds=200))
+    await recover(r.dispatcher)
+    await settle()
+    assert run.id not in r.store.runs  # the scheduler times this fire again
+    r.clock.advance(timedelta(seconds=1))
+    await settle()
+    assert r.launcher.started == []
+
+
+async def test_a_fire_reserved_for_an_instant_that_came_ends_crashed_and_retries() -> None:
+    r = rig(TASK)
+    run = reserved_fire(r, timedelta(milliseconds=-200))  # the daemon died around it
+    await recover(r.dispatcher)
+    await settle()
+    ended = r.store.runs[run.id]
+    assert ended.status == Status.ENDED and ended.end_reason == EndReason.CRASHED
+    assert "before the run started" in (ended.error or "")
+    assert [x.attempt for x in r.store.runs.values() if x.retry_of == run.id] == [2]
+    assert r.launcher.started == []

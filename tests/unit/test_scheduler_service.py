@@ -42,7 +42,12 @@ class FakeDispatcher:
     def config(self) -> FakeDispatcher:
         return self
 
-    async def fire_many(self, fires: list[tuple[str, datetime, Trigger]]) -> list[Any]:
+    async def reserve(self, fires: list[tuple[str, datetime, datetime]]) -> dict[str, Any]:
+        return {}  # nothing reserved: each fire is claimed at its instant
+
+    async def fire_many(
+        self, fires: list[tuple[str, datetime, Trigger]], reserved: Any = None
+    ) -> list[Any]:
         self.fired.extend(fires)
         return []
 

@@ -1,0 +1,135 @@
+"""A timed fire's row is committed ahead of its instant, so that at the instant only
+admission and the spawn are left; a reserved fire that does not happen leaves no row.
+
+The scheduler service and the real dispatcher run on the fake clock, with the
+in-memory store (see dispatch_doubles)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dispatch_doubles import (  # type: ignore[import-not-found]
+    T0,
+    FakeLauncher,
+    Rig,
+    config,
+    rig,
+    settle,
+)
+
+from cronwarden.model import EndReason, Run, Status
+from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.scheduler.service import RESERVE_AHEAD, SchedulerService
+
+MINUTELY = '[tasks.a]\ncommand = "true"\nschedule = "* * * * *"\ntimezone = "UTC"\n'
+FIRST = T0 + timedelta(minutes=1)  # the rig's clock starts on a whole minute
+
+
+@dataclass
+class TaskStates:
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def task_states(self) -> Mapping[str, Any]:
+        return {}
+
+    async def last_scheduled_for(self) -> dict[str, datetime]:
+        return {}
+
+    async def save_task_state(self, task_name: str, **values: Any) -> None:
+        self.states.setdefault(task_name, {}).update(values)
+
+
+async def scheduled(r: Rig, dispatcher: Dispatcher | None = None) -> SchedulerService:
+    service = SchedulerService(dispatcher or r.dispatcher, TaskStates(), r.clock)
+    await service.start(r.live.tasks)
+    return service
+
+
+async def until(r: Rig, when: datetime) -> None:
+    r.clock.advance(when - r.clock.at)
+    await settle()
+
+
+def rows(r: Rig, scheduled_for: datetime) -> list[Run]:
+    return [run for run in r.store.runs.values() if run.scheduled_for == scheduled_for]
+
+
+async def test_the_row_is_committed_ahead_and_the_instant_needs_no_write() -> None:
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD - timedelta(milliseconds=1))
+    assert r.store.runs == {}
+    await until(r, FIRST - RESERVE_AHEAD)
+    [row] = rows(r, FIRST)
+    assert (row.status, row.not_before, row.created_at) == (Status.PENDING, FIRST, FIRST)
+    r.store.unavailable = True  # no write can land now: the spawn must not need one
+    await until(r, FIRST)
+    assert r.launcher.started == [row.id]
+    r.store.unavailable = False
+    service.shutdown()
+    await service.wait_inflight()
+
+
+async def test_a_task_paused_after_its_reservation_leaves_no_row_and_does_not_run() -> None:
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    assert len(rows(r, FIRST)) == 1
+    await service.pause("a")
+    await settle()
+    assert rows(r, FIRST) == []
+    await until(r, FIRST + timedelta(seconds=1))
+    assert r.launcher.started == []
+    service.shutdown()
+
+
+async def test_a_shutdown_before_the_instant_deletes_the_reservation() -> None:
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    service.shutdown()
+    await service.wait_inflight()
+    assert r.store.runs == {}
+
+
+async def test_a_fire_refused_at_its_instant_ends_skipped_there() -> None:
+    r = rig(MINUTELY + 'overlap = "skip"\n')
+    service = await scheduled(r)
+    await until(r, FIRST)
+    [first] = r.launcher.started  # still running at the next fire
+    second = FIRST + timedelta(minutes=1)
+    await until(r, second - RESERVE_AHEAD)
+    assert rows(r, second)[0].status == Status.PENDING  # admission waits for the instant
+    await until(r, second)
+    [skipped] = rows(r, second)
+    assert (skipped.status, skipped.end_reason) == (Status.ENDED, EndReason.SKIPPED)
+    assert (skipped.end_at, skipped.duration_ms) == (second, 0)
+    assert r.launcher.started == [first]
+    service.shutdown()
+
+
+async def test_a_reload_between_reservation_and_instant_runs_the_new_definition() -> None:
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    r.live.swap(config(MINUTELY.replace('"true"', '"echo changed"')))
+    service.apply(r.live.tasks)  # the timing is the same: the reservation stays
+    await until(r, FIRST)
+    [row] = rows(r, FIRST)
+    assert r.launcher.started == [row.id]
+    assert row.task_hash == r.live.task("a").definition_hash
+
+
+async def test_two_nodes_reserve_one_fire_and_only_one_runs_it() -> None:
+    r = rig(MINUTELY)
+    other_launcher = FakeLauncher()
+    other = Dispatcher(r.store, r.live, node="n2", launcher=other_launcher, clock=r.clock)
+    services = [await scheduled(r), await scheduled(r, other)]
+    await until(r, FIRST)
+    [row] = rows(r, FIRST)
+    assert r.launcher.started + other_launcher.started == [row.id]
+    for service in services:
+        service.shutdown()
