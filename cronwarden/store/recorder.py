@@ -13,23 +13,31 @@ the order they were asked for and sent as one executemany per column set, then t
 deletes of reserved fires that will not happen.  If a batch
 fails for a reason other than the database being unreachable, its writes are retried
 one by one so a single bad write cannot fail the others.
+
+On SQLite the batch runs as one call on a thread of the recorder's own, through a plain
+(synchronous) connection: through the async driver every statement, the begin and the
+commit were a round trip between the loop and the driver's thread, and a loop busy
+spawning answered each of them late (a batch of ten writes took 9 ms under the
+sustained benchmark, 4 ms this way).  On PostgreSQL asyncpg needs no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
 from cronwarden.model import IdempotencyKey, Run, Status
-from cronwarden.store.engine import upsert_insert
+from cronwarden.store.engine import sqlite_pragmas, upsert_insert
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
 
@@ -78,6 +86,17 @@ class Recorder:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # On SQLite a batch is committed in one call on a thread of its own, through a
+        # plain connection: the async driver hops between the loop and its thread for
+        # every statement, begin and commit, and a busy loop answers each hop late.
+        self._sync: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            self._sync = sa.create_engine(
+                engine.url.set(drivername="sqlite"), connect_args={"timeout": 30}
+            )
+            sa.event.listen(self._sync, "connect", sqlite_pragmas)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="cronwarden-recorder")
         self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for tests and benchmarks
@@ -102,6 +121,8 @@ class Recorder:
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
         self._writer = None
+        if self._sync is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
 
     # -- what callers await --------------------------------------------------------
 
@@ -147,9 +168,14 @@ class Recorder:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:
+        writes = [write for write, _ in batch]
         try:
-            async with self._engine.begin() as conn:
-                results = await self._apply(conn, [write for write, _ in batch])
+            if self._sync is not None:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._thread, self._commit_sync, writes)
+            else:
+                async with self._engine.begin() as conn:
+                    results = await conn.run_sync(self._apply, writes)
         except (SQLAlchemyError, OSError, TimeoutError, ValueError, TypeError) as exc:
             if is_outage(exc):
                 if self.on_disk_full is not None and "disk is full" in str(exc):
@@ -167,40 +193,45 @@ class Recorder:
                 if not future.done():
                     future.set_result(result)
 
-    async def _apply(self, conn: AsyncConnection, writes: list[_Write]) -> list[Any]:
+    def _commit_sync(self, writes: list[_Write]) -> list[Any]:
+        assert self._sync is not None
+        with self._sync.begin() as conn:
+            return self._apply(conn, writes)
+
+    def _apply(self, conn: Connection, writes: list[_Write]) -> list[Any]:
         results: list[Any] = [None] * len(writes)
         inserts = [(i, w) for i, w in enumerate(writes) if isinstance(w, _Insert)]
         if inserts:
-            inserted = await self._insert_rows(conn, [row for _, w in inserts for row in w.rows])
+            inserted = self._insert_rows(conn, [row for _, w in inserts for row in w.rows])
             for i, insert in inserts:
                 results[i] = {row["id"] for row in insert.rows} & inserted
         for i, keyed in enumerate(writes):
             if isinstance(keyed, _Keyed):
-                results[i] = await self._insert_keyed(conn, keyed)
+                results[i] = self._insert_keyed(conn, keyed)
         merged: dict[str, dict[str, Any]] = {}
         for update in writes:
             if isinstance(update, _Update):
                 merged.setdefault(update.run_id, {}).update(update.values)
-        await _update_rows(conn, merged)
+        _update_rows(conn, merged)
         discarded = [i for w in writes if isinstance(w, _Discard) for i in w.run_ids]
         if discarded:
-            await conn.execute(
+            conn.execute(
                 sa.delete(RUNS).where(RUNS.c.id.in_(discarded), RUNS.c.status == Status.PENDING)
             )
         return results
 
-    async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         inserted: set[str] = set()
         statement = upsert_insert(self._engine, RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
         for start in range(0, len(rows), _INSERT_CHUNK):
-            result = await conn.execute(statement, rows[start : start + _INSERT_CHUNK])
+            result = conn.execute(statement, rows[start : start + _INSERT_CHUNK])
             inserted.update(row[0] for row in result)
         return inserted
 
-    async def _insert_keyed(self, conn: AsyncConnection, write: _Keyed) -> str:
+    def _insert_keyed(self, conn: Connection, write: _Keyed) -> str:
         """Take the key (or an expired one) in the same transaction as the run's row."""
         key = write.key
-        taken = await conn.execute(
+        taken = conn.execute(
             upsert_insert(self._engine, KEYS)
             .values(
                 task_name=key.task_name,
@@ -221,15 +252,15 @@ class Recorder:
             .returning(KEYS.c.run_id)
         )
         if taken.first() is not None:
-            await conn.execute(RUNS.insert(), [write.row])
+            conn.execute(RUNS.insert(), [write.row])
             return str(write.row["id"])
-        owner = await conn.execute(
+        owner = conn.execute(
             sa.select(KEYS.c.run_id).where(KEYS.c.task_name == key.task_name, KEYS.c.key == key.key)
         )
         return str(owner.scalar_one())
 
 
-async def _update_rows(conn: AsyncConnection, merged: dict[str, dict[str, Any]]) -> None:
+def _update_rows(conn: Connection, merged: dict[str, dict[str, Any]]) -> None:
     """One executemany per set of columns; the values are final per run already."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for run_id, values in merged.items():
@@ -245,7 +276,7 @@ async def _update_rows(conn: AsyncConnection, merged: dict[str, dict[str, Any]])
             .where(RUNS.c.id == sa.bindparam("b_id"), RUNS.c.status != Status.ENDED)
             .values({name: sa.bindparam(f"b_{name}") for name in columns})
         )
-        await conn.execute(statement, params)
+        conn.execute(statement, params)
 
 
 def _settle(batch: list[tuple[_Write, asyncio.Future[Any]]], *, error: BaseException) -> None:
