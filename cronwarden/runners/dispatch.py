@@ -184,23 +184,26 @@ class Dispatcher:
         ours: list[Run] = []  # reserved by this node
         changes: dict[str, dict[str, Any]] = {}  # to reserved rows
         elsewhere = await self._active_elsewhere([name for name, _, _ in fires])
+        gone: list[str] = []  # reserved rows of tasks no longer configured
         for task_name, scheduled_for, trigger in fires:
             task = self.config.tasks.get(task_name)
-            if task is None:
-                continue
             is_reserved = (task_name, scheduled_for) in reserved
-            if not is_reserved:
-                run = self._new_run(task, trigger, scheduled_for=scheduled_for)
-                rows.append(run)
-            elif (reserved_run := reserved[(task_name, scheduled_for)]) is None:
-                _log_already_claimed(task_name, scheduled_for, 1)
-                continue
-            else:
+            if is_reserved:
+                reserved_run = reserved[(task_name, scheduled_for)]
+                if reserved_run is None:
+                    _log_already_claimed(task_name, scheduled_for, 1)
+                    continue
+                if task is None:
+                    gone.append(reserved_run.id)
+                    continue
                 run = reserved_run
                 ours.append(run)
-                if run.task_hash != task.definition_hash:  # reloaded since
-                    changes[run.id] = {"task_hash": task.definition_hash}
-                    update_run(run, changes[run.id])
+                changes[run.id] = _brought_up_to_date(run, task, trigger)
+            elif task is None:
+                continue
+            else:
+                run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+                rows.append(run)
             handle = RunHandle(run, task)
             verdict = self._slots_of(handle).acquire(
                 run.id, self._policy(task_name), elsewhere.get(task_name, 0)
@@ -221,7 +224,10 @@ class Dispatcher:
             if rows:
                 claimed |= await self.records.claim(rows)
             # One commit for all of them (the recorder groups what is queued together).
-            await asyncio.gather(*(self.records.record(i, v) for i, v in changes.items()))
+            await asyncio.gather(
+                *(self.records.record(i, v) for i, v in changes.items() if v),
+                *([self.records.discard_reserved(gone)] if gone else []),
+            )
         except BaseException:
             for handle in admitted:
                 self._lose(handle)
@@ -932,6 +938,15 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     if errors:
         raise InvalidParams(f"invalid params for task {task.name!r}", errors)
     return dict(params)
+
+
+def _brought_up_to_date(run: Run, task: TaskConfig, trigger: Trigger) -> dict[str, Any]:
+    """What changed for a reserved run by its instant: the task was reloaded, or the
+    wake came too late for a plain fire (a catch-up run)."""
+    values = {"task_hash": task.definition_hash, "triggered_by": trigger}
+    changed = {name: value for name, value in values.items() if getattr(run, name) != value}
+    update_run(run, changed)
+    return changed
 
 
 def _log_already_claimed(task_name: str, scheduled_for: datetime | None, attempt: int) -> None:

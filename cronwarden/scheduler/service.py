@@ -319,12 +319,11 @@ class SchedulerService:
     def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
         """Queue a fire; all fires that come due in one turn of the loop (the timer
         hands over every due task in one go) are claimed together, in one write."""
-        reservation = self._reserved.pop(task_name, None)
-        if reservation is not None and (
-            reservation.scheduled_for != scheduled_for or trigger is not Trigger.SCHEDULE
-        ):
-            self._spawn(self._discard(task_name, reservation))
-            reservation = None
+        reservation = self._reserved.get(task_name)
+        if reservation is not None and reservation.scheduled_for == scheduled_for:
+            del self._reserved[task_name]  # used (a late wake may make it a catch-up run)
+        else:
+            reservation = None  # another fire's: let go when the task's next fire is timed
         if not self._due_now:
             asyncio.get_running_loop().call_soon(self._claim_due)
         self._due_now.append((task_name, scheduled_for, trigger, reservation))

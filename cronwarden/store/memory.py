@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status
+from cronwarden.model import Run, Status, Trigger
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 
 
@@ -35,17 +35,20 @@ class MemoryStore:
 
     async def claim(self, runs: Sequence[Run]) -> set[str]:
         await self._write()
-        taken: set[tuple[str, datetime | None, int]] = {
-            (r.task_name, r.scheduled_for, r.attempt)
+        taken: dict[tuple[str, datetime | None, int], Run] = {
+            (r.task_name, r.scheduled_for, r.attempt): r
             for r in self.runs.values()
             if r.scheduled_for is not None
         }
         claimed = set()
         for run in runs:
             fire = (run.task_name, run.scheduled_for, run.attempt)
-            if run.scheduled_for is not None and fire in taken:
+            held = taken.get(fire) if run.scheduled_for is not None else None
+            if held is not None and not _reservation(held, run.node):
                 continue
-            taken.add(fire)
+            if held is not None:
+                del self.runs[held.id]
+            taken[fire] = run
             self.runs[run.id] = _copy(run)
             claimed.add(run.id)
         return claimed
@@ -95,6 +98,16 @@ class MemoryStore:
         if self.unavailable:
             raise StoreUnavailable("the database is unavailable: (simulated outage)")
         self.writes += 1
+
+
+def _reservation(run: Run, node: str) -> bool:
+    """``node``'s own reservation of a fire, not started (see RunRecords.claim)."""
+    return (
+        run.node == node
+        and run.status == Status.PENDING
+        and run.triggered_by == Trigger.SCHEDULE
+        and run.not_before is not None
+    )
 
 
 def _copy(run: Run) -> Run:

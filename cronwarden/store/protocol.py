@@ -38,7 +38,8 @@ class RunRecords(Protocol):
     async def claim(self, runs: Sequence[Run]) -> set[str]:
         """Commit new runs; returns the ids committed.  A run whose fire (task_name,
         scheduled_for, attempt) already has a row is left out: another node or an
-        earlier life claimed it, and it must not run twice."""
+        earlier life claimed it, and it must not run twice.  Unless that row is this
+        node's reservation of a fire, not started: the new row replaces it."""
         ...
 
     async def claim_keyed(self, run: Run, key: KeyClaim) -> str:

@@ -6,9 +6,9 @@ multi-row statements instead of 3,000 commits queued one behind another.  The ru
 of DESIGN.md still hold because each caller awaits its own write: a run's row is
 durable before its process is spawned, an outcome before it is reported.
 
-Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT DO
-NOTHING RETURNING id`` sent as multi-row statements, so a fire another node already
-claimed is simply not returned), then keyed claims, then updates, merged per run in
+Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT .. RETURNING
+id`` sent as multi-row statements, so a fire another node already claimed is simply
+not returned), then keyed claims, then updates, merged per run in
 the order they were asked for and sent as one executemany per column set, then the
 deletes of reserved fires that will not happen.  If a batch
 fails for a reason other than the database being unreachable, its writes are retried
@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
-from cronwarden.model import IdempotencyKey, Run, Status
+from cronwarden.model import IdempotencyKey, Run, Status, Trigger
 from cronwarden.store.engine import sqlite_pragmas, upsert_insert
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
@@ -221,8 +221,23 @@ class Recorder:
         return results
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """A fire already claimed is left out, unless its row is this node's own
+        reservation (see scheduler/service.py), let go but not deleted yet: the same
+        fire asked for again (a pause and resume, a reload) or recorded as missed (a
+        wake too late) takes its row over.  It is not mistaken for another node's
+        claim, and the reservation's delete then finds nothing."""
         inserted: set[str] = set()
-        statement = upsert_insert(self._engine, RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+        insert = upsert_insert(self._engine, RUNS)
+        statement = insert.on_conflict_do_update(
+            index_elements=[RUNS.c.task_name, RUNS.c.scheduled_for, RUNS.c.attempt],
+            set_={name: insert.excluded[name] for name in _RUN_COLUMNS},
+            where=sa.and_(
+                RUNS.c.node == insert.excluded.node,
+                RUNS.c.status == Status.PENDING,
+                RUNS.c.triggered_by == Trigger.SCHEDULE,
+                RUNS.c.not_before.is_not(None),
+            ),
+        ).returning(RUNS.c.id)
         for start in range(0, len(rows), _INSERT_CHUNK):
             result = conn.execute(statement, rows[start : start + _INSERT_CHUNK])
             inserted.update(row[0] for row in result)

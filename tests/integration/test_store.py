@@ -237,3 +237,25 @@ async def test_saves_of_one_new_task_state_at_once_both_land(store: Store) -> No
     state = (await store.task_states())["fresh"]
     assert state.watched_since == T0 and state.paused is True
     assert state.overdue_alerted_at == T0 + timedelta(hours=1)
+
+
+async def test_a_reservation_is_taken_over_only_by_its_own_node(store: Store) -> None:
+    """A fire's row committed ahead of its instant and let go (a pause, a reload, a wake
+    too late) may be asked for again before its delete lands: the node's new row
+    replaces it.  Another node's reservation, or a run that started, counts as claimed."""
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+
+    def reservation(i: int, node: str = "n1", at: datetime = soon, **kw: object) -> Run:
+        return make_run(i, scheduled_for=at, not_before=at, created_at=at, node=node, **kw)
+
+    await claim_one(store, reservation(1))
+    assert await store.claim([reservation(2, node="n2")]) == set()
+    missed = reservation(3, status=Status.ENDED, end_reason="missed")
+    assert await store.claim([missed]) == {missed.id}
+    with pytest.raises(RunNotFound):
+        await store.get_run(make_run(1).id)
+    assert await store.claim([reservation(4)]) == set()  # an ended run is no reservation
+    later = soon + timedelta(seconds=1)
+    await claim_one(store, reservation(5, at=later))
+    await store.record(make_run(5).id, {"status": Status.RUNNING})
+    assert await store.claim([reservation(6, at=later)]) == set()  # nor a started one

@@ -20,12 +20,15 @@ from dispatch_doubles import (  # type: ignore[import-not-found]
     settle,
 )
 
-from cronwarden.model import EndReason, Run, Status
+from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.scheduler.catchup import LATE_GRACE
 from cronwarden.scheduler.service import RESERVE_AHEAD, SchedulerService
 
 MINUTELY = '[tasks.a]\ncommand = "true"\nschedule = "* * * * *"\ntimezone = "UTC"\n'
-FIRST = T0 + timedelta(minutes=1)  # the rig's clock starts on a whole minute
+HOURLY = MINUTELY.replace("* * * * *", "0 * * * *")
+FIRST = T0 + timedelta(minutes=1)  # the rig's clock starts on a whole hour
+HOUR = T0 + timedelta(hours=1)
 
 
 @dataclass
@@ -133,3 +136,42 @@ async def test_two_nodes_reserve_one_fire_and_only_one_runs_it() -> None:
     assert r.launcher.started + other_launcher.started == [row.id]
     for service in services:
         service.shutdown()
+
+
+async def test_a_wake_too_late_turns_the_reserved_row_into_the_catch_up_run() -> None:
+    r = rig(HOURLY)
+    service = await scheduled(r)
+    await until(r, HOUR - RESERVE_AHEAD)
+    [reserved] = rows(r, HOUR)
+    r.clock.at = HOUR + LATE_GRACE + timedelta(seconds=1)  # the loop was blocked
+    await until(r, r.clock.at)
+    [caught_up] = rows(r, HOUR)  # the same row, not a second one for the same fire
+    assert (caught_up.id, caught_up.triggered_by) == (reserved.id, Trigger.CATCH_UP)
+    assert r.launcher.started == [reserved.id]
+    service.shutdown()
+
+
+async def test_a_reserved_fire_slept_through_is_recorded_as_missed_once() -> None:
+    r = rig(MINUTELY + 'catch_up = "latest"\n')
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    r.clock.at = FIRST + timedelta(minutes=5, seconds=1)  # the loop was blocked
+    await until(r, r.clock.at)
+    [missed] = rows(r, FIRST)
+    assert (missed.status, missed.end_reason) == (Status.ENDED, EndReason.MISSED)
+    [latest] = rows(r, FIRST + timedelta(minutes=5))
+    assert r.launcher.started == [latest.id]
+    service.shutdown()
+
+
+async def test_a_pause_and_resume_inside_the_lead_still_fires_once() -> None:
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    await service.pause("a")  # its reservation's delete is on its way...
+    await service.resume("a")  # ...as the same fire is timed and reserved again
+    await until(r, FIRST - RESERVE_AHEAD + timedelta(milliseconds=1))
+    await until(r, FIRST)
+    [row] = rows(r, FIRST)
+    assert r.launcher.started == [row.id]
+    service.shutdown()
