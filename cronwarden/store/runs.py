@@ -173,7 +173,8 @@ class Store:
         that stays right for every sort, offset only when asked.  Runs without a value
         in the sort field (not started, not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
-        conditions = _conditions(where, self.engine.dialect.name)
+        now = utcnow()
+        conditions = _conditions(where, self.engine.dialect.name, as_of=now)
         runs: list[sa.Row[Any]] = []
         skip = offset
         async with self._connection() as conn:
@@ -187,8 +188,14 @@ class Store:
                     skip = max(0, skip - (await conn.execute(held)).scalar_one())
             total = None
             if with_total:
-                count = select(sa.func.count()).select_from(Run).where(*conditions)
-                total = (await conn.execute(count)).scalar_one()
+                # All the filter matches, less the reservations ahead among them: an
+                # unfiltered count stays SQLite's count of the smallest index (25 ms at
+                # 1,000,000 runs where a bound checked row by row took 64).
+                filters = _conditions(where, self.engine.dialect.name)
+                total = 0
+                for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
+                    count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
+                    total += sign * (await conn.execute(count)).scalar_one()
         has_next = len(runs) > limit
         runs = runs[:limit]
         next_cursor = order.encode(runs[-1]) if has_next and runs else None
@@ -313,14 +320,20 @@ class Store:
 def _created_by_now() -> Any:
     """Runs that exist by now.  A scheduled fire's row is committed ahead of its
     instant, pending, with ``created_at`` = the instant (see scheduler/service.py);
-    until then it is the scheduler's reservation, not a run anyone should see.  (Not
-    a bare range on created_at: that would steer the planner to created_at's index
-    where another serves the query better.)"""
-    return sa.or_(col(Run.status) != Status.PENDING, col(Run.created_at) <= utcnow())
+    until then it is the scheduler's reservation, not a run anyone should see.  A
+    range on created_at, which every index of the runs table ends with (a condition
+    on status as well was checked row by row: a count of 1,000,000 runs took 72 ms)."""
+    return col(Run.created_at) <= utcnow()
 
 
-def _conditions(where: RunFilter, dialect: str) -> list[Any]:
-    conditions: list[Any] = [_created_by_now()]
+def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -> list[Any]:
+    """The filter's conditions; with ``as_of``, only runs created by then (one upper
+    bound on created_at with the filter's end_date: two would leave the planner one
+    range and the other checked row by row)."""
+    conditions: list[Any] = []
+    end_date = where.end_date
+    if as_of is not None:
+        end_date = as_of if end_date is None else min(end_date, as_of)
     if where.task_name is not None:
         conditions.append(col(Run.task_name) == where.task_name)
     for column, values in (
@@ -332,8 +345,8 @@ def _conditions(where: RunFilter, dialect: str) -> list[Any]:
             conditions.append(col(column).in_(list(values)))
     if where.start_date is not None:
         conditions.append(col(Run.created_at) >= where.start_date)
-    if where.end_date is not None:
-        conditions.append(col(Run.created_at) <= where.end_date)
+    if end_date is not None:
+        conditions.append(col(Run.created_at) <= end_date)
     if where.search:
         conditions.append(search_condition(where.search, dialect))
     return conditions
