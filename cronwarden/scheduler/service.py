@@ -9,9 +9,11 @@ A fire's run row must be committed before its process starts, and a commit takes
 few milliseconds: so the row of each timed fire is committed RESERVE_AHEAD before its
 instant (pending, ``not_before`` = the instant), and at the instant only admission and
 the spawn are left.  A reserved row whose fire does not happen after all (the task was
-paused, changed or removed, the daemon stopped, the loop woke too late) is deleted; a
-restart deletes those whose instant had not come and ends the others as crashed (see
-runners/recovery.py), so a reserved row never runs early.
+paused, changed or removed, the daemon stopped) is deleted; a wake too late turns it
+into the catch-up run or the missed record of its fire (the store lets a node's new
+row of a fire take over its own unused reservation, so no delete has to land first);
+a restart deletes those whose instant had not come and ends the others as crashed
+(see runners/recovery.py), so a reserved row never runs early.
 """
 
 from __future__ import annotations
