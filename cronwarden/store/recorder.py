@@ -121,8 +121,12 @@ class Recorder:
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
         self._writer = None
-        if self._sync is not None:
+        if self._sync is not None and self._thread is not None:
+            # Its connection and thread go; a write after this (none is expected) would
+            # go through the async engine.
             await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
+            self._thread.shutdown(wait=False)
+            self._sync = self._thread = None
 
     # -- what callers await --------------------------------------------------------
 

@@ -259,3 +259,20 @@ async def test_a_reservation_is_taken_over_only_by_its_own_node(store: Store) ->
     await claim_one(store, reservation(5, at=later))
     await store.record(make_run(5).id, {"status": Status.RUNNING})
     assert await store.claim([reservation(6, at=later)]) == set()  # nor a started one
+
+
+async def test_a_closed_store_leaves_no_recorder_thread(tmp_path: Path) -> None:
+    import threading
+
+    def recorder_threads() -> int:
+        return sum(t.name.startswith("cronwarden-recorder") for t in threading.enumerate())
+
+    before = recorder_threads()
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"))
+    await claim_one(store, make_run(1))
+    assert recorder_threads() == before + 1  # SQLite batches commit on a thread of their own
+    await store.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while recorder_threads() > before:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
