@@ -160,6 +160,16 @@ def new_run(**values: Any) -> Run:
     return run
 
 
+def is_reserved_fire(run: Run) -> bool:
+    """A scheduled fire's row committed ahead of its instant (scheduler/service.py),
+    not started yet."""
+    return (
+        run.status == Status.PENDING
+        and run.triggered_by == Trigger.SCHEDULE
+        and run.not_before is not None
+    )
+
+
 def update_run(run: Run, values: Mapping[str, Any]) -> None:
     """Set fields of a Run the dispatcher holds (the same shortcut as ``new_run``)."""
     run.__dict__.update(values)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Run, Status, is_reserved_fire
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
@@ -82,15 +82,6 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
     for run in orphans:
         await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
     return watcher
-
-
-def is_reserved_fire(run: Run) -> bool:
-    """A scheduled fire's row committed ahead of its instant, not started yet."""
-    return (
-        run.status == Status.PENDING
-        and run.triggered_by == Trigger.SCHEDULE
-        and run.not_before is not None
-    )
 
 
 def _same_process(run: Run, *, ended: bool = False) -> ProcStat | None:

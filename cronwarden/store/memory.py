@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status, Trigger
+from cronwarden.model import Run, Status, is_reserved_fire
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 
 
@@ -44,7 +44,9 @@ class MemoryStore:
         for run in runs:
             fire = (run.task_name, run.scheduled_for, run.attempt)
             held = taken.get(fire) if run.scheduled_for is not None else None
-            if held is not None and not _reservation(held, run.node):
+            # Another's claim, or a run under way; the node's own unused reservation
+            # is taken over (see RunRecords.claim).
+            if held is not None and not (held.node == run.node and is_reserved_fire(held)):
                 continue
             if held is not None:
                 del self.runs[held.id]
@@ -98,16 +100,6 @@ class MemoryStore:
         if self.unavailable:
             raise StoreUnavailable("the database is unavailable: (simulated outage)")
         self.writes += 1
-
-
-def _reservation(run: Run, node: str) -> bool:
-    """``node``'s own reservation of a fire, not started (see RunRecords.claim)."""
-    return (
-        run.node == node
-        and run.status == Status.PENDING
-        and run.triggered_by == Trigger.SCHEDULE
-        and run.not_before is not None
-    )
 
 
 def _copy(run: Run) -> Run:
