@@ -63,6 +63,33 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # On SQLite the text is converted by datetime's own ISO 8601 code, in C, instead of
+    # SQLAlchemy's regular expression and the steps above: a page of 50 runs has 200
+    # instants, and that parse was most of the time the page spent past the query.
+    # The text is the same ("2026-01-31 23:59:59.000000"), so is the sort order.
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return from_text
+
 
 def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))

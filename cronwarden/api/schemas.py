@@ -79,6 +79,7 @@ class RunOut(BaseModel):
 
 
 _RUN_FIELDS = tuple(RunOut.model_fields)
+_RUN_FIELD_SET = frozenset(_RUN_FIELDS)
 _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 
 
@@ -86,9 +87,13 @@ def run_fields(run: Run | sa.Row[Any]) -> dict[str, Any]:
     """A run as the API shows it (RunOut's fields, JSON-ready), read straight from the
     instance or the row of a page: a page of runs is built per request, and pydantic
     models and the ORM's attribute getters cost several times the query."""
-    values: Mapping[str, Any] = run._asdict() if isinstance(run, sa.Row) else vars(run)
-    if not all(name in values for name in _RUN_FIELDS):  # an expired ORM instance
-        values = {name: getattr(run, name) for name in _RUN_FIELDS}
+    values: Mapping[str, Any]
+    if isinstance(run, sa.Row):  # a row of the whole runs table
+        values = dict(zip(run._fields, run, strict=True))
+    else:
+        values = vars(run)
+        if not values.keys() >= _RUN_FIELD_SET:  # an expired ORM instance
+            values = {name: getattr(run, name) for name in _RUN_FIELDS}
     fields = {name: values[name] for name in _RUN_FIELDS}
     for name in _INSTANT_FIELDS:
         fields[name] = iso_z_or_none(fields[name])

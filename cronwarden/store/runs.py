@@ -5,25 +5,31 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
+from cronwarden.store.lane import Lane
 from cronwarden.store.migrate import migrate
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
 from cronwarden.store.search import search_condition
+
+T = TypeVar("T")
+# Threads (and connections) reading pages on SQLite; WAL lets them read side by side.
+READER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,9 @@ class Store:
     """The durable record of runs and task state (``RunRecords`` on SQL).
 
     Writes of runs go through one group-committing ``Recorder``; reads use pooled
-    sessions.  Raises ``RunNotFound`` for unknown ids, ``InvalidCursor`` for a forged
-    cursor and ``StoreUnavailable`` when the database cannot be reached.  The unique
+    sessions, and run pages a lane of their own on SQLite (see lane.py).  Raises
+    ``RunNotFound`` for unknown ids, ``InvalidCursor`` for a forged cursor and
+    ``StoreUnavailable`` when the database cannot be reached.  The unique
     (task_name, scheduled_for, attempt) constraint is what makes a fire run exactly
     once across nodes: ``claim`` leaves out a run whose fire already has a row.
     """
@@ -76,6 +83,9 @@ class Store:
         self.engine = engine
         self.recorder = Recorder(engine)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
+        self._reader: Lane | None = None
+        if engine.dialect.name == "sqlite":
+            self._reader = Lane(engine, READER_THREADS, "cronwarden-reader")
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> Store:
@@ -84,6 +94,8 @@ class Store:
 
     async def close(self) -> None:
         await self.recorder.close()
+        if self._reader is not None:
+            await self._reader.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -101,13 +113,15 @@ class Store:
                 raise unavailable(exc) from exc
             raise
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        """A plain connection for Core reads (no ORM session: a page of rows costs half
-        as much), its failures surfacing as StoreUnavailable."""
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """Core reads (no ORM session: a page of rows costs half as much) as one unit
+        of work: one call in the reader lane on SQLite, run_sync on PostgreSQL; its
+        failures surface as StoreUnavailable."""
         try:
+            if self._reader is not None:
+                return await self._reader.read(work)
             async with self.engine.connect() as conn:
-                yield conn
+                return await conn.run_sync(work)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             if is_outage(exc):
                 raise unavailable(exc) from exc
@@ -173,29 +187,34 @@ class Store:
         that stays right for every sort, offset only when asked.  Runs without a value
         in the sort field (not started, not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
+        parts = order.parts(None if cursor is None else order.decode(cursor))
         now = utcnow()
         conditions = _conditions(where, self.engine.dialect.name, as_of=now)
-        runs: list[sa.Row[Any]] = []
-        skip = offset
-        async with self._connection() as conn:
-            for part in order.parts(None if cursor is None else order.decode(cursor)):
+
+        def read(conn: Connection) -> tuple[list[sa.Row[Any]], int | None]:
+            runs: list[sa.Row[Any]] = []
+            skip = offset
+            for part in parts:
                 query = part.where(*conditions).offset(skip).limit(limit + 1 - len(runs))
-                runs += (await conn.execute(query)).all()
+                runs += conn.execute(query).all()
                 if len(runs) > limit:
                     break
                 if skip:  # what this part held counts against the offset
                     held = select(sa.func.count()).select_from(part.where(*conditions).subquery())
-                    skip = max(0, skip - (await conn.execute(held)).scalar_one())
-            total = None
-            if with_total:
-                # All the filter matches, less the reservations ahead among them: an
-                # unfiltered count stays SQLite's count of the smallest index (25 ms at
-                # 1,000,000 runs where a bound checked row by row took 64).
-                filters = _conditions(where, self.engine.dialect.name)
-                total = 0
-                for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
-                    count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
-                    total += sign * (await conn.execute(count)).scalar_one()
+                    skip = max(0, skip - conn.execute(held).scalar_one())
+            if not with_total:
+                return runs, None
+            # All the filter matches, less the reservations ahead among them: an
+            # unfiltered count stays SQLite's count of the smallest index (25 ms at
+            # 1,000,000 runs where a bound checked row by row took 64).
+            filters = _conditions(where, self.engine.dialect.name)
+            total = 0
+            for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
+                count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
+                total += sign * conn.execute(count).scalar_one()
+            return runs, total
+
+        runs, total = await self._read(read)
         has_next = len(runs) > limit
         runs = runs[:limit]
         next_cursor = order.encode(runs[-1]) if has_next and runs else None

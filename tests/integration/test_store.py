@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,32 @@ def test_head_names_the_newest_migration() -> None:
     from alembic.script import ScriptDirectory
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0007"
+
+
+async def test_sqlite_keeps_instants_as_utc_iso_text(tmp_path: Path) -> None:
+    """The text SQLite holds sorts as the instants do, whatever zone they were given in;
+    reads turn it back into aware UTC, and a naive datetime is refused, not guessed."""
+    path = tmp_path / "cronwarden.db"
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{path}"))
+    try:
+        plus_two = timezone(timedelta(hours=2))
+        given = datetime(2026, 3, 1, 14, 0, 0, 250, tzinfo=plus_two)
+        await claim_one(store, make_run(1, created_at=given, scheduled_for=given))
+        await store.record(make_run(1).id, {"end_at": T0 + timedelta(minutes=1)})
+        async with store.engine.connect() as conn:
+            raw = (
+                await conn.execute(sa.text("SELECT created_at, end_at, start_at FROM runs"))
+            ).one()
+        assert tuple(raw) == ("2026-03-01 12:00:00.000250", "2026-03-01 12:01:00.000000", None)
+        run = await store.get_run(make_run(1).id)
+        assert run.created_at == given and run.created_at.tzinfo == UTC
+        assert not (await store.list_runs(RunFilter(end_date=T0), limit=5)).runs  # 250 µs late
+        page = await store.list_runs(RunFilter(end_date=given), limit=5)
+        assert [r.created_at for r in page.runs] == [given]
+        with pytest.raises(sa.exc.StatementError, match="naive"):
+            await store.record(make_run(1).id, {"end_at": datetime(2026, 3, 1, 12, 0)})
+    finally:
+        await store.close()
 
 
 async def test_round_trip_keeps_aware_utc_times(store: Store) -> None:
@@ -261,18 +287,20 @@ async def test_a_reservation_is_taken_over_only_by_its_own_node(store: Store) ->
     assert await store.claim([reservation(6, at=later)]) == set()  # nor a started one
 
 
-async def test_a_closed_store_leaves_no_recorder_thread(tmp_path: Path) -> None:
+async def test_a_closed_store_leaves_no_thread_behind(tmp_path: Path) -> None:
     import threading
 
-    def recorder_threads() -> int:
-        return sum(t.name.startswith("cronwarden-recorder") for t in threading.enumerate())
+    def lane_threads() -> int:
+        names = ("cronwarden-recorder", "cronwarden-reader")
+        return sum(t.name.startswith(names) for t in threading.enumerate())
 
-    before = recorder_threads()
+    before = lane_threads()
     store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"))
-    await claim_one(store, make_run(1))
-    assert recorder_threads() == before + 1  # SQLite batches commit on a thread of their own
+    await claim_one(store, make_run(1))  # SQLite batches commit on a thread of their own
+    assert [r.id for r in (await store.list_runs(RunFilter(), limit=5)).runs] == [make_run(1).id]
+    assert lane_threads() == before + 2  # and pages are read on another
     await store.close()
     deadline = asyncio.get_running_loop().time() + 10
-    while recorder_threads() > before:
+    while lane_threads() > before:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.01)
