@@ -267,21 +267,21 @@ class TaskSettings(_Frozen):
     working_dir: ConfigPath | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
     env_file: ConfigPath | None = None
-    secret_env: list[EnvName] = Field(default_factory=list)
+    secret_env: tuple[EnvName, ...] = ()
     user: str | int | None = None
     group: str | int | None = None
     umask: Umask | None = None
     timeout: NonNegDuration = timedelta(0)
     stop_signal: SignalNumber = int(signal.SIGTERM)
     kill_grace: NonNegDuration = timedelta(seconds=5)
-    success_exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field(
-        default_factory=lambda: [0], min_length=1
+    success_exit_codes: tuple[Annotated[int, Field(ge=0, le=255)], ...] = Field(
+        default=(0,), min_length=1
     )
     retries: int = Field(default=0, ge=0, le=1000)
     retry_delay: NonNegDuration = timedelta(seconds=10)
     retry_backoff: Literal["constant", "linear", "exponential"] = "exponential"
     retry_max_delay: NonNegDuration = timedelta(minutes=5)
-    retry_on: list[EndReasonName] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+    retry_on: tuple[EndReasonName, ...] = DEFAULT_RETRY_ON
     overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
     max_concurrent: int = Field(default=1, ge=1)
     queue_max: int = Field(default=100, ge=0)
@@ -293,8 +293,8 @@ class TaskSettings(_Frozen):
     keep_runs: int | None = Field(default=None, ge=1)
     keep_for: NonNegDuration | None = None
     api_trigger: bool = True
-    params: list[EnvName] = Field(default_factory=list)
-    notify: list[str] = Field(default_factory=list)
+    params: tuple[EnvName, ...] = ()
+    notify: tuple[str, ...] = ()
     stuck_after: NonNegDuration = timedelta(0)
     expect_success_within: NonNegDuration = timedelta(0)
     enabled: bool = True

@@ -28,18 +28,18 @@ def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
     assert daemon.keep_runs == 10000 and daemon.keep_for == timedelta(days=90)
     assert daemon.max_body == 1024 * 1024 and daemon.node_lease == timedelta(seconds=10)
     assert task.timeout == timedelta(0) and task.kill_grace == timedelta(seconds=5)
-    assert task.stop_signal == signal.SIGTERM and task.success_exit_codes == [0]
+    assert task.stop_signal == signal.SIGTERM and task.success_exit_codes == (0,)
     assert (task.retries, task.retry_delay, task.retry_backoff) == (
         0,
         timedelta(seconds=10),
         "exponential",
     )
     assert task.retry_max_delay == timedelta(minutes=5)
-    assert task.retry_on == ["failed", "timeout", "crashed"]
+    assert task.retry_on == ("failed", "timeout", "crashed")
     assert (task.overlap, task.max_concurrent, task.queue_max) == ("allow", 1, 100)
     assert (task.catch_up, task.max_catch_up) == ("latest", 100)
     assert task.max_log_size == 10 * 1024 * 1024 and task.log_on_full == "drop_old"
-    assert task.api_trigger and task.enabled and task.params == [] and task.notify == []
+    assert task.api_trigger and task.enabled and task.params == () and task.notify == ()
     assert task.argv == ["/bin/sh", "-c", "true"]
 
 
