@@ -1,12 +1,19 @@
 """Start-up and idle cost with many tasks: time to READY, RSS, idle CPU.
 
-    python benchmarks/startup.py [--tasks 10000] [--idle 60]
+    python benchmarks/startup.py [--tasks 10000] [--idle 60] [--daemon-python PATH]
 
 The daemon gets N tasks with cron lines spread over the week (minute, hour and weekday
 vary per task, none due during the measurement).  READY is read off a real
 NOTIFY_SOCKET datagram, as systemd would, timed from the process start.  Then, after a
 settling pause for the start-up chores (first retention pass, last successes), RSS
-and CPU are sampled from /proc over the idle window.
+and CPU are sampled from /proc over the idle window.  The daemon is then started again
+on the same data directory: a restart finds the schema current and never loads the
+migration tool, which is how a daemon usually starts; its READY and RSS are printed too.
+
+``--daemon-python`` runs the daemon with another interpreter: ``make bench`` gives it a
+virtualenv holding only what ``pip install cronwarden`` installs.  The test tools pull
+in packages the daemon does not need but imports when present (structlog loads rich,
+and rich pygments, when they are installed: ~8 MB).
 
 The baseline, measured in the same run: the bare stack (python importing aiohttp,
 SQLAlchemy, APScheduler 3 and croniter) serving one aiohttp endpoint with the same N
@@ -105,17 +112,20 @@ def idle(pid: int, seconds: float) -> dict[str, float]:
     return {"rss_mb": peak, "idle_cpu_pct": (cpu_seconds(pid) - before) / seconds * 100}
 
 
-def measure_daemon(workdir: Path, count: int, idle_s: float) -> dict[str, float]:
-    config = write_config(workdir, free_port(), count)
+def measure_daemon(
+    python: str, workdir: Path, config: Path, idle_s: float | None
+) -> dict[str, float]:
+    """READY and RSS; then, with an ``idle_s`` window, the settled RSS and idle CPU."""
     notify = workdir / "notify.sock"
+    notify.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
     sock.settimeout(120)
     env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
     began = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
-        stdout=open(workdir / "daemon.log", "wb"),  # noqa: SIM115
+        [python, "-m", "cronwarden", "serve", "-c", str(config)],
+        stdout=open(workdir / "daemon.log", "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
         env=env,
     )
@@ -124,8 +134,9 @@ def measure_daemon(workdir: Path, count: int, idle_s: float) -> dict[str, float]
             pass
         ready = time.monotonic() - began
         figures = {"ready_s": ready, "rss_at_ready_mb": rss_mb(proc.pid)}
-        time.sleep(SETTLE)
-        figures.update(idle(proc.pid, idle_s))
+        if idle_s is not None:
+            time.sleep(SETTLE)
+            figures.update(idle(proc.pid, idle_s))
         return figures
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -162,20 +173,30 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=60, help="idle window, seconds")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--daemon-python", default=sys.executable, help="the interpreter that runs the daemon"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cw-startup-") as tmp:
         bare = measure_bare(args.tasks, args.idle)
-        daemon = measure_daemon(Path(tmp), args.tasks, args.idle)
+        workdir = Path(tmp)
+        config = write_config(workdir, free_port(), args.tasks)
+        daemon = measure_daemon(args.daemon_python, workdir, config, args.idle)
+        again = measure_daemon(args.daemon_python, workdir, config, None)
+        daemon.update({f"restart_{key}": value for key, value in again.items()})
+        bare.update({f"restart_{key}": bare[key] for key in again})
     rows = [
         ("time to READY (s)", "ready_s", 2.0),
         ("RSS at READY (MB)", "rss_at_ready_mb", 100.0),
         (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", 100.0),
         ("idle CPU (%)", "idle_cpu_pct", None),
+        ("restart: time to READY (s)", "restart_ready_s", 2.0),
+        ("restart: RSS at READY (MB)", "restart_rss_at_ready_mb", 100.0),
     ]
     if args.json:
         print(json.dumps({"tasks": args.tasks, "bare": bare, "daemon": daemon}))
         return
-    print(f"start-up and idle with {args.tasks} tasks")
+    print(f"start-up and idle with {args.tasks} tasks, the daemon on {args.daemon_python}")
     print(f"  {'figure':<34} {'bare stack':>10} {'cronwarden':>10} {'ratio':>6}  target")
     for label, key, target in rows:
         ratio = daemon[key] / bare[key] if bare[key] else float("nan")

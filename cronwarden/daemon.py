@@ -56,6 +56,9 @@ log = structlog.get_logger("cronwarden.daemon")
 PRIVATE_UMASK = 0o077
 STATUS_EVERY = 2.0  # seconds between checks of the STATUS= line
 PARSER_LINE_LIMIT = 64 * 1024
+# How long stopped side tasks get to unwind (a query in flight finishes, its connection
+# closes) before the store they use is closed under them.
+UNWIND_TIMEOUT = 10.0
 
 
 def make_private(data_dir: Path) -> None:
@@ -199,14 +202,20 @@ class Daemon:
         active = services.dispatcher.active_runs
         sd_notify(f"STOPPING=1\nSTATUS=Stopping: {active} runs get up to their shutdown_timeout")
         log.info("daemon.stopping")
-        loading.cancel()
-        for task in side_tasks - {recorder}:  # the recorder flushes the runs' ends
+        stopped = {loading, *side_tasks} - {recorder}  # the recorder flushes the runs' ends
+        for task in stopped:
             task.cancel()
         services.scheduler.shutdown()
         await services.scheduler.wait_inflight()
         await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
         await services.alerts.close()  # after the runs' ends: their alerts go out too
         services.events.close()
+        # Awaited before the store closes: a task cancelled inside a query still has its
+        # connection to close, and closing the engine under it (then cancelling it a
+        # second time on the way out) left the process hung after "daemon.stopped".
+        _, unwinding = await asyncio.wait(stopped, timeout=UNWIND_TIMEOUT)
+        for task in unwinding:
+            log.warning("daemon.task_did_not_stop", task=task.get_name())
 
     @contextlib.asynccontextmanager
     async def _services(self, node: str) -> AsyncIterator[Services]:

@@ -149,3 +149,36 @@ def test_signals_during_start_up_neither_kill_nor_hang_it(make_daemon) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert daemon.stop() == 0
+
+
+def test_sigterm_at_ready_with_many_tasks_ends_the_process(tmp_path: Path) -> None:
+    """Stopped right after READY, with 10,000 tasks, the start-up chores (retention's
+    first pass, reading last successes) are still inside queries.  They unwind before
+    the store closes: closing it under them left the process hung after
+    "daemon.stopped" (in two of three such stops), until systemd's stop timeout."""
+    import signal
+    import socket
+
+    from conftest import Daemon  # type: ignore[import-not-found]
+
+    tasks = "".join(
+        f'[tasks.t{i:05d}]\ncommand = "true"\nschedule = "{i % 60} {i % 24} * * {i % 7}"\n'
+        for i in range(10_000)
+    )
+    daemon = Daemon(tmp_path, tasks)
+    for life in range(3):  # the hang needed a query in flight: give it three chances
+        notify = tmp_path / f"notify-{life}.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(notify))
+            sock.settimeout(60)
+            daemon.env["NOTIFY_SOCKET"] = str(notify)
+            daemon.start_process()
+            assert daemon.proc is not None
+            try:
+                while b"READY=1" not in sock.recv(4096):
+                    pass
+                daemon.proc.send_signal(signal.SIGTERM)  # at once, as systemd may
+                assert daemon.proc.wait(30) == 0, daemon.log()
+            finally:
+                daemon.proc.kill()
+                daemon.proc.wait()
