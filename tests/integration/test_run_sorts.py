@@ -177,6 +177,57 @@ async def test_search_finds_task_names_errors_and_params(seeded: Store) -> None:
     assert await found("_x_") == []
 
 
+@pytest.mark.parametrize("window", [7, 32, 50, 10_000])
+async def test_a_search_read_newest_first_pages_like_the_whole_table(
+    seeded: Store, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite looks for a search's matches among the newest runs first (SEARCH_WINDOW):
+    with a window smaller than a page, as large as several, or the whole table, a
+    cursor walk finds the same runs in the same order, whether the term is common
+    (every third run) or rare (three runs, one of them the oldest)."""
+    import cronwarden.store.runs as runs_module
+
+    rare = {0, 300, 599}
+    async with seeded.engine.begin() as conn:
+        for i in range(600):
+            marks = " ".join(
+                word for word, on in (("common", i % 3 == 0), ("rare-one", i in rare)) if on
+            )
+            await conn.execute(
+                sa.text("UPDATE runs SET error = :e WHERE id = :id"),
+                {"e": marks or None, "id": make_run(i).id},
+            )
+        # A run whose rowid sits among the newest but whose created_at is the oldest:
+        # the window is bounded by created_at, not by rowid alone.
+        runs = Run.__table__  # type: ignore[attr-defined]
+        await conn.execute(
+            sa.update(runs)
+            .where(runs.c.id == make_run(597).id)
+            .values(created_at=T0 - timedelta(days=30))
+        )
+    monkeypatch.setattr(runs_module, "SEARCH_WINDOW", window)
+    everything = (await seeded.list_runs(RunFilter(), limit=1000)).runs
+
+    async def walk(flt: RunFilter, ascending: bool) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await seeded.list_runs(flt, limit=10, cursor=cursor, ascending=ascending)
+            seen += [r.id for r in page.runs]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    for term, chosen in (("common", lambda i: i % 3 == 0), ("rare-one", lambda i: i in rare)):
+        for ascending in (False, True):
+            expected = [r.id for r in everything if chosen(int(r.id[-12:]))]
+            if ascending:
+                expected.reverse()
+            assert await walk(RunFilter(search=term), ascending) == expected, (term, ascending)
+        task_only = [r.id for r in everything if chosen(int(r.id[-12:])) and r.task_name == "beta"]
+        assert await walk(RunFilter(search=term, task_name="beta"), False) == task_only
+
+
 FILTERS = {
     "task_name": RunFilter(task_name="alpha"),
     "status": RunFilter(status=["ended", "running"]),
