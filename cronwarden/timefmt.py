@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 
 
 def iso_z(value: datetime) -> str:
-    # isoformat is C code; strftime was a measurable share of a page of runs.
-    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # isoformat is C code; strftime was a measurable share of a page of runs.  The
+    # store's instants are UTC already: converting them anyway was a fifth of iso_z.
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def iso_z_or_none(value: datetime | None) -> str | None:

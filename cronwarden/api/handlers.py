@@ -43,7 +43,7 @@ from cronwarden.api.schemas import (
     TaskStats,
     TriggerBody,
     TriggerQuery,
-    run_fields,
+    page_fields,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
 from cronwarden.api.task_definition import task_definition
@@ -322,7 +322,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
     )
     # The shape of RunList, serialized directly (see run_fields).
     body: dict[str, Any] = {
-        "runs": [run_fields(r) for r in page.runs],
+        "runs": page_fields(page.runs),
         "next_cursor": page.next_cursor,
         "has_next": page.has_next,
     }

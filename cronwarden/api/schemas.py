@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -83,17 +83,26 @@ _RUN_FIELD_SET = frozenset(_RUN_FIELDS)
 _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 
 
-def run_fields(run: Run | sa.Row[Any]) -> dict[str, Any]:
+def run_fields(run: Run) -> dict[str, Any]:
     """A run as the API shows it (RunOut's fields, JSON-ready), read straight from the
-    instance or the row of a page: a page of runs is built per request, and pydantic
-    models and the ORM's attribute getters cost several times the query."""
-    values: Mapping[str, Any]
-    if isinstance(run, sa.Row):  # a row of the whole runs table
-        values = dict(zip(run._fields, run, strict=True))
-    else:
-        values = vars(run)
-        if not values.keys() >= _RUN_FIELD_SET:  # an expired ORM instance
-            values = {name: getattr(run, name) for name in _RUN_FIELDS}
+    instance: pydantic models and the ORM's attribute getters cost several times that."""
+    values: Mapping[str, Any] = vars(run)
+    if not values.keys() >= _RUN_FIELD_SET:  # an expired ORM instance
+        values = {name: getattr(run, name) for name in _RUN_FIELDS}
+    return _shown(values)
+
+
+def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
+    """The rows of a page of the runs table as the API shows runs (see run_fields).
+    The column names are read once: a row's ``_fields`` is worked out on each call,
+    a tenth of a page's time when it was read per row."""
+    if not rows:
+        return []
+    names = rows[0]._fields
+    return [_shown(dict(zip(names, row, strict=True))) for row in rows]
+
+
+def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: values[name] for name in _RUN_FIELDS}
     for name in _INSTANT_FIELDS:
         fields[name] = iso_z_or_none(fields[name])
