@@ -296,7 +296,18 @@ AnyTrigger = CronTrigger | EveryTrigger | RebootTrigger
 
 def parse_schedule(expression: str, tz: tzinfo, hash_id: str = "") -> AnyTrigger:
     """Build the trigger for a schedule expression; raises ScheduleError saying what is
-    allowed.  ``hash_id`` (the task name) places the ``H`` of a hashed expression."""
+    allowed.  ``hash_id`` (the task name) places the ``H`` of a hashed expression.
+
+    Triggers are values, so tasks with the same expression and zone share one: 10,000
+    tasks had a few hundred distinct schedules, each parsed twice (the config's check,
+    then the task's trigger), and the parse was a fifth of the time to READY."""
+    if not _HASHED.search(expression):
+        hash_id = ""  # only an H expression depends on the task
+    return _parse_schedule(expression, tz, hash_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_schedule(expression: str, tz: tzinfo, hash_id: str) -> AnyTrigger:
     text = " ".join(expression.split())
     lowered = text.lower()
     if lowered == "@reboot":

@@ -184,3 +184,17 @@ def test_naive_input_is_refused() -> None:
 def test_invalid_expressions(expr: str) -> None:
     with pytest.raises(ScheduleError):
         parse_schedule(expr, NY)
+
+
+def test_tasks_with_the_same_schedule_share_one_trigger() -> None:
+    """A trigger is a value of (expression, zone): ten thousand tasks on a few hundred
+    schedules parse each once.  Only an H expression depends on the task's name."""
+    london = ZoneInfo("Europe/London")
+    shared = parse_schedule("30 2 * * *", london, "backup")
+    assert parse_schedule("30 2 * * *", london, "report") is shared
+    assert parse_schedule("30 2 * * *", UTC, "backup") is not shared  # another zone
+    hashed = {name: parse_schedule("H H * * *", UTC, name) for name in ("a", "b", "c", "d")}
+    assert parse_schedule("H H * * *", UTC, "a") == hashed["a"]  # the same name, the same times
+    assert len({trigger.cron for trigger in hashed.values()}) > 1  # spread by name
+    after = datetime(2026, 3, 1, tzinfo=UTC)
+    assert shared.next_fire(after) == datetime(2026, 3, 1, 2, 30, tzinfo=UTC)
