@@ -320,7 +320,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
         with_total=query.total,
         sort_field=query.sort_field,
     )
-    # The shape of RunList, serialized directly (see run_fields).
+    # The shape of RunList, serialized directly (see page_fields).
     body: dict[str, Any] = {
         "runs": page_fields(page.runs),
         "next_cursor": page.next_cursor,

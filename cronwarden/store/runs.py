@@ -193,8 +193,9 @@ class Store:
         parts = order.parts(None if cursor is None else order.decode(cursor))
         now = utcnow()
         conditions = _conditions(where, self.engine.dialect.name, as_of=now)
+        # A search in created_at order on SQLite looks among the newest runs first.
         windowed = (
-            self._reader is not None
+            self.engine.dialect.name == "sqlite"
             and where.search is not None
             and len(where.search) >= TRIGRAM
             and sort_field == "created_at"
