@@ -540,6 +540,8 @@ def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = (
         message = "unknown key" + (f"; allowed keys here: {allowed}" if allowed else "")
     elif kind == "missing":
         message = "required key is missing"
+    elif kind in ("list_type", "tuple_type"):  # keys read into tuples are TOML arrays too
+        message = "expected an array, e.g. [...]"
     shown = err.get("input")
     value = ""
     secret = any(part in _NEVER_ECHOED for part in loc)

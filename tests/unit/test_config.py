@@ -137,6 +137,14 @@ def test_error_shows_the_offending_value(tmp_path: Path) -> None:
     assert "tasks.a.retries" in line and "(got -1)" in line
 
 
+def test_a_scalar_where_an_array_belongs_says_array(tmp_path: Path) -> None:
+    """Keys held as tuples are arrays in the file: the message speaks TOML, not Python."""
+    lines = problems('[tasks.a]\ncommand = "x"\nretry_on = "failed"\nnotify = 5\n', tmp_path)
+    assert any("tasks.a.retry_on: expected an array, e.g. [...] (got 'failed')" in x for x in lines)
+    assert any("tasks.a.notify: expected an array, e.g. [...] (got 5)" in x for x in lines)
+    assert not any("tuple" in x for x in lines)
+
+
 @pytest.mark.parametrize(
     ("schedule", "fragment"),
     [
