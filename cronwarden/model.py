@@ -73,11 +73,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            naive_utc = self.process_bind_param(value, dialect)
+            return None if naive_utc is None else naive_utc.isoformat(" ", "microseconds")
 
         return to_text
 
@@ -86,7 +83,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return super().result_processor(dialect, coltype)
 
         def from_text(value: str | None) -> datetime | None:
-            return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+            parsed = None if value is None else datetime.fromisoformat(value)
+            return self.process_result_value(parsed, dialect)
 
         return from_text
 
