@@ -35,6 +35,8 @@ from pydantic import (
 )
 
 from cronwarden.errors import ConfigError, ScheduleError
+from cronwarden.packed import PackedModels
+from cronwarden.scheduler.policies import CatchUp
 from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
 from cronwarden.units import format_duration, parse_duration, parse_size
 
@@ -285,7 +287,7 @@ class TaskSettings(_Frozen):
     overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
     max_concurrent: int = Field(default=1, ge=1)
     queue_max: int = Field(default=100, ge=0)
-    catch_up: Literal["skip", "latest", "all"] = "latest"
+    catch_up: CatchUp = "latest"
     max_catch_up: int = Field(default=100, ge=1)
     jitter: NonNegDuration = timedelta(0)
     max_log_size: Size = Field(default=10 * 1024 * 1024, ge=1)
@@ -396,12 +398,17 @@ class NotifyConfig(_Frozen):
         return self
 
 
+TaskTable = PackedModels[TaskConfig]
+
+
 class Config(_Frozen):
-    """A whole validated config file."""
+    """A whole validated config file (its tasks packed: see cronwarden/packed.py)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     path: Path
     daemon: DaemonConfig
-    tasks: dict[str, TaskConfig]
+    tasks: TaskTable
     notify: dict[str, NotifyConfig]
 
 
@@ -438,7 +445,7 @@ def parse_config(text: str, file: Path) -> Config:
         if (target := checker.validate(NotifyConfig, body, ("notify", name))) is not None
     }
     defaults = _valid_defaults(data.get("defaults", {}), checker)
-    tasks: dict[str, TaskConfig] = {}
+    tasks = TaskTable(TaskConfig, key_field="name")
     for name, body in checker.tables(data, "tasks").items():
         if not TASK_NAME_RE.match(name):
             checker.problem(
@@ -449,7 +456,7 @@ def parse_config(text: str, file: Path) -> Config:
         merged = {**defaults, **body, "name": name}
         task = checker.validate(TaskConfig, merged, ("tasks", name))
         if task is not None:
-            tasks[name] = task
+            tasks.add(name, task)
         targets = merged.get("notify", [])
         for target in targets if isinstance(targets, list) else []:
             if isinstance(target, str) and target not in notify:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cronwarden.config import Config, TaskConfig
+from cronwarden.config import Config, TaskConfig, TaskTable
 from cronwarden.errors import TaskNotFound
 
 
@@ -33,7 +33,7 @@ class LiveConfig:
         return self._config
 
     @property
-    def tasks(self) -> dict[str, TaskConfig]:
+    def tasks(self) -> TaskTable:
         return self._config.tasks
 
     @property
@@ -43,9 +43,12 @@ class LiveConfig:
         import hashlib
 
         if self._tasks_hash is None:
-            tasks = sorted(self.tasks.items())
-            lines = "".join(f"{n}={t.definition_hash}\n" for n, t in tasks)
-            self._tasks_hash = hashlib.sha256(lines.encode()).hexdigest()[:16]
+            # One task at a time: the table is packed (see cronwarden/packed.py), and
+            # all its tasks built at once would be several times its size.
+            digest = hashlib.sha256()
+            for name in sorted(self.tasks):
+                digest.update(f"{name}={self.tasks.peek(name).definition_hash}\n".encode())
+            self._tasks_hash = digest.hexdigest()[:16]
         return self._tasks_hash
 
     def task(self, name: str) -> TaskConfig:
@@ -65,6 +68,6 @@ class LiveConfig:
             changed=sorted(
                 name
                 for name in set(old) & set(new.tasks)
-                if old[name].definition_hash != new.tasks[name].definition_hash
+                if old.peek(name).definition_hash != new.tasks.peek(name).definition_hash
             ),
         )

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from cronwarden.model import Trigger
-from cronwarden.scheduler.policies import catch_up_fires
+from cronwarden.scheduler.policies import CatchUp, catch_up_fires
 from cronwarden.scheduler.triggers import AnyTrigger
 
 # A fire later than this is treated as missed, not merely late.
@@ -56,7 +55,7 @@ def plan_fires(
     due: datetime | None,
     now: datetime,
     offset: timedelta,
-    catch_up: Literal["skip", "latest", "all"],
+    catch_up: CatchUp,
     max_catch_up: int,
 ) -> FirePlan:
     """Decide the fires for a task at ``now``.

@@ -6,6 +6,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
+CatchUp = Literal["skip", "latest", "all"]  # what a task does with fires it missed
+
 
 def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Collection[str]) -> bool:
     """``retries`` counts extra attempts, so attempt N may retry while N <= retries."""
@@ -15,7 +17,7 @@ def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Colle
 def catch_up_fires(
     missed: Sequence[datetime],
     *,
-    mode: Literal["skip", "latest", "all"],
+    mode: CatchUp,
     max_catch_up: int,
 ) -> tuple[list[datetime], list[datetime]]:
     """Split missed fires into (to run, to drop); dropped fires raise fire.missed."""
@@ -27,6 +29,9 @@ def catch_up_fires(
     return keep, list(missed[: len(missed) - len(keep)])
 
 
+NO_JITTER = timedelta(0)  # one object for every task without jitter
+
+
 def jitter_offset(task_name: str, bound: timedelta) -> timedelta:
     """A stable offset in [0, bound) per task: the same task always gets the same delay,
     and tasks sharing a schedule are spread out instead of all starting at once."""
@@ -34,6 +39,6 @@ def jitter_offset(task_name: str, bound: timedelta) -> timedelta:
 
     micros = int(bound.total_seconds() * 1_000_000)
     if micros <= 0:
-        return timedelta(0)
+        return NO_JITTER
     digest = int.from_bytes(hashlib.sha256(task_name.encode()).digest()[:8], "big")
     return timedelta(microseconds=digest % micros)

@@ -32,7 +32,7 @@ from cronwarden.errors import GaveUp, ShuttingDown
 from cronwarden.model import Run, TaskState, Trigger
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
-from cronwarden.scheduler.policies import jitter_offset
+from cronwarden.scheduler.policies import CatchUp, jitter_offset
 from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.store.resilience import persist
@@ -56,12 +56,32 @@ class TaskStateStore(Protocol):
     async def save_task_state(self, task_name: str, **values: Any) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Scheduled:
-    task: TaskConfig
+    """What timing a task needs of its definition (one per timed task: the definition
+    itself stays packed in the config, see cronwarden/packed.py)."""
+
+    name: str
     trigger: AnyTrigger
+    catch_up: CatchUp
+    max_catch_up: int
     offset: timedelta
     anchor: datetime | None  # the newest nominal fire already handled
+
+    @classmethod
+    def of(cls, task: TaskConfig, anchor: datetime | None) -> _Scheduled:
+        assert task.trigger is not None
+        offset = jitter_offset(task.name, task.jitter)
+        return cls(task.name, task.trigger, task.catch_up, task.max_catch_up, offset, anchor)
+
+    def times_like(self, task: TaskConfig) -> bool:
+        """Whether ``task`` fires at the instants this entry was timed for."""
+        return self.trigger == task.trigger and self.offset == jitter_offset(task.name, task.jitter)
+
+    def follow(self, task: TaskConfig) -> None:
+        """A reload changed the task but not its timing."""
+        self.catch_up = task.catch_up
+        self.max_catch_up = task.max_catch_up
 
 
 @dataclass(frozen=True)
@@ -95,15 +115,17 @@ class SchedulerService:
         anchors = await self.state.last_scheduled_for()
         self._timer.start()
         self.running = True
+        # One instant for all tasks: tasks sharing a schedule then ask their trigger
+        # the same question, answered once (see triggers._cached_next_fire).
         now = self.clock.now()
         for task in tasks.values():
             if task.enabled and isinstance(task.trigger, RebootTrigger):
                 self._fire(task.name, now, Trigger.SCHEDULE)
             if not _on_a_timer(task):
                 continue
-            entry = self._add(task, anchors.get(task.name))
+            entry = self._add(task, anchors.get(task.name), now)
             if task.name not in self._paused:
-                self._carry_out(entry, due=None)
+                self._carry_out(entry, due=None, now=now)
 
     def shutdown(self) -> None:
         if self.running:
@@ -189,35 +211,38 @@ class SchedulerService:
             if old is None:
                 self._add(task, None)
                 changes["added"].append(name)
-            elif _timing(old.task) != _timing(task):
+            elif not old.times_like(task):
                 # Never early, never twice: continue after the later of now and the last fire.
                 anchor = max(filter(None, [old.anchor, self.clock.now()]))
                 self._remove(name)
                 self._add(task, anchor)
                 changes["changed"].append(name)
             else:
-                old.task = task
+                old.follow(task)
         return changes
 
     # -- internals --------------------------------------------------------------------
 
-    def _add(self, task: TaskConfig, anchor: datetime | None) -> _Scheduled:
-        assert task.trigger is not None
-        entry = _Scheduled(task, task.trigger, jitter_offset(task.name, task.jitter), anchor)
+    def _add(
+        self, task: TaskConfig, anchor: datetime | None, now: datetime | None = None
+    ) -> _Scheduled:
+        entry = _Scheduled.of(task, anchor)
         self._scheduled[task.name] = entry
-        self._reschedule(entry)
+        self._reschedule(entry, now)
         return entry
 
-    def _reschedule(self, entry: _Scheduled) -> None:
+    def _reschedule(self, entry: _Scheduled, now: datetime | None = None) -> None:
         """Time the next fire after the later of now and the anchor (never early)."""
-        self._time_next(entry, after=max(filter(None, [entry.anchor, self.clock.now()])))
+        now = now or self.clock.now()
+        self._time_next(entry, after=max(filter(None, [entry.anchor, now])))
 
     def _time_next(self, entry: _Scheduled, after: datetime) -> None:
-        name = entry.task.name
+        name = entry.name
         self._untime(name)
         nominal = entry.trigger.next_fire(after)
         if nominal is not None and name not in self._paused:
-            self._timer.set(name, nominal + entry.offset)
+            # Without jitter the instant is the trigger's own (shared) datetime.
+            self._timer.set(name, nominal + entry.offset if entry.offset else nominal)
 
     def _remove(self, name: str) -> None:
         self._scheduled.pop(name, None)
@@ -240,44 +265,44 @@ class SchedulerService:
         now = self.clock.now() - entry.offset
         self._time_next(entry, after=max(filter(None, [entry.anchor, due, now])))
 
-    def _carry_out(self, entry: _Scheduled, due: datetime | None) -> None:
+    def _carry_out(
+        self, entry: _Scheduled, due: datetime | None, now: datetime | None = None
+    ) -> None:
         """Plan the fires (pure), then dispatch them and report what was dropped."""
-        task = entry.task
-        now = self.clock.now()
+        name = entry.name
+        now = now or self.clock.now()
         plan = plan_fires(
             entry.trigger,
             anchor=entry.anchor,
             due=due,
             now=now,
             offset=entry.offset,
-            catch_up=task.catch_up,
-            max_catch_up=task.max_catch_up,
+            catch_up=entry.catch_up,
+            max_catch_up=entry.max_catch_up,
         )
         entry.anchor = plan.anchor
         if due is not None and plan.run != [(due, Trigger.SCHEDULE)] and (plan.run or plan.dropped):
             log.warning(
                 "scheduler.woke_late",
-                task=task.name,
+                task=name,
                 due=due.isoformat(),
                 late_s=round((now - due).total_seconds(), 3),
             )
         if plan.dropped:
             log.warning(
                 "fire.missed",
-                task=task.name,
+                task=name,
                 missed=plan.dropped,
                 exact=plan.dropped_exact,
-                catch_up=task.catch_up,
+                catch_up=entry.catch_up,
             )
             why = (
-                f"the daemon was down or asleep at this time (catch_up = {task.catch_up}, "
-                f"max_catch_up = {task.max_catch_up})"
+                f"the daemon was down or asleep at this time (catch_up = {entry.catch_up}, "
+                f"max_catch_up = {entry.max_catch_up})"
             )
-            self._spawn(
-                self.dispatcher.record_missed(task.name, plan.missed, more=plan.more, why=why)
-            )
+            self._spawn(self.dispatcher.record_missed(name, plan.missed, more=plan.more, why=why))
         for fire, how in plan.run:
-            self._fire(task.name, fire, how)
+            self._fire(name, fire, how)
 
     def _soon(self, task_name: str, when: datetime) -> None:
         """The timer's call ahead of a fire: reserve its row (all fires announced in one
@@ -384,7 +409,3 @@ def _quietly(future: asyncio.Future[Any]) -> None:
 def _on_a_timer(task: TaskConfig) -> bool:
     """Whether the task fires on a clock (not when disabled, unscheduled or @reboot)."""
     return task.enabled and task.trigger is not None and not isinstance(task.trigger, RebootTrigger)
-
-
-def _timing(task: TaskConfig) -> tuple[Any, ...]:
-    return (task.schedule, task.timezone, task.jitter)

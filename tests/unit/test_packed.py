@@ -1,0 +1,116 @@
+"""Packed task tables: a task read back is the task that was validated, the tasks in
+use stay the same objects, and walking every task does not push them out."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from cronwarden.config import TaskConfig, parse_config
+from cronwarden.packed import PackedModels
+
+CONFIG = """
+[defaults]
+timezone = "Europe/London"
+retries = 2
+
+[tasks.plain]
+command = "true"
+schedule = "*/5 * * * *"
+
+[tasks.same]
+command = "true"
+schedule = "*/5 * * * *"
+
+[tasks.full]
+command = ["/bin/echo", "hi"]
+schedule = "@every 90s"
+working_dir = "work"
+env = { A = "1", B = "two" }
+secret_env = ["B"]
+timeout = "1m"
+success_exit_codes = [0, 3]
+retry_on = ["failed"]
+overlap = "queue"
+catch_up = "all"
+jitter = "10s"
+params = ["X"]
+keep_runs = 5
+enabled = false
+"""
+
+
+def tasks_of(tmp_path: Path) -> tuple[dict[str, TaskConfig], PackedModels[TaskConfig]]:
+    """The tasks validated straight from the file's tables, and as the config holds them."""
+    data = tomllib.loads(CONFIG)
+    validated = {
+        name: TaskConfig.model_validate(
+            {**data["defaults"], **body, "name": name}, context={"base_dir": tmp_path}
+        )
+        for name, body in data["tasks"].items()
+    }
+    return validated, parse_config(CONFIG, tmp_path / "c.toml").tasks
+
+
+def test_a_task_read_back_is_the_task_that_was_validated(tmp_path: Path) -> None:
+    validated, tasks = tasks_of(tmp_path)
+    assert list(tasks) == ["plain", "same", "full"] and len(tasks) == 3
+    for name, task in tasks.items():
+        assert task == validated[name]
+        assert task.model_fields_set == validated[name].model_fields_set
+        assert task.model_dump() == validated[name].model_dump()
+        assert task.definition_hash == validated[name].definition_hash
+    full = tasks["full"]
+    assert full.env == {"A": "1", "B": "two"} and full.working_dir == tmp_path / "work"
+    assert full.trigger is not None and full.zone == tasks["plain"].zone
+    assert "missing" not in tasks and tasks.get("missing") is None
+    with pytest.raises(KeyError):
+        tasks["missing"]
+
+
+def test_equal_values_are_one_object_and_mutable_ones_never_shared(tmp_path: Path) -> None:
+    _, tasks = tasks_of(tmp_path)
+    plain, same = tasks["plain"], tasks["same"]
+    assert plain.command is same.command and plain.schedule is same.schedule
+    assert plain.env == {} and plain.env is not same.env
+    plain.env["LEAK"] = "1"  # a model is frozen, its dict is not: nothing else sees it
+    assert same.env == {} and tasks.peek("same").env == {}
+
+
+def test_tasks_in_use_stay_the_same_objects_until_pushed_out(tmp_path: Path) -> None:
+    config = parse_config(CONFIG, tmp_path / "c.toml")
+    tasks = PackedModels(TaskConfig, config.tasks.items(), key_field="name", keep=2)
+    plain = tasks["plain"]
+    assert tasks["plain"] is plain  # its worked-out values (trigger, hash) stay with it
+    assert [t.name for t in tasks.values()] == ["plain", "same", "full"]
+    assert tasks["plain"] is plain  # walking every task did not push it out
+    tasks["same"]
+    tasks["full"]  # the third kept pushes out the least recently used
+    again = tasks["plain"]
+    assert again is not plain and again == plain
+
+
+def test_only_the_models_of_its_class_keyed_by_their_own_name(tmp_path: Path) -> None:
+    _, tasks = tasks_of(tmp_path)
+    table = PackedModels(TaskConfig, key_field="name")
+    with pytest.raises(ValueError, match="keyed by name='plain'"):
+        table.add("other", tasks["plain"])
+
+    class Other(BaseModel):
+        name: str
+
+    with pytest.raises(TypeError, match="expected TaskConfig, got Other"):
+        table.add("x", Other(name="x"))  # type: ignore[arg-type]
+
+
+def test_equal_values_of_other_types_keep_their_own_type() -> None:
+    class Number(BaseModel):
+        model_config = ConfigDict(frozen=True, strict=True)
+        value: bool | int | float
+
+    table = PackedModels(Number, [("t", Number(value=True)), ("i", Number(value=1))])
+    table.add("f", Number(value=1.0))
+    assert [type(table[n].value) for n in "tif"] == [bool, int, float]
