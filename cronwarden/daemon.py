@@ -414,9 +414,8 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def serve(config_path: str) -> None:
-    """Entry point of ``cronwarden serve``: ConfigError / DataDirLocked reach the CLI."""
-    config = load_config(config_path)
+def serve(config: Config) -> None:
+    """Entry point of ``cronwarden serve``: DataDirLocked reaches the CLI."""
     configure_logging(config.daemon.log_format, node=config.daemon.node_name)
     _use_pidfd_child_watcher()
     # The daemon's own files are private; tasks keep the umask cronwarden was given.
