@@ -16,7 +16,8 @@ from cronwarden.errors import TaskNotFound
 
 @dataclass(frozen=True)
 class ConfigChanges:
-    """What a reload changed, by task name (``changed``: the definition hash differs)."""
+    """What a reload changed, by task name (``changed``: the definition differs, and so
+    does the ``task_hash`` its runs record)."""
 
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -66,8 +67,6 @@ class LiveConfig:
             added=sorted(set(new.tasks) - set(old)),
             removed=sorted(set(old) - set(new.tasks)),
             changed=sorted(
-                name
-                for name in set(old) & set(new.tasks)
-                if old.peek(name).definition_hash != new.tasks.peek(name).definition_hash
+                name for name in set(old) & set(new.tasks) if not old.same(name, new.tasks)
             ),
         )

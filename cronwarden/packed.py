@@ -113,6 +113,15 @@ class PackedModels(Mapping[str, M], Generic[M]):
             self._built.popitem(last=False)
         return built
 
+    def same(self, name: str, other: PackedModels[M]) -> bool:
+        """Whether ``other`` holds a model equal to this one's ``name`` (compared packed:
+        a reload of 10,000 tasks compares them all)."""
+        return (
+            other._model is self._model
+            and other._key_field == self._key_field
+            and self._packed[name] == other._packed.get(name)
+        )
+
     def __contains__(self, name: object) -> bool:
         return name in self._packed
 

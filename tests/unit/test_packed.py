@@ -114,3 +114,13 @@ def test_equal_values_of_other_types_keep_their_own_type() -> None:
     table = PackedModels(Number, [("t", Number(value=True)), ("i", Number(value=1))])
     table.add("f", Number(value=1.0))
     assert [type(table[n].value) for n in "tif"] == [bool, int, float]
+
+
+def test_a_reread_table_tells_which_tasks_changed(tmp_path: Path) -> None:
+    _, tasks = tasks_of(tmp_path)
+    reread = parse_config(CONFIG.replace('"@every 90s"', '"@every 91s"'), tmp_path / "c.toml")
+    changed = [name for name in tasks if not tasks.same(name, reread.tasks)]
+    assert changed == ["full"]
+    assert tasks["full"].definition_hash != reread.tasks["full"].definition_hash
+    assert tasks["plain"].definition_hash == reread.tasks["plain"].definition_hash
+    assert not tasks.same("plain", PackedModels(TaskConfig, key_field="name"))  # not in it
