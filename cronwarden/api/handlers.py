@@ -138,10 +138,8 @@ def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut
 async def list_tasks(request: web.Request) -> web.Response:
     services = _services(request)
     last = await services.store.last_runs()
-    tasks = [
-        _task_out(services, t, last.get(t.name))
-        for t in sorted(services.live.tasks.values(), key=lambda t: t.name)
-    ]
+    table = services.live.tasks  # packed: one task built at a time, in name order
+    tasks = [_task_out(services, table.peek(n), last.get(n)) for n in sorted(table)]
     return _json(TaskList(tasks=tasks))
 
 
