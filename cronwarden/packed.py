@@ -25,8 +25,9 @@ KEEP = 1024  # built models kept: more than the tasks a burst of fires touches a
 
 
 class _Empty:
-    """An empty dict or list in a packed tuple: each build gets its own, so a model
-    never shares a mutable value with another."""
+    """An empty dict or list in a packed tuple: each build gets a new one, so no two
+    tasks share a mutable value (a non-empty dict or list is unhashable, so never
+    shared: it stays its task's own)."""
 
     def __init__(self, kind: type[dict[Any, Any]] | type[list[Any]]) -> None:
         self.kind = kind
@@ -62,7 +63,8 @@ class PackedModels(Mapping[str, M], Generic[M]):
             self.add(name, instance)
 
     def add(self, name: str, instance: M) -> None:
-        """Pack a model (while a config is read: it is not added once in use)."""
+        """Pack a model.  A table is filled while its config is read, and not changed
+        once the config is in use."""
         if type(instance) is not self._model:
             raise TypeError(f"expected {self._model.__name__}, got {type(instance).__name__}")
         values = instance.__dict__
@@ -149,7 +151,8 @@ def _shared(shared: dict[Hashable, Any], value: Any) -> Any:
         kept = shared.setdefault(value, value)
     except TypeError:  # unhashable: this model's own
         return value
-    return kept if type(kept) is type(value) else value  # 1 == 1.0 == True
+    # Equal is not enough: 1 == 1.0 == True, and a field may hold any of them.
+    return kept if type(kept) is type(value) else value
 
 
 class _Values(ValuesView[M]):

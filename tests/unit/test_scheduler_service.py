@@ -107,6 +107,30 @@ async def test_reload_keeps_unchanged_and_never_fires_a_changed_schedule_early()
     service.shutdown()
 
 
+async def test_reload_retimes_a_new_zone_or_jitter_and_follows_other_changes() -> None:
+    every_hour = 'command = "true"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+    service, dispatcher, clock = await started(
+        f"[tasks.a]\n{every_hour}[tasks.b]\n{every_hour}[tasks.c]\n{every_hour}"
+    )
+    changes = service.apply(
+        tasks(
+            f"[tasks.a]\n{every_hour.replace('UTC', 'Asia/Kolkata')}"  # +05:30
+            f'[tasks.b]\n{every_hour}catch_up = "skip"\n'
+            f'[tasks.c]\n{every_hour}jitter = "20m"\n'
+        )
+    )
+    assert changes == {"added": [], "removed": [], "changed": ["a", "c"]}
+    assert service.next_fire_time("a") == datetime(2036, 5, 1, 12, 30, tzinfo=UTC)
+    assert service.next_fire_time("b") == datetime(2036, 5, 1, 13, tzinfo=UTC)
+    # b kept its timer but follows its new catch_up: a wake hours late runs nothing.
+    clock.at = datetime(2036, 5, 1, 16, 0, 5, tzinfo=UTC)
+    service._due("b", datetime(2036, 5, 1, 13, tzinfo=UTC))
+    await service.wait_inflight()
+    assert [f for f in dispatcher.fired if f[0] == "b"] == []
+    assert [(name, len(fires)) for name, fires, _ in dispatcher.missed] == [("b", 4)]
+    service.shutdown()
+
+
 async def test_reload_after_a_fire_does_not_fire_it_again() -> None:
     service, dispatcher, clock = await started(HOURLY)
     clock.at = datetime(2036, 5, 1, 13, 0, 0, 100000, tzinfo=UTC)
