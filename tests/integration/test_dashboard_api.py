@@ -75,6 +75,18 @@ def test_tasks_carry_their_schedule_in_words(daemon) -> None:
     assert tasks["adhoc"]["schedule_text"] is None
 
 
+def test_the_task_list_is_the_documented_model_in_name_order(daemon) -> None:
+    from cronwarden.api.schemas import TaskList
+
+    ran = daemon.request("POST", "/api/tasks/adhoc/runs?wait=30", headers=as_("ops"))
+    assert ran.status == 201 and ran.body["end_reason"] == "success", ran
+    body = daemon.request("GET", "/api/tasks", headers=as_("viewer")).body
+    assert TaskList.model_validate(body).model_dump(mode="json") == body  # nothing more, less
+    assert [t["name"] for t in body["tasks"]] == ["adhoc", "nightly"]
+    assert body["tasks"][0]["last_run"]["end_reason"] == "success"
+    assert body["tasks"][1]["last_run"] is None
+
+
 def test_a_task_definition_hides_secret_env_values(daemon) -> None:
     task = daemon.request("GET", "/api/tasks/nightly?definition=true", headers=as_("viewer")).body
     definition = task["definition"]
