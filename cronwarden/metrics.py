@@ -4,26 +4,38 @@ so an embedded or test daemon never collides with another).
 Counters and histograms are fed by run changes as they happen; what the daemon holds
 now (runs running or waiting per task, tasks, paused tasks) is read at scrape time from
 the dispatcher and the scheduler, so no second copy of that state can drift.
+
+The per-task series are tallied in plain dicts and turned into metric families at
+scrape time (``_TaskTallies``): prometheus-client's labelled children hold a lock per
+value, and a task's runs counter, duration histogram (twelve values) and gauges came to
+~6 KB, 59 MB for 10,000 tasks that had each run once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import platform
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     Info,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from cronwarden import __version__
 from cronwarden.model import EndReason, Run, Trigger
@@ -42,35 +54,10 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
-        self.runs = Counter(
-            "cronwarden_runs",
-            "Runs ended, by task and end_reason.",
-            ["task", "end_reason"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "cronwarden_run_duration_seconds",
-            "How long runs that ran took, from process start to end.",
-            ["task"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
         self.lateness = Histogram(
             "cronwarden_fire_lateness_seconds",
             "How long after its scheduled_for a scheduled run's process started.",
             buckets=LATENESS_BUCKETS,
-            registry=r,
-        )
-        self.missed = Counter(
-            "cronwarden_missed_fires", "Fires recorded as missed (catch_up).", ["task"], registry=r
-        )
-        self.log_bytes = Counter(
-            "cronwarden_log_bytes", "Output bytes captured by runs.", ["task"], registry=r
-        )
-        self.last_success = Gauge(
-            "cronwarden_last_success_timestamp_seconds",
-            "When the task's newest successful run ended (Unix time).",
-            ["task"],
             registry=r,
         )
         self.loop_lag = Histogram(
@@ -91,6 +78,8 @@ class Metrics:
         Info("cronwarden_build", "The running version.", registry=r).info(
             {"version": __version__, "python": platform.python_version()}
         )
+        self.tasks = _TaskTallies()
+        r.register(self.tasks)
         r.register(_LiveCollector(live_state))
 
     def observe(self, kind: str, run: Run) -> None:
@@ -99,16 +88,7 @@ class Metrics:
             self._observe_lateness(run)
         if kind != "run.ended" or run.end_reason is None:
             return
-        task = run.task_name
-        self.runs.labels(task, run.end_reason).inc()
-        if run.end_reason == EndReason.MISSED:
-            self.missed.labels(task).inc()
-        if run.end_reason not in _NOT_RUN and run.duration_ms is not None:
-            self.duration.labels(task).observe(run.duration_ms / 1000)
-        if run.log_size:
-            self.log_bytes.labels(task).inc(run.log_size)
-        if run.end_reason == EndReason.SUCCESS and run.end_at is not None:
-            self.last_success.labels(task).set(run.end_at.timestamp())
+        self.tasks.ended(run)
 
     def _observe_lateness(self, run: Run) -> None:
         if run.scheduled_for is not None and run.start_at is not None:
@@ -119,7 +99,7 @@ class Metrics:
         """Last successes from the history, at start-up (a counter restarts at zero, a
         timestamp must not)."""
         for task, end in ends.items():
-            self.last_success.labels(task).set(end.timestamp())
+            self.tasks.last_success[task] = end.timestamp()
 
     async def probe_loop_lag(self) -> None:
         """Once a second, how late a timer ran, for the daemon's life."""
@@ -127,6 +107,91 @@ class Metrics:
             began = time.monotonic()
             await asyncio.sleep(LAG_PROBE_SECONDS)
             self.loop_lag.observe(max(time.monotonic() - began - LAG_PROBE_SECONDS, 0.0))
+
+
+class _TaskTallies(Collector):
+    """The per-task series: ended runs by end_reason, durations, missed fires, log
+    bytes, last success."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], int] = {}
+        # Per task: the count in each of DURATION_BUCKETS (not cumulative), then the sum.
+        self.durations: dict[str, array[float]] = {}
+        self.missed: dict[str, int] = {}
+        self.log_bytes: dict[str, int] = {}
+        self.last_success: dict[str, float] = {}
+
+    def ended(self, run: Run) -> None:
+        task, reason = run.task_name, run.end_reason
+        assert reason is not None
+        self.runs[(task, reason)] = self.runs.get((task, reason), 0) + 1
+        if reason == EndReason.MISSED:
+            self.missed[task] = self.missed.get(task, 0) + 1
+        if reason not in _NOT_RUN and run.duration_ms is not None:
+            seconds = run.duration_ms / 1000
+            tally = self.durations.get(task)
+            if tally is None:
+                tally = self.durations[task] = array("d", bytes(8 * (len(DURATION_BUCKETS) + 1)))
+            tally[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+            tally[-1] += seconds
+        if run.log_size:
+            self.log_bytes[task] = self.log_bytes.get(task, 0) + run.log_size
+        if reason == EndReason.SUCCESS and run.end_at is not None:
+            self.last_success[task] = run.end_at.timestamp()
+
+    def collect(self) -> Iterable[Metric]:
+        runs = CounterMetricFamily(
+            "cronwarden_runs", "Runs ended, by task and end_reason.", labels=["task", "end_reason"]
+        )
+        for (task, reason), count in self.runs.items():
+            runs.add_metric([task, reason], count)
+        yield runs
+        durations = HistogramMetricFamily(
+            "cronwarden_run_duration_seconds",
+            "How long runs that ran took, from process start to end.",
+            labels=["task"],
+        )
+        for task, tally in self.durations.items():
+            below = 0.0
+            buckets = []
+            for bound, in_bucket in zip(_DURATION_LE, tally[:-1], strict=True):
+                below += in_bucket
+                buckets.append((bound, below))
+            durations.add_metric([task], buckets, sum_value=tally[-1])
+        yield durations
+        yield _per_task_family(
+            CounterMetricFamily,
+            "cronwarden_missed_fires",
+            "Fires recorded as missed (catch_up).",
+            self.missed,
+        )
+        yield _per_task_family(
+            CounterMetricFamily,
+            "cronwarden_log_bytes",
+            "Output bytes captured by runs.",
+            self.log_bytes,
+        )
+        yield _per_task_family(
+            GaugeMetricFamily,
+            "cronwarden_last_success_timestamp_seconds",
+            "When the task's newest successful run ended (Unix time).",
+            self.last_success,
+        )
+
+
+_DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS]  # type: ignore[no-untyped-call]
+
+
+def _per_task_family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    values: Mapping[str, float],
+) -> Metric:
+    family = kind(name, documentation, labels=["task"])
+    for task, value in values.items():
+        family.add_metric([task], value)
+    return family
 
 
 class LiveState:

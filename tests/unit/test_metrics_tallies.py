@@ -1,0 +1,96 @@
+"""The per-task series are tallied in plain dicts, not prometheus-client's labelled
+children: a scrape must read exactly what those children would have given."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cronwarden.metrics import DURATION_BUCKETS, LiveState, Metrics
+from cronwarden.model import Run, new_run
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PER_TASK = {
+    "cronwarden_runs",
+    "cronwarden_run_duration_seconds",
+    "cronwarden_missed_fires",
+    "cronwarden_log_bytes",
+    "cronwarden_last_success_timestamp_seconds",
+}
+
+
+def ended(i: int, task: str, reason: str, duration_ms: int | None, log_size: int = 0) -> Run:
+    return new_run(
+        id=f"00000000-0000-7000-8000-{i:012d}",
+        task_name=task,
+        status="ended",
+        end_reason=reason,
+        triggered_by="api",
+        created_at=T0,
+        start_at=T0,
+        end_at=T0 + timedelta(seconds=i),
+        duration_ms=duration_ms,
+        node="n",
+        task_hash="h",
+        log_size=log_size,
+    )
+
+
+RUNS = [
+    ended(1, "a", "success", 50, 10),
+    ended(2, "a", "failed", 7_000),
+    ended(3, "a", "success", 100),  # on a bucket's bound: counted in it (le)
+    ended(4, "b", "success", 3_600_001, 5),
+    ended(5, "b", "missed", None),
+    ended(6, "c", "skipped", 0),
+    ended(7, "d", "timeout", 99_999_999),  # past the last finite bound
+]
+
+
+def reference(runs: list[Run], known: dict[str, datetime]) -> bytes:
+    """What prometheus-client's labelled metrics say of the same runs."""
+    r = CollectorRegistry()
+    count = Counter("cronwarden_runs", "", ["task", "end_reason"], registry=r)
+    took = Histogram(
+        "cronwarden_run_duration_seconds", "", ["task"], buckets=DURATION_BUCKETS, registry=r
+    )
+    missed = Counter("cronwarden_missed_fires", "", ["task"], registry=r)
+    log_bytes = Counter("cronwarden_log_bytes", "", ["task"], registry=r)
+    success = Gauge("cronwarden_last_success_timestamp_seconds", "", ["task"], registry=r)
+    for task, end in known.items():
+        success.labels(task).set(end.timestamp())
+    for run in runs:
+        count.labels(run.task_name, run.end_reason).inc()
+        if run.end_reason == "missed":
+            missed.labels(run.task_name).inc()
+        if run.end_reason not in ("missed", "skipped") and run.duration_ms is not None:
+            took.labels(run.task_name).observe(run.duration_ms / 1000)
+        if run.log_size:
+            log_bytes.labels(run.task_name).inc(run.log_size)
+        if run.end_reason == "success" and run.end_at is not None:
+            success.labels(run.task_name).set(run.end_at.timestamp())
+    return generate_latest(r)
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], Any]:
+    found = {}
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name in PER_TASK:
+            for s in family.samples:
+                found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def test_a_scrape_reads_what_labelled_metrics_would_have() -> None:
+    metrics = Metrics(LiveState(lambda: [], lambda: 0, lambda: 0))
+    known = {"z": T0, "a": T0 - timedelta(days=1)}
+    metrics.known_successes(known)
+    for run in RUNS:
+        metrics.observe("run.ended", run)
+    ours = samples(generate_latest(metrics.registry))
+    assert ours == samples(reference(RUNS, known))
+    assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "0.1"), ("task", "a")))] == 2
+    assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "+Inf"), ("task", "d")))] == 1
