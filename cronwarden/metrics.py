@@ -27,6 +27,7 @@ from prometheus_client import (
     Histogram,
     Info,
     disable_created_metrics,
+    generate_latest,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -52,35 +53,54 @@ class Metrics:
         # A "_created" series beside every counter and histogram doubles what a scrape of
         # thousands of tasks carries, for a start time /api/info already gives.
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry()
-        r = self.registry
         self.lateness = Histogram(
             "cronwarden_fire_lateness_seconds",
             "How long after its scheduled_for a scheduled run's process started.",
             buckets=LATENESS_BUCKETS,
-            registry=r,
+            registry=None,
         )
         self.loop_lag = Histogram(
             "cronwarden_loop_lag_seconds",
             "How late the event loop ran a timer (a blocked loop delays every fire).",
             buckets=LATENESS_BUCKETS,
-            registry=r,
+            registry=None,
         )
         self.alerts = Counter(
             "cronwarden_alerts",
             "Alert deliveries by target, event and outcome (delivered, failed, dropped).",
             ["target", "event", "outcome"],
-            registry=r,
+            registry=None,
         )
         self.retention_deleted = Counter(
-            "cronwarden_retention_deleted_runs", "Runs deleted by retention.", registry=r
+            "cronwarden_retention_deleted_runs", "Runs deleted by retention.", registry=None
         )
-        Info("cronwarden_build", "The running version.", registry=r).info(
-            {"version": __version__, "python": platform.python_version()}
-        )
+        build = Info("cronwarden_build", "The running version.", registry=None)
+        build.info({"version": __version__, "python": platform.python_version()})
+        # prometheus-client's own metrics lock their values: a thread may read them.
+        self._locked: list[Collector] = [
+            self.lateness,
+            self.loop_lag,
+            self.alerts,
+            self.retention_deleted,
+            build,
+        ]
         self.tasks = _TaskTallies()
-        r.register(self.tasks)
-        r.register(_LiveCollector(live_state))
+        self._live = _LiveCollector(live_state)
+
+    def snapshot(self) -> CollectorRegistry:
+        """Every series, in a registry that holds a copy of what the loop owns (call it
+        on the loop; what it returns may be read anywhere)."""
+        registry = CollectorRegistry(auto_describe=False)
+        for collector in self._locked:
+            registry.register(collector)
+        registry.register(self.tasks.copy())
+        registry.register(_Collected(list(self._live.collect())))
+        return registry
+
+    async def exposition(self) -> bytes:
+        """The text of a scrape, written on a thread: 10,000 tasks that have run make
+        ~160,000 lines, most of a second of formatting that would hold up every fire."""
+        return await asyncio.to_thread(generate_latest, self.snapshot())
 
     def observe(self, kind: str, run: Run) -> None:
         """A run changed (the dispatcher's on_change)."""
@@ -120,6 +140,15 @@ class _TaskTallies(Collector):
         self.missed: dict[str, int] = {}
         self.log_bytes: dict[str, int] = {}
         self.last_success: dict[str, float] = {}
+
+    def copy(self) -> _TaskTallies:
+        twin = _TaskTallies()
+        twin.runs = dict(self.runs)
+        twin.durations = {task: array("d", tally) for task, tally in self.durations.items()}
+        twin.missed = dict(self.missed)
+        twin.log_bytes = dict(self.log_bytes)
+        twin.last_success = dict(self.last_success)
+        return twin
 
     def ended(self, run: Run) -> None:
         task, reason = run.task_name, run.end_reason
@@ -192,6 +221,16 @@ def _per_task_family(
     for task, value in values.items():
         family.add_metric([task], value)
     return family
+
+
+class _Collected(Collector):
+    """Families collected already (on the loop), handed over as they are."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 class LiveState:

@@ -10,7 +10,6 @@ import uuid
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
-from prometheus_client import generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -474,7 +473,7 @@ async def _run_count(services: Services) -> int | None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(_services(request).metrics.registry)
+    body = await _services(request).metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 

@@ -84,13 +84,13 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], Any]:
     return found
 
 
-def test_a_scrape_reads_what_labelled_metrics_would_have() -> None:
+async def test_a_scrape_reads_what_labelled_metrics_would_have() -> None:
     metrics = Metrics(LiveState(lambda: [], lambda: 0, lambda: 0))
     known = {"z": T0, "a": T0 - timedelta(days=1)}
     metrics.known_successes(known)
     for run in RUNS:
         metrics.observe("run.ended", run)
-    ours = samples(generate_latest(metrics.registry))
+    ours = samples(await metrics.exposition())
     assert ours == samples(reference(RUNS, known))
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "0.1"), ("task", "a")))] == 2
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "+Inf"), ("task", "d")))] == 1
