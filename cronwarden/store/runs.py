@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -297,13 +297,13 @@ class Store:
             rows = (await session.execute(query)).all()
         return {name: _as_utc(end) for name, end in rows if end is not None}
 
-    async def last_runs(self, task_name: str | None = None) -> dict[str, Run]:
-        """The newest run of every task (or of one), for task listings."""
+    async def last_runs(self, task_names: Collection[str] | None = None) -> dict[str, Run]:
+        """The newest run of every task (or of those named), for task listings."""
         latest = select(
             col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at")
         ).where(_created_by_now())
-        if task_name is not None:
-            latest = latest.where(col(Run.task_name) == task_name)
+        if task_names is not None:
+            latest = latest.where(col(Run.task_name).in_(task_names))
         newest = latest.group_by(col(Run.task_name)).subquery()
         query = select(Run).join(
             newest,

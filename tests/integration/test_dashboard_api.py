@@ -110,3 +110,15 @@ def test_an_unknown_task_query_parameter_is_refused(daemon) -> None:
     refused = daemon.request("GET", "/api/tasks/nightly?nxt=3", headers=as_("viewer"))
     assert refused.status == 422
     assert refused.body["errors"][0]["field"] == "nxt"
+
+
+def test_a_long_task_list_has_every_task_in_order_with_its_last_run(make_daemon) -> None:
+    # Over two slices of the listing (500 tasks' last runs are read at a time).
+    names = [f"job-{i:04d}" for i in range(1100)]
+    daemon = make_daemon("".join(f'[tasks.{n}]\ncommand = "true"\n' for n in reversed(names)))
+    ran = {name: daemon.wait_run(daemon.trigger(name)["id"]) for name in names[498:502:3]}
+    ran |= {names[-1]: daemon.wait_run(daemon.trigger(names[-1])["id"])}
+    listed = daemon.get("/api/tasks").body["tasks"]
+    assert [t["name"] for t in listed] == names
+    with_runs = {t["name"]: t["last_run"]["id"] for t in listed if t["last_run"] is not None}
+    assert with_runs == {name: run["id"] for name, run in ran.items()}

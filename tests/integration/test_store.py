@@ -203,14 +203,17 @@ async def test_sqlite_runs_in_wal_mode_under_data_dir(tmp_path: Path) -> None:
     assert path.exists() and mode == "wal" and sync == 1  # NORMAL
 
 
-async def test_last_runs_for_all_tasks_or_one(store: Store) -> None:
-    for i, task in enumerate(["a", "b", "a", "b", "a"]):
+async def test_last_runs_for_all_tasks_or_those_named(store: Store) -> None:
+    for i, task in enumerate(["a", "b", "a", "b", "a", "c"]):
         await claim_one(store, make_run(i, task=task))
     assert {n: r.id for n, r in (await store.last_runs()).items()} == {
         "a": make_run(4).id,
         "b": make_run(3).id,
+        "c": make_run(5).id,
     }
-    assert {n: r.id for n, r in (await store.last_runs("b")).items()} == {"b": make_run(3).id}
+    assert {n: r.id for n, r in (await store.last_runs(["b"])).items()} == {"b": make_run(3).id}
+    named = await store.last_runs(["c", "a", "nobody"])
+    assert {n: r.id for n, r in named.items()} == {"a": make_run(4).id, "c": make_run(5).id}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
