@@ -488,9 +488,13 @@ async def _run_count(services: Services) -> int | None:
         return None
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = await _services(request).metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+async def metrics(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": METRICS_CONTENT_TYPE})
+    await response.prepare(request)
+    async for piece in _services(request).metrics.exposition():
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -84,13 +85,27 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], Any]:
     return found
 
 
-async def test_a_scrape_reads_what_labelled_metrics_would_have() -> None:
+async def scrape(metrics: Metrics) -> bytes:
+    return b"".join([piece async for piece in metrics.exposition()])
+
+
+@pytest.mark.parametrize("tasks_a_slice", [250, 2, 1])
+async def test_a_scrape_reads_what_labelled_metrics_would_have(
+    tasks_a_slice: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cronwarden.metrics.SCRAPE_SLICE", tasks_a_slice)
     metrics = Metrics(LiveState(lambda: [], lambda: 0, lambda: 0))
     known = {"z": T0, "a": T0 - timedelta(days=1)}
     metrics.known_successes(known)
     for run in RUNS:
         metrics.observe("run.ended", run)
-    ours = samples(await metrics.exposition())
+    text = await scrape(metrics)
+    ours = samples(text)
     assert ours == samples(reference(RUNS, known))
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "0.1"), ("task", "a")))] == 2
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "+Inf"), ("task", "d")))] == 1
+    # Written a slice of tasks at a time, each family still has one heading, and its
+    # samples together (the text format allows nothing else).
+    families = [f.name for f in text_string_to_metric_families(text.decode())]
+    assert len(families) == len(set(families))
+    assert text.count(b"# TYPE cronwarden_run_duration_seconds histogram") == 1
