@@ -77,7 +77,9 @@ async def timed_beside_health(base: str, path: str) -> tuple[float, float]:
     return took, longest * 1000
 
 
-def measure(python: str, workdir: Path, config: Path, port: int, names: list[str], run: bool):
+def measure(
+    python: str, workdir: Path, config: Path, port: int, names: list[str], run: bool
+) -> dict[str, float]:
     notify = workdir / "notify.sock"
     notify.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
