@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -68,6 +69,35 @@ def running_daemon(workdir: Path, config: Path) -> Iterator[tuple[str, subproces
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         log.close()
+
+
+@contextmanager
+def ready_daemon(
+    python: str, workdir: Path, config: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """``cronwarden serve`` on ``python`` until the block ends, once it said READY=1 on
+    a real NOTIFY_SOCKET (as systemd hears it); yields the process and the seconds from
+    its start to READY."""
+    notify = workdir / "notify.sock"
+    notify.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(120)
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [python, "-m", "cronwarden", "serve", "-c", str(config)],
+        stdout=open(workdir / "daemon.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify)},
+    )
+    try:
+        while b"READY=1" not in sock.recv(4096):
+            pass
+        yield proc, time.monotonic() - began
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        sock.close()
 
 
 def _listen_url(config: Path) -> str:

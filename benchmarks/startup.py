@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _daemon import free_port
+from _daemon import free_port, ready_daemon
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -116,32 +114,12 @@ def measure_daemon(
     python: str, workdir: Path, config: Path, idle_s: float | None
 ) -> dict[str, float]:
     """READY and RSS; then, with an ``idle_s`` window, the settled RSS and idle CPU."""
-    notify = workdir / "notify.sock"
-    notify.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    sock.settimeout(120)
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
-    began = time.monotonic()
-    proc = subprocess.Popen(
-        [python, "-m", "cronwarden", "serve", "-c", str(config)],
-        stdout=open(workdir / "daemon.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        while b"READY=1" not in sock.recv(4096):
-            pass
-        ready = time.monotonic() - began
+    with ready_daemon(python, workdir, config) as (proc, ready):
         figures = {"ready_s": ready, "rss_at_ready_mb": rss_mb(proc.pid)}
         if idle_s is not None:
             time.sleep(SETTLE)
             figures.update(idle(proc.pid, idle_s))
         return figures
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        sock.close()
 
 
 def measure_bare(count: int, idle_s: float) -> dict[str, float]:

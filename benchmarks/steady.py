@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-from _daemon import free_port
+from _daemon import free_port, ready_daemon
 
 CLIENTS = 16
 SETTLE = 5.0  # after READY or after the runs: the start-up chores, the runs' ends
@@ -80,22 +78,9 @@ async def timed_beside_health(base: str, path: str) -> tuple[float, float]:
 def measure(
     python: str, workdir: Path, config: Path, port: int, names: list[str], run: bool
 ) -> dict[str, float]:
-    notify = workdir / "notify.sock"
-    notify.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    sock.settimeout(120)
-    proc = subprocess.Popen(
-        [python, "-m", "cronwarden", "serve", "-c", str(config)],
-        stdout=open(workdir / "daemon.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "NOTIFY_SOCKET": str(notify)},
-    )
     base = f"http://127.0.0.1:{port}"
     figures: dict[str, float] = {}
-    try:
-        while b"READY=1" not in sock.recv(4096):
-            pass
+    with ready_daemon(python, workdir, config) as (proc, _):
         time.sleep(SETTLE)
         if run:
             figures["runs_s"] = asyncio.run(run_all(base, names))
@@ -109,11 +94,7 @@ def measure(
             timed_beside_health(base, "/api/tasks")
         )
         figures["rss_tasks"] = rss_mb(proc.pid)
-        return figures
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        sock.close()
+    return figures
 
 
 def main() -> None:

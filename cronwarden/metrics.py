@@ -20,6 +20,7 @@ import time
 from array import array
 from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
 from datetime import datetime
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -180,7 +181,31 @@ class _TaskTallies(Collector):
     @property
     def families(self) -> list[Callable[[Container[str] | None], Metric]]:
         """Each per-task family, of the tasks given (None: of every task)."""
-        return [self._runs, self._durations, self._missed, self._log_bytes, self._last_success]
+        return [
+            self._runs,
+            self._durations,
+            partial(
+                _per_task_family,
+                CounterMetricFamily,
+                "cronwarden_missed_fires",
+                "Fires recorded as missed (catch_up).",
+                self.missed,
+            ),
+            partial(
+                _per_task_family,
+                CounterMetricFamily,
+                "cronwarden_log_bytes",
+                "Output bytes captured by runs.",
+                self.log_bytes,
+            ),
+            partial(
+                _per_task_family,
+                GaugeMetricFamily,
+                "cronwarden_last_success_timestamp_seconds",
+                "When the task's newest successful run ended (Unix time).",
+                self.last_success,
+            ),
+        ]
 
     def collect(self) -> Iterable[Metric]:
         return [family(None) for family in self.families]
@@ -210,33 +235,6 @@ class _TaskTallies(Collector):
                 buckets.append((bound, below))
             durations.add_metric([task], buckets, sum_value=tally[-1])
         return durations
-
-    def _missed(self, tasks: Container[str] | None) -> Metric:
-        return _per_task_family(
-            CounterMetricFamily,
-            "cronwarden_missed_fires",
-            "Fires recorded as missed (catch_up).",
-            self.missed,
-            tasks,
-        )
-
-    def _log_bytes(self, tasks: Container[str] | None) -> Metric:
-        return _per_task_family(
-            CounterMetricFamily,
-            "cronwarden_log_bytes",
-            "Output bytes captured by runs.",
-            self.log_bytes,
-            tasks,
-        )
-
-    def _last_success(self, tasks: Container[str] | None) -> Metric:
-        return _per_task_family(
-            GaugeMetricFamily,
-            "cronwarden_last_success_timestamp_seconds",
-            "When the task's newest successful run ended (Unix time).",
-            self.last_success,
-            tasks,
-        )
 
 
 _DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS]  # type: ignore[no-untyped-call]
