@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -43,7 +44,7 @@ from cronwarden.api.schemas import (
     TriggerQuery,
     page_fields,
 )
-from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point
+from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point, streamed
 from cronwarden.api.task_definition import task_definition
 from cronwarden.config import TaskConfig
 from cronwarden.errors import (
@@ -137,30 +138,24 @@ LISTING_SLICE = 500  # tasks whose last runs are read together
 
 
 async def list_tasks(request: web.Request) -> web.StreamResponse:
-    """TaskList's JSON, written a slice of tasks at a time: the config's tasks are packed
-    (see cronwarden/packed.py), and 10,000 tasks built at once, with their last runs
-    read as ORM rows, their TaskOut and the whole text, lifted the daemon's memory by a
-    third.  The first slice is read before the answer starts, so a store that cannot be
-    read still gets its problem+json answer."""
+    return await streamed(request, "application/json; charset=utf-8", _task_list(request))
+
+
+async def _task_list(request: web.Request) -> AsyncIterator[bytes]:
+    """TaskList's JSON, a slice of tasks at a time: the config's tasks are packed (see
+    cronwarden/packed.py), and 10,000 tasks built at once, with their last runs read as
+    ORM rows, their TaskOut and the whole text, lifted the daemon's memory by a third."""
     services = _services(request)
     table = services.live.tasks
     names = sorted(table)
-    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
     for start in range(0, max(len(names), 1), LISTING_SLICE):
         some = names[start : start + LISTING_SLICE]
         last = await services.store.last_runs(some)
         text = ",".join(
             _task_out(services, table.peek(name), last.get(name)).model_dump_json() for name in some
         )
-        if not response.prepared:
-            await response.prepare(request)
-            await response.write(b'{"tasks":[')
-        elif text:
-            await response.write(b",")
-        await response.write(text.encode())
-    await response.write(b"]}")
-    await response.write_eof()
-    return response
+        yield (b'{"tasks":[' if start == 0 else b",") + text.encode()
+    yield b"]}"
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -489,12 +484,7 @@ async def _run_count(services: Services) -> int | None:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": METRICS_CONTENT_TYPE})
-    await response.prepare(request)
-    async for piece in _services(request).metrics.exposition():
-        await response.write(piece)
-    await response.write_eof()
-    return response
+    return await streamed(request, METRICS_CONTENT_TYPE, _services(request).metrics.exposition())
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -1,5 +1,5 @@
-"""Live streams (Server-Sent Events): a run's log, and the daemon's events; and a
-run's raw output.
+"""Live streams (Server-Sent Events): a run's log, and the daemon's events; a run's
+raw output; and answers too large to hold whole (``streamed``).
 
 Followers read from where the data already is (a run's log on disk, the window of
 recent events) after a nudge, at their own pace: what a follower has not taken yet is
@@ -180,4 +180,27 @@ async def raw_log(request: web.Request, services: Services, run_id: str) -> web.
         await response.write_eof()
     except ConnectionError:
         pass  # the reader went away (a pipe into `head`, say): nothing to answer
+    return response
+
+
+async def streamed(
+    request: web.Request, content_type: str, pieces: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """An answer written as its pieces come.  An error before the first piece gets the
+    usual problem+json answer; one after it cuts the answer short (the client sees a
+    broken body, never a whole wrong one) and is logged."""
+    first = await anext(pieces)
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    try:
+        await response.write(first)
+        async for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client went away
+    except Exception:
+        log.exception("api.answer_cut_short", path=request.path, method=request.method)
+        if request.transport is not None:
+            request.transport.abort()
     return response
