@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cronwarden.model import Run, new_run
+from cronwarden.model import Run, new_run, run_values
 from cronwarden.nudge import Nudge
 
 WINDOW = 10_000
@@ -65,9 +65,7 @@ class EventLog:
     def publish_run(self, kind: str, run: Run) -> None:
         """A run changed: kept as a copy of its fields (cheap: a burst publishes
         thousands; the JSON is made only for a follower that reads it)."""
-        values: dict[str, Any] = vars(run)
-        if not values.keys() >= _RUN_FIELD_SET:  # an expired ORM instance
-            values = {name: getattr(run, name) for name in _RUN_FIELDS}
+        values = run_values(run, _RUN_FIELD_SET)
         self._append(kind, run.task_name, tuple(values[name] for name in _RUN_FIELDS))
 
     def publish(self, kind: str, task: str | None, data: dict[str, Any]) -> None:

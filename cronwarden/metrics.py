@@ -103,11 +103,14 @@ class Metrics:
         tallies = self.tasks.copy()
         yield await asyncio.to_thread(generate_latest, fixed)
         tasks = sorted(tallies.tasks())
+        slices = [
+            set(tasks[start : start + SCRAPE_SLICE])
+            for start in range(0, max(len(tasks), 1), SCRAPE_SLICE)
+        ]
         for family in tallies.families:
-            for start in range(0, max(len(tasks), 1), SCRAPE_SLICE):
-                piece = _Collected([family(set(tasks[start : start + SCRAPE_SLICE]))])
-                text = await asyncio.to_thread(generate_latest, piece)
-                yield text if start == 0 else text.split(b"\n", 2)[2]  # no second heading
+            for number, some in enumerate(slices):
+                text = await asyncio.to_thread(generate_latest, _Collected([family(some)]))
+                yield text if number == 0 else text.split(b"\n", 2)[2]  # no second heading
 
     def observe(self, kind: str, run: Run) -> None:
         """A run changed (the dispatcher's on_change)."""
@@ -136,7 +139,7 @@ class Metrics:
             self.loop_lag.observe(max(time.monotonic() - began - LAG_PROBE_SECONDS, 0.0))
 
 
-class _TaskTallies(Collector):
+class _TaskTallies:
     """The per-task series: ended runs by end_reason, durations, missed fires, log
     bytes, last success."""
 
@@ -179,8 +182,8 @@ class _TaskTallies(Collector):
         return {task for task, _ in self.runs} | self.last_success.keys()
 
     @property
-    def families(self) -> list[Callable[[Container[str] | None], Metric]]:
-        """Each per-task family, of the tasks given (None: of every task)."""
+    def families(self) -> list[Callable[[Container[str]], Metric]]:
+        """Each per-task family, of the tasks given."""
         return [
             self._runs,
             self._durations,
@@ -207,26 +210,23 @@ class _TaskTallies(Collector):
             ),
         ]
 
-    def collect(self) -> Iterable[Metric]:
-        return [family(None) for family in self.families]
-
-    def _runs(self, tasks: Container[str] | None) -> Metric:
+    def _runs(self, tasks: Container[str]) -> Metric:
         runs = CounterMetricFamily(
             "cronwarden_runs", "Runs ended, by task and end_reason.", labels=["task", "end_reason"]
         )
         for (task, reason), count in self.runs.items():
-            if tasks is None or task in tasks:
+            if task in tasks:
                 runs.add_metric([task, reason], count)
         return runs
 
-    def _durations(self, tasks: Container[str] | None) -> Metric:
+    def _durations(self, tasks: Container[str]) -> Metric:
         durations = HistogramMetricFamily(
             "cronwarden_run_duration_seconds",
             "How long runs that ran took, from process start to end.",
             labels=["task"],
         )
         for task, tally in self.durations.items():
-            if tasks is not None and task not in tasks:
+            if task not in tasks:
                 continue
             below = 0.0
             buckets = []
@@ -245,11 +245,11 @@ def _per_task_family(
     name: str,
     documentation: str,
     values: Mapping[str, float],
-    tasks: Container[str] | None,
+    tasks: Container[str],
 ) -> Metric:
     family = kind(name, documentation, labels=["task"])
     for task, value in values.items():
-        if tasks is None or task in tasks:
+        if task in tasks:
             family.add_metric([task], value)
     return family
 

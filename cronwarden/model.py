@@ -195,6 +195,16 @@ def is_reserved_fire(run: Run) -> bool:
     )
 
 
+def run_values(run: Run, names: frozenset[str]) -> Mapping[str, Any]:
+    """The run's field values, at least ``names``, read from its instance dict (the
+    instrumented attribute getters cost several times that); an ORM instance whose
+    attributes expired lacks some there, and has them read through the getters."""
+    values: Mapping[str, Any] = vars(run)
+    if values.keys() >= names:
+        return values
+    return {name: getattr(run, name) for name in names}
+
+
 def update_run(run: Run, values: Mapping[str, Any]) -> None:
     """Set fields of a Run the dispatcher holds (the same shortcut as ``new_run``)."""
     run.__dict__.update(values)

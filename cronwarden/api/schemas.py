@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Run, Status, Trigger, run_values
 from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
 
@@ -86,10 +86,7 @@ _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 def run_fields(run: Run) -> dict[str, Any]:
     """A run as the API shows it (RunOut's fields, JSON-ready), read straight from the
     instance: pydantic models and the ORM's attribute getters cost several times that."""
-    values: Mapping[str, Any] = vars(run)
-    if not values.keys() >= _RUN_FIELD_SET:  # an expired ORM instance
-        values = {name: getattr(run, name) for name in _RUN_FIELDS}
-    return _shown(values)
+    return _shown(run_values(run, _RUN_FIELD_SET))
 
 
 def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
