@@ -9,8 +9,11 @@ working directory is.
 
 from __future__ import annotations
 
+import functools
+import grp
 import ipaddress
 import os
+import pwd
 import re
 import signal
 import tomllib
@@ -44,6 +47,8 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_LISTEN = "127.0.0.1:9477"
+# What Debian's cron gives a job, plus /usr/local/*: runs see the same programs as under cron.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELL = ("/bin/sh", "-c")  # how a string command runs
 EventName = Literal[
     "run.failed",
@@ -53,10 +58,11 @@ EventName = Literal[
     "run.stuck",
     "task.overdue",
     "task.recovered",
+    "run.output",
 ]
 EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
-# task.recovered is opt-in: DESIGN.md's default list is what goes wrong.
-DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:-1]
+# task.recovered and run.output are opt-in: DESIGN.md's default list is what goes wrong.
+DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:-2]
 DEFAULT_RETRY_ON: tuple[EndReasonName, ...] = ("failed", "timeout", "crashed")
 
 Duration = Annotated[
@@ -222,6 +228,10 @@ class DaemonConfig(_Frozen):
     keep_for: NonNegDuration = timedelta(days=90)
     max_body: Size = Field(default=1024 * 1024, ge=1)
     max_concurrent_runs: int = Field(default=0, ge=0)  # on this host, all tasks; 0 = no limit
+    path: str = Field(default=DEFAULT_PATH, min_length=1)
+    # Host names the API answers to besides loopback, the listen address and the node's own
+    # names: the names a reverse proxy forwards (DNS rebinding defence, api/origin.py).
+    allowed_hosts: tuple[str, ...] = ()
     metrics_open: bool = False  # GET /metrics without a token, for a scraper on the host
     tokens: list[TokenConfig] = Field(default_factory=list)
 
@@ -233,6 +243,28 @@ class DaemonConfig(_Frozen):
         if not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value):
             raise ValueError(
                 'expected "sqlite+aiosqlite:///PATH" or "postgresql+asyncpg://USER@HOST:PORT/DB"'
+            )
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]+\]", name):
+                raise ValueError(
+                    f"{name!r} is not a host name; expected names such as "
+                    '"cron.example.com" or "10.0.0.5" (no port, no scheme)'
+                )
+        return tuple(name.lower() for name in value)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_dirs(cls, value: str) -> str:
+        relative = [d for d in value.split(":") if not d.startswith("/")]
+        if relative:
+            raise ValueError(
+                f"every PATH entry must be an absolute directory (got {relative[0]!r}); "
+                f'e.g. "{DEFAULT_PATH}"'
             )
         return value
 
@@ -270,6 +302,9 @@ class TaskSettings(_Frozen):
     env: dict[EnvName, str] = Field(default_factory=dict)
     env_file: ConfigPath | None = None
     secret_env: tuple[EnvName, ...] = ()
+    # false: cron's environment only; true: also the daemon's; names: those of the daemon's.
+    # The daemon's own control variables never pass (runners/environment.py).
+    inherit_env: bool | tuple[EnvName, ...] = False
     user: str | int | None = None
     group: str | int | None = None
     umask: Umask | None = None
@@ -371,8 +406,9 @@ class NotifyConfig(_Frozen):
     """An alert target.  ``secret`` signs webhook bodies (HMAC-SHA256, in the
     X-Cronwarden-Signature header); ``headers`` are sent with each webhook POST."""
 
-    type: Literal["webhook", "command"]
+    type: Literal["webhook", "command", "apprise"]
     url: str | None = None
+    urls: tuple[str, ...] = ()  # type = "apprise": Apprise URLs (mailto://, slack://, ntfy://...)
     command: str | list[str] | None = None
     timeout: NonNegDuration = timedelta(seconds=5)
     retries: int = Field(default=3, ge=0, le=100)
@@ -383,7 +419,22 @@ class NotifyConfig(_Frozen):
 
     @model_validator(mode="after")
     def _target_matches_type(self) -> NotifyConfig:
-        if self.type == "webhook":
+        if self.type != "apprise" and self.urls:
+            raise ValueError(f'type = "{self.type}" takes {_TARGET_KEY[self.type]}, not urls')
+        if self.type == "apprise":
+            if not self.urls:
+                raise ValueError(
+                    'type = "apprise" needs urls = ["mailto://...", "ntfy://...", ...] '
+                    "(Apprise URLs; see https://github.com/caronc/apprise/wiki)"
+                )
+            bad = [i for i, url in enumerate(self.urls) if not re.match(r"^[a-z0-9+]+://", url)]
+            if bad:  # the value is not shown: Apprise URLs carry credentials
+                raise ValueError(f"urls[{bad[0]}] is not an Apprise URL (SCHEME://...)")
+            unused = [k for k in ("url", "command", "secret") if getattr(self, k) is not None]
+            if unused or self.headers:
+                keys = ", ".join(unused + ["headers"] * bool(self.headers))
+                raise ValueError(f'type = "apprise" takes urls, not {keys}')
+        elif self.type == "webhook":
             if not self.url or not re.match(r"^https?://", self.url):
                 raise ValueError('type = "webhook" needs url = "http(s)://..."')
             if self.command is not None:
@@ -398,6 +449,8 @@ class NotifyConfig(_Frozen):
         return self
 
 
+_TARGET_KEY = {"webhook": "url", "command": "command", "apprise": "urls"}
+
 TaskTable = PackedModels[TaskConfig]
 
 
@@ -410,6 +463,8 @@ class Config(_Frozen):
     daemon: DaemonConfig
     tasks: TaskTable
     notify: dict[str, NotifyConfig]
+    # Things that may be fine later (a working_dir on a mount not there yet): said, not fatal.
+    warnings: tuple[str, ...] = ()
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -447,16 +502,18 @@ def parse_config(text: str, file: Path) -> Config:
     defaults = _valid_defaults(data.get("defaults", {}), checker)
     tasks = TaskTable(TaskConfig, key_field="name")
     for name, body in checker.tables(data, "tasks").items():
-        if not TASK_NAME_RE.match(name):
+        if not TASK_NAME_RE.match(name) or name in (".", ".."):
             checker.problem(
                 ("tasks", name),
-                "invalid task name; names are 1-100 characters of A-Z a-z 0-9 . _ -",
+                "invalid task name; names are 1-100 characters of A-Z a-z 0-9 . _ - "
+                'and not "." or ".." (a URL path cannot carry those)',
             )
             continue
         merged = {**defaults, **body, "name": name}
         task = checker.validate(TaskConfig, merged, ("tasks", name))
         if task is not None:
             tasks.add(name, task)
+            _check_on_host(task, checker)
         targets = merged.get("notify", [])
         for target in targets if isinstance(targets, list) else []:
             if isinstance(target, str) and target not in notify:
@@ -467,7 +524,55 @@ def parse_config(text: str, file: Path) -> Config:
                 )
     if checker.problems or daemon is None:
         raise ConfigError(str(file), sorted(checker.problems, key=_line_number))
-    return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify)
+    warnings = tuple(sorted(checker.warnings, key=_line_number))
+    return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify, warnings=warnings)
+
+
+@functools.cache
+def _user_known(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
+@functools.cache
+def _group_known(group: str) -> bool:
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return False
+    return True
+
+
+@functools.cache
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def _check_on_host(task: TaskConfig, checker: _Checker) -> None:
+    """What this host must have for the task to run: users and groups are errors (a typo
+    would run nothing, or as the wrong user); missing paths are warnings, since a
+    mount or a deploy may bring them before the first run.  Numeric ids pass: the
+    kernel takes any id, with or without a passwd entry."""
+    loc = ("tasks", task.name)
+    if isinstance(task.user, str) and not _user_known(task.user):
+        checker.problem(
+            (*loc, "user"),
+            f"unknown user {task.user!r} (not in this host's passwd database or NSS); "
+            "expected an existing user name or a numeric uid",
+        )
+    if isinstance(task.group, str) and not _group_known(task.group):
+        checker.problem(
+            (*loc, "group"),
+            f"unknown group {task.group!r} (not in this host's group database or NSS); "
+            "expected an existing group name or a numeric gid",
+        )
+    for key in ("working_dir", "env_file"):
+        path = getattr(task, key)
+        if path is not None and not _exists(path):
+            checker.warn((*loc, key), f"{path} does not exist (yet); runs fail until it does")
 
 
 def _line_number(problem: str) -> int:
@@ -483,9 +588,16 @@ class _Checker:
         self.lines = lines
         self.context = context
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def problem(self, loc: tuple[str, ...], message: str) -> None:
-        self.problems.append(f"{self.file}:{self.lines.find(loc)}: {'.'.join(loc)}: {message}")
+        self.problems.append(self._line(loc, message))
+
+    def warn(self, loc: tuple[str, ...], message: str) -> None:
+        self.warnings.append(self._line(loc, message))
+
+    def _line(self, loc: tuple[str, ...], message: str) -> str:
+        return f"{self.file}:{self.lines.find(loc)}: {'.'.join(loc)}: {message}"
 
     def tables(self, data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
         """``[section.NAME]`` tables; anything else in the section is reported."""
@@ -532,7 +644,12 @@ def _valid_defaults(defaults: object, checker: _Checker) -> dict[str, Any]:
 
 
 # Values under these keys may be credentials: errors name the key, never the value.
-_NEVER_ECHOED = frozenset({"env", "secret_env", "env_file"})
+# (Webhook and Apprise URLs carry tokens in their paths; headers carry Authorization.)
+_NEVER_ECHOED = frozenset(
+    {"env", "secret_env", "env_file", "secret", "headers", "url", "urls", "sha256", "tokens"}
+)
+# Values under these keys are shown with any password in them replaced by ***.
+_REDACTED = frozenset({"database"})
 
 
 def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = ()) -> str:
@@ -553,8 +670,16 @@ def _describe(file: Path, lines: KeyLines, err: Any, prefix: tuple[str, ...] = (
     value = ""
     secret = any(part in _NEVER_ECHOED for part in loc)
     if kind not in ("missing", "extra_forbidden") and not isinstance(shown, dict) and not secret:
+        if any(part in _REDACTED for part in loc) and isinstance(shown, str):
+            shown = redact_url(shown)
         value = f" (got {_short(shown)})"
     return f"{file}:{lines.find(loc)}: {key}: {message}{value}"
+
+
+def redact_url(text: str) -> str:
+    """A URL as it may be shown: the password of ``scheme://user:password@host`` as ***
+    (SQLAlchemy URLs, Apprise URLs); anything else unchanged."""
+    return re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1:***@", text)
 
 
 def _model_for(loc: tuple[str, ...]) -> type[BaseModel] | None:
