@@ -37,6 +37,7 @@ from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.recovery import recover
+from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store, open_engine
@@ -158,7 +159,8 @@ class Daemon:
                 await runner.setup()
                 try:
                     await self._listen(runner)  # a busy port fails here, before anything fires
-                    await services.scheduler.start(self.config.tasks)
+                    reboots = RebootLedger(daemon.data_dir, current_boot_id())
+                    await services.scheduler.start(self.config.tasks, reboots.claim)
                     self._ready = services
                     sd_notify("READY=1\n" + self._status_line(services))
                     log.info(
@@ -223,6 +225,9 @@ class Daemon:
         store = await Store.open(open_engine(daemon.database_url))
         watcher = None
         try:
+            # Before anything hashes a task: runs and the node's config_hash carry
+            # hashes keyed by the installation's key, never by a key of this life.
+            self.live.use_key(await store.installation_key())
             reserve = SpaceReserve(daemon.data_dir)
             if not reserve.hold():
                 reserve.release("data_dir has less than 2 MiB free at start-up")

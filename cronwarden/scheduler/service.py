@@ -19,7 +19,7 @@ a restart deletes those whose instant had not come and ends the others as crashe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -108,8 +108,15 @@ class SchedulerService:
         self._reserved: dict[str, _Reservation] = {}
         self.running = False
 
-    async def start(self, tasks: Mapping[str, TaskConfig]) -> None:
-        """Catch up what was missed while down, fire @reboot tasks, start timing."""
+    async def start(
+        self,
+        tasks: Mapping[str, TaskConfig],
+        reboots_due: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
+        """Catch up what was missed while down, fire @reboot tasks, start timing.
+
+        ``reboots_due`` picks the @reboot tasks still to fire in this machine boot
+        (scheduler/boot.py); without it each start counts as a boot."""
         states = await self.state.task_states()
         self._paused = {name for name, state in states.items() if state.paused}
         anchors = await self.state.last_scheduled_for()
@@ -118,9 +125,14 @@ class SchedulerService:
         # One instant for all tasks: tasks sharing a schedule then ask their trigger
         # the same question, answered once (see triggers._cached_next_fire).
         now = self.clock.now()
+        reboots = [
+            task.name
+            for task in tasks.values()
+            if task.enabled and isinstance(task.trigger, RebootTrigger)
+        ]
+        for name in reboots_due(reboots) if reboots_due and reboots else reboots:
+            self._fire(name, now, Trigger.SCHEDULE)
         for task in tasks.values():
-            if task.enabled and isinstance(task.trigger, RebootTrigger):
-                self._fire(task.name, now, Trigger.SCHEDULE)
             if not _on_a_timer(task):
                 continue
             entry = self._add(task, anchors.get(task.name), now)

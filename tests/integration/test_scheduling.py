@@ -302,16 +302,31 @@ def test_client_verbs(make_daemon) -> None:
     assert down.returncode == 1 and "cannot reach" in down.stderr
 
 
-def test_reboot_fires_once_per_daemon_start(make_daemon) -> None:
-    daemon = make_daemon("""
+def test_reboot_fires_once_per_machine_boot_not_per_daemon_start(make_daemon, tmp_path) -> None:
+    """As cron: a daemon restart in the same boot (kernel boot_id) does not fire @reboot
+    again; a new boot does."""
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("first-boot\n")
+    daemon = make_daemon(
+        """
     [tasks.boot]
     command = "true"
     schedule = "@reboot"
-    """)
+    """,
+        start=False,
+    )
+    daemon.env["CRONWARDEN_BOOT_ID_FILE"] = str(boot_id)
+    daemon.start()
     wait_for(lambda: len(daemon.runs(task_name="boot")) == 1)
-    assert stays_false(lambda: len(daemon.runs(task_name="boot")) != 1, window=1.0)
     assert daemon.get("/api/tasks/boot").body["next_run_at"] is None
     assert daemon.stop() == 0
+
+    daemon.start()  # same boot: the daemon says so and fires nothing
+    wait_for(lambda: "reboot.already_fired" in daemon.log(), what="the ledger consulted")
+    assert len(daemon.runs(task_name="boot")) == 1
+    assert daemon.stop() == 0
+
+    boot_id.write_text("second-boot\n")
     daemon.start()
     runs = wait_for(
         lambda: len(daemon.runs(task_name="boot")) == 2 and daemon.runs(task_name="boot")
