@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from cronwarden.config import Config, TaskConfig, TaskTable
 from cronwarden.errors import TaskNotFound
+from cronwarden.task_hash import config_hash, new_key, task_hash
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,19 @@ class ConfigChanges:
 
 
 class LiveConfig:
-    def __init__(self, config: Config) -> None:
+    """The current config, and the keyed hashes of its tasks (see task_hash.py).
+
+    The daemon gives it the installation's key once the store is open (``use_key``);
+    until then, and wherever no store gives one, hashes are keyed by a random key of
+    this object alone: never by none, since an unkeyed hash gives secret_env values
+    away.  A task's hash is worked out once per definition (a dict by name, ~100 bytes
+    a task; a reload keeps those of the tasks it did not change).
+    """
+
+    def __init__(self, config: Config, key: bytes | None = None) -> None:
         self._config = config
+        self._key = key if key is not None else new_key()
+        self._task_hashes: dict[str, str] = {}  # of the current config, by task name
         self._tasks_hash: str | None = None  # of the current config, computed once
 
     @property
@@ -37,19 +49,41 @@ class LiveConfig:
     def tasks(self) -> TaskTable:
         return self._config.tasks
 
+    def use_key(self, key: bytes) -> None:
+        """Key the hashes with the installation's key (the same on every node sharing
+        the database, so their hashes compare)."""
+        self._key = key
+        self._task_hashes.clear()
+        self._tasks_hash = None
+
+    def task_hash(self, task: TaskConfig) -> str:
+        """The keyed hash of ``task``'s definition: what its runs record as
+        ``task_hash``.  Worked out once for the current definition of each task; a
+        definition that is no longer current (a reload came meanwhile) is hashed as it
+        is, so a run never records the hash of a definition it did not run."""
+        current = self.tasks.peek(task.name) if task.name in self.tasks else None
+        if current is None or (current is not task and current != task):
+            return task_hash(self._key, task)
+        return self._current_hash(task.name, current)
+
+    def _current_hash(self, name: str, task: TaskConfig | None = None) -> str:
+        digest = self._task_hashes.get(name)
+        if digest is None:
+            # peek: hashing a task must not push the tasks in use out of the kept ones
+            digest = task_hash(self._key, task if task is not None else self.tasks.peek(name))
+            self._task_hashes[name] = digest
+        return digest
+
     @property
     def tasks_hash(self) -> str:
-        """One hash of every task's definition: nodes sharing a database compare it to
-        find one that runs a different config."""
-        import hashlib
-
+        """One keyed hash of every task's definition: nodes sharing a database compare
+        it to find one that runs a different config."""
         if self._tasks_hash is None:
             # One task at a time: the table is packed (see cronwarden/packed.py), and
             # all its tasks built at once would be several times its size.
-            digest = hashlib.sha256()
-            for name in sorted(self.tasks):
-                digest.update(f"{name}={self.tasks.peek(name).definition_hash}\n".encode())
-            self._tasks_hash = digest.hexdigest()[:16]
+            self._tasks_hash = config_hash(
+                self._key, ((name, self._current_hash(name)) for name in self.tasks)
+            )
         return self._tasks_hash
 
     def task(self, name: str) -> TaskConfig:
@@ -61,12 +95,15 @@ class LiveConfig:
     def swap(self, new: Config) -> ConfigChanges:
         """Make ``new`` current; says which tasks came, went or changed."""
         old = self._config.tasks
-        self._config = new
-        self._tasks_hash = None
-        return ConfigChanges(
+        changes = ConfigChanges(
             added=sorted(set(new.tasks) - set(old)),
             removed=sorted(set(old) - set(new.tasks)),
             changed=sorted(
                 name for name in set(old) & set(new.tasks) if not old.same(name, new.tasks)
             ),
         )
+        self._config = new
+        for name in (*changes.removed, *changes.changed):
+            self._task_hashes.pop(name, None)
+        self._tasks_hash = None
+        return changes

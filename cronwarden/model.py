@@ -258,6 +258,19 @@ class Node(SQLModel, table=True):
     taken_over_by: str | None = Field(default=None, max_length=200)
 
 
+class Installation(SQLModel, table=True):
+    """What belongs to the installation rather than to one daemon: one row, shared by
+    every node on the database.  ``hash_key`` keys the task hashes (task_hash.py) and
+    never leaves the daemon."""
+
+    __tablename__ = "installation"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="ck_installation_one_row"),)
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash_key: bytes = Field(sa_column=sa.Column(sa.LargeBinary(64), nullable=False))
+    created_at: datetime = utc_column(nullable=False)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

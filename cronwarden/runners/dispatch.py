@@ -198,7 +198,7 @@ class Dispatcher:
                     continue
                 run = reserved_run
                 ours.append(run)
-                changes[run.id] = _brought_up_to_date(run, task, trigger)
+                changes[run.id] = _brought_up_to_date(run, self.config.task_hash(task), trigger)
             elif task is None:
                 continue
             else:
@@ -892,7 +892,7 @@ class Dispatcher:
             params=dict(params or {}),
             idempotency_key=idempotency_key,
             node=self.node,
-            task_hash=task.definition_hash,
+            task_hash=self.config.task_hash(task),
         )
 
 
@@ -940,10 +940,10 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     return dict(params)
 
 
-def _brought_up_to_date(run: Run, task: TaskConfig, trigger: Trigger) -> dict[str, Any]:
+def _brought_up_to_date(run: Run, task_hash: str, trigger: Trigger) -> dict[str, Any]:
     """What changed for a reserved run by its instant: the task was reloaded, or the
     wake came too late for a plain fire (a catch-up run)."""
-    values = {"task_hash": task.definition_hash, "triggered_by": trigger}
+    values = {"task_hash": task_hash, "triggered_by": trigger}
     changed = {name: value for name, value in values.items() if getattr(run, name) != value}
     update_run(run, changed)
     return changed

@@ -17,6 +17,7 @@ from typing import Any
 from cronwarden.errors import RunNotFound, StoreUnavailable
 from cronwarden.model import Run, Status, is_reserved_fire
 from cronwarden.store.protocol import KeyClaim, KeyedRun
+from cronwarden.task_hash import new_key
 
 
 @dataclass
@@ -32,6 +33,7 @@ class MemoryStore:
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
     unavailable: bool = False  # set to make every write fail as during an outage
     writes: int = 0
+    hash_key: bytes = field(default_factory=new_key, repr=False)
 
     async def claim(self, runs: Sequence[Run]) -> set[str]:
         await self._write()
@@ -94,6 +96,9 @@ class MemoryStore:
             for r in self.runs.values()
             if r.node == node and r.status in (Status.PENDING, Status.RUNNING)
         ]
+
+    async def installation_key(self) -> bytes:
+        return self.hash_key
 
     async def _write(self) -> None:
         await asyncio.sleep(0)  # a real commit yields to the loop; so does this

@@ -80,3 +80,10 @@ class SharedPlaces(Protocol):
     async def announce_freed(self, task_name: str) -> None: ...
 
     async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]: ...
+
+
+class InstallationKeys(Protocol):
+    async def installation_key(self) -> bytes:
+        """The installation's key for task hashes (see task_hash.py): made once, by the
+        first daemon on the database, and the same for every node sharing it."""
+        ...

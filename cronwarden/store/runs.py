@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,8 +17,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from cronwarden.config import TASK_NAME_RE
 from cronwarden.errors import InvalidCursor, RunNotFound
-from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.model import (
+    IdempotencyKey,
+    Installation,
+    Run,
+    Status,
+    TaskState,
+    UTCDateTime,
+    utcnow,
+)
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
@@ -26,6 +36,7 @@ from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
 from cronwarden.store.search import TRIGRAM, search_condition
+from cronwarden.task_hash import new_key
 
 T = TypeVar("T")
 # Threads (and connections) reading pages on SQLite; WAL lets them read side by side.
@@ -356,6 +367,29 @@ class Store:
             await session.execute(statement)
             await session.commit()
 
+    # -- the installation ----------------------------------------------------
+
+    async def installation_key(self) -> bytes:
+        """The key task hashes are keyed with (see task_hash.py; ``InstallationKeys``).
+
+        Read, and made only when missing: INSERT .. ON CONFLICT DO NOTHING, then read
+        again, so two nodes starting at once on a new database both get the one key
+        that was committed, whichever made it."""
+        table = Installation.__table__  # type: ignore[attr-defined]
+        read = sa.select(table.c.hash_key).where(table.c.id == 1)
+        async with self._session() as session:
+            key = (await session.execute(read)).scalar()
+            await session.commit()  # the insert starts a transaction of its own
+            if key is None:
+                await session.execute(
+                    upsert_insert(self.engine, table)
+                    .values(id=1, hash_key=new_key(), created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=[table.c.id])
+                )
+                await session.commit()
+                key = (await session.execute(read)).scalar_one()
+        return bytes(key)
+
 
 def _created_by_now() -> Any:
     """Runs that exist by now.  A scheduled fire's row is committed ahead of its
@@ -520,6 +554,13 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+# What a cursor's values may be, by column: exactly what the daemon writes there, so
+# that a forged cursor is refused (InvalidCursor) before its values reach a query (a
+# NUL in text or an integer beyond 64 bits is a database error, not a client's one).
+_INT_RANGES = {"exit_code": (-(2**31), 2**31 - 1), "duration_ms": (-(2**63), 2**63 - 1)}
+_STATUSES = frozenset(s.value for s in Status)
+
+
 def _typed(name: str, value: Any) -> Any:
     """A cursor value back in its column's type; ValueError if it is not."""
     if value is None:
@@ -531,7 +572,25 @@ def _typed(name: str, value: Any) -> Any:
         if when.tzinfo is None:
             raise ValueError(value)
         return when.astimezone(UTC)
-    expected = int if name in ("exit_code", "duration_ms") else str
-    if type(value) is not expected:
-        raise ValueError(value)
+    if name in _INT_RANGES:
+        low, high = _INT_RANGES[name]
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(name)
+        return value
+    if type(value) is not str or not _CURSOR_TEXT[name](value):
+        raise ValueError(name)
     return value
+
+
+def _is_run_id(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+_CURSOR_TEXT: dict[str, Callable[[str], bool]] = {
+    "id": _is_run_id,
+    "task_name": lambda v: TASK_NAME_RE.fullmatch(v) is not None,
+    "status": lambda v: v in _STATUSES,
+}
