@@ -1,0 +1,152 @@
+"""When a run's process really ended, as the kernel tells it.
+
+The daemon learns of an exit when its loop next turns: a daemon that was stopped
+(SIGSTOP, a suspended VM, a loop blocked on a slow disk) for 40 s would otherwise
+record a 5 s job as ending 40 s late, and its duration 8 times too long.  Linux's
+process-events connector (netlink, NETLINK_CONNECTOR / CN_IDX_PROC) sends an event
+for every exit with the kernel's monotonic timestamp; events wait in the socket's
+buffer while the daemon is not running, so the true end can be read afterwards.
+
+Listening needs CAP_NET_ADMIN in the initial network namespace (the daemon as root on
+the host, as the shipped unit runs it).  Where the kernel refuses, or events were lost
+because the buffer overflowed, a run's end is the time the daemon saw it: the same
+rule as before, and what the README promises in that case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import time
+
+import structlog
+
+log = structlog.get_logger("cronwarden.runner")
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+NLMSG_DONE = 3
+PROC_EVENT_EXIT = 0x80000000
+
+_NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_CN_MSG = struct.Struct("=IIIIHH")  # idx, val, seq, ack, len, flags
+_EVENT = struct.Struct("=IIQ")  # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
+_EXIT = struct.Struct("=II")  # process_pid, process_tgid (then code, signal, parent)
+_EVENT_AT = _NLMSG.size + _CN_MSG.size
+_EXIT_AT = _EVENT_AT + _EVENT.size
+# Room for ~100,000 events (~76 bytes each): 40 s of a busy host's exits.
+RECEIVE_BUFFER = 8 * 1024 * 1024
+_KEPT = 4096  # exits of watched pids not yet asked for (a bound, never reached in use)
+
+
+def exit_of(message: bytes) -> tuple[int, int] | None:
+    """(pid, monotonic ns) of a thread-group leader's exit event, else None."""
+    if len(message) < _EXIT_AT + _EXIT.size:
+        return None
+    what, _cpu, timestamp = _EVENT.unpack_from(message, _EVENT_AT)
+    if what != PROC_EVENT_EXIT:
+        return None
+    pid, tgid = _EXIT.unpack_from(message, _EXIT_AT)
+    return (pid, timestamp) if pid == tgid else None
+
+
+def subscription(sender: int) -> bytes:
+    """The message that asks the kernel for process events."""
+    body = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+    cn_msg = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(body), 0)
+    return _NLMSG.pack(_NLMSG.size + len(cn_msg) + len(body), NLMSG_DONE, 0, 0, sender) + (
+        cn_msg + body
+    )
+
+
+class ExitClock:
+    """Exit times of the pids it is told to watch, read from the kernel's events."""
+
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = None
+        self._watched: set[int] = set()
+        self._exits: dict[int, int] = {}
+        self.lost = False  # the buffer overflowed once: some exit times are unknown
+
+    @property
+    def active(self) -> bool:
+        return self._socket is not None
+
+    def open(self) -> bool:
+        """Subscribe; False (and the time seen is used) where the kernel refuses."""
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        except OSError as exc:
+            log.info("exit_clock.unavailable", reason=str(exc))
+            return False
+        try:
+            with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)  # SO_RCVBUFFORCE
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(subscription(os.getpid()))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            log.info("exit_clock.unavailable", reason=str(exc))
+            return False
+        self._socket = sock
+        return True
+
+    def close(self) -> None:
+        if self._socket is not None:
+            if self._watched:
+                asyncio.get_running_loop().remove_reader(self._socket)
+            self._watched.clear()
+            self._socket.close()
+            self._socket = None
+
+    def watch(self, pid: int) -> None:
+        """Keep ``pid``'s exit time.  Events are read only while some pid is watched,
+        so an idle daemon is not woken by every exit on the host; what piled up
+        meanwhile is read and dropped here."""
+        if self._socket is None:
+            return
+        if not self._watched:
+            self._read_pending()
+            self._exits.clear()
+            asyncio.get_running_loop().add_reader(self._socket, self._read_pending)
+        self._watched.add(pid)
+
+    def ended_ago(self, pid: int) -> float | None:
+        """Seconds since ``pid`` exited, by the kernel's clock; None if not known.
+        Forgets the pid: each exit is asked for once, when its run ends."""
+        if self._socket is None or pid not in self._watched:
+            return None
+        self._read_pending()
+        self._watched.discard(pid)
+        stamp = self._exits.pop(pid, None)
+        if not self._watched:
+            asyncio.get_running_loop().remove_reader(self._socket)
+        if stamp is None:
+            return None
+        return max(0.0, (time.monotonic_ns() - stamp) / 1e9)
+
+    def _read_pending(self) -> None:
+        """Read every event waiting in the buffer (they are not read between ends:
+        nothing needs them until a run ends)."""
+        assert self._socket is not None
+        while True:
+            try:
+                message = self._socket.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ENOBUFS: events were dropped while not read
+                if not self.lost:
+                    log.warning("exit_clock.events_lost", reason=str(exc))
+                self.lost = True
+                continue
+            exit_event = exit_of(message)
+            watched = exit_event is not None and exit_event[0] in self._watched
+            if watched and len(self._exits) < _KEPT:
+                assert exit_event is not None
+                self._exits[exit_event[0]] = exit_event[1]

@@ -1,0 +1,47 @@
+"""The kernel's exit time of a run's process (proc connector), read after the fact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+
+from cronwarden.runners.exit_clock import PROC_EVENT_EXIT, ExitClock, exit_of
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _event(what: int, pid: int, tgid: int, stamp: int) -> bytes:
+    import struct
+
+    return bytes(36) + struct.pack("=IIQII", what, 0, stamp, pid, tgid) + bytes(16)
+
+
+def test_only_a_process_exit_is_read() -> None:
+    assert exit_of(_event(PROC_EVENT_EXIT, 42, 42, 1_000)) == (42, 1_000)
+    assert exit_of(_event(PROC_EVENT_EXIT, 43, 42, 1_000)) is None  # a thread, not the process
+    assert exit_of(_event(0x00000001, 42, 42, 1_000)) is None  # a fork event
+    assert exit_of(b"short") is None
+
+
+async def test_an_exit_seen_late_is_dated_when_it_happened() -> None:
+    clock = ExitClock()
+    if not clock.open():
+        if IN_CI:
+            pytest.fail("the proc connector is refused here; CI runs as root on the host")
+        pytest.skip("the proc connector needs CAP_NET_ADMIN in the initial network namespace")
+    try:
+        child = subprocess.Popen(["sleep", "0.1"])
+        clock.watch(child.pid)
+        await asyncio.to_thread(child.wait)
+        seen_after = time.monotonic()
+        time.sleep(0.5)  # the daemon's loop held up: nothing reads the events meanwhile
+        ago = clock.ended_ago(child.pid)
+        assert ago is not None and ago >= time.monotonic() - seen_after >= 0.5
+        assert clock.ended_ago(child.pid) is None  # asked once, then forgotten
+        assert clock.ended_ago(1) is None  # never watched
+    finally:
+        clock.close()
