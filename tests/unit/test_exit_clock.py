@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 
 import pytest
@@ -34,11 +33,11 @@ async def test_an_exit_seen_late_is_dated_when_it_happened() -> None:
             pytest.fail("the proc connector is refused here; CI runs as root on the host")
         pytest.skip("the proc connector needs CAP_NET_ADMIN in the initial network namespace")
     try:
-        child = subprocess.Popen(["sleep", "0.1"])
+        child = await asyncio.create_subprocess_exec("sleep", "0.1")
         clock.watch(child.pid)
-        await asyncio.to_thread(child.wait)
+        await child.wait()
         seen_after = time.monotonic()
-        time.sleep(0.5)  # the daemon's loop held up: nothing reads the events meanwhile
+        time.sleep(0.5)  # noqa: ASYNC251 - the loop held up: nothing reads the events
         ago = clock.ended_ago(child.pid)
         assert ago is not None and ago >= time.monotonic() - seen_after >= 0.5
         assert clock.ended_ago(child.pid) is None  # asked once, then forgotten
