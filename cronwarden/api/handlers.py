@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import math
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
@@ -20,6 +21,7 @@ from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
 from cronwarden.api.schemas import (
+    TASK_NAMES,
     AccessOut,
     DurationStats,
     EventsQuery,
@@ -42,7 +44,9 @@ from cronwarden.api.schemas import (
     TaskStats,
     TriggerBody,
     TriggerQuery,
+    is_task_name,
     page_fields,
+    shown_name,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point, streamed
 from cronwarden.api.task_definition import task_definition
@@ -93,6 +97,46 @@ def _run_id(request: web.Request) -> str:
             f"{raw!r} is not a run id; run ids are UUIDs such as "
             "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
         ) from None
+
+
+def _task_name(request: web.Request) -> str:
+    """The ``{task}`` of the URL, if a task could have that name.  Any other is refused
+    here, before a lookup: like a malformed run id (400) it names nothing, and text a
+    database cannot hold (a NUL) must not reach one."""
+    name = request.match_info["task"]
+    if not is_task_name(name):
+        raise BadRequest(
+            400,
+            "invalid-task-name",
+            f"the task in the path, {shown_name(name)}, is not a task name, so no task "
+            f"has it: {TASK_NAMES}",
+        )
+    return name
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: 1 to 255 characters of text.  Header bytes that are
+    not UTF-8 arrive as lone surrogates, which no database can store; control
+    characters could not be sent back in a header."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not _header_text(key):
+        raise BadRequest(
+            400,
+            "invalid-idempotency-key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 text "
+            "without control characters",
+        )
+    return key
+
+
+def _header_text(value: str) -> bool:
+    """No control character (Cc) and no lone surrogate (Cs)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -160,7 +204,7 @@ async def _task_list(request: web.Request) -> AsyncIterator[bytes]:
 
 async def get_task(request: web.Request) -> web.Response:
     services = _services(request)
-    task = services.live.task(request.match_info["task"])
+    task = services.live.task(_task_name(request))
     query = TaskQuery.model_validate(_query(request))
     count = query.next or 0
     last = (await services.store.last_runs([task.name])).get(task.name)
@@ -177,14 +221,10 @@ async def get_task(request: web.Request) -> web.Response:
 
 async def trigger_run(request: web.Request) -> web.Response:
     services = _services(request)
-    task_name = request.match_info["task"]
+    task_name = _task_name(request)
     services.live.task(task_name)
     body = await _read_body(request, TriggerBody)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 255:
-        raise BadRequest(
-            400, "invalid-idempotency-key", "Idempotency-Key must be 1 to 255 characters"
-        )
+    key = _idempotency_key(request)
     query = TriggerQuery.model_validate(_query(request))
     run, created = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
     return await _new_run_answer(services, run, 201 if created else 200, query.wait)
@@ -266,7 +306,7 @@ async def _known_task(request: web.Request) -> str:
     """The task of the URL: configured, or removed from the config but with history
     (only a name that is not configured and never ran is unknown)."""
     services = _services(request)
-    task_name = request.match_info["task"]
+    task_name = _task_name(request)
     if task_name not in services.live.tasks:
         ran = await services.store.list_runs(RunFilter(task_name=task_name), limit=1)
         if not ran.runs:
@@ -411,7 +451,7 @@ async def run_log_raw(request: web.Request) -> web.StreamResponse:
 
 async def pause_task(request: web.Request) -> web.Response:
     services = _services(request)
-    name = request.match_info["task"]
+    name = _task_name(request)
     await services.scheduler.pause(name)
     await services.fleet.announce()
     services.events.publish("task.paused", name, {"task": name})
@@ -420,7 +460,7 @@ async def pause_task(request: web.Request) -> web.Response:
 
 async def resume_task(request: web.Request) -> web.Response:
     services = _services(request)
-    name = request.match_info["task"]
+    name = _task_name(request)
     await services.scheduler.resume(name)
     await services.fleet.announce()
     services.events.publish("task.resumed", name, {"task": name})

@@ -6,11 +6,19 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
+from cronwarden.config import TASK_NAME_RE
 from cronwarden.model import EndReason, Run, Status, Trigger, run_values
 from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
@@ -33,6 +41,70 @@ def _day_bound(days_ago: int | None, ending: bool) -> datetime:
         return now
     start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days_ago)
     return start + timedelta(days=1, microseconds=-1) if ending else start
+
+
+# The largest event id or log line number a request may name: what a signed 64-bit
+# integer holds (ids are counted from 1 and would take centuries to get there).
+MAX_ID = 2**63 - 1
+TASK_NAMES = "task names are 1 to 100 characters of A-Z a-z 0-9 . _ -"
+
+
+def is_task_name(name: str) -> bool:
+    """Whether a task could have this name (the config allows no other)."""
+    return TASK_NAME_RE.fullmatch(name) is not None
+
+
+def shown_name(name: str) -> str:
+    """A name as an error quotes it: escaped (repr escapes control characters and
+    lone surrogates) and bounded."""
+    shown = repr(name)
+    return shown if len(shown) <= 110 else shown[:100] + "...'"
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not text a database can hold, or None if it is.
+
+    PostgreSQL refuses a NUL in text and SQLite's full-text search ends a string at one;
+    a lone surrogate is not Unicode and cannot be encoded for either.  Request text
+    that reaches the store is checked here, at the edge, so such input is the client's
+    error (4xx), never mistaken for the database being down (503)."""
+    if "\0" in value:
+        return "must not contain a NUL character (U+0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be Unicode text (it holds a lone surrogate: bytes that are not UTF-8)"
+    return None
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _task_name(value: str) -> str:
+    if not is_task_name(value):
+        raise ValueError(f"no task can have this name: {TASK_NAMES}")
+    return value
+
+
+def _task_names(value: str) -> str:
+    """Task names, comma-separated (empty items are ignored)."""
+    for name in (part.strip() for part in value.split(",")):
+        if name and not is_task_name(name):
+            raise ValueError(f"{shown_name(name)} is not a task name: {TASK_NAMES}")
+    return value
+
+
+TaskName = Annotated[
+    str,
+    AfterValidator(_task_name),
+    Field(json_schema_extra={"pattern": TASK_NAME_RE.pattern}),
+]
+# Free text that reaches the database (a search term).
+StorableText = Annotated[str, AfterValidator(_storable)]
 
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
@@ -184,7 +256,7 @@ class LogPageOut(BaseModel):
 class LogQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=MAX_ID)
     limit: int = Field(default=1000, ge=1, le=10000)
     stream: Literal["stdout", "stderr"] | None = None
     follow: bool = False
@@ -193,8 +265,9 @@ class LogQuery(BaseModel):
 class EventsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str | None = None  # task names, comma-separated (or the parameter repeated)
-    after: int | None = Field(default=None, ge=0)  # default: from now on
+    # Task names, comma-separated (or the parameter repeated).
+    task: Annotated[str, AfterValidator(_task_names)] | None = None
+    after: int | None = Field(default=None, ge=0, le=MAX_ID)  # default: from now on
 
 
 class RawLogQuery(BaseModel):
@@ -208,13 +281,13 @@ class RunQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_name: str | None = None
+    task_name: TaskName | None = None
     status: list[Status] | None = None
     end_reason: list[EndReason] | None = None
     triggered_by: list[Trigger] | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
-    search: str | None = Field(default=None, max_length=200)
+    search: StorableText | None = Field(default=None, max_length=200)
     sort_field: SortField = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
-from cronwarden.api.schemas import RunOut
+from cronwarden.api.schemas import MAX_ID, RunOut
 from cronwarden.events import Event
 from cronwarden.model import Status
 from cronwarden.runlog.feeds import LogFeed
@@ -39,18 +40,24 @@ log = structlog.get_logger("cronwarden.api")
 
 
 def resume_point(request: web.Request, after: int | None) -> int | None:
-    """Last-Event-ID (an EventSource reconnecting) wins over ``?after=``."""
+    """Last-Event-ID (an EventSource reconnecting) wins over ``?after=``.
+
+    Read as ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses,
+    and ``int`` reads other scripts' digits (U+0661, say), which no id is written in."""
     header = request.headers.get("Last-Event-ID", "").strip()
     if not header:
         return after
-    if not header.isdigit():
+    if _EVENT_ID.fullmatch(header) is None or int(header) > MAX_ID:
         raise BadRequest(
             400,
             "invalid-last-event-id",
             f"Last-Event-ID {header[:40]!r} is not an event id; it must be the id of the "
-            "last event received (a whole number >= 0)",
+            f"last event received: a whole number from 0 to {MAX_ID} in digits 0-9",
         )
     return int(header)
+
+
+_EVENT_ID = re.compile(rf"[0-9]{{1,{len(str(MAX_ID))}}}")
 
 
 @contextlib.asynccontextmanager

@@ -4,12 +4,18 @@ break a read (issue: hostile inputs and faults)."""
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import Response, wait_for  # type: ignore[import-not-found]
 
 TASKS = """
 [tasks.hello]
@@ -143,3 +149,246 @@ def test_an_overlong_url_or_header_is_problem_json(daemon) -> None:
     header = daemon.request("GET", "/api/runs", headers={"X-Big": "y" * 10_000})
     assert_problem(header, 431)
     assert daemon.get("/api/runs?limit=5").status == 200  # the daemon is unharmed
+
+
+# -- Malformed input on SQLite and PostgreSQL: a 4xx naming the parameter, never a 5xx.
+# A 503 means only that the database is really down (last test).
+
+MakeDaemon = Callable[..., Any]
+HELLO = """
+[tasks.hello]
+command = "echo hello"
+params = ["who"]
+"""
+
+
+def send(  # type: ignore[no-untyped-def]
+    daemon, method: str, path: str, headers: dict[str, bytes] | None = None
+):
+    """Raw HTTP (header values as bytes, so they may hold any byte); a stream that
+    starts is not read, only its status and type."""
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        answer = conn.getresponse()
+        streaming = (answer.getheader("Content-Type") or "").startswith("text/event-stream")
+        payload = b"" if streaming else answer.read()
+        return Response(answer.status, dict(answer.getheaders()), _parsed(payload))
+    finally:
+        conn.close()
+
+
+def _parsed(payload: bytes) -> object:
+    try:
+        return json.loads(payload) if payload else None
+    except ValueError:
+        return payload.decode(errors="replace")
+
+
+def assert_refused(answer, status: int, names: str) -> None:  # type: ignore[no-untyped-def]
+    """A problem+json ``status`` whose detail or errors name ``names`` (the parameter)."""
+    assert_problem(answer, status)
+    fields = [e.get("field") for e in answer.body["errors"]]
+    assert names in answer.body["detail"] or names in fields, answer
+
+
+def assert_no_internal_error(daemon) -> None:  # type: ignore[no-untyped-def]
+    assert "api.internal_error" not in daemon.log()
+    assert daemon.get("/api/runs").status == 200
+
+
+def ended_run(daemon) -> str:  # type: ignore[no-untyped-def]
+    return str(daemon.wait_run(daemon.trigger("hello")["id"])["id"])
+
+
+BAD_EVENT_IDS = [
+    "\u00b2".encode(),  # a digit to str.isdigit, not to int()
+    "\u0661".encode(),  # ARABIC-INDIC DIGIT ONE: int() reads it, no id is written so
+    b"9" * 4300,
+    b"9" * 5000,  # beyond int()'s digit limit
+    str(2**63).encode(),
+    b"-1",
+    b"1.5",
+    b"0x10",
+]
+
+
+@pytest.mark.both_databases
+def test_a_malformed_last_event_id_or_after_is_a_client_error(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(HELLO)
+    run_id = ended_run(daemon)
+    for target in ("/api/events", f"/api/runs/{run_id}/log?follow=true"):
+        for bad in BAD_EVENT_IDS:
+            answer = send(daemon, "GET", target, {"Last-Event-ID": bad})
+            assert_refused(answer, 400, "Last-Event-ID")
+            assert answer.body["type"].endswith("invalid-last-event-id")
+        for after in ("%C2%B2", "%D9%A1", "9" * 5000, str(2**63), "-1", "1.5"):
+            sep = "&" if "?" in target else "?"
+            assert_refused(send(daemon, "GET", f"{target}{sep}after={after}"), 422, "after")
+        fine = send(daemon, "GET", target, {"Last-Event-ID": b" 0 "})
+        assert fine.status == 200 and fine.content_type == "text/event-stream", fine
+    assert_refused(send(daemon, "GET", f"/api/runs/{run_id}/log?after={2**63}"), 422, "after")
+    assert send(daemon, "GET", f"/api/runs/{run_id}/log?after={2**63 - 1}").status == 200
+    assert_no_internal_error(daemon)
+
+
+@pytest.mark.both_databases
+def test_text_no_database_can_hold_is_a_client_error(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(HELLO)
+    ended_run(daemon)
+    for path, name in [
+        ("/api/runs?search=a%00bc", "search"),
+        ("/api/runs?search=a%00", "search"),
+        ("/api/runs?search=%00", "search"),
+        ("/api/tasks/hello/runs?search=abc%00", "search"),
+        ("/api/runs?task_name=a%00bc", "task_name"),
+        ("/api/runs?task_name=" + "a" * 101, "task_name"),
+        ("/api/runs?task_name=a%20b", "task_name"),
+        ("/api/events?task=hello,a%00b", "task"),
+        ("/api/tasks/hello/stats?since=a%00", "since"),
+        ("/api/runs?start_date=2026%00", "start_date"),
+    ]:
+        assert_refused(send(daemon, "GET", path), 422, name)
+    params = b'{"params": {"who": "a\\u0000b"}}'
+    answer = daemon.request(
+        "POST", "/api/tasks/hello/runs", raw=params, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(answer, 422)
+    # What may be searched for still is: quotes, wildcards, backslashes, other scripts.
+    for term in ("%22he%22", "%25_%5C", "hel", "h", "%E2%80%AEllo", "%F0%9F%98%80x"):
+        assert daemon.get(f"/api/runs?search={term}").status == 200, term
+    assert len(daemon.get("/api/runs?search=HELL").body["runs"]) == 1
+    assert daemon.get("/api/runs?task_name=hello").body["runs"]
+    assert_no_internal_error(daemon)
+
+
+@pytest.mark.both_databases
+def test_a_task_name_that_cannot_exist_in_the_path_is_a_client_error(
+    make_daemon: MakeDaemon,
+) -> None:
+    daemon = make_daemon(HELLO)
+    for segment in ("a%00bc", "x%3Fy", "%FF", "a%20b", "a" * 101, "%C2%B2"):
+        for method, path in [
+            ("GET", "/api/tasks/{}"),
+            ("GET", "/api/tasks/{}/runs"),
+            ("GET", "/api/tasks/{}/stats"),
+            ("POST", "/api/tasks/{}/runs"),
+            ("POST", "/api/tasks/{}/pause"),
+            ("POST", "/api/tasks/{}/resume"),
+        ]:
+            answer = send(daemon, method, path.format(segment))
+            assert_refused(answer, 400, "task")
+            assert answer.body["type"].endswith("invalid-task-name"), answer
+            assert "A-Z a-z 0-9 . _ -" in answer.body["detail"], answer
+    never = daemon.get("/api/tasks/never-was/stats")  # well-formed, unknown: 404
+    assert never.status == 404 and "never-was" in never.body["detail"]
+    assert daemon.get("/api/tasks/hello/stats").status == 200
+    assert_no_internal_error(daemon)
+
+
+@pytest.mark.both_databases
+def test_an_idempotency_key_that_is_not_text_is_a_client_error(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(HELLO)
+    for bad in (b"\xff\xfe", b"deploy-\xc3", b"\xed\xa0\x80", b"a\tb", b"a" * 256):
+        answer = send(daemon, "POST", "/api/tasks/hello/runs", {"Idempotency-Key": bad})
+        assert_refused(answer, 400, "Idempotency-Key")
+    assert daemon.get("/api/runs?total=true").body["total"] == 0  # nothing recorded
+    key = {"Idempotency-Key": "d\u00e9ploiement-42".encode()}  # UTF-8 text is a key
+    first = send(daemon, "POST", "/api/tasks/hello/runs", key)
+    again = send(daemon, "POST", "/api/tasks/hello/runs", key)
+    assert (first.status, again.status) == (201, 200), (first, again)
+    assert first.body["id"] == again.body["id"]
+    assert first.body["idempotency_key"] == "d\u00e9ploiement-42"
+    assert_no_internal_error(daemon)
+
+
+def cursor_of(*values: object) -> str:
+    raw = json.dumps(list(values)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+AT = "2026-01-01T00:00:00+00:00"
+RUN_ID = "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+
+
+@pytest.mark.both_databases
+def test_a_forged_cursor_is_a_client_error(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(HELLO)
+    for _ in range(3):
+        ended_run(daemon)
+    for sort, cursor in [
+        ("created_at", cursor_of("created_at", False, AT, "a\u0000b")),
+        ("created_at", cursor_of("created_at", False, AT, "a\ud800b")),
+        ("created_at", cursor_of("created_at", False, AT, "not-a-run-id")),
+        ("exit_code", cursor_of("exit_code", False, 10**30, AT, RUN_ID)),
+        ("exit_code", cursor_of("exit_code", False, 2**63, AT, RUN_ID)),
+        ("duration_ms", cursor_of("duration_ms", False, -(2**70), AT, RUN_ID)),
+        ("task_name", cursor_of("task_name", False, "a\u0000", AT, RUN_ID)),
+        ("status", cursor_of("status", False, "a\u0000", AT, RUN_ID)),
+        ("status", cursor_of("status", False, "sleeping", AT, RUN_ID)),
+    ]:
+        answer = send(daemon, "GET", f"/api/runs?sort_field={sort}&cursor={cursor}")
+        assert_refused(answer, 400, "cursor")
+    for sort in ("created_at", "exit_code", "duration_ms", "task_name", "status"):
+        seen, cursor = [], ""
+        while True:  # the cursors the daemon hands out still page through every run
+            page = daemon.get(f"/api/runs?sort_field={sort}&limit=1{cursor}").body
+            seen += [r["id"] for r in page["runs"]]
+            if not page["has_next"]:
+                break
+            cursor = f"&cursor={page['next_cursor']}"
+        assert len(set(seen)) == 3, (sort, seen)
+    assert_no_internal_error(daemon)
+
+
+@pytest.mark.both_databases
+def test_numbers_out_of_range_are_client_errors(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon(HELLO)
+    run_id = ended_run(daemon)
+    huge = "9" * 5000
+    for method, path, name in [
+        ("GET", f"/api/runs?limit={huge}", "limit"),
+        ("GET", "/api/runs?limit=0", "limit"),
+        ("GET", f"/api/runs?offset={huge}", "offset"),
+        ("GET", "/api/runs?offset=-1", "offset"),
+        ("GET", f"/api/tasks/hello/runs?limit={2**63}", "limit"),
+        ("GET", f"/api/tasks/hello?next={huge}", "next"),
+        ("GET", "/api/tasks/hello?next=-1", "next"),
+        ("GET", f"/api/runs/{run_id}/log?limit={huge}", "limit"),
+        ("GET", f"/api/runs/{run_id}/log?after=-1", "after"),
+        ("POST", f"/api/tasks/hello/runs?wait={huge}", "wait"),
+        ("POST", "/api/tasks/hello/runs?wait=-1", "wait"),
+        ("POST", f"/api/runs/{run_id}/rerun?wait={huge}", "wait"),
+        ("GET", f"/api/runs?start_date={huge}%20days%20ago", "start_date"),
+        ("GET", f"/api/tasks/hello/stats?since={huge}%20seconds%20ago", "since"),
+    ]:
+        assert_refused(send(daemon, method, path), 422, name)
+    assert_no_internal_error(daemon)
+
+
+@pytest.mark.postgres
+def test_a_real_outage_still_answers_503(make_daemon: MakeDaemon, pg_admin: Any) -> None:
+    url = pg_admin.create()
+    daemon = make_daemon(HELLO, daemon_extra=f'database = "{url}"')
+    ended_run(daemon)
+    pg_admin.cut_off(url)
+    try:
+        for method, path in [
+            ("GET", "/api/runs?search=hello"),
+            ("GET", "/api/runs?task_name=hello"),
+            ("GET", "/api/tasks/hello/stats"),
+            ("GET", "/api/tasks/hello/runs"),
+        ]:
+            answer = send(daemon, method, path)
+            assert answer.status == 503, (path, answer)
+            assert answer.content_type == "application/problem+json"
+            assert answer.body["type"].endswith("database-unavailable")
+        keyed = send(daemon, "POST", "/api/tasks/hello/runs", {"Idempotency-Key": b"k-1"})
+        assert keyed.status == 503, keyed
+    finally:
+        pg_admin.restore(url)
+    wait_for(lambda: daemon.get("/api/runs?search=hello").status == 200, 30, "the store back")
