@@ -4,6 +4,10 @@ Switching only the uid (what ``Popen(user=...)`` does alone) would leave the tas
 the daemon's primary group and supplementary groups, usually root's.  A task run as a
 user gets that user's primary group (unless ``group`` says otherwise), the user's
 supplementary groups, and HOME, USER and LOGNAME as cron sets them.
+
+A run starts in its user's home directory, as cron starts jobs (never in the daemon's
+private data_dir, which a switched user cannot even read), or in ``/`` when the user
+has no home or it does not exist.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cronwarden.errors import StartFailed
 
@@ -41,7 +47,7 @@ def resolve_identity(user: str | int | None, group: str | int | None) -> Identit
         raise StartFailed(f"unknown user {user!r}") from None
     gid = entry.pw_gid if gid is None else gid
     groups = os.getgrouplist(entry.pw_name, gid)
-    env = {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}
+    env = _login_env(entry)
     if (entry.pw_uid, gid, sorted(set(groups))) == _own_identity():
         # Already who the task runs as (user = "root" under a root daemon, as imported
         # system crontabs say): no switch, so the spawn keeps the fast vfork path,
@@ -59,3 +65,27 @@ def _group_id(group: str | int) -> int:
         return (grp.getgrgid(group) if isinstance(group, int) else grp.getgrnam(group)).gr_gid
     except KeyError:
         raise StartFailed(f"unknown group {group!r}") from None
+
+
+def own_identity_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """HOME, USER and LOGNAME of the daemon's own user, for runs without ``user``.
+
+    Read from the user database, as cron does, not from the daemon's HOME (a service
+    manager may set none, or another).  A uid without an entry (a container's
+    arbitrary uid) falls back to the daemon's variables, else the uid and ``/``.
+    """
+    uid = os.geteuid()
+    try:
+        return _login_env(pwd.getpwuid(uid))
+    except KeyError:
+        name = environ.get("USER") or environ.get("LOGNAME") or str(uid)
+        return {"HOME": environ.get("HOME") or "/", "USER": name, "LOGNAME": name}
+
+
+def start_directory(home: str) -> Path:
+    """Where a run without ``working_dir`` starts: its user's home, else ``/``."""
+    return Path(home) if home and os.path.isdir(home) else Path("/")
+
+
+def _login_env(entry: pwd.struct_passwd) -> dict[str, str]:
+    return {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cronwarden.clock import Clock
-from cronwarden.config import TaskConfig
+from cronwarden.config import DEFAULT_PATH, TaskConfig
 from cronwarden.errors import StartFailed
 from cronwarden.model import EndReason, Run
 from cronwarden.runlog.feeds import LogFeeds
@@ -22,7 +22,7 @@ from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.model import LogSummary
 from cronwarden.runlog.writer import LogWriter, append_note
-from cronwarden.runners.environment import run_environment
+from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.execute import (
     Limits,
     RunControl,
@@ -30,7 +30,7 @@ from cronwarden.runners.execute import (
     execute,
     watch_adopted,
 )
-from cronwarden.runners.identity import resolve_identity
+from cronwarden.runners.identity import own_identity_env, resolve_identity, start_directory
 from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec
 from cronwarden.space_reserve import SpaceReserve
@@ -73,6 +73,7 @@ class ProcessLauncher:
         default_umask: int = 0o022,
         reserve: SpaceReserve | None = None,
         feeds: LogFeeds | None = None,
+        path: str = DEFAULT_PATH,
     ) -> None:
         self.data_dir = data_dir
         self.reserve = reserve
@@ -80,7 +81,10 @@ class ProcessLauncher:
         self.default_umask = default_umask  # for tasks that set none
         self.logs_dir = data_dir / "logs"
         self.clock = clock
-        self._environ = dict(os.environ)  # the daemon's own, fixed for its life
+        # The daemon's environment and user, read once: fixed for its life.
+        own = own_identity_env(os.environ)
+        self._environment = DaemonEnvironment.of(os.environ, path=path, own_identity=own)
+        self._own_start_dir = start_directory(own["HOME"])
 
     async def run(
         self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
@@ -142,19 +146,26 @@ class ProcessLauncher:
 
     def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
         identity = resolve_identity(task.user, task.group)
+        user_env = identity.env or None  # None: the daemon's own user
         env = run_environment(
             task,
+            daemon=self._environment,
             run_id=run.id,
             attempt=run.attempt,
             scheduled_for=run.scheduled_for,
             params=run.params,
-            identity=identity.env,
-            base=self._environ,
+            identity=user_env,
         )
+        if task.working_dir is not None:
+            cwd = task.working_dir
+        elif user_env is None:
+            cwd = self._own_start_dir
+        else:
+            cwd = start_directory(user_env["HOME"])
         return ProcessSpec(
             argv=task.argv,
             env=env,
-            cwd=task.working_dir or self.data_dir,
+            cwd=cwd,
             uid=identity.uid,
             gid=identity.gid,
             groups=identity.groups,
