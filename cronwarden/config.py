@@ -391,16 +391,6 @@ class TaskConfig(TaskSettings):
             return [*SHELL, self.command]
         return list(self.command)
 
-    @cached_property
-    def definition_hash(self) -> str:
-        """A stable hash of what defines the run, so each run records what it ran with."""
-        import hashlib
-        import json
-
-        payload = self.model_dump(mode="json", exclude={"name"})
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
 
 class NotifyConfig(_Frozen):
     """An alert target.  ``secret`` signs webhook bodies (HMAC-SHA256, in the

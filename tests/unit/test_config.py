@@ -10,6 +10,7 @@ import pytest
 
 from cronwarden.config import load_config, parse_config
 from cronwarden.errors import ConfigError
+from cronwarden.task_hash import new_key, task_hash
 
 
 def problems(text: str, tmp_path: Path) -> list[str]:
@@ -239,4 +240,5 @@ def test_task_hash_changes_with_the_definition(tmp_path: Path) -> None:
     one = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
     same = parse_config('[tasks.a]\ncommand = "true"\n', tmp_path / "c.toml").tasks["a"]
     other = parse_config('[tasks.a]\ncommand = "false"\n', tmp_path / "c.toml").tasks["a"]
-    assert one.definition_hash == same.definition_hash != other.definition_hash
+    key = new_key()
+    assert task_hash(key, one) == task_hash(key, same) != task_hash(key, other)

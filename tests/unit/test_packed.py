@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.packed import PackedModels
+from cronwarden.task_hash import new_key, task_hash
+
+KEY = new_key()
 
 CONFIG = """
 [defaults]
@@ -62,7 +65,7 @@ def test_a_task_read_back_is_the_task_that_was_validated(tmp_path: Path) -> None
         assert task == validated[name]
         assert task.model_fields_set == validated[name].model_fields_set
         assert task.model_dump() == validated[name].model_dump()
-        assert task.definition_hash == validated[name].definition_hash
+        assert task_hash(KEY, task) == task_hash(KEY, validated[name])
     full = tasks["full"]
     assert full.env == {"A": "1", "B": "two"} and full.working_dir == tmp_path / "work"
     assert full.trigger is not None and full.zone == tasks["plain"].zone
@@ -121,6 +124,6 @@ def test_a_reread_table_tells_which_tasks_changed(tmp_path: Path) -> None:
     reread = parse_config(CONFIG.replace('"@every 90s"', '"@every 91s"'), tmp_path / "c.toml")
     changed = [name for name in tasks if not tasks.same(name, reread.tasks)]
     assert changed == ["full"]
-    assert tasks["full"].definition_hash != reread.tasks["full"].definition_hash
-    assert tasks["plain"].definition_hash == reread.tasks["plain"].definition_hash
+    assert task_hash(KEY, tasks["full"]) != task_hash(KEY, reread.tasks["full"])
+    assert task_hash(KEY, tasks["plain"]) == task_hash(KEY, reread.tasks["plain"])
     assert not tasks.same("plain", PackedModels(TaskConfig, key_field="name"))  # not in it

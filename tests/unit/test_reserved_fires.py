@@ -123,7 +123,7 @@ async def test_a_reload_between_reservation_and_instant_runs_the_new_definition(
     await until(r, FIRST)
     [row] = rows(r, FIRST)
     assert r.launcher.started == [row.id]
-    assert row.task_hash == r.live.task("a").definition_hash
+    assert row.task_hash == r.live.task_hash(r.live.task("a"))
 
 
 async def test_two_nodes_reserve_one_fire_and_only_one_runs_it() -> None:
