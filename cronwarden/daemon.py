@@ -273,6 +273,7 @@ class Daemon:
                 node=node,
                 base_url=base_url_of(daemon.listen.host, daemon.listen.port),
                 run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+                logs_dir=launcher.logs_dir,
                 on_outcome=lambda target, event, outcome: metrics.alerts.labels(
                     target, event, outcome
                 ).inc(),

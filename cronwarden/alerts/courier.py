@@ -1,6 +1,10 @@
 """One queue and one worker per alert target, so a slow or failing target delays
 neither runs nor the other targets; its own alerts go out in order.
 
+An alert may hold a part still being read (the run's output, read on a thread while the
+alert already waits in line): the worker awaits it just before the first try, so
+alerts keep their order and a slow read delays only the alerts behind it.
+
 A full queue drops the newest alert, saying so (a target that cannot keep up must not
 grow the daemon's memory without bound).  Retries wait per the target's retry_delay,
 doubling, capped at ``MAX_RETRY_DELAY``.  Every outcome is a log event and a metric.
@@ -26,6 +30,15 @@ QUEUE_MAX = 1000
 MAX_RETRY_DELAY = timedelta(minutes=5)
 Send = Callable[[NotifyConfig, Mapping[str, Any]], Awaitable[None]]
 Outcome = Callable[[str, str, str], None]  # target, event, outcome
+
+
+async def settled(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The alert with every part still being read (an ``asyncio.Future``) filled in."""
+    pending = {k: v for k, v in event.items() if isinstance(v, asyncio.Future)}
+    if not pending:
+        return event
+    # Shielded: a worker cancelled at shutdown must not cancel a read other targets await.
+    return {**event, **{k: await asyncio.shield(v) for k, v in pending.items()}}
 
 
 class Courier:
@@ -74,7 +87,7 @@ class Courier:
         while True:
             event = await self._queue.get()
             try:
-                await self._deliver(event)
+                await self._deliver(await settled(event))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in a sender must not stop this target for good

@@ -53,6 +53,7 @@ class AlertEvent:
             "run": self.run,
             "log_url": log_url,
             "details": self.details,
+            "output": None,  # the run's output excerpt, for the events that carry one
         }
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import structlog
 
+from cronwarden.alerts.apprise_sender import AppriseSender
 from cronwarden.alerts.courier import Courier, Outcome, Send
 from cronwarden.alerts.events import (
     FAILING,
@@ -26,6 +28,7 @@ from cronwarden.alerts.events import (
     recovered_event,
     stuck_event,
 )
+from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt, output_event
 from cronwarden.alerts.overdue import OverdueWatch
 from cronwarden.alerts.senders import command_env, send_command, send_webhook
 from cronwarden.clock import Cancellable, Clock
@@ -33,6 +36,7 @@ from cronwarden.config import NotifyConfig
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
+from cronwarden.runlog.excerpt import read_head
 from cronwarden.store import Store
 
 log = structlog.get_logger("cronwarden.alerts")
@@ -53,6 +57,7 @@ class Alerts:
         run_json: Callable[[Run], dict[str, Any]],
         on_outcome: Outcome,
         send: Send | None = None,
+        logs_dir: Path | None = None,
     ) -> None:
         self.live = live
         self.store = store
@@ -62,9 +67,12 @@ class Alerts:
         self.run_json = run_json
         self.on_outcome = on_outcome
         self._send = send or self._send_to_target
+        self.logs_dir = logs_dir  # where run output is read for alerts that quote it
         self.couriers: dict[str, Courier] = {}
         self.overdue = OverdueWatch()
         self._session: aiohttp.ClientSession | None = None
+        self._apprise: AppriseSender | None = None
+        self._excerpts: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._last_outcome: dict[str, str] = {}
         self._stuck: dict[str, Cancellable] = {}
         self._missed: dict[str, list[Run]] = {}
@@ -152,8 +160,13 @@ class Alerts:
                     at=self.clock.now(),
                     message=describe_end(run),
                     run=self.run_json(run),
-                )
+                ),
+                output_of=run,
             )
+        if task is not None and self._wanted(task.notify, "run.output"):
+            printed = output_event(run, self.run_json(run), self.clock.now())
+            if printed is not None:
+                self.emit(printed, output_of=run)
         if reason == EndReason.SUCCESS:
             self._succeeded(run)
         if reason == EndReason.SUCCESS or (reason in FAILING and event is not None):
@@ -229,7 +242,9 @@ class Alerts:
 
     # -- delivery -----------------------------------------------------------------------
 
-    def emit(self, event: AlertEvent) -> None:
+    def emit(self, event: AlertEvent, output_of: Run | None = None) -> None:
+        """Raise an alert: logged, and queued for each target of its task that takes
+        it.  ``output_of``: the run whose output the alert quotes (see CARRIES_OUTPUT)."""
         task = self.live.tasks.get(event.task)
         log.warning("alert.raised", alert_event=event.event, task=event.task, message=event.message)
         if task is None:
@@ -237,10 +252,45 @@ class Alerts:
         run_id = (event.run or {}).get("id")
         log_url = f"{self.base_url}/api/runs/{run_id}/log" if run_id and self.base_url else None
         body = event.body(self.node, log_url)
-        for name in task.notify:
-            target = self.live.current.notify.get(name)
-            if target is not None and event.event in target.events:
-                self._courier(name, target).post(body)
+        targets = [
+            (name, target)
+            for name in task.notify
+            if (target := self.live.current.notify.get(name)) is not None
+            and event.event in target.events
+        ]
+        if targets and output_of is not None and event.event in CARRIES_OUTPUT:
+            body["output"] = self._excerpt(output_of)  # read once, whatever the targets
+        for name, target in targets:
+            self._courier(name, target).post(body)
+
+    def _wanted(self, names: Iterable[str], event: str) -> bool:
+        """Whether some target among ``names`` takes ``event``."""
+        notify = self.live.current.notify
+        return any(name in notify and event in notify[name].events for name in names)
+
+    def _excerpt(self, run: Run) -> asyncio.Task[dict[str, Any]]:
+        """The run's output excerpt, being read on a thread (a run's end and its
+        run.output alert share one read)."""
+        reading = self._excerpts.get(run.id)
+        if reading is None:
+            reading = asyncio.get_running_loop().create_task(
+                self._read_excerpt(run.id, run.log_size), name=f"output of {run.id}"
+            )
+            self._excerpts[run.id] = reading
+            reading.add_done_callback(lambda _: self._excerpts.pop(run.id, None))
+        return reading
+
+    async def _read_excerpt(self, run_id: str, size: int) -> dict[str, Any]:
+        output: dict[str, Any] = {"text": "", "size": size, "truncated": False}
+        if size <= 0 or self.logs_dir is None:
+            return output
+        try:
+            head = await asyncio.to_thread(read_head, self.logs_dir, run_id, EXCERPT_BYTES)
+        except OSError as exc:  # the alert goes out without it, saying why
+            log.warning("alert.output_unread", run_id=run_id, error=str(exc))
+            return {**output, "error": exc.strerror or type(exc).__name__}
+        output["text"], output["truncated"] = cut_excerpt(head)
+        return output
 
     def _courier(self, name: str, target: NotifyConfig) -> Courier:
         courier = self.couriers.get(name)
@@ -251,6 +301,11 @@ class Alerts:
     async def _send_to_target(self, target: NotifyConfig, event: Mapping[str, Any]) -> None:
         if target.type == "command":
             await send_command(target, event, command_env(event))
+            return
+        if target.type == "apprise":
+            if self._apprise is None:
+                self._apprise = AppriseSender()
+            await self._apprise.send(target, event)
             return
         if self._session is None:
             self._session = aiohttp.ClientSession()
