@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -90,21 +92,34 @@ def validate(config_path: str, as_json: bool) -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
+        # The loader reports warnings only with a valid file; a ConfigError that
+        # carries them shows them too.
+        warnings = list(getattr(exc, "warnings", ()))
         if as_json:
-            click.echo(
-                json.dumps({"valid": False, "path": exc.path, "errors": exc.problems}, indent=2)
-            )
+            report = {"valid": False, "path": exc.path, "errors": exc.problems}
+            click.echo(json.dumps({**report, "warnings": warnings}, indent=2))
         else:
             click.echo(str(exc), err=True)
+            for warning in warnings:
+                click.echo(f"warning: {warning}", err=True)
         sys.exit(EXIT_INVALID)
+    warnings = list(config.warnings)  # may be fine later (a mount): said, exit 0
     if as_json:
-        click.echo(
-            json.dumps(
-                {"valid": True, "path": str(config.path), "tasks": sorted(config.tasks)}, indent=2
-            )
-        )
-    else:
-        click.echo(f"{config.path}: OK ({len(config.tasks)} tasks)")
+        report = {
+            "valid": True,
+            "warnings": warnings,
+            "path": str(config.path),
+            "tasks": sorted(config.tasks),
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"{config.path}: OK ({len(config.tasks)} tasks"
+        + (f", {len(warnings)} warning(s)" if warnings else "")
+        + ")"
+    )
 
 
 @main.command("import-crontab")
@@ -114,24 +129,101 @@ def validate(config_path: str, as_json: bool) -> None:
     is_flag=True,
     help="System format (/etc/crontab, /etc/cron.d): a user column before the command.",
 )
-def import_crontab(file: str, system: bool) -> None:
+@click.option(
+    "--user",
+    "user",
+    metavar="NAME",
+    help="Whose crontab FILE is (a user crontab runs as its owner) [you].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="The config file the output will be appended to: names are made unique against it.",
+)
+def import_crontab(file: str, system: bool, user: str | None, config_path: str | None) -> None:
     """Print FILE's entries as cronwarden tasks (TOML) on stdout; what could not be
-    converted goes to stderr, and the exit status is then 1.  FILE - reads stdin."""
-    from cronwarden.crontab_import import render
+    converted goes to stderr, and the exit status is then 1.  FILE - reads stdin.
 
+    \b
+    crontab -l | cronwarden import-crontab --user deploy --config config.toml - >> config.toml
+    cronwarden import-crontab --system /etc/cron.d/certbot --config config.toml >> config.toml
+    """
+    from cronwarden.crontab_import import FormatMismatch, render
+
+    run_as, user_note = _crontab_owner(system, user)
+    existing = _existing_names(config_path)
     try:
         with click.open_file(file, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
     except OSError as exc:
         click.echo(f"cronwarden: cannot read {file}: {exc.strerror}", err=True)
         sys.exit(EXIT_INVALID)
-    toml_text, warnings, left_out = render(text, system=system, source=file)
+    try:
+        toml_text, warnings, left_out = render(
+            text, system=system, source=file, user=run_as, user_note=user_note, existing=existing
+        )
+    except FormatMismatch as exc:
+        click.echo(f"cronwarden: {file}: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
     click.echo(toml_text, nl=False)
     for warning in warnings:
         click.echo(f"cronwarden: {file}: {warning}", err=True)
     if left_out:
         click.echo(f"cronwarden: {left_out} line(s) or setting(s) not converted", err=True)
         sys.exit(1)
+
+
+def _crontab_owner(system: bool, user: str | None) -> tuple[str | None, str]:
+    """Who a user crontab's tasks run as, and how the header says where that came from."""
+    import pwd
+
+    if system:
+        if user is not None:
+            _refuse_import(
+                "--user is for a user crontab; a system crontab (--system) names the user "
+                "of each entry in its 6th field"
+            )
+        return None, ""
+    if user is None:
+        try:
+            name = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            _refuse_import("you have no user name on this host; give --user NAME")
+        return name, "(the user who ran the import; give --user NAME for another user's crontab)"
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        _refuse_import(
+            f"--user {user!r}: no such user on this host; expected an existing user name "
+            "(the owner of the crontab)"
+        )
+    return user, ""
+
+
+def _existing_names(config_path: str | None) -> Any:
+    """Names in --config (absent: none yet, as before the first >>)."""
+    import tomllib
+
+    from cronwarden.crontab_import import Existing, read_existing
+
+    if config_path is None:
+        return Existing()
+    try:
+        text = Path(config_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Existing()
+    except (OSError, UnicodeDecodeError) as exc:
+        _refuse_import(f"cannot read --config {config_path}: {getattr(exc, 'strerror', exc)}")
+    try:
+        return read_existing(text)
+    except tomllib.TOMLDecodeError as exc:
+        _refuse_import(f"--config {config_path} is not valid TOML: {exc}")
+
+
+def _refuse_import(message: str) -> NoReturn:
+    click.echo(f"cronwarden: import-crontab: {message}", err=True)
+    sys.exit(EXIT_INVALID)
 
 
 # -- explain ----------------------------------------------------------------------
@@ -176,7 +268,10 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
         click.echo(f"{task}: no schedule; it runs only on request")
         return
     if isinstance(trigger, RebootTrigger):
-        click.echo(f"{task}: @reboot; it runs once each time the daemon starts")
+        click.echo(
+            f"{task}: @reboot; it runs once per machine boot on each node (not again when "
+            "the daemon restarts within the same boot)"
+        )
         return
     click.echo(
         f"{task}: {definition.schedule!r} in {definition.zone} "
