@@ -56,7 +56,7 @@ class AppriseSender:
         if not failed:
             self._left.pop(key, None)
             return
-        self._remember(key, tuple(i for i, why in failed if why != _UNUSABLE))
+        self._remember(key, tuple(i for i, _ in failed))
         said = "; ".join(f"urls[{i}] ({scheme_of(target.urls[i])}) {why}" for i, why in failed)
         sent = len(indexes) - len(failed)
         also = f" ({sent} of {len(indexes)} delivered)" if sent else ""
@@ -65,9 +65,6 @@ class AppriseSender:
         raise SendFailed(said + also, retryable)
 
     def _remember(self, key: tuple[str, tuple[str, ...]], indexes: tuple[int, ...]) -> None:
-        if not indexes:
-            self._left.pop(key, None)
-            return
         self._left[key] = indexes
         self._left.move_to_end(key)
         while len(self._left) > REMEMBERED:
@@ -85,7 +82,11 @@ async def _notify(
         return _UNUSABLE
     try:
         async with asyncio.timeout(limit):
-            result = await service.async_notify(body=body, title=title, notify_type=kind)
+            # Plain text: a run's output is not HTML or Markdown for a mail or a chat to
+            # render (Apprise would otherwise pass ``<tags>`` in it through as markup).
+            result = await service.async_notify(
+                body=body, title=title, notify_type=kind, body_format="text"
+            )
     except TimeoutError:
         return f"gave no answer within {limit:g}s"
     if result:
