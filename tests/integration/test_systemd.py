@@ -1,6 +1,7 @@
-"""systemd: the unit passes systemd-analyze verify, and a real daemon speaks the
-sd_notify protocol to a real datagram NOTIFY_SOCKET (READY=1, STATUS=, WATCHDOG=1,
-STOPPING=1); its watchdog pings come from the event loop, so a blocked loop stops them."""
+"""systemd: the unit passes systemd-analyze verify, install-systemd installs no task
+that would run as root by surprise, and a real daemon speaks the sd_notify protocol to
+a real datagram NOTIFY_SOCKET (READY=1, STATUS=, WATCHDOG=1, STOPPING=1); its watchdog
+pings come from the event loop, so a blocked loop stops them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,16 +42,31 @@ def systemd_analyze() -> str:
     return found
 
 
+INSTALL = ROOT / "scripts" / "install-systemd"
+EXECUTABLE = shutil.which("cronwarden") or str(Path(sys.executable).parent / "cronwarden")
+
+
+def install_systemd(*args: str, destdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRONWARDEN": EXECUTABLE}
+    if destdir is not None:
+        env["DESTDIR"] = str(destdir)
+    return subprocess.run([INSTALL, *args], env=env, capture_output=True, text=True)
+
+
+def directives(unit: str) -> dict[str, list[str]]:
+    """Each key's values, space-separated lists split, comments left out."""
+    found: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).extend(value.split())
+    return found
+
+
 def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = systemd_analyze()
-    executable = shutil.which("cronwarden") or str(Path(sys.executable).parent / "cronwarden")
-    printed = subprocess.run(
-        [ROOT / "scripts" / "install-systemd", "--print"],
-        env={**os.environ, "CRONWARDEN": executable},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    executable = EXECUTABLE
+    printed = install_systemd("--print").stdout
     assert f"ExecStart={executable} serve -c /etc/cronwarden/cronwarden.toml" in printed
     unit = tmp_path / "cronwarden.service"
     unit.write_text(printed)
@@ -66,6 +83,66 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         "WatchdogSec=30s",
     ):
         assert line in printed.splitlines()
+
+
+def test_the_unit_waits_for_users_and_remote_homes_and_keeps_devices() -> None:
+    """Ordered as Debian's cron.service (LDAP users, NFS homes); no ProtectClock=,
+    which before systemd 253 took every device but the RTC from the tasks."""
+    unit = directives((ROOT / "systemd" / "cronwarden.service").read_text())
+    after = set(unit["After"])
+    assert {"network-online.target", "remote-fs.target", "nss-user-lookup.target"} <= after
+    assert "ProtectClock" not in unit
+    assert "DeviceAllow" not in unit and "DevicePolicy" not in unit
+
+
+def test_install_systemd_writes_a_config_with_no_active_task(tmp_path: Path) -> None:
+    systemd_analyze()
+    printed = install_systemd("--print-config")
+    assert printed.returncode == 0, printed.stderr
+    config = tomllib.loads(printed.stdout)
+    assert "tasks" not in config and "daemon" in config
+    assert "[tasks.hello]" in (ROOT / "config.example.toml").read_text()
+    assert "# [tasks.hello]" in printed.stdout  # there to read, commented out
+
+    done = install_systemd(destdir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    installed = tmp_path / "etc" / "cronwarden" / "cronwarden.toml"
+    assert installed.read_text() == printed.stdout
+    assert oct(installed.stat().st_mode & 0o777) == "0o640"
+    assert "OK (0 tasks)" in done.stdout
+    unit = (tmp_path / "etc" / "systemd" / "system" / "cronwarden.service").read_text()
+    assert f"ExecStart={EXECUTABLE} serve -c /etc/cronwarden/cronwarden.toml" in unit
+
+
+def test_install_systemd_installs_a_given_config_only_when_it_is_valid(tmp_path: Path) -> None:
+    systemd_analyze()
+    installed = tmp_path / "etc" / "cronwarden" / "cronwarden.toml"
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[tasks.backup]\ncommand = "true"\nuser = "nobody"\n')
+    done = install_systemd(str(mine), destdir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert installed.read_text() == mine.read_text()
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[tasks.backup]\ncommand = 5\n")
+    refused = install_systemd(str(broken), destdir=tmp_path)
+    assert refused.returncode == 1
+    assert (
+        f"{broken} was not installed" in refused.stderr and "tasks.backup.command" in refused.stderr
+    )
+    assert installed.read_text() == mine.read_text()  # the working file is kept
+    assert sorted(p.name for p in installed.parent.iterdir()) == ["cronwarden.toml"]
+
+    again = install_systemd(destdir=tmp_path)  # no file given: the existing one stays
+    assert again.returncode == 0, again.stderr
+    assert installed.read_text() == mine.read_text()
+
+    for args, message in (
+        (["--bogus"], "unknown option --bogus"),
+        ([str(tmp_path / "missing.toml")], "cannot read the config file"),
+    ):
+        bad = install_systemd(*args, destdir=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr
 
 
 class NotifySocket:
