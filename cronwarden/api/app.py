@@ -6,14 +6,19 @@ from aiohttp import web
 
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.middlewares import problem_middleware
+from cronwarden.api.origin import HOST_GUARD, HostGuard, learn_machine_names, origin_middleware
 from cronwarden.api.routes import add_routes
 
 
 def create_app(services: Services) -> web.Application:
+    # The Host and Origin checks come first: a page that is refused learns nothing,
+    # not even whether a token would be needed.
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[origin_middleware, problem_middleware],
         client_max_size=services.live.current.daemon.max_body,
     )
     app[SERVICES] = services
+    app[HOST_GUARD] = HostGuard()
+    app.cleanup_ctx.append(learn_machine_names)
     add_routes(app)
     return app

@@ -63,8 +63,10 @@ async function send(path, init) {
 
 export async function api(path, { method = "GET", body, signal } = {}) {
   const init = { method, signal };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
+  // Every POST declares JSON, {} when there is nothing to send: the daemon refuses a
+  // browser's POST that does not, as a form on another site could send one.
+  if (body !== undefined || method !== "GET") {
+    init.body = JSON.stringify(body ?? {});
     init.headers = { "Content-Type": "application/json" };
   }
   const response = await send(path, init);
