@@ -280,7 +280,7 @@ async def _read_body(request: web.Request, model: type[_M]) -> _M:
         raise BadRequest(
             415,
             "unsupported-media-type",
-            f"the body must be application/json, not {request.content_type}",
+            f"the body must be application/json, not {shown_name(request.content_type)}",
         )
     try:
         data = json.loads(raw)

@@ -310,6 +310,13 @@ class RunQuery(BaseModel):
             return "created_at" if info.field_name == "sort_field" else "desc"
         return value
 
+    @field_validator("task_name", mode="before")
+    @classmethod
+    def _empty_is_any(cls, value: object) -> object:
+        """``task_name=`` filters nothing, as an empty ``search`` does (it matched no
+        run when any text was taken for a name; no task can be named "")."""
+        return None if value == "" else value
+
     @field_validator("start_date", "end_date", mode="before")
     @classmethod
     def _instant(cls, value: object, info: ValidationInfo) -> object:

@@ -263,6 +263,7 @@ def test_text_no_database_can_hold_is_a_client_error(make_daemon: MakeDaemon) ->
         assert daemon.get(f"/api/runs?search={term}").status == 200, term
     assert len(daemon.get("/api/runs?search=HELL").body["runs"]) == 1
     assert daemon.get("/api/runs?task_name=hello").body["runs"]
+    assert daemon.get("/api/runs?task_name=").body["runs"]  # empty: any task, as search=
     assert_no_internal_error(daemon)
 
 
