@@ -18,7 +18,16 @@ import structlog
 
 log = structlog.get_logger("cronwarden.disk")
 
-RESERVE_BYTES = 1024 * 1024
+# What the reserve must hold, measured (tests/faults/test_reserve_size.py keeps these
+# honest): recording one run's claim, start and end grows the SQLite database by
+# ~1.7 KB (its row and indexes), and the WAL stays under ~640 KiB (store/engine.py
+# checkpoints every 512 KiB and cuts it back to that; the rest is one transaction's
+# pages past the threshold).  1 MiB was less than the WAL alone, which grew ~4 MB
+# before a checkpoint and ate the reserve within seconds.  3 MiB covers the WAL plus
+# the outcomes of 1,000 runs (~2.3 MB), with room to spare.
+WAL_BOUND_BYTES = 640 * 1024
+RESERVE_OUTCOMES = 1000
+RESERVE_BYTES = 3 * 1024 * 1024
 
 
 class SpaceReserve:

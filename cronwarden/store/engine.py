@@ -34,6 +34,15 @@ def is_shared(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+# The WAL's bound.  By default SQLite checkpoints every 1,000 pages and never shrinks
+# the WAL, so it grew ~4 MB before a checkpoint: on a full data_dir that ate the space
+# kept aside for outcomes (space_reserve.py) within seconds.  A checkpoint every 128
+# pages (512 KiB) and the WAL cut back to 512 KiB after each keep it near that bound
+# (a checkpoint that readers hold back can still let it grow for a while).
+WAL_CHECKPOINT_PAGES = 128
+WAL_LIMIT_BYTES = 512 * 1024
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in (
@@ -41,6 +50,8 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         "PRAGMA synchronous=NORMAL",
         "PRAGMA busy_timeout=30000",
         "PRAGMA foreign_keys=ON",
+        f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}",
+        f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}",
     ):
         cursor.execute(pragma)
     cursor.close()
