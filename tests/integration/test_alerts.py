@@ -129,6 +129,8 @@ def test_a_failed_run_is_posted_signed_with_a_link_to_its_log(make_daemon, recei
     assert body["event"] == "run.failed" and body["task"] == "backup"
     assert body["run"]["id"] == run["id"] and body["run"]["exit_code"] == 3
     assert "exit code 3" in body["message"]
+    # what the run printed (its first 64 KiB, secret_env values masked)
+    assert body["output"] == {"text": "copying\n", "size": 8, "truncated": False}
     assert body["log_url"] == f"{daemon.url}/api/runs/{run['id']}/log"
     assert body["at"].endswith("Z") and body["node"]
     expected = "sha256=" + hmac.new(SECRET.encode(), got.raw, hashlib.sha256).hexdigest()
