@@ -89,8 +89,12 @@ def _query(request: web.Request) -> dict[str, Any]:
 
 
 def _run_id(request: web.Request) -> str:
+    """The run id of the URL, in the form the store holds.  ASCII only: uuid.UUID
+    reads hex with int(), which takes other scripts' digits too."""
     raw = request.match_info["run_id"]
     try:
+        if not raw.isascii():
+            raise ValueError(raw)
         return str(uuid.UUID(raw))
     except ValueError:
         raise InvalidRunId(
@@ -140,14 +144,23 @@ def _header_text(value: str) -> bool:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Unavailable when the database does not answer, or answers but cannot take the
+    writes that record fires and outcomes (its disk is full): with "database: ok" then,
+    an operator would not look for the records being lost."""
     services = _services(request)
-    database: Literal["ok", "unreachable"] = "ok"
+    database: Literal["ok", "unreachable", "unwritable"] = "ok"
     try:
         await services.store.ping()
     except Exception:
         database = "unreachable"
     running = services.scheduler.running
     full = services.reserve.full
+    recorder = services.store.recorder
+    if database == "ok" and recorder.failing is not None:
+        if full and "disk is full" in recorder.failing:
+            database = "unwritable"  # until there is space again, or a write lands
+        else:
+            recorder.failing = None  # it answers, with space: the outage is over
     status: Literal["ok", "degraded", "unavailable"] = "ok"
     if database != "ok" or not running:
         status = "unavailable"

@@ -268,7 +268,7 @@ def test_text_no_database_can_hold_is_a_client_error(make_daemon: MakeDaemon) ->
 
 
 @pytest.mark.both_databases
-def test_a_task_name_that_cannot_exist_in_the_path_is_a_client_error(
+def test_a_name_or_id_that_cannot_exist_in_the_path_is_a_client_error(
     make_daemon: MakeDaemon,
 ) -> None:
     daemon = make_daemon(HELLO)
@@ -288,6 +288,17 @@ def test_a_task_name_that_cannot_exist_in_the_path_is_a_client_error(
     never = daemon.get("/api/tasks/never-was/stats")  # well-formed, unknown: 404
     assert never.status == 404 and "never-was" in never.body["detail"]
     assert daemon.get("/api/tasks/hello/stats").status == 200
+    run_id = ended_run(daemon)
+    arabic_indic = "%D9%A1" * 32  # digits to int(), which uuid.UUID reads hex with
+    for method, path in [
+        ("GET", "/api/runs/{}"),
+        ("GET", "/api/runs/{}/log"),
+        ("GET", "/api/runs/{}/log/raw"),
+        ("POST", "/api/runs/{}/stop"),
+        ("POST", "/api/runs/{}/rerun"),
+    ]:
+        assert_refused(send(daemon, method, path.format(arabic_indic)), 400, "run id")
+    assert daemon.get(f"/api/runs/{run_id.upper()}").body["id"] == run_id
     assert_no_internal_error(daemon)
 
 
