@@ -1,6 +1,8 @@
 # The two commands of the README:
-#   make run    set up a virtualenv and run the daemon on config.example.toml (SQLite)
-#   make test   set up a virtualenv and run lint, type checks and the whole test suite
+#   make run    set up a virtualenv with cronwarden alone (no test tools) and run the
+#               daemon on config.example.toml (SQLite); the CLI is .venv/bin/cronwarden
+#   make test   set up a virtualenv with the test tools too and run lint, type checks
+#               and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 # What `pip install cronwarden` gives, without the test tools: start-up RSS is measured
@@ -9,7 +11,7 @@ RUNTIME_VENV ?= .venv-runtime
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install install-systemd bench bench-peers clean
+.PHONY: run test lint typecheck pytest install install-runtime install-systemd bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +22,19 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet ".[test]"
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 
-run: install
+# What `pip install cronwarden` gives: the daemon and the CLI, none of the test tools.
+install-runtime: $(BIN)/python
+	$(BIN)/python -m pip install --quiet .
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
+
+run: install-runtime
+	@echo "cronwarden is installed: $(abspath $(BIN))/cronwarden"
+	@echo "  in another terminal: $(BIN)/cronwarden tasks -c $(CONFIG)   (--help lists every verb)"
+	@echo "  the dashboard and the API answer at the listen address of $(CONFIG)"
 	$(BIN)/cronwarden serve -c $(CONFIG)
 
 # The systemd unit for the cronwarden of this virtualenv (as root; see README).
-install-systemd: install
+install-systemd: install-runtime
 	CRONWARDEN=$(abspath $(BIN))/cronwarden scripts/install-systemd
 
 lint: install
