@@ -487,6 +487,6 @@ class TaskQuery(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
-    database: Literal["ok", "unreachable"]
+    database: Literal["ok", "unreachable", "unwritable"]
     scheduler: Literal["running", "stopped"]
     data_dir: Literal["ok", "full"]

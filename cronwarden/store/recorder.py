@@ -94,6 +94,10 @@ class Recorder:
         self.batches = 0  # commits made, for tests and benchmarks
         # Called when the database's disk is full (SQLite in data_dir): frees room.
         self.on_disk_full: Callable[[str], None] | None = None
+        # Why the last write that reached the database failed as an outage (unreachable,
+        # disk full); None once a write lands again.  /health reads it: a store that
+        # answers a ping but cannot write is not available.
+        self.failing: str | None = None
 
     def start(self) -> asyncio.Task[None]:
         """Start the writer; the daemon supervises the task it returns."""
@@ -172,6 +176,8 @@ class Recorder:
                     results = await conn.run_sync(self._apply, writes)
         except (SQLAlchemyError, OSError, TimeoutError, ValueError, TypeError) as exc:
             if is_outage(exc):
+                if any(_writes(write) for write in writes):
+                    self.failing = short_message(exc)
                 if self.on_disk_full is not None and "disk is full" in str(exc):
                     self.on_disk_full(short_message(exc))
                 _settle(batch, error=unavailable(exc))
@@ -183,6 +189,8 @@ class Recorder:
                     await self._commit([item])
         else:
             self.batches += 1
+            if any(_writes(write) for write in writes):
+                self.failing = None
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
@@ -291,6 +299,15 @@ def _update_rows(conn: Connection, merged: dict[str, dict[str, Any]]) -> None:
         )
     for columns, params in groups.items():
         conn.execute(_update_statement(columns), params)
+
+
+def _writes(write: _Write) -> bool:
+    """Whether a write changes rows (an empty one commits even on a full disk)."""
+    if isinstance(write, _Insert):
+        return bool(write.rows)
+    if isinstance(write, _Discard):
+        return bool(write.run_ids)
+    return True
 
 
 def _settle(batch: list[tuple[_Write, asyncio.Future[Any]]], *, error: BaseException) -> None:

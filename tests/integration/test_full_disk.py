@@ -14,11 +14,11 @@ from conftest import IN_CI, wait_for  # type: ignore[import-not-found]
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs, so the disk really fills up."""
+    """A 12 MiB tmpfs (room for the 3 MiB reserve twice over), so the disk really fills up."""
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         message = f"cannot mount a tmpfs: {done.stderr.decode().strip()}"
@@ -35,7 +35,7 @@ def test_a_run_that_fills_data_dir_ends_and_later_runs_work(make_daemon, small_d
     daemon = make_daemon(
         """
     [tasks.big]
-    command = "yes | head -c 6000000"
+    command = "yes | head -c 14000000"
     timeout = "60s"
     overlap = "skip"
 
