@@ -43,6 +43,8 @@ log = structlog.get_logger("cronwarden.alerts")
 
 MISSED_GATHER = timedelta(seconds=1)  # missed fires of a task within this are one alert
 DRAIN_AT_SHUTDOWN = 5.0
+# Alerts that tell of something, not of something wrong: logged as info, not warnings.
+NEWS = frozenset({"run.output", "task.recovered"})
 
 
 class Alerts:
@@ -246,7 +248,8 @@ class Alerts:
         """Raise an alert: logged, and queued for each target of its task that takes
         it.  ``output_of``: the run whose output the alert quotes (see CARRIES_OUTPUT)."""
         task = self.live.tasks.get(event.task)
-        log.warning("alert.raised", alert_event=event.event, task=event.task, message=event.message)
+        say = log.info if event.event in NEWS else log.warning
+        say("alert.raised", alert_event=event.event, task=event.task, message=event.message)
         if task is None:
             return
         run_id = (event.run or {}).get("id")
