@@ -205,8 +205,9 @@ def _split_entry(line: str) -> tuple[str, str] | None:
 
 
 def _field_kind(word: str, after: str, host: Host) -> str | None:
-    """The word after the schedule when it is plainly a "user" or a "command" (an
-    option in ``after``, the word that follows, makes it a program)."""
+    """The word after the schedule when it is plainly a "user" or a "command" (in
+    ``after``, the word that follows, an option makes it a program, and nothing at all
+    leaves a system entry without its command)."""
     looks_like_command = (
         word in _SHELL_WORDS
         or any(c in word for c in "/=$\"'`;&|<>(){}")
@@ -214,7 +215,7 @@ def _field_kind(word: str, after: str, host: Host) -> str | None:
         or host.is_program(word)
     )
     is_user = word == "root" or (bool(_USER_NAME.match(word)) and host.is_user(word))
-    if is_user and not looks_like_command and not after.startswith("-"):
+    if is_user and not looks_like_command and after and not after.startswith("-"):
         return "user"
     if looks_like_command and not is_user:
         return "command"

@@ -273,6 +273,15 @@ def test_a_system_file_read_as_a_user_crontab_is_refused() -> None:
     assert "add --system" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_program_named_like_a_system_user_is_still_a_command(tmp_path: Path) -> None:
+    """Debian has users called backup, mail, news...: "backup" alone, or "mail -s", is
+    a command (a system entry would need one after the user)."""
+    crontab = "0 3 * * * backup\n0 8 * * * mail -s report root%hello\n"
+    result = import_crontab("-", "--user", "www-data", stdin=crontab)
+    assert result.returncode == 0, result.stderr
+    assert list(loads(result.stdout, tmp_path)) == ["backup", "mail"]
+
+
 def test_a_user_crontab_read_as_a_system_file_is_refused() -> None:
     result = import_crontab(DATA / "user.crontab", "--system")
     assert result.returncode == 2 and result.stdout == ""
