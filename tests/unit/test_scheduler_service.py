@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from dispatch_doubles import FakeClock  # type: ignore[import-not-found]
 
 from cronwarden.config import TaskConfig, parse_config
+from cronwarden.errors import StoreUnavailable
 from cronwarden.model import Trigger
 from cronwarden.scheduler.service import SchedulerService
 
@@ -222,3 +224,69 @@ async def test_the_timer_fires_each_task_at_its_time_and_times_the_next() -> Non
     assert service.next_fire_time("b") == at(14, 30)
     service.shutdown()
     assert clock.armed == []  # a stopped scheduler leaves no timer behind
+
+
+@dataclass
+class FlakyDispatcher(FakeDispatcher):
+    """A dispatcher whose store is down while ``down`` is set."""
+
+    down: bool = False
+    claims: list[list[tuple[str, datetime, Trigger]]] = field(default_factory=list)
+
+    @property
+    def records(self) -> FlakyDispatcher:
+        return self
+
+    async def discard_reserved(self, run_ids: list[str]) -> None:
+        if self.down:
+            raise StoreUnavailable("the database is unavailable: (simulated outage)")
+
+    async def fire_many(
+        self, fires: list[tuple[str, datetime, Trigger]], reserved: Any = None
+    ) -> list[Any]:
+        if self.down:
+            raise StoreUnavailable("the database is unavailable: (simulated outage)")
+        self.claims.append(list(fires))
+        return await super().fire_many(fires, reserved)
+
+
+async def test_fires_waiting_on_the_store_go_together_oldest_first_and_late_ones_are_missed() -> (
+    None
+):
+    defs = tasks(
+        '[tasks.a]\ncommand = "true"\nschedule = "* * * * * *"\ntimezone = "UTC"\n'
+        '[tasks.b]\ncommand = "true"\nschedule = "* * * * * *"\ntimezone = "UTC"\n'
+    )
+    dispatcher = FlakyDispatcher(defs)
+    clock = FakeClock(at=T)
+    service = SchedulerService(dispatcher, dispatcher.store, clock)  # type: ignore[arg-type]
+    await service.start(defs)
+    dispatcher.down = True
+    second = timedelta(seconds=1)
+    for i in range(1, 41):  # a 40 s outage: each second's fires come due and wait
+        clock.at = T + i * second
+        service._due("b", clock.at)
+        service._due("a", clock.at)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert dispatcher.claims == [] and dispatcher.missed == []
+    dispatcher.down = False
+    await until(lambda: dispatcher.claims and dispatcher.missed)
+    # What waited within its grace goes in one claim, oldest first.
+    fresh = [T + i * second for i in range(10, 41)]
+    assert dispatcher.claims[0] == [
+        (name, at, Trigger.SCHEDULE) for at in fresh for name in ("a", "b")
+    ]
+    # What waited past its grace is recorded missed, per task, none twice.
+    late = [T + i * second for i in range(1, 10)]  # 30 s and more before now
+    assert sorted(dispatcher.missed) == [("a", late, 0), ("b", late, 0)]
+    service.shutdown()
+    await service.wait_inflight()
+
+
+async def until(predicate: Any, within: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "not met in time"
+        await asyncio.sleep(0.01)
