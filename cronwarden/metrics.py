@@ -191,7 +191,7 @@ class _TaskTallies:
                 _per_task_family,
                 CounterMetricFamily,
                 "cronwarden_missed_fires",
-                "Fires recorded as missed (catch_up).",
+                "Fires recorded as missed (catch-up, or the store down past their grace).",
                 self.missed,
             ),
             partial(
