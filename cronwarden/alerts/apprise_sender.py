@@ -89,6 +89,8 @@ async def _notify(
             )
     except TimeoutError:
         return f"gave no answer within {limit:g}s"
+    except Exception as exc:  # its text may quote the URL: named, not shown
+        return f"failed ({type(exc).__name__})"
     if result:
         return None
     status = getattr(getattr(result, "status", None), "name", "")
@@ -104,7 +106,11 @@ def _load(urls: Sequence[str]) -> list[apprise.Apprise | None]:
     loaded: list[apprise.Apprise | None] = []
     for url in urls:
         service = apprise.Apprise()
-        loaded.append(service if service.add(url) else None)
+        try:
+            usable = service.add(url)
+        except Exception:  # its text may quote the URL: the URL counts as unusable
+            usable = False
+        loaded.append(service if usable else None)
     return loaded
 
 
