@@ -21,6 +21,13 @@ from aiohttp import web
 from cronwarden import __version__
 from cronwarden.alerts.service import Alerts, base_url_of
 from cronwarden.api.app import create_app
+from cronwarden.api.connections import (
+    IDLE_TIMEOUT,
+    ConnectionGate,
+    GatedSite,
+    connection_cap,
+    soft_fd_limit,
+)
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
 from cronwarden.clock import Clock, SystemClock
@@ -155,6 +162,9 @@ class Daemon:
                     # these let them reach the app, which refuses them as problem+json.
                     max_line_size=PARSER_LINE_LIMIT,
                     max_field_size=PARSER_LINE_LIMIT,
+                    # From opening, or from the last answer, to a complete request head:
+                    # the header and idle timeout both (api/connections.py).
+                    keepalive_timeout=IDLE_TIMEOUT,
                 )
                 await runner.setup()
                 try:
@@ -324,20 +334,26 @@ class Daemon:
 
     async def _listen(self, runner: web.AppRunner) -> None:
         listen = self.config.daemon.listen
-        site: web.BaseSite
+        fd_limit = soft_fd_limit()
+        site = GatedSite(runner, listen, ConnectionGate(connection_cap(fd_limit)))
         if listen.unix_path is not None:
             listen.unix_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 listen.unix_path.unlink()
             old_umask = os.umask(0o177)  # the socket is 0600: only its owner may talk to it
             try:
-                site = web.UnixSite(runner, str(listen.unix_path))
                 await site.start()
             finally:
                 os.umask(old_umask)
         else:
-            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
             await site.start()
+        log.info(
+            "api.listening",
+            listen=str(listen),
+            max_connections=site.gate.cap,
+            fd_limit=fd_limit,
+            idle_timeout_s=IDLE_TIMEOUT,
+        )
 
     def _install_signals(self) -> None:
         """First thing at start-up: SIGHUP's default action would end the process, so a

@@ -1,0 +1,179 @@
+"""Idle and half-open connections against a daemon with few file descriptors: the API
+stays answerable, runs still start, and the idle connections are closed in time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cronwarden.api.connections import IDLE_TIMEOUT, connection_cap
+
+FD_LIMIT = 256
+HELD = 320  # more connections than the daemon has descriptors
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def low_fd_daemon(workdir: Path, tasks: str) -> Any:
+    """A daemon started with only ``FD_LIMIT`` file descriptors (soft and hard)."""
+    from conftest import Daemon  # type: ignore[import-not-found]
+
+    class LowFdDaemon(Daemon):  # type: ignore[misc]
+        def start_process(self) -> None:
+            self.lives += 1
+            log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env={**os.environ, **self.env},
+                preexec_fn=_low_fd_limit,
+            )
+
+    return LowFdDaemon(workdir, tasks)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Any]:
+    d = low_fd_daemon(tmp_path, '[tasks.work]\ncommand = "echo done"\n').start()
+    yield d
+    if d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait(10)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def hold(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that never finish a request: half send nothing, half a
+    request head cut short (slowloris)."""
+    held = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if i % 2:
+            sock.sendall(b"GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        sock.setblocking(False)
+        held.append(sock)
+    return held
+
+
+def closed_by_daemon(sock: socket.socket) -> bool:
+    """True once the daemon closed it (whatever it said first)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_idle_connections_cannot_exhaust_the_daemons_descriptors(daemon) -> None:
+    from conftest import wait_for  # type: ignore[import-not-found]
+
+    held = hold(daemon.port, HELD)
+    try:
+        assert open_fds(daemon.proc.pid) < FD_LIMIT - 32
+        for _ in range(5):
+            health = daemon.get("/health")
+            assert health.status == 200, health
+        runs = [daemon.trigger("work")["id"] for _ in range(5)]
+        for run_id in runs:
+            run = daemon.wait_run(run_id)
+            assert run["end_reason"] == "success", run
+        assert open_fds(daemon.proc.pid) < FD_LIMIT - 32
+        # Every held connection is closed: at once beyond the cap, the rest by the
+        # header timeout, however long the test would hold them.
+        wait_for(
+            lambda: all(closed_by_daemon(s) for s in held),
+            timeout=IDLE_TIMEOUT + 15,
+            what="every idle connection closed by the daemon",
+        )
+    finally:
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.close()
+    assert daemon.get("/health").status == 200
+    log = daemon.log()
+    assert "Too many open files" not in log
+    full = log.count("api.connections_full")
+    assert 1 <= full <= 2, full  # rate-limited: once, perhaps twice across a minute boundary
+
+
+def test_a_busy_table_answers_503_and_nothing_crashes(tmp_path: Path) -> None:
+    """When every connection is busy (event followers), a new one is answered 503 at once."""
+    d = low_fd_daemon(tmp_path, '[tasks.work]\ncommand = "true"\n').start()
+    followers = []
+    try:
+        for _ in range(connection_cap(FD_LIMIT)):
+            sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            followers.append(sock)
+        for sock in followers:  # each stream has started: its request is in progress
+            assert b"200 OK" in sock.recv(4096)
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as extra:
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert b"too-many-connections" in answer
+        for sock in followers[:2]:
+            sock.close()
+        from conftest import wait_for  # type: ignore[import-not-found]
+
+        wait_for(lambda: _health(d) == 200, what="a place once two followers left")
+    finally:
+        for sock in followers:
+            sock.close()
+        assert d.stop() == 0, d.log()
+
+
+def _health(daemon: Any) -> int:
+    try:
+        return int(daemon.get("/health").status)
+    except OSError:
+        return 0
+
+
+def test_a_live_follower_outlasts_the_idle_timeout(tmp_path: Path) -> None:
+    from conftest import Daemon, wait_for  # type: ignore[import-not-found]
+
+    d = Daemon(tmp_path, '[tasks.work]\ncommand = "true"\n').start()
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            seen = bytearray(sock.recv(4096))
+            assert b"200 OK" in seen
+            sock.settimeout(0.5)
+
+            def read() -> bytes:
+                with contextlib.suppress(TimeoutError):
+                    chunk = sock.recv(65536)
+                    assert chunk, "the daemon closed a live stream"
+                    seen.extend(chunk)
+                return bytes(seen)
+
+            started = time.monotonic()
+            wait_for(
+                lambda: read() and time.monotonic() - started > IDLE_TIMEOUT + 2,
+                timeout=IDLE_TIMEOUT + 10,
+                what="a quiet stream kept past the idle timeout",
+            )
+            run = d.trigger("work")
+            wait_for(lambda: run["id"].encode() in read(), what="the run's event")
+    finally:
+        assert d.stop() == 0, d.log()
