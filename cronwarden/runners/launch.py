@@ -73,7 +73,7 @@ class ProcessLauncher:
         default_umask: int = 0o022,
         reserve: SpaceReserve | None = None,
         feeds: LogFeeds | None = None,
-        path: str = DEFAULT_PATH,
+        path: str = DEFAULT_PATH,  # [daemon] path: the PATH runs get
     ) -> None:
         self.data_dir = data_dir
         self.reserve = reserve
@@ -81,7 +81,8 @@ class ProcessLauncher:
         self.default_umask = default_umask  # for tasks that set none
         self.logs_dir = data_dir / "logs"
         self.clock = clock
-        # The daemon's environment and user, read once: fixed for its life.
+        # The daemon's environment and user, read once: fixed for its life (so is the
+        # start directory of its own runs; a switched user's home is looked at per run).
         own = own_identity_env(os.environ)
         self._environment = DaemonEnvironment.of(os.environ, path=path, own_identity=own)
         self._own_start_dir = start_directory(own["HOME"])
