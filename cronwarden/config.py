@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from cronwarden.control_env import is_control_variable
 from cronwarden.errors import ConfigError, ScheduleError
 from cronwarden.packed import PackedModels
 from cronwarden.scheduler.policies import CatchUp
@@ -77,6 +78,26 @@ def _no_negative_duration(value: timedelta) -> timedelta:
     if value < timedelta(0):
         raise ValueError("must not be negative")
     return value
+
+
+def _inherit_env(value: object) -> bool | tuple[str, ...]:
+    """``inherit_env``: true, false, or names of the daemon's variables (never one of
+    its control variables: runners/environment.py leaves those out even with true)."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(
+            'expected true, false or a list of variable names, e.g. ["AWS_PROFILE", "LANG"]'
+        )
+    for name in value:
+        _env_name(name)
+        if is_control_variable(name):
+            raise ValueError(
+                f"{name!r} is one of the daemon's control variables, which never reach a run "
+                "(NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, INVOCATION_ID, CRONWARDEN_*, ...); "
+                "set it in env or env_file if the task needs it"
+            )
+    return tuple(value)
 
 
 def _env_name(value: str) -> str:
@@ -122,6 +143,7 @@ def _umask(value: object) -> int:
 
 NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+InheritEnv = Annotated[bool | tuple[str, ...], BeforeValidator(_inherit_env)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
 Umask = Annotated[int, BeforeValidator(_umask)]
@@ -304,7 +326,7 @@ class TaskSettings(_Frozen):
     secret_env: tuple[EnvName, ...] = ()
     # false: cron's environment only; true: also the daemon's; names: those of the daemon's.
     # The daemon's own control variables never pass (runners/environment.py).
-    inherit_env: bool | tuple[EnvName, ...] = False
+    inherit_env: InheritEnv = False
     user: str | int | None = None
     group: str | int | None = None
     umask: Umask | None = None
@@ -512,9 +534,9 @@ def parse_config(text: str, file: Path) -> Config:
                     ("tasks", name, "notify"),
                     f"unknown target {target!r}; define [notify.{target}] (defined: {defined})",
                 )
-    if checker.problems or daemon is None:
-        raise ConfigError(str(file), sorted(checker.problems, key=_line_number))
     warnings = tuple(sorted(checker.warnings, key=_line_number))
+    if checker.problems or daemon is None:
+        raise ConfigError(str(file), sorted(checker.problems, key=_line_number), warnings)
     return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify, warnings=warnings)
 
 

@@ -9,8 +9,8 @@ What cron does and how each part is carried over:
   running ``root command -v ...``, or ``user = "/home/deploy/bin/backup.sh"``), so the
   field after the schedule is checked against this host's users and programs, and a
   file that is plainly the other format is refused (FormatMismatch).
-* Cron starts a command in its HOME (the crontab's ``HOME=``, else the user's home):
-  that becomes ``working_dir`` when the directory exists here.
+* Cron starts a command in its HOME: a crontab's ``HOME=`` becomes ``working_dir``;
+  without it a run starts in its user's home, as under cron.
 * ``NAME=value`` lines set variables for the entries after them (quotes stripped, as
   cronie does): they become each later task's ``env``.  ``SHELL`` runs the command
   with that shell instead of /bin/sh; ``CRON_TZ`` is the zone of the schedules after
@@ -358,9 +358,8 @@ def _task(
         task["timezone"] = context.zone
     if user is not None:
         task["user"] = user
-    home = context.env.get("HOME") or (host.home_of(user) if user is not None else None)
-    if home:
-        task["working_dir"] = home
+    if context.env.get("HOME"):  # else the run starts in its user's home, as under cron
+        task["working_dir"] = context.env["HOME"]
     if context.jitter_minutes:
         task["jitter"] = f"{context.jitter_minutes}m"
     if context.env:
@@ -502,7 +501,8 @@ def _header(source: str, user: str | None, user_note: str, result: Conversion) -
     lines = [
         f"Converted from {source} by cronwarden import-crontab.",
         'Cron does not catch up on missed runs, so neither do these (catch_up = "skip").',
-        "Cron starts a command in its HOME: working_dir is that home where it exists here.",
+        "Cron starts a command in its HOME: so does cronwarden (the run user's home, else /;",
+        "a HOME= line of the crontab becomes working_dir).",
     ]
     if user is not None:
         lines.append(f'A user crontab runs as its owner: these tasks run as user = "{user}"')

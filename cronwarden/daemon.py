@@ -46,7 +46,7 @@ from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
-from cronwarden.space_reserve import SpaceReserve
+from cronwarden.space_reserve import RESERVE_BYTES, SpaceReserve
 from cronwarden.store import Store, open_engine
 from cronwarden.store.engine import is_shared
 from cronwarden.store.nodes import NodeRegistry
@@ -240,7 +240,9 @@ class Daemon:
             self.live.use_key(await store.installation_key())
             reserve = SpaceReserve(daemon.data_dir)
             if not reserve.hold():
-                reserve.release("data_dir has less than 2 MiB free at start-up")
+                reserve.release(
+                    f"data_dir has less than {2 * RESERVE_BYTES // 2**20} MiB free at start-up"
+                )
             store.recorder.on_disk_full = reserve.release
             feeds = LogFeeds()
             events = EventLog(started_at=self.clock.now())

@@ -19,9 +19,10 @@ class CronwardenError(Exception):
 class ConfigError(CronwardenError):
     """The configuration is invalid."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], warnings: tuple[str, ...] = ()) -> None:
         self.path = path
         self.problems = problems
+        self.warnings = warnings  # said beside the errors, so a fix does not uncover more
         count = len(problems)
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{path}: {count} error{'s' if count != 1 else ''}\n{lines}")

@@ -97,17 +97,20 @@ def missed_event(task_name: str, runs: list[Run], now: datetime) -> AlertEvent:
     first, last = (fires[0], fires[-1]) if fires else (None, None)
     count = len(runs)
     noun = "fire" if count == 1 else "fires"
+    # Why they were missed is the runs' own word: the daemon was down or asleep (a
+    # catch-up), or the store could not be written past a fire's grace.
+    note = next((r.error for r in reversed(runs) if r.error), None)
     return AlertEvent(
         event="fire.missed",
         task=task_name,
         at=now,
-        message=f"{task_name} missed {count} {noun} (the daemon was down or asleep)",
+        message=f"{task_name} missed {count} {noun}" + (f": {note}" if note else ""),
         details={
             "missed": count,
             "first_scheduled_for": iso_z_or_none(first),
             "last_scheduled_for": iso_z_or_none(last),
             "run_ids": [r.id for r in runs],
-            "note": next((r.error for r in reversed(runs) if r.error), None),
+            "note": note,
         },
     )
 

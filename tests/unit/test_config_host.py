@@ -82,6 +82,24 @@ def test_path_and_inherit_env(tmp_path: Path) -> None:
         for p in found
     )
     assert any("tasks.a.inherit_env" in p for p in found)
+    (control,) = problems(
+        '[tasks.a]\ncommand = "true"\ninherit_env = ["NOTIFY_SOCKET"]\n', tmp_path
+    )
+    assert (
+        "tasks.a.inherit_env: 'NOTIFY_SOCKET' is one of the daemon's control variables" in control
+    )
+
+
+def test_warnings_come_with_errors_too(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[tasks.a]\ncommand = "true"\nworking_dir = "/nonexistent"\n'
+        '[tasks.b]\ncommand = "true"\nretries = -1\ninherit_env = "yes"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert len(info.value.problems) == 2 and "working_dir" in info.value.warnings[0]
+    assert "tasks.b.inherit_env: expected true, false or a list" in info.value.problems[1]
 
 
 def test_allowed_hosts_are_host_names(tmp_path: Path) -> None:
