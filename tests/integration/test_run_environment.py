@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,18 +88,42 @@ user = "nobody"
 """
 
 
+class NotifyReceiver:
+    """A datagram socket in systemd's place, drained on a thread so that the daemon's
+    sd_notify never waits on a full queue."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.lines += self.sock.recv(4096).decode().splitlines()
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from conftest import Daemon  # type: ignore[import-not-found]
+    from conftest import Daemon, wait_for  # type: ignore[import-not-found]
 
     workdir = tmp_path_factory.mktemp("run-environment")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(workdir / "notify.sock"))
+    notify = NotifyReceiver(workdir / "notify.sock")
     d = Daemon(workdir, TASKS)
     d.env = {**DAEMON_ENV, "NOTIFY_SOCKET": str(workdir / "notify.sock")}
     d.start()
-    notify.settimeout(10)
-    assert notify.recv(4096).startswith(b"READY=1"), "the daemon did not use NOTIFY_SOCKET"
+    wait_for(lambda: "READY=1" in notify.lines, what="READY=1: the daemon used NOTIFY_SOCKET")
     yield d
     assert d.stop() == 0, d.log()
     notify.close()
