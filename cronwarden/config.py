@@ -514,7 +514,7 @@ def parse_config(text: str, file: Path) -> Config:
     defaults = _valid_defaults(data.get("defaults", {}), checker)
     tasks = TaskTable(TaskConfig, key_field="name")
     for name, body in checker.tables(data, "tasks").items():
-        if not TASK_NAME_RE.match(name) or name in (".", ".."):
+        if not TASK_NAME_RE.fullmatch(name) or name in (".", ".."):
             checker.problem(
                 ("tasks", name),
                 "invalid task name; names are 1-100 characters of A-Z a-z 0-9 . _ - "

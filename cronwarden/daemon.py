@@ -266,6 +266,7 @@ class Daemon:
                 daemon.data_dir,
                 self.clock,
                 default_umask=self.task_umask,
+                path=daemon.path,
                 reserve=reserve,
                 feeds=feeds,
             )

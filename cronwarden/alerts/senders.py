@@ -20,6 +20,7 @@ import aiohttp
 
 from cronwarden import __version__
 from cronwarden.config import SHELL, NotifyConfig
+from cronwarden.control_env import is_control_variable
 
 SIGNATURE_HEADER = "X-Cronwarden-Signature"
 OUTPUT_KEPT = 2048  # bytes of a failing command's output quoted in the log
@@ -78,7 +79,8 @@ async def send_command(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **env},
+            # As a run: the daemon's control variables (its token, NOTIFY_SOCKET) stay out.
+            env={**{k: v for k, v in os.environ.items() if not is_control_variable(k)}, **env},
             start_new_session=True,
         )
     except OSError as exc:

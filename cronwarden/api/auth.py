@@ -78,7 +78,9 @@ def authorize(request: web.Request, daemon: DaemonConfig) -> Access:
     kind, _, secret = header.partition(" ")
     if kind.lower() != "bearer" or not secret.strip():
         raise Unauthorized("this API needs a token: send Authorization: Bearer <token>")
-    digest = hashlib.sha256(secret.strip().encode()).hexdigest()
+    # A header that is not UTF-8 arrives as lone surrogates: hashed as its bytes, it
+    # matches no token (401) instead of failing to encode.
+    digest = hashlib.sha256(secret.strip().encode("utf-8", "surrogateescape")).hexdigest()
     token = next((t for t in tokens if hmac.compare_digest(t.sha256, digest)), None)
     if token is None:
         raise Unauthorized("the token is not known to this daemon")

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from cronwarden import __version__
 from cronwarden.api.schemas import Problem
+from cronwarden.config import TASK_NAME_RE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = "application/json"
@@ -47,6 +48,7 @@ PROBLEM_TYPES = [
     "idempotency-key-reused",
     "run-not-found",
     "task-not-found",
+    "invalid-task-name",
     "not-found",
     "method-not-allowed",
     "unauthorized",
@@ -187,7 +189,7 @@ def _path_names(path: str) -> list[str]:
 def _path_schema(name: str) -> dict[str, Any]:
     if name == "run_id":
         return {"type": "string", "format": "uuid"}
-    return {"type": "string", "minLength": 1, "maxLength": 100}
+    return {"type": "string", "pattern": TASK_NAME_RE.pattern}
 
 
 def _query_parameters(model_schema: dict[str, Any]) -> list[dict[str, Any]]:

@@ -39,13 +39,33 @@ _STATEMENT_ERRORS = (
 _POOL_ERRORS = (sa_exc.TimeoutError, sa_exc.DisconnectionError)
 
 
+# PostgreSQL SQLSTATE classes that say the statement or its data is wrong: data
+# exceptions (22: a NUL in text, a value out of range), integrity (23), syntax and
+# access (42), cardinality (21).  Anything else from the server may pass if retried.
+_STATEMENT_SQLSTATES = frozenset({"21", "22", "23", "42"})
+# SQLite result codes that say the statement is wrong ("unterminated string" from an
+# FTS5 query is SQLITE_ERROR), not that the file is busy, full or unreadable.
+_STATEMENT_SQLITE = frozenset(
+    {"SQLITE_ERROR", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE"}
+)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether an error means "the database cannot be reached now" (wait, retry) rather
     than "this statement is wrong".  Drivers differ: asyncpg reports a refused
-    connection as a bare DBAPIError, so any driver error that is not about the
-    statement itself counts as an outage."""
+    connection as a bare DBAPIError, and SQLite reports both a locked file and a
+    syntax error as OperationalError, so the driver's own code decides where it
+    has one; a driver error without one counts as an outage.  A statement error is
+    never answered 503: that status only ever means the store is really down."""
     if isinstance(exc, _STATEMENT_ERRORS):
         return False
+    if isinstance(exc, sa_exc.DBAPIError):
+        original = exc.orig
+        sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _STATEMENT_SQLSTATES:
+            return False
+        if getattr(original, "sqlite_errorname", None) in _STATEMENT_SQLITE:
+            return False
     return isinstance(exc, (sa_exc.DBAPIError, OSError, TimeoutError, *_POOL_ERRORS))
 
 

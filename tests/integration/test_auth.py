@@ -79,3 +79,10 @@ def test_the_cli_sends_the_token_from_the_environment(daemon) -> None:
         env={"PATH": "/bin"},
     )
     assert denied.returncode == 1 and "401" in denied.stderr
+
+
+def test_a_token_that_is_not_utf8_is_401_not_500(daemon) -> None:
+    from test_hostile_inputs import send  # type: ignore[import-not-found]
+
+    resp = send(daemon, "GET", "/api/tasks", {"Authorization": b"Bearer \xff\xfe"})
+    assert resp.status == 401

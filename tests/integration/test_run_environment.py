@@ -230,9 +230,6 @@ def test_a_switched_user_without_a_home_starts_in_the_root_directory(daemon) -> 
     assert "etc" in lines[1:]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="daemon.py does not yet hand [daemon] path to the ProcessLauncher"
-)
 def test_path_comes_from_the_daemon_section(make_daemon) -> None:
     daemon = make_daemon(
         '[tasks.plain]\ncommand = ["env"]\n', daemon_extra='path = "/opt/tools/bin:/usr/bin:/bin"'

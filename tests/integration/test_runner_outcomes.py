@@ -56,10 +56,6 @@ def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     command = "id -un; id -G; echo $HOME"
     user = "nobody"
 
-    [tasks.unknown_user]
-    command = "true"
-    user = "no-such-user-here"
-
     [tasks.long]
     command = "echo started; sleep 60"
     stop_signal = "SIGINT"
@@ -144,7 +140,6 @@ def test_success_exit_codes(daemon) -> None:
         ("missing_dir", "does not exist"),
         ("missing_env_file", "cannot read env_file"),
         ("shell_not_found", "command not found"),
-        ("unknown_user", "no-such-user-here"),
     ],
 )
 def test_start_failures_are_failed_runs_with_a_reason(daemon, task: str, fragment: str) -> None:

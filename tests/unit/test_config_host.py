@@ -27,6 +27,11 @@ def test_dot_names_are_refused(tmp_path: Path, name: str) -> None:
     assert f"tasks.{name}: invalid task name" in problem and '"." or ".."' in problem
 
 
+def test_a_name_with_a_newline_at_its_end_is_refused(tmp_path: Path) -> None:
+    (problem,) = problems('[tasks."a\\n"]\ncommand = "true"\n', tmp_path)
+    assert "invalid task name" in problem
+
+
 def test_names_with_dots_inside_still_pass(tmp_path: Path) -> None:
     config = parse_config('[tasks."a.b"]\ncommand = "true"\n', tmp_path / "c.toml")
     assert list(config.tasks) == ["a.b"]
