@@ -43,6 +43,7 @@ from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
+from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
@@ -234,6 +235,8 @@ class Daemon:
         daemon = self.config.daemon
         store = await Store.open(open_engine(daemon.database_url))
         watcher = None
+        exits = ExitClock()  # a run's end_at is the kernel's exit time where it can tell
+        exits.open()
         try:
             # Before anything hashes a task: runs and the node's config_hash carry
             # hashes keyed by the installation's key, never by a key of this life.
@@ -269,6 +272,7 @@ class Daemon:
                 path=daemon.path,
                 reserve=reserve,
                 feeds=feeds,
+                exits=exits if exits.active else None,
             )
             dispatcher = Dispatcher(
                 store,
@@ -333,6 +337,7 @@ class Daemon:
         finally:
             if watcher is not None:
                 watcher.close()
+            exits.close()
             await store.close()
 
     async def _listen(self, runner: web.AppRunner) -> None:

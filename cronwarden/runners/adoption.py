@@ -16,23 +16,12 @@ import asyncio
 import contextlib
 import os
 import socket
-import struct
 
 import structlog
 
-log = structlog.get_logger("cronwarden.adoption")
+from cronwarden.runners.proc_events import PROC_CN_MCAST_IGNORE, control, exit_of, open_events
 
-_NETLINK_CONNECTOR = 11
-_CN_IDX_PROC = 1
-_CN_VAL_PROC = 1
-_PROC_CN_MCAST_LISTEN = 1
-_PROC_CN_MCAST_IGNORE = 2
-_NLMSG_DONE = 3
-_PROC_EVENT_EXIT = 0x80000000
-_NLMSG_HDR = struct.Struct("=IHHII")
-_CN_MSG = struct.Struct("=IIIIHH")
-_EVENT_HDR = struct.Struct("=IIQ")
-_EXIT = struct.Struct("=iiII")
+log = structlog.get_logger("cronwarden.adoption")
 
 
 class ExitWatcher:
@@ -49,10 +38,7 @@ class ExitWatcher:
     @classmethod
     def open(cls) -> ExitWatcher:
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_CONNECTOR)
-            sock.bind((0, _CN_IDX_PROC))
-            sock.setblocking(False)
-            sock.send(_control(_PROC_CN_MCAST_LISTEN))
+            sock = open_events()
         except OSError as exc:
             log.warning(
                 "adoption.no_exit_events",
@@ -84,7 +70,7 @@ class ExitWatcher:
         if self._sock is not None:
             loop.remove_reader(self._sock.fileno())
             with contextlib.suppress(OSError):
-                self._sock.send(_control(_PROC_CN_MCAST_IGNORE))
+                self._sock.send(control(PROC_CN_MCAST_IGNORE))
             self._sock.close()
             self._sock = None
 
@@ -108,24 +94,11 @@ class ExitWatcher:
             except OSError as exc:  # e.g. ENOBUFS when events overflowed the buffer
                 log.warning("adoption.events_lost", reason=str(exc))
                 return
-            base = _NLMSG_HDR.size + _CN_MSG.size
-            if len(data) < base + _EVENT_HDR.size + _EXIT.size:
-                continue
-            what, _, _ = _EVENT_HDR.unpack_from(data, base)
-            if what != _PROC_EVENT_EXIT:
-                continue
-            pid, tgid, status, _ = _EXIT.unpack_from(data, base + _EVENT_HDR.size)
-            if pid == tgid and tgid in self._waiting:  # the process, not one of its threads
-                signum = status & 0x7F
-                self._resolve(tgid, -signum if signum else (status >> 8) & 0xFF)
+            event = exit_of(data)
+            if event is not None and event.pid in self._waiting:
+                self._resolve(event.pid, event.returncode)
 
     def _resolve(self, pid: int, returncode: int | None) -> None:
         future = self._waiting.pop(pid, None)
         if future is not None and not future.done():
             future.set_result(returncode)
-
-
-def _control(op: int) -> bytes:
-    payload = struct.pack("=I", op)
-    message = _CN_MSG.pack(_CN_IDX_PROC, _CN_VAL_PROC, 0, 0, len(payload), 0) + payload
-    return _NLMSG_HDR.pack(_NLMSG_HDR.size + len(message), _NLMSG_DONE, 0, 0, 0) + message

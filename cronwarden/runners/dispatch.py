@@ -787,7 +787,10 @@ class Dispatcher:
             handle.apply(RunEvent.RECORDED)
             self._release(handle)
             return
-        values = _set_ended(run, ending.outcome, ending.log, now=self.clock.now())
+        end = self.clock.now()
+        if ending.exited_ago is not None:  # the kernel's time of the exit, not when seen
+            end = max(run.start_at or end, end - timedelta(seconds=ending.exited_ago))
+        values = _set_ended(run, ending.outcome, ending.log, now=end)
         try:
             await persist(
                 f"recording the end of run {run.id}", lambda: self.records.record(run.id, values)

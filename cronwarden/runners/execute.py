@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from cronwarden.model import EndReason
 from cronwarden.runlog.writer import LogWriter
 from cronwarden.runners.outcome import Outcome, classify, runs_in_shell
+from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.process import (
     AdoptedProcess,
     GroupLeader,
@@ -49,20 +50,27 @@ async def execute(
     log: LogWriter,
     control: RunControl,
     on_started: StartedCallback,
-) -> Outcome:
-    """Run the process to its end and classify that end.
+    exits: ExitClock | None = None,
+) -> tuple[Outcome, float | None]:
+    """Run the process to its end and classify that end; also how many seconds ago
+    the kernel says it exited (None when ``exits`` cannot tell: then it is now).
 
     Raises StartFailed when the process cannot be started; never for how it ended.
     """
     process = spawn(spec, log.feed)
+    if exits is not None:
+        exits.watch(process.pid)
     try:
         on_started(process.pid, process.start_ticks)
         forced = await _supervise(process, limits, control)
     except BaseException:
         # The daemon is going down or the record failed: never leave an orphan group.
         process.signal_group(signal.SIGKILL)
+        if exits is not None:
+            exits.take(process.pid)
         raise
     returncode = await process.wait()
+    exited_ago = exits.take(process.pid) if exits is not None else None
     assert returncode is not None  # our own child: its status is always known
     held = await process.drain(DRAIN_GRACE)
     outcome = classify(
@@ -79,7 +87,7 @@ async def execute(
             "output after the process exited was not captured: a background "
             f"process still held its output after {DRAIN_GRACE:g}s",
         )
-    return outcome
+    return outcome, exited_ago
 
 
 async def watch_adopted(

@@ -32,6 +32,7 @@ from cronwarden.runners.execute import (
 )
 from cronwarden.runners.identity import own_identity_env, resolve_identity, start_directory
 from cronwarden.runners.outcome import Outcome, runs_in_shell
+from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec
 from cronwarden.space_reserve import SpaceReserve
 
@@ -44,6 +45,9 @@ class Ending:
 
     outcome: Outcome
     log: LogSummary = NO_LOG
+    # Seconds between the process's exit (the kernel's clock) and now; None: it is now.
+    # A daemon held up (SIGSTOP, a suspended VM) still records a run's true end.
+    exited_ago: float | None = None
 
 
 class Launcher(Protocol):
@@ -74,7 +78,9 @@ class ProcessLauncher:
         reserve: SpaceReserve | None = None,
         feeds: LogFeeds | None = None,
         path: str = DEFAULT_PATH,  # [daemon] path: the PATH runs get
+        exits: ExitClock | None = None,
     ) -> None:
+        self.exits = exits
         self.data_dir = data_dir
         self.reserve = reserve
         self.feeds = feeds or LogFeeds()
@@ -95,11 +101,14 @@ class ProcessLauncher:
         masker = NO_SECRETS
         writer: LogWriter | None = None
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
+        exited_ago: float | None = None
         try:
             spec = self._process_spec(task, run)
             masker = SecretMasker.for_environment(spec.env, task.secret_env)
             writer = self._log_writer(run, task, control, masker)
-            outcome = await execute(spec, limits(task), writer, control, on_started)
+            outcome, exited_ago = await execute(
+                spec, limits(task), writer, control, on_started, self.exits
+            )
         except StartFailed as exc:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
         finally:
@@ -108,7 +117,7 @@ class ProcessLauncher:
             outcome = _unstored_output(outcome, summary.error)
         if outcome.error is not None and masker:
             outcome = replace(outcome, error=masker.mask_text(outcome.error))
-        return Ending(outcome, summary)
+        return Ending(outcome, summary, exited_ago)
 
     def _log_writer(
         self, run: Run, task: TaskConfig, control: RunControl, masker: SecretMasker

@@ -1,4 +1,10 @@
-"""When a run's process really ended, as the kernel tells it.
+"""Linux's process events (netlink, NETLINK_CONNECTOR / CN_IDX_PROC): when and how a
+process ended, as the kernel tells it.
+
+Two users: the exit clock below, and adoption.py (the exit status of a process a
+previous daemon life started, which is no longer our child).
+
+When a run's process really ended:
 
 The daemon learns of an exit when its loop next turns: a daemon that was stopped
 (SIGSTOP, a suspended VM, a loop blocked on a slow disk) for 40 s would otherwise
@@ -17,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import struct
 import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -33,10 +39,12 @@ PROC_CN_MCAST_LISTEN = 1
 NLMSG_DONE = 3
 PROC_EVENT_EXIT = 0x80000000
 
+PROC_CN_MCAST_IGNORE = 2
+
 _NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _CN_MSG = struct.Struct("=IIIIHH")  # idx, val, seq, ack, len, flags
 _EVENT = struct.Struct("=IIQ")  # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
-_EXIT = struct.Struct("=II")  # process_pid, process_tgid (then code, signal, parent)
+_EXIT = struct.Struct("=iiII")  # process_pid, process_tgid, exit_code (wait status), signal
 _EVENT_AT = _NLMSG.size + _CN_MSG.size
 _EXIT_AT = _EVENT_AT + _EVENT.size
 # Room for ~100,000 events (~76 bytes each): 40 s of a busy host's exits.
@@ -44,24 +52,50 @@ RECEIVE_BUFFER = 8 * 1024 * 1024
 _KEPT = 4096  # exits of watched pids not yet asked for (a bound, never reached in use)
 
 
-def exit_of(message: bytes) -> tuple[int, int] | None:
-    """(pid, monotonic ns) of a thread-group leader's exit event, else None."""
+@dataclass(frozen=True, slots=True)
+class ExitEvent:
+    pid: int
+    monotonic_ns: int  # when it exited, on CLOCK_MONOTONIC
+    returncode: int  # as asyncio reports it: negative for the signal that ended it
+
+
+def exit_of(message: bytes) -> ExitEvent | None:
+    """A process's (thread-group leader's) exit, else None (other events, threads)."""
     if len(message) < _EXIT_AT + _EXIT.size:
         return None
     what, _cpu, timestamp = _EVENT.unpack_from(message, _EVENT_AT)
     if what != PROC_EVENT_EXIT:
         return None
-    pid, tgid = _EXIT.unpack_from(message, _EXIT_AT)
-    return (pid, timestamp) if pid == tgid else None
+    pid, tgid, status, _ = _EXIT.unpack_from(message, _EXIT_AT)
+    if pid != tgid:
+        return None
+    signum = status & 0x7F
+    return ExitEvent(pid, timestamp, -signum if signum else (status >> 8) & 0xFF)
 
 
-def subscription(sender: int) -> bytes:
-    """The message that asks the kernel for process events."""
-    body = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+def control(op: int, sender: int = 0) -> bytes:
+    """The message that starts (PROC_CN_MCAST_LISTEN) or stops process events."""
+    body = struct.pack("=I", op)
     cn_msg = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(body), 0)
     return _NLMSG.pack(_NLMSG.size + len(cn_msg) + len(body), NLMSG_DONE, 0, 0, sender) + (
         cn_msg + body
     )
+
+
+def open_events() -> socket.socket:
+    """A non-blocking socket subscribed to process events; OSError where refused
+    (not root, not the host's network namespace, no CONFIG_PROC_EVENTS)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    try:
+        with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
+            sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)  # SO_RCVBUFFORCE
+        sock.bind((0, CN_IDX_PROC))
+        sock.setblocking(False)
+        sock.send(control(PROC_CN_MCAST_LISTEN))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class ExitClock:
@@ -80,21 +114,14 @@ class ExitClock:
     def open(self) -> bool:
         """Subscribe; False (and the time seen is used) where the kernel refuses."""
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+            self._socket = open_events()
         except OSError as exc:
-            log.info("exit_clock.unavailable", reason=str(exc))
+            log.info(
+                "exit_clock.unavailable",
+                reason=str(exc),
+                consequence="a run's end_at is when the daemon saw its process end",
+            )
             return False
-        try:
-            with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
-                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)  # SO_RCVBUFFORCE
-            sock.bind((0, CN_IDX_PROC))
-            sock.send(subscription(os.getpid()))
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            log.info("exit_clock.unavailable", reason=str(exc))
-            return False
-        self._socket = sock
         return True
 
     def close(self) -> None:
@@ -117,9 +144,9 @@ class ExitClock:
             asyncio.get_running_loop().add_reader(self._socket, self._read_pending)
         self._watched.add(pid)
 
-    def ended_ago(self, pid: int) -> float | None:
-        """Seconds since ``pid`` exited, by the kernel's clock; None if not known.
-        Forgets the pid: each exit is asked for once, when its run ends."""
+    def take(self, pid: int) -> float | None:
+        """Seconds since ``pid`` exited, by the kernel's clock; None if not known (or it
+        has not exited).  Forgets the pid: each exit is asked for once, at its end."""
         if self._socket is None or pid not in self._watched:
             return None
         self._read_pending()
@@ -145,8 +172,6 @@ class ExitClock:
                     log.warning("exit_clock.events_lost", reason=str(exc))
                 self.lost = True
                 continue
-            exit_event = exit_of(message)
-            watched = exit_event is not None and exit_event[0] in self._watched
-            if watched and len(self._exits) < _KEPT:
-                assert exit_event is not None
-                self._exits[exit_event[0]] = exit_event[1]
+            event = exit_of(message)
+            if event is not None and event.pid in self._watched and len(self._exits) < _KEPT:
+                self._exits[event.pid] = event.monotonic_ns
