@@ -152,7 +152,13 @@ class Client:
         try:
             async with (
                 self._session(aiohttp.ClientTimeout(total=30)) as session,
-                session.request(method, self._url(path, query), json=body) as resp,
+                # A POST always carries JSON ({} when there is nothing to say), as the
+                # daemon asks of every POST it cannot tell from a browser's.
+                session.request(
+                    method,
+                    self._url(path, query),
+                    json={} if body is None and method == "POST" else body,
+                ) as resp,
             ):
                 text = await resp.text()
                 data = json.loads(text) if text else None

@@ -20,6 +20,7 @@ from cronwarden.api.auth import Access
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
+from cronwarden.api.origin import is_json_media
 from cronwarden.api.schemas import (
     TASK_NAMES,
     AccessOut,
@@ -289,7 +290,7 @@ async def _read_body(request: web.Request, model: type[_M]) -> _M:
     raw = await request.read()
     if not raw.strip():
         return model()
-    if request.content_type not in ("application/json", ""):
+    if not is_json_media(request.content_type) and request.content_type != "":
         raise BadRequest(
             415,
             "unsupported-media-type",

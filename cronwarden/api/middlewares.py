@@ -27,6 +27,7 @@ from cronwarden.errors import (
     TaskNotFound,
     Unauthorized,
 )
+from cronwarden.text import printable
 
 log = structlog.get_logger("cronwarden.api")
 ACCESS = "cronwarden.access"  # the request's Access, set before its handler runs
@@ -67,8 +68,10 @@ def problem(
         type=f"urn:cronwarden:problem:{slug}",
         title=HTTPStatus(status).phrase,
         status=status,
-        detail=detail,
-        instance=request.path[:MAX_INSTANCE],
+        # A detail may quote a header or a path: bytes that are not UTF-8 arrive as lone
+        # surrogates, which no response can carry, so they are escaped here, once.
+        detail=printable(detail),
+        instance=printable(request.path[:MAX_INSTANCE]),
         errors=errors or [],
     )
     return web.json_response(

@@ -178,9 +178,7 @@ def _media_type_refusal(headers: Mapping[str, str], has_body: bool) -> Refusal |
             "a POST from a browser must send Content-Type: application/json "
             "(with {} as the body when there is nothing to send)",
         )
-    if media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    ):
+    if is_json_media(media):
         return None
     if media == "application/octet-stream" and not has_body and not from_browser:
         # What HTTP client libraries (aiohttp, the CLI) label a POST without a body;
@@ -191,6 +189,13 @@ def _media_type_refusal(headers: Mapping[str, str], has_body: bool) -> Refusal |
         "unsupported-media-type",
         f"a POST must be application/json, not {declared.strip()[:_MAX_ECHO]!r} "
         "(an empty body included); send no Content-Type only from scripts such as curl",
+    )
+
+
+def is_json_media(media: str) -> bool:
+    """application/json or a JSON-based type (application/problem+json, ...)."""
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
     )
 
 

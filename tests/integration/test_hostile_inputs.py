@@ -404,3 +404,15 @@ def test_a_real_outage_still_answers_503(make_daemon: MakeDaemon, pg_admin: Any)
     finally:
         pg_admin.restore(url)
     wait_for(lambda: daemon.get("/api/runs?search=hello").status == 200, 30, "the store back")
+
+
+def test_browser_headers_that_are_not_utf8_are_client_errors(daemon) -> None:
+    """A refusal that quotes a header escapes what is not UTF-8 instead of failing."""
+    for headers in (
+        {"Sec-Fetch-Site": b"\xff", "Content-Type": b"application/json"},
+        {"Origin": b"http://\xfe.example", "Content-Type": b"application/json"},
+        {"Content-Type": b"text/\xff"},
+    ):
+        resp = send(daemon, "POST", "/api/tasks/echo/pause", headers)
+        assert resp.status in (403, 415), (headers, resp)
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
