@@ -4,37 +4,42 @@ A validated task is ~1.2 KB as a pydantic model (a ``__dict__`` of 36 fields, a
 fields-set, an empty ``env``), so 10,000 tasks held as models were a tenth of the
 daemon's memory, while only the few tasks firing or running are looked at at a time.
 Packed, a task is one tuple whose equal values (the same command, zone, defaults) are
-shared between tasks.  A model is rebuilt from pydantic's own pickle state, with no
-validation (it was validated once, when the config was read), and the most recently
-used ones are kept, so the tasks in use are the same objects from one call to the next
-(and what a model works out once, such as a task's definition hash, is worked out once
-while it is kept).
+shared between tasks.
+
+A model is built again from its tuple by ``model_construct``, pydantic's public way to
+make a model from values already validated (they were, once, when the config was read):
+no validation, and nothing of pydantic's private layout, so a pydantic upgrade cannot
+break it.  There is one way to read a model, ``table[name]`` (and what ``Mapping``
+builds on it: ``get``, ``values``, ``items``), and it means one thing: a new model equal
+to the one added.  Nothing is kept between reads, so walking every task costs no memory
+and pushes nothing out, and no caller can come to rely on two reads being one object.
+A build costs a few microseconds (BENCHMARKS.md); what a model works out from its values
+and is needed again (a trigger, a task's hash) is kept by whoever needs it (the
+scheduler's entries, ``LiveConfig``'s hashes by name).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable, ItemsView, Iterable, Iterator, Mapping, ValuesView
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
-KEEP = 1024  # built models kept: more than the tasks a burst of fires touches at once
 
+@dataclass(frozen=True, slots=True)
+class _Mutable:
+    """A dict or list in a packed tuple, held as a tuple of its items: each build gets
+    a new one, so no two models (nor two reads of one) share a mutable value, and equal
+    ones are shared between tasks like any other value."""
 
-class _Empty:
-    """An empty dict or list in a packed tuple: each build gets a new one, so no two
-    tasks share a mutable value (a non-empty dict or list is unhashable, so never
-    shared: it stays its task's own)."""
+    kind: type[dict[Any, Any]] | type[list[Any]]
+    items: tuple[Any, ...]
 
-    def __init__(self, kind: type[dict[Any, Any]] | type[list[Any]]) -> None:
-        self.kind = kind
-
-
-_EMPTY_DICT = _Empty(dict)
-_EMPTY_LIST = _Empty(list)
+    def new(self) -> dict[Any, Any] | list[Any]:
+        return self.kind(self.items)
 
 
 class PackedModels(Mapping[str, M], Generic[M]):
@@ -47,15 +52,12 @@ class PackedModels(Mapping[str, M], Generic[M]):
         models: Iterable[tuple[str, M]] = (),
         *,
         key_field: str | None = None,
-        keep: int = KEEP,
     ) -> None:
         self._model = model
         self._key_field = key_field
         self._fields = tuple(f for f in model.model_fields if f != key_field)
-        self._keep = keep
         self._packed: dict[str, tuple[Any, ...]] = {}
         self._fields_set: dict[str, frozenset[str]] = {}
-        self._built: OrderedDict[str, M] = OrderedDict()
         # Per field, one object for each distinct value; fields sets likewise.
         self._shared: tuple[dict[Hashable, Any], ...] = tuple({} for _ in self._fields)
         self._shared_sets: dict[frozenset[str], frozenset[str]] = {}
@@ -67,53 +69,32 @@ class PackedModels(Mapping[str, M], Generic[M]):
         once the config is in use."""
         if type(instance) is not self._model:
             raise TypeError(f"expected {self._model.__name__}, got {type(instance).__name__}")
-        values = instance.__dict__
-        if self._key_field is not None and values[self._key_field] != name:
-            raise ValueError(f"{name!r} is keyed by {self._key_field}={values[self._key_field]!r}")
+        if self._key_field is not None and getattr(instance, self._key_field) != name:
+            key = getattr(instance, self._key_field)
+            raise ValueError(f"{name!r} is keyed by {self._key_field}={key!r}")
         self._packed[name] = tuple(
-            _shared(shared, values[field])
+            _shared(shared, getattr(instance, field))
             for field, shared in zip(self._fields, self._shared, strict=True)
         )
         fields_set = frozenset(instance.model_fields_set)
         self._fields_set[name] = self._shared_sets.setdefault(fields_set, fields_set)
-        self._built.pop(name, None)
 
-    def _build(self, name: str) -> M:
+    def __getitem__(self, name: str) -> M:
+        """A new model equal to the one added as ``name``; KeyError if none was."""
+        packed = self._packed[name]
         values = {
-            field: value.kind() if isinstance(value, _Empty) else value
-            for field, value in zip(self._fields, self._packed[name], strict=True)
+            field: value.new() if type(value) is _Mutable else value
+            for field, value in zip(self._fields, packed, strict=True)
         }
         if self._key_field is not None:
             values[self._key_field] = name
-        instance = self._model.__new__(self._model)
-        instance.__setstate__(
-            {
-                "__dict__": values,
-                "__pydantic_fields_set__": set(self._fields_set[name]),
-                "__pydantic_extra__": None,
-                "__pydantic_private__": None,
-            }
-        )
-        return instance
+        # A set of its own: pydantic keeps the one it is given as the model's.
+        return self._model.model_construct(_fields_set=set(self._fields_set[name]), **values)
 
     def peek(self, name: str) -> M:
-        """The kept model, or one built and not kept: walking every task must not push
-        the tasks in use out."""
-        built = self._built.get(name)
-        return built if built is not None else self._build(name)
-
-    def __getitem__(self, name: str) -> M:
-        built = self._built.get(name)
-        if built is not None:
-            self._built.move_to_end(name)
-            return built
-        if name not in self._packed:
-            raise KeyError(name)
-        built = self._build(name)
-        self._built[name] = built
-        if len(self._built) > self._keep:
-            self._built.popitem(last=False)
-        return built
+        """The old name of ``table[name]``, with the same meaning; kept until its last
+        callers say ``table[name]``."""
+        return self[name]
 
     def same(self, name: str, other: PackedModels[M]) -> bool:
         """Whether ``other`` holds a model equal to this one's ``name`` (compared packed:
@@ -133,39 +114,27 @@ class PackedModels(Mapping[str, M], Generic[M]):
     def __len__(self) -> int:
         return len(self._packed)
 
-    def values(self) -> ValuesView[M]:
-        return _Values(self)
-
-    def items(self) -> ItemsView[str, M]:
-        return _Items(self)
-
     def __repr__(self) -> str:
         return f"PackedModels({self._model.__name__}, {len(self)} models)"
 
 
 def _shared(shared: dict[Hashable, Any], value: Any) -> Any:
     """The one object kept for ``value`` among a field's values (``value`` if new)."""
-    if type(value) in (dict, list) and not value:
-        return _EMPTY_DICT if type(value) is dict else _EMPTY_LIST
+    if type(value) is dict:
+        value = _Mutable(dict, tuple(value.items()))
+        texts = all(type(k) is str and type(v) is str for k, v in value.items)
+    elif type(value) is list:
+        value = _Mutable(list, tuple(value))
+        texts = all(type(item) is str for item in value.items)
+    else:
+        texts = True
+    if not texts:
+        # Equal is not enough (1 == 1.0 == True), and inside a container the types of
+        # what two equal values hold cannot be told apart by their own types: kept apart.
+        return value
     try:
         kept = shared.setdefault(value, value)
     except TypeError:  # unhashable: this model's own
         return value
     # Equal is not enough: 1 == 1.0 == True, and a field may hold any of them.
     return kept if type(kept) is type(value) else value
-
-
-class _Values(ValuesView[M]):
-    _mapping: PackedModels[M]
-
-    def __iter__(self) -> Iterator[M]:
-        for name in self._mapping:
-            yield self._mapping.peek(name)
-
-
-class _Items(ItemsView[str, M]):
-    _mapping: PackedModels[M]
-
-    def __iter__(self) -> Iterator[tuple[str, M]]:
-        for name in self._mapping:
-            yield name, self._mapping.peek(name)

@@ -1,5 +1,5 @@
-"""Packed task tables: a task read back is the task that was validated, the tasks in
-use stay the same objects, and walking every task does not push them out."""
+"""Packed task tables: a task read back is the task that was validated, built through
+pydantic's public API, and each read means the same: a new model equal to the one added."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.packed import PackedModels
@@ -80,20 +80,46 @@ def test_equal_values_are_one_object_and_mutable_ones_never_shared(tmp_path: Pat
     assert plain.command is same.command and plain.schedule is same.schedule
     assert plain.env == {} and plain.env is not same.env
     plain.env["LEAK"] = "1"  # a model is frozen, its dict is not: nothing else sees it
-    assert same.env == {} and tasks.peek("same").env == {}
+    assert same.env == {} and tasks["same"].env == {}
+    full = tasks["full"]
+    full.env["LEAK"] = "1"
+    assert "LEAK" not in tasks["full"].env  # nor does the next read of the same task
 
 
-def test_tasks_in_use_stay_the_same_objects_until_pushed_out(tmp_path: Path) -> None:
-    config = parse_config(CONFIG, tmp_path / "c.toml")
-    tasks = PackedModels(TaskConfig, config.tasks.items(), key_field="name", keep=2)
+def test_every_read_is_a_new_model_equal_to_the_one_added(tmp_path: Path) -> None:
+    """One access path, one meaning: indexing, get, values and items all build anew, so
+    walking every task keeps nothing and no caller can rely on two reads being one."""
+    _, tasks = tasks_of(tmp_path)
     plain = tasks["plain"]
-    assert tasks["plain"] is plain  # its worked-out values (trigger, hash) stay with it
-    assert [t.name for t in tasks.values()] == ["plain", "same", "full"]
-    assert tasks["plain"] is plain  # walking every task did not push it out
-    tasks["same"]
-    tasks["full"]  # the third kept pushes out the least recently used
+    assert plain.trigger is not None  # worked out on this model, and stays with it alone
     again = tasks["plain"]
-    assert again is not plain and again == plain
+    assert again is not plain and again == plain and "trigger" not in vars(again)
+    assert tasks.get("plain") == plain and dict(tasks.items())["plain"] == plain
+    assert [t.name for t in tasks.values()] == ["plain", "same", "full"]
+    assert tasks.peek("plain") == plain  # the old name, the same meaning
+    with pytest.raises(ValidationError, match="frozen"):
+        again.retries = 9  # type: ignore[misc]
+
+
+def test_models_are_built_through_the_public_api() -> None:
+    """What pydantic itself sets up for a model made of valid values (private attributes'
+    defaults, model_post_init) is there: nothing of its private layout is rebuilt here."""
+
+    class Tracked(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        name: str
+        size: int = 0
+        _seen: list[str] = PrivateAttr(default_factory=list)
+
+        def model_post_init(self, context: object) -> None:
+            self._seen.append(self.name)
+
+    table = PackedModels(Tracked, [("a", Tracked(name="a", size=2))], key_field="name")
+    built = table["a"]
+    assert built == Tracked(name="a", size=2) and built._seen == ["a"]
+    assert built.model_fields_set == {"name", "size"}
+    table.add("b", Tracked(name="b"))
+    assert table["b"].model_fields_set == {"name"}  # a default stays a default
 
 
 def test_only_the_models_of_its_class_keyed_by_their_own_name(tmp_path: Path) -> None:
@@ -117,6 +143,18 @@ def test_equal_values_of_other_types_keep_their_own_type() -> None:
     table = PackedModels(Number, [("t", Number(value=True)), ("i", Number(value=1))])
     table.add("f", Number(value=1.0))
     assert [type(table[n].value) for n in "tif"] == [bool, int, float]
+
+    class Numbers(BaseModel):
+        model_config = ConfigDict(frozen=True, strict=True)
+        values: list[bool | int] | dict[str, bool | int]
+
+    lists = PackedModels(Numbers, [("t", Numbers(values=[True])), ("i", Numbers(values=[1]))])
+    lists.add("d", Numbers(values={"a": True}))
+    lists.add("e", Numbers(values={"a": 1}))
+    values = {n: lists[n].model_dump()["values"] for n in "tide"}
+    assert values == {"t": [True], "i": [1], "d": {"a": True}, "e": {"a": 1}}
+    assert [type(values["t"][0]), type(values["i"][0])] == [bool, int]
+    assert [type(values["d"]["a"]), type(values["e"]["a"])] == [bool, int]
 
 
 def test_a_reread_table_tells_which_tasks_changed(tmp_path: Path) -> None:
