@@ -1,23 +1,43 @@
-"""An in-memory ``RunRecords``: the dispatch core's store in unit tests.
+"""An in-memory store: the dispatch core's store in unit tests, and the store of the
+API served in-process by the tests.
 
-It keeps the rules that matter to the lifecycle (a fire claimed once per (task_name,
-scheduled_for, attempt); an Idempotency-Key owned by one run for 24 h; writes either
-land whole or raise StoreUnavailable) so tests can drive the real dispatcher through
-every state with a fake clock and no database.
+It keeps the rules the SQL store keeps, and tests/contract/test_store_contract.py
+holds both to them: a fire claimed once per (task_name, scheduled_for, attempt); an
+Idempotency-Key owned by one run until it expires; an ended run final; a fire reserved
+ahead of its instant hidden from listings until then; writes either land whole or
+raise StoreUnavailable.  So tests can drive the real dispatcher, scheduler and
+handlers through every state with a fake clock and no database.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import json
+from collections import namedtuple
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
 
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status, is_reserved_fire
+from cronwarden.model import Run, Status, TaskState, is_reserved_fire, utcnow
+from cronwarden.run_sorts import NULLABLE_SORTS
 from cronwarden.store.protocol import KeyClaim, KeyedRun
+from cronwarden.store.runs import (
+    DURATION_SAMPLE,
+    RAN_TO_AN_OUTCOME,
+    RunFilter,
+    RunOrder,
+    RunPage,
+    TaskTally,
+)
 from cronwarden.task_hash import new_key
+
+_COLUMNS = tuple(c.name for c in Run.__table__.columns)  # type: ignore[attr-defined]
+# A page's rows: named as the runs table's columns, as the SQL store's rows are.
+_RunRow = namedtuple("_RunRow", _COLUMNS)  # type: ignore[misc]
 
 
 @dataclass
@@ -28,12 +48,25 @@ class _Key:
 
 
 @dataclass
+class _Failing:
+    """What /health reads of the SQL store's recorder; the double's writes never fail
+    for lack of disk."""
+
+    failing: str | None = None
+
+
+@dataclass
 class MemoryStore:
     runs: dict[str, Run] = field(default_factory=dict)
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
+    states: dict[str, TaskState] = field(default_factory=dict)
     unavailable: bool = False  # set to make every write fail as during an outage
     writes: int = 0
     hash_key: bytes = field(default_factory=new_key, repr=False)
+    now: Callable[[], datetime] = utcnow  # what "reserved ahead" is measured against
+    recorder: _Failing = field(default_factory=_Failing, repr=False)
+
+    # -- RunRecords ---------------------------------------------------------------
 
     async def claim(self, runs: Sequence[Run]) -> set[str]:
         await self._write()
@@ -68,13 +101,18 @@ class MemoryStore:
 
     async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
         held = self.keys.get((task_name, key))
-        if held is None or held.created_at < since:
+        # The SQL store joins the key to its run: a key whose run is gone finds nothing.
+        if held is None or held.created_at < since or held.run_id not in self.runs:
             return None
         return KeyedRun(run=_copy(self.runs[held.run_id]), fingerprint=held.fingerprint)
 
     async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
+        """As the SQL store's update: an unknown id changes nothing, and neither does a
+        write to a run that has ended (it is final: another node may have ended it)."""
         await self._write()
-        run = self.runs[run_id]
+        run = self.runs.get(run_id)
+        if run is None or run.status == Status.ENDED:
+            return
         for name, value in values.items():
             setattr(run, name, value)
 
@@ -100,6 +138,114 @@ class MemoryStore:
     async def installation_key(self) -> bytes:
         return self.hash_key
 
+    # -- task state (the scheduler's TaskStateStore; alerts) --------------------------
+
+    async def task_states(self) -> dict[str, TaskState]:
+        return {name: state.model_copy() for name, state in self.states.items()}
+
+    async def save_task_state(self, task_name: str, **values: Any) -> None:
+        """An upsert, as the SQL store's: fields not named keep their values."""
+        await self._write()
+        state = self.states.get(task_name) or TaskState(task_name=task_name)
+        for name, value in {**values, "updated_at": utcnow()}.items():
+            setattr(state, name, value)
+        self.states[task_name] = state
+
+    async def last_scheduled_for(self) -> dict[str, datetime]:
+        anchors: dict[str, datetime] = {}
+        fires = [(r.task_name, r.scheduled_for) for r in self.runs.values()]
+        fires += [(s.task_name, s.last_scheduled_for) for s in self.states.values()]
+        for name, when in fires:
+            if when is not None and (name not in anchors or when > anchors[name]):
+                anchors[name] = when
+        return anchors
+
+    # -- reads of the API ------------------------------------------------------------
+
+    async def ping(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailable("the database is unavailable: (simulated outage)")
+
+    async def run_count(self) -> int:
+        return len(self.runs)
+
+    async def last_successes(self) -> dict[str, datetime]:
+        ends: dict[str, datetime] = {}
+        for run in self.runs.values():
+            if run.end_reason == "success" and run.end_at is not None:
+                known = ends.get(run.task_name)
+                ends[run.task_name] = run.end_at if known is None else max(known, run.end_at)
+        return ends
+
+    async def last_runs(self, task_names: Collection[str] | None = None) -> dict[str, Run]:
+        newest: dict[str, Run] = {}
+        for run in self._existing():
+            if task_names is not None and run.task_name not in task_names:
+                continue
+            known = newest.get(run.task_name)
+            if known is None or run.created_at > known.created_at:
+                newest[run.task_name] = run
+        return {name: _copy(run) for name, run in newest.items()}
+
+    async def task_tally(self, task_name: str, since: datetime | None) -> TaskTally:
+        window = [
+            r
+            for r in self._existing()
+            if r.task_name == task_name and (since is None or r.created_at >= since)
+        ]
+        counts: dict[tuple[str, str | None], int] = {}
+        last_end: dict[str, datetime] = {}
+        longest: dict[str, int] = {}
+        for run in window:
+            counts[(run.status, run.end_reason)] = counts.get((run.status, run.end_reason), 0) + 1
+            reason = run.end_reason
+            if reason and run.end_at is not None:
+                last_end[reason] = max(last_end.get(reason, run.end_at), run.end_at)
+            if reason and run.duration_ms is not None:
+                longest[reason] = max(longest.get(reason, run.duration_ms), run.duration_ms)
+        ran = [
+            r
+            for r in sorted(window, key=lambda r: r.created_at, reverse=True)
+            if r.end_reason in RAN_TO_AN_OUTCOME and r.duration_ms is not None
+        ]
+        durations = [r.duration_ms for r in ran[:DURATION_SAMPLE] if r.duration_ms is not None]
+        return TaskTally(counts=counts, last_end=last_end, longest=longest, durations=durations)
+
+    async def list_runs(
+        self,
+        where: RunFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        offset: int = 0,
+        ascending: bool = False,
+        with_total: bool = False,
+        sort_field: str = "created_at",
+    ) -> RunPage:
+        """The SQL store's pages: the same order (runs without a value in a nullable
+        sort field last), the same cursors (RunOrder's), the same filters."""
+        order = RunOrder(sort_field, ascending)
+        position = None if cursor is None else order.decode(cursor)
+        matching = [r for r in self._existing() if _matches(r, where)]
+        ordered = _in_order(matching, sort_field, ascending)
+        if position is not None:
+            ordered = [r for r in ordered if _after(r, position, sort_field, ascending)]
+        window = ordered[offset : offset + limit + 1]
+        has_next = len(window) > limit
+        runs = window[:limit]
+        next_cursor = order.encode(_row(runs[-1])) if has_next and runs else None
+        rows = cast(list[sa.Row[Any]], [_row(r) for r in runs])  # rows of the same shape
+        total = len(matching) if with_total else None
+        return RunPage(runs=rows, next_cursor=next_cursor, has_next=has_next, total=total)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _existing(self) -> Iterable[Run]:
+        """Runs that exist by now: a fire's row committed ahead of its instant is the
+        scheduler's reservation until then (see store/runs.py _created_by_now)."""
+        now = self.now()
+        return (r for r in self.runs.values() if r.created_at <= now)
+
     async def _write(self) -> None:
         await asyncio.sleep(0)  # a real commit yields to the loop; so does this
         if self.unavailable:
@@ -110,3 +256,60 @@ class MemoryStore:
 def _copy(run: Run) -> Run:
     """What a database hands back is never the caller's own object."""
     return run.model_copy(deep=True)
+
+
+def _row(run: Run) -> Any:
+    """A run as a row of the runs table (a page is rows, not Run instances)."""
+    values = {name: getattr(run, name) for name in _COLUMNS}
+    values["params"] = dict(values["params"])
+    return _RunRow(**values)
+
+
+def _matches(run: Run, where: RunFilter) -> bool:
+    checks = (
+        where.task_name is None or run.task_name == where.task_name,
+        not where.status or run.status in where.status,
+        not where.end_reason or run.end_reason in where.end_reason,
+        not where.triggered_by or run.triggered_by in where.triggered_by,
+        where.start_date is None or run.created_at >= where.start_date,
+        where.end_date is None or run.created_at <= where.end_date,
+        not where.search or where.search.casefold() in _searched_text(run),
+    )
+    return all(checks)
+
+
+def _searched_text(run: Run) -> str:
+    """What a search looks in (store/search.py): the task name, the error, the params."""
+    return f"{run.task_name} {run.error or ''} {json.dumps(run.params)}".casefold()
+
+
+def _key(run: Run, sort_field: str) -> tuple[Any, ...]:
+    tail = (run.created_at.astimezone(UTC), run.id)
+    if sort_field == "created_at":
+        return tail
+    value = getattr(run, sort_field)
+    return (value.astimezone(UTC) if isinstance(value, datetime) else value, *tail)
+
+
+def _in_order(runs: list[Run], sort_field: str, ascending: bool) -> list[Run]:
+    """Runs with a value in the sort field, then those without (by created_at, id)."""
+    nullable = sort_field in NULLABLE_SORTS
+    valued = [r for r in runs if not nullable or getattr(r, sort_field) is not None]
+    empty = [r for r in runs if nullable and getattr(r, sort_field) is None]
+    valued.sort(key=lambda r: _key(r, sort_field), reverse=not ascending)
+    empty.sort(key=lambda r: _key(r, "created_at"), reverse=not ascending)
+    return valued + empty
+
+
+def _after(run: Run, position: list[Any], sort_field: str, ascending: bool) -> bool:
+    """Whether ``run`` comes after a cursor's position in this order."""
+    value_missing = sort_field in NULLABLE_SORTS and getattr(run, sort_field) is None
+    if sort_field in NULLABLE_SORTS and position[0] is None:  # the cursor is among the empty
+        if not value_missing:
+            return False
+        mine, theirs = _key(run, "created_at"), tuple(position[1:])
+    elif value_missing:
+        return True  # the empty come after every run with a value
+    else:
+        mine, theirs = _key(run, sort_field), tuple(position)
+    return mine > theirs if ascending else mine < theirs

@@ -1,0 +1,450 @@
+"""One contract for every store: the in-memory double (MemoryStore), SQLite and
+PostgreSQL (Store) answer each question of the store's seam the same way.
+
+The seam is what the dispatcher (RunRecords, store/protocol.py), the scheduler
+(TaskStateStore, scheduler/service.py), start-up (InstallationKeys) and the API's
+run listings ask of a store.  A unit test driving the core over the double is only
+worth as much as the double's likeness to the real stores: this is where it is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cronwarden.errors import InvalidCursor, RunNotFound
+from cronwarden.model import EndReason, Run, Status, Trigger, utcnow
+from cronwarden.run_sorts import SORT_FIELDS
+from cronwarden.store import RunFilter
+from cronwarden.store.protocol import KeyClaim
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(hours=24)
+
+
+def run_id(i: int) -> str:
+    return str(uuid.UUID(int=(0x0190 << 112) | i))
+
+
+def make_run(i: int, task: str = "t", **values: Any) -> Run:
+    fields: dict[str, Any] = {
+        "id": run_id(i),
+        "task_name": task,
+        "triggered_by": Trigger.API,
+        "created_at": T0 + timedelta(seconds=i),
+        "node": "n1",
+        "task_hash": "h",
+        "params": {"k": "v"},
+        **values,
+    }
+    return Run(**fields)
+
+
+def fire(i: int, task: str = "t", at: datetime = T0, **values: Any) -> Run:
+    """A scheduled fire of ``task`` at ``at``."""
+    return make_run(i, task, triggered_by=Trigger.SCHEDULE, scheduled_for=at, **values)
+
+
+def reservation(i: int, at: datetime, node: str = "n1") -> Run:
+    """A fire's row committed ahead of its instant (see scheduler/service.py)."""
+    return fire(i, at=at, created_at=at, not_before=at, node=node)
+
+
+def fields(run: Run) -> dict[str, Any]:
+    return run.model_dump()
+
+
+async def ids_of(store: Any) -> set[str]:
+    page = await store.list_runs(RunFilter(), limit=1000)
+    return {row.id for row in page.runs}
+
+
+# -- claim ---------------------------------------------------------------------------
+
+
+async def test_claim_returns_what_it_committed_and_get_run_reads_it_back(any_store: Any) -> None:
+    runs = [make_run(1), fire(2, error="e", params={"a": "b"}, exit_code=3)]
+    assert await any_store.claim(runs) == {run_id(1), run_id(2)}
+    for run in runs:
+        assert fields(await any_store.get_run(run.id)) == fields(run)
+
+
+async def test_get_run_hands_back_its_own_copy(any_store: Any) -> None:
+    run = make_run(1)
+    await any_store.claim([run])
+    run.status = Status.RUNNING
+    read = await any_store.get_run(run.id)
+    read.status = Status.ENDED
+    assert (await any_store.get_run(run.id)).status == Status.PENDING
+
+
+async def test_unknown_run_is_not_found(any_store: Any) -> None:
+    with pytest.raises(RunNotFound):
+        await any_store.get_run(run_id(404))
+
+
+async def test_a_fire_is_claimed_once(any_store: Any) -> None:
+    """(task_name, scheduled_for, attempt) is claimed once: another node's claim (or an
+    earlier life's) of the same fire is left out; another attempt or task is not."""
+    assert await any_store.claim([fire(1)]) == {run_id(1)}
+    assert await any_store.claim([fire(2, node="n2")]) == set()
+    assert await any_store.claim([fire(3)]) == set()
+    again = [fire(4, attempt=2), fire(5, task="u"), fire(6, at=T0 + DAY)]
+    assert await any_store.claim(again) == {run_id(4), run_id(5), run_id(6)}
+    with pytest.raises(RunNotFound):
+        await any_store.get_run(run_id(2))
+
+
+async def test_runs_on_request_never_collide(any_store: Any) -> None:
+    runs = [make_run(i) for i in range(1, 4)]  # no scheduled_for: each is its own
+    assert await any_store.claim(runs) == {r.id for r in runs}
+
+
+async def test_a_batch_claims_what_is_free_and_leaves_out_the_rest(any_store: Any) -> None:
+    await any_store.claim([fire(1)])
+    batch = [fire(2), fire(3, task="u"), fire(4, at=T0 + DAY)]
+    assert await any_store.claim(batch) == {run_id(3), run_id(4)}
+
+
+async def test_own_reservation_is_taken_over_by_the_same_fire(any_store: Any) -> None:
+    at = utcnow() + timedelta(hours=1)
+    assert await any_store.claim([reservation(1, at)]) == {run_id(1)}
+    assert await any_store.claim([fire(2, at=at, created_at=at)]) == {run_id(2)}
+    with pytest.raises(RunNotFound):
+        await any_store.get_run(run_id(1))
+    assert (await any_store.get_run(run_id(2))).scheduled_for == at
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param({"node": "n2"}, id="another-nodes-reservation"),
+        pytest.param({"status": Status.RUNNING}, id="a-started-run"),
+        pytest.param({"not_before": None}, id="a-fire-claimed-at-its-instant"),
+    ],
+)
+async def test_what_is_not_own_reservation_is_kept(any_store: Any, held: dict[str, Any]) -> None:
+    at = utcnow() + timedelta(hours=1)
+    first = reservation(1, at)
+    for name, value in held.items():
+        setattr(first, name, value)
+    await any_store.claim([first])
+    assert await any_store.claim([fire(2, at=at, created_at=at)]) == set()
+    assert (await any_store.get_run(run_id(1))).id == run_id(1)
+
+
+# -- record ---------------------------------------------------------------------------
+
+
+async def test_record_sets_fields(any_store: Any) -> None:
+    await any_store.claim([make_run(1)])
+    started = T0 + timedelta(minutes=1)
+    await any_store.record(run_id(1), {"status": Status.RUNNING, "start_at": started, "pid": 9})
+    run = await any_store.get_run(run_id(1))
+    assert (run.status, run.start_at, run.pid) == (Status.RUNNING, started, 9)
+
+
+async def test_an_ended_run_is_final(any_store: Any) -> None:
+    """A survivor may have ended a run of a node it declared dead: that node's later
+    writes must not overwrite the end."""
+    await any_store.claim([make_run(1)])
+    await any_store.record(run_id(1), {"status": Status.ENDED, "end_reason": EndReason.CRASHED})
+    await any_store.record(run_id(1), {"status": Status.ENDED, "end_reason": EndReason.SUCCESS})
+    await any_store.record(run_id(1), {"error": "late"})
+    run = await any_store.get_run(run_id(1))
+    assert (run.status, run.end_reason, run.error) == (Status.ENDED, EndReason.CRASHED, None)
+
+
+async def test_record_of_an_unknown_run_changes_nothing(any_store: Any) -> None:
+    await any_store.record(run_id(404), {"status": Status.RUNNING})
+    assert await ids_of(any_store) == set()
+
+
+async def test_writes_at_once_all_land_in_the_order_asked(any_store: Any) -> None:
+    """Group commit: writes queued together land together, each caller's own."""
+    await any_store.claim([make_run(i) for i in range(1, 21)])
+    await asyncio.gather(
+        *(any_store.record(run_id(i), {"pid": i}) for i in range(1, 21)),
+        *(any_store.record(run_id(i), {"pid": 100 + i}) for i in range(1, 11)),
+        any_store.claim([make_run(21)]),
+    )
+    pids = {i: (await any_store.get_run(run_id(i))).pid for i in range(1, 21)}
+    assert pids == {i: 100 + i if i <= 10 else i for i in range(1, 21)}
+    assert (await any_store.get_run(run_id(21))).id == run_id(21)
+
+
+# -- reservations -----------------------------------------------------------------------
+
+
+async def test_discard_reserved_deletes_only_pending_rows(any_store: Any) -> None:
+    at = utcnow() + timedelta(hours=1)
+    await any_store.claim([reservation(1, at), reservation(2, at + DAY), make_run(3)])
+    await any_store.record(run_id(2), {"status": Status.RUNNING})
+    await any_store.discard_reserved([run_id(1), run_id(2), run_id(404)])
+    with pytest.raises(RunNotFound):
+        await any_store.get_run(run_id(1))
+    assert (await any_store.get_run(run_id(2))).status == Status.RUNNING
+    await any_store.discard_reserved([])
+
+
+async def test_listings_hide_fires_reserved_ahead(any_store: Any) -> None:
+    """A reserved fire is a run once its instant has come, not before."""
+    ahead = utcnow() + timedelta(hours=1)
+    await any_store.claim([reservation(1, ahead), make_run(2)])
+    assert await ids_of(any_store) == {run_id(2)}
+    page = await any_store.list_runs(RunFilter(), limit=10, with_total=True)
+    assert page.total == 1
+    assert set(await any_store.last_runs()) == {"t"}
+    assert (await any_store.last_runs())["t"].id == run_id(2)
+    assert (await any_store.task_tally("t", None)).counts == {(Status.PENDING, None): 1}
+
+
+# -- unfinished runs --------------------------------------------------------------------
+
+
+async def test_unfinished_runs_are_this_nodes_pending_and_running(any_store: Any) -> None:
+    await any_store.claim(
+        [make_run(1), make_run(2), make_run(3), make_run(4, node="n2"), make_run(5)]
+    )
+    await any_store.record(run_id(2), {"status": Status.RUNNING})
+    await any_store.record(run_id(3), {"status": Status.ENDED, "end_reason": "success"})
+    unfinished = await any_store.unfinished_runs("n1")
+    assert {r.id for r in unfinished} == {run_id(1), run_id(2), run_id(5)}
+
+
+# -- idempotency keys --------------------------------------------------------------------
+
+
+def key(at: datetime, fingerprint: str = "f1", task: str = "t", name: str = "k") -> KeyClaim:
+    return KeyClaim(task, name, fingerprint, at, at - DAY)
+
+
+async def test_a_key_is_owned_by_its_first_run(any_store: Any) -> None:
+    assert await any_store.claim_keyed(make_run(1), key(T0)) == run_id(1)
+    assert await any_store.claim_keyed(make_run(2), key(T0 + timedelta(hours=1))) == run_id(1)
+    with pytest.raises(RunNotFound):
+        await any_store.get_run(run_id(2))  # the repeat made no run
+    found = await any_store.find_key("t", "k", T0 - DAY)
+    assert found is not None
+    assert (found.run.id, found.fingerprint) == (run_id(1), "f1")
+
+
+async def test_two_requests_with_one_key_at_once_get_one_run(any_store: Any) -> None:
+    owners = await asyncio.gather(
+        any_store.claim_keyed(make_run(1), key(T0)), any_store.claim_keyed(make_run(2), key(T0))
+    )
+    assert len(set(owners)) == 1
+    assert await ids_of(any_store) == set(owners)
+
+
+async def test_an_expired_key_goes_to_the_next_request(any_store: Any) -> None:
+    await any_store.claim_keyed(make_run(1), key(T0))
+    later = T0 + DAY + timedelta(seconds=1)
+    assert await any_store.claim_keyed(make_run(2), key(later, "f2")) == run_id(2)
+    found = await any_store.find_key("t", "k", later - DAY)
+    assert found is not None
+    assert (found.run.id, found.fingerprint) == (run_id(2), "f2")
+
+
+async def test_find_key_sees_only_keys_taken_since(any_store: Any) -> None:
+    await any_store.claim_keyed(make_run(1), key(T0))
+    assert await any_store.find_key("t", "k", T0 + timedelta(seconds=1)) is None
+    assert await any_store.find_key("t", "other", T0 - DAY) is None
+    assert await any_store.find_key("u", "k", T0 - DAY) is None
+
+
+async def test_keys_are_per_task(any_store: Any) -> None:
+    assert await any_store.claim_keyed(make_run(1), key(T0)) == run_id(1)
+    assert await any_store.claim_keyed(make_run(2, "u"), key(T0, task="u")) == run_id(2)
+
+
+# -- task state (pauses, catch-up anchors) ------------------------------------------------
+
+
+async def test_task_state_is_upserted_field_by_field(any_store: Any) -> None:
+    assert await any_store.task_states() == {}
+    await any_store.save_task_state("t", paused=True)
+    await any_store.save_task_state("t", last_scheduled_for=T0)
+    await any_store.save_task_state("u", paused=False, watched_since=T0)
+    states = await any_store.task_states()
+    assert set(states) == {"t", "u"}
+    t, u = states["t"], states["u"]
+    assert (t.paused, t.last_scheduled_for, t.watched_since) == (True, T0, None)
+    assert (u.paused, u.watched_since) == (False, T0)
+    assert t.updated_at is not None and t.updated_at.tzinfo is not None
+    await any_store.save_task_state("t", paused=False)
+    assert (await any_store.task_states())["t"].paused is False
+
+
+async def test_two_saves_of_one_task_at_once_both_land(any_store: Any) -> None:
+    await asyncio.gather(
+        any_store.save_task_state("t", watched_since=T0),
+        any_store.save_task_state("t", overdue_alerted_at=T0 + DAY),
+    )
+    state = (await any_store.task_states())["t"]
+    assert (state.watched_since, state.overdue_alerted_at) == (T0, T0 + DAY)
+
+
+async def test_last_scheduled_for_is_the_newest_fire_handled(any_store: Any) -> None:
+    """From the runs' fires and from the task state, whichever is newer."""
+    await any_store.claim([fire(1, at=T0), fire(2, at=T0 + DAY), fire(3, "u", at=T0), make_run(4)])
+    await any_store.save_task_state("u", last_scheduled_for=T0 + 2 * DAY)
+    await any_store.save_task_state("v", last_scheduled_for=T0)
+    await any_store.save_task_state("w", paused=True)
+    anchors = await any_store.last_scheduled_for()
+    assert anchors == {"t": T0 + DAY, "u": T0 + 2 * DAY, "v": T0}
+    await any_store.save_task_state("t", last_scheduled_for=T0)
+    assert (await any_store.last_scheduled_for())["t"] == T0 + DAY
+
+
+# -- the installation ------------------------------------------------------------------------
+
+
+async def test_installation_key_is_made_once(any_store: Any) -> None:
+    first, second = await asyncio.gather(any_store.installation_key(), any_store.installation_key())
+    assert first == second == await any_store.installation_key()
+    assert isinstance(first, bytes) and len(first) >= 32
+
+
+# -- the API's reads ---------------------------------------------------------------------
+
+
+async def ended(store: Any, i: int, reason: str, duration_ms: int, task: str = "t") -> None:
+    run = make_run(i, task)
+    await store.claim([run])
+    await store.record(
+        run.id,
+        {
+            "status": Status.ENDED,
+            "end_reason": reason,
+            "start_at": run.created_at,
+            "end_at": run.created_at + timedelta(milliseconds=duration_ms),
+            "duration_ms": duration_ms,
+            "exit_code": 0 if reason == "success" else 1,
+        },
+    )
+
+
+async def test_tally_last_runs_successes_and_count(any_store: Any) -> None:
+    await ended(any_store, 1, "success", 100)
+    await ended(any_store, 2, "failed", 300)
+    await ended(any_store, 3, "success", 200)
+    await ended(any_store, 4, "skipped", 0)
+    await ended(any_store, 5, "success", 50, task="u")
+    await any_store.claim([make_run(6)])
+    tally = await any_store.task_tally("t", None)
+    assert tally.counts == {
+        (Status.ENDED, "success"): 2,
+        (Status.ENDED, "failed"): 1,
+        (Status.ENDED, "skipped"): 1,
+        (Status.PENDING, None): 1,
+    }
+    assert tally.durations == [200, 300, 100]  # newest first, skipped left out
+    assert tally.longest == {"success": 200, "failed": 300, "skipped": 0}
+    assert tally.last_end["success"] == T0 + timedelta(seconds=3, milliseconds=200)
+    since = await any_store.task_tally("t", T0 + timedelta(seconds=3))
+    assert sum(since.counts.values()) == 3
+    assert {n: r.id for n, r in (await any_store.last_runs()).items()} == {
+        "t": run_id(6),
+        "u": run_id(5),
+    }
+    assert set(await any_store.last_runs(["u"])) == {"u"}
+    successes = await any_store.last_successes()
+    assert successes["t"] == T0 + timedelta(seconds=3, milliseconds=200)
+    assert set(successes) == {"t", "u"}
+    assert await any_store.run_count() == 6
+
+
+async def varied_runs(store: Any) -> None:
+    """Runs with ties and gaps in every sort field."""
+    for i in range(1, 13):
+        task = ("alpha", "beta", "gamma")[i % 3]
+        run = make_run(i, task, created_at=T0 + timedelta(seconds=i // 2))
+        await store.claim([run])
+        if i % 4 == 0:
+            continue  # pending: no start, no end
+        values: dict[str, Any] = {"status": Status.RUNNING, "start_at": T0 + timedelta(i % 5)}
+        if i % 4 != 1:
+            values.update(
+                status=Status.ENDED,
+                end_reason="success" if i % 2 else "failed",
+                end_at=T0 + timedelta(days=i % 3, seconds=1),
+                duration_ms=(i % 3) * 1000,
+                exit_code=i % 2,
+                error=None if i % 2 else f"Boom {i}",
+            )
+        await store.record(run.id, values)
+
+
+async def walk(store: Any, where: RunFilter, **order: Any) -> list[str]:
+    """Every run of a listing, page after page by cursor."""
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):
+        page = await store.list_runs(where, limit=5, cursor=cursor, **order)
+        seen += [row.id for row in page.runs]
+        if not page.has_next:
+            return seen
+        cursor = page.next_cursor
+    raise AssertionError("the pages never ended")
+
+
+@pytest.mark.parametrize("ascending", [False, True], ids=["desc", "asc"])
+@pytest.mark.parametrize("sort_field", SORT_FIELDS)
+async def test_pages_walk_every_run_once_in_order(
+    any_store: Any, sort_field: str, ascending: bool
+) -> None:
+    await varied_runs(any_store)
+    order = {"sort_field": sort_field, "ascending": ascending}
+    whole = await any_store.list_runs(RunFilter(), limit=100, **order)
+    expected = [row.id for row in whole.runs]
+    assert len(expected) == 12 and not whole.has_next and whole.next_cursor is None
+    assert await walk(any_store, RunFilter(), **order) == expected
+    by_offset = await any_store.list_runs(RunFilter(), limit=4, offset=5, **order)
+    assert [row.id for row in by_offset.runs] == expected[5:9]
+
+
+async def test_one_order_for_every_store(any_store: Any) -> None:
+    """The order of a nullable field: runs with a value first, ties by created_at, id."""
+    await varied_runs(any_store)
+    page = await any_store.list_runs(RunFilter(), limit=100, sort_field="end_at")
+    assert [int(row.id[-3:], 16) for row in page.runs] == [11, 2, 10, 7, 6, 3, 12, 9, 8, 5, 4, 1]
+
+
+async def test_filters_and_totals(any_store: Any) -> None:
+    await varied_runs(any_store)
+
+    async def listed(**where: Any) -> list[int]:
+        page = await any_store.list_runs(RunFilter(**where), limit=100, with_total=True)
+        assert page.total == len(page.runs)
+        return sorted(int(row.id[-3:], 16) for row in page.runs)
+
+    assert await listed(task_name="alpha") == [3, 6, 9, 12]
+    assert await listed(status=["pending"]) == [4, 8, 12]
+    assert await listed(status=["running", "pending"]) == [1, 4, 5, 8, 9, 12]
+    assert await listed(end_reason=["failed"]) == [2, 6, 10]
+    assert await listed(triggered_by=["schedule"]) == []
+    assert await listed(start_date=T0 + timedelta(seconds=5)) == [10, 11, 12]
+    assert await listed(end_date=T0 + timedelta(seconds=1)) == [1, 2, 3]
+    assert await listed(search="boom 1") == [10]  # in the error, any case
+    assert await listed(search="gam") == [2, 5, 8, 11]  # in the task name
+    assert await listed(search='"k": "v"') == list(range(1, 13))  # in the params
+
+
+async def test_a_cursor_of_another_sort_is_refused(any_store: Any) -> None:
+    await varied_runs(any_store)
+    page = await any_store.list_runs(RunFilter(), limit=2)
+    with pytest.raises(InvalidCursor):
+        await any_store.list_runs(RunFilter(), limit=2, cursor=page.next_cursor, ascending=True)
+    with pytest.raises(InvalidCursor):
+        await any_store.list_runs(RunFilter(), limit=2, cursor="not-a-cursor")
+
+
+async def test_a_key_whose_run_is_gone_finds_nothing(any_store: Any) -> None:
+    await any_store.claim_keyed(make_run(1), key(T0))
+    await any_store.discard_reserved([run_id(1)])  # still pending: deleted
+    assert await any_store.find_key("t", "k", T0 - DAY) is None
