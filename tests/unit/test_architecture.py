@@ -1,0 +1,249 @@
+"""The architecture as tests: which part of cronwarden may import which, and how long a
+class or a function may grow.  Read from the source with ``ast``; nothing is imported.
+
+Rules that hold today are plain asserts: breaking one fails at once.  Rules the run
+core rebuild is to bring about are ``xfail(strict=True)`` with their offenders named:
+the day the last one is fixed, the test passes, fails as an unexpected pass, and the
+marker must go (the rule is then locked in).  Meanwhile a second test per rule fails
+on any NEW offender, so the known ones can only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "cronwarden"
+MAX_CLASS_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str  # cronwarden.scheduler.service
+    path: Path
+    tree: ast.Module
+
+    @property
+    def part(self) -> str:
+        """The package part it belongs to: scheduler, runners, store, api, or the module
+        itself for one at the package root (daemon, fleet, ...)."""
+        return self.name.split(".")[1] if "." in self.name else ""
+
+
+def _modules() -> list[Module]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append(Module(".".join(parts), path, ast.parse(path.read_text(), str(path))))
+    return found
+
+
+MODULES = _modules()
+
+
+def _imported(module: Module) -> Iterator[str]:
+    """Every cronwarden module ``module`` imports, at run time or for type checking
+    alike: a type-only import of a concrete class is still a dependency on it."""
+    package = module.name if module.path.name == "__init__.py" else module.name.rpartition(".")[0]
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield target
+            # `from cronwarden import api` imports the module cronwarden.api
+            yield from (f"{target}.{alias.name}" for alias in node.names)
+
+
+def _part_of(target: str) -> str | None:
+    if target != "cronwarden" and not target.startswith("cronwarden."):
+        return None
+    parts = target.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+KNOWN_PARTS = {m.part for m in MODULES}
+
+
+def import_offenders(source: str, forbidden: set[str]) -> set[str]:
+    """ "importer -> imported" for each import from the part ``source`` into a part of
+    ``forbidden``."""
+    offenders = set()
+    for module in MODULES:
+        if module.part != source:
+            continue
+        for target in _imported(module):
+            part = _part_of(target)
+            if part in forbidden and part in KNOWN_PARTS:
+                offenders.add(f"{module.name} -> {_known_module(target)}")
+    return offenders
+
+
+def _known_module(target: str) -> str:
+    """The module an import names (``from x import Name`` also yields x.Name)."""
+    names = {m.name for m in MODULES}
+    while target not in names and "." in target:
+        target = target.rpartition(".")[0]
+    return target
+
+
+def _defs(kinds: tuple[type[ast.AST], ...]) -> Iterator[tuple[str, int]]:
+    for module in MODULES:
+        for node in ast.walk(module.tree):
+            if isinstance(node, kinds):
+                assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                yield f"{module.name}:{node.name}", lines
+
+
+def too_long(kinds: tuple[type[ast.AST], ...], limit: int) -> dict[str, int]:
+    return {name: lines for name, lines in _defs(kinds) if lines > limit}
+
+
+CLASSES = (ast.ClassDef,)
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+# -- what the rebuild is to bring about (issue 26); the offenders of today -------------
+
+RUNNERS_IMPORT_STORE = {
+    "cronwarden.runners.dispatch -> cronwarden.store.protocol",
+    "cronwarden.runners.dispatch -> cronwarden.store.resilience",
+}
+RUNNERS_IMPORT_SCHEDULER = {"cronwarden.runners.dispatch -> cronwarden.scheduler.policies"}
+SCHEDULER_IMPORTS_RUNNERS = {"cronwarden.scheduler.service -> cronwarden.runners.dispatch"}
+LONG_CLASSES = {
+    "cronwarden.daemon:Daemon",
+    "cronwarden.runners.dispatch:Dispatcher",
+    "cronwarden.scheduler.service:SchedulerService",
+    "cronwarden.store.runs:Store",
+}
+LONG_FUNCTIONS = {
+    "cronwarden.daemon:_services",
+    "cronwarden.runners.dispatch:fire_many",
+    "cronwarden.store.runs:list_runs",
+}
+
+# (importing part, forbidden parts, offenders of today)
+IMPORT_RULES_TO_COME = {
+    "scheduler-imports-no-runners": ("scheduler", {"runners"}, SCHEDULER_IMPORTS_RUNNERS),
+    "runners-import-no-store": ("runners", {"store"}, RUNNERS_IMPORT_STORE),
+    "runners-import-no-scheduler": ("runners", {"scheduler"}, RUNNERS_IMPORT_SCHEDULER),
+}
+
+# -- what holds today, locked in --------------------------------------------------------
+
+ABOVE_THE_CORE = {"api", "daemon", "cli", "fleet", "alerts", "__main__"}
+IMPORT_RULES_HELD = {
+    # The store is the bottom: it knows models, not who uses them.
+    "store-imports-no-user": ("store", {"scheduler", "runners", "retention", *ABOVE_THE_CORE}),
+    "scheduler-imports-no-store": ("scheduler", {"store", *ABOVE_THE_CORE}),
+    "runners-import-nothing-above": ("runners", ABOVE_THE_CORE),
+    # Run logs are written by runners and read by the API; they call on neither.
+    "runlog-imports-no-core": ("runlog", {"store", "scheduler", "runners", *ABOVE_THE_CORE}),
+    "alerts-import-no-runners-or-api": ("alerts", {"runners", "api", "daemon", "cli", "fleet"}),
+    # The model and config are read by every part; the model imports none of them,
+    # config only the scheduler's pure triggers and policies (to check schedules).
+    "model-imports-no-part": ("model", {"store", "scheduler", "runners", *ABOVE_THE_CORE}),
+    "config-imports-no-core": ("config", {"store", "runners", *ABOVE_THE_CORE}),
+    # Only the daemon wires the app; the CLI reads the OpenAPI routes to print them.
+    "api-imports-no-daemon-or-cli": ("api", {"daemon", "cli"}),
+}
+
+
+@pytest.mark.parametrize(("source", "forbidden"), IMPORT_RULES_HELD.values(), ids=IMPORT_RULES_HELD)
+def test_import_rules_that_hold(source: str, forbidden: set[str]) -> None:
+    assert source in KNOWN_PARTS, f"no part of cronwarden is named {source}"
+    offenders = import_offenders(source, forbidden)
+    assert not offenders, "forbidden imports:\n" + "\n".join(sorted(offenders))
+
+
+def test_only_the_daemon_and_the_cli_import_the_api() -> None:
+    importers = {
+        m.name
+        for m in MODULES
+        if m.part not in ("api", "daemon", "cli")
+        and any(_part_of(t) == "api" for t in _imported(m))
+    }
+    assert not importers, f"the API is imported by {sorted(importers)}"
+
+
+def test_the_api_imports_runners_only_for_types() -> None:
+    """Handlers ask the dispatcher through Services; no handler starts a process."""
+    for module in (m for m in MODULES if m.part == "api"):
+        for node in module.tree.body:  # module-level imports are the ones run at import
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert _part_of(node.module) != "runners", f"{module.name} imports {node.module}"
+
+
+def _reason(offenders: set[str]) -> str:
+    return "the run core rebuild (issue 26) removes: " + "; ".join(sorted(offenders))
+
+
+@pytest.mark.parametrize(
+    ("source", "forbidden", "known"),
+    [
+        pytest.param(
+            source,
+            forbidden,
+            known,
+            id=rule,
+            marks=pytest.mark.xfail(strict=True, reason=_reason(known)),
+        )
+        for rule, (source, forbidden, known) in IMPORT_RULES_TO_COME.items()
+    ],
+)
+def test_import_rules_to_come(source: str, forbidden: set[str], known: set[str]) -> None:
+    offenders = import_offenders(source, forbidden)
+    print("offenders:", *sorted(offenders), sep="\n  ")
+    assert not offenders
+
+
+@pytest.mark.parametrize(
+    ("source", "forbidden", "known"),
+    [(s, f, k) for s, f, k in IMPORT_RULES_TO_COME.values()],
+    ids=list(IMPORT_RULES_TO_COME),
+)
+def test_no_new_import_offenders(source: str, forbidden: set[str], known: set[str]) -> None:
+    new = import_offenders(source, forbidden) - known
+    assert not new, "new forbidden imports:\n" + "\n".join(sorted(new))
+
+
+@pytest.mark.xfail(strict=True, reason=_reason(LONG_CLASSES))
+def test_no_class_over_300_lines() -> None:
+    long = too_long(CLASSES, MAX_CLASS_LINES)
+    print("classes over", MAX_CLASS_LINES, "lines:", *sorted(long.items()), sep="\n  ")
+    assert not long
+
+
+@pytest.mark.xfail(strict=True, reason=_reason(LONG_FUNCTIONS))
+def test_no_function_over_60_lines() -> None:
+    long = too_long(FUNCTIONS, MAX_FUNCTION_LINES)
+    print("functions over", MAX_FUNCTION_LINES, "lines:", *sorted(long.items()), sep="\n  ")
+    assert not long
+
+
+def test_no_new_long_classes_or_functions() -> None:
+    new = set(too_long(CLASSES, MAX_CLASS_LINES)) - LONG_CLASSES
+    new |= set(too_long(FUNCTIONS, MAX_FUNCTION_LINES)) - LONG_FUNCTIONS
+    limits = f"over {MAX_CLASS_LINES} lines a class or {MAX_FUNCTION_LINES} a function"
+    assert not new, f"{limits}: " + ", ".join(sorted(new))
+
+
+def test_the_checks_read_the_package() -> None:
+    """A path or parse gone wrong would make every rule pass vacuously."""
+    names = {m.name for m in MODULES}
+    assert {"cronwarden.scheduler.service", "cronwarden.store.runs", "cronwarden.daemon"} <= names
+    assert len(import_offenders("daemon", {"store"})) > 0
+    assert too_long(FUNCTIONS, 1)
