@@ -39,6 +39,7 @@ from pydantic import (
 
 from cronwarden.control_env import is_control_variable
 from cronwarden.errors import ConfigError, ScheduleError
+from cronwarden.outcomes import FailureReason
 from cronwarden.packed import PackedModels
 from cronwarden.scheduler.policies import CatchUp
 from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
@@ -61,10 +62,10 @@ EventName = Literal[
     "task.recovered",
     "run.output",
 ]
-EndReasonName = Literal["failed", "timeout", "crashed", "log_overflow"]
 # task.recovered and run.output are opt-in: DESIGN.md's default list is what goes wrong.
 DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:-2]
-DEFAULT_RETRY_ON: tuple[EndReasonName, ...] = ("failed", "timeout", "crashed")
+# retry_on takes failures only (cronwarden/outcomes.py); log_overflow would print as much again.
+DEFAULT_RETRY_ON: tuple[FailureReason, ...] = ("failed", "timeout", "crashed")
 
 Duration = Annotated[
     timedelta,
@@ -340,7 +341,7 @@ class TaskSettings(_Frozen):
     retry_delay: NonNegDuration = timedelta(seconds=10)
     retry_backoff: Literal["constant", "linear", "exponential"] = "exponential"
     retry_max_delay: NonNegDuration = timedelta(minutes=5)
-    retry_on: tuple[EndReasonName, ...] = DEFAULT_RETRY_ON
+    retry_on: tuple[FailureReason, ...] = DEFAULT_RETRY_ON
     overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
     max_concurrent: int = Field(default=1, ge=1)
     queue_max: int = Field(default=100, ge=0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from cronwarden.config import EventName, TaskConfig
 from cronwarden.model import EndReason, Run
+from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.scheduler.policies import should_retry
 from cronwarden.timefmt import iso_z, iso_z_or_none
 from cronwarden.units import format_duration
@@ -25,9 +26,8 @@ _EVENT_OF_END: dict[str, EventName] = {
     EndReason.TIMEOUT: "run.timeout",
     EndReason.CRASHED: "run.crashed",
 }
-# Outcomes after which a success counts as a recovery (stopped, skipped and missed
-# say nothing about the task's health).
-FAILING = frozenset(_EVENT_OF_END)
+# Outcomes after which a success counts as a recovery: the failures (outcomes.py).
+FAILING = frozenset(FAILURE_END_REASONS)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator
@@ -61,11 +60,13 @@ from cronwarden.errors import (
 )
 from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cronwarden.model import Run, Status
+from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
 from cronwarden.scheduler.words import schedule_in_words
-from cronwarden.store.runs import RAN_TO_AN_OUTCOME, RunFilter
+from cronwarden.stats import summarize
+from cronwarden.store.runs import RunFilter
 from cronwarden.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -331,41 +332,25 @@ async def _known_task(request: web.Request) -> str:
 async def task_stats(request: web.Request) -> web.Response:
     task_name = await _known_task(request)
     query = StatsQuery.model_validate(_query(request))
-    tally = await _services(request).store.task_tally(task_name, query.since)
-    ended = {reason: n for (status, reason), n in tally.counts.items() if reason}
-    ran = sum(n for reason, n in ended.items() if reason in RAN_TO_AN_OUTCOME)
-    failures = [tally.last_end[r] for r in FAILURES if r in tally.last_end]
-    durations = sorted(tally.durations)
-    longest = (m for reason, m in tally.longest.items() if reason in RAN_TO_AN_OUTCOME)
+    summary = summarize(await _services(request).store.task_tally(task_name, query.since))
     return _json(
         TaskStats(
             task=task_name,
             since=iso_z_or_none(query.since),
-            runs=sum(tally.counts.values()),
-            active=sum(n for (status, _), n in tally.counts.items() if status != Status.ENDED),
-            by_end_reason=ended,
-            success_rate=round(ended.get("success", 0) / ran, 4) if ran else None,
+            runs=summary.runs,
+            active=summary.active,
+            by_end_reason=summary.by_end_reason,
+            success_rate=summary.success_rate,
             duration_ms=DurationStats(
-                p50=_percentile(durations, 0.50),
-                p95=_percentile(durations, 0.95),
-                max=max(longest, default=None),
-                sample=len(durations),
+                p50=summary.durations.p50,
+                p95=summary.durations.p95,
+                max=summary.durations.max,
+                sample=summary.durations.sample,
             ),
-            last_success_at=iso_z_or_none(tally.last_end.get("success")),
-            last_failure_at=iso_z_or_none(max(failures, default=None)),
+            last_success_at=iso_z_or_none(summary.last_success_at),
+            last_failure_at=iso_z_or_none(summary.last_failure_at),
         )
     )
-
-
-# Outcomes that count as the task failing (a stop is an operator's decision).
-FAILURES = ("failed", "timeout", "crashed", "log_overflow")
-
-
-def _percentile(ordered: list[int], q: float) -> int | None:
-    """Nearest rank: the smallest value with at least ``q`` of the values at or below."""
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Response:
@@ -497,6 +482,7 @@ async def info(request: web.Request) -> web.Response:
         retention=RetentionOut.of(services.retention.last),
         access=AccessOut(token=access.token, scope=access.scope),
         config_differs=services.fleet.config_differs,
+        failure_end_reasons=list(FAILURE_END_REASONS),
     )
     return _json(body)
 

@@ -20,6 +20,7 @@ from pydantic import (
 
 from cronwarden.config import TASK_NAME_RE
 from cronwarden.model import EndReason, Run, Status, Trigger, run_values
+from cronwarden.outcomes import FailureReason
 from cronwarden.text import printable
 from cronwarden.timefmt import iso_z_or_none
 
@@ -439,6 +440,11 @@ class InfoOut(BaseModel):
         default_factory=list,
         description="live nodes sharing this database whose task definitions differ from "
         "this node's (empty when they all agree, and on SQLite)",
+    )
+    failure_end_reasons: list[FailureReason] = Field(
+        description="the end reasons that count as a run failing: alerts, retry_on, the "
+        "stats' last_failure_at and the dashboard's colours go by them (a stop, a skip "
+        "and a missed fire are not failures)"
     )
 
 

@@ -28,6 +28,7 @@ from cronwarden.model import (
     UTCDateTime,
     utcnow,
 )
+from cronwarden.outcomes import RAN_TO_AN_OUTCOME as RAN_TO_AN_OUTCOME  # memory.py reads it here
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
@@ -59,8 +60,6 @@ class RunFilter:
     search: str | None = None  # in the task name, the error or the params
 
 
-# End reasons of runs whose process ran and came to an outcome (not skipped or missed).
-RAN_TO_AN_OUTCOME = ("success", "failed", "timeout", "stopped", "crashed", "log_overflow")
 DURATION_SAMPLE = 10_000
 
 

@@ -3,6 +3,7 @@
 
 import { api, onTokenNeeded, storeToken, storedToken } from "./api.js";
 import { clear, h } from "./dom.js";
+import { learnFailures } from "./fmt.js";
 import * as live from "./live.js";
 import { nodesPage } from "./nodes.js";
 import { runPage } from "./run.js";
@@ -98,7 +99,10 @@ function showLive(state) {
 }
 
 onTokenNeeded(askToken);
-session.ready = api("/api/info").then(showAccess);
+session.ready = api("/api/info").then((info) => {
+  learnFailures(info.failure_end_reasons);
+  showAccess(info);
+});
 live.start(showLive);
 window.addEventListener("hashchange", route);
 route().then(() => performance.mark("cronwarden:first-view"));

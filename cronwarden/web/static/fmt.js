@@ -87,10 +87,19 @@ export function outcomeKey(run) {
   return run.status === "ended" ? run.end_reason || "crashed" : run.status;
 }
 
+// Which end reasons count as failures is the daemon's to say (GET /api/info,
+// failure_end_reasons), as it is for its alerts and stats: the page keeps no list.
+const failures = new Set();
+
+export function learnFailures(reasons) {
+  failures.clear();
+  for (const reason of reasons ?? []) failures.add(reason);
+}
+
 export function outcome(run) {
   const key = outcomeKey(run);
   const [icon, word] = OUTCOMES[key] || ["?", key];
-  return { key, icon, word };
+  return { key, icon, word, failing: run.status === "ended" && failures.has(key) };
 }
 
 export const END_REASONS = Object.keys(OUTCOMES).filter((k) => !["pending", "running"].includes(k));

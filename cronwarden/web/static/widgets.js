@@ -15,8 +15,8 @@ export function allows(scope) {
 }
 
 export function badge(run) {
-  const { key, icon, word } = outcome(run);
-  return h("span", { class: `badge o-${key}` }, h("span", { "aria-hidden": "true" }, icon), ` ${word}`);
+  const { key, icon, word, failing } = outcome(run);
+  return h("span", { class: `badge o-${key}${failing ? " failing" : ""}` }, h("span", { "aria-hidden": "true" }, icon), ` ${word}`);
 }
 
 export function when(iso) {
@@ -36,11 +36,11 @@ export function strip(runs) {
     .slice(0, 30)
     .reverse()
     .map((run) => {
-      const { key, word } = outcome(run);
+      const { key, word, failing } = outcome(run);
       const label = `${word}, ${absolute(run.created_at)}${run.duration_ms !== null ? `, ${duration(run.duration_ms)}` : ""}`;
       return h(
         "a",
-        { class: `cell o-${key}`, href: `#/runs/${run.id}`, title: label, "aria-label": label },
+        { class: `cell o-${key}${failing ? " failing" : ""}`, href: `#/runs/${run.id}`, title: label, "aria-label": label },
         h("span", { class: "tip", "aria-hidden": "true" }, label),
       );
     });
