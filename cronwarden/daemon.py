@@ -11,9 +11,9 @@ import signal
 import socket
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 from aiohttp import web
@@ -31,16 +31,18 @@ from cronwarden.api.connections import (
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
 from cronwarden.clock import Clock, SystemClock
-from cronwarden.config import Config, load_config
+from cronwarden.config import Config, Listen, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.events import EventLog
 from cronwarden.fleet import Fleet
+from cronwarden.hub import Hub
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
-from cronwarden.model import Run, Status
+from cronwarden.model import Status
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
+from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.proc_events import ExitClock
@@ -134,7 +136,49 @@ def _use_pidfd_child_watcher() -> None:
             asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
+class SideTasks:
+    """Tasks beside the daemon's work (retention, the fleet's heartbeat, probes): one
+    that ends ends the daemon, loudly.  Stopping them is two steps: cancelled first,
+    so nothing new starts while runs get their grace, and awaited last, before the
+    store they use closes (a task cancelled inside a query still has its connection
+    to close; closing the engine under it left the process hung)."""
+
+    def __init__(self) -> None:
+        self.supervised: set[asyncio.Task[Any]] = set()
+        self._all: set[asyncio.Task[Any]] = set()
+
+    def start(self, work: Coroutine[Any, Any, Any], name: str, *, supervised: bool = True) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._all.add(task)
+        if supervised:
+            self.supervised.add(task)
+
+    def cancel(self) -> None:
+        for task in self._all:
+            task.cancel()
+
+    async def unwind(self) -> None:
+        if not self._all:
+            return
+        _, unwinding = await asyncio.wait(self._all, timeout=UNWIND_TIMEOUT)
+        for task in unwinding:
+            log.warning("daemon.task_did_not_stop", task=task.get_name())
+
+
 class Daemon:
+    """Start-up is a sequence of steps; each one that leaves something to undo enters
+    its teardown into one exit stack as it starts, so a failure at any step undoes
+    exactly what started, in reverse order.
+
+    Two ways out, told apart by whether start-up finished (``self._ready``):
+
+    * a normal stop (SIGTERM, or a side task died): the scheduler stops firing, runs
+      get their shutdown_timeout and are then stopped, every end is recorded;
+    * a failed start-up: the runs recovery adopted are let go (``Dispatcher.detach``):
+      their processes keep running, their rows stay ``running`` with their pid, nothing
+      is recorded or alerted, and the next start adopts them again.
+    """
+
     def __init__(self, config: Config, clock: Clock | None = None, task_umask: int = 0o022) -> None:
         self.live = LiveConfig(config)
         self.task_umask = task_umask
@@ -142,6 +186,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._ready: Services | None = None
+        # Run and task changes: the dispatcher (and pause/resume) publish, the metrics,
+        # alerts, events log and log feeds subscribe.
+        self.hub = Hub()
         self.exit_code = 0
 
     @property
@@ -149,196 +196,212 @@ class Daemon:
         return self.live.current
 
     async def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; returns the exit code (1 if a part failed)."""
-        daemon = self.config.daemon
-        node = daemon.node_name
+        """Serve until SIGTERM/SIGINT; returns the exit code (1 if a part failed).
+        A start-up failure raises, once what had started is undone."""
         self._install_signals()
-        with data_dir_lock(daemon.data_dir):
-            async with self._services(node) as services:
-                runner = web.AppRunner(
-                    create_app(services),
-                    access_log=None,
-                    handle_signals=False,
-                    # aiohttp answers lines over its parser limits itself, in text/plain;
-                    # these let them reach the app, which refuses them as problem+json.
-                    max_line_size=PARSER_LINE_LIMIT,
-                    max_field_size=PARSER_LINE_LIMIT,
-                    # From opening, or from the last answer, to a complete request head:
-                    # the header and idle timeout both (api/connections.py).
-                    keepalive_timeout=IDLE_TIMEOUT,
-                )
-                await runner.setup()
-                try:
-                    await self._listen(runner)  # a busy port fails here, before anything fires
-                    reboots = RebootLedger(daemon.data_dir, current_boot_id())
-                    await services.scheduler.start(self.config.tasks, reboots.claim)
-                    self._ready = services
-                    sd_notify("READY=1\n" + self._status_line(services))
-                    log.info(
-                        "daemon.ready",
-                        version=__version__,
-                        listen=str(daemon.listen),
-                        tasks=len(self.config.tasks),
-                        data_dir=str(daemon.data_dir),
-                        database=_redact(daemon.database_url),
-                    )
-                    await self._serve_until_stopped(services)
-                finally:
-                    await runner.cleanup()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                services, side = await self._start(stack)
+            except BaseException as exc:
+                log.error("daemon.start_failed", error=str(exc) or repr(exc))
+                raise
+            self._ready = services
+            sd_notify("READY=1\n" + self._status_line(services))
+            daemon = self.config.daemon
+            log.info(
+                "daemon.ready",
+                version=__version__,
+                listen=str(daemon.listen),
+                tasks=len(self.config.tasks),
+                data_dir=str(daemon.data_dir),
+                database=_redact(daemon.database_url),
+            )
+            await self._serve_until_stopped(services, side)
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
 
-    async def _serve_until_stopped(self, services: Services) -> None:
-        """Until SIGTERM/SIGINT, or until a side task dies (loudly: exit code 1); then
-        stop firing, give runs their grace, record it all."""
-        recorder = services.store.recorder.start()
-        side_tasks = {
-            recorder,
-            asyncio.create_task(services.retention.serve(), name="retention"),
-            asyncio.create_task(services.metrics.probe_loop_lag(), name="loop lag probe"),
-            asyncio.create_task(services.fleet.serve(), name="fleet"),
-        }
-        # Not a side task: it ends once the history has been read.
-        loading = asyncio.create_task(self._load_successes(services), name="last successes")
+    async def _start(self, stack: contextlib.AsyncExitStack) -> tuple[Services, SideTasks]:
+        """The start-up steps, in order; see the class docstring."""
+        daemon = self.config.daemon
+        stack.enter_context(data_dir_lock(daemon.data_dir))
+        # A busy port fails here, before any run is adopted (the port is bound for
+        # good later: one taken meanwhile is a failed start-up like any other).
+        check_port_free(daemon.listen)
+        store = await Store.open(open_engine(daemon.database_url))
+        stack.push_async_callback(store.close)  # last: the recorder flushes every end
+        side = SideTasks()
+        stack.push_async_callback(side.unwind)
+        exits = ExitClock()  # a run's end_at is the kernel's exit time where it can tell
+        exits.open()
+        stack.callback(exits.close)
+        # Before anything hashes a task: runs and the node's config_hash carry
+        # hashes keyed by the installation's key, never by a key of this life.
+        self.live.use_key(await store.installation_key())
+        services = self._build(store, exits)
+        runner = web.AppRunner(
+            create_app(services),
+            access_log=None,
+            handle_signals=False,
+            # aiohttp answers lines over its parser limits itself, in text/plain;
+            # these let them reach the app, which refuses them as problem+json.
+            max_line_size=PARSER_LINE_LIMIT,
+            max_field_size=PARSER_LINE_LIMIT,
+            # From opening, or from the last answer, to a complete request head:
+            # the header and idle timeout both (api/connections.py).
+            keepalive_timeout=IDLE_TIMEOUT,
+        )
+        await runner.setup()
+        # Torn down after the runs' grace: the API answers while runs are stopping.
+        stack.push_async_callback(runner.cleanup)
+        stack.callback(services.events.close)  # followers end before the server stops
+        stack.push_async_callback(services.alerts.close)  # after the runs' ends: theirs too
+        await services.fleet.join()
+        await stack.enter_async_context(self._carrying(services))
+        dispatcher = services.dispatcher
+        await services.alerts.start(
+            h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
+        )
+        await self._listen(runner)
+        stack.push_async_callback(_stop_firing, services.scheduler)
+        reboots = RebootLedger(daemon.data_dir, current_boot_id())
+        await services.scheduler.start(self.config.tasks, reboots.claim)
+        stack.callback(side.cancel)  # first: nothing new starts while runs stop
+        self._start_side_tasks(services, side)
+        return services, side
+
+    def _build(self, store: Store, exits: ExitClock) -> Services:
+        """Every service, made and wired (nothing here waits or touches the outside)."""
+        daemon = self.config.daemon
+        node = daemon.node_name
+        reserve = SpaceReserve(daemon.data_dir)
+        if not reserve.hold():
+            reserve.release(
+                f"data_dir has less than {2 * RESERVE_BYTES // 2**20} MiB free at start-up"
+            )
+        store.recorder.on_disk_full = reserve.release
+        hub = self.hub
+        feeds = LogFeeds()
+        events = EventLog(started_at=self.clock.now())
+        launcher = ProcessLauncher(
+            daemon.data_dir,
+            self.clock,
+            default_umask=self.task_umask,
+            path=daemon.path,
+            reserve=reserve,
+            feeds=feeds,
+            exits=exits if exits.active else None,
+        )
+        dispatcher = Dispatcher(
+            store,
+            self.live,
+            node=node,
+            launcher=launcher,
+            clock=self.clock,
+            on_change=hub.runs.publish,
+            places=FleetSlots(store.engine) if is_shared(store.engine) else None,
+        )
+        scheduler = SchedulerService(dispatcher, store, self.clock)
+        metrics = Metrics(
+            LiveState(
+                run_phases=dispatcher.phases,
+                tasks=lambda: len(self.live.tasks),
+                paused=lambda: scheduler.paused_count,
+            )
+        )
+        alerts = Alerts(
+            self.live,
+            store,
+            self.clock,
+            node=node,
+            base_url=base_url_of(daemon.listen.host, daemon.listen.port),
+            run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+            logs_dir=launcher.logs_dir,
+            on_outcome=lambda target, event, outcome: metrics.alerts.labels(
+                target, event, outcome
+            ).inc(),
+        )
+        _subscribe(hub, metrics, alerts, events, feeds)
+        started_at = self.clock.now()
+        fleet = Fleet(
+            NodeRegistry(store.engine),
+            self.live,
+            dispatcher,
+            scheduler,
+            started_at=started_at,
+            api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
+        )
+        services = Services(
+            live=self.live,
+            store=store,
+            dispatcher=dispatcher,
+            scheduler=scheduler,
+            logs_dir=launcher.logs_dir,
+            log_feeds=feeds,
+            events=events,
+            reserve=reserve,
+            retention=Retention(
+                store,
+                self.live,
+                launcher.logs_dir,
+                self.clock,
+                on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
+            ),
+            metrics=metrics,
+            alerts=alerts,
+            fleet=fleet,
+            started_at=started_at,
+            reload=lambda: self.reload(services),
+        )
+        fleet.on_reload = services.reload
+        return services
+
+    @contextlib.asynccontextmanager
+    async def _carrying(self, services: Services) -> AsyncIterator[None]:
+        """The runs a previous life left: recovered (adopted, resumed or ended), and on
+        the way out given their grace and recorded (a daemon that started) or let go
+        as they are (a start-up that failed: see the class docstring)."""
+        dispatcher = services.dispatcher
+        watcher: ExitWatcher | None = None
+        try:
+            taken_over = await services.fleet.registry.taken_over_runs(dispatcher.node)
+            watcher = await recover(dispatcher, taken_over)
+            yield
+        finally:
+            if self._ready is not None:
+                await dispatcher.shutdown(self.config.daemon.shutdown_timeout)
+            else:
+                await dispatcher.detach()
+            if watcher is not None:
+                watcher.close()
+
+    def _start_side_tasks(self, services: Services, side: SideTasks) -> None:
+        side.start(services.retention.serve(), "retention")
+        side.start(services.metrics.probe_loop_lag(), "loop lag probe")
+        side.start(services.fleet.serve(), "fleet")
+        # Not supervised: it ends once the history has been read.
+        side.start(self._load_successes(services), "last successes", supervised=False)
         interval = watchdog_interval()
         if interval is not None:
-            side_tasks.add(asyncio.create_task(watchdog_pings(interval), name="watchdog"))
+            side.start(watchdog_pings(interval), "watchdog")
         if notify_socket_set():
-            side_tasks.add(asyncio.create_task(self._report_status(services), name="status"))
+            side.start(self._report_status(services), "status")
+
+    async def _serve_until_stopped(self, services: Services, side: SideTasks) -> None:
+        """Until SIGTERM/SIGINT, or until a side task (or the recorder) dies: then
+        exit code 1.  The exit stack then stops what started."""
+        recorder = services.store.recorder.start()
         stop = asyncio.create_task(self._stop.wait(), name="stop signal")
-        done, _ = await asyncio.wait({stop, *side_tasks}, return_when=asyncio.FIRST_COMPLETED)
+        supervised = {recorder, *side.supervised}
+        done, _ = await asyncio.wait({stop, *supervised}, return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stop}:
             error = None if task.cancelled() else task.exception()
             log.critical("daemon.side_task_died", task=task.get_name(), error=repr(error))
             self.exit_code = 1
         stop.cancel()
+        await asyncio.gather(stop, return_exceptions=True)
         active = services.dispatcher.active_runs
         sd_notify(f"STOPPING=1\nSTATUS=Stopping: {active} runs get up to their shutdown_timeout")
         log.info("daemon.stopping")
-        stopped = {loading, *side_tasks} - {recorder}  # the recorder flushes the runs' ends
-        for task in stopped:
-            task.cancel()
-        services.scheduler.shutdown()
-        await services.scheduler.wait_inflight()
-        await services.dispatcher.shutdown(self.config.daemon.shutdown_timeout)
-        await services.alerts.close()  # after the runs' ends: their alerts go out too
-        services.events.close()
-        # Awaited before the store closes: a task cancelled inside a query still has its
-        # connection to close, and closing the engine under it (then cancelling it a
-        # second time on the way out) left the process hung after "daemon.stopped".
-        _, unwinding = await asyncio.wait(stopped, timeout=UNWIND_TIMEOUT)
-        for task in unwinding:
-            log.warning("daemon.task_did_not_stop", task=task.get_name())
-
-    @contextlib.asynccontextmanager
-    async def _services(self, node: str) -> AsyncIterator[Services]:
-        daemon = self.config.daemon
-        store = await Store.open(open_engine(daemon.database_url))
-        watcher = None
-        exits = ExitClock()  # a run's end_at is the kernel's exit time where it can tell
-        exits.open()
-        try:
-            # Before anything hashes a task: runs and the node's config_hash carry
-            # hashes keyed by the installation's key, never by a key of this life.
-            self.live.use_key(await store.installation_key())
-            reserve = SpaceReserve(daemon.data_dir)
-            if not reserve.hold():
-                reserve.release(
-                    f"data_dir has less than {2 * RESERVE_BYTES // 2**20} MiB free at start-up"
-                )
-            store.recorder.on_disk_full = reserve.release
-            feeds = LogFeeds()
-            events = EventLog(started_at=self.clock.now())
-
-            metrics = Metrics(
-                LiveState(
-                    run_phases=lambda: dispatcher.phases(),
-                    tasks=lambda: len(self.live.tasks),
-                    paused=lambda: scheduler.paused_count,
-                )
-            )
-
-            def changed(kind: str, run: Run) -> None:
-                metrics.observe(kind, run)
-                alerts.on_change(kind, run)
-                events.publish_run(kind, run)
-                if kind == "run.ended":
-                    feeds.finish(run.id)
-
-            launcher = ProcessLauncher(
-                daemon.data_dir,
-                self.clock,
-                default_umask=self.task_umask,
-                path=daemon.path,
-                reserve=reserve,
-                feeds=feeds,
-                exits=exits if exits.active else None,
-            )
-            dispatcher = Dispatcher(
-                store,
-                self.live,
-                node=node,
-                launcher=launcher,
-                clock=self.clock,
-                on_change=changed,
-                places=FleetSlots(store.engine) if is_shared(store.engine) else None,
-            )
-            alerts = Alerts(
-                self.live,
-                store,
-                self.clock,
-                node=node,
-                base_url=base_url_of(daemon.listen.host, daemon.listen.port),
-                run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
-                logs_dir=launcher.logs_dir,
-                on_outcome=lambda target, event, outcome: metrics.alerts.labels(
-                    target, event, outcome
-                ).inc(),
-            )
-            scheduler = SchedulerService(dispatcher, store, self.clock)
-            started_at = self.clock.now()
-            fleet = Fleet(
-                NodeRegistry(store.engine),
-                self.live,
-                dispatcher,
-                scheduler,
-                started_at=started_at,
-                api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
-            )
-            await fleet.join()
-            watcher = await recover(dispatcher, await fleet.registry.taken_over_runs(node))
-            await alerts.start(
-                h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
-            )
-            services = Services(
-                live=self.live,
-                store=store,
-                dispatcher=dispatcher,
-                scheduler=scheduler,
-                logs_dir=launcher.logs_dir,
-                log_feeds=feeds,
-                events=events,
-                reserve=reserve,
-                retention=Retention(
-                    store,
-                    self.live,
-                    launcher.logs_dir,
-                    self.clock,
-                    on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
-                ),
-                metrics=metrics,
-                alerts=alerts,
-                fleet=fleet,
-                started_at=started_at,
-                reload=lambda: self.reload(services),
-            )
-            fleet.on_reload = services.reload
-            yield services
-        finally:
-            if watcher is not None:
-                watcher.close()
-            exits.close()
-            await store.close()
 
     async def _listen(self, runner: web.AppRunner) -> None:
         listen = self.config.daemon.listen
@@ -405,7 +468,7 @@ class Daemon:
             services.alerts.reloaded()
             answer = {**dataclasses.asdict(changes), "restart_needed": restart_needed}
             log.info("config.reloaded", **answer)
-            services.events.publish("config.reloaded", None, answer)
+            self.hub.reloads.publish("config.reloaded", answer)
             return answer
 
     async def _reload_quietly(self, services: Services) -> None:
@@ -436,6 +499,48 @@ class Daemon:
             if line != sent:
                 sd_notify(line)
                 sent = line
+
+
+async def _stop_firing(scheduler: SchedulerService) -> None:
+    """No fire after this; claims in flight land (their runs then get their grace)."""
+    scheduler.shutdown()
+    await scheduler.wait_inflight()
+
+
+def _subscribe(
+    hub: Hub, metrics: Metrics, alerts: Alerts, events: EventLog, feeds: LogFeeds
+) -> None:
+    """Who is told of what changed, in this order."""
+    hub.runs.subscribe(metrics.observe)
+    hub.runs.subscribe(alerts.on_change)
+    hub.runs.subscribe(events.publish_run)
+    hub.runs.subscribe(lambda kind, run: feeds.finish(run.id) if kind == "run.ended" else None)
+    hub.tasks.subscribe(events.publish_task)
+    hub.reloads.subscribe(events.publish_reload)
+
+
+def check_port_free(listen: Listen) -> None:
+    """Raise OSError naming the address if something listens on the API's TCP port.
+
+    Bound with SO_REUSEADDR, as the server binds it: what a killed daemon's old
+    connections leave in TIME_WAIT does not count, a listener does."""
+    if listen.port is None:
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
 
 
 def _redact(url: str) -> str:

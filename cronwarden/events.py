@@ -71,6 +71,14 @@ class EventLog:
     def publish(self, kind: str, task: str | None, data: dict[str, Any]) -> None:
         self._append(kind, task, data)
 
+    def publish_task(self, kind: str, task: str) -> None:
+        """A task was paused or resumed (a subscriber of the hub's task changes)."""
+        self._append(kind, task, {"task": task})
+
+    def publish_reload(self, kind: str, answer: dict[str, Any]) -> None:
+        """The config was reloaded: what changed (a subscriber of the hub's reloads)."""
+        self._append(kind, None, answer)
+
     def _append(self, kind: str, task: str | None, said: dict[str, Any] | tuple[Any, ...]) -> None:
         self._events.append(Event(self._next_id, kind, task, said))
         self._next_id += 1

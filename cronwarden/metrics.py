@@ -113,7 +113,7 @@ class Metrics:
                 yield text if number == 0 else text.split(b"\n", 2)[2]  # no second heading
 
     def observe(self, kind: str, run: Run) -> None:
-        """A run changed (the dispatcher's on_change)."""
+        """A run changed (subscribed to the hub's run changes)."""
         if kind == "run.started" and run.triggered_by == Trigger.SCHEDULE:
             self._observe_lateness(run)
         if kind != "run.ended" or run.end_reason is None:

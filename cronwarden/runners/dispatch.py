@@ -54,6 +54,7 @@ from cronwarden.errors import (
     StoreUnavailable,
     TriggerRefused,
 )
+from cronwarden.hub import RunChange
 from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Run, Status, Trigger, new_run, update_run
 from cronwarden.runlog.model import LogSummary
@@ -89,7 +90,7 @@ class Dispatcher:
         node: str,
         launcher: Launcher,
         clock: Clock,
-        on_change: Callable[[str, Run], None] | None = None,
+        on_change: Callable[[RunChange, Run], None] | None = None,
         places: SharedPlaces | None = None,
     ) -> None:
         self.records = records
@@ -110,6 +111,7 @@ class Dispatcher:
         self._key_locks = _KeyedLocks()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._detached = False  # see detach()
         self._abandoned: set[str] = set()  # see abandon()
         self._spawns_this_turn = 0
         self._spawn_waiters: deque[asyncio.Future[None]] = deque()
@@ -451,6 +453,26 @@ class Dispatcher:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def detach(self) -> None:
+        """Let go of every run without ending any: the daemon failed to start after
+        recovery had adopted runs (a later step failed), and what it knows of them is
+        no outcome.  Processes go on running, rows stay as they are (running with their
+        pid, pending with their time), nothing is recorded, told or retried: the next
+        start adopts or resumes them.  Unlike ``shutdown``, no run is stopped."""
+        self._closing = True
+        self._detached = True
+        for handle in self.handles.values():
+            if handle.timer is not None:
+                handle.timer.cancel()
+                handle.timer = None
+        unfinished = [*self._live_jobs(), *self._background]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        log.info("dispatch.detached", runs_left=len(self.handles))
+        self.handles.clear()
+        self._slots.clear()
+
     # -- admission ----------------------------------------------------------------
 
     async def _admit_request(
@@ -535,7 +557,7 @@ class Dispatcher:
 
         return claim
 
-    def _changed(self, kind: str, run: Run) -> None:
+    def _changed(self, kind: RunChange, run: Run) -> None:
         if self.on_change is not None:
             self.on_change(kind, run)
 
@@ -780,6 +802,8 @@ class Dispatcher:
 
     async def _end(self, handle: RunHandle, event: RunEvent, ending: Ending) -> None:
         """Record the outcome (until it lands), then free the slot, then retry."""
+        if self._detached:  # the next daemon life adopts the run; nothing is known here
+            return
         handle.apply(event)  # synchronously: a second stop now finds the run ENDING
         run = handle.run
         if run.id in self._abandoned:  # its record belongs to the survivor that ended it

@@ -91,6 +91,7 @@ class Recorder:
             self._lane = Lane(engine, 1, "cronwarden-recorder")
         self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._closed = False  # see close()
         self.batches = 0  # commits made, for tests and benchmarks
         # Called when the database's disk is full (SQLite in data_dir): frees room.
         self.on_disk_full: Callable[[str], None] | None = None
@@ -108,7 +109,10 @@ class Recorder:
         return self._writer
 
     async def close(self) -> None:
-        """Let queued writes land, then stop the writer."""
+        """Let queued writes land, then stop the writer and await it.  A write asked for
+        afterwards fails (RecorderStopped) rather than start a writer that nothing
+        would await: the loop would end with it pending, its write lost."""
+        self._closed = True
         if self._writer is None:
             return
         drained = asyncio.ensure_future(self._queue.join())
@@ -144,7 +148,7 @@ class Recorder:
         await self._submit(_Discard(list(run_ids)))
 
     async def _submit(self, write: _Write) -> Any:
-        if self.start().done():
+        if self._closed or self.start().done():
             raise RecorderStopped("the recorder has stopped; nothing more can be recorded")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((write, future))
