@@ -3,7 +3,9 @@ pydantic's public API, and each read means the same: a new model equal to the on
 
 from __future__ import annotations
 
+import gc
 import tomllib
+import weakref
 from pathlib import Path
 
 import pytest
@@ -81,24 +83,37 @@ def test_equal_values_are_one_object_and_mutable_ones_never_shared(tmp_path: Pat
     assert plain.env == {} and plain.env is not same.env
     plain.env["LEAK"] = "1"  # a model is frozen, its dict is not: nothing else sees it
     assert same.env == {} and tasks["same"].env == {}
-    full = tasks["full"]
-    full.env["LEAK"] = "1"
-    assert "LEAK" not in tasks["full"].env  # nor does the next read of the same task
+    tasks["full"].env["LEAK"] = "1"  # and once nothing holds that model,
+    gc.collect()
+    assert tasks["full"].env == {"A": "1", "B": "two"}  # the next one has its own
 
 
-def test_every_read_is_a_new_model_equal_to_the_one_added(tmp_path: Path) -> None:
-    """One access path, one meaning: indexing, get, values and items all build anew, so
-    walking every task keeps nothing and no caller can rely on two reads being one."""
+def test_a_model_is_the_same_object_while_held_and_nothing_is_kept_after(
+    tmp_path: Path,
+) -> None:
+    """One access path, one meaning: indexing, get, values and items all give the model
+    added, the same object while anything holds it (what it worked out stays with it),
+    and walking every task keeps none of them."""
     _, tasks = tasks_of(tmp_path)
     plain = tasks["plain"]
-    assert plain.trigger is not None  # worked out on this model, and stays with it alone
-    again = tasks["plain"]
-    assert again is not plain and again == plain and "trigger" not in vars(again)
-    assert tasks.get("plain") == plain and dict(tasks.items())["plain"] == plain
+    assert plain.trigger is not None  # worked out once, on the model held
+    assert tasks["plain"] is plain and tasks.get("plain") is plain
+    assert dict(tasks.items())["plain"] is plain
     assert [t.name for t in tasks.values()] == ["plain", "same", "full"]
-    assert tasks.peek("plain") == plain  # the old name, the same meaning
+    assert tasks.peek("plain") is plain  # the old name, the same meaning
+    full = weakref.ref(tasks["full"])
+    gc.collect()
+    assert full() is None  # nothing holds it: the table did not keep it
+    del plain
+    gc.collect()
+    again = tasks["plain"]
+    assert "trigger" not in vars(again) and again == validated_plain(tmp_path)
     with pytest.raises(ValidationError, match="frozen"):
         again.retries = 9  # type: ignore[misc]
+
+
+def validated_plain(tmp_path: Path) -> TaskConfig:
+    return tasks_of(tmp_path)[0]["plain"]
 
 
 def test_models_are_built_through_the_public_api() -> None:
@@ -133,6 +148,13 @@ def test_only_the_models_of_its_class_keyed_by_their_own_name(tmp_path: Path) ->
 
     with pytest.raises(TypeError, match="expected TaskConfig, got Other"):
         table.add("x", Other(name="x"))  # type: ignore[arg-type]
+
+    class Slotted(BaseModel):
+        __slots__ = ()
+        name: str
+
+    with pytest.raises(TypeError, match='leave out "__weakref__"'):
+        PackedModels(Slotted)
 
 
 def test_equal_values_of_other_types_keep_their_own_type() -> None:
