@@ -34,7 +34,10 @@ def get(url: str) -> Any:
 
 
 def post(url: str) -> Any:
-    request = urllib.request.Request(url, data=b"", method="POST")
+    # JSON, as the daemon asks of a POST (an empty form body would be refused: 415).
+    request = urllib.request.Request(
+        url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
