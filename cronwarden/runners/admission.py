@@ -109,6 +109,11 @@ class TaskSlots:
             return False
         return True
 
+    def seat(self, run_id: str) -> None:
+        """A run a previous daemon life started (adopted): it holds a slot, whatever
+        the limit says now."""
+        self.holders[run_id] = False
+
     def mark_stopping(self, run_id: str) -> None:
         if run_id in self.holders:
             self.holders[run_id] = True

@@ -18,25 +18,49 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 import structlog
 
 from cronwarden.model import EndReason, Run, Status, is_reserved_fire
 from cronwarden.runners.adoption import ExitWatcher
-from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
 
 log = structlog.get_logger("cronwarden.recovery")
 
 
-async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> ExitWatcher | None:
-    """Settle every unfinished run of this node; returns the watcher adopted runs use.
+class Recovering(Protocol):
+    """What recovery asks of the dispatcher (see runners/takeover.py)."""
+
+    def is_configured(self, task_name: str) -> bool: ...
+
+    def resume_pending(self, run: Run) -> None: ...
+
+    def adopt(self, run: Run, process: AdoptedProcess) -> None: ...
+
+    async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None: ...
+
+    def stop_leftover(self, run: Run, process: AdoptedProcess) -> None: ...
+
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None: ...
+
+
+async def recover(
+    dispatcher: Recovering,
+    runs: Sequence[Run],
+    *,
+    now: datetime,
+    taken_over: Sequence[Run] = (),
+) -> ExitWatcher | None:
+    """Settle ``runs``, this node's unfinished runs as the store has them; returns the
+    watcher adopted runs use.  ``now``: reserved fires whose instant is later are
+    deleted; ``taken_over``: this node's runs a survivor ended (see the module doc).
 
     The exit watcher opens before any liveness check, and every live pid is watched
     before the first await: the watcher only hears exits while the loop runs, so no
     exit can fall between "is it alive?" and "tell me when it ends".
     """
-    runs = await dispatcher.records.unfinished_runs(dispatcher.node)
     leftovers = [r for r in taken_over if _same_process(r, ended=True) is not None]
     watcher = None
     if leftovers or any(r.status == Status.RUNNING and r.pid for r in runs):
@@ -47,7 +71,6 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
     adopted: list[tuple[Run, AdoptedProcess]] = []
     orphans: list[Run] = []
     not_come: list[Run] = []
-    now = dispatcher.clock.now()
     for run in runs:  # no await in this loop
         if is_reserved_fire(run):
             assert run.not_before is not None
@@ -56,7 +79,7 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
         if (
             run.status == Status.PENDING
             and run.not_before is not None
-            and run.task_name in dispatcher.config.tasks
+            and dispatcher.is_configured(run.task_name)
         ):
             log.info(
                 "run.resumed",
@@ -78,7 +101,7 @@ async def recover(dispatcher: Dispatcher, taken_over: Sequence[Run] = ()) -> Exi
         dispatcher.adopt(run, process)
     if not_come:
         log.info("fire.reservations_discarded", runs=len(not_come))
-        await dispatcher.records.discard_reserved([run.id for run in not_come])
+        await dispatcher.discard_reserved([run.id for run in not_come])
     for run in orphans:
         await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
     return watcher

@@ -1,17 +1,18 @@
-"""Pure policy decisions: retries, overlap, catch-up.  No clock, no I/O."""
+"""Pure policy decisions: catch-up and jitter (retries: cronwarden/retry_policy.py).
+No clock, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
+# The retry rule lives in a module both the scheduler and the runners may import.
+from cronwarden.retry_policy import should_retry
+
+__all__ = ["CatchUp", "catch_up_fires", "jitter_offset", "should_retry"]
+
 CatchUp = Literal["skip", "latest", "all"]  # what a task does with fires it missed
-
-
-def should_retry(end_reason: str, *, attempt: int, retries: int, retry_on: Collection[str]) -> bool:
-    """``retries`` counts extra attempts, so attempt N may retry while N <= retries."""
-    return attempt <= retries and end_reason in retry_on
 
 
 def catch_up_fires(

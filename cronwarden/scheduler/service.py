@@ -28,11 +28,11 @@ import structlog
 
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
-from cronwarden.errors import ShuttingDown, StoreUnavailable
+from cronwarden.errors import ShuttingDown, StoreUnavailable, TaskNotFound
 from cronwarden.model import Run, TaskState, Trigger
-from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
+from cronwarden.scheduler.ports import Dispatch
 from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 
@@ -111,7 +111,7 @@ class _Reservation:
 
 
 class SchedulerService:
-    def __init__(self, dispatcher: Dispatcher, state: TaskStateStore, clock: Clock) -> None:
+    def __init__(self, dispatcher: Dispatch, state: TaskStateStore, clock: Clock) -> None:
         self.dispatcher = dispatcher
         self.state = state
         self.clock = clock
@@ -200,13 +200,13 @@ class SchedulerService:
     # -- pause / resume --------------------------------------------------------------
 
     async def pause(self, task_name: str) -> None:
-        self.dispatcher.config.task(task_name)
+        self._require(task_name)
         await self.state.save_task_state(task_name, paused=True)
         self.follow_pause(task_name, paused=True)
 
     async def resume(self, task_name: str) -> None:
         """Resume without catching up: fires during a pause were asked not to happen."""
-        self.dispatcher.config.task(task_name)
+        self._require(task_name)
         await self.state.save_task_state(task_name, paused=False)
         self.follow_pause(task_name, paused=False)
 
@@ -372,7 +372,7 @@ class SchedulerService:
         if run is None:
             return
         try:
-            await self.dispatcher.records.discard_reserved([run.id])
+            await self.dispatcher.discard_reserved([run.id])
         except Exception as exc:  # the row is left pending; a restart settles it
             log.warning("fire.reservation_left", task=task_name, run_id=run.id, error=str(exc))
 
@@ -474,7 +474,7 @@ class SchedulerService:
                 if fresh:
                     await self._start(fresh)
                 else:  # an empty write: it lands once the store takes writes again
-                    await self.dispatcher.records.discard_reserved([])
+                    await self.dispatcher.discard_reserved([])
             except StoreUnavailable as exc:
                 self._last_outage, failed = str(exc), True
                 continue
@@ -497,10 +497,14 @@ class SchedulerService:
             f"({self._last_outage or 'unavailable'})"
         )
         for task_name, missed in by_task.items():
-            if task_name not in self.dispatcher.config.tasks:
+            if not self.dispatcher.is_configured(task_name):
                 continue
             log.warning("fire.missed", task=task_name, missed=len(missed), why="store unavailable")
             self._spawn(self.dispatcher.record_missed(task_name, missed, more=0, why=why))
+
+    def _require(self, task_name: str) -> None:
+        if not self.dispatcher.is_configured(task_name):
+            raise TaskNotFound(f"no task is named {task_name!r}")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

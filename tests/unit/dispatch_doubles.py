@@ -14,12 +14,14 @@ from typing import Any
 from cronwarden.config import Config, TaskConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
+from cronwarden.ports import SharedPlaces
 from cronwarden.runlog.model import LogSummary
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.execute import RunControl, StartedCallback
-from cronwarden.runners.launch import NO_LOG, Ending
+from cronwarden.runners.launch import NO_LOG, Ending, Launcher
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.process import AdoptedProcess
+from cronwarden.runners.rows import NewRuns
 from cronwarden.store.memory import MemoryStore
 
 T0 = datetime(2031, 1, 6, 9, 0, tzinfo=UTC)
@@ -136,13 +138,32 @@ class Rig:
     launcher: FakeLauncher
     clock: FakeClock
     live: LiveConfig
+    new_run: NewRuns  # rows as the dispatcher makes them, for runs a test plants
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (kind, run id) told
 
 
-def rig(tasks: str) -> Rig:
-    store, launcher, clock = RecordingStore(), FakeLauncher(), FakeClock()
+def rig(
+    tasks: str,
+    *,
+    places: SharedPlaces | None = None,
+    launcher: Callable[[FakeClock], Launcher] | None = None,
+) -> Rig:
+    """The real Dispatcher on the in-memory store and the fake clock; ``launcher``
+    makes a real one instead of the fake (given the clock), ``places`` stands for
+    other nodes sharing the database."""
+    store, fake, clock = RecordingStore(), FakeLauncher(), FakeClock()
     live = LiveConfig(config(tasks))
-    dispatcher = Dispatcher(store, live, node="n1", launcher=launcher, clock=clock)
-    return Rig(dispatcher, store, launcher, clock, live)
+    changes: list[tuple[str, str]] = []
+    dispatcher = Dispatcher(
+        store,
+        live,
+        node="n1",
+        launcher=launcher(clock) if launcher is not None else fake,
+        clock=clock,
+        places=places,
+        on_change=lambda kind, run: changes.append((kind, run.id)),
+    )
+    return Rig(dispatcher, store, fake, clock, live, NewRuns(live, clock, "n1"), changes)
 
 
 async def settle(rounds: int = 30) -> None:

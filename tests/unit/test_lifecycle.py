@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from dispatch_doubles import T0, Rig, config, rig, settle  # type: ignore[import-not-found]
 
+from cronwarden.durable import persist
 from cronwarden.errors import (
     Conflict,
     GaveUp,
@@ -21,7 +22,6 @@ from cronwarden.live_config import ConfigChanges
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runners.admission import Policy, TaskSlots, Verdict
 from cronwarden.runners.lifecycle import TERMINAL, RunEvent, RunState, legal_events, transition
-from cronwarden.store.resilience import persist
 
 S = timedelta(seconds=1)
 
@@ -233,8 +233,7 @@ class OtherNodes:
 
 
 async def test_skip_counts_the_runs_of_other_nodes_on_a_shared_database() -> None:
-    r = rig(RETRY_SKIP)
-    r.dispatcher.places = OtherNodes(held=1)
+    r = rig(RETRY_SKIP, places=OtherNodes(held=1))
     fired = await r.dispatcher.fire("job", T0)
     assert fired is not None and fired.end_reason == EndReason.SKIPPED
     assert "1 of them on other nodes" in (fired.error or "")
@@ -245,9 +244,8 @@ async def test_skip_counts_the_runs_of_other_nodes_on_a_shared_database() -> Non
 
 @pytest.mark.parametrize("overlap", ["queue", "terminate"])
 async def test_a_run_waits_for_a_place_held_on_another_node(overlap: str) -> None:
-    r = rig(RETRY_SKIP.replace('overlap = "skip"', f'overlap = "{overlap}"'))
     others = OtherNodes(held=1)
-    r.dispatcher.places = others
+    r = rig(RETRY_SKIP.replace('overlap = "skip"', f'overlap = "{overlap}"'), places=others)
     run, _ = await r.dispatcher.trigger("job")
     await settle()
     assert r.launcher.running() == [] and r.store.runs[run.id].status == Status.PENDING
@@ -259,8 +257,7 @@ async def test_a_run_waits_for_a_place_held_on_another_node(overlap: str) -> Non
 
 
 async def test_a_run_waiting_for_a_place_elsewhere_can_be_stopped() -> None:
-    r = rig(RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"'))
-    r.dispatcher.places = OtherNodes(held=1)
+    r = rig(RETRY_SKIP.replace('overlap = "skip"', 'overlap = "queue"'), places=OtherNodes(held=1))
     run, _ = await r.dispatcher.trigger("job")
     await settle()
     await r.dispatcher.stop(run.id)
@@ -286,7 +283,7 @@ async def test_a_recovered_pending_run_goes_through_admission() -> None:
     r = rig(RETRY_SKIP)
     holder, _ = await r.dispatcher.trigger("job")
     await settle()
-    left = r.dispatcher._new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
+    left = r.new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
     left.not_before = T0 + 5 * S
     await r.store.claim([left])
     r.dispatcher.resume_pending(left)

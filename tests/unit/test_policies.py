@@ -7,12 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cronwarden.backoff import backoff_delay
+from cronwarden.retry_policy import should_retry
 from cronwarden.scheduler.catchup import missed_fires
-from cronwarden.scheduler.policies import (
-    catch_up_fires,
-    jitter_offset,
-    should_retry,
-)
+from cronwarden.scheduler.policies import catch_up_fires, jitter_offset
 from cronwarden.scheduler.triggers import parse_schedule
 
 S = timedelta(seconds=1)

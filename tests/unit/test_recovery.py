@@ -12,7 +12,8 @@ from pathlib import Path
 
 from dispatch_doubles import Rig, rig, settle  # type: ignore[import-not-found]
 
-from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.process import proc_stat
 from cronwarden.runners.recovery import recover
@@ -22,7 +23,7 @@ TASK = '[tasks.job]\ncommand = "true"\nretries = 1\nretry_delay = "5s"\nretry_on
 
 def left_running(r: Rig, pid: int, proc_started: int | None):  # type: ignore[no-untyped-def]
     """A run row as a daemon that died would have left it."""
-    run = r.dispatcher._new_run(r.live.task("job"), Trigger.API)
+    run = r.new_run(r.live.task("job"), Trigger.API)
     run.status, run.pid, run.start_at, run.proc_started = (
         Status.RUNNING,
         pid,
@@ -33,9 +34,14 @@ def left_running(r: Rig, pid: int, proc_started: int | None):  # type: ignore[no
     return run
 
 
-def with_real_launcher(r: Rig, tmp_path: Path) -> Rig:
-    r.dispatcher.launcher = ProcessLauncher(tmp_path, r.clock)
-    return r
+def with_real_launcher(tasks: str, tmp_path: Path) -> Rig:
+    return rig(tasks, launcher=lambda clock: ProcessLauncher(tmp_path, clock))
+
+
+async def recovered(r: Rig, taken_over: tuple[Run, ...] = ()) -> ExitWatcher | None:
+    """Start-up recovery as the daemon runs it, on what the store holds."""
+    runs = await r.store.unfinished_runs("n1")
+    return await recover(r.dispatcher, runs, now=r.clock.now(), taken_over=taken_over)
 
 
 def zombie(code: int) -> subprocess.Popen[bytes]:
@@ -54,12 +60,12 @@ def gone() -> tuple[int, int]:
 
 
 async def test_a_zombie_left_behind_reports_its_real_exit_status(tmp_path: Path) -> None:
-    r = with_real_launcher(rig(TASK), tmp_path)
+    r = with_real_launcher(TASK, tmp_path)
     child = zombie(3)
     stat = proc_stat(child.pid)
     assert stat is not None and stat.is_zombie
     run = left_running(r, child.pid, stat.start_ticks)
-    watcher = await recover(r.dispatcher)
+    watcher = await recovered(r)
     try:
         for _ in range(200):
             await settle()
@@ -75,10 +81,10 @@ async def test_a_zombie_left_behind_reports_its_real_exit_status(tmp_path: Path)
 
 
 async def test_a_process_that_is_gone_ends_crashed_and_retries(tmp_path: Path) -> None:
-    r = with_real_launcher(rig(TASK), tmp_path)
+    r = with_real_launcher(TASK, tmp_path)
     pid, ticks = gone()  # as if init had reaped it while no daemon was up
     run = left_running(r, pid, ticks)
-    await recover(r.dispatcher)
+    await recovered(r)
     await settle()
     ended = r.store.runs[run.id]
     assert ended.end_reason == EndReason.CRASHED and "was gone" in (ended.error or "")
@@ -89,10 +95,10 @@ async def test_a_process_that_is_gone_ends_crashed_and_retries(tmp_path: Path) -
 
 async def test_a_waiting_retry_waits_again_then_runs() -> None:
     r = rig(TASK)
-    left = r.dispatcher._new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
+    left = r.new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
     left.not_before = r.clock.at + timedelta(seconds=5)
     r.store.runs[left.id] = left.model_copy(deep=True)
-    await recover(r.dispatcher)
+    await recovered(r)
     await settle()
     assert r.launcher.started == []
 
@@ -107,9 +113,7 @@ async def test_a_waiting_retry_waits_again_then_runs() -> None:
 def reserved_fire(r: Rig, instant_in: timedelta):  # type: ignore[no-untyped-def]
     """A scheduled fire's row as the scheduler commits it ahead of its instant."""
     instant = r.clock.at + instant_in
-    run = r.dispatcher._new_run(
-        r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant, created_at=instant
-    )
+    run = r.new_run(r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant, created_at=instant)
     run.not_before = instant
     r.store.runs[run.id] = run.model_copy(deep=True)
     return run
@@ -118,7 +122,7 @@ def reserved_fire(r: Rig, instant_in: timedelta):  # type: ignore[no-untyped-def
 async def test_a_fire_reserved_for_an_instant_still_ahead_is_deleted_not_run() -> None:
     r = rig(TASK)
     run = reserved_fire(r, timedelta(milliseconds=200))
-    await recover(r.dispatcher)
+    await recovered(r)
     await settle()
     assert run.id not in r.store.runs  # the scheduler times this fire again
     r.clock.advance(timedelta(seconds=1))
@@ -129,7 +133,7 @@ async def test_a_fire_reserved_for_an_instant_still_ahead_is_deleted_not_run() -
 async def test_a_fire_reserved_for_an_instant_that_came_ends_crashed_and_retries() -> None:
     r = rig(TASK)
     run = reserved_fire(r, timedelta(milliseconds=-200))  # the daemon died around it
-    await recover(r.dispatcher)
+    await recovered(r)
     await settle()
     ended = r.store.runs[run.id]
     assert ended.status == Status.ENDED and ended.end_reason == EndReason.CRASHED

@@ -1,4 +1,5 @@
-"""The scheduler service with a fake clock and an in-memory dispatcher: reload and pause."""
+"""The scheduler service with a fake clock and a fake dispatcher (the scheduler's port,
+scheduler/ports.py): reload and pause."""
 
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ class FakeDispatcher:
     fired: list[tuple[str, datetime, Trigger]] = field(default_factory=list)
     missed: list[tuple[str, list[datetime], int]] = field(default_factory=list)
 
-    @property
-    def config(self) -> FakeDispatcher:
-        return self
+    def is_configured(self, name: str) -> bool:
+        return name in self.tasks
+
+    async def discard_reserved(self, run_ids: list[str]) -> None:
+        pass
 
     async def reserve(self, fires: list[tuple[str, datetime, datetime]]) -> dict[str, Any]:
         return {}  # nothing reserved: each fire is claimed at its instant
@@ -55,9 +58,6 @@ class FakeDispatcher:
 
     async def record_missed(self, name: str, fires: list[datetime], *, more: int, why: str) -> None:
         self.missed.append((name, fires, more))
-
-    def task(self, name: str) -> TaskConfig:
-        return self.tasks[name]
 
 
 def tasks(text: str) -> dict[str, TaskConfig]:
@@ -232,10 +232,6 @@ class FlakyDispatcher(FakeDispatcher):
 
     down: bool = False
     claims: list[list[tuple[str, datetime, Trigger]]] = field(default_factory=list)
-
-    @property
-    def records(self) -> FlakyDispatcher:
-        return self
 
     async def discard_reserved(self, run_ids: list[str]) -> None:
         if self.down:

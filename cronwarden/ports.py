@@ -1,0 +1,91 @@
+"""The narrow seams between cronwarden's core and its database, as protocols.
+
+They live outside ``store/`` so that the run core (``runners/``) and the scheduler can
+depend on what they need of the database without importing the package that knows
+SQL: ``Store`` (SQL, group-committed) and ``MemoryStore`` (a test double) implement
+``RunRecords``; ``FleetSlots`` (store/slots.py) implements ``SharedPlaces``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from cronwarden.model import Run
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """An Idempotency-Key a request wants; one created before ``expired_before`` is free."""
+
+    task_name: str
+    key: str
+    fingerprint: str  # of the request body: a repeat must ask for the same thing
+    created_at: datetime
+    expired_before: datetime
+
+
+@dataclass(frozen=True)
+class KeyedRun:
+    """The run an Idempotency-Key belongs to, and the fingerprint of its request
+    ("" when unknown: keys recorded before fingerprints existed)."""
+
+    run: Run
+    fingerprint: str
+
+
+class RunRecords(Protocol):
+    async def claim(self, runs: Sequence[Run]) -> set[str]:
+        """Commit new runs; returns the ids committed.  A run whose fire (task_name,
+        scheduled_for, attempt) already has a row is left out: another node or an
+        earlier life claimed it, and it must not run twice.  Unless that row is this
+        node's reservation of a fire, not started: the new row replaces it."""
+        ...
+
+    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+        """Commit ``run`` together with ``key``, unless an unexpired earlier request
+        holds the key; returns the id of the run that owns the key."""
+        ...
+
+    async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
+        """The run an Idempotency-Key taken since ``since`` belongs to."""
+        ...
+
+    async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
+        """Durably set fields of a run (raises StoreUnavailable: nothing was written)."""
+        ...
+
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None:
+        """Delete the rows of fires reserved ahead of their instants that will not
+        happen (still pending; a row that went on is kept)."""
+        ...
+
+    async def get_run(self, run_id: str) -> Run:
+        """Raises RunNotFound."""
+        ...
+
+    async def unfinished_runs(self, node: str) -> list[Run]:
+        """This node's runs still pending or running (left by a previous life)."""
+        ...
+
+
+class SharedPlaces(Protocol):
+    """A task's places under max_concurrent across the nodes sharing a database (see
+    store/slots.py); absent when a daemon is alone."""
+
+    async def take(self, task_name: str, run_id: str, limit: int) -> bool: ...
+
+    async def ask_oldest_to_stop(self, task_name: str) -> str | None: ...
+
+    async def announce_freed(self, task_name: str) -> None: ...
+
+    async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]: ...
+
+
+class InstallationKeys(Protocol):
+    async def installation_key(self) -> bytes:
+        """The installation's key for task hashes (see task_hash.py): made once, by the
+        first daemon on the database, and the same for every node sharing it."""
+        ...

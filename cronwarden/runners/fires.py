@@ -1,0 +1,216 @@
+"""Scheduled fires: rows reserved ahead of their instants, fires due together admitted
+and claimed in one write, fires that did not run recorded as missed.
+
+* a timed fire: its pending row committed ahead of its instant (``reserve``), then at
+  the instant admission and the process (``fire_many`` with ``reserved``);
+* an untimed or late fire: admission, then the pending row is committed, then the
+  process.
+
+A fire another node or an earlier life claimed is left out; a fire refused by overlap
+is recorded as an ended/skipped run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from cronwarden.clock import Clock
+from cronwarden.config import TaskConfig
+from cronwarden.durable import persist
+from cronwarden.live_config import LiveConfig
+from cronwarden.model import EndReason, Run, Status, Trigger, update_run
+from cronwarden.ports import RunRecords
+from cronwarden.runners.admission import Verdict
+from cronwarden.runners.endings import set_ended, skipped
+from cronwarden.runners.gate import Gate
+from cronwarden.runners.life import Changed, Lives
+from cronwarden.runners.lifecycle import RunHandle
+from cronwarden.runners.outcome import Outcome
+from cronwarden.runners.rows import NewRuns
+
+log = structlog.get_logger("cronwarden.dispatch")
+
+Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
+
+
+@dataclass
+class _Batch:
+    """Fires due together, on their way to one write."""
+
+    admitted: list[RunHandle] = field(default_factory=list)
+    rows: list[Run] = field(default_factory=list)  # to insert
+    ours: list[Run] = field(default_factory=list)  # reserved by this node
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # to reserved rows
+    gone: list[str] = field(default_factory=list)  # reserved rows of removed tasks
+
+
+class Fires:
+    def __init__(
+        self,
+        *,
+        records: RunRecords,
+        config: LiveConfig,
+        clock: Clock,
+        new_run: NewRuns,
+        gate: Gate,
+        lives: Lives,
+        changed: Changed,
+    ) -> None:
+        self._records = records
+        self._config = config
+        self._clock = clock
+        self._new_run = new_run
+        self._gate = gate
+        self._lives = lives
+        self._changed = changed
+
+    async def reserve(
+        self, fires: Sequence[tuple[str, datetime, datetime]]
+    ) -> dict[str, Run | None]:
+        """Commit the rows of scheduled fires ahead of their instants (task, nominal
+        fire time, instant); per task, the run reserved, or None when another node
+        reserved the fire first.  A reserved row is pending with ``not_before`` = the
+        instant, and its ``created_at`` is the instant too: that is when the run comes
+        into being for whoever reads it.  Admission waits for the instant (fire_many)."""
+        runs: dict[str, Run] = {}
+        for task_name, scheduled_for, instant in fires:
+            task = self._config.tasks.get(task_name)
+            if task is not None:
+                runs[task_name] = self._new_run(
+                    task, Trigger.SCHEDULE, scheduled_for=scheduled_for, created_at=instant
+                )
+                update_run(runs[task_name], {"not_before": instant})
+        claimed = await self._records.claim(list(runs.values())) if runs else set()
+        return {name: run if run.id in claimed else None for name, run in runs.items()}
+
+    async def fire_many(
+        self,
+        fires: Sequence[Fire],
+        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
+    ) -> list[Run]:
+        """Fires due together: each goes through admission, then all are claimed in one
+        write; returns the runs this node claimed.  Fires of tasks no longer configured
+        are dropped.  ``reserved``: fires whose rows ``reserve`` committed already
+        (None: another node's); those need no write before they start."""
+        batch = _Batch()
+        elsewhere = await self._gate.elsewhere([name for name, _, _ in fires])
+        for task_name, scheduled_for, trigger in fires:
+            row = self._row_of(batch, task_name, scheduled_for, trigger, reserved or {})
+            if row is not None:
+                self._admit(batch, *row, elsewhere.get(task_name, 0))
+        try:
+            claimed = await self._claim(batch)
+        except BaseException:
+            for handle in batch.admitted:
+                self._lives.lose(handle)
+            raise
+        for handle in batch.admitted:
+            if handle.id in claimed:
+                self._lives.claimed(handle)
+            else:
+                self._lives.lose(handle)
+        for run in batch.rows + batch.ours:
+            if run.id not in claimed:
+                _log_already_claimed(run.task_name, run.scheduled_for, run.attempt)
+            elif run.status == Status.ENDED:  # skipped by overlap
+                log.info("run.skipped", task=run.task_name, run_id=run.id, reason=run.error)
+                self.created_ended(run)
+        return [run for run in batch.rows + batch.ours if run.id in claimed]
+
+    async def record_missed(
+        self, task_name: str, fires: list[datetime], *, more: int, why: str
+    ) -> None:
+        """Record fires that did not run as ended runs with end_reason ``missed``; the
+        newest one says how many older ones of the same gap are not listed."""
+        task = self._config.task(task_name)
+        runs = []
+        for i, fire in enumerate(fires):
+            run = self._new_run(task, Trigger.SCHEDULE, scheduled_for=fire)
+            error = f"missed: {why}"
+            if more and i == len(fires) - 1:
+                error += f"; {more} earlier fire{'s' if more != 1 else ''} of this gap "
+                error += "were missed too and are not listed"
+            set_ended(run, Outcome(EndReason.MISSED, error=error))
+            runs.append(run)
+        if runs:
+            claimed = await persist(
+                f"recording missed fires of {task_name}", lambda: self._records.claim(runs)
+            )
+            for run in runs:
+                if run.id in claimed:
+                    self.created_ended(run)
+
+    def created_ended(self, run: Run) -> None:
+        """A run recorded already ended (skipped, missed): both of its changes at once."""
+        self._changed("run.created", run)
+        self._changed("run.ended", run)
+
+    def _row_of(
+        self,
+        batch: _Batch,
+        task_name: str,
+        scheduled_for: datetime,
+        trigger: Trigger,
+        reserved: Mapping[tuple[str, datetime], Run | None],
+    ) -> tuple[Run, TaskConfig] | None:
+        """The fire's row (and task): its reservation brought up to date, or a new one;
+        None when the fire does not happen here."""
+        task = self._config.tasks.get(task_name)
+        if (task_name, scheduled_for) not in reserved:
+            if task is None:
+                return None
+            run = self._new_run(task, trigger, scheduled_for=scheduled_for)
+            batch.rows.append(run)
+            return run, task
+        mine = reserved[(task_name, scheduled_for)]
+        if mine is None:
+            _log_already_claimed(task_name, scheduled_for, 1)
+            return None
+        if task is None:
+            batch.gone.append(mine.id)
+            return None
+        batch.ours.append(mine)
+        batch.changes[mine.id] = _brought_up_to_date(mine, self._config.task_hash(task), trigger)
+        return mine, task
+
+    def _admit(self, batch: _Batch, run: Run, task: TaskConfig, elsewhere: int) -> None:
+        handle = RunHandle(run, task)
+        verdict = self._lives.admit(handle, elsewhere)
+        if verdict in (Verdict.START, Verdict.QUEUE):
+            batch.admitted.append(handle)
+            return
+        if run.id in batch.changes:  # reserved: the row is there, it ends now
+            ended = set_ended(run, skipped(task, verdict, elsewhere), now=self._clock.now())
+            batch.changes[run.id].update(ended)
+        else:
+            set_ended(run, skipped(task, verdict, elsewhere))
+
+    async def _claim(self, batch: _Batch) -> set[str]:
+        """One commit for the whole batch (the recorder groups what is queued together)."""
+        claimed = {run.id for run in batch.ours}
+        if batch.rows:
+            claimed |= await self._records.claim(batch.rows)
+        await asyncio.gather(
+            *(self._records.record(i, v) for i, v in batch.changes.items() if v),
+            *([self._records.discard_reserved(batch.gone)] if batch.gone else []),
+        )
+        return claimed
+
+
+def _brought_up_to_date(run: Run, task_hash: str, trigger: Trigger) -> dict[str, Any]:
+    """What changed for a reserved run by its instant: the task was reloaded, or the
+    wake came too late for a plain fire (a catch-up run)."""
+    values = {"task_hash": task_hash, "triggered_by": trigger}
+    changed = {name: value for name, value in values.items() if getattr(run, name) != value}
+    update_run(run, changed)
+    return changed
+
+
+def _log_already_claimed(task_name: str, scheduled_for: datetime | None, attempt: int) -> None:
+    log.info("fire.already_claimed", task=task_name, scheduled_for=scheduled_for, attempt=attempt)

@@ -1,0 +1,196 @@
+"""Runs started on request (API, CLI): the api_trigger and params checks, the
+Idempotency-Key, and admission before the row is committed.
+
+Refusals raise and record nothing.  With an Idempotency-Key, a repeat within
+IDEMPOTENCY_TTL gets the run the first request made, even while requests race (one
+lock per key in this daemon, the store's unique key across nodes); the same key with
+other params raises IdempotencyMismatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from cronwarden.clock import Clock
+from cronwarden.config import TaskConfig
+from cronwarden.errors import Conflict, IdempotencyMismatch, InvalidParams, TriggerRefused
+from cronwarden.live_config import LiveConfig
+from cronwarden.model import Run, Trigger
+from cronwarden.ports import KeyClaim, KeyedRun, RunRecords
+from cronwarden.runners.admission import Verdict
+from cronwarden.runners.endings import refusal
+from cronwarden.runners.gate import Gate
+from cronwarden.runners.life import Lives
+from cronwarden.runners.lifecycle import RunHandle
+from cronwarden.runners.rows import NewRuns
+from cronwarden.text import printable
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class Requests:
+    def __init__(
+        self,
+        *,
+        records: RunRecords,
+        config: LiveConfig,
+        clock: Clock,
+        new_run: NewRuns,
+        gate: Gate,
+        lives: Lives,
+        refuse_if_closing: Callable[[], None],
+    ) -> None:
+        self._records = records
+        self._config = config
+        self._clock = clock
+        self._new_run = new_run
+        self._gate = gate
+        self._lives = lives
+        self._refuse_if_closing = refuse_if_closing
+        self._key_locks = _KeyedLocks()
+
+    async def trigger(
+        self,
+        task_name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[Run, bool]:
+        """An on-request run: (the run, whether this request created it)."""
+        task = self._triggerable(task_name)
+        checked = check_params(task, params or {})
+        self._refuse_if_closing()
+        if idempotency_key is None:
+            run = self._new_run(task, Trigger.API, params=checked)
+            await self._admit(task, run, self._claim_plain(run))
+            return run, True
+        fingerprint = _fingerprint(checked)
+        async with self._key_locks.hold((task.name, idempotency_key)):
+            since = self._clock.now() - IDEMPOTENCY_TTL
+            earlier = await self._records.find_key(task.name, idempotency_key, since)
+            if earlier is not None:
+                return _same_request(earlier, fingerprint, idempotency_key), False
+            run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
+            claim = KeyClaim(task.name, idempotency_key, fingerprint, run.created_at, since)
+            if await self._admit(task, run, self._claim_keyed(run, claim)):
+                return run, True
+            earlier = await self._records.find_key(task.name, idempotency_key, since)
+            if earlier is None:  # the other request's key expired meanwhile: rare, say so
+                raise Conflict("the Idempotency-Key changed hands during the request; retry")
+            return _same_request(earlier, fingerprint, idempotency_key), False
+
+    async def rerun(self, run_id: str) -> Run:
+        """A new run of the same task with the same params, as an API trigger would
+        start it (api_trigger, params and admission are checked against the task as
+        configured now); it records which run it repeats."""
+        earlier = await self._records.get_run(run_id)
+        task = self._triggerable(earlier.task_name)
+        checked = check_params(task, earlier.params)
+        self._refuse_if_closing()
+        run = self._new_run(task, Trigger.API, params=checked, rerun_of=earlier.id)
+        await self._admit(task, run, self._claim_plain(run))
+        return run
+
+    def _triggerable(self, task_name: str) -> TaskConfig:
+        task = self._config.task(task_name)
+        if not task.api_trigger:
+            raise TriggerRefused(f"task {task_name!r} has api_trigger = false")
+        return task
+
+    async def _admit(
+        self, task: TaskConfig, run: Run, claim: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Admission, then the durable claim.  A refusal raises (409) and records
+        nothing; False when the claim was not ours (the key was taken)."""
+        elsewhere = (await self._gate.elsewhere([task.name])).get(task.name, 0)
+        handle = RunHandle(run, task)
+        verdict = self._lives.admit(handle, elsewhere)
+        if verdict in (Verdict.SKIP, Verdict.REFUSE):
+            raise TriggerRefused(refusal(task, verdict, elsewhere))
+        try:
+            committed = await claim()
+        except BaseException:
+            self._lives.lose(handle)
+            raise
+        if not committed:
+            self._lives.lose(handle)
+            return False
+        self._lives.claimed(handle)
+        return True
+
+    def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
+        async def claim() -> bool:
+            return run.id in await self._records.claim([run])
+
+        return claim
+
+    def _claim_keyed(self, run: Run, key: KeyClaim) -> Callable[[], Awaitable[bool]]:
+        async def claim() -> bool:
+            return await self._records.claim_keyed(run, key) == run.id
+
+        return claim
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key while anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
+    """Only declared names, only string values: params never reach a shell string."""
+    errors = []
+    for name, value in params.items():
+        shown = printable(name)
+        if name not in task.params:
+            allowed = ", ".join(task.params) or "none (the task declares no params)"
+            errors.append(
+                {"name": shown, "reason": f"not declared by the task; allowed: {allowed}"}
+            )
+        elif not isinstance(value, str):
+            errors.append({"name": shown, "reason": "value must be a string"})
+        elif "\0" in value:
+            errors.append({"name": shown, "reason": "value must not contain a NUL character"})
+        elif printable(value) != value:
+            errors.append(
+                {"name": shown, "reason": "value must be Unicode text (it has a lone surrogate)"}
+            )
+    if errors:
+        raise InvalidParams(f"invalid params for task {task.name!r}", errors)
+    return dict(params)
+
+
+def _fingerprint(params: Mapping[str, str]) -> str:
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _same_request(earlier: KeyedRun, fingerprint: str, key: str) -> Run:
+    """The earlier run, if the repeat asks for the same thing ("" = unknown: accept)."""
+    if earlier.fingerprint and earlier.fingerprint != fingerprint:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {key!r} was already used for task {earlier.run.task_name!r} "
+            f"with other params (run {earlier.run.id}); use a new key for a new request"
+        )
+    return earlier.run

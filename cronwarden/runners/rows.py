@@ -1,0 +1,50 @@
+"""New run rows, as every start path makes them: pending, stamped with this node, the
+clock's now and the hash of the definition they run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import uuid6
+
+from cronwarden.clock import Clock
+from cronwarden.config import TaskConfig
+from cronwarden.live_config import LiveConfig
+from cronwarden.model import Run, Status, Trigger, new_run
+
+
+class NewRuns:
+    def __init__(self, config: LiveConfig, clock: Clock, node: str) -> None:
+        self._config = config
+        self._clock = clock
+        self._node = node
+
+    def __call__(
+        self,
+        task: TaskConfig,
+        trigger: Trigger,
+        *,
+        scheduled_for: datetime | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        attempt: int = 1,
+        retry_of: str | None = None,
+        rerun_of: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Run:
+        return new_run(
+            id=str(uuid6.uuid7()),
+            task_name=task.name,
+            status=Status.PENDING,
+            triggered_by=trigger,
+            scheduled_for=scheduled_for,
+            created_at=created_at or self._clock.now(),
+            attempt=attempt,
+            retry_of=retry_of,
+            rerun_of=rerun_of,
+            params=dict(params or {}),
+            idempotency_key=idempotency_key,
+            node=self._node,
+            task_hash=self._config.task_hash(task),
+        )

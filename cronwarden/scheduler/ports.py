@@ -1,0 +1,50 @@
+"""What the scheduler needs of the rest of cronwarden, as protocols: it times fires and
+hands them on; whoever starts runs (the dispatcher, or a test double) implements
+``Dispatch``.  The scheduler imports no runner and no store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from cronwarden.model import Run, Trigger
+
+# (task, nominal fire time, how it was triggered)
+Fire = tuple[str, datetime, Trigger]
+
+
+class Dispatch(Protocol):
+    def is_configured(self, task_name: str) -> bool:
+        """Whether the current config has a task of that name."""
+        ...
+
+    async def reserve(
+        self, fires: Sequence[tuple[str, datetime, datetime]]
+    ) -> dict[str, Run | None]:
+        """Commit the rows of fires ahead of their instants (task, nominal fire time,
+        instant); per task, the run reserved, or None when another node reserved it.
+        Raises ShuttingDown, StoreUnavailable."""
+        ...
+
+    async def fire_many(
+        self,
+        fires: Sequence[Fire],
+        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
+    ) -> list[Run]:
+        """Admit and claim fires due together (one write), then start them; returns the
+        runs this node claimed.  ``reserved``: the rows ``reserve`` committed (None:
+        another node's).  Raises ShuttingDown, StoreUnavailable (nothing claimed)."""
+        ...
+
+    async def record_missed(
+        self, task_name: str, fires: list[datetime], *, more: int, why: str
+    ) -> None:
+        """Record fires that did not run as missed runs (waits out an outage)."""
+        ...
+
+    async def discard_reserved(self, run_ids: Sequence[str]) -> None:
+        """Delete the rows of reserved fires that will not happen (an empty list is an
+        empty write: it lands once the store takes writes again).  Raises
+        StoreUnavailable."""
+        ...
