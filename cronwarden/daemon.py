@@ -39,7 +39,6 @@ from cronwarden.hub import Hub
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
-from cronwarden.model import Status
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
@@ -258,9 +257,7 @@ class Daemon:
         await services.fleet.join()
         await stack.enter_async_context(self._carrying(services))
         dispatcher = services.dispatcher
-        await services.alerts.start(
-            h.run for h in dispatcher.handles.values() if h.run.status == Status.RUNNING
-        )
+        await services.alerts.start(dispatcher.running_runs())
         await self._listen(runner)
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
@@ -327,6 +324,7 @@ class Daemon:
             self.live,
             dispatcher,
             scheduler,
+            node=node,
             started_at=started_at,
             api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
         )
@@ -363,8 +361,12 @@ class Daemon:
         dispatcher = services.dispatcher
         watcher: ExitWatcher | None = None
         try:
-            taken_over = await services.fleet.registry.taken_over_runs(dispatcher.node)
-            watcher = await recover(dispatcher, taken_over)
+            node = services.fleet.node
+            taken_over = await services.fleet.registry.taken_over_runs(node)
+            unfinished = await services.store.unfinished_runs(node)
+            watcher = await recover(
+                dispatcher, unfinished, now=self.clock.now(), taken_over=taken_over
+            )
             yield
         finally:
             if self._ready is not None:

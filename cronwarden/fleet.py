@@ -54,6 +54,7 @@ class Fleet:
         dispatcher: Dispatcher,
         scheduler: SchedulerService,
         *,
+        node: str | None = None,
         started_at: datetime,
         api_url: str | None,
     ) -> None:
@@ -61,7 +62,8 @@ class Fleet:
         self.live = live
         self.dispatcher = dispatcher
         self.scheduler = scheduler
-        self.node = dispatcher.node
+        # The daemon names the node; without a name, the one its dispatcher stamps runs with.
+        self.node = node if node is not None else dispatcher.node
         self.started_at = started_at
         self.api_url = api_url
         self.epoch: int | None = None
@@ -122,7 +124,7 @@ class Fleet:
     async def _rejoin(self) -> int:
         """A survivor took this node over while its beats did not land: the runs it
         ended or moved are not this node's any more."""
-        carried = list(self.dispatcher.handles)
+        carried = self.dispatcher.carried_ids()
         lost = await self.registry.lost_among(self.node, carried)
         log.critical(
             "node.was_taken_over",

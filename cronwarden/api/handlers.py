@@ -225,7 +225,7 @@ async def get_task(request: web.Request) -> web.Response:
     last = (await services.store.last_runs([task.name])).get(task.name)
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
-        fires = upcoming(task.trigger, task.zone, services.dispatcher.clock.now(), count)
+        fires = upcoming(task.trigger, task.zone, services.scheduler.clock.now(), count)
         out.next = [FireOut.model_validate(f.as_json()) for f in fires]
     elif count:
         out.next = []
@@ -270,20 +270,20 @@ async def _wait_for_end(services: Services, run_id: str, seconds: float) -> Run:
     """The run as recorded once it ends, or as it is when ``seconds`` have passed.
 
     A run this daemon carries is not read back at its end: its feed ends only once the
-    end is recorded, and the dispatcher's run then holds what was written (two reads
+    end is recorded, and the dispatcher's view of the run then holds what was written (two reads
     less per triggered run, a seventh of the daemon's CPU under sustained triggers).
     """
-    handle = services.dispatcher.handles.get(run_id)
+    carried = services.dispatcher.run_view(run_id)
     with services.log_feeds.follow(run_id) as feed:  # before reading: no end is missed
-        run = handle.run if handle is not None else await services.store.get_run(run_id)
-        if run.status == Status.ENDED and (handle is None or feed.ended):
+        run = carried.snapshot() if carried is not None else await services.store.get_run(run_id)
+        if run.status == Status.ENDED and (carried is None or feed.ended):
             return run
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while not feed.ended:
                     await feed.wait_past(feed.version)
-        if handle is not None and feed.ended:
-            return handle.run
+        if carried is not None and feed.ended:
+            return carried.snapshot()
     return await services.store.get_run(run_id)
 
 
@@ -469,10 +469,10 @@ async def resume_task(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     services = _services(request)
     access: Access = request[ACCESS]
-    now = services.dispatcher.clock.now()
+    now = services.scheduler.clock.now()
     body = InfoOut(
         version=__version__,
-        node=services.dispatcher.node,
+        node=services.fleet.node,
         started_at=iso_z_or_none(services.started_at),
         uptime_s=round((now - services.started_at).total_seconds(), 3),
         config_path=str(services.live.current.path),
@@ -509,7 +509,7 @@ async def nodes(request: web.Request) -> web.Response:
             version=n.version,
             pid=n.pid,
             api_url=n.api_url,
-            this_node=n.name == services.dispatcher.node,
+            this_node=n.name == services.fleet.node,
         )
         for n in seen
     ]

@@ -29,14 +29,14 @@ async def relay_if_elsewhere(
     if index_path(services.logs_dir, run_id).exists():
         return None
     run = await services.store.get_run(run_id)
-    if run.node == services.dispatcher.node:
+    if run.node == services.fleet.node:
         return None
     api_url = await services.fleet.registry.api_url_of(run.node)
     where = f"the log of run {run_id} lives on node {run.node}"
     if api_url is None:
         raise Conflict(f"{where}, which has no TCP API address to ask (it listens on a socket)")
     headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
-    headers[RELAYED] = services.dispatcher.node
+    headers[RELAYED] = services.fleet.node
     async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
         try:
             upstream = await session.get(api_url + request.rel_url.path_qs, headers=headers)
