@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from cronwarden.model import Run, Status
-from cronwarden.runners.lifecycle import LIVE, WAITING, RunHandle
+from cronwarden.runners.lifecycle import LIVE, WAITING, RunHandle, RunState
 
 log = structlog.get_logger("cronwarden.dispatch")
 
@@ -26,6 +26,11 @@ class RunView:
 
     def snapshot(self) -> Run:
         return self._handle.run.model_copy()
+
+    @property
+    def state(self) -> RunState:
+        """Where the run is in its life (see lifecycle.py)."""
+        return self._handle.state
 
 
 class Carried:

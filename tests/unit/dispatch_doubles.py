@@ -147,11 +147,13 @@ def rig(
     *,
     places: SharedPlaces | None = None,
     launcher: Callable[[FakeClock], Launcher] | None = None,
+    store: RecordingStore | None = None,
 ) -> Rig:
     """The real Dispatcher on the in-memory store and the fake clock; ``launcher``
     makes a real one instead of the fake (given the clock), ``places`` stands for
     other nodes sharing the database."""
-    store, fake, clock = RecordingStore(), FakeLauncher(), FakeClock()
+    store = store if store is not None else RecordingStore()
+    fake, clock = FakeLauncher(), FakeClock()
     live = LiveConfig(config(tasks))
     changes: list[tuple[str, str]] = []
     dispatcher = Dispatcher(
