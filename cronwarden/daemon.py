@@ -12,6 +12,7 @@ import socket
 import sys
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -205,7 +206,7 @@ class Daemon:
                 log.error("daemon.start_failed", error=str(exc) or repr(exc))
                 raise
             self._ready = services
-            sd_notify("READY=1\n" + self._status_line(services))
+            sd_notify("READY=1\n" + _status_line(services))
             daemon = self.config.daemon
             log.info(
                 "daemon.ready",
@@ -237,18 +238,7 @@ class Daemon:
         # hashes keyed by the installation's key, never by a key of this life.
         self.live.use_key(await store.installation_key())
         services = self._build(store, exits)
-        runner = web.AppRunner(
-            create_app(services),
-            access_log=None,
-            handle_signals=False,
-            # aiohttp answers lines over its parser limits itself, in text/plain;
-            # these let them reach the app, which refuses them as problem+json.
-            max_line_size=PARSER_LINE_LIMIT,
-            max_field_size=PARSER_LINE_LIMIT,
-            # From opening, or from the last answer, to a complete request head:
-            # the header and idle timeout both (api/connections.py).
-            keepalive_timeout=IDLE_TIMEOUT,
-        )
+        runner = _http_runner(services)
         await runner.setup()
         # Torn down after the runs' grace: the API answers while runs are stopping.
         stack.push_async_callback(runner.cleanup)
@@ -258,7 +248,7 @@ class Daemon:
         await stack.enter_async_context(self._carrying(services))
         dispatcher = services.dispatcher
         await services.alerts.start(dispatcher.running_runs())
-        await self._listen(runner)
+        await serve_api(runner, daemon.listen)
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
         await services.scheduler.start(self.config.tasks, reboots.claim)
@@ -269,16 +259,9 @@ class Daemon:
     def _build(self, store: Store, exits: ExitClock) -> Services:
         """Every service, made and wired (nothing here waits or touches the outside)."""
         daemon = self.config.daemon
-        node = daemon.node_name
-        reserve = SpaceReserve(daemon.data_dir)
-        if not reserve.hold():
-            reserve.release(
-                f"data_dir has less than {2 * RESERVE_BYTES // 2**20} MiB free at start-up"
-            )
+        reserve = _hold_reserve(daemon.data_dir)
         store.recorder.on_disk_full = reserve.release
-        hub = self.hub
         feeds = LogFeeds()
-        events = EventLog(started_at=self.clock.now())
         launcher = ProcessLauncher(
             daemon.data_dir,
             self.clock,
@@ -291,10 +274,10 @@ class Daemon:
         dispatcher = Dispatcher(
             store,
             self.live,
-            node=node,
+            node=daemon.node_name,
             launcher=launcher,
             clock=self.clock,
-            on_change=hub.runs.publish,
+            on_change=self.hub.runs.publish,
             places=FleetSlots(store.engine) if is_shared(store.engine) else None,
         )
         scheduler = SchedulerService(dispatcher, store, self.clock)
@@ -305,29 +288,10 @@ class Daemon:
                 paused=lambda: scheduler.paused_count,
             )
         )
-        alerts = Alerts(
-            self.live,
-            store,
-            self.clock,
-            node=node,
-            base_url=base_url_of(daemon.listen.host, daemon.listen.port),
-            run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
-            logs_dir=launcher.logs_dir,
-            on_outcome=lambda target, event, outcome: metrics.alerts.labels(
-                target, event, outcome
-            ).inc(),
-        )
-        _subscribe(hub, metrics, alerts, events, feeds)
+        alerts = self._alerts(store, launcher.logs_dir, metrics)
+        events = EventLog(started_at=self.clock.now())
+        _subscribe(self.hub, metrics, alerts, events, feeds)
         started_at = self.clock.now()
-        fleet = Fleet(
-            NodeRegistry(store.engine),
-            self.live,
-            dispatcher,
-            scheduler,
-            node=node,
-            started_at=started_at,
-            api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
-        )
         services = Services(
             live=self.live,
             store=store,
@@ -346,12 +310,45 @@ class Daemon:
             ),
             metrics=metrics,
             alerts=alerts,
-            fleet=fleet,
+            fleet=self._fleet(store, dispatcher, scheduler, started_at),
             started_at=started_at,
             reload=lambda: self.reload(services),
         )
-        fleet.on_reload = services.reload
+        services.fleet.on_reload = services.reload
         return services
+
+    def _alerts(self, store: Store, logs_dir: Path, metrics: Metrics) -> Alerts:
+        listen = self.config.daemon.listen
+        return Alerts(
+            self.live,
+            store,
+            self.clock,
+            node=self.config.daemon.node_name,
+            base_url=base_url_of(listen.host, listen.port),
+            run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+            logs_dir=logs_dir,
+            on_outcome=lambda target, event, outcome: metrics.alerts.labels(
+                target, event, outcome
+            ).inc(),
+        )
+
+    def _fleet(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        scheduler: SchedulerService,
+        started_at: datetime,
+    ) -> Fleet:
+        listen = self.config.daemon.listen
+        return Fleet(
+            NodeRegistry(store.engine),
+            self.live,
+            dispatcher,
+            scheduler,
+            node=self.config.daemon.node_name,
+            started_at=started_at,
+            api_url=base_url_of(advertised_host(listen.host), listen.port),
+        )
 
     @contextlib.asynccontextmanager
     async def _carrying(self, services: Services) -> AsyncIterator[None]:
@@ -386,7 +383,7 @@ class Daemon:
         if interval is not None:
             side.start(watchdog_pings(interval), "watchdog")
         if notify_socket_set():
-            side.start(self._report_status(services), "status")
+            side.start(_report_status(services), "status")
 
     async def _serve_until_stopped(self, services: Services, side: SideTasks) -> None:
         """Until SIGTERM/SIGINT, or until a side task (or the recorder) dies: then
@@ -404,29 +401,6 @@ class Daemon:
         active = services.dispatcher.active_runs
         sd_notify(f"STOPPING=1\nSTATUS=Stopping: {active} runs get up to their shutdown_timeout")
         log.info("daemon.stopping")
-
-    async def _listen(self, runner: web.AppRunner) -> None:
-        listen = self.config.daemon.listen
-        fd_limit = soft_fd_limit()
-        site = GatedSite(runner, listen, ConnectionGate(connection_cap(fd_limit)))
-        if listen.unix_path is not None:
-            listen.unix_path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                listen.unix_path.unlink()
-            old_umask = os.umask(0o177)  # the socket is 0600: only its owner may talk to it
-            try:
-                await site.start()
-            finally:
-                os.umask(old_umask)
-        else:
-            await site.start()
-        log.info(
-            "api.listening",
-            listen=str(listen),
-            max_connections=site.gate.cap,
-            fd_limit=fd_limit,
-            idle_timeout_s=IDLE_TIMEOUT,
-        )
 
     def _install_signals(self) -> None:
         """First thing at start-up: SIGHUP's default action would end the process, so a
@@ -486,21 +460,69 @@ class Daemon:
             except StoreUnavailable:
                 await asyncio.sleep(5)
 
-    def _status_line(self, services: Services) -> str:
-        tasks = len(self.live.tasks)
-        paused = services.scheduler.paused_count
-        active = services.dispatcher.active_runs
-        return f"STATUS={tasks} tasks ({paused} paused), {active} runs active"
 
-    async def _report_status(self, services: Services) -> None:
-        """systemctl status shows a STATUS= line; it is sent when it changes."""
-        sent = self._status_line(services)
-        while True:
-            await asyncio.sleep(STATUS_EVERY)
-            line = self._status_line(services)
-            if line != sent:
-                sd_notify(line)
-                sent = line
+def _status_line(services: Services) -> str:
+    tasks = len(services.live.tasks)
+    paused = services.scheduler.paused_count
+    active = services.dispatcher.active_runs
+    return f"STATUS={tasks} tasks ({paused} paused), {active} runs active"
+
+
+async def _report_status(services: Services) -> None:
+    """systemctl status shows a STATUS= line; it is sent when it changes."""
+    sent = _status_line(services)
+    while True:
+        await asyncio.sleep(STATUS_EVERY)
+        line = _status_line(services)
+        if line != sent:
+            sd_notify(line)
+            sent = line
+
+
+async def serve_api(runner: web.AppRunner, listen: Listen) -> None:
+    """Bind the API's address and serve it (a unix socket is made private)."""
+    fd_limit = soft_fd_limit()
+    site = GatedSite(runner, listen, ConnectionGate(connection_cap(fd_limit)))
+    if listen.unix_path is not None:
+        listen.unix_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            listen.unix_path.unlink()
+        old_umask = os.umask(0o177)  # the socket is 0600: only its owner may talk to it
+        try:
+            await site.start()
+        finally:
+            os.umask(old_umask)
+    else:
+        await site.start()
+    log.info(
+        "api.listening",
+        listen=str(listen),
+        max_connections=site.gate.cap,
+        fd_limit=fd_limit,
+        idle_timeout_s=IDLE_TIMEOUT,
+    )
+
+
+def _hold_reserve(data_dir: Path) -> SpaceReserve:
+    reserve = SpaceReserve(data_dir)
+    if not reserve.hold():
+        reserve.release(f"data_dir has less than {2 * RESERVE_BYTES // 2**20} MiB free at start-up")
+    return reserve
+
+
+def _http_runner(services: Services) -> web.AppRunner:
+    return web.AppRunner(
+        create_app(services),
+        access_log=None,
+        handle_signals=False,
+        # aiohttp answers lines over its parser limits itself, in text/plain; these let
+        # them reach the app, which refuses them as problem+json.
+        max_line_size=PARSER_LINE_LIMIT,
+        max_field_size=PARSER_LINE_LIMIT,
+        # From opening, or from the last answer, to a complete request head: the header
+        # and idle timeout both (api/connections.py).
+        keepalive_timeout=IDLE_TIMEOUT,
+    )
 
 
 async def _stop_firing(scheduler: SchedulerService) -> None:
@@ -535,7 +557,11 @@ def check_port_free(listen: Listen) -> None:
     except socket.gaierror as exc:
         raise OSError(f"cannot listen on {listen}: {exc.strerror}") from None
     for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # a family this host lacks: the server skips it too
+        with probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

@@ -41,7 +41,9 @@ def test_sigterm_gives_runs_their_grace_then_stops_them(make_daemon) -> None:
     assert daemon.get(f"/api/runs/{quick['id']}").body["end_reason"] == "success"
     ended = daemon.get(f"/api/runs/{long['id']}").body
     assert (ended["status"], ended["end_reason"], ended["signal"]) == ("ended", "stopped", 15)
-    assert "daemon.stopping" in (daemon.workdir / "daemon-1.log").read_text()
+    first_life = (daemon.workdir / "daemon-1.log").read_text()
+    assert "daemon.stopping" in first_life
+    assert "Task was destroyed" not in first_life and "Traceback" not in first_life
 
 
 def test_a_second_daemon_on_the_same_data_dir_is_refused(make_daemon) -> None:
@@ -78,6 +80,8 @@ def test_a_busy_port_is_a_clear_error(make_daemon) -> None:
     result = serve_refused(other)
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in result.stderr
+    assert "Task was destroyed" not in result.stderr
 
 
 def test_unix_socket_listener_is_private_and_found_by_the_client(tmp_path) -> None:
