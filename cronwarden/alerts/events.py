@@ -16,7 +16,7 @@ from typing import Any
 from cronwarden.config import EventName, TaskConfig
 from cronwarden.model import EndReason, Run
 from cronwarden.outcomes import FAILURE_END_REASONS
-from cronwarden.scheduler.policies import should_retry
+from cronwarden.retry_policy import should_retry
 from cronwarden.timefmt import iso_z, iso_z_or_none
 from cronwarden.units import format_duration
 

@@ -7,6 +7,7 @@ dispatcher a fake launcher whose "processes" end when the test says so.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from dataclasses import dataclass, replace
@@ -140,15 +141,18 @@ class ProcessLauncher:
         if bounds.timeout is not None and run.start_at is not None:
             elapsed = (self.clock.now() - run.start_at).total_seconds()
             bounds = replace(bounds, timeout=max(0.0, bounds.timeout - elapsed))
-        outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         try:
             outcome = await watch_adopted(
                 process, bounds, control, via_shell=runs_in_shell(task.argv)
             )
-        finally:
-            summary = self.close_inherited_log(
-                run.id, outcome.error or "re-adopted after a daemon restart"
-            )
+        except asyncio.CancelledError:
+            raise  # let go by a failed start-up: the next life notes the log, not this one
+        except Exception:
+            self.close_inherited_log(run.id, "the run was interrupted")
+            raise
+        summary = self.close_inherited_log(
+            run.id, outcome.error or "re-adopted after a daemon restart"
+        )
         return Ending(outcome, summary)
 
     def close_inherited_log(self, run_id: str, note: str) -> LogSummary:

@@ -7,11 +7,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-# The retry rule lives in a module both the scheduler and the runners may import.
-from cronwarden.retry_policy import should_retry
-
-__all__ = ["CatchUp", "catch_up_fires", "jitter_offset", "should_retry"]
-
 CatchUp = Literal["skip", "latest", "all"]  # what a task does with fires it missed
 
 

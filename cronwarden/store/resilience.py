@@ -1,34 +1,13 @@
-"""Riding out a database that is briefly unreachable (a PostgreSQL restart, a failover).
-
-A run's outcome must never be lost because the database blinked: writes that record
-what already happened are retried with capped exponential backoff until they land.
-Writes that only matter for a while are retried until their deadline, and the last
-wait is cut to what remains, so the whole grace is used.  (Fires are not claimed
-through here: they wait for the store in one line, see scheduler/service.py.)
-"""
+"""Telling a database that is briefly unreachable (a PostgreSQL restart, a failover, a
+locked or full SQLite file) from a statement that is wrong: the first is waited out
+(cronwarden/durable.py retries what must land), the second is the caller's error and
+never a 503."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import TypeVar
-
-import structlog
 from sqlalchemy import exc as sa_exc
 
-from cronwarden.backoff import backoff_delay
-from cronwarden.errors import GaveUp, StoreUnavailable, short_message
-
-log = structlog.get_logger("cronwarden.store")
-T = TypeVar("T")
-
-FIRST_DELAY = timedelta(milliseconds=250)
-# A write waiting out an outage lands at most this long after the store is back.  15 s
-# kept outcomes (and the end of "running") that late after a 20 s outage; a retry
-# every 2 s during an outage costs one refused connection.
-MAX_DELAY = timedelta(seconds=2)
-
+from cronwarden.errors import StoreUnavailable, short_message
 
 _STATEMENT_ERRORS = (
     sa_exc.IntegrityError,
@@ -71,40 +50,3 @@ def is_outage(exc: BaseException) -> bool:
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the database is unavailable: {short_message(exc)}")
-
-
-async def persist(
-    what: str,
-    write: Callable[[], Awaitable[T]],
-    *,
-    give_up_after: timedelta | None = None,
-    monotonic: Callable[[], float] | None = None,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-) -> T:
-    """Run ``write`` until it succeeds; only StoreUnavailable is retried.
-
-    ``give_up_after`` bounds the wait (None: until it lands); GaveUp is raised once that
-    much time has passed with the database still unreachable.  ``monotonic`` and
-    ``sleep`` are replaceable so tests can check the waits without waiting.
-    """
-    now = monotonic or asyncio.get_running_loop().time
-    deadline = None if give_up_after is None else now() + give_up_after.total_seconds()
-    attempt = 0
-    while True:
-        try:
-            return await write()
-        except StoreUnavailable as exc:
-            attempt += 1
-            wait = backoff_delay(
-                attempt, delay=FIRST_DELAY, backoff="exponential", max_delay=MAX_DELAY
-            ).total_seconds()
-            if deadline is not None:
-                remaining = deadline - now()
-                if remaining <= 0:
-                    raise GaveUp(f"{what}: the database stayed unreachable ({exc})") from exc
-                wait = min(wait, remaining)
-            if attempt & (attempt - 1) == 0:  # 1, 2, 4, 8...: a long outage is not a flood
-                log.warning(
-                    "store.retrying", what=what, attempt=attempt, wait_s=wait, error=str(exc)
-                )
-            await sleep(wait)

@@ -25,7 +25,7 @@ def tasks(gate: Any, alerts: Path) -> str:
     command = "cat >> {alerts}"
 
     [tasks.held]
-    command = "{gate.wait_command}; exit 3"
+    command = "echo hello; {gate.wait_command}; exit 3"
     notify = ["local"]
     """
 
@@ -86,6 +86,12 @@ def adopted_to_its_real_end(daemon: Any, run: dict[str, Any], gate: Any) -> None
         assert ended["end_reason"] == "crashed" and "re-adopted" in ended["error"]
     else:
         assert (ended["end_reason"], ended["exit_code"]) == ("failed", 3)
+    notes = [
+        line["text"]
+        for line in daemon.get(f"/api/runs/{run['id']}/log").body["lines"]
+        if line["stream"] == "cronwarden"
+    ]
+    assert not any("interrupted" in note for note in notes), notes  # a let-go run was not
 
 
 def test_a_busy_port_adopts_nothing_and_stops_nothing(make_daemon, gate, tmp_path) -> None:
