@@ -1,6 +1,6 @@
 """Run-list pages, sorts, filters and stats at 1,000,000 runs, over HTTP.
 
-    python benchmarks/run_pages.py [--runs 1000000] [--requests 200]
+    python benchmarks/run_pages.py [--runs 1000000] [--requests 200] [--data DIR]
 
 The runs are seeded through the store's own group-committed insert into the daemon's
 SQLite file; then a daemon serves them and each kind of request is timed back to back
@@ -8,6 +8,13 @@ SQLite file; then a daemon serves them and each kind of request is timed back to
 answering a run page of the same size, and the bare SQLite keyset query of a first page
 on the same file.  Printed: p50/p99 in ms, and p50 over the bare endpoint's p50.
 Target (DESIGN.md): pages p99 <= 5 ms.
+
+``--data DIR`` keeps the daemon's data directory: seeded on the first run, read again by
+the next ones, so two runs compared alternately read the same runs (and the minutes of
+seeding are paid once).  ``--reader-lane off`` serves them with pages read through the
+async engine instead of the reader lane (``store/lane.py``): the lane's gain is the
+difference, taken from at least two runs each way, alternately, on one ``--data``.  A
+build other than the installed one runs with ``PYTHONPATH=ITS_SOURCE_TREE``.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,6 +93,57 @@ async def seed(database: str, count: int) -> float:
     writer.cancel()
     await store.close()
     return seconds
+
+
+# ``cronwarden serve`` with no reader lane: pages read through the async engine.
+WITHOUT_LANE = (
+    "import runpy, cronwarden.store.runs as runs; runs.READER_THREADS = 0; "
+    "runpy.run_module('cronwarden', run_name='__main__', alter_sys=True)"
+)
+
+
+@contextmanager
+def serving(workdir: Path, config: Path, lane: bool) -> Iterator[str]:
+    """The daemon on ``config`` until the block ends, with or without the reader lane;
+    yields its base URL."""
+    if lane:
+        with running_daemon(workdir, config) as (base, _):
+            yield base
+        return
+    base = "http://" + config.read_text().split('listen = "', 1)[1].split('"', 1)[0]
+    with open(workdir / "daemon.log", "wb") as log:
+        argv = [sys.executable, "-c", WITHOUT_LANE, "serve", "-c", str(config)]
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not _healthy(base):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"daemon did not start; see {workdir / 'daemon.log'}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return bool(get(f"{base}/health")["status"] == "ok")
+    except OSError:
+        return False
+
+
+def seeded_runs(path: Path) -> int:
+    """How many runs a kept data directory holds (0: none yet, to be seeded)."""
+    if not path.exists():
+        return 0
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.OperationalError:  # no runs table yet
+        return 0
+    finally:
+        connection.close()
 
 
 def timed(call: Callable[[], Any], requests: int) -> tuple[float, float]:
@@ -146,15 +208,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--data", type=Path, help="a data directory to seed once and read again in later runs"
+    )
+    parser.add_argument(
+        "--reader-lane",
+        choices=("on", "off"),
+        default="on",
+        help="off: the daemon reads pages through the async engine (the lane's baseline)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cronwarden-pages-") as tmp:
         workdir = Path(tmp)
-        data = workdir / "data"
-        data.mkdir(mode=0o700)
+        data = args.data.resolve() if args.data else workdir / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
         database = f"sqlite+aiosqlite:///{data / 'cronwarden.db'}"
-        seconds = asyncio.run(seed(database, args.runs))
-        rate = args.runs / seconds
-        print(f"run pages: {args.runs:,} runs seeded in {seconds:.1f}s ({rate:,.0f}/s)")
+        seeded = seeded_runs(data / "cronwarden.db")
+        if seeded == 0:
+            seconds = asyncio.run(seed(database, args.runs))
+            rate = args.runs / seconds
+            print(f"run pages: {args.runs:,} runs seeded in {seconds:.1f}s ({rate:,.0f}/s)")
+        elif seeded != args.runs:
+            raise SystemExit(f"{data} holds {seeded:,} runs, not --runs {args.runs:,}")
+        else:
+            print(f"run pages: the {seeded:,} runs seeded in {data} before")
         config = workdir / "pages.toml"
         tasks = "".join(f'[tasks.t{i:02d}]\ncommand = "true"\n' for i in range(TASKS))
         config.write_text(
@@ -162,7 +239,8 @@ def main() -> None:
             # Retention must not delete the seeded history while it is being read.
             f'keep_runs = {args.runs}\nkeep_for = "{RETAIN_DAYS}d"\n{tasks}'
         )
-        with running_daemon(workdir, config) as (base, _):
+        print(f"run pages: reader lane {args.reader_lane}")
+        with serving(workdir, config, args.reader_lane == "on") as base:
             page = get(f"{base}/api/runs?limit=50")
             cursor = page["next_cursor"]
             for _ in range(min(200, args.runs // 1000 - 1)):  # 200k rows in

@@ -41,6 +41,8 @@ from cronwarden.task_hash import new_key
 
 T = TypeVar("T")
 # Threads (and connections) reading pages on SQLite; WAL lets them read side by side.
+# 0: pages read through the async engine, as on PostgreSQL (the baseline that
+# `benchmarks/run_pages.py --reader-lane off` measures the lane against).
 READER_THREADS = 2
 # A search read newest first looks among this many newest runs before the whole table
 # (see _newest_matches).
@@ -97,7 +99,7 @@ class Store:
         self.recorder = Recorder(engine)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, class_=AsyncSession)
         self._reader: Lane | None = None
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and READER_THREADS:
             self._reader = Lane(engine, READER_THREADS, "cronwarden-reader")
 
     @classmethod
