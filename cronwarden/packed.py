@@ -15,8 +15,8 @@ as ``name``, the same object for as long as anything holds it (a run in flight h
 its task's, so the reads of a run's life build it once, and what the model works out,
 such as its trigger, is worked out once), a new one once nothing does.  Nothing is
 kept for its own sake: walking every task leaves no model behind, and pushes nothing
-out.  A build costs ~15-20 microseconds, 2-4 times what rebuilding pydantic's private
-state cost.
+out.  A build costs ~11 microseconds, three times what rebuilding pydantic's private
+state cost (3.8): ~75 ms more for a start-up that walks 10,000 tasks, the same memory.
 """
 
 from __future__ import annotations
