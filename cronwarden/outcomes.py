@@ -20,7 +20,3 @@ FAILURE_END_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
 # Runs whose process ran and came to an outcome (not skipped, missed or expired): the
 # ones a success rate and a duration are taken over.
 RAN_TO_AN_OUTCOME: tuple[str, ...] = ("success", *FAILURE_END_REASONS, "stopped")
-
-
-def is_failure(end_reason: str | None) -> bool:
-    return end_reason in FAILURE_END_REASONS
