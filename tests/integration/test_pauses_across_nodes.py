@@ -45,15 +45,18 @@ class Follower:
         self.ready: deque[ServerEvent] = deque()
 
     def next(self) -> tuple[str, Any]:
-        """The next event, within WAIT seconds (keep-alive comments do not count)."""
+        """The next task change, within WAIT seconds (keep-alive comments do not count,
+        nor the runs of a fire that falls inside the test)."""
         deadline = time.monotonic() + WAIT
-        while not self.ready:
-            assert time.monotonic() < deadline, f"no event within {WAIT}s"
-            chunk = self.resp.read1(65536)
-            assert chunk, "the stream ended"
-            self.ready.extend(self.parser.feed(chunk))
-        event = self.ready.popleft()
-        return event.kind, json.loads(event.data)
+        while True:
+            while not self.ready:
+                assert time.monotonic() < deadline, f"no task change within {WAIT}s"
+                chunk = self.resp.read1(65536)
+                assert chunk, "the stream ended"
+                self.ready.extend(self.parser.feed(chunk))
+            event = self.ready.popleft()
+            if event.kind.startswith("task."):
+                return event.kind, json.loads(event.data)
 
     def close(self) -> None:
         self.conn.close()
