@@ -40,6 +40,7 @@ from cronwarden.hub import Hub
 from cronwarden.live_config import LiveConfig
 from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
+from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
@@ -251,6 +252,7 @@ class Daemon:
         await serve_api(runner, daemon.listen)
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
+        await services.pauses.load()  # the tasks the scheduler must not time
         await services.scheduler.start(self.config.tasks, reboots.claim)
         stack.callback(side.cancel)  # first: nothing new starts while runs stop
         self._start_side_tasks(services, side)
@@ -281,11 +283,12 @@ class Daemon:
             places=FleetSlots(store.engine) if is_shared(store.engine) else None,
         )
         scheduler = SchedulerService(dispatcher, store, self.clock)
+        pauses = self._pauses(store, scheduler)
         metrics = Metrics(
             LiveState(
                 run_phases=dispatcher.phases,
                 tasks=lambda: len(self.live.tasks),
-                paused=lambda: scheduler.paused_count,
+                paused=lambda: pauses.count,
             )
         )
         alerts = self._alerts(store, launcher.logs_dir, metrics)
@@ -297,21 +300,17 @@ class Daemon:
             store=store,
             dispatcher=dispatcher,
             scheduler=scheduler,
+            pauses=pauses,
             logs_dir=launcher.logs_dir,
             log_feeds=feeds,
             events=events,
             reserve=reserve,
-            retention=Retention(
-                store,
-                self.live,
-                launcher.logs_dir,
-                self.clock,
-                on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
-            ),
+            retention=self._retention(store, launcher.logs_dir, metrics),
             metrics=metrics,
             alerts=alerts,
-            fleet=self._fleet(store, dispatcher, scheduler, started_at),
+            fleet=self._fleet(store, dispatcher, pauses, started_at),
             started_at=started_at,
+            clock=self.clock,
             reload=lambda: self.reload(services),
         )
         services.fleet.on_reload = services.reload
@@ -332,11 +331,31 @@ class Daemon:
             ).inc(),
         )
 
+    def _retention(self, store: Store, logs_dir: Path, metrics: Metrics) -> Retention:
+        return Retention(
+            store,
+            self.live,
+            logs_dir,
+            self.clock,
+            on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
+        )
+
+    def _pauses(self, store: Store, scheduler: SchedulerService) -> Pauses:
+        """Paused tasks: stored in the store, timed by the scheduler, followed from and
+        announced to the other nodes, told to the hub (cronwarden/pauses.py)."""
+        return Pauses(
+            store,
+            scheduler,
+            self.live,
+            publish=self.hub.tasks.publish,
+            fleet=NodeRegistry(store.engine),
+        )
+
     def _fleet(
         self,
         store: Store,
         dispatcher: Dispatcher,
-        scheduler: SchedulerService,
+        pauses: Pauses,
         started_at: datetime,
     ) -> Fleet:
         listen = self.config.daemon.listen
@@ -344,7 +363,7 @@ class Daemon:
             NodeRegistry(store.engine),
             self.live,
             dispatcher,
-            scheduler,
+            pauses,
             node=self.config.daemon.node_name,
             started_at=started_at,
             api_url=base_url_of(advertised_host(listen.host), listen.port),
@@ -463,7 +482,7 @@ class Daemon:
 
 def _status_line(services: Services) -> str:
     tasks = len(services.live.tasks)
-    paused = services.scheduler.paused_count
+    paused = services.pauses.count
     active = services.dispatcher.active_runs
     return f"STATUS={tasks} tasks ({paused} paused), {active} runs active"
 

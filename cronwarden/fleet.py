@@ -7,7 +7,8 @@ soon as a NOTIFY on ``cronwarden`` wakes it:
 
 * stops the runs it carries that another node was asked to stop (the request is a
   column on the run's row, so a lost NOTIFY only costs the polling delay);
-* follows the paused flags stored by whichever node paused or resumed a task;
+* has the pauses and resumes stored by whichever node made them followed here
+  (cronwarden/pauses.py);
 * re-reads its own config file when another node was asked to reload over the API;
 
 and, at each heartbeat, takes over the nodes silent for longer than ``node_lease`` (by
@@ -33,8 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cronwarden import __version__
 from cronwarden.errors import ConfigError, Conflict, StoreUnavailable
 from cronwarden.live_config import LiveConfig
+from cronwarden.pauses import Pauses
 from cronwarden.runners.dispatch import Dispatcher
-from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
 from cronwarden.store.slots import FREED
 
@@ -52,18 +53,17 @@ class Fleet:
         registry: NodeRegistry,
         live: LiveConfig,
         dispatcher: Dispatcher,
-        scheduler: SchedulerService,
+        pauses: Pauses,
         *,
-        node: str | None = None,
+        node: str,
         started_at: datetime,
         api_url: str | None,
     ) -> None:
         self.registry = registry
         self.live = live
         self.dispatcher = dispatcher
-        self.scheduler = scheduler
-        # The daemon names the node; without a name, the one its dispatcher stamps runs with.
-        self.node = node if node is not None else dispatcher.node
+        self.pauses = pauses
+        self.node = node
         self.started_at = started_at
         self.api_url = api_url
         self.epoch: int | None = None
@@ -208,7 +208,7 @@ class Fleet:
 
     async def _sync(self) -> None:
         await self._follow_stops()
-        await self._follow_pauses()
+        await self.pauses.sync()
 
     async def _follow_stops(self) -> None:
         requested = set(await self.registry.stop_requested(self.node))
@@ -219,21 +219,14 @@ class Fleet:
                 await self.dispatcher.stop(run_id)
                 log.info("run.stop_requested_elsewhere", run_id=run_id)
 
-    async def _follow_pauses(self) -> None:
-        paused = await self.registry.paused_tasks()
-        tasks = self.live.tasks
-        for name in paused ^ self.scheduler.paused_names:
-            if name in tasks:
-                self.scheduler.follow_pause(name, paused=name in paused)
-
     async def request_stop(self, run_id: str) -> bool:
         """Ask whichever node carries the run to stop it (False: it has ended)."""
         return await self.registry.request_stop(run_id)
 
     async def announce(self, *, reload: bool = False) -> None:
-        """Wake the other nodes now: a pause or resume was stored, or (``reload``) they
-        are asked to re-read their config files.  A node that misses a reload request
-        shows as differing in ``config_differs``."""
+        """Wake the other nodes now; with ``reload``, asking them to re-read their config
+        files (a node that misses the request shows as differing in
+        ``config_differs``).  Pauses wake them through cronwarden/pauses.py."""
         if self.shared:
             with contextlib.suppress(*_DATABASE_ERRORS):
                 await self.registry.notify(f"{RELOAD} {self.node}" if reload else "")

@@ -61,7 +61,7 @@ class LiveConfig:
         ``task_hash``.  Worked out once for the current definition of each task; a
         definition that is no longer current (a reload came meanwhile) is hashed as it
         is, so a run never records the hash of a definition it did not run."""
-        current = self.tasks.peek(task.name) if task.name in self.tasks else None
+        current = self.tasks.get(task.name)
         if current is None or (current is not task and current != task):
             return task_hash(self._key, task)
         return self._current_hash(task.name, current)
@@ -69,8 +69,7 @@ class LiveConfig:
     def _current_hash(self, name: str, task: TaskConfig | None = None) -> str:
         digest = self._task_hashes.get(name)
         if digest is None:
-            # peek: hashing a task must not push the tasks in use out of the kept ones
-            digest = task_hash(self._key, task if task is not None else self.tasks.peek(name))
+            digest = task_hash(self._key, task if task is not None else self.tasks[name])
             self._task_hashes[name] = digest
         return digest
 

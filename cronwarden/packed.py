@@ -107,11 +107,6 @@ class PackedModels(Mapping[str, M], Generic[M]):
         # A set of its own: pydantic keeps the one it is given as the model's.
         return self._model.model_construct(_fields_set=set(self._fields_set[name]), **values)
 
-    def peek(self, name: str) -> M:
-        """The old name of ``table[name]``, with the same meaning; kept until its last
-        callers say ``table[name]``."""
-        return self[name]
-
     def same(self, name: str, other: PackedModels[M]) -> bool:
         """Whether ``other`` holds a model equal to this one's ``name`` (compared packed:
         a reload of 10,000 tasks compares them all)."""

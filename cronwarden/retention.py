@@ -48,8 +48,7 @@ class Keep:
 def keep_for_task(config: Config, task_name: str) -> Keep:
     """The task's own keep_runs / keep_for, else the daemon's."""
     daemon = config.daemon
-    # A pass asks this of every task with history: peek, so the tasks in use stay kept.
-    task = config.tasks.peek(task_name) if task_name in config.tasks else None
+    task = config.tasks.get(task_name)
     runs = task.keep_runs if task is not None and task.keep_runs is not None else daemon.keep_runs
     age = task.keep_for if task is not None and task.keep_for is not None else daemon.keep_for
     return Keep(runs=runs, age=age if age > timedelta(0) else None)

@@ -35,6 +35,7 @@ from cronwarden.fleet import Fleet
 from cronwarden.live_config import LiveConfig
 from cronwarden.metrics import LiveState, Metrics
 from cronwarden.model import Run
+from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
@@ -94,10 +95,12 @@ def _services(
         LiveState(
             run_phases=dispatcher.phases,
             tasks=lambda: len(live.tasks),
-            paused=lambda: scheduler.paused_count,
+            paused=lambda: pauses.count,
         )
     )
     unused = create_async_engine("sqlite+aiosqlite://")  # never connected (see above)
+    registry = NodeRegistry(unused)  # alone on its database: pauses are never polled
+    pauses = Pauses(store, scheduler, live, publish=events.publish_task, fleet=registry)
     sql_store = cast(Store, store)  # handlers ask the Store's reads, which the double has
     logs_dir = data_dir / "logs"
 
@@ -109,6 +112,7 @@ def _services(
         store=sql_store,
         dispatcher=dispatcher,
         scheduler=scheduler,
+        pauses=pauses,
         logs_dir=logs_dir,
         log_feeds=feeds,
         events=events,
@@ -126,9 +130,10 @@ def _services(
             logs_dir=logs_dir,
         ),
         fleet=Fleet(
-            NodeRegistry(unused), live, dispatcher, scheduler, started_at=clock.now(), api_url=None
+            registry, live, dispatcher, pauses, node=NODE, started_at=clock.now(), api_url=None
         ),
         started_at=clock.now(),
+        clock=clock,
         reload=reload,
     )
     return services, store, launcher
@@ -150,6 +155,7 @@ async def serve_in_process(
     clock = FakeClock()
     text = f'[daemon]\ndata_dir = "{data_dir}"\nnode = "{NODE}"\n{daemon}\n{tasks}'
     services, store, launcher = _services(text, data_dir, clock)
+    await services.pauses.load()
     await services.scheduler.start(services.live.current.tasks)
     client = TestClient(TestServer(create_app(services), host="127.0.0.1"))
     await client.start_server()

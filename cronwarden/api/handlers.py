@@ -185,7 +185,7 @@ def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut
         schedule_text=schedule_in_words(task.trigger) if task.trigger else None,
         timezone=str(task.zone),
         enabled=task.enabled,
-        paused=services.scheduler.is_paused(task.name),
+        paused=services.pauses.is_paused(task.name),
         api_trigger=task.api_trigger,
         params=task.params,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
@@ -211,7 +211,7 @@ async def _task_list(request: web.Request) -> AsyncIterator[bytes]:
         some = names[start : start + LISTING_SLICE]
         last = await services.store.last_runs(some)
         text = ",".join(
-            _task_out(services, table.peek(name), last.get(name)).model_dump_json() for name in some
+            _task_out(services, table[name], last.get(name)).model_dump_json() for name in some
         )
         yield (b'{"tasks":[' if start == 0 else b",") + text.encode()
     yield b"]}"
@@ -225,7 +225,7 @@ async def get_task(request: web.Request) -> web.Response:
     last = (await services.store.last_runs([task.name])).get(task.name)
     out = _task_out(services, task, last)
     if count and task.trigger is not None:
-        fires = upcoming(task.trigger, task.zone, services.scheduler.clock.now(), count)
+        fires = upcoming(task.trigger, task.zone, services.clock.now(), count)
         out.next = [FireOut.model_validate(f.as_json()) for f in fires]
     elif count:
         out.next = []
@@ -449,27 +449,19 @@ async def run_log_raw(request: web.Request) -> web.StreamResponse:
 
 
 async def pause_task(request: web.Request) -> web.Response:
-    services = _services(request)
-    name = _task_name(request)
-    await services.scheduler.pause(name)
-    await services.fleet.announce()
-    services.events.publish("task.paused", name, {"task": name})
+    await _services(request).pauses.pause(_task_name(request))
     return await get_task(request)
 
 
 async def resume_task(request: web.Request) -> web.Response:
-    services = _services(request)
-    name = _task_name(request)
-    await services.scheduler.resume(name)
-    await services.fleet.announce()
-    services.events.publish("task.resumed", name, {"task": name})
+    await _services(request).pauses.resume(_task_name(request))
     return await get_task(request)
 
 
 async def info(request: web.Request) -> web.Response:
     services = _services(request)
     access: Access = request[ACCESS]
-    now = services.scheduler.clock.now()
+    now = services.clock.now()
     body = InfoOut(
         version=__version__,
         node=services.fleet.node,

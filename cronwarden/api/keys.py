@@ -12,10 +12,12 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from cronwarden.alerts.service import Alerts
+    from cronwarden.clock import Clock
     from cronwarden.events import EventLog
     from cronwarden.fleet import Fleet
     from cronwarden.live_config import LiveConfig
     from cronwarden.metrics import Metrics
+    from cronwarden.pauses import Pauses
     from cronwarden.retention import Retention
     from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
@@ -32,6 +34,7 @@ class Services:
     store: Store
     dispatcher: Dispatcher
     scheduler: SchedulerService
+    pauses: Pauses
     logs_dir: Path
     log_feeds: LogFeeds
     events: EventLog
@@ -41,6 +44,7 @@ class Services:
     alerts: Alerts
     fleet: Fleet
     started_at: datetime
+    clock: Clock  # the daemon's one clock (tests give a fake one)
     # Re-reads the config file and applies it; raises ConfigError and keeps the old one.
     reload: Callable[[], Awaitable[dict[str, list[str]]]]
 

@@ -108,11 +108,6 @@ class Dispatcher:
     # -- queries --------------------------------------------------------------------
 
     @property
-    def node(self) -> str:
-        """The node whose runs this dispatcher carries (its runs' ``node``)."""
-        return self._node
-
-    @property
     def active_runs(self) -> int:
         """Runs this daemon is carrying: waiting, starting, running or ending."""
         return self._carried.active

@@ -28,8 +28,8 @@ import structlog
 
 from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
-from cronwarden.errors import ShuttingDown, StoreUnavailable, TaskNotFound
-from cronwarden.model import Run, TaskState, Trigger
+from cronwarden.errors import ShuttingDown, StoreUnavailable
+from cronwarden.model import Run, Trigger
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
 from cronwarden.scheduler.ports import Dispatch
@@ -49,13 +49,10 @@ _Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was tri
 
 
 class TaskStateStore(Protocol):
-    """What the scheduler keeps across restarts: pauses and the catch-up anchors."""
-
-    async def task_states(self) -> Mapping[str, TaskState]: ...
+    """What the scheduler keeps across restarts: the catch-up anchors (the pauses are
+    cronwarden/pauses.py's)."""
 
     async def last_scheduled_for(self) -> dict[str, datetime]: ...
-
-    async def save_task_state(self, task_name: str, **values: Any) -> None: ...
 
 
 @dataclass(slots=True)
@@ -138,8 +135,6 @@ class SchedulerService:
 
         ``reboots_due`` picks the @reboot tasks still to fire in this machine boot
         (scheduler/boot.py); without it each start counts as a boot."""
-        states = await self.state.task_states()
-        self._paused = {name for name, state in states.items() if state.paused}
         anchors = await self.state.last_scheduled_for()
         self._timer.start()
         self.running = True
@@ -186,46 +181,24 @@ class SchedulerService:
             return None
         return when - entry.offset
 
-    @property
-    def paused_count(self) -> int:
-        return len(self._paused)
-
-    @property
-    def paused_names(self) -> frozenset[str]:
-        return frozenset(self._paused)
-
-    def is_paused(self, task_name: str) -> bool:
-        return task_name in self._paused
-
     # -- pause / resume --------------------------------------------------------------
 
-    async def pause(self, task_name: str) -> None:
-        self._require(task_name)
-        await self.state.save_task_state(task_name, paused=True)
-        self.follow_pause(task_name, paused=True)
-
-    async def resume(self, task_name: str) -> None:
-        """Resume without catching up: fires during a pause were asked not to happen."""
-        self._require(task_name)
-        await self.state.save_task_state(task_name, paused=False)
-        self.follow_pause(task_name, paused=False)
-
     def follow_pause(self, task_name: str, *, paused: bool) -> None:
-        """Pause or resume firing here, the state being stored already (by this node,
-        or by another node sharing the database)."""
+        """Stop or start timing a task's fires.  Pauses belong to cronwarden/pauses.py,
+        which stores them and says so: it tells this service of those stored before
+        ``start``, then of each change.  A resume times from now: the fires of the
+        pause were asked not to happen, so none is caught up."""
         if paused == (task_name in self._paused):
             return
         if paused:
             self._paused.add(task_name)
             self._untime(task_name)
-            log.info("task.paused", task=task_name)
             return
         self._paused.discard(task_name)
         entry = self._scheduled.get(task_name)
         if entry is not None:
             entry.anchor = self.clock.now()
             self._reschedule(entry)
-        log.info("task.resumed", task=task_name)
 
     # -- reload -----------------------------------------------------------------------
 
@@ -501,10 +474,6 @@ class SchedulerService:
                 continue
             log.warning("fire.missed", task=task_name, missed=len(missed), why="store unavailable")
             self._spawn(self.dispatcher.record_missed(task_name, missed, more=0, why=why))
-
-    def _require(self, task_name: str) -> None:
-        if not self.dispatcher.is_configured(task_name):
-            raise TaskNotFound(f"no task is named {task_name!r}")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

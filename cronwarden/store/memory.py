@@ -23,11 +23,11 @@ import sqlalchemy as sa
 
 from cronwarden.errors import RunNotFound, StoreUnavailable
 from cronwarden.model import Run, Status, TaskState, is_reserved_fire, utcnow
+from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.run_sorts import NULLABLE_SORTS
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.runs import (
     DURATION_SAMPLE,
-    RAN_TO_AN_OUTCOME,
     RunFilter,
     RunOrder,
     RunPage,

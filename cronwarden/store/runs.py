@@ -28,7 +28,7 @@ from cronwarden.model import (
     UTCDateTime,
     utcnow,
 )
-from cronwarden.outcomes import RAN_TO_AN_OUTCOME as RAN_TO_AN_OUTCOME  # memory.py reads it here
+from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane

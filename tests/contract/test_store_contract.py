@@ -11,16 +11,53 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import EndReason, Run, Status, Trigger, utcnow
 from cronwarden.run_sorts import SORT_FIELDS
-from cronwarden.store import RunFilter
+from cronwarden.store import RunFilter, Store, open_engine
+from cronwarden.store.memory import MemoryStore
 from cronwarden.store.protocol import KeyClaim
+
+# The stores are fixtures of this module, not of a conftest.py of its own: the test
+# modules import the root conftest by name, which a second conftest would shadow.
+
+STORES = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+TABLES = ("runs", "task_state", "nodes", "idempotency_keys")
+
+
+@pytest.fixture(scope="module")
+def contract_pg_url(pg_admin: Any) -> str:
+    """A PostgreSQL database made for this module, dropped with the session's."""
+    return str(pg_admin.create())
+
+
+@pytest.fixture(params=STORES)
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A store with nothing in it; its kind is the test id (memory, sqlite, postgresql)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"
+    else:
+        url = request.getfixturevalue("contract_pg_url")
+    store = await Store.open(open_engine(url))
+    async with store.engine.begin() as conn:
+        for table in TABLES:
+            await conn.execute(sa.text(f"DELETE FROM {table}"))
+    try:
+        yield store
+    finally:
+        await store.close()
+
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)

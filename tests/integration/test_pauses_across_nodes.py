@@ -14,13 +14,7 @@ from conftest import wait_for  # type: ignore[import-not-found]
 
 from cronwarden.client import EventStreamParser, ServerEvent
 
-pytestmark = [
-    pytest.mark.postgres,
-    # Until the daemon builds cronwarden/pauses.py's Pauses and hands it to the fleet
-    # and the API (the handler publishes a pause made here; the fleet follows one made
-    # elsewhere without saying it): strict, so the wiring removes this marker.
-    pytest.mark.xfail(strict=True, reason="the daemon does not wire Pauses yet"),
-]
+pytestmark = pytest.mark.postgres
 
 TASKS = """
 [tasks.tock]

@@ -102,7 +102,7 @@ async def test_a_cross_origin_post_is_403_and_changes_nothing(
         assert headers["Content-Type"].startswith(PROBLEM)
         assert problem_type(body) == "cross-origin"
     assert api.store.runs == {} and api.launcher.started == []
-    assert not api.services.scheduler.is_paused("nightly")
+    assert not api.services.pauses.is_paused("nightly")
 
 
 async def test_the_same_origin_may_post(api: InProcessApi) -> None:

@@ -100,7 +100,6 @@ def test_a_model_is_the_same_object_while_held_and_nothing_is_kept_after(
     assert tasks["plain"] is plain and tasks.get("plain") is plain
     assert dict(tasks.items())["plain"] is plain
     assert [t.name for t in tasks.values()] == ["plain", "same", "full"]
-    assert tasks.peek("plain") is plain  # the old name, the same meaning
     full = weakref.ref(tasks["full"])
     gc.collect()
     assert full() is None  # nothing holds it: the table did not keep it

@@ -81,7 +81,7 @@ async def test_a_task_paused_after_its_reservation_leaves_no_row_and_does_not_ru
     service = await scheduled(r)
     await until(r, FIRST - RESERVE_AHEAD)
     assert len(rows(r, FIRST)) == 1
-    await service.pause("a")
+    service.follow_pause("a", paused=True)
     await settle()
     assert rows(r, FIRST) == []
     await until(r, FIRST + timedelta(seconds=1))
@@ -168,8 +168,8 @@ async def test_a_pause_and_resume_inside_the_lead_still_fires_once() -> None:
     r = rig(MINUTELY)
     service = await scheduled(r)
     await until(r, FIRST - RESERVE_AHEAD)
-    await service.pause("a")  # its reservation's delete is on its way...
-    await service.resume("a")  # ...as the same fire is timed and reserved again
+    service.follow_pause("a", paused=True)  # its reservation's delete is on its way...
+    service.follow_pause("a", paused=False)  # ...as the same fire is timed and reserved again
     await until(r, FIRST - RESERVE_AHEAD + timedelta(milliseconds=1))
     await until(r, FIRST)
     [row] = rows(r, FIRST)

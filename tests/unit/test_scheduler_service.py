@@ -157,25 +157,29 @@ async def test_removed_and_disabled_tasks_stop_firing() -> None:
     service.shutdown()
 
 
-async def test_pause_persists_and_resume_does_not_catch_up() -> None:
+async def test_a_paused_task_is_not_timed_and_a_resume_does_not_catch_up() -> None:
+    """Timing only: storing and saying a pause is cronwarden/pauses.py's (test_pauses.py)."""
     service, dispatcher, clock = await started(HOURLY)
-    await service.pause("a")
-    assert dispatcher.store.states["a"]["paused"] is True
-    assert service.is_paused("a") and service.next_fire_time("a") is None
+    service.follow_pause("a", paused=True)
+    assert service.next_fire_time("a") is None
     service._due("a", datetime(2036, 5, 1, 13, tzinfo=UTC))  # a paused task ignores its timer
     clock.at = T + timedelta(hours=3)
-    await service.resume("a")
+    service.follow_pause("a", paused=False)
     await service.wait_inflight()
     assert dispatcher.fired == []
     assert service.next_fire_time("a") == datetime(2036, 5, 1, 16, tzinfo=UTC)
-    assert dispatcher.store.states["a"]["paused"] is False
     service.shutdown()
 
 
-async def test_a_paused_task_stays_paused_after_a_restart() -> None:
-    service, dispatcher, _ = await started(HOURLY, {"a": T - timedelta(hours=3)}, paused=("a",))
-    assert service.is_paused("a") and service.next_fire_time("a") is None
-    assert dispatcher.fired == []  # no catch-up for a paused task either
+async def test_a_task_paused_before_the_start_is_not_caught_up() -> None:
+    defs = tasks(HOURLY)
+    dispatcher = FakeDispatcher(defs, FakeStore({"a": T - timedelta(hours=3)}))
+    service = SchedulerService(dispatcher, dispatcher.store, FakeClock(at=T))  # type: ignore[arg-type]
+    service.follow_pause("a", paused=True)  # as cronwarden/pauses.py loads the stored pauses
+    await service.start(defs)
+    await service.wait_inflight()
+    assert service.next_fire_time("a") is None
+    assert dispatcher.fired == []
     service.shutdown()
 
 
