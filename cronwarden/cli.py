@@ -149,7 +149,7 @@ def import_crontab(file: str, system: bool, user: str | None, config_path: str |
     crontab -l | cronwarden import-crontab --user deploy --config config.toml - >> config.toml
     cronwarden import-crontab --system /etc/cron.d/certbot --config config.toml >> config.toml
     """
-    from cronwarden.crontab_import import FormatMismatch, render
+    from cronwarden.crontab.convert import FormatMismatch, render
 
     run_as, user_note = _crontab_owner(system, user)
     existing = _existing_names(config_path)
@@ -205,7 +205,7 @@ def _existing_names(config_path: str | None) -> Any:
     """Names in --config (absent: none yet, as before the first >>)."""
     import tomllib
 
-    from cronwarden.crontab_import import Existing, read_existing
+    from cronwarden.crontab.convert import Existing, read_existing
 
     if config_path is None:
         return Existing()

@@ -37,13 +37,13 @@ from pydantic import (
     model_validator,
 )
 
-from cronwarden.control_env import is_control_variable
 from cronwarden.errors import ConfigError, ScheduleError
+from cronwarden.host.control_env import is_control_variable
 from cronwarden.outcomes import FailureReason
 from cronwarden.packed import PackedModels
 from cronwarden.scheduler.policies import CatchUp
 from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
-from cronwarden.units import format_duration, parse_duration, parse_size
+from cronwarden.support.units import format_duration, parse_duration, parse_size
 
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

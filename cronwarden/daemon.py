@@ -31,14 +31,19 @@ from cronwarden.api.connections import (
 )
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
-from cronwarden.clock import Clock, SystemClock
 from cronwarden.config import Config, Listen, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
-from cronwarden.events import EventLog
+from cronwarden.event_log import EventLog
 from cronwarden.fleet import Fleet
+from cronwarden.host.sd_notify import (
+    notify_socket_set,
+    sd_notify,
+    watchdog_interval,
+    watchdog_pings,
+)
+from cronwarden.host.space_reserve import RESERVE_BYTES, SpaceReserve
 from cronwarden.hub import Hub
 from cronwarden.live_config import LiveConfig
-from cronwarden.logging import configure_logging
 from cronwarden.metrics import LiveState, Metrics
 from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
@@ -50,17 +55,12 @@ from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
-from cronwarden.space_reserve import RESERVE_BYTES, SpaceReserve
 from cronwarden.store import Store, open_engine
 from cronwarden.store.engine import is_shared
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.store.slots import FleetSlots
-from cronwarden.systemd_notify import (
-    notify_socket_set,
-    sd_notify,
-    watchdog_interval,
-    watchdog_pings,
-)
+from cronwarden.support.clock import Clock, SystemClock
+from cronwarden.support.log_setup import configure_logging
 
 log = structlog.get_logger("cronwarden.daemon")
 
@@ -397,7 +397,7 @@ class Daemon:
         side.start(services.metrics.probe_loop_lag(), "loop lag probe")
         side.start(services.fleet.serve(), "fleet")
         # Not supervised: it ends once the history has been read.
-        side.start(self._load_successes(services), "last successes", supervised=False)
+        side.start(_load_successes(services), "last successes", supervised=False)
         interval = watchdog_interval()
         if interval is not None:
             side.start(watchdog_pings(interval), "watchdog")
@@ -450,11 +450,7 @@ class Daemon:
                 raise
             finally:
                 sd_notify("READY=1")
-            restart_needed = [
-                k
-                for k in ("listen", "data_dir", "database", "node")
-                if getattr(new.daemon, k) != getattr(self.config.daemon, k)
-            ]
+            restart_needed = _restart_needed(self.config, new)
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
             changes = self.live.swap(new)
@@ -470,14 +466,21 @@ class Daemon:
         with contextlib.suppress(ConfigError):
             await self.reload(services)
 
-    async def _load_successes(self, services: Services) -> None:
-        """The last success of each task, from the history (off the start-up path)."""
-        while True:
-            try:
-                services.metrics.known_successes(await services.store.last_successes())
-                return
-            except StoreUnavailable:
-                await asyncio.sleep(5)
+
+async def _load_successes(services: Services) -> None:
+    """The last success of each task, from the history (off the start-up path)."""
+    while True:
+        try:
+            services.metrics.known_successes(await services.store.last_successes())
+            return
+        except StoreUnavailable:
+            await asyncio.sleep(5)
+
+
+def _restart_needed(old: Config, new: Config) -> list[str]:
+    """The daemon keys a reload cannot apply (they take effect at the next start)."""
+    keys = ("listen", "data_dir", "database", "node")
+    return [k for k in keys if getattr(new.daemon, k) != getattr(old.daemon, k)]
 
 
 def _status_line(services: Services) -> str:

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 import structlog
 
-from cronwarden.backoff import backoff_delay
 from cronwarden.errors import GaveUp, StoreUnavailable
+from cronwarden.support.backoff import backoff_delay
 
 log = structlog.get_logger("cronwarden.store")
 T = TypeVar("T")

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import structlog
 
-from cronwarden.clock import Clock
 from cronwarden.config import Config
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.runlog.layout import remove_log
 from cronwarden.store import Store
-from cronwarden.store.retention import RetentionQueries
+from cronwarden.store.pruning import RetentionQueries
+from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.retention")
 

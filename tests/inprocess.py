@@ -30,8 +30,9 @@ from cronwarden.api.app import create_app
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
 from cronwarden.config import parse_config
-from cronwarden.events import EventLog
+from cronwarden.event_log import EventLog
 from cronwarden.fleet import Fleet
+from cronwarden.host.space_reserve import SpaceReserve
 from cronwarden.live_config import LiveConfig
 from cronwarden.metrics import LiveState, Metrics
 from cronwarden.model import Run
@@ -40,7 +41,6 @@ from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.service import SchedulerService
-from cronwarden.space_reserve import SpaceReserve
 from cronwarden.store import Store
 from cronwarden.store.memory import MemoryStore
 from cronwarden.store.nodes import NodeRegistry

@@ -21,8 +21,8 @@ from typing import Any
 import structlog
 
 from cronwarden.alerts.senders import SendFailed
-from cronwarden.backoff import backoff_delay
 from cronwarden.config import NotifyConfig
+from cronwarden.support.backoff import backoff_delay
 
 log = structlog.get_logger("cronwarden.alerts")
 

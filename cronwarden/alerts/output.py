@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cronwarden.alerts.events import AlertEvent, describe_end
+from cronwarden.alerts.rules import AlertEvent, describe_end
 from cronwarden.config import EventName
 from cronwarden.model import Run, Status
 

@@ -20,7 +20,7 @@ import aiohttp
 
 from cronwarden import __version__
 from cronwarden.config import SHELL, NotifyConfig
-from cronwarden.control_env import is_control_variable
+from cronwarden.host.control_env import is_control_variable
 
 SIGNATURE_HEADER = "X-Cronwarden-Signature"
 OUTPUT_KEPT = 2048  # bytes of a failing command's output quoted in the log

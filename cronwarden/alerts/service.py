@@ -18,7 +18,9 @@ import structlog
 
 from cronwarden.alerts.apprise_sender import AppriseSender
 from cronwarden.alerts.courier import Courier, Outcome, Send
-from cronwarden.alerts.events import (
+from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt, output_event
+from cronwarden.alerts.overdue import OverdueWatch
+from cronwarden.alerts.rules import (
     FAILING,
     AlertEvent,
     describe_end,
@@ -28,16 +30,14 @@ from cronwarden.alerts.events import (
     recovered_event,
     stuck_event,
 )
-from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt, output_event
-from cronwarden.alerts.overdue import OverdueWatch
 from cronwarden.alerts.senders import command_env, send_command, send_webhook
-from cronwarden.clock import Cancellable, Clock
 from cronwarden.config import NotifyConfig
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
 from cronwarden.runlog.excerpt import read_head
 from cronwarden.store import Store
+from cronwarden.support.clock import Cancellable, Clock
 
 log = structlog.get_logger("cronwarden.alerts")
 

@@ -67,7 +67,7 @@ from cronwarden.scheduler.explain import upcoming
 from cronwarden.scheduler.words import schedule_in_words
 from cronwarden.stats import summarize
 from cronwarden.store.runs import RunFilter
-from cronwarden.timefmt import iso_z, iso_z_or_none
+from cronwarden.support.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
 _LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}

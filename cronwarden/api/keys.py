@@ -12,9 +12,9 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from cronwarden.alerts.service import Alerts
-    from cronwarden.clock import Clock
-    from cronwarden.events import EventLog
+    from cronwarden.event_log import EventLog
     from cronwarden.fleet import Fleet
+    from cronwarden.host.space_reserve import SpaceReserve
     from cronwarden.live_config import LiveConfig
     from cronwarden.metrics import Metrics
     from cronwarden.pauses import Pauses
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from cronwarden.runlog.feeds import LogFeeds
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
-    from cronwarden.space_reserve import SpaceReserve
     from cronwarden.store import Store
+    from cronwarden.support.clock import Clock
 
 
 @dataclass

@@ -27,7 +27,7 @@ from cronwarden.errors import (
     TaskNotFound,
     Unauthorized,
 )
-from cronwarden.text import printable
+from cronwarden.support.text import printable
 
 log = structlog.get_logger("cronwarden.api")
 ACCESS = "cronwarden.access"  # the request's Access, set before its handler runs

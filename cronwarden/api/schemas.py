@@ -21,8 +21,8 @@ from pydantic import (
 from cronwarden.config import TASK_NAME_RE
 from cronwarden.model import EndReason, Run, Status, Trigger, run_values
 from cronwarden.outcomes import FailureReason
-from cronwarden.text import printable
-from cronwarden.timefmt import iso_z_or_none
+from cronwarden.support.text import printable
+from cronwarden.support.timefmt import iso_z_or_none
 
 if TYPE_CHECKING:
     from cronwarden.retention import PassReport

@@ -25,12 +25,12 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import MAX_ID, RunOut
-from cronwarden.events import Event
+from cronwarden.event_log import Event
 from cronwarden.model import Status
 from cronwarden.runlog.feeds import LogFeed
 from cronwarden.runlog.layout import index_path
-from cronwarden.runlog.model import LogLine
 from cronwarden.runlog.reader import iter_raw, read_log_page
+from cronwarden.runlog.summary import LogLine
 
 HEARTBEAT = 15.0  # seconds between ": ping" comments on a quiet stream
 SEND_TIMEOUT = 30.0

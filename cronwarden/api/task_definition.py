@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cronwarden.config import TaskConfig
-from cronwarden.units import format_duration
+from cronwarden.support.units import format_duration
 
 HIDDEN = "***"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from cronwarden.nudge import Nudge
+from cronwarden.support.nudge import Nudge
 
 
 class LogFeed(Nudge):

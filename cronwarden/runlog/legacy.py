@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from cronwarden.runlog.model import LogLine, LogPage, LogSummary
-from cronwarden.timefmt import iso_z
+from cronwarden.runlog.summary import LogLine, LogPage, LogSummary
+from cronwarden.support.timefmt import iso_z
 
 MARKER_STREAM = "cronwarden"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cronwarden.runlog.layout import MARKER, STREAM_CODES, STREAMS, Header, OpenLog, legacy_path
 from cronwarden.runlog.legacy import legacy_raw, read_legacy_page
-from cronwarden.runlog.model import LogLine, LogPage
-from cronwarden.timefmt import iso_z
+from cronwarden.runlog.summary import LogLine, LogPage
+from cronwarden.support.timefmt import iso_z
 
 # A page stops early (has_more) past this much text: 10,000 lines of 64 KiB would be
 # 640 MB in one response.

@@ -45,7 +45,7 @@ from cronwarden.runlog.layout import (
 )
 from cronwarden.runlog.legacy import append_legacy_note
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
-from cronwarden.runlog.model import LogSummary
+from cronwarden.runlog.summary import LogSummary
 
 MAX_LINE_BYTES = 64 * 1024  # longer lines are cut into pieces of this size
 # One index entry covers at most this much output, so finding a line inside an entry

@@ -26,7 +26,6 @@ from typing import Any
 
 import structlog
 
-from cronwarden.clock import Clock
 from cronwarden.errors import CarriedElsewhere, Conflict, ShuttingDown
 from cronwarden.hub import RunChange
 from cronwarden.live_config import ConfigChanges, LiveConfig
@@ -45,6 +44,7 @@ from cronwarden.runners.requests import Requests
 from cronwarden.runners.retries import Retries
 from cronwarden.runners.rows import NewRuns
 from cronwarden.runners.takeover import Takeover
+from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.dispatch")
 

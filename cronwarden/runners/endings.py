@@ -9,7 +9,7 @@ from typing import Any
 
 from cronwarden.config import TaskConfig
 from cronwarden.model import EndReason, Run, Status, update_run
-from cronwarden.runlog.model import LogSummary
+from cronwarden.runlog.summary import LogSummary
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.launch import NO_LOG
 from cronwarden.runners.outcome import Outcome

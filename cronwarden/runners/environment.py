@@ -7,7 +7,7 @@ Layers, each over the one before:
 2. HOME, USER and LOGNAME of the user the run runs as (the daemon's own user when
    the task names none), from the user database as cron reads them;
 3. what ``inherit_env`` passes from the daemon's environment: ``true`` all of it,
-   a list those names; never a control variable (cronwarden/control_env.py), and with
+   a list those names; never a control variable (cronwarden/host/control_env.py), and with
    ``true`` never the daemon's HOME/USER/LOGNAME over the run user's (a list naming
    them is the operator's explicit choice);
 4. the task's ``env_file``, read at each run so rotated secrets apply;
@@ -34,9 +34,9 @@ from types import MappingProxyType
 from dotenv import dotenv_values
 
 from cronwarden.config import TaskConfig
-from cronwarden.control_env import is_control_variable
 from cronwarden.errors import StartFailed
-from cronwarden.timefmt import iso_z
+from cronwarden.host.control_env import is_control_variable
+from cronwarden.support.timefmt import iso_z
 
 CRON_SHELL = "/bin/sh"  # as cron's: commands run by /bin/sh -c whatever the user's shell
 IDENTITY_NAMES = frozenset({"HOME", "USER", "LOGNAME"})

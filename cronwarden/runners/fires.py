@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 
-from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
@@ -33,6 +32,7 @@ from cronwarden.runners.life import Changed, Lives
 from cronwarden.runners.lifecycle import RunHandle
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.rows import NewRuns
+from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.dispatch")
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from cronwarden.clock import Clock
 from cronwarden.config import DEFAULT_PATH, TaskConfig
 from cronwarden.errors import StartFailed
+from cronwarden.host.space_reserve import SpaceReserve
 from cronwarden.model import EndReason, Run
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
-from cronwarden.runlog.model import LogSummary
+from cronwarden.runlog.summary import LogSummary
 from cronwarden.runlog.writer import LogWriter, append_note
 from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.execute import (
@@ -35,7 +35,7 @@ from cronwarden.runners.identity import own_identity_env, resolve_identity, star
 from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.process import AdoptedProcess, ProcessSpec
-from cronwarden.space_reserve import SpaceReserve
+from cronwarden.support.clock import Clock
 
 NO_LOG = LogSummary(size=0, truncated=False)
 

@@ -22,7 +22,6 @@ from functools import partial
 
 import structlog
 
-from cronwarden.clock import Clock
 from cronwarden.durable import persist
 from cronwarden.errors import StoreUnavailable
 from cronwarden.hub import RunChange
@@ -46,6 +45,7 @@ from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.pacing import SpawnPacer
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.runners.retries import Retries
+from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.dispatch")
 

@@ -43,11 +43,11 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cronwarden.clock import Cancellable
 from cronwarden.config import TaskConfig
 from cronwarden.errors import IllegalTransition
 from cronwarden.model import Run
 from cronwarden.runners.execute import RunControl
+from cronwarden.support.clock import Cancellable
 
 
 class RunState(StrEnum):

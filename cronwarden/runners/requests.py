@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mappin
 from datetime import timedelta
 from typing import Any
 
-from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.errors import Conflict, IdempotencyMismatch, InvalidParams, TriggerRefused
 from cronwarden.live_config import LiveConfig
@@ -29,7 +28,8 @@ from cronwarden.runners.gate import Gate
 from cronwarden.runners.life import Lives
 from cronwarden.runners.lifecycle import RunHandle
 from cronwarden.runners.rows import NewRuns
-from cronwarden.text import printable
+from cronwarden.support.clock import Clock
+from cronwarden.support.text import printable
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 

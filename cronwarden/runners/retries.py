@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import structlog
 
-from cronwarden.backoff import backoff_delay
 from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
@@ -19,6 +18,7 @@ from cronwarden.model import Run, Trigger
 from cronwarden.ports import RunRecords
 from cronwarden.retry_policy import should_retry
 from cronwarden.runners.rows import NewRuns
+from cronwarden.support.backoff import backoff_delay
 
 log = structlog.get_logger("cronwarden.dispatch")
 

@@ -8,10 +8,10 @@ from datetime import datetime
 
 import uuid6
 
-from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Run, Status, Trigger, new_run
+from cronwarden.support.clock import Clock
 
 
 class NewRuns:

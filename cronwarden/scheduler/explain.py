@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 from cronwarden.scheduler.triggers import AnyTrigger
-from cronwarden.timefmt import iso_z
+from cronwarden.support.timefmt import iso_z
 
 
 @dataclass(frozen=True)

@@ -19,31 +19,28 @@ a restart deletes those whose instant had not come and ends the others as crashe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
-from cronwarden.clock import Clock
 from cronwarden.config import TaskConfig
-from cronwarden.errors import ShuttingDown, StoreUnavailable
 from cronwarden.model import Run, Trigger
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
+from cronwarden.scheduler.claims import ClaimLine, DueFire
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
 from cronwarden.scheduler.ports import Dispatch
 from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
+from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.scheduler")
 
 # Ahead of its instant, a fire's row is committed (see the module docstring): long
 # enough for a commit on a busy host, short enough that the row is rarely seen early.
 RESERVE_AHEAD = timedelta(milliseconds=250)
-# While the store does not answer, how often the fires waiting for it try again: they
-# go this soon after it is back.  A failed attempt costs a refused connection.
-STORE_RETRY = timedelta(milliseconds=250)
 
 _Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 
@@ -83,21 +80,6 @@ class _Scheduled:
         self.max_catch_up = task.max_catch_up
 
 
-@dataclass(slots=True)
-class _Stalled:
-    """A fire on its way to its claim, waiting for the store if it has to."""
-
-    task_name: str
-    scheduled_for: datetime
-    trigger: Trigger
-    give_up_at: datetime  # LATE_GRACE after it came due: then it is recorded missed
-    reserved: bool = False  # whether its reservation's write came back
-    row: Run | None = None  # the reserved row (None: another node reserved the fire)
-
-    def order(self) -> tuple[datetime, str]:
-        return (self.scheduled_for, self.task_name)
-
-
 @dataclass(frozen=True)
 class _Reservation:
     """A fire whose row is being committed, or was, ahead of its instant."""
@@ -120,10 +102,8 @@ class SchedulerService:
         self._due_now: list[tuple[str, datetime, Trigger, _Reservation | None]] = []
         self._soon_now: list[tuple[str, datetime, datetime]] = []
         self._reserved: dict[str, _Reservation] = {}
-        # Fires waiting for the store to answer (see _wait_out), and what it last said.
-        self._stalled: list[_Stalled] = []
-        self._waiter: asyncio.Task[None] | None = None
-        self._last_outage = ""
+        # Fires on their way to their claim, waiting in one line while the store is down.
+        self._claims = ClaimLine(dispatcher, clock, lambda: self.running, self._spawn)
         self.running = False
 
     async def start(
@@ -368,12 +348,12 @@ class SchedulerService:
 
     async def _claim(self, due: list[tuple[str, datetime, Trigger, _Reservation | None]]) -> None:
         """Claim and start fires.  While the store does not answer, fires wait for it in
-        one line (see ``_wait_out``); a fire whose reservation failed is claimed now, as
+        one line (scheduler/claims.py); a fire whose reservation failed is claimed now, as
         if it had none."""
-        fires: list[_Stalled] = []
+        fires: list[DueFire] = []
         give_up_at = self.clock.now() + LATE_GRACE
         for task_name, scheduled_for, trigger, reservation in due:
-            fire = _Stalled(task_name, scheduled_for, trigger, give_up_at)
+            fire = DueFire(task_name, scheduled_for, trigger, give_up_at)
             if reservation is not None:
                 try:
                     rows = await reservation.rows
@@ -382,103 +362,14 @@ class SchedulerService:
                 if task_name in rows:
                     fire.reserved, fire.row = True, rows[task_name]
             fires.append(fire)
-        if self._stalled:  # the store is known to be down: wait behind the older fires
-            self._stall(fires)
-            return
-        try:
-            await self._start(fires)
-        except StoreUnavailable as exc:
-            self._last_outage = str(exc)
-            self._stall(fires)
+        await self._claims.submit(fires)
 
-    async def _start(self, fires: list[_Stalled]) -> None:
-        """Claim ``fires`` in one write, oldest first, and start them; raises
-        StoreUnavailable (nothing was claimed)."""
-        fires = sorted(fires, key=_Stalled.order)
-        # Copies: a claim that fails part way must not leave its changes on the rows kept
-        # for the next attempt.
-        reserved = {
-            (f.task_name, f.scheduled_for): None if f.row is None else f.row.model_copy()
-            for f in fires
-            if f.reserved
-        }
-        try:
-            await self.dispatcher.fire_many(
-                [(f.task_name, f.scheduled_for, f.trigger) for f in fires], reserved=reserved
-            )
-        except ShuttingDown:
-            pass
-        except StoreUnavailable:
-            raise
-        except Exception:
-            log.exception("fire.failed", fires=len(fires))
-
-    def _stall(self, fires: list[_Stalled]) -> None:
-        if not self._stalled:
-            log.warning(
-                "fire.waiting_for_store",
-                fires=len(fires),
-                grace_s=LATE_GRACE.seconds,
-                error=self._last_outage,
-            )
-        self._stalled.extend(fires)
-        if self._waiter is None or self._waiter.done():
-            self._waiter = asyncio.get_running_loop().create_task(self._wait_out())
-            self._inflight.add(self._waiter)
-            self._waiter.add_done_callback(self._inflight.discard)
-
-    async def _wait_out(self) -> None:
-        """Retry the waiting fires every STORE_RETRY until the store answers, so they go
-        as soon as it does, all in one write, oldest first (one backoff timer per claim
-        let them go up to 15 s late and in any order).  A fire still waiting LATE_GRACE
-        after it came due can no longer run: once the store is back it is recorded as
-        missed (as catch-up records the fires it drops), never lost silently.  Fires
-        still waiting at shutdown are left to the next start's catch-up: nothing newer
-        than them was recorded, so it sees their gap."""
-        failed = True  # a claim just failed: that is why this runs
-        while self._stalled and self.running:
-            if failed:
-                await asyncio.sleep(STORE_RETRY.total_seconds())
-            now = self.clock.now()
-            waiting = list(self._stalled)
-            fresh = [f for f in waiting if f.give_up_at >= now]
-            late = [f for f in waiting if f.give_up_at < now]
-            try:
-                if fresh:
-                    await self._start(fresh)
-                else:  # an empty write: it lands once the store takes writes again
-                    await self.dispatcher.discard_reserved([])
-            except StoreUnavailable as exc:
-                self._last_outage, failed = str(exc), True
-                continue
-            failed = False  # fires that came due meanwhile go at once
-            taken = {id(f) for f in waiting}
-            self._stalled = [f for f in self._stalled if id(f) not in taken]
-            if late:
-                self._record_lost(late)
-        if self._stalled:
-            log.warning("fire.left_to_catch_up", fires=len(self._stalled))
-            self._stalled = []
-
-    def _record_lost(self, fires: list[_Stalled]) -> None:
-        """Fires that waited on the store past their grace, as missed runs per task."""
-        by_task: dict[str, list[datetime]] = {}
-        for fire in sorted(fires, key=_Stalled.order):
-            by_task.setdefault(fire.task_name, []).append(fire.scheduled_for)
-        why = (
-            f"the database could not be written within {LATE_GRACE.seconds} s of this fire "
-            f"({self._last_outage or 'unavailable'})"
-        )
-        for task_name, missed in by_task.items():
-            if not self.dispatcher.is_configured(task_name):
-                continue
-            log.warning("fire.missed", task=task_name, missed=len(missed), why="store unavailable")
-            self._spawn(self.dispatcher.record_missed(task_name, missed, more=0, why=why))
-
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start ``coro``; what is started here is waited for at shutdown."""
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        return task
 
 
 def _quietly(future: asyncio.Future[Any]) -> None:

@@ -23,7 +23,7 @@ import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from cronwarden.clock import Cancellable, Clock
+from cronwarden.support.clock import Cancellable, Clock
 
 MAX_SLEEP = timedelta(seconds=60)
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from cronwarden.errors import ScheduleError
-from cronwarden.units import parse_duration
+from cronwarden.support.units import parse_duration
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NICKNAMES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from cronwarden.scheduler.triggers import AnyTrigger, CronTrigger, EveryTrigger
-from cronwarden.units import format_duration
+from cronwarden.support.units import format_duration
 
 
 def schedule_in_words(trigger: AnyTrigger) -> str:

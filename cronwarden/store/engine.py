@@ -36,7 +36,7 @@ def is_shared(engine: AsyncEngine) -> bool:
 
 # The WAL's bound.  By default SQLite checkpoints every 1,000 pages and never shrinks
 # the WAL, so it grew ~4 MB before a checkpoint: on a full data_dir that ate the space
-# kept aside for outcomes (space_reserve.py) within seconds.  A checkpoint every 128
+# kept aside for outcomes (host/space_reserve.py) within seconds.  A checkpoint every 128
 # pages (512 KiB) and the WAL cut back to 512 KiB after each keep it near that bound
 # (a checkpoint that readers hold back can still let it grow for a while).
 WAL_CHECKPOINT_PAGES = 128

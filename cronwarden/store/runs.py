@@ -203,49 +203,26 @@ class Store:
         in the sort field (not started, not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
         parts = order.parts(None if cursor is None else order.decode(cursor))
-        now = utcnow()
-        conditions = _conditions(where, self.engine.dialect.name, as_of=now)
+        dialect, now = self.engine.dialect.name, utcnow()
+        conditions = _conditions(where, dialect, as_of=now)
         # A search in created_at order on SQLite looks among the newest runs first.
         windowed = (
-            self.engine.dialect.name == "sqlite"
+            dialect == "sqlite"
             and where.search is not None
             and len(where.search) >= TRIGRAM
             and sort_field == "created_at"
             and not offset
         )
 
-        def page(conn: Connection) -> list[sa.Row[Any]]:
+        def read(conn: Connection) -> tuple[list[sa.Row[Any]], int | None]:
+            runs = None
             if windowed:
                 assert where.search is not None
                 rest = _conditions(replace(where, search=None), "sqlite", as_of=now)
-                found = _newest_matches(conn, order, parts[0], rest, where.search, limit + 1)
-                if found is not None:
-                    return found
-            runs: list[sa.Row[Any]] = []
-            skip = offset
-            for part in parts:
-                query = part.where(*conditions).offset(skip).limit(limit + 1 - len(runs))
-                runs += conn.execute(query).all()
-                if len(runs) > limit:
-                    break
-                if skip:  # what this part held counts against the offset
-                    held = select(sa.func.count()).select_from(part.where(*conditions).subquery())
-                    skip = max(0, skip - conn.execute(held).scalar_one())
-            return runs
-
-        def total_of(conn: Connection) -> int:
-            # All the filter matches, less the reservations ahead among them: an
-            # unfiltered count stays SQLite's count of the smallest index (25 ms at
-            # 1,000,000 runs where a bound checked row by row took 64).
-            filters = _conditions(where, self.engine.dialect.name)
-            total = 0
-            for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
-                count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
-                total += sign * conn.execute(count).scalar_one()
-            return total
-
-        def read(conn: Connection) -> tuple[list[sa.Row[Any]], int | None]:
-            return page(conn), total_of(conn) if with_total else None
+                runs = _newest_matches(conn, order, parts[0], rest, where.search, limit + 1)
+            if runs is None:
+                runs = _page_rows(conn, parts, conditions, limit, offset)
+            return runs, _total(conn, where, dialect, now) if with_total else None
 
         runs, total = await self._read(read)
         has_next = len(runs) > limit
@@ -425,6 +402,40 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
     if where.search:
         conditions.append(search_condition(where.search, dialect))
     return conditions
+
+
+def _page_rows(
+    conn: Connection,
+    parts: Sequence[sa.Select[Any]],
+    conditions: Sequence[sa.ColumnElement[bool]],
+    limit: int,
+    offset: int,
+) -> list[sa.Row[Any]]:
+    """Up to ``limit + 1`` rows (the extra one says there is a next page), read part by
+    part of the order (a sort's runs with a value, then those without one)."""
+    runs: list[sa.Row[Any]] = []
+    skip = offset
+    for part in parts:
+        query = part.where(*conditions).offset(skip).limit(limit + 1 - len(runs))
+        runs += conn.execute(query).all()
+        if len(runs) > limit:
+            break
+        if skip:  # what this part held counts against the offset
+            held = select(sa.func.count()).select_from(part.where(*conditions).subquery())
+            skip = max(0, skip - conn.execute(held).scalar_one())
+    return runs
+
+
+def _total(conn: Connection, where: RunFilter, dialect: str, now: datetime) -> int:
+    """All the filter matches, less the reservations ahead among them: an unfiltered
+    count stays SQLite's count of the smallest index (25 ms at 1,000,000 runs where a
+    bound checked row by row took 64)."""
+    filters = _conditions(where, dialect)
+    total = 0
+    for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
+        count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
+        total += sign * conn.execute(count).scalar_one()
+    return total
 
 
 def _newest_matches(

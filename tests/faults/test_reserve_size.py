@@ -1,6 +1,6 @@
 """What recording outcomes costs on disk, measured on a real SQLite store with the
 daemon's pragmas, held against the space kept aside for a full data_dir
-(cronwarden/space_reserve.py): the reserve must cover the bounded WAL plus the
+(cronwarden/host/space_reserve.py): the reserve must cover the bounded WAL plus the
 outcomes it promises to record."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cronwarden.host.space_reserve import RESERVE_BYTES, RESERVE_OUTCOMES, WAL_BOUND_BYTES
 from cronwarden.model import EndReason, Status, Trigger, new_run
-from cronwarden.space_reserve import RESERVE_BYTES, RESERVE_OUTCOMES, WAL_BOUND_BYTES
 from cronwarden.store import Store, open_engine
 
 pytestmark = pytest.mark.faults

@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 from cronwarden.api import handlers, streams
 from cronwarden.api.keys import SERVICES
-from cronwarden.events import EventLog
+from cronwarden.event_log import EventLog
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path

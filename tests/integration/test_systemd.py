@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import IN_CI, wait_for  # type: ignore[import-not-found]
 
-from cronwarden.systemd_notify import watchdog_pings
+from cronwarden.host.sd_notify import watchdog_pings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from cronwarden.config import Config, TaskConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
 from cronwarden.ports import SharedPlaces
-from cronwarden.runlog.model import LogSummary
+from cronwarden.runlog.summary import LogSummary
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.execute import RunControl, StartedCallback
 from cronwarden.runners.launch import NO_LOG, Ending, Launcher

@@ -13,7 +13,7 @@ from inprocess import InProcessApi, serve_in_process  # type: ignore[import-not-
 
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.outcomes import FAILURE_END_REASONS
-from cronwarden.timefmt import iso_z_or_none
+from cronwarden.support.timefmt import iso_z_or_none
 
 TASKS = '[tasks.hello]\ncommand = "echo hello"\n'
 

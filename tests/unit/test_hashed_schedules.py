@@ -17,7 +17,7 @@ from croniter import croniter
 from cronwarden.config import parse_config
 from cronwarden.errors import ScheduleError
 from cronwarden.scheduler.triggers import CronTrigger, parse_schedule, schedule_kind
-from cronwarden.timefmt import iso_z
+from cronwarden.support.timefmt import iso_z
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -22,8 +22,8 @@ from aiosmtpd.smtp import Envelope
 from conftest import free_port  # type: ignore[import-not-found]
 
 from cronwarden.config import load_config
-from cronwarden.crontab_import import convert
-from cronwarden.crontab_names import name_for
+from cronwarden.crontab.convert import convert
+from cronwarden.crontab.names import name_for
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEBIAN = DATA / "debian"

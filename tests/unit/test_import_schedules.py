@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from cronsim import CronSim
 
-from cronwarden.crontab_import import Existing, convert
+from cronwarden.crontab.convert import Existing, convert
 from cronwarden.scheduler.triggers import parse_schedule
 
 DATA = Path(__file__).resolve().parents[1] / "data"

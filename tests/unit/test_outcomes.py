@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from cronwarden.alerts.events import _EVENT_OF_END, FAILING
+from cronwarden.alerts.rules import _EVENT_OF_END, FAILING
 from cronwarden.config import TaskSettings
 from cronwarden.model import EndReason
 from cronwarden.outcomes import FAILURE_END_REASONS, RAN_TO_AN_OUTCOME

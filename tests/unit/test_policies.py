@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cronwarden.backoff import backoff_delay
 from cronwarden.retry_policy import should_retry
 from cronwarden.scheduler.catchup import missed_fires
 from cronwarden.scheduler.policies import catch_up_fires, jitter_offset
 from cronwarden.scheduler.triggers import parse_schedule
+from cronwarden.support.backoff import backoff_delay
 
 S = timedelta(seconds=1)
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronwarden.config import TaskConfig
-from cronwarden.control_env import is_control_variable
 from cronwarden.errors import StartFailed
+from cronwarden.host.control_env import is_control_variable
 from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.identity import own_identity_env, start_directory
 

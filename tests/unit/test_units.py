@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from cronwarden.units import format_duration, parse_duration, parse_size
+from cronwarden.support.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

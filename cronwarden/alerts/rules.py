@@ -17,8 +17,8 @@ from cronwarden.config import EventName, TaskConfig
 from cronwarden.model import EndReason, Run
 from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.retry_policy import should_retry
-from cronwarden.timefmt import iso_z, iso_z_or_none
-from cronwarden.units import format_duration
+from cronwarden.support.timefmt import iso_z, iso_z_or_none
+from cronwarden.support.units import format_duration
 
 _EVENT_OF_END: dict[str, EventName] = {
     EndReason.FAILED: "run.failed",

@@ -23,7 +23,7 @@ What cron does and how each part is carried over:
 * A ``%`` in a command ends the command; what follows is its standard input, each
   further ``%`` a newline; ``\\%`` is a literal ``%``.  The input becomes a here-document.
 * Cron never runs what it missed while down: every task gets ``catch_up = "skip"``.
-* Names come from the program an entry runs (cronwarden/crontab_names.py), unique in
+* Names come from the program an entry runs (crontab/names.py), unique in
   the output and against the file it will be appended to (``Existing``).
 
 Anything that cannot be converted is a warning naming its line; nothing is dropped
@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronwarden.crontab_names import name_for, unique_name
+from cronwarden.crontab.names import name_for, unique_name
 from cronwarden.errors import ScheduleError
 from cronwarden.scheduler.triggers import parse_schedule
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cronwarden.model import Run, new_run, run_values
-from cronwarden.nudge import Nudge
+from cronwarden.support.nudge import Nudge
 
 WINDOW = 10_000
 
