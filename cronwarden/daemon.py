@@ -200,6 +200,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; returns the exit code (1 if a part failed).
         A start-up failure raises, once what had started is undone."""
         self._install_signals()
+        _log_warnings(self.config)
         async with contextlib.AsyncExitStack() as stack:
             try:
                 services, side = await self._start(stack)
@@ -450,6 +451,7 @@ class Daemon:
                 raise
             finally:
                 sd_notify("READY=1")
+            _log_warnings(new)
             restart_needed = _restart_needed(self.config, new)
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
@@ -475,6 +477,12 @@ async def _load_successes(services: Services) -> None:
             return
         except StoreUnavailable:
             await asyncio.sleep(5)
+
+
+def _log_warnings(config: Config) -> None:
+    """What ``cronwarden validate`` warns of (a working_dir not there yet), said at load."""
+    for warning in config.warnings:
+        log.warning("config.warning", path=str(config.path), warning=warning)
 
 
 def _restart_needed(old: Config, new: Config) -> list[str]:

@@ -123,3 +123,15 @@ def test_explain_says_reboot_runs_once_per_boot(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "once per machine boot on each node" in result.stdout
     assert "not again when the daemon restarts within the same boot" in result.stdout
+
+
+def test_the_daemon_logs_the_same_warnings_at_start_and_reload(make_daemon, tmp_path: Path) -> None:
+    from conftest import wait_for  # type: ignore[import-not-found]
+
+    missing = tmp_path / "not-mounted-yet"
+    daemon = make_daemon(f'[tasks.report]\ncommand = "true"\nworking_dir = "{missing}"\n')
+    assert "config.warning" in daemon.log() and f"{missing} does not exist" in daemon.log()
+    other = tmp_path / "also-missing.env"
+    daemon.config.write_text(daemon.config.read_text() + f'env_file = "{other}"\n')
+    assert daemon.post("/api/reload").status == 200
+    wait_for(lambda: f"{other} does not exist" in daemon.log(), what="the reload's warning")
