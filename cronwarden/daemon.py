@@ -247,6 +247,7 @@ class Daemon:
         stack.callback(services.events.close)  # followers end before the server stops
         stack.push_async_callback(services.alerts.close)  # after the runs' ends: theirs too
         await services.fleet.join()
+        stack.callback(services.fleet.close)  # its lease timer
         await stack.enter_async_context(self._carrying(services))
         dispatcher = services.dispatcher
         await services.alerts.start(dispatcher.running_runs())

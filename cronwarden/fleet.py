@@ -43,6 +43,12 @@ log = structlog.get_logger("cronwarden.nodes")
 BEATS_PER_LEASE = 3  # a lease survives two lost beats
 MIN_INTERVAL = timedelta(seconds=1)
 RELOAD = "reload"  # NOTIFY payload: "reload <sender>"
+# A node whose heartbeats stop landing may be taken over once node_lease has passed
+# since the last one: by half the lease its runs that must not overlap are stopped,
+# and by FENCE_KILL of it what is left of them is killed, so no survivor's run of the
+# same task starts while one of this node's still runs (issue 24, a partitioned node).
+FENCE_STOP = 0.5
+FENCE_KILL = 0.8
 SYNC_EVERY = 1.0  # seconds between polls of stop requests and pauses (NOTIFY is sooner)
 _DATABASE_ERRORS = (SQLAlchemyError, StoreUnavailable, OSError, TimeoutError)
 
@@ -69,6 +75,8 @@ class Fleet:
         self.epoch: int | None = None
         self.config_differs: list[str] = []  # live nodes whose task definitions differ
         self._failing = False
+        self._fence: asyncio.TimerHandle | None = None
+        self._fenced = False
         self._wake = asyncio.Event()
         self._stops_sent: set[str] = set()
         self._reload_asked = False
@@ -97,10 +105,12 @@ class Fleet:
     async def beat(self, *, with_hash: bool = True) -> None:
         """One heartbeat; an unreachable database is logged once per outage, never
         raised (the next beat tries again)."""
+        sent = asyncio.get_running_loop().time()  # the beat's row is stamped after this
         try:
             epoch = await self.registry.beat(self._heartbeat(with_hash), self.epoch)
             if epoch is None:
                 epoch = await self._rejoin()
+            self._lease_renewed(sent)
         except _DATABASE_ERRORS as exc:
             if not self._failing:
                 log.warning("node.heartbeat_failed", node=self.node, error=str(exc))
@@ -110,6 +120,41 @@ class Fleet:
             log.info("node.heartbeat_resumed", node=self.node)
         self._failing = False
         self.epoch = epoch
+
+    def _lease_renewed(self, sent: float) -> None:
+        """A beat sent at ``sent`` (loop time) landed: the lease runs from then."""
+        if not self.shared:
+            return
+        if self._fence is not None:
+            self._fence.cancel()
+        lease = self.lease.total_seconds()
+        # Not before the next beat has had its chance to land (a lease of a few beats).
+        stop_after = min(
+            max(lease * FENCE_STOP, self.interval.total_seconds() * 1.5), lease * FENCE_KILL
+        )
+        loop = asyncio.get_running_loop()
+        self._fence = loop.call_at(sent + stop_after, self._lose_lease, sent + lease)
+        if self._fenced:
+            self._fenced = False
+            log.info("node.lease_regained", node=self.node)
+            self.dispatcher.unfence()
+
+    def _lose_lease(self, lapses_at: float) -> None:
+        """No beat landed for half the lease (at least a beat and a half): stop what
+        must not overlap with a run a survivor may start once the lease lapses."""
+        self._fenced = True
+        kill_at = lapses_at - self.lease.total_seconds() * (1 - FENCE_KILL)
+        stopped = self.dispatcher.fence(kill_at)
+        log.warning(
+            "node.lease_at_risk",
+            node=self.node,
+            why="heartbeats have not reached the database for half of node_lease",
+            runs_stopped=stopped,
+        )
+
+    def close(self) -> None:
+        if self._fence is not None:
+            self._fence.cancel()
 
     def _heartbeat(self, with_hash: bool = True) -> Heartbeat:
         return Heartbeat(

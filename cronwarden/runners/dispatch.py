@@ -20,6 +20,9 @@ group-committed on SQL).  The scheduler sees this object only through its port
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,8 +40,8 @@ from cronwarden.runners.fires import Fires
 from cronwarden.runners.gate import Gate, Place
 from cronwarden.runners.launch import Launcher
 from cronwarden.runners.life import Lives
-from cronwarden.runners.lifecycle import RunEvent, RunState
-from cronwarden.runners.places import HostPlace, SharedPlace
+from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
+from cronwarden.runners.places import HostPlace, LeasePlace, SharedPlace
 from cronwarden.runners.process import AdoptedProcess
 from cronwarden.runners.requests import Requests
 from cronwarden.runners.retries import Retries
@@ -68,7 +71,10 @@ class Dispatcher:
         self._host = HostPlace(config.current.daemon.max_concurrent_runs)
         # Several nodes share the database: a limited task's places are counted there.
         self._shared = None if places is None else SharedPlace(places, node)
-        kinds: list[Place] = [self._host] if self._shared is None else [self._host, self._shared]
+        self._lease = LeasePlace()
+        kinds: list[Place] = [self._host]
+        if self._shared is not None:
+            kinds = [self._lease, self._host, self._shared]
         self._gate = Gate(
             config, kinds, None if self._shared is None else self._shared.active_elsewhere
         )
@@ -211,6 +217,29 @@ class Dispatcher:
             raise Conflict(f"run {run_id} has already ended or is ending")
         return handle.run.model_copy()
 
+    def fence(self, kill_at: float) -> list[str]:
+        """This node's heartbeats have not landed for half its lease: before a survivor
+        may take its runs over, the runs of tasks that must not overlap (``overlap``
+        other than allow) are stopped (stop_signal, then SIGKILL at ``kill_at``, loop
+        time, whatever their kill_grace), and no new one starts until the lease is
+        regained.  Their ends are recorded once the database answers, unless a
+        survivor ended them first (an ended row is final).  Returns the runs stopped."""
+        self._lease.lost()
+        loop = asyncio.get_running_loop()
+        fenced = []
+        for handle in self._carried.handles():
+            if handle.task.overlap == "allow" or handle.state not in FENCED_STATES:
+                continue
+            handle.control.stop.set()
+            self._gate.mark_stopping(handle.id, handle.task_name)
+            loop.call_at(kill_at, _kill_if_alive, handle)
+            fenced.append(handle.id)
+        return fenced
+
+    def unfence(self) -> None:
+        """A heartbeat landed again: runs that waited for the lease go on."""
+        self._lease.regained()
+
     # -- runs changing hands (start-up recovery, the fleet) -------------------------------
 
     def resume_pending(self, run: Run) -> None:
@@ -307,3 +336,17 @@ class Dispatcher:
 
 def _nobody(kind: RunChange, run: Run) -> None:
     """No one listens for run changes."""
+
+
+# A process may be running (or about to be) in these states.
+FENCED_STATES = frozenset(
+    {RunState.CLAIMING, RunState.PLACING, RunState.STARTING, RunState.RUNNING}
+)
+
+
+def _kill_if_alive(handle: RunHandle) -> None:
+    """The end of a fence's grace: whatever of the run's process group is left goes."""
+    pid = handle.run.pid
+    if pid and handle.state in (RunState.STARTING, RunState.RUNNING):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)

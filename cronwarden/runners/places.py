@@ -1,6 +1,7 @@
 """The places a run holds beside its task's slot (see ``gate``): one under
-``[daemon] max_concurrent_runs`` on this host, and on a shared database one among its
-task's max_concurrent on every node."""
+``[daemon] max_concurrent_runs`` on this host, and on a shared database this node's
+lease (for a task that must not overlap) and one among its task's max_concurrent on
+every node."""
 
 from __future__ import annotations
 
@@ -49,6 +50,50 @@ class HostPlace:
 
     def give_back(self, handle: RunHandle) -> Notice | None:
         self.host.release(handle.id)
+        return None
+
+
+class LeasePlace:
+    """On a shared database, a run of a task that must not overlap (``overlap`` other
+    than allow) starts only while this node holds its lease: a node whose heartbeats do
+    not land may be taken over, and a survivor then runs the task's next run.  While the
+    lease is lost (``lost``), such runs wait here, pending; once a heartbeat lands again
+    they go on (or, if the node was taken over, they were handed to the survivor and are
+    given up here)."""
+
+    waits_for = "this node's lease (its heartbeats do not reach the database)"
+
+    def __init__(self) -> None:
+        self._held = asyncio.Event()
+        self._held.set()
+
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
+
+    def lost(self) -> None:
+        self._held.clear()
+
+    def regained(self) -> None:
+        self._held.set()
+
+    async def take(self, handle: RunHandle) -> Outcome | None:
+        if handle.task.overlap == "allow" or self._held.is_set():
+            return None
+        log.info("run.waiting_for_lease", task=handle.task_name, run_id=handle.id)
+        while not self._held.is_set():
+            regained = asyncio.ensure_future(self._held.wait())
+            try:
+                if await stopped_while(handle, regained):
+                    raise StoppedWaiting(self.waits_for)
+            finally:
+                regained.cancel()
+        return None
+
+    def occupy(self, run_id: str) -> None:
+        """An adopted run was started under an earlier lease of this node."""
+
+    def give_back(self, handle: RunHandle) -> Notice | None:
         return None
 
 

@@ -302,3 +302,48 @@ def test_max_concurrent_holds_across_nodes(make_daemon, pg_admin, gate) -> None:
     b.wait_run(new["id"], running, timeout=10)
     gate.open()
     assert b.wait_run(new["id"])["end_reason"] == "success"
+
+
+@pytest.mark.timeout(120)
+def test_a_cut_off_node_stops_a_run_that_must_not_overlap_before_a_survivor_retries_it(
+    make_daemon, pg_admin, gate, tmp_path
+) -> None:
+    """By the processes' own clocks: the cut-off node's process of an overlap = "skip"
+    task is gone before the survivor's retry of it starts (issue 24: a partition)."""
+    url = pg_admin.create()
+    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
+    proxy = TcpProxy((host, int(rest)))
+    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    starts = tmp_path / "starts.log"
+    tasks = f"""
+    [tasks.hold]
+    command = "date +%s.%N >> {starts}; {gate.wait_command}"
+    overlap = "skip"
+    retries = 1
+    retry_delay = "1s"
+    kill_grace = "30s"
+    """
+    try:
+        survivor, cut_off = start_nodes(make_daemon, tasks, [url, proxied])
+        run = cut_off.trigger("hold")
+        pid = cut_off.wait_run(run["id"], lambda r: r["status"] == "running")["pid"]
+        wait_for(lambda: starts.exists() and starts.read_text().count("\n") == 1, 10, "started")
+
+        proxy.cut()
+        wait_for(lambda: not alive(pid), LEASE + 5, "the cut-off node's process stopped")
+        gone_at = datetime.now(UTC).timestamp()
+        assert events_named(cut_off, "node.lease_at_risk")
+        crashed = survivor.wait_run(run["id"], timeout=LEASE + 10)
+        assert crashed["end_reason"] == "crashed"
+        wait_for(lambda: running_retry(survivor, run), 20, "the retry on the survivor")
+        retry_started = float(starts.read_text().split()[1])  # the retry's own clock
+        assert gone_at <= retry_started, (gone_at, retry_started)
+
+        proxy.restore()
+        wait_for(lambda: events_named(cut_off, "node.lease_regained"), 20, "the lease again")
+        gate.open()
+        retry = next(r for r in survivor.runs(task_name="hold") if r["retry_of"] == run["id"])
+        assert survivor.wait_run(retry["id"])["end_reason"] == "success"
+        assert survivor.get(f"/api/runs/{run['id']}").body == crashed  # its row stayed final
+    finally:
+        proxy.close()
