@@ -310,7 +310,7 @@ class Daemon:
             retention=self._retention(store, launcher.logs_dir, metrics),
             metrics=metrics,
             alerts=alerts,
-            fleet=self._fleet(store, dispatcher, pauses, started_at),
+            fleet=_fleet(self.live, store, dispatcher, pauses, started_at),
             started_at=started_at,
             clock=self.clock,
             reload=lambda: self.reload(services),
@@ -351,24 +351,6 @@ class Daemon:
             self.live,
             publish=self.hub.tasks.publish,
             fleet=NodeRegistry(store.engine),
-        )
-
-    def _fleet(
-        self,
-        store: Store,
-        dispatcher: Dispatcher,
-        pauses: Pauses,
-        started_at: datetime,
-    ) -> Fleet:
-        listen = self.config.daemon.listen
-        return Fleet(
-            NodeRegistry(store.engine),
-            self.live,
-            dispatcher,
-            pauses,
-            node=self.config.daemon.node_name,
-            started_at=started_at,
-            api_url=base_url_of(advertised_host(listen.host), listen.port),
         )
 
     @contextlib.asynccontextmanager
@@ -478,6 +460,21 @@ async def _load_successes(services: Services) -> None:
             return
         except StoreUnavailable:
             await asyncio.sleep(5)
+
+
+def _fleet(
+    live: LiveConfig, store: Store, dispatcher: Dispatcher, pauses: Pauses, started_at: datetime
+) -> Fleet:
+    daemon = live.current.daemon
+    return Fleet(
+        NodeRegistry(store.engine),
+        live,
+        dispatcher,
+        pauses,
+        node=daemon.node_name,
+        started_at=started_at,
+        api_url=base_url_of(advertised_host(daemon.listen.host), daemon.listen.port),
+    )
 
 
 def _log_warnings(config: Config) -> None:
