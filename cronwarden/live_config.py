@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cronwarden.config import Config, TaskConfig, TaskTable
 from cronwarden.errors import TaskNotFound
-from cronwarden.task_hash import config_hash, new_key, task_hash
+from cronwarden.task_hash import config_hash_of, config_share, new_key, task_hash
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class LiveConfig:
     def __init__(self, config: Config, key: bytes | None = None) -> None:
         self._config = config
         self._key = key if key is not None else new_key()
-        self._task_hashes: dict[str, str] = {}  # of the current config, by task name
-        self._tasks_hash: str | None = None  # of the current config, computed once
+        # Of the current config, by task name: the tasks whose runs asked for theirs.
+        self._task_hashes: dict[str, str] = {}
+        self._shares: int | None = None  # every task's config share, XORed (task_hash.py)
 
     @property
     def current(self) -> Config:
@@ -54,7 +55,7 @@ class LiveConfig:
         the database, so their hashes compare)."""
         self._key = key
         self._task_hashes.clear()
-        self._tasks_hash = None
+        self._shares = None
 
     def task_hash(self, task: TaskConfig) -> str:
         """The keyed hash of ``task``'s definition: what its runs record as
@@ -77,13 +78,16 @@ class LiveConfig:
     def tasks_hash(self) -> str:
         """One keyed hash of every task's definition: nodes sharing a database compare
         it to find one that runs a different config."""
-        if self._tasks_hash is None:
-            # One task at a time: the table is packed (see cronwarden/packed.py), and
-            # all its tasks built at once would be several times its size.
-            self._tasks_hash = config_hash(
-                self._key, ((name, self._current_hash(name)) for name in self.tasks)
-            )
-        return self._tasks_hash
+        if self._shares is None:
+            # One task at a time, none kept: the table is packed (cronwarden/packed.py)
+            self._shares = 0
+            for name, task in self.tasks.items():
+                self._shares ^= self._share(name, task)
+        return config_hash_of(self._shares)
+
+    def _share(self, name: str, task: TaskConfig) -> int:
+        digest = self._task_hashes.get(name) or task_hash(self._key, task)
+        return config_share(self._key, name, digest)
 
     def task(self, name: str) -> TaskConfig:
         try:
@@ -101,8 +105,13 @@ class LiveConfig:
                 name for name in set(old) & set(new.tasks) if not old.same(name, new.tasks)
             ),
         )
+        if self._shares is not None:  # the shares of what changed, out and in
+            for name in (*changes.removed, *changes.changed):
+                self._shares ^= self._share(name, old[name])
         self._config = new
         for name in (*changes.removed, *changes.changed):
             self._task_hashes.pop(name, None)
-        self._tasks_hash = None
+        if self._shares is not None:
+            for name in (*changes.added, *changes.changed):
+                self._shares ^= self._share(name, new.tasks[name])
         return changes

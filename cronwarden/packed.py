@@ -89,6 +89,15 @@ class PackedModels(Mapping[str, M], Generic[M]):
         self._fields_set[name] = self._shared_sets.setdefault(fields_set, fields_set)
         self._held.pop(name, None)
 
+    def field(self, field: str) -> Iterator[tuple[str, Any]]:
+        """(name, the value of ``field``) of every model, without building one: a walk
+        that needs one value of each task (start-up asks which tasks alert) reads a
+        tuple, where building 10,000 models would cost a tenth of a second."""
+        index = self._fields.index(field)
+        for name, packed in self._packed.items():
+            value = packed[index]
+            yield name, value.new() if isinstance(value, _Mutable) else value
+
     def __getitem__(self, name: str) -> M:
         """The model added as ``name`` (see the module's docstring); KeyError if none was."""
         held = self._held.get(name)

@@ -91,7 +91,7 @@ class Alerts:
             self._arm_stuck(run)
         # Read only what some task needs: on a long history these are whole-index scans,
         # and the daemon is not READY until they are done.
-        if any(task.notify for task in self.live.tasks.values()):
+        if any(notify for _, notify in self.live.tasks.field("notify")):
             last_runs = await self.store.last_runs()
             self._last_outcome = {t: r.end_reason for t, r in last_runs.items() if r.end_reason}
         limits = self._watched_limits()
@@ -219,9 +219,9 @@ class Alerts:
 
     def _watched_limits(self) -> dict[str, timedelta]:
         return {
-            name: task.expect_success_within
-            for name, task in self.live.tasks.items()
-            if task.expect_success_within > timedelta(0)
+            name: within
+            for name, within in self.live.tasks.field("expect_success_within")
+            if within > timedelta(0)
         }
 
     def _arm_overdue(self) -> None:

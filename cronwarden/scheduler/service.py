@@ -121,19 +121,17 @@ class SchedulerService:
         # One instant for all tasks: tasks sharing a schedule then ask their trigger
         # the same question, answered once (see triggers._cached_next_fire).
         now = self.clock.now()
-        reboots = [
-            task.name
-            for task in tasks.values()
-            if task.enabled and isinstance(task.trigger, RebootTrigger)
-        ]
-        for name in reboots_due(reboots) if reboots_due and reboots else reboots:
-            self._fire(name, now, Trigger.SCHEDULE)
-        for task in tasks.values():
+        reboots = []
+        for task in tasks.values():  # one pass: each read of a packed task builds it
+            if task.enabled and isinstance(task.trigger, RebootTrigger):
+                reboots.append(task.name)
             if not _on_a_timer(task):
                 continue
             entry = self._add(task, anchors.get(task.name), now)
             if task.name not in self._paused:
                 self._carry_out(entry, due=None, now=now)
+        for name in reboots_due(reboots) if reboots_due and reboots else reboots:
+            self._fire(name, now, Trigger.SCHEDULE)
 
     def shutdown(self) -> None:
         if self.running:

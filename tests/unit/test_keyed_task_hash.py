@@ -95,6 +95,8 @@ def test_a_reload_rehashes_what_changed_and_only_that(tmp_path: Path) -> None:
     assert live.task_hash(new_deploy) == task_hash(KEY, new_deploy) != old_hashes[0]
     assert live.task_hash(live.task("other")) == old_hashes[1]
     assert live.tasks_hash != old_config_hash
+    # worked out from what changed, it is the hash of the whole new table
+    assert live.tasks_hash == LiveConfig(config(tmp_path, secret="hunter3"), KEY).tasks_hash
     # A run admitted before the reload records the definition it ran with.
     assert live.task_hash(old_deploy) == old_hashes[0]
 

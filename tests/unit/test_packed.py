@@ -186,3 +186,11 @@ def test_a_reread_table_tells_which_tasks_changed(tmp_path: Path) -> None:
     assert task_hash(KEY, tasks["full"]) != task_hash(KEY, reread.tasks["full"])
     assert task_hash(KEY, tasks["plain"]) == task_hash(KEY, reread.tasks["plain"])
     assert not tasks.same("plain", PackedModels(TaskConfig, key_field="name"))  # not in it
+
+
+def test_one_field_of_every_model_is_read_without_building_them(tmp_path: Path) -> None:
+    validated, tasks = tasks_of(tmp_path)
+    assert dict(tasks.field("env")) == {name: task.env for name, task in validated.items()}
+    envs = dict(tasks.field("env"))
+    envs["full"]["A"] = "changed"  # a copy each read, as a built model's
+    assert tasks["full"].env["A"] == "1"
