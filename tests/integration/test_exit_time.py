@@ -41,12 +41,12 @@ def test_a_run_that_ended_while_the_daemon_was_stopped_keeps_its_true_end(
         released = time.time()
         # the shell exits; the stopped daemon cannot reap it, so it stays a zombie
         wait_for(lambda: _state(run["pid"]) == "Z", what="the run's process to exit")
-        time.sleep(3)  # the daemon held up well past the exit
+        time.sleep(5)  # the daemon held up well past the exit
     finally:
         daemon.proc.send_signal(signal.SIGCONT)
     ended = daemon.wait_run(run["id"])
     assert ended["end_reason"] == "success"
     end = _instant(ended["end_at"])
-    assert released - 0.5 <= end <= released + 1.5, (ended, released)
+    assert released - 0.5 <= end <= released + 3, (ended, released)  # not 5 s later
     # instants are shown to the millisecond, the duration from the exact ones
     assert abs(ended["duration_ms"] - (end - _instant(ended["start_at"])) * 1000) <= 1
