@@ -42,7 +42,7 @@ from typing import Any
 from _daemon import free_port, get, running_daemon
 from aiohttp import web
 
-from cronwarden.model import new_run
+from cronwarden.run_record import RunRecord
 from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import Store, open_engine
 
@@ -65,7 +65,7 @@ async def seed(database: str, count: int) -> float:
         took = rng.randrange(10, 60_000)
         ran = reason != "skipped"
         batch.append(
-            new_run(
+            RunRecord(
                 id=f"00000000-0000-7000-8000-{i:012d}",
                 task_name=f"t{i % TASKS:02d}",
                 status="ended",

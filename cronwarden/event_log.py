@@ -13,12 +13,13 @@ instead of being mistaken for an id of this one.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cronwarden.model import Run, new_run, run_values
+from cronwarden.run_record import RUN_COLUMNS, AnyRun, RunRecord
 from cronwarden.support.nudge import Nudge
 
 WINDOW = 10_000
@@ -27,8 +28,8 @@ WINDOW = 10_000
 # A run event holds the run's field values in this order, not a dict of them: with the
 # window full of run events, a daemon whose 10,000 tasks had each run once held 114 MB
 # with dicts, 107 MB with tuples (benchmarks/steady.py).
-_RUN_FIELDS = tuple(Run.model_fields)
-_RUN_FIELD_SET = frozenset(_RUN_FIELDS)
+_RUN_FIELDS = RUN_COLUMNS
+_fields_of = operator.attrgetter(*_RUN_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,8 @@ class Event:
         return self.said
 
     @property
-    def run(self) -> Run | None:
-        return new_run(**self.data) if self.kind.startswith("run.") else None
+    def run(self) -> RunRecord | None:
+        return RunRecord(**self.data) if self.kind.startswith("run.") else None
 
 
 class EventLog:
@@ -62,11 +63,10 @@ class EventLog:
     def last_id(self) -> int:
         return self._next_id - 1
 
-    def publish_run(self, kind: str, run: Run) -> None:
+    def publish_run(self, kind: str, run: AnyRun) -> None:
         """A run changed: kept as a copy of its fields (cheap: a burst publishes
         thousands; the JSON is made only for a follower that reads it)."""
-        values = run_values(run, _RUN_FIELD_SET)
-        self._append(kind, run.task_name, tuple(values[name] for name in _RUN_FIELDS))
+        self._append(kind, run.task_name, _fields_of(run))
 
     def publish(self, kind: str, task: str | None, data: dict[str, Any]) -> None:
         self._append(kind, task, data)

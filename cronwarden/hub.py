@@ -13,7 +13,7 @@ Three topics, each typed by the kinds it carries and what comes with them::
     hub.reloads.publish("config.reloaded", answer)  # the daemon's reload
 
 * ``hub.runs``: "run.created" (its row is committed), "run.started" (spawned), "run.ended"
-  (its end is recorded), with the ``Run``.
+  (its end is recorded), with the run's ``RunRecord`` (run_record.py).
 * ``hub.tasks``: "task.paused", "task.resumed", with the task's name.
 * ``hub.reloads``: "config.reloaded", with the reload's answer (tasks added, removed,
   changed; keys that need a restart).
@@ -32,7 +32,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import structlog
 
-from cronwarden.model import Run
+from cronwarden.run_record import RunRecord
 
 log = structlog.get_logger("cronwarden.hub")
 
@@ -74,7 +74,7 @@ class Hub:
     __slots__ = ("reloads", "runs", "tasks")
 
     def __init__(self) -> None:
-        self.runs: Topic[RunChange, Run] = Topic()
+        self.runs: Topic[RunChange, RunRecord] = Topic()
         self.tasks: Topic[TaskChange, str] = Topic()
         self.reloads: Topic[Reload, dict[str, Any]] = Topic()
 

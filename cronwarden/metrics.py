@@ -40,7 +40,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from cronwarden import __version__
-from cronwarden.model import EndReason, Run, Trigger
+from cronwarden.model import EndReason, Trigger
+from cronwarden.run_record import AnyRun
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
@@ -112,7 +113,7 @@ class Metrics:
                 text = await asyncio.to_thread(generate_latest, _Collected([family(some)]))
                 yield text if number == 0 else text.split(b"\n", 2)[2]  # no second heading
 
-    def observe(self, kind: str, run: Run) -> None:
+    def observe(self, kind: str, run: AnyRun) -> None:
         """A run changed (subscribed to the hub's run changes)."""
         if kind == "run.started" and run.triggered_by == Trigger.SCHEDULE:
             self._observe_lateness(run)
@@ -120,7 +121,7 @@ class Metrics:
             return
         self.tasks.ended(run)
 
-    def _observe_lateness(self, run: Run) -> None:
+    def _observe_lateness(self, run: AnyRun) -> None:
         if run.scheduled_for is not None and run.start_at is not None:
             late = (run.start_at - run.scheduled_for).total_seconds()
             self.lateness.observe(max(late, 0.0))
@@ -160,7 +161,7 @@ class _TaskTallies:
         twin.last_success = dict(self.last_success)
         return twin
 
-    def ended(self, run: Run) -> None:
+    def ended(self, run: AnyRun) -> None:
         task, reason = run.task_name, run.end_reason
         assert reason is not None
         self.runs[(task, reason)] = self.runs.get((task, reason), 0) + 1

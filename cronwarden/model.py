@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlmodel import Field, SQLModel
 
 from cronwarden.run_sorts import NULLABLE_SORTS
@@ -99,6 +97,18 @@ STATS_COLUMNS = ("status", "end_reason", "end_at", "duration_ms")
 SORTED_BY_INDEX = NULLABLE_SORTS
 
 
+class _FireFields(Protocol):
+    """What tells a reserved fire, in either shape of a run (this table, or the record
+    of a run in flight: run_record.py)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def triggered_by(self) -> str: ...
+    @property
+    def not_before(self) -> datetime | None: ...
+
+
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
 
 
@@ -160,32 +170,7 @@ class Run(SQLModel, table=True):
     slot: int | None = None
 
 
-_RUN_CLASS = manager_of_class(Run)
-_RUN_DEFAULTS = {
-    name: field.default
-    for name, field in Run.model_fields.items()
-    if not field.is_required() and field.default_factory is None
-}
-
-
-def new_run(**values: Any) -> Run:
-    """A Run built straight into its fields, for the dispatcher's hot path.
-
-    Why: SQLModel's constructor sets every field through SQLAlchemy's instrumentation
-    and then pydantic's, about 0.1 ms a run, and a burst of a thousand fires builds a
-    thousand at once.  Nothing is validated (the dispatcher passes typed values), and
-    such a Run never enters an ORM session: the store writes run rows with Core.
-    """
-    run: Run = _RUN_CLASS.new_instance()
-    fields = run.__dict__
-    fields.update(_RUN_DEFAULTS)
-    fields["params"] = {}
-    fields.update(values)
-    object.__setattr__(run, "__pydantic_fields_set__", set(values))
-    return run
-
-
-def is_reserved_fire(run: Run) -> bool:
+def is_reserved_fire(run: _FireFields) -> bool:
     """A scheduled fire's row committed ahead of its instant (scheduler/service.py),
     not started yet."""
     return (
@@ -193,21 +178,6 @@ def is_reserved_fire(run: Run) -> bool:
         and run.triggered_by == Trigger.SCHEDULE
         and run.not_before is not None
     )
-
-
-def run_values(run: Run, names: frozenset[str]) -> Mapping[str, Any]:
-    """The run's field values, at least ``names``, read from its instance dict (the
-    instrumented attribute getters cost several times that); an ORM instance whose
-    attributes expired lacks some there, and has them read through the getters."""
-    values: Mapping[str, Any] = vars(run)
-    if values.keys() >= names:
-        return values
-    return {name: getattr(run, name) for name in names}
-
-
-def update_run(run: Run, values: Mapping[str, Any]) -> None:
-    """Set fields of a Run the dispatcher holds (the same shortcut as ``new_run``)."""
-    run.__dict__.update(values)
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -273,8 +243,3 @@ class Installation(SQLModel, table=True):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# Mappers are otherwise set up at the first ORM use; a Run from ``new_run`` may be read
-# before any (the dispatcher with an in-memory store), and its attributes need them.
-sa.orm.configure_mappers()

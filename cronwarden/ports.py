@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cronwarden.model import Run
+from cronwarden.run_record import RunRecord
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,14 @@ class KeyedRun:
 
 
 class RunRecords(Protocol):
-    async def claim(self, runs: Sequence[Run]) -> set[str]:
+    async def claim(self, runs: Sequence[RunRecord]) -> set[str]:
         """Commit new runs; returns the ids committed.  A run whose fire (task_name,
         scheduled_for, attempt) already has a row is left out: another node or an
         earlier life claimed it, and it must not run twice.  Unless that row is this
         node's reservation of a fire, not started: the new row replaces it."""
         ...
 
-    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+    async def claim_keyed(self, run: RunRecord, key: KeyClaim) -> str:
         """Commit ``run`` together with ``key``, unless an unexpired earlier request
         holds the key; returns the id of the run that owns the key."""
         ...

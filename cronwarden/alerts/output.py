@@ -19,7 +19,8 @@ from typing import Any
 
 from cronwarden.alerts.rules import AlertEvent, describe_end
 from cronwarden.config import EventName
-from cronwarden.model import Run, Status
+from cronwarden.model import Status
+from cronwarden.run_record import AnyRun
 
 EXCERPT_BYTES = 64 * 1024
 # The events whose alert carries the run's output: the end of a run that went wrong,
@@ -29,7 +30,7 @@ CARRIES_OUTPUT: frozenset[EventName] = frozenset(
 )
 
 
-def output_event(run: Run, run_json: dict[str, Any] | None, now: datetime) -> AlertEvent | None:
+def output_event(run: AnyRun, run_json: dict[str, Any] | None, now: datetime) -> AlertEvent | None:
     """run.output for a run that ended having printed (stdout or stderr), else None."""
     if run.status != Status.ENDED or run.log_size <= 0:
         return None

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cronwarden.config import EventName, TaskConfig
-from cronwarden.model import EndReason, Run
+from cronwarden.model import EndReason
 from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.retry_policy import should_retry
+from cronwarden.run_record import AnyRun
 from cronwarden.support.timefmt import iso_z, iso_z_or_none
 from cronwarden.support.units import format_duration
 
@@ -57,7 +58,7 @@ class AlertEvent:
         }
 
 
-def end_event(run: Run, task: TaskConfig | None) -> EventName | None:
+def end_event(run: AnyRun, task: TaskConfig | None) -> EventName | None:
     """The alert a run's end raises, if any (None while a retry is still to come)."""
     event = _EVENT_OF_END.get(run.end_reason or "")
     if event is None:
@@ -69,7 +70,7 @@ def end_event(run: Run, task: TaskConfig | None) -> EventName | None:
     return event
 
 
-def describe_end(run: Run) -> str:
+def describe_end(run: AnyRun) -> str:
     """One line a person reads in a chat message or a mail subject."""
     what: dict[str, str] = {
         EndReason.FAILED: (
@@ -90,7 +91,7 @@ def describe_end(run: Run) -> str:
     return f"{run.task_name} {said}{attempt}{error}"
 
 
-def missed_event(task_name: str, runs: list[Run], now: datetime) -> AlertEvent:
+def missed_event(task_name: str, runs: list[AnyRun], now: datetime) -> AlertEvent:
     """Missed fires of one task, gathered into one alert (catch-up records up to
     max_catch_up of them at once)."""
     fires = sorted(r.scheduled_for for r in runs if r.scheduled_for is not None)
@@ -115,7 +116,9 @@ def missed_event(task_name: str, runs: list[Run], now: datetime) -> AlertEvent:
     )
 
 
-def stuck_event(run: Run, run_json: dict[str, Any], limit: timedelta, now: datetime) -> AlertEvent:
+def stuck_event(
+    run: AnyRun, run_json: dict[str, Any], limit: timedelta, now: datetime
+) -> AlertEvent:
     running_for = now - (run.start_at or now)
     return AlertEvent(
         event="run.stuck",
@@ -150,7 +153,7 @@ def overdue_event(
     )
 
 
-def recovered_event(run: Run, run_json: dict[str, Any], after: str, now: datetime) -> AlertEvent:
+def recovered_event(run: AnyRun, run_json: dict[str, Any], after: str, now: datetime) -> AlertEvent:
     return AlertEvent(
         event="task.recovered",
         task=run.task_name,

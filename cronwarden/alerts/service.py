@@ -34,7 +34,8 @@ from cronwarden.alerts.senders import command_env, send_command, send_webhook
 from cronwarden.config import NotifyConfig
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import EndReason, Run, Status
+from cronwarden.model import EndReason, Status
+from cronwarden.run_record import AnyRun
 from cronwarden.runlog.excerpt import read_head
 from cronwarden.store import Store
 from cronwarden.support.clock import Cancellable, Clock
@@ -56,7 +57,7 @@ class Alerts:
         *,
         node: str,
         base_url: str | None,
-        run_json: Callable[[Run], dict[str, Any]],
+        run_json: Callable[[AnyRun], dict[str, Any]],
         on_outcome: Outcome,
         send: Send | None = None,
         logs_dir: Path | None = None,
@@ -77,13 +78,13 @@ class Alerts:
         self._excerpts: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._last_outcome: dict[str, str] = {}
         self._stuck: dict[str, Cancellable] = {}
-        self._missed: dict[str, list[Run]] = {}
+        self._missed: dict[str, list[AnyRun]] = {}
         self._overdue_timer: Cancellable | None = None
         self._saving: set[asyncio.Task[None]] = set()
 
     # -- life -------------------------------------------------------------------------
 
-    async def start(self, running: Iterable[Run]) -> None:
+    async def start(self, running: Iterable[AnyRun]) -> None:
         """Read back what the history says (last outcomes, last successes, the
         dead-man's switch state), and watch the runs a previous life left running."""
         now = self.clock.now()
@@ -138,13 +139,13 @@ class Alerts:
 
     # -- run changes --------------------------------------------------------------------
 
-    def on_change(self, kind: str, run: Run) -> None:
+    def on_change(self, kind: str, run: AnyRun) -> None:
         if kind == "run.started":
             self._arm_stuck(run)
         elif kind == "run.ended":
             self._ended(run)
 
-    def _ended(self, run: Run) -> None:
+    def _ended(self, run: AnyRun) -> None:
         timer = self._stuck.pop(run.id, None)
         if timer is not None:
             timer.cancel()
@@ -174,7 +175,7 @@ class Alerts:
         if reason == EndReason.SUCCESS or (reason in FAILING and event is not None):
             self._last_outcome[run.task_name] = reason
 
-    def _succeeded(self, run: Run) -> None:
+    def _succeeded(self, run: AnyRun) -> None:
         previous = self._last_outcome.get(run.task_name)
         was_overdue = self.overdue.succeeded(run.task_name, run.end_at or self.clock.now())
         after = (
@@ -189,7 +190,7 @@ class Alerts:
         if was_overdue:
             self._arm_overdue()
 
-    def _gather_missed(self, run: Run) -> None:
+    def _gather_missed(self, run: AnyRun) -> None:
         waiting = self._missed.setdefault(run.task_name, [])
         waiting.append(run)
         if len(waiting) == 1:
@@ -202,7 +203,7 @@ class Alerts:
 
     # -- timers -------------------------------------------------------------------------
 
-    def _arm_stuck(self, run: Run) -> None:
+    def _arm_stuck(self, run: AnyRun) -> None:
         task = self.live.tasks.get(run.task_name)
         if task is None or task.stuck_after <= timedelta(0) or run.id in self._stuck:
             return
@@ -212,7 +213,7 @@ class Alerts:
             started + limit, lambda: self._check_stuck(run, limit)
         )
 
-    def _check_stuck(self, run: Run, limit: timedelta) -> None:
+    def _check_stuck(self, run: AnyRun, limit: timedelta) -> None:
         self._stuck.pop(run.id, None)
         if run.status == Status.RUNNING:  # the dispatcher's own record of the run
             self.emit(stuck_event(run, self.run_json(run), limit, self.clock.now()))
@@ -244,7 +245,7 @@ class Alerts:
 
     # -- delivery -----------------------------------------------------------------------
 
-    def emit(self, event: AlertEvent, output_of: Run | None = None) -> None:
+    def emit(self, event: AlertEvent, output_of: AnyRun | None = None) -> None:
         """Raise an alert: logged, and queued for each target of its task that takes
         it.  ``output_of``: the run whose output the alert quotes (see CARRIES_OUTPUT)."""
         task = self.live.tasks.get(event.task)
@@ -271,7 +272,7 @@ class Alerts:
         notify = self.live.current.notify
         return any(name in notify and event in notify[name].events for name in names)
 
-    def _excerpt(self, run: Run) -> asyncio.Task[dict[str, Any]]:
+    def _excerpt(self, run: AnyRun) -> asyncio.Task[dict[str, Any]]:
         """The run's output excerpt, being read on a thread (a run's end and its
         run.output alert share one read)."""
         reading = self._excerpts.get(run.id)

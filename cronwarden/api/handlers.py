@@ -59,8 +59,9 @@ from cronwarden.errors import (
     TaskNotFound,
 )
 from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cronwarden.model import Run, Status
+from cronwarden.model import Status
 from cronwarden.outcomes import FAILURE_END_REASONS
+from cronwarden.run_record import AnyRun
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
@@ -177,7 +178,7 @@ async def health(request: web.Request) -> web.Response:
     return _json(body, 200 if status == "ok" else 503)
 
 
-def _task_out(services: Services, task: TaskConfig, last: Run | None) -> TaskOut:
+def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> TaskOut:
     return TaskOut(
         name=task.name,
         command=task.command,
@@ -253,7 +254,7 @@ async def rerun(request: web.Request) -> web.Response:
 
 
 async def _new_run_answer(
-    services: Services, run: Run, status: int, wait: float | None
+    services: Services, run: AnyRun, status: int, wait: float | None
 ) -> web.Response:
     """The run just triggered; with ``wait``, as recorded at its end, or (202) as it is
     when the wait runs out."""
@@ -266,7 +267,7 @@ async def _new_run_answer(
     return response
 
 
-async def _wait_for_end(services: Services, run_id: str, seconds: float) -> Run:
+async def _wait_for_end(services: Services, run_id: str, seconds: float) -> AnyRun:
     """The run as recorded once it ends, or as it is when ``seconds`` have passed.
 
     A run this daemon carries is not read back at its end: its feed ends only once the
@@ -394,7 +395,7 @@ async def stop_run(request: web.Request) -> web.Response:
     services = _services(request)
     run_id = _run_id(request)
     try:
-        run = await services.dispatcher.stop(run_id)
+        run: AnyRun = await services.dispatcher.stop(run_id)
     except CarriedElsewhere:
         asked = await services.fleet.request_stop(run_id)
         run = await services.store.get_run(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ from pydantic import (
 )
 
 from cronwarden.config import TASK_NAME_RE
-from cronwarden.model import EndReason, Run, Status, Trigger, run_values
+from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
+from cronwarden.run_record import AnyRun
 from cronwarden.support.text import printable
 from cronwarden.support.timefmt import iso_z_or_none
 
@@ -140,7 +142,7 @@ class RunOut(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, run: Run) -> RunOut:
+    def of(cls, run: AnyRun) -> RunOut:
         """Built without validation: the values come typed from the store (the enum
         fields made enums, as the serializer expects them)."""
         fields = run_fields(run)
@@ -152,14 +154,14 @@ class RunOut(BaseModel):
 
 
 _RUN_FIELDS = tuple(RunOut.model_fields)
-_RUN_FIELD_SET = frozenset(_RUN_FIELDS)
+_fields_of = operator.attrgetter(*_RUN_FIELDS)
 _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 
 
-def run_fields(run: Run) -> dict[str, Any]:
-    """A run as the API shows it (RunOut's fields, JSON-ready), read straight from the
-    instance: pydantic models and the ORM's attribute getters cost several times that."""
-    return _shown(run_values(run, _RUN_FIELD_SET))
+def run_fields(run: AnyRun) -> dict[str, Any]:
+    """A run as the API shows it (RunOut's fields, JSON-ready), whichever shape it
+    comes in: the store's ``Run`` or the record of a run in flight."""
+    return _shown(dict(zip(_RUN_FIELDS, _fields_of(run), strict=True)))
 
 
 def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:

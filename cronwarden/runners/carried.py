@@ -9,7 +9,8 @@ from typing import Any
 
 import structlog
 
-from cronwarden.model import Run, Status
+from cronwarden.model import Status
+from cronwarden.run_record import RunRecord
 from cronwarden.runners.lifecycle import LIVE, WAITING, RunHandle, RunState
 
 log = structlog.get_logger("cronwarden.dispatch")
@@ -24,8 +25,8 @@ class RunView:
     def __init__(self, handle: RunHandle) -> None:
         self._handle = handle
 
-    def snapshot(self) -> Run:
-        return self._handle.run.model_copy()
+    def snapshot(self) -> RunRecord:
+        return self._handle.run.copy()
 
     @property
     def state(self) -> RunState:
@@ -79,7 +80,7 @@ class Carried:
         handle = self._handles.get(run_id)
         return None if handle is None else RunView(handle)
 
-    def running(self) -> list[Run]:
+    def running(self) -> list[RunRecord]:
         """The runs whose processes run (adopted ones, at start-up): the objects the
         dispatcher keeps, as told to subscribers of run changes; read, never written."""
         return [h.run for h in self._handles.values() if h.run.status == Status.RUNNING]

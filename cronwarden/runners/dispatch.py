@@ -32,8 +32,9 @@ import structlog
 from cronwarden.errors import CarriedElsewhere, Conflict, ShuttingDown
 from cronwarden.hub import RunChange
 from cronwarden.live_config import ConfigChanges, LiveConfig
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import RunRecords, SharedPlaces
+from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.carried import Background, Carried, RunView
 from cronwarden.runners.endings import SHUT_DOWN, stopped
 from cronwarden.runners.fires import Fires
@@ -61,7 +62,7 @@ class Dispatcher:
         node: str,
         launcher: Launcher,
         clock: Clock,
-        on_change: Callable[[RunChange, Run], None] | None = None,
+        on_change: Callable[[RunChange, RunRecord], None] | None = None,
         places: SharedPlaces | None = None,
     ) -> None:
         self._records = records
@@ -134,7 +135,7 @@ class Dispatcher:
         """Read access to a run this daemon carries (None: it carries no such run)."""
         return self._carried.view(run_id)
 
-    def running_runs(self) -> list[Run]:
+    def running_runs(self) -> list[RunRecord]:
         """The carried runs whose processes run (read, never written: see Carried)."""
         return self._carried.running()
 
@@ -145,7 +146,7 @@ class Dispatcher:
 
     async def fire(
         self, task_name: str, scheduled_for: datetime, trigger: Trigger = Trigger.SCHEDULE
-    ) -> Run | None:
+    ) -> RunRecord | None:
         """A scheduled fire; None when another node or life already claimed it."""
         self._config.task(task_name)
         runs = await self.fire_many([(task_name, scheduled_for, trigger)])
@@ -153,15 +154,15 @@ class Dispatcher:
 
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
-    ) -> dict[str, Run | None]:
+    ) -> dict[str, RunRecord | None]:
         self._refuse_if_closing()
         return await self._fires.reserve(fires)
 
     async def fire_many(
         self,
         fires: Sequence[tuple[str, datetime, Trigger]],
-        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
-    ) -> list[Run]:
+        reserved: Mapping[tuple[str, datetime], RunRecord | None] | None = None,
+    ) -> list[RunRecord]:
         self._refuse_if_closing()
         return await self._fires.fire_many(fires, reserved)
 
@@ -182,14 +183,14 @@ class Dispatcher:
         params: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[Run, bool]:
+    ) -> tuple[AnyRun, bool]:
         """An on-request run (API/CLI): (the run, whether this request created it)."""
         return await self._requests.trigger(task_name, params, idempotency_key=idempotency_key)
 
-    async def rerun(self, run_id: str) -> Run:
+    async def rerun(self, run_id: str) -> RunRecord:
         return await self._requests.rerun(run_id)
 
-    async def stop(self, run_id: str) -> Run:
+    async def stop(self, run_id: str) -> RunRecord:
         """Ask a run to stop: a live process gets stop_signal; a waiting run ends now.
 
         Raises Conflict when the run has ended (or is ending), or runs elsewhere.
@@ -215,7 +216,7 @@ class Dispatcher:
             self._gate.mark_stopping(handle.id, handle.task_name)
         else:
             raise Conflict(f"run {run_id} has already ended or is ending")
-        return handle.run.model_copy()
+        return handle.run.copy()
 
     def fence(self, kill_at: float) -> list[str]:
         """This node's heartbeats have not landed for half its lease: before a survivor
@@ -242,19 +243,19 @@ class Dispatcher:
 
     # -- runs changing hands (start-up recovery, the fleet) -------------------------------
 
-    def resume_pending(self, run: Run) -> None:
+    def resume_pending(self, run: AnyRun) -> None:
         self._takeover.resume_pending(run)
 
-    def adopt(self, run: Run, process: AdoptedProcess) -> None:
+    def adopt(self, run: AnyRun, process: AdoptedProcess) -> None:
         self._takeover.adopt(run, process)
 
-    async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None:
+    async def end_orphan(self, run: AnyRun, reason: EndReason, error: str) -> None:
         await self._takeover.end_orphan(run, reason, error)
 
-    def stop_leftover(self, run: Run, process: AdoptedProcess) -> None:
+    def stop_leftover(self, run: AnyRun, process: AdoptedProcess) -> None:
         self._takeover.stop_leftover(run, process)
 
-    async def taken_over(self, crashed: Sequence[Run], pending: Sequence[Run]) -> None:
+    async def taken_over(self, crashed: Sequence[AnyRun], pending: Sequence[AnyRun]) -> None:
         await self._takeover.taken_over(crashed, pending)
 
     def abandon(self, run_ids: Sequence[str]) -> None:
@@ -334,7 +335,7 @@ class Dispatcher:
             raise ShuttingDown()
 
 
-def _nobody(kind: RunChange, run: Run) -> None:
+def _nobody(kind: RunChange, run: RunRecord) -> None:
     """No one listens for run changes."""
 
 

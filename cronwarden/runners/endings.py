@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from cronwarden.config import TaskConfig
-from cronwarden.model import EndReason, Run, Status, update_run
+from cronwarden.model import EndReason, Status
+from cronwarden.run_record import RunRecord
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.launch import NO_LOG
@@ -39,7 +40,7 @@ def skipped(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> Outcome:
 
 
 def set_ended(
-    run: Run, outcome: Outcome, summary: LogSummary = NO_LOG, *, now: datetime | None = None
+    run: RunRecord, outcome: Outcome, summary: LogSummary = NO_LOG, *, now: datetime | None = None
 ) -> dict[str, Any]:
     """Fill in a run's end; returns the fields to record (pid and start_at repeated in
     case the "started" write was lost)."""
@@ -60,11 +61,11 @@ def set_ended(
         "proc_started": run.proc_started,
         "not_before": None,
     }
-    update_run(run, values)
+    run.change(values)
     return values
 
 
-def log_end(run: Run, level: Callable[..., Any]) -> None:
+def log_end(run: RunRecord, level: Callable[..., Any]) -> None:
     level(
         "run.ended",
         task=run.task_name,

@@ -23,8 +23,9 @@ import structlog
 from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import EndReason, Run, Status, Trigger, update_run
+from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import RunRecords
+from cronwarden.run_record import RunRecord
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.endings import set_ended, skipped
 from cronwarden.runners.gate import Gate
@@ -44,8 +45,8 @@ class _Batch:
     """Fires due together, on their way to one write."""
 
     admitted: list[RunHandle] = field(default_factory=list)
-    rows: list[Run] = field(default_factory=list)  # to insert
-    ours: list[Run] = field(default_factory=list)  # reserved by this node
+    rows: list[RunRecord] = field(default_factory=list)  # to insert
+    ours: list[RunRecord] = field(default_factory=list)  # reserved by this node
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # to reserved rows
     gone: list[str] = field(default_factory=list)  # reserved rows of removed tasks
 
@@ -72,28 +73,28 @@ class Fires:
 
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
-    ) -> dict[str, Run | None]:
+    ) -> dict[str, RunRecord | None]:
         """Commit the rows of scheduled fires ahead of their instants (task, nominal
         fire time, instant); per task, the run reserved, or None when another node
         reserved the fire first.  A reserved row is pending with ``not_before`` = the
         instant, and its ``created_at`` is the instant too: that is when the run comes
         into being for whoever reads it.  Admission waits for the instant (fire_many)."""
-        runs: dict[str, Run] = {}
+        runs: dict[str, RunRecord] = {}
         for task_name, scheduled_for, instant in fires:
             task = self._config.tasks.get(task_name)
             if task is not None:
                 runs[task_name] = self._new_run(
                     task, Trigger.SCHEDULE, scheduled_for=scheduled_for, created_at=instant
                 )
-                update_run(runs[task_name], {"not_before": instant})
+                runs[task_name].change({"not_before": instant})
         claimed = await self._records.claim(list(runs.values())) if runs else set()
         return {name: run if run.id in claimed else None for name, run in runs.items()}
 
     async def fire_many(
         self,
         fires: Sequence[Fire],
-        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
-    ) -> list[Run]:
+        reserved: Mapping[tuple[str, datetime], RunRecord | None] | None = None,
+    ) -> list[RunRecord]:
         """Fires due together: each goes through admission, then all are claimed in one
         write; returns the runs this node claimed.  Fires of tasks no longer configured
         are dropped.  ``reserved``: fires whose rows ``reserve`` committed already
@@ -146,7 +147,7 @@ class Fires:
                 if run.id in claimed:
                     self.created_ended(run)
 
-    def created_ended(self, run: Run) -> None:
+    def created_ended(self, run: RunRecord) -> None:
         """A run recorded already ended (skipped, missed): both of its changes at once."""
         self._changed("run.created", run)
         self._changed("run.ended", run)
@@ -157,8 +158,8 @@ class Fires:
         task_name: str,
         scheduled_for: datetime,
         trigger: Trigger,
-        reserved: Mapping[tuple[str, datetime], Run | None],
-    ) -> tuple[Run, TaskConfig] | None:
+        reserved: Mapping[tuple[str, datetime], RunRecord | None],
+    ) -> tuple[RunRecord, TaskConfig] | None:
         """The fire's row (and task): its reservation brought up to date, or a new one;
         None when the fire does not happen here."""
         task = self._config.tasks.get(task_name)
@@ -179,7 +180,7 @@ class Fires:
         batch.changes[mine.id] = _brought_up_to_date(mine, self._config.task_hash(task), trigger)
         return mine, task
 
-    def _admit(self, batch: _Batch, run: Run, task: TaskConfig, elsewhere: int) -> None:
+    def _admit(self, batch: _Batch, run: RunRecord, task: TaskConfig, elsewhere: int) -> None:
         handle = RunHandle(run, task)
         verdict = self._lives.admit(handle, elsewhere)
         if verdict in (Verdict.START, Verdict.QUEUE):
@@ -203,12 +204,12 @@ class Fires:
         return claimed
 
 
-def _brought_up_to_date(run: Run, task_hash: str, trigger: Trigger) -> dict[str, Any]:
+def _brought_up_to_date(run: RunRecord, task_hash: str, trigger: Trigger) -> dict[str, Any]:
     """What changed for a reserved run by its instant: the task was reloaded, or the
     wake came too late for a plain fire (a catch-up run)."""
     values = {"task_hash": task_hash, "triggered_by": trigger}
     changed = {name: value for name, value in values.items() if getattr(run, name) != value}
-    update_run(run, changed)
+    run.change(changed)
     return changed
 
 

@@ -17,7 +17,8 @@ from typing import Protocol
 from cronwarden.config import DEFAULT_PATH, TaskConfig
 from cronwarden.errors import StartFailed
 from cronwarden.host.space_reserve import SpaceReserve
-from cronwarden.model import EndReason, Run
+from cronwarden.model import EndReason
+from cronwarden.run_record import RunRecord
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
@@ -53,13 +54,13 @@ class Ending:
 
 class Launcher(Protocol):
     async def run(
-        self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
+        self, run: RunRecord, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
         """Spawn the run's process, call ``on_started``, supervise it to its end."""
         ...
 
     async def watch(
-        self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
+        self, run: RunRecord, task: TaskConfig, control: RunControl, process: AdoptedProcess
     ) -> Ending:
         """Supervise a process a previous daemon life started, to its end."""
         ...
@@ -95,7 +96,7 @@ class ProcessLauncher:
         self._own_start_dir = start_directory(own["HOME"])
 
     async def run(
-        self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
+        self, run: RunRecord, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
         if self.reserve is not None and self.reserve.released:
             self.reserve.hold()  # space may be back: take the reserve again first
@@ -121,7 +122,7 @@ class ProcessLauncher:
         return Ending(outcome, summary, exited_ago)
 
     def _log_writer(
-        self, run: Run, task: TaskConfig, control: RunControl, masker: SecretMasker
+        self, run: RunRecord, task: TaskConfig, control: RunControl, masker: SecretMasker
     ) -> LogWriter:
         return LogWriter(
             index_path(self.logs_dir, run.id),
@@ -135,7 +136,7 @@ class ProcessLauncher:
         )
 
     async def watch(
-        self, run: Run, task: TaskConfig, control: RunControl, process: AdoptedProcess
+        self, run: RunRecord, task: TaskConfig, control: RunControl, process: AdoptedProcess
     ) -> Ending:
         bounds = limits(task)
         if bounds.timeout is not None and run.start_at is not None:
@@ -158,7 +159,7 @@ class ProcessLauncher:
     def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
         return append_note(index_path(self.logs_dir, run_id), note, self.clock.now())
 
-    def _process_spec(self, task: TaskConfig, run: Run) -> ProcessSpec:
+    def _process_spec(self, task: TaskConfig, run: RunRecord) -> ProcessSpec:
         identity = resolve_identity(task.user, task.group)
         user_env = identity.env or None  # None: the daemon's own user
         env = run_environment(

@@ -26,8 +26,9 @@ from cronwarden.durable import persist
 from cronwarden.errors import StoreUnavailable
 from cronwarden.hub import RunChange
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import EndReason, Run, Status, update_run
+from cronwarden.model import EndReason, Status
 from cronwarden.ports import RunRecords
+from cronwarden.run_record import RunRecord
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.carried import Background, Carried
 from cronwarden.runners.endings import (
@@ -49,7 +50,7 @@ from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.dispatch")
 
-Changed = Callable[[RunChange, Run], None]
+Changed = Callable[[RunChange, RunRecord], None]
 
 
 class Lives:
@@ -145,7 +146,7 @@ class Lives:
         log_end(run, log.info)
         await self.retry(run)
 
-    async def retry(self, run: Run) -> None:
+    async def retry(self, run: RunRecord) -> None:
         """The retry decision: a retry is committed, then waits for its time."""
         scheduled = await self.retries.schedule(run, lambda: self.closing)
         if scheduled is not None:
@@ -251,7 +252,7 @@ class Lives:
         """How a run stopped before it started ends (a shutdown is one such stop)."""
         return stopped(SHUT_DOWN if self.closing else f"stopped while waiting for {for_what}")
 
-    def _end_at(self, run: Run, ending: Ending) -> datetime:
+    def _end_at(self, run: RunRecord, ending: Ending) -> datetime:
         """The kernel's time of the exit where it tells, not when the daemon saw it."""
         end = self.clock.now()
         if ending.exited_ago is not None:
@@ -263,7 +264,7 @@ class Lives:
             return
         handle.apply(RunEvent.SPAWNED)
         run = handle.run
-        update_run(run, {"status": Status.RUNNING, "pid": pid, "start_at": self.clock.now()})
+        run.change({"status": Status.RUNNING, "pid": pid, "start_at": self.clock.now()})
         self.background.spawn(self._record_started(run, start_ticks))
         # Told at the spawn, not once the write lands: a short run may end first.
         self.changed("run.started", run)
@@ -276,12 +277,12 @@ class Lives:
             triggered_by=run.triggered_by,
         )
 
-    async def _record_started(self, run: Run, start_ticks: Callable[[], int | None]) -> None:
+    async def _record_started(self, run: RunRecord, start_ticks: Callable[[], int | None]) -> None:
         """Record pid and start time, and the process start time that lets a restarted
         daemon recognise the pid as this run's.  Read here rather than at the spawn:
         /proc of a process still in exec is slow to read, and a spawn burst waits."""
         if run.proc_started is None:
-            update_run(run, {"proc_started": start_ticks()})
+            run.change({"proc_started": start_ticks()})
         values = {
             "status": Status.RUNNING,
             "pid": run.pid,

@@ -45,7 +45,7 @@ from enum import StrEnum
 
 from cronwarden.config import TaskConfig
 from cronwarden.errors import IllegalTransition
-from cronwarden.model import Run
+from cronwarden.run_record import RunRecord
 from cronwarden.runners.execute import RunControl
 from cronwarden.support.clock import Cancellable
 
@@ -132,7 +132,7 @@ def legal_events(state: RunState) -> list[RunEvent]:
 class RunHandle:
     """The one owner of a run while this daemon is responsible for it."""
 
-    run: Run
+    run: RunRecord
     task: TaskConfig  # the definition it runs under, kept through reloads
     state: RunState = RunState.CLAIMING
     control: RunControl = field(default_factory=RunControl)

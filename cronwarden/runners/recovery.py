@@ -23,7 +23,8 @@ from typing import Protocol
 
 import structlog
 
-from cronwarden.model import EndReason, Run, Status, is_reserved_fire
+from cronwarden.model import EndReason, Status, is_reserved_fire
+from cronwarden.run_record import AnyRun
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
 
@@ -35,23 +36,23 @@ class Recovering(Protocol):
 
     def is_configured(self, task_name: str) -> bool: ...
 
-    def resume_pending(self, run: Run) -> None: ...
+    def resume_pending(self, run: AnyRun) -> None: ...
 
-    def adopt(self, run: Run, process: AdoptedProcess) -> None: ...
+    def adopt(self, run: AnyRun, process: AdoptedProcess) -> None: ...
 
-    async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None: ...
+    async def end_orphan(self, run: AnyRun, reason: EndReason, error: str) -> None: ...
 
-    def stop_leftover(self, run: Run, process: AdoptedProcess) -> None: ...
+    def stop_leftover(self, run: AnyRun, process: AdoptedProcess) -> None: ...
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None: ...
 
 
 async def recover(
     dispatcher: Recovering,
-    runs: Sequence[Run],
+    runs: Sequence[AnyRun],
     *,
     now: datetime,
-    taken_over: Sequence[Run] = (),
+    taken_over: Sequence[AnyRun] = (),
 ) -> ExitWatcher | None:
     """Settle ``runs``, this node's unfinished runs as the store has them; returns the
     watcher adopted runs use.  ``now``: reserved fires whose instant is later are
@@ -68,9 +69,9 @@ async def recover(
     for run in leftovers:  # no await before every live pid is watched
         assert watcher is not None and run.pid is not None
         dispatcher.stop_leftover(run, AdoptedProcess(run.pid, watcher.watch(run.pid)))
-    adopted: list[tuple[Run, AdoptedProcess]] = []
-    orphans: list[Run] = []
-    not_come: list[Run] = []
+    adopted: list[tuple[AnyRun, AdoptedProcess]] = []
+    orphans: list[AnyRun] = []
+    not_come: list[AnyRun] = []
     for run in runs:  # no await in this loop
         if is_reserved_fire(run):
             assert run.not_before is not None
@@ -107,7 +108,7 @@ async def recover(
     return watcher
 
 
-def _same_process(run: Run, *, ended: bool = False) -> ProcStat | None:
+def _same_process(run: AnyRun, *, ended: bool = False) -> ProcStat | None:
     """The run's process if its pid still names it (same start time), zombie or alive;
     ``ended``: of a run whose row ended while its process went on (taken over)."""
     expected = Status.ENDED if ended else Status.RUNNING
@@ -117,7 +118,7 @@ def _same_process(run: Run, *, ended: bool = False) -> ProcStat | None:
     return stat if stat is not None and stat.start_ticks == run.proc_started else None
 
 
-def _crash_reason(run: Run) -> str:
+def _crash_reason(run: AnyRun) -> str:
     if run.status == Status.RUNNING:
         return (
             f"the daemon stopped while the run was running (pid {run.pid}) and the "

@@ -22,6 +22,7 @@ from cronwarden.errors import Conflict, IdempotencyMismatch, InvalidParams, Trig
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Run, Trigger
 from cronwarden.ports import KeyClaim, KeyedRun, RunRecords
+from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.endings import refusal
 from cronwarden.runners.gate import Gate
@@ -61,7 +62,7 @@ class Requests:
         params: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[Run, bool]:
+    ) -> tuple[AnyRun, bool]:
         """An on-request run: (the run, whether this request created it)."""
         task = self._triggerable(task_name)
         checked = check_params(task, params or {})
@@ -85,7 +86,7 @@ class Requests:
                 raise Conflict("the Idempotency-Key changed hands during the request; retry")
             return _same_request(earlier, fingerprint, idempotency_key), False
 
-    async def rerun(self, run_id: str) -> Run:
+    async def rerun(self, run_id: str) -> RunRecord:
         """A new run of the same task with the same params, as an API trigger would
         start it (api_trigger, params and admission are checked against the task as
         configured now); it records which run it repeats."""
@@ -104,7 +105,7 @@ class Requests:
         return task
 
     async def _admit(
-        self, task: TaskConfig, run: Run, claim: Callable[[], Awaitable[bool]]
+        self, task: TaskConfig, run: RunRecord, claim: Callable[[], Awaitable[bool]]
     ) -> bool:
         """Admission, then the durable claim.  A refusal raises (409) and records
         nothing; False when the claim was not ours (the key was taken)."""
@@ -124,13 +125,13 @@ class Requests:
         self._lives.claimed(handle)
         return True
 
-    def _claim_plain(self, run: Run) -> Callable[[], Awaitable[bool]]:
+    def _claim_plain(self, run: RunRecord) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
             return run.id in await self._records.claim([run])
 
         return claim
 
-    def _claim_keyed(self, run: Run, key: KeyClaim) -> Callable[[], Awaitable[bool]]:
+    def _claim_keyed(self, run: RunRecord, key: KeyClaim) -> Callable[[], Awaitable[bool]]:
         async def claim() -> bool:
             return await self._records.claim_keyed(run, key) == run.id
 

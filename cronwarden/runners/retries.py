@@ -14,9 +14,10 @@ import structlog
 from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import Run, Trigger
+from cronwarden.model import Trigger
 from cronwarden.ports import RunRecords
 from cronwarden.retry_policy import should_retry
+from cronwarden.run_record import RunRecord
 from cronwarden.runners.rows import NewRuns
 from cronwarden.support.backoff import backoff_delay
 
@@ -29,7 +30,7 @@ class Retries:
         self._config = config
         self._new_run = new_run
 
-    def task_to_retry(self, run: Run) -> TaskConfig | None:
+    def task_to_retry(self, run: RunRecord) -> TaskConfig | None:
         """The task's current definition if ``run``'s end asks for another attempt."""
         task = self._config.tasks.get(run.task_name)
         if task is None or run.end_reason is None:
@@ -41,8 +42,8 @@ class Retries:
         return task
 
     async def schedule(
-        self, run: Run, is_closing: Callable[[], bool]
-    ) -> tuple[Run, TaskConfig] | None:
+        self, run: RunRecord, is_closing: Callable[[], bool]
+    ) -> tuple[RunRecord, TaskConfig] | None:
         """Commit the retry of ``run`` if its policy asks for one (not while the daemon
         shuts down); returns the retry, pending until its ``not_before``, and the
         definition it will run under."""
@@ -63,7 +64,7 @@ class Retries:
             attempt=run.attempt + 1,
             retry_of=run.id,
         )
-        retry.not_before = retry.created_at + delay
+        retry.change({"not_before": retry.created_at + delay})
         committed = await persist(
             f"recording retry {retry.id}", lambda: self._records.claim([retry])
         )

@@ -10,7 +10,8 @@ import uuid6
 
 from cronwarden.config import TaskConfig
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import Run, Status, Trigger, new_run
+from cronwarden.model import Status, Trigger
+from cronwarden.run_record import RunRecord
 from cronwarden.support.clock import Clock
 
 
@@ -32,8 +33,8 @@ class NewRuns:
         retry_of: str | None = None,
         rerun_of: str | None = None,
         created_at: datetime | None = None,
-    ) -> Run:
-        return new_run(
+    ) -> RunRecord:
+        return RunRecord(
             id=str(uuid6.uuid7()),
             task_name=task.name,
             status=Status.PENDING,

@@ -22,7 +22,8 @@ import structlog
 
 from cronwarden.config import TaskConfig
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import EndReason, Run
+from cronwarden.model import EndReason
+from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.carried import Background, Carried
 from cronwarden.runners.endings import log_end
 from cronwarden.runners.execute import terminate
@@ -56,12 +57,12 @@ class Takeover:
         self._changed = changed
         self._background = background
 
-    def adopt(self, run: Run, process: AdoptedProcess) -> None:
+    def adopt(self, run: AnyRun, process: AdoptedProcess) -> None:
         """Take back a run whose process outlived the previous daemon life."""
         self._lives.begin(self._seated(run), process)
         log.info("run.adopted", task=run.task_name, run_id=run.id, pid=run.pid)
 
-    async def end_orphan(self, run: Run, reason: EndReason, error: str) -> None:
+    async def end_orphan(self, run: AnyRun, reason: EndReason, error: str) -> None:
         """End a run no live process belongs to (left by a previous life); retries apply."""
         handle = self._seated(run)
         summary = self._launcher.close_inherited_log(run.id, error)
@@ -69,22 +70,22 @@ class Takeover:
             handle, RunEvent.EXITED, Ending(Outcome(reason, error=error), summary)
         )
 
-    def resume_pending(self, run: Run) -> None:
+    def resume_pending(self, run: AnyRun) -> None:
         """A pending run a previous life left waiting for its time (a delayed retry):
         it waits again, then goes through admission like any other start."""
         task = self._config.tasks.get(run.task_name)
         if task is None:
             raise ValueError(f"resume_pending needs a configured task, not {run.task_name!r}")
-        self._lives.delay(RunHandle(run, task))
+        self._lives.delay(RunHandle(RunRecord.of(run), task))
 
-    async def taken_over(self, crashed: Sequence[Run], pending: Sequence[Run]) -> None:
+    async def taken_over(self, crashed: Sequence[AnyRun], pending: Sequence[AnyRun]) -> None:
         """Runs of a node declared dead, taken over here: those it ran were ended as
         crashed in the takeover itself (their retries run here, by policy); its waiting
         retries wait here for their time."""
-        for run in crashed:
-            self._changed("run.ended", run)
-            log_end(run, log.warning)
-            await self._lives.retry(run)
+        for ended in map(RunRecord.of, crashed):
+            self._changed("run.ended", ended)
+            log_end(ended, log.warning)
+            await self._lives.retry(ended)
         for run in pending:
             if run.task_name in self._config.tasks and run.id not in self._carried:
                 self.resume_pending(run)
@@ -101,7 +102,7 @@ class Takeover:
                 handle.control.stop.set()
             log.warning("run.abandoned", task=handle.task_name, run_id=run_id)
 
-    def stop_leftover(self, run: Run, process: AdoptedProcess) -> None:
+    def stop_leftover(self, run: AnyRun, process: AdoptedProcess) -> None:
         """A process of a run that a survivor ended while this node was down: stopped
         as a timeout would stop it, recording nothing (the row is the survivor's)."""
         task = self._config.tasks.get(run.task_name) or removed_task(run.task_name)
@@ -114,10 +115,10 @@ class Takeover:
         )
         self._background.spawn(terminate(process, process.exited, limits(task)))
 
-    def _seated(self, run: Run) -> RunHandle:
+    def _seated(self, run: AnyRun) -> RunHandle:
         """A handle for a run a previous life started: it holds its slot and places."""
         task = self._config.tasks.get(run.task_name) or removed_task(run.task_name)
-        handle = RunHandle(run, task)
+        handle = RunHandle(RunRecord.of(run), task)
         self._carried.add(handle)
         self._gate.seat(run.id, run.task_name)
         handle.apply(RunEvent.ADOPTED)

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 
 from cronwarden.errors import ShuttingDown, StoreUnavailable
-from cronwarden.model import Run, Trigger
+from cronwarden.model import Trigger
+from cronwarden.run_record import RunRecord
 from cronwarden.scheduler.catchup import LATE_GRACE
 from cronwarden.scheduler.ports import Dispatch
 from cronwarden.support.clock import Clock
@@ -38,7 +39,7 @@ class DueFire:
     trigger: Trigger
     give_up_at: datetime  # LATE_GRACE after it came due: then it is recorded missed
     reserved: bool = False  # whether its reservation's write came back
-    row: Run | None = None  # the reserved row (None: another node reserved the fire)
+    row: RunRecord | None = None  # the reserved row (None: another node reserved the fire)
 
     def order(self) -> tuple[datetime, str]:
         return (self.scheduled_for, self.task_name)
@@ -78,7 +79,7 @@ class ClaimLine:
         # Copies: a claim that fails part way must not leave its changes on the rows kept
         # for the next attempt.
         reserved = {
-            (f.task_name, f.scheduled_for): None if f.row is None else f.row.model_copy()
+            (f.task_name, f.scheduled_for): None if f.row is None else f.row.copy()
             for f in fires
             if f.reserved
         }

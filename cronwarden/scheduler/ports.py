@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from cronwarden.model import Run, Trigger
+from cronwarden.model import Trigger
+from cronwarden.run_record import RunRecord
 
 # (task, nominal fire time, how it was triggered)
 Fire = tuple[str, datetime, Trigger]
@@ -21,7 +22,7 @@ class Dispatch(Protocol):
 
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
-    ) -> dict[str, Run | None]:
+    ) -> dict[str, RunRecord | None]:
         """Commit the rows of fires ahead of their instants (task, nominal fire time,
         instant); per task, the run reserved, or None when another node reserved it.
         Raises ShuttingDown, StoreUnavailable."""
@@ -30,8 +31,8 @@ class Dispatch(Protocol):
     async def fire_many(
         self,
         fires: Sequence[Fire],
-        reserved: Mapping[tuple[str, datetime], Run | None] | None = None,
-    ) -> list[Run]:
+        reserved: Mapping[tuple[str, datetime], RunRecord | None] | None = None,
+    ) -> list[RunRecord]:
         """Admit and claim fires due together (one write), then start them; returns the
         runs this node claimed.  ``reserved``: the rows ``reserve`` committed (None:
         another node's).  Raises ShuttingDown, StoreUnavailable (nothing claimed)."""

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import structlog
 
 from cronwarden.config import TaskConfig
-from cronwarden.model import Run, Trigger
+from cronwarden.model import Trigger
+from cronwarden.run_record import RunRecord
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.claims import ClaimLine, DueFire
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
@@ -86,7 +87,7 @@ class _Reservation:
 
     scheduled_for: datetime
     # The batch's claim: per task, the run committed, or None if another node's was.
-    rows: asyncio.Future[dict[str, Run | None]]
+    rows: asyncio.Future[dict[str, RunRecord | None]]
 
 
 class SchedulerService:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from cronwarden.errors import RunNotFound, StoreUnavailable
 from cronwarden.model import Run, Status, TaskState, is_reserved_fire, utcnow
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
+from cronwarden.run_record import RunRecord, run_row
 from cronwarden.run_sorts import NULLABLE_SORTS
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.runs import (
@@ -68,7 +69,7 @@ class MemoryStore:
 
     # -- RunRecords ---------------------------------------------------------------
 
-    async def claim(self, runs: Sequence[Run]) -> set[str]:
+    async def claim(self, runs: Sequence[RunRecord]) -> set[str]:
         await self._write()
         taken: dict[tuple[str, datetime | None, int], Run] = {
             (r.task_name, r.scheduled_for, r.attempt): r
@@ -85,18 +86,18 @@ class MemoryStore:
                 continue
             if held is not None:
                 del self.runs[held.id]
-            taken[fire] = run
-            self.runs[run.id] = _copy(run)
+            stored = taken[fire] = _stored(run)
+            self.runs[run.id] = stored
             claimed.add(run.id)
         return claimed
 
-    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+    async def claim_keyed(self, run: RunRecord, key: KeyClaim) -> str:
         await self._write()
         held = self.keys.get((key.task_name, key.key))
         if held is not None and held.created_at >= key.expired_before:
             return held.run_id
         self.keys[(key.task_name, key.key)] = _Key(run.id, key.fingerprint, key.created_at)
-        self.runs[run.id] = _copy(run)
+        self.runs[run.id] = _stored(run)
         return run.id
 
     async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
@@ -256,6 +257,13 @@ class MemoryStore:
 def _copy(run: Run) -> Run:
     """What a database hands back is never the caller's own object."""
     return run.model_copy(deep=True)
+
+
+def _stored(record: RunRecord) -> Run:
+    """The row a claim writes, as the store's own Run (never the caller's record)."""
+    values = run_row(record)
+    values["params"] = dict(values["params"])
+    return Run(**values)
 
 
 def _row(run: Run) -> Any:

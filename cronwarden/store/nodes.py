@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cronwarden.model import EndReason, Node, Run, Status, TaskState, Trigger, new_run, utcnow
+from cronwarden.model import EndReason, Node, Run, Status, TaskState, Trigger, utcnow
 from cronwarden.store.engine import is_shared, upsert_insert
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
@@ -288,7 +288,7 @@ def _run_of(row: Any) -> Run:
         value = values.get(name)
         if isinstance(value, datetime) and value.tzinfo is None:
             values[name] = value.replace(tzinfo=utcnow().tzinfo)
-    return new_run(**values)
+    return Run(**values)
 
 
 def _not_taken_over() -> sa.ColumnElement[bool]:

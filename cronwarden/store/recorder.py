@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
 from cronwarden.model import IdempotencyKey, Run, Status, Trigger
+from cronwarden.run_record import RunRecord, run_row
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
 from cronwarden.store.protocol import KeyClaim
@@ -71,13 +72,6 @@ class _Discard:
 
 
 _Write = _Insert | _Keyed | _Update | _Discard
-
-
-def run_row(run: Run) -> dict[str, Any]:
-    """The column values of a new run (read from its instance dict: at a thousand rows
-    per burst, the instrumented attribute getters were a measurable cost)."""
-    values = vars(run)
-    return {name: values.get(name) for name in _RUN_COLUMNS}
 
 
 class Recorder:
@@ -129,12 +123,12 @@ class Recorder:
 
     # -- what callers await --------------------------------------------------------
 
-    async def insert(self, runs: Sequence[Run]) -> set[str]:
+    async def insert(self, runs: Sequence[RunRecord]) -> set[str]:
         """Commit new runs; returns the ids committed (a claimed fire is left out)."""
         result: set[str] = await self._submit(_Insert([run_row(run) for run in runs]))
         return result
 
-    async def insert_keyed(self, run: Run, key: KeyClaim) -> str:
+    async def insert_keyed(self, run: RunRecord, key: KeyClaim) -> str:
         """Commit ``run`` holding ``key``, unless a live earlier request holds it;
         returns the id of the run that owns the key."""
         result: str = await self._submit(_Keyed(run_row(run), key))

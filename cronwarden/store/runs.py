@@ -29,6 +29,7 @@ from cronwarden.model import (
     utcnow,
 )
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
+from cronwarden.run_record import RunRecord
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
@@ -144,10 +145,10 @@ class Store:
 
     # -- runs: writes (group-committed) -----------------------------------------
 
-    async def claim(self, runs: Sequence[Run]) -> set[str]:
+    async def claim(self, runs: Sequence[RunRecord]) -> set[str]:
         return await self.recorder.insert(runs)
 
-    async def claim_keyed(self, run: Run, key: KeyClaim) -> str:
+    async def claim_keyed(self, run: RunRecord, key: KeyClaim) -> str:
         return await self.recorder.insert_keyed(run, key)
 
     async def record(self, run_id: str, values: Mapping[str, Any]) -> None:

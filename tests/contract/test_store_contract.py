@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from cronwarden.errors import InvalidCursor, RunNotFound
-from cronwarden.model import EndReason, Run, Status, Trigger, utcnow
+from cronwarden.model import EndReason, Status, Trigger, utcnow
+from cronwarden.run_record import RUN_COLUMNS, AnyRun, RunRecord
 from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import RunFilter, Store, open_engine
 from cronwarden.store.memory import MemoryStore
@@ -67,7 +68,7 @@ def run_id(i: int) -> str:
     return str(uuid.UUID(int=(0x0190 << 112) | i))
 
 
-def make_run(i: int, task: str = "t", **values: Any) -> Run:
+def make_run(i: int, task: str = "t", **values: Any) -> RunRecord:
     fields: dict[str, Any] = {
         "id": run_id(i),
         "task_name": task,
@@ -78,21 +79,22 @@ def make_run(i: int, task: str = "t", **values: Any) -> Run:
         "params": {"k": "v"},
         **values,
     }
-    return Run(**fields)
+    return RunRecord(**fields)
 
 
-def fire(i: int, task: str = "t", at: datetime = T0, **values: Any) -> Run:
+def fire(i: int, task: str = "t", at: datetime = T0, **values: Any) -> RunRecord:
     """A scheduled fire of ``task`` at ``at``."""
     return make_run(i, task, triggered_by=Trigger.SCHEDULE, scheduled_for=at, **values)
 
 
-def reservation(i: int, at: datetime, node: str = "n1") -> Run:
+def reservation(i: int, at: datetime, node: str = "n1") -> RunRecord:
     """A fire's row committed ahead of its instant (see scheduler/service.py)."""
     return fire(i, at=at, created_at=at, not_before=at, node=node)
 
 
-def fields(run: Run) -> dict[str, Any]:
-    return run.model_dump()
+def fields(run: AnyRun) -> dict[str, Any]:
+    """A run's column values, whichever shape it comes in."""
+    return {name: getattr(run, name) for name in RUN_COLUMNS}
 
 
 async def ids_of(store: Any) -> set[str]:

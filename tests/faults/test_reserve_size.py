@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cronwarden.host.space_reserve import RESERVE_BYTES, RESERVE_OUTCOMES, WAL_BOUND_BYTES
-from cronwarden.model import EndReason, Status, Trigger, new_run
+from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.run_record import RunRecord
 from cronwarden.store import Store, open_engine
 
 pytestmark = pytest.mark.faults
@@ -33,7 +34,7 @@ async def record_outcomes(store: Store, count: int, start: int) -> None:
     """``count`` runs as the dispatcher records them: claimed, started, ended."""
     for i in range(start, start + count):
         at = T0 + timedelta(seconds=i)
-        run = new_run(
+        run = RunRecord(
             id=f"0190{i:028d}",
             task_name="a-task-with-a-name-of-typical-length",
             status=Status.PENDING,

@@ -10,7 +10,8 @@ import pytest
 import uuid6
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
 
-from cronwarden.model import Status, Trigger, new_run
+from cronwarden.model import Status, Trigger
+from cronwarden.run_record import RunRecord
 from cronwarden.store import Store, open_engine
 
 pytestmark = pytest.mark.both_databases
@@ -195,7 +196,7 @@ async def reserve(database: str, node: str, task: str, instants: list[datetime])
     between reservation and instant leaves behind)."""
     store = await Store.open(open_engine(database))
     runs = [
-        new_run(
+        RunRecord(
             id=str(uuid6.uuid7()),
             task_name=task,
             status=Status.PENDING,

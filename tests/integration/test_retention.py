@@ -15,8 +15,9 @@ from conftest import wait_for  # type: ignore[import-not-found]
 
 from cronwarden.config import parse_config
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import Run, Status, new_run
+from cronwarden.model import Status
 from cronwarden.retention import Retention, keep_for_task
+from cronwarden.run_record import RunRecord
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.writer import LogWriter
 from cronwarden.store import Store, open_engine
@@ -50,7 +51,7 @@ class StillClock:
         raise AssertionError("retention sets no timers")
 
 
-def ended(task: str, i: int, age: timedelta, **kw: object) -> Run:
+def ended(task: str, i: int, age: timedelta, **kw: object) -> RunRecord:
     created = NOW - age
     values: dict[str, object] = {
         "id": f"00000000-0000-7000-8000-{i:012d}",
@@ -65,7 +66,7 @@ def ended(task: str, i: int, age: timedelta, **kw: object) -> Run:
         "task_hash": "h",
         **kw,
     }
-    return new_run(**values)
+    return RunRecord(**values)
 
 
 def write_log(logs_dir: Path, run_id: str, size: int, cap: int = 1 << 20) -> None:
@@ -106,7 +107,7 @@ async def test_keep_runs_keeps_the_newest_and_deletes_the_rest_with_their_logs(
     pruner = retention(store, tmp_path)
     runs = [ended("counted", i, timedelta(hours=10 - i)) for i in range(8)]
     # the oldest run is still running: never deleted, and it still counts as kept
-    runs[0].__dict__.update(status="running", end_reason=None, end_at=None)
+    runs[0].change({"status": "running", "end_reason": None, "end_at": None})
     await store.claim(runs)
     for run in runs:
         write_log(pruner.logs_dir, run.id, size=300 * 1024, cap=512 * 1024)  # 4 segments

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import Run, Status
+from cronwarden.run_record import RunRecord
 from cronwarden.store import RunFilter, Store, open_engine
 from cronwarden.store.migrate import HEAD, alembic_config
 from cronwarden.store.protocol import KeyClaim
@@ -18,11 +19,11 @@ from cronwarden.store.protocol import KeyClaim
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-async def claim_one(store: Store, run: Run) -> None:
+async def claim_one(store: Store, run: RunRecord) -> None:
     assert await store.claim([run]) == {run.id}
 
 
-def make_run(i: int, task: str = "t", **kw: object) -> Run:
+def make_run(i: int, task: str = "t", **kw: object) -> RunRecord:
     values: dict[str, object] = {
         "id": f"00000000-0000-7000-8000-{i:012d}",
         "task_name": task,
@@ -33,7 +34,7 @@ def make_run(i: int, task: str = "t", **kw: object) -> Run:
         "params": {"k": "v"},
         **kw,
     }
-    return Run(**values)  # type: ignore[arg-type]
+    return RunRecord(**values)  # type: ignore[arg-type]
 
 
 async def test_migrations_are_idempotent(store: Store) -> None:
@@ -274,7 +275,7 @@ async def test_a_reservation_is_taken_over_only_by_its_own_node(store: Store) ->
     replaces it.  Another node's reservation, or a run that started, counts as claimed."""
     soon = datetime.now(UTC) + timedelta(seconds=1)
 
-    def reservation(i: int, node: str = "n1", at: datetime = soon, **kw: object) -> Run:
+    def reservation(i: int, node: str = "n1", at: datetime = soon, **kw: object) -> RunRecord:
         return make_run(i, scheduled_for=at, not_before=at, created_at=at, node=node, **kw)
 
     await claim_one(store, reservation(1))

@@ -15,6 +15,7 @@ from cronwarden.config import Config, TaskConfig, parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Run, Status
 from cronwarden.ports import SharedPlaces
+from cronwarden.run_record import RunRecord, run_row
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.execute import RunControl, StartedCallback
@@ -120,6 +121,10 @@ class RecordingStore(MemoryStore):
         await super().record(run_id, values)
         if values.get("status") == Status.ENDED:
             self.end_records.append(run_id)
+
+    def plant(self, run: RunRecord) -> None:
+        """A row as an earlier daemon life left it, put straight into the store."""
+        self.runs[run.id] = Run(**{**run_row(run), "params": dict(run.params)})
 
     async def claim(self, runs: Any) -> set[str]:
         claimed = await super().claim(runs)

@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronwarden.alerts.output import EXCERPT_BYTES, cut_excerpt, output_event
-from cronwarden.model import Run, new_run
+from cronwarden.run_record import RunRecord
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 
-def ended(**values: Any) -> Run:
+def ended(**values: Any) -> RunRecord:
     fields: dict[str, Any] = {
         "id": "00000000-0000-7000-8000-000000000001",
         "task_name": "backup",
@@ -28,7 +28,7 @@ def ended(**values: Any) -> Run:
         "task_hash": "h",
         "log_size": 12,
     }
-    return new_run(**{**fields, **values})
+    return RunRecord(**{**fields, **values})
 
 
 def test_a_run_that_printed_raises_run_output_naming_its_outcome() -> None:

@@ -16,7 +16,7 @@ from cronwarden.alerts.overdue import OverdueWatch
 from cronwarden.alerts.service import Alerts
 from cronwarden.config import NotifyConfig, parse_config
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import new_run
+from cronwarden.run_record import RunRecord
 from cronwarden.store import Store, open_engine
 
 CONFIG = """
@@ -71,7 +71,7 @@ class Life:
 
 
 def running_run(started_ago: timedelta, clock: FakeClock) -> Any:
-    return new_run(
+    return RunRecord(
         id="00000000-0000-7000-8000-000000000001",
         task_name="long",
         status="running",
@@ -106,7 +106,7 @@ async def test_a_run_that_ends_in_time_is_not_stuck(store: Store, tmp_path: Path
     run = running_run(timedelta(0), clock)
     life.alerts.on_change("run.started", run)
     clock.advance(timedelta(minutes=29))
-    run.__dict__.update(status="ended", end_reason="success", end_at=clock.now())
+    run.change({"status": "ended", "end_reason": "success", "end_at": clock.now()})
     life.alerts.on_change("run.ended", run)
     clock.advance(timedelta(hours=2))
     assert await life.events("run.") == []
@@ -137,7 +137,7 @@ async def test_overdue_survives_restarts_and_alerts_once_per_silence(
     assert await third.events() == []
 
     # a success ends the silence (and is told as a recovery); the next one is alerted
-    success = new_run(
+    success = RunRecord(
         id="00000000-0000-7000-8000-000000000002",
         task_name="nightly",
         status="ended",

@@ -17,7 +17,7 @@ from cronwarden.alerts import wording
 from cronwarden.alerts.service import Alerts
 from cronwarden.config import NotifyConfig, parse_config
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import Run, new_run
+from cronwarden.run_record import RunRecord
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import SecretMasker
 from cronwarden.runlog.writer import LogWriter
@@ -184,7 +184,7 @@ class Sent:
         return [(e["event"], e["output"]) for _, e in self.sent]
 
 
-def ended(task: str, run_id: str, size: int, **values: Any) -> Run:
+def ended(task: str, run_id: str, size: int, **values: Any) -> RunRecord:
     fields: dict[str, Any] = {
         "id": run_id,
         "task_name": task,
@@ -197,7 +197,7 @@ def ended(task: str, run_id: str, size: int, **values: Any) -> Run:
         "task_hash": "h",
         "log_size": size,
     }
-    return new_run(**{**fields, **values})
+    return RunRecord(**{**fields, **values})
 
 
 RUN1 = "00000000-0000-7000-8000-000000000001"

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from inprocess import InProcessApi, serve_in_process  # type: ignore[import-not-found]
 
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.run_record import RunRecord
 
 TASKS = """
 [tasks.hello]
@@ -129,9 +130,9 @@ async def test_known_hosts_are_answered(api: InProcessApi, host: str) -> None:
     assert {t["name"] for t in body["tasks"]} == {"hello", "nightly"}
 
 
-def ended_run(i: int, api: InProcessApi) -> Run:
+def ended_run(i: int, api: InProcessApi) -> RunRecord:
     at = api.clock.now() - timedelta(minutes=100 - i)
-    return Run(
+    return RunRecord(
         id=f"01900000-0000-7000-8000-{i:012d}",
         task_name="hello" if i % 2 else "nightly",
         status=Status.ENDED,
@@ -182,8 +183,16 @@ async def test_a_fire_reserved_ahead_is_not_listed(api: InProcessApi) -> None:
     """The scheduler's reservation of the next fire is a row already; not a run yet."""
     ahead = api.clock.now() + timedelta(minutes=1)
     reserved = ended_run(1, api)
-    reserved.status, reserved.end_reason, reserved.created_at = Status.PENDING, None, ahead
-    reserved.triggered_by, reserved.scheduled_for, reserved.not_before = "schedule", ahead, ahead
+    reserved.change(
+        {
+            "status": Status.PENDING,
+            "end_reason": None,
+            "created_at": ahead,
+            "triggered_by": "schedule",
+            "scheduled_for": ahead,
+            "not_before": ahead,
+        }
+    )
     await api.store.claim([reserved])
     _, _, page = await api.call("GET", "/api/runs?total=true")
     assert (page["runs"], page["total"]) == ([], 0)

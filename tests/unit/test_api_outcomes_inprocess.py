@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from inprocess import InProcessApi, serve_in_process  # type: ignore[import-not-found]
 
-from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FAILURE_END_REASONS
+from cronwarden.run_record import RunRecord
 from cronwarden.support.timefmt import iso_z_or_none
 
 TASKS = '[tasks.hello]\ncommand = "echo hello"\n'
@@ -24,9 +25,9 @@ async def api(tmp_path: Path) -> AsyncIterator[InProcessApi]:
         yield served
 
 
-def ended(api: InProcessApi, i: int, reason: EndReason, duration_ms: int) -> Run:
+def ended(api: InProcessApi, i: int, reason: EndReason, duration_ms: int) -> RunRecord:
     at = api.clock.now() - timedelta(minutes=100 - i)
-    return Run(
+    return RunRecord(
         id=f"01900000-0000-7000-8000-{i:012d}",
         task_name="hello",
         status=Status.ENDED,

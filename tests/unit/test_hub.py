@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from structlog.testing import capture_logs
 
 from cronwarden.hub import Hub
-from cronwarden.model import Run, Status, Trigger
+from cronwarden.model import Status, Trigger
+from cronwarden.run_record import RunRecord
 
 
-def a_run() -> Run:
-    return Run(
+def a_run() -> RunRecord:
+    return RunRecord(
         id="00000000-0000-7000-8000-000000000001",
         task_name="backup",
         status=Status.ENDED,

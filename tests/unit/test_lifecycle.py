@@ -284,7 +284,7 @@ async def test_a_recovered_pending_run_goes_through_admission() -> None:
     holder, _ = await r.dispatcher.trigger("job")
     await settle()
     left = r.new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
-    left.not_before = T0 + 5 * S
+    left.change({"not_before": T0 + 5 * S})
     await r.store.claim([left])
     r.dispatcher.resume_pending(left)
     r.clock.advance(5 * S)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from cronwarden.metrics import DURATION_BUCKETS, LiveState, Metrics
-from cronwarden.model import Run, new_run
+from cronwarden.run_record import RunRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PER_TASK = {
@@ -23,8 +23,8 @@ PER_TASK = {
 }
 
 
-def ended(i: int, task: str, reason: str, duration_ms: int | None, log_size: int = 0) -> Run:
-    return new_run(
+def ended(i: int, task: str, reason: str, duration_ms: int | None, log_size: int = 0) -> RunRecord:
+    return RunRecord(
         id=f"00000000-0000-7000-8000-{i:012d}",
         task_name=task,
         status="ended",
@@ -51,7 +51,7 @@ RUNS = [
 ]
 
 
-def reference(runs: list[Run], known: dict[str, datetime]) -> bytes:
+def reference(runs: list[RunRecord], known: dict[str, datetime]) -> bytes:
     """What prometheus-client's labelled metrics say of the same runs."""
     r = CollectorRegistry()
     count = Counter("cronwarden_runs", "", ["task", "end_reason"], registry=r)

@@ -24,13 +24,10 @@ TASK = '[tasks.job]\ncommand = "true"\nretries = 1\nretry_delay = "5s"\nretry_on
 def left_running(r: Rig, pid: int, proc_started: int | None):  # type: ignore[no-untyped-def]
     """A run row as a daemon that died would have left it."""
     run = r.new_run(r.live.task("job"), Trigger.API)
-    run.status, run.pid, run.start_at, run.proc_started = (
-        Status.RUNNING,
-        pid,
-        r.clock.at,
-        proc_started,
+    run.change(
+        {"status": Status.RUNNING, "pid": pid, "start_at": r.clock.at, "proc_started": proc_started}
     )
-    r.store.runs[run.id] = run.model_copy(deep=True)
+    r.store.plant(run)
     return run
 
 
@@ -96,8 +93,8 @@ async def test_a_process_that_is_gone_ends_crashed_and_retries(tmp_path: Path) -
 async def test_a_waiting_retry_waits_again_then_runs() -> None:
     r = rig(TASK)
     left = r.new_run(r.live.task("job"), Trigger.RETRY, attempt=2)
-    left.not_before = r.clock.at + timedelta(seconds=5)
-    r.store.runs[left.id] = left.model_copy(deep=True)
+    left.change({"not_before": r.clock.at + timedelta(seconds=5)})
+    r.store.plant(left)
     await recovered(r)
     await settle()
     assert r.launcher.started == []
@@ -114,8 +111,8 @@ def reserved_fire(r: Rig, instant_in: timedelta):  # type: ignore[no-untyped-def
     """A scheduled fire's row as the scheduler commits it ahead of its instant."""
     instant = r.clock.at + instant_in
     run = r.new_run(r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant, created_at=instant)
-    run.not_before = instant
-    r.store.runs[run.id] = run.model_copy(deep=True)
+    run.change({"not_before": instant})
+    r.store.plant(run)
     return run
 
 

@@ -1,5 +1,5 @@
 """The fast run serialization (run_fields, RunOut.of) says exactly what the validated
-RunOut model says, and draws no serializer warnings."""
+RunOut model says, for either shape of a run, and draws no serializer warnings."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import warnings
 from datetime import UTC, datetime
 
 from cronwarden.api.schemas import RunOut, run_fields
-from cronwarden.model import EndReason, Status, Trigger, new_run
+from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.run_record import AnyRun, RunRecord
 
 AT = datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC)
 
 
-def runs() -> list:
-    ended = new_run(
+def runs() -> list[AnyRun]:
+    """Each run in both shapes: the record of a run in flight, and the store's Run."""
+    ended = dict(
         id="0190f3a0-0000-7000-8000-000000000001",
         task_name="backup",
         status=Status.ENDED,
@@ -35,7 +37,7 @@ def runs() -> list:
         task_hash="abc",
         error="exit status 3\x1b[31m",
     )
-    pending = new_run(  # as read back from the store: plain text, no enums
+    pending = dict(  # as read back from the store: plain text, no enums
         id="0190f3a0-0000-7000-8000-000000000002",
         task_name="adhoc",
         status="pending",
@@ -44,7 +46,7 @@ def runs() -> list:
         node="n1",
         task_hash="abc",
     )
-    return [ended, pending]
+    return [shape(**values) for values in (ended, pending) for shape in (RunRecord, Run)]
 
 
 def test_run_fields_match_the_validated_model() -> None:
