@@ -13,7 +13,6 @@ A record changes only through ``change``: one place to look for who writes a run
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -72,7 +71,6 @@ class RunRecord:
 
 
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
-_values = operator.attrgetter(*RUN_COLUMNS)
 
 # Either shape of a run, for code that reads one by attribute.
 AnyRun = Run | RunRecord
@@ -80,4 +78,4 @@ AnyRun = Run | RunRecord
 
 def run_row(record: RunRecord) -> dict[str, Any]:
     """The column values of a run's row, as the recorder inserts it."""
-    return dict(zip(RUN_COLUMNS, _values(record), strict=True))
+    return {name: getattr(record, name) for name in RUN_COLUMNS}
