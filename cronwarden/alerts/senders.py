@@ -20,7 +20,7 @@ import aiohttp
 
 from cronwarden import __version__
 from cronwarden.config import SHELL, NotifyConfig
-from cronwarden.host.control_env import is_control_variable
+from cronwarden.host.control_env import without_control_variables
 
 SIGNATURE_HEADER = "X-Cronwarden-Signature"
 OUTPUT_KEPT = 2048  # bytes of a failing command's output quoted in the log
@@ -80,7 +80,7 @@ async def send_command(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             # As a run: the daemon's control variables (its token, NOTIFY_SOCKET) stay out.
-            env={**{k: v for k, v in os.environ.items() if not is_control_variable(k)}, **env},
+            env={**without_control_variables(os.environ), **env},
             start_new_session=True,
         )
     except OSError as exc:

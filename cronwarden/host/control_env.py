@@ -14,6 +14,8 @@ names in ``inherit_env`` lists) and the runner both read it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 CONTROL_VARIABLES = frozenset(
     {
         # sd_notify(3), sd_listen_fds(3), sd_watchdog_enabled(3) and the service manager
@@ -54,3 +56,9 @@ CONTROL_PREFIXES = ("WATCHDOG_", "LISTEN_", "CRONWARDEN_")
 def is_control_variable(name: str) -> bool:
     """True for a name the daemon's environment must never pass to a run."""
     return name in CONTROL_VARIABLES or name.startswith(CONTROL_PREFIXES)
+
+
+def without_control_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment as a process it starts (a run, an alert command) may
+    have it."""
+    return {k: v for k, v in environ.items() if not is_control_variable(k)}

@@ -35,7 +35,7 @@ from dotenv import dotenv_values
 
 from cronwarden.config import TaskConfig
 from cronwarden.errors import StartFailed
-from cronwarden.host.control_env import is_control_variable
+from cronwarden.host.control_env import without_control_variables
 from cronwarden.support.timefmt import iso_z
 
 CRON_SHELL = "/bin/sh"  # as cron's: commands run by /bin/sh -c whatever the user's shell
@@ -63,7 +63,7 @@ class DaemonEnvironment:
     ) -> DaemonEnvironment:
         cron = {"SHELL": CRON_SHELL, "PATH": path}
         cron.update((k, v) for k, v in environ.items() if is_locale_or_zone(k))
-        inheritable = {k: v for k, v in environ.items() if not is_control_variable(k)}
+        inheritable = without_control_variables(environ)
         inherit_all = {k: v for k, v in inheritable.items() if k not in IDENTITY_NAMES}
         return cls(
             cron=MappingProxyType(cron),
