@@ -9,7 +9,6 @@ working directory is.
 
 from __future__ import annotations
 
-import functools
 import grp
 import ipaddress
 import os
@@ -17,6 +16,7 @@ import pwd
 import re
 import signal
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
@@ -514,6 +514,7 @@ def parse_config(text: str, file: Path) -> Config:
     }
     defaults = _valid_defaults(data.get("defaults", {}), checker)
     tasks = TaskTable(TaskConfig, key_field="name")
+    host = _HostFacts()
     for name, body in checker.tables(data, "tasks").items():
         if not TASK_NAME_RE.fullmatch(name) or name in (".", ".."):
             checker.problem(
@@ -526,7 +527,7 @@ def parse_config(text: str, file: Path) -> Config:
         task = checker.validate(TaskConfig, merged, ("tasks", name))
         if task is not None:
             tasks.add(name, task)
-            _check_on_host(task, checker)
+            _check_on_host(task, checker, host)
         targets = merged.get("notify", [])
         for target in targets if isinstance(targets, list) else []:
             if isinstance(target, str) and target not in notify:
@@ -541,42 +542,53 @@ def parse_config(text: str, file: Path) -> Config:
     return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify, warnings=warnings)
 
 
-@functools.cache
-def _user_known(user: str) -> bool:
+class _HostFacts:
+    """Users, groups and paths of this host, each asked once per config read (10,000
+    tasks share a few), and asked again at the next read: a reload must see the user
+    added or the directory mounted since."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, bool] = {}
+        self._groups: dict[str, bool] = {}
+        self._paths: dict[Path, bool] = {}
+
+    def user_known(self, user: str) -> bool:
+        if user not in self._users:
+            self._users[user] = _found(pwd.getpwnam, user)
+        return self._users[user]
+
+    def group_known(self, group: str) -> bool:
+        if group not in self._groups:
+            self._groups[group] = _found(grp.getgrnam, group)
+        return self._groups[group]
+
+    def exists(self, path: Path) -> bool:
+        if path not in self._paths:
+            self._paths[path] = path.exists()
+        return self._paths[path]
+
+
+def _found(lookup: Callable[[str], object], name: str) -> bool:
     try:
-        pwd.getpwnam(user)
+        lookup(name)
     except KeyError:
         return False
     return True
 
 
-@functools.cache
-def _group_known(group: str) -> bool:
-    try:
-        grp.getgrnam(group)
-    except KeyError:
-        return False
-    return True
-
-
-@functools.cache
-def _exists(path: Path) -> bool:
-    return path.exists()
-
-
-def _check_on_host(task: TaskConfig, checker: _Checker) -> None:
+def _check_on_host(task: TaskConfig, checker: _Checker, host: _HostFacts) -> None:
     """What this host must have for the task to run: users and groups are errors (a typo
     would run nothing, or as the wrong user); missing paths are warnings, since a
     mount or a deploy may bring them before the first run.  Numeric ids pass: the
     kernel takes any id, with or without a passwd entry."""
     loc = ("tasks", task.name)
-    if isinstance(task.user, str) and not _user_known(task.user):
+    if isinstance(task.user, str) and not host.user_known(task.user):
         checker.problem(
             (*loc, "user"),
             f"unknown user {task.user!r} (not in this host's passwd database or NSS); "
             "expected an existing user name or a numeric uid",
         )
-    if isinstance(task.group, str) and not _group_known(task.group):
+    if isinstance(task.group, str) and not host.group_known(task.group):
         checker.problem(
             (*loc, "group"),
             f"unknown group {task.group!r} (not in this host's group database or NSS); "
@@ -584,7 +596,7 @@ def _check_on_host(task: TaskConfig, checker: _Checker) -> None:
         )
     for key in ("working_dir", "env_file"):
         path = getattr(task, key)
-        if path is not None and not _exists(path):
+        if path is not None and not host.exists(path):
             checker.warn((*loc, key), f"{path} does not exist (yet); runs fail until it does")
 
 

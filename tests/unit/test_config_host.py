@@ -159,3 +159,13 @@ def test_redact_url() -> None:
     )
     assert redact_url("postgresql+asyncpg://cw@h/db") == "postgresql+asyncpg://cw@h/db"
     assert redact_url("mailtos://user:p%40ss@smtp.example") == "mailtos://user:***@smtp.example"
+
+
+def test_each_read_looks_at_the_host_again(tmp_path: Path) -> None:
+    """A reload sees the directory mounted since the last read (nothing is remembered
+    across reads)."""
+    later = tmp_path / "mounted-later"
+    text = f'[tasks.a]\ncommand = "true"\nworking_dir = "{later}"\n'
+    assert len(parse_config(text, tmp_path / "c.toml").warnings) == 1
+    later.mkdir()
+    assert parse_config(text, tmp_path / "c.toml").warnings == ()
