@@ -351,12 +351,14 @@ def make_daemon(
     tmp_path: Path, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Daemon]]:
     daemons: list[Daemon] = []
+    databases: list[str] = []  # made here, dropped with the test
 
     def factory(tasks: str, start: bool = True, **options: str) -> Daemon:
         workdir = tmp_path / f"d{len(daemons)}"
         workdir.mkdir()
         if engine == "postgresql" and "database =" not in options.get("daemon_extra", ""):
             url = request.getfixturevalue("pg_admin").create()
+            databases.append(url)
             options["daemon_extra"] = f'database = "{url}"\n' + options.get("daemon_extra", "")
         daemon = Daemon(workdir, tasks, **options)
         daemons.append(daemon)
@@ -367,6 +369,8 @@ def make_daemon(
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(10)
+    if databases:  # now, not all at the session's end (that landed on the last test's clock)
+        request.getfixturevalue("pg_admin").drop(databases)
 
 
 class PgAdmin:
@@ -414,6 +418,11 @@ class PgAdmin:
     def restore(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         self.sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    def drop(self, urls: list[str]) -> None:
+        names = [url.rsplit("/", 1)[1] for url in urls]
+        self.sql(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+        self.created = [name for name in self.created if name not in names]
 
     def drop_all(self) -> None:
         if self.created:
