@@ -16,6 +16,13 @@ hold the daemon at its fd limit, so runs crashed with "Too many open files" and
   takes the place of the longest-idle one (no request in progress); when every one
   is busy it is answered 503 and closed at once. The condition is logged at most once
   per ``LOG_EVERY`` seconds, with counts.
+- **Accept batch** (``accept_batch``): asyncio accepts up to its listen backlog of
+  sockets each time the listener is ready, and a socket it refuses or evicts keeps its
+  descriptor for three more turns of the loop. A backlog of 128 let a flood of
+  connections open 4 x 128 descriptors beyond the cap on a busy machine and hit the
+  limit anyway ("socket.accept() out of system resource"). The backlog is a quarter of
+  the cap, so connections never hold more than twice the cap, however fast they come;
+  a client beyond the kernel's queue retries its connect.
 
 The soft fd limit is not raised to the hard one at start-up: runs must start with the
 limit the daemon was given (as cron gives them), and ``subprocess`` has no way to set a
@@ -72,6 +79,11 @@ def connection_cap(soft_fd_limit: int) -> int:
         return MAX_CONNECTIONS
     share = (soft_fd_limit - RESERVED_FDS) // CONNECTION_SHARE
     return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, share))
+
+
+def accept_batch(cap: int) -> int:
+    """The listen backlog, which is also how many sockets asyncio accepts at once."""
+    return max(MIN_CONNECTIONS, cap // 4)
 
 
 def soft_fd_limit() -> int:
@@ -236,10 +248,11 @@ class GatedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         factory = self.gate.wrap(server)
+        backlog = accept_batch(self.gate.cap)
         loop = asyncio.get_running_loop()
         if self._listen.unix_path is not None:
             self._server = await loop.create_unix_server(
-                factory, str(self._listen.unix_path), backlog=self._backlog
+                factory, str(self._listen.unix_path), backlog=backlog
             )
         else:
             assert self._listen.port is not None
@@ -247,6 +260,6 @@ class GatedSite(web.BaseSite):
                 factory,
                 self._listen.host,
                 self._listen.port,
-                backlog=self._backlog,
+                backlog=backlog,
                 reuse_address=True,
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -22,13 +23,12 @@ FD_LIMIT = 256
 HELD = 320  # more connections than the daemon has descriptors
 
 
-def _low_fd_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
-def low_fd_daemon(workdir: Path, tasks: str) -> Any:
-    """A daemon started with only ``FD_LIMIT`` file descriptors (soft and hard)."""
+def low_fd_daemon(workdir: Path, tasks: str, fd_limit: int = FD_LIMIT) -> Any:
+    """A daemon started with only ``fd_limit`` file descriptors (soft and hard)."""
     from conftest import Daemon  # type: ignore[import-not-found]
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
     class LowFdDaemon(Daemon):  # type: ignore[misc]
         def start_process(self) -> None:
@@ -40,7 +40,7 @@ def low_fd_daemon(workdir: Path, tasks: str) -> Any:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env={**os.environ, **self.env},
-                preexec_fn=_low_fd_limit,
+                preexec_fn=limit,
             )
 
     return LowFdDaemon(workdir, tasks)
@@ -114,6 +114,35 @@ def test_idle_connections_cannot_exhaust_the_daemons_descriptors(daemon) -> None
     assert "Too many open files" not in log
     full = log.count("api.connections_full")
     assert 1 <= full <= 2, full  # rate-limited: once, perhaps twice across a minute boundary
+
+
+def test_a_flood_met_by_a_starved_daemon_stays_within_its_descriptors(tmp_path: Path) -> None:
+    """The daemon is stopped while a flood of connections queues in the kernel; when it
+    wakes, it accepts them a batch at a time, never more than its descriptors allow."""
+    from conftest import wait_for  # type: ignore[import-not-found]
+
+    d = low_fd_daemon(tmp_path, '[tasks.work]\ncommand = "echo done"\n', fd_limit=128)
+    d.start()
+    flood: list[socket.socket] = []
+    try:
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(200):
+                sock = socket.socket()
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", d.port))
+                flood.append(sock)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        wait_for(lambda: _health(d) == 200, what="/health answered through the flood")
+        run = d.wait_run(d.trigger("work")["id"])
+        assert run["end_reason"] == "success", run
+    finally:
+        for sock in flood:
+            sock.close()
+    assert "Too many open files" not in d.log()
+    assert d.stop() == 0, d.log()
 
 
 def test_a_busy_table_answers_503_and_nothing_crashes(tmp_path: Path) -> None:
