@@ -162,7 +162,12 @@ def test_stop_a_running_run_from_its_page(fleet, open_page) -> None:
     live_row = page.locator(f'tr[data-run="{run["id"]}"]')
     expect(live_row).to_contain_text("running")  # arrived over /api/events
     live_row.get_by_role("link", name=f"Run {run['id']}").click()
-    page.get_by_role("button", name="Stop").click()
+    with page.expect_response(lambda r: r.url.endswith(f"/api/runs/{run['id']}/stop")) as asked:
+        page.get_by_role("button", name="Stop").click()
+    answer = asked.value
+    assert answer.ok, (answer.status, answer.text())
+    ended = daemon.wait_run(run["id"])
+    assert ended["end_reason"] == "stopped", (ended, daemon.log()[-4000:])
     expect(page.locator("h1")).to_contain_text("stopped")
     assert daemon.wait_run(run["id"])["end_reason"] == "stopped"
 
