@@ -13,6 +13,12 @@ The cap counts output bytes kept (after masking; marker lines come on top):
 A marker line (stream ``cronwarden``) says how many lines and bytes were dropped: at
 the end of a drop_new/kill log; at the start of a drop_old log, from its index header.
 
+A daemon that restarts while a run goes on finds the log its previous life was
+writing.  ``LogWriter.resume`` goes on writing it when the run's output pipes are back:
+the output the index never named is cut, a note line marks the restart, and numbering,
+the cap and the segments continue.  ``append_note`` only adds that note (when the pipes
+are not back).  Both open, measure and cut the old log one way (``_open_existing``).
+
 Capture costs per chunk, not per line: a chunk's complete lines are found with one
 ``rfind`` per 64 KiB, masked with one ``replace`` per secret, written with one
 ``write``, and indexed by extending the current index entry in place.  Lines of one
@@ -24,14 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from cronwarden.runlog.layout import (
     DROP_MARKER,
+    HEADER,
     MARKER,
     STREAM_CODES,
     UNTERMINATED,
@@ -39,6 +48,7 @@ from cronwarden.runlog.layout import (
     Header,
     IndexReader,
     SegmentFiles,
+    data_path,
     drop_marker,
     entry_position,
     legacy_path,
@@ -60,6 +70,10 @@ COMPACT_INDEX_AFTER = 1024  # dead entries an index may hold before it is rewrit
 _RDWR_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 LogMode = Literal["drop_old", "drop_new", "kill"]
+
+
+class _NotResumable(Exception):
+    """The log cannot go on (``LogWriter.resume`` then returns None)."""
 
 
 class LogWriter:
@@ -245,27 +259,8 @@ class LogWriter:
         os.pwrite(self._index_fd, header.pack(), 0)  # the commit point: then delete
         self._files.drop_before(live_from)
         if position > COMPACT_INDEX_AFTER and position > self._entries - position:
-            self._compact_index(position)
-
-    def _compact_index(self, dead: int) -> None:
-        """Rewrite the index without its ``dead`` oldest entries (all dropped output)."""
-        index = IndexReader(self._index_fd)
-        staged = self.path.with_suffix(".idx.tmp")
-        fd = os.open(staged, _RDWR_FLAGS, 0o600)
-        try:
-            buffer = bytearray(self._header.pack())
-            for entry in index.entries(dead):
-                buffer += entry.pack()
-            _write_all(fd, buffer)
-            os.replace(staged, self.path)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                staged.unlink()
-            raise
-        os.close(self._index_fd)
-        self._index_fd = fd
-        self._entries -= dead
+            self._index_fd = _compacted_index(self.path, self._index_fd, header, position)
+            self._entries -= position
 
     # -- files -----------------------------------------------------------------
 
@@ -279,7 +274,7 @@ class LogWriter:
             self._index_fd = os.open(self.path, _RDWR_FLAGS, 0o600)
             _write_all(self._index_fd, self._header.pack())
         self._data_end += len(raw)
-        if not flags & DROP_MARKER:
+        if code != MARKER:  # marker lines come on top of the cap
             self._kept += len(raw)
         last = self._last
         if (
@@ -318,16 +313,88 @@ class LogWriter:
     def _ts(self) -> int:
         return int(self._now().timestamp() * 1000)
 
+    # -- a log a previous daemon life was writing -------------------------------
 
-def append_note(path: Path, text: str, now: datetime) -> LogSummary:
-    """Add a cronwarden line to a log a previous daemon life was writing, and measure
-    what it holds.  Output that reached the data file but not the index (a crash between
-    the two writes) is cut off, so the log stays consistent."""
-    if not path.exists():
-        legacy = legacy_path(path)
-        if legacy.exists():
-            return append_legacy_note(legacy, text, now)
-        return LogSummary(size=0, truncated=False)
+    @classmethod
+    def resume(
+        cls,
+        path: Path,
+        *,
+        max_size: int,
+        mode: LogMode,
+        now: Callable[[], datetime],
+        note: str,
+        masker: SecretMasker = NO_SECRETS,
+        on_full: Callable[[], None] | None = None,
+        on_disk_full: Callable[[str], None] | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> LogWriter | None:
+        """A writer going on with the log a previous daemon life was writing, after
+        ``[cronwarden] note``, for a daemon that got the run's output pipes back (the
+        module's docstring says how).  None when the log cannot go on: a legacy log
+        (only ever read) or a one-file log asked to go on as drop_old; ``append_note``
+        still notes those.  CorruptLog and OSError go up as from ``append_note``; a full
+        disk while the note is written leaves the writer in its error state.
+        """
+        try:
+            log = _open_to_resume(path, mode)
+        except _NotResumable:
+            return None
+        writer = cls(
+            path,
+            max_size=max_size,
+            mode=mode,
+            now=now,
+            masker=masker,
+            on_full=on_full,
+            on_disk_full=on_disk_full,
+            on_written=on_written,
+        )
+        if log is not None:
+            writer._adopt(log)
+        try:
+            writer._note(note)
+        except OSError as exc:
+            writer._cannot_write(exc)
+        return writer
+
+    def _adopt(self, log: _ExistingLog) -> None:
+        """Take over an open, cut log: its files, header, numbering and bytes kept.  Its
+        layout stays (offsets depend on its segment size); the cap is this writer's."""
+        log.header.cap = self._max
+        self._header, self._files, self._index_fd = log.header, log.files, log.index_fd
+        self._data_end, self._entries = log.end, log.entries
+        self._n, self._kept = log.last_n, log.size
+
+    def _note(self, text: str) -> None:
+        """Append a ``[cronwarden] text`` line in an entry of its own (on top of the cap)."""
+        self._n += 1
+        self._append(MARKER, f"[cronwarden] {text}\n".encode(), self._n, 1, 0, self._ts())
+
+
+@dataclass(slots=True)
+class _ExistingLog:
+    """A log a previous daemon life was writing, open and cut back to what its index
+    names, with what it holds measured."""
+
+    index_fd: int
+    files: SegmentFiles  # writable
+    header: Header
+    entries: int  # whole entries in the index (a torn last one is written over)
+    end: int  # output bytes the index names: the next byte goes here
+    last_n: int  # the number of its last line
+    size: int  # output bytes kept, marker lines not counted
+    truncated: bool  # the cap has dropped output already
+
+    def close(self) -> None:
+        self.files.close()
+        os.close(self.index_fd)
+
+
+def _open_existing(path: Path) -> _ExistingLog:
+    """Open an existing log's index and data for writing, measure it, and cut what the
+    index does not name: output written just before a crash between the data write and
+    the index write, which must not be shown, nor sit before what comes next."""
     index_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         index = IndexReader(index_fd)
@@ -341,16 +408,84 @@ def append_note(path: Path, text: str, now: datetime) -> LogSummary:
         end = index.indexed_end()
         files = SegmentFiles(path, header.segment_bytes, writable=True)
         try:
-            note = f"[cronwarden] {text}\n".encode()
-            files.truncate(end)
-            files.write(end, note)
-        finally:
+            _cut(files, end)
+        except BaseException:
             files.close()
-        entry = Entry(end, len(note), last_n + 1, 1, int(now.timestamp() * 1000), MARKER)
-        os.pwrite(index_fd, entry.pack(), entry_position(index.count))
-    finally:
+            raise
+    except BaseException:
         os.close(index_fd)
-    return LogSummary(size=size, truncated=truncated)
+        raise
+    return _ExistingLog(index_fd, files, header, index.count, end, last_n, size, truncated)
+
+
+def _cut(files: SegmentFiles, end: int) -> None:
+    """Cut the output from ``end`` on, with the segments a torn write went on into."""
+    files.truncate(end)
+    if not files.segment_bytes:
+        return
+    for segment in itertools.count(files.segment_of(end) + 1):
+        try:
+            data_path(files.index, segment).unlink()
+        except FileNotFoundError:
+            return  # past the last one it reached
+
+
+def append_note(path: Path, text: str, now: datetime) -> LogSummary:
+    """Add a cronwarden line to a log a previous daemon life was writing, and measure
+    what it held before.  For a run whose output can no longer be read (the restarted
+    daemon has not got its pipes): the log is closed with a word on why it ends."""
+    if not path.exists():
+        legacy = legacy_path(path)
+        if legacy.exists():
+            return append_legacy_note(legacy, text, now)
+        return LogSummary(size=0, truncated=False)
+    log = _open_existing(path)
+    header = log.header
+    mode: LogMode = "drop_old" if header.segment_bytes else "drop_new"
+    writer = LogWriter(path, max_size=header.cap, mode=mode, now=lambda: now)
+    writer._adopt(log)
+    try:
+        writer._note(text)
+    finally:
+        writer._close()
+    return LogSummary(size=log.size, truncated=log.truncated)
+
+
+def _open_to_resume(path: Path, mode: LogMode) -> _ExistingLog | None:
+    """The log to go on with, open and cut; None if there is none yet (any output a
+    crash left before its index was made is cut).  _NotResumable if it cannot go on."""
+    if not path.exists() and legacy_path(path).exists():
+        raise _NotResumable(f"{legacy_path(path)} is a legacy log: it is only read")
+    if not path.exists() or path.stat().st_size < HEADER.size:
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(data_path(path, 0), 0)
+        return None
+    log = _open_existing(path)
+    if mode == "drop_old" and not log.header.segment_bytes:
+        log.close()
+        raise _NotResumable(f"{path} is one file: it cannot go on as drop_old")
+    return log
+
+
+def _compacted_index(path: Path, index_fd: int, header: Header, dead: int) -> int:
+    """Put a copy of the index without its ``dead`` oldest entries (all dropped output)
+    in place of the open one, which is closed; returns the copy's fd."""
+    index = IndexReader(index_fd)
+    staged = path.with_suffix(".idx.tmp")
+    fd = os.open(staged, _RDWR_FLAGS, 0o600)
+    try:
+        buffer = bytearray(header.pack())
+        for entry in index.entries(dead):
+            buffer += entry.pack()
+        _write_all(fd, buffer)
+        os.replace(staged, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise
+    os.close(index_fd)
+    return fd
 
 
 def _same_block(last: Entry, ts: int) -> bool:

@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cronwarden.runlog.masking import SecretMasker
+import pytest
+
+from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.reader import iter_raw, read_log_page
 from cronwarden.runlog.writer import MAX_ENTRY_BYTES, MAX_LINE_BYTES, LogWriter, append_note
 
@@ -324,3 +326,163 @@ def test_a_long_drop_old_trickle_keeps_its_index_small(tmp_path: Path) -> None:
     first = read_log_page(tmp_path / "run.idx", limit=2).lines
     assert first[0].stream == "cronwarden" and first[1].n == first[0].n + 1
     assert first[1].text == f"tick {first[1].n - 1:>14}"
+
+
+# -- a restarted daemon going on with a run's log ---------------------------------
+
+RESTART = "re-adopted after a daemon restart"
+
+
+def resume(
+    folder: Path, max_size: int = 1 << 20, mode: str = "drop_old", **options: object
+) -> LogWriter | None:
+    """The next daemon life's writer for the log in ``folder``: the previous life's
+    writer is just left, unfinished, as a crash leaves it."""
+    return LogWriter.resume(
+        folder / "run.idx",
+        max_size=max_size,
+        mode=mode,  # type: ignore[arg-type]
+        now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        note=RESTART,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def resumed(
+    folder: Path, max_size: int = 1 << 20, mode: str = "drop_old", **options: object
+) -> LogWriter:
+    writer = resume(folder, max_size, mode, **options)
+    assert writer is not None
+    return writer
+
+
+@pytest.mark.parametrize("mode", ["drop_new", "drop_old"])
+def test_a_resumed_log_goes_on_after_the_note(tmp_path: Path, mode: str) -> None:
+    w = writer(tmp_path, mode=mode)
+    w.feed("stdout", b"one\ntwo\n")
+    w.feed("stderr", b"three\n")
+    before = (tmp_path / "run.idx").read_bytes()
+    r = resumed(tmp_path, mode=mode)
+    r.feed("stdout", b"four\n")  # arrives at once: it could join "one two" if allowed
+    r.feed("stderr", b"five\n")
+    summary = r.finish()
+    assert texts(tmp_path) == [
+        (1, "stdout", "one"),
+        (2, "stdout", "two"),
+        (3, "stderr", "three"),
+        (4, "cronwarden", f"[cronwarden] {RESTART}"),
+        (5, "stdout", "four"),
+        (6, "stderr", "five"),
+    ]
+    assert (tmp_path / "run.idx").read_bytes().startswith(before)  # old entries as they were
+    assert not summary.truncated
+    if mode == "drop_new":
+        assert summary.size == len(b"one\ntwo\nthree\nfour\nfive\n")  # the note is on top
+
+
+@pytest.mark.parametrize("mode", ["drop_new", "kill"])
+def test_a_log_at_its_cap_before_the_crash_drops_what_comes_after(
+    tmp_path: Path, mode: str
+) -> None:
+    w = writer(tmp_path, max_size=20, mode=mode)
+    for i in range(4):
+        w.feed("stdout", f"abc{i}\n".encode())  # 20 bytes: the cap
+    calls: list[int] = []
+    r = resumed(tmp_path, max_size=20, mode=mode, on_full=lambda: calls.append(1))
+    r.feed("stdout", b"x\n")
+    r.feed("stderr", b"more\n")
+    summary = r.finish()
+    lines = texts(tmp_path)
+    assert [t for _, s, t in lines if s != "cronwarden"] == ["abc0", "abc1", "abc2", "abc3"]
+    assert lines[4] == (5, "cronwarden", f"[cronwarden] {RESTART}")
+    assert lines[5][:2] == (8, "cronwarden") and len(lines) == 6  # 6, 7: the dropped ones
+    assert "dropped 2 lines (7 bytes) after this line" in lines[5][2]
+    assert summary.truncated and summary.size == 20 and calls == [1]
+
+
+def test_a_resumed_drop_old_log_keeps_dropping_its_oldest_segments(tmp_path: Path) -> None:
+    cap = 1 << 20
+    segment = cap // 8
+    line = b"0123456789" * 9 + b"abcdefghi\n"  # 100 bytes
+    w = writer(tmp_path, max_size=cap, mode="drop_old")
+    for _ in range(150):  # 1.5 MB: the oldest segments are gone already
+        w.feed("stdout", line * 100)
+    r = resumed(tmp_path, max_size=cap, mode="drop_old")
+    peak = 0
+    for i in range(500):  # 5 MB more
+        r.feed("stdout" if i % 3 else "stderr", line * 100)
+        peak = max(peak, disk_use(tmp_path))
+    summary = r.finish()
+    index = (tmp_path / "run.idx").stat().st_size
+    assert peak <= cap + segment + MAX_ENTRY_BYTES + index
+    assert disk_use(tmp_path) <= cap + segment + index
+    assert summary.truncated and cap - 100 < summary.size <= cap
+    total = 15_000 + 1 + 50_000  # lines before, the note, lines after
+    last = read_log_page(tmp_path / "run.idx", after=total - 2).lines
+    assert [(ln.n, ln.text) for ln in last] == [(n, line[:-1].decode()) for n in (total - 1, total)]
+    first = read_log_page(tmp_path / "run.idx", limit=2).lines
+    assert first[0].stream == "cronwarden" and "before this line" in first[0].text
+    assert first[1].n == first[0].n + 1 > 15_001
+    raw = b"".join(iter_raw(tmp_path / "run.idx"))
+    assert len(raw) == summary.size + raw.index(b"\n") + 1
+
+
+@pytest.mark.parametrize("mode", ["drop_new", "drop_old"])
+def test_resume_cuts_output_the_index_never_named(tmp_path: Path, mode: str) -> None:
+    w = writer(tmp_path, mode=mode)
+    w.feed("stdout", b"one\ntwo\n")
+    with open(tmp_path / "run.out", "ab") as data:  # a crash between data and index writes
+        data.write(b"torn\n")
+    if mode == "drop_old":  # a torn write that went on into the next segment
+        (tmp_path / "run.out.1").write_bytes(b"more torn\n")
+    r = resumed(tmp_path, mode=mode)
+    assert not (tmp_path / "run.out.1").exists()
+    r.feed("stdout", b"three\n")
+    r.finish()
+    assert texts(tmp_path) == [
+        (1, "stdout", "one"),
+        (2, "stdout", "two"),
+        (3, "cronwarden", f"[cronwarden] {RESTART}"),
+        (4, "stdout", "three"),
+    ]
+    raw = b"".join(iter_raw(tmp_path / "run.idx"))
+    assert raw == f"one\ntwo\n[cronwarden] {RESTART}\nthree\n".encode()
+
+
+def test_resume_of_a_run_that_printed_nothing_starts_with_the_note(tmp_path: Path) -> None:
+    (tmp_path / "run.out").write_bytes(b"torn")  # a crash before the index was made
+    r = resumed(tmp_path, mode="drop_new")
+    r.feed("stdout", b"first\n")
+    assert r.finish().size == 6
+    assert texts(tmp_path) == [(1, "cronwarden", f"[cronwarden] {RESTART}"), (2, "stdout", "first")]
+    assert b"torn" not in b"".join(iter_raw(tmp_path / "run.idx"))
+
+
+def test_masking_applies_after_resume(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.feed("stdout", b"before\n")
+    r = resumed(tmp_path, masker=SecretMasker(["s3cr3t-t0ken"]))
+    r.feed("stdout", b"token=s3cr")
+    r.feed("stdout", b"3t-t0ken\n")
+    r.finish()
+    assert [t for _, _, t in texts(tmp_path)][-1] == "token=***"
+    assert b"t0ken" not in b"".join(iter_raw(tmp_path / "run.idx"))
+
+
+def test_logs_that_cannot_be_resumed_say_so_and_can_still_be_noted(tmp_path: Path) -> None:
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "run.log").write_text(
+        json.dumps({"n": 1, "ts": "2026-01-01T00:00:00.000Z", "stream": "stdout", "text": "a"})
+        + "\n"
+    )
+    assert resume(legacy, masker=NO_SECRETS) is None
+    assert not (legacy / "run.idx").exists()
+    one_file = tmp_path / "one_file"
+    one_file.mkdir()
+    w = writer(one_file, mode="drop_new")
+    w.feed("stdout", b"a\n")
+    assert resume(one_file, mode="drop_old") is None
+    for folder in (legacy, one_file):
+        append_note(folder / "run.idx", RESTART, Ticks()())
+        assert texts(folder) == [(1, "stdout", "a"), (2, "cronwarden", f"[cronwarden] {RESTART}")]
