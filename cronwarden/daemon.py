@@ -31,10 +31,10 @@ from cronwarden.api.connections import (
 )
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
-from cronwarden.config import Config, Listen, load_config
+from cronwarden.config import Config, DaemonConfig, Listen, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
 from cronwarden.event_log import EventLog
-from cronwarden.fleet import Fleet
+from cronwarden.fleet import FENCE_STOP, Fleet
 from cronwarden.host.sd_notify import (
     notify_socket_set,
     sd_notify,
@@ -50,6 +50,7 @@ from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.keeping import KeeperLink
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.recovery import recover
@@ -191,6 +192,7 @@ class Daemon:
         # alerts, events log and log feeds subscribe.
         self.hub = Hub()
         self.exit_code = 0
+        self._keeper: KeeperLink | None = None
 
     @property
     def config(self) -> Config:
@@ -239,6 +241,9 @@ class Daemon:
         # Before anything hashes a task: runs and the node's config_hash carry
         # hashes keyed by the installation's key, never by a key of this life.
         self.live.use_key(await store.installation_key())
+        self._keeper = keeper = await _attach_keeper(daemon)
+        if keeper is not None:  # after the runs: a stop says goodbye, a failed start detaches
+            stack.push_async_callback(lambda: keeper.close(detach=self._ready is None))
         services = self._build(store, exits)
         runner = _http_runner(services)
         await runner.setup()
@@ -274,6 +279,7 @@ class Daemon:
             reserve=reserve,
             feeds=feeds,
             exits=exits if exits.active else None,
+            keeper=self._keeper,
         )
         dispatcher = Dispatcher(
             store,
@@ -316,6 +322,8 @@ class Daemon:
             reload=lambda: self.reload(services),
         )
         services.fleet.on_reload = services.reload
+        if self._keeper is not None:
+            services.fleet.on_company = self._keeper.fence
         return services
 
     def _alerts(self, store: Store, logs_dir: Path, metrics: Metrics) -> Alerts:
@@ -365,8 +373,14 @@ class Daemon:
             taken_over = await services.fleet.registry.taken_over_runs(node)
             unfinished = await services.store.unfinished_runs(node)
             watcher = await recover(
-                dispatcher, unfinished, now=self.clock.now(), taken_over=taken_over
+                dispatcher,
+                unfinished,
+                now=self.clock.now(),
+                taken_over=taken_over,
+                held=self._keeper.claim if self._keeper is not None else lambda run_id: (),
             )
+            if self._keeper is not None:
+                self._keeper.drop_unclaimed()  # their runs ended while no daemon watched
             yield
         finally:
             if self._ready is not None:
@@ -557,6 +571,20 @@ async def _stop_firing(scheduler: SchedulerService) -> None:
     """No fire after this; claims in flight land (their runs then get their grace)."""
     scheduler.shutdown()
     await scheduler.wait_inflight()
+
+
+async def _attach_keeper(daemon: DaemonConfig) -> KeeperLink | None:
+    """The keeper of the runs' pipes (runners/keeping.py). While other nodes share
+    the database (the fleet tells it), a dead node's runs must not go on beside a
+    survivor's retries: its keeper stops them, killing what is left by half the lease."""
+    fence_grace = daemon.node_lease.total_seconds() * FENCE_STOP
+    keeper = KeeperLink(daemon.data_dir, fence_grace=fence_grace)
+    try:
+        await keeper.attach()
+    except OSError as exc:
+        log.error("keeper.unavailable", error=str(exc), consequence="runs die with the daemon")
+        return None
+    return keeper
 
 
 def _subscribe(

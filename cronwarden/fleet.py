@@ -82,6 +82,8 @@ class Fleet:
         self._reload_asked = False
         # Re-reads this node's config file (set once the services exist).
         self.on_reload: Callable[[], Awaitable[Any]] | None = None
+        # Told whether other nodes are alive on the database (the keeper fences then).
+        self.on_company: Callable[[bool], None] | None = None
 
     @property
     def shared(self) -> bool:
@@ -193,7 +195,7 @@ class Fleet:
                     await self.beat()
                     if self.shared and not self._failing:
                         await self._guarded(self._take_over_lapsed)
-                        await self._guarded(self._compare_configs)
+                        await self._guarded(self._look_at_others)
                 if self.shared:
                     await self._guarded(self._sync)
                     await self._reload_if_asked()
@@ -230,14 +232,19 @@ class Fleet:
             )
             await self.dispatcher.taken_over(taken.crashed, taken.pending)
 
-    async def _compare_configs(self) -> None:
+    async def _look_at_others(self) -> None:
+        """The other live nodes: whether there are any (a survivor would take this
+        node's runs over should it die) and whether their tasks differ from ours."""
+        others = [
+            n for n in await self.registry.seen() if n.name != self.node and n.alive(self.lease)
+        ]
+        if self.on_company is not None:
+            self.on_company(bool(others))
         mine = self.live.tasks_hash
         differing = sorted(
             n.name
-            for n in await self.registry.seen()
-            if n.name != self.node
-            and n.alive(self.lease)
-            and n.config_hash is not None  # not hashed yet: it has just started
+            for n in others
+            if n.config_hash is not None  # not hashed yet: it has just started
             and n.config_hash != mine
         )
         if differing != self.config_differs:

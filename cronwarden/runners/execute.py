@@ -15,7 +15,9 @@ from cronwarden.runners.process import (
     AdoptedProcess,
     GroupLeader,
     GroupProcess,
+    OutputPipe,
     ProcessSpec,
+    drain,
     spawn,
 )
 
@@ -26,6 +28,8 @@ DRAIN_GRACE = 2.0
 
 # Called once the process exists: its pid, and a reader of its start time in /proc.
 StartedCallback = Callable[[int, Callable[[], int | None]], None]
+# Gives a spawned process's pipes to the keeper; returns what lets them go.
+Hold = Callable[[GroupProcess], Callable[[], None]]
 
 
 @dataclass(frozen=True)
@@ -51,51 +55,68 @@ async def execute(
     control: RunControl,
     on_started: StartedCallback,
     exits: ExitClock | None = None,
+    hold: Hold | None = None,
 ) -> tuple[Outcome, float | None]:
     """Run the process to its end and classify that end; also how many seconds ago
     the kernel says it exited (None when ``exits`` cannot tell: then it is now).
+    ``hold``: its pipes are held by the keeper from its spawn to the end of its output.
 
     Raises StartFailed when the process cannot be started; never for how it ended.
     """
     process = spawn(spec, log.feed)
-    if exits is not None:
-        exits.watch(process.pid)
+    release = hold(process) if hold is not None else None
     try:
-        on_started(process.pid, process.start_ticks)
-        forced = await _supervise(process, limits, control)
-    except BaseException:
-        # The daemon is going down or the record failed: never leave an orphan group.
-        process.signal_group(signal.SIGKILL)
         if exits is not None:
-            exits.take(process.pid)
-        raise
-    returncode = await process.wait()
-    exited_ago = exits.take(process.pid) if exits is not None else None
-    assert returncode is not None  # our own child: its status is always known
-    held = await process.drain(DRAIN_GRACE)
+            exits.watch(process.pid)
+        try:
+            on_started(process.pid, process.start_ticks)
+            forced = await _supervise(process, limits, control)
+        except BaseException:
+            # The daemon is going down or the record failed: never leave an orphan group.
+            process.signal_group(signal.SIGKILL)
+            if exits is not None:
+                exits.take(process.pid)
+            raise
+        returncode = await process.wait()
+        exited_ago = exits.take(process.pid) if exits is not None else None
+        assert returncode is not None  # our own child: its status is always known
+        held = await process.drain(DRAIN_GRACE)
+    finally:
+        if release is not None:
+            release()
     outcome = classify(
         returncode,
         forced=forced,
         success_exit_codes=limits.success_exit_codes,
         via_shell=runs_in_shell(spec.argv),
     )
-    if held and outcome.error is None:
-        outcome = Outcome(
-            outcome.end_reason,
-            outcome.exit_code,
-            outcome.signal,
-            "output after the process exited was not captured: a background "
-            f"process still held its output after {DRAIN_GRACE:g}s",
-        )
-    return outcome, exited_ago
+    return _noting_held(outcome, held), exited_ago
+
+
+def _noting_held(outcome: Outcome, held: bool) -> Outcome:
+    if not held or outcome.error is not None:
+        return outcome
+    return Outcome(
+        outcome.end_reason,
+        outcome.exit_code,
+        outcome.signal,
+        "output after the process exited was not captured: a background "
+        f"process still held its output after {DRAIN_GRACE:g}s",
+    )
 
 
 async def watch_adopted(
-    process: AdoptedProcess, limits: Limits, control: RunControl, via_shell: bool
+    process: AdoptedProcess,
+    limits: Limits,
+    control: RunControl,
+    via_shell: bool,
+    outputs: list[OutputPipe],
 ) -> Outcome:
-    """Supervise a re-adopted process to its end: timeout and stop still apply."""
+    """Supervise a re-adopted process to its end: timeout and stop still apply.
+    ``outputs``: its pipes, when its keeper held them (else its output is lost)."""
     forced = await _supervise(process, limits, control)
     returncode = await process.wait()
+    held = await drain(outputs, DRAIN_GRACE) if outputs else False
     if returncode is None:
         return Outcome(
             forced or EndReason.CRASHED,
@@ -106,6 +127,8 @@ async def watch_adopted(
     outcome = classify(
         returncode, forced=forced, success_exit_codes=limits.success_exit_codes, via_shell=via_shell
     )
+    if outputs:
+        return _noting_held(outcome, held)
     note = "re-adopted after a daemon restart; output after the restart was not captured"
     if outcome.signal == signal.SIGPIPE:
         note += "; SIGPIPE: it wrote after the daemon that read its output had died"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from cronwarden.config import DEFAULT_PATH, TaskConfig
 from cronwarden.errors import StartFailed
@@ -23,9 +25,10 @@ from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.summary import LogSummary
-from cronwarden.runlog.writer import LogWriter, append_note
+from cronwarden.runlog.writer import LogMode, LogWriter, append_note
 from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.execute import (
+    Hold,
     Limits,
     RunControl,
     StartedCallback,
@@ -33,9 +36,16 @@ from cronwarden.runners.execute import (
     watch_adopted,
 )
 from cronwarden.runners.identity import own_identity_env, resolve_identity, start_directory
+from cronwarden.runners.keeping import KeeperLink
 from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.proc_events import ExitClock
-from cronwarden.runners.process import AdoptedProcess, ProcessSpec
+from cronwarden.runners.process import (
+    AdoptedProcess,
+    GroupProcess,
+    OutputPipe,
+    ProcessSpec,
+    open_fds,
+)
 from cronwarden.support.clock import Clock
 
 NO_LOG = LogSummary(size=0, truncated=False)
@@ -81,8 +91,10 @@ class ProcessLauncher:
         feeds: LogFeeds | None = None,
         path: str = DEFAULT_PATH,  # [daemon] path: the PATH runs get
         exits: ExitClock | None = None,
+        keeper: KeeperLink | None = None,
     ) -> None:
         self.exits = exits
+        self.keeper = keeper  # holds the runs' pipes, so they outlive a daemon crash
         self.data_dir = data_dir
         self.reserve = reserve
         self.feeds = feeds or LogFeeds()
@@ -109,7 +121,7 @@ class ProcessLauncher:
             masker = SecretMasker.for_environment(spec.env, task.secret_env)
             writer = self._log_writer(run, task, control, masker)
             outcome, exited_ago = await execute(
-                spec, limits(task), writer, control, on_started, self.exits
+                spec, limits(task), writer, control, on_started, self.exits, self._hold(run, task)
             )
         except StartFailed as exc:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
@@ -125,7 +137,13 @@ class ProcessLauncher:
         self, run: RunRecord, task: TaskConfig, control: RunControl, masker: SecretMasker
     ) -> LogWriter:
         return LogWriter(
-            index_path(self.logs_dir, run.id),
+            index_path(self.logs_dir, run.id), **self._writer_options(run, task, control, masker)
+        )
+
+    def _writer_options(
+        self, run: RunRecord, task: TaskConfig, control: RunControl, masker: SecretMasker
+    ) -> WriterOptions:
+        return WriterOptions(
             max_size=task.max_log_size,
             mode=task.log_on_full,
             now=self.clock.now,
@@ -142,19 +160,88 @@ class ProcessLauncher:
         if bounds.timeout is not None and run.start_at is not None:
             elapsed = (self.clock.now() - run.start_at).total_seconds()
             bounds = replace(bounds, timeout=max(0.0, bounds.timeout - elapsed))
+        writer = self._resumed_log(run, task, control, process)
+        outputs = []
+        if writer is not None:
+            outputs = [
+                OutputPipe(fd, name, writer.feed)
+                for fd, name in zip(process.pipes, STREAMS, strict=True)
+            ]
+        release = self._hold_adopted(run, task, process, outputs)
         try:
             outcome = await watch_adopted(
-                process, bounds, control, via_shell=runs_in_shell(task.argv)
+                process, bounds, control, via_shell=runs_in_shell(task.argv), outputs=outputs
             )
         except asyncio.CancelledError:
-            raise  # let go by a failed start-up: the next life notes the log, not this one
-        except Exception:
-            self.close_inherited_log(run.id, "the run was interrupted")
+            # Let go by a failed start-up: the keeper holds on for the next life.
+            for pipe in outputs:
+                pipe.close()
+            if writer is not None:
+                writer.finish()
             raise
-        summary = self.close_inherited_log(
-            run.id, outcome.error or "re-adopted after a daemon restart"
+        except Exception:
+            release()
+            if writer is None:
+                self.close_inherited_log(run.id, "the run was interrupted")
+            else:
+                writer.finish()
+            raise
+        release()
+        if writer is not None:
+            return Ending(outcome, writer.finish())
+        note = outcome.error or "re-adopted after a daemon restart"
+        return Ending(outcome, self.close_inherited_log(run.id, note))
+
+    def _resumed_log(
+        self, run: RunRecord, task: TaskConfig, control: RunControl, process: AdoptedProcess
+    ) -> LogWriter | None:
+        """A writer that goes on with the log of a re-adopted run whose keeper held its
+        pipes (None: none held them, or its log cannot be continued)."""
+        if not process.pipes:
+            return None
+        try:
+            env = self._process_spec(task, run).env
+            masker = SecretMasker.for_environment(env, task.secret_env)
+        except StartFailed:  # its user is gone since: its secrets cannot be known
+            masker = NO_SECRETS
+        writer = LogWriter.resume(
+            index_path(self.logs_dir, run.id),
+            note="the daemon restarted; the output went on being captured",
+            **self._writer_options(run, task, control, masker),
         )
-        return Ending(outcome, summary)
+        if writer is None:
+            for fd in process.pipes:
+                os.close(fd)
+        return writer
+
+    def _hold(self, run: RunRecord, task: TaskConfig) -> Hold | None:
+        keeper = self.keeper
+        if keeper is None:
+            return None
+
+        def hold(process: GroupProcess) -> Callable[[], None]:
+            return keeper.hold(
+                run.id,
+                process.pid,
+                process.open_fds,
+                stop_signal=task.stop_signal,
+                kill_grace=task.kill_grace.total_seconds(),
+            )
+
+        return hold
+
+    def _hold_adopted(
+        self, run: RunRecord, task: TaskConfig, process: AdoptedProcess, outputs: list[OutputPipe]
+    ) -> Callable[[], None]:
+        if self.keeper is None or not outputs:
+            return _nothing
+        return self.keeper.hold(
+            run.id,
+            process.pid,
+            functools.partial(open_fds, outputs),
+            stop_signal=task.stop_signal,
+            kill_grace=task.kill_grace.total_seconds(),
+        )
 
     def close_inherited_log(self, run_id: str, note: str) -> LogSummary:
         return append_note(index_path(self.logs_dir, run_id), note, self.clock.now())
@@ -186,6 +273,25 @@ class ProcessLauncher:
             groups=identity.groups,
             umask=task.umask if task.umask is not None else self.default_umask,
         )
+
+
+STREAMS = ("stdout", "stderr")
+
+
+class WriterOptions(TypedDict):
+    """How a run's log is written (LogWriter's keywords), new or resumed."""
+
+    max_size: int
+    mode: LogMode
+    now: Callable[[], datetime]
+    masker: SecretMasker
+    on_full: Callable[[], None] | None
+    on_disk_full: Callable[[str], None] | None
+    on_written: Callable[[], None] | None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _unstored_output(outcome: Outcome, error: str) -> Outcome:

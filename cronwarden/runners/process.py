@@ -97,20 +97,25 @@ class GroupProcess(GroupLeader):
         stat = proc_stat(self.pid)
         return stat.start_ticks if stat is not None else None
 
+    def open_fds(self) -> list[int]:
+        """The output pipes' read ends still read."""
+        return open_fds(self.outputs)
+
     async def drain(self, grace: float) -> bool:
-        """Wait up to ``grace`` s for the output to end; True if something still held it."""
-        _, pending = await asyncio.wait([pipe.ended for pipe in self.outputs], timeout=grace)
-        for pipe in self.outputs:
-            pipe.close()
-        return bool(pending)
+        return await drain(self.outputs, grace)
 
 
 class AdoptedProcess(GroupLeader):
-    """A run's process left by a previous daemon life; not our child any more."""
+    """A run's process left by a previous daemon life; not our child any more.
+    ``pipes``: its output pipes' read ends (stdout, stderr) where its keeper held them
+    (runners/keeping.py), so its output goes on being read."""
 
-    def __init__(self, pid: int, exited: asyncio.Future[int | None]) -> None:
+    def __init__(
+        self, pid: int, exited: asyncio.Future[int | None], pipes: tuple[int, ...] = ()
+    ) -> None:
         super().__init__(pid)
         self.exited = exited
+        self.pipes = pipes
 
     async def wait(self) -> int | None:
         """The return code (negative for a signal), or None if it cannot be known."""
@@ -153,6 +158,18 @@ def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupPr
     return GroupProcess(popen, outputs)
 
 
+def open_fds(outputs: list[OutputPipe]) -> list[int]:
+    return [pipe.fd for pipe in outputs if pipe.fd is not None]
+
+
+async def drain(outputs: list[OutputPipe], grace: float) -> bool:
+    """Wait up to ``grace`` s for the output to end; True if something still held it."""
+    _, pending = await asyncio.wait([pipe.ended for pipe in outputs], timeout=grace)
+    for pipe in outputs:
+        pipe.close()
+    return bool(pending)
+
+
 class OutputPipe:
     """The read end of one of a run's output pipes, read straight from the event loop's
     selector: one large non-blocking read per wake-up, no task, no transport (a
@@ -167,6 +184,11 @@ class OutputPipe:
         self.ended: asyncio.Future[None] = loop.create_future()
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._readable)
+
+    @property
+    def fd(self) -> int | None:
+        """The read end, while it is read."""
+        return self._fd
 
     def _readable(self) -> None:
         if self._fd is None:

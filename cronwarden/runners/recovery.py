@@ -7,7 +7,8 @@
   instant came is a claimed fire the old life may or may not have started: crashed,
   as below.
 * A running run whose pid is still alive with the same process start time is re-adopted:
-  watched to its real end (timeout and stop still apply).
+  watched to its real end (timeout and stop still apply), its output read on from the
+  pipes its keeper held (runners/keeping.py).
 * Anything else ended with the old life: it becomes crashed, saying so in ``error``,
   and the task's retry policy applies.
 * A run a surviving node took over while this one was down (its row ended crashed,
@@ -17,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -53,10 +54,12 @@ async def recover(
     *,
     now: datetime,
     taken_over: Sequence[AnyRun] = (),
+    held: Callable[[str], tuple[int, ...]] = lambda run_id: (),
 ) -> ExitWatcher | None:
     """Settle ``runs``, this node's unfinished runs as the store has them; returns the
     watcher adopted runs use.  ``now``: reserved fires whose instant is later are
-    deleted; ``taken_over``: this node's runs a survivor ended (see the module doc).
+    deleted; ``taken_over``: this node's runs a survivor ended (see the module doc);
+    ``held``: a run's pipes its keeper held (runners/keeping.py), for its adoption.
 
     The exit watcher opens before any liveness check, and every live pid is watched
     before the first await: the watcher only hears exits while the loop runs, so no
@@ -77,25 +80,14 @@ async def recover(
             assert run.not_before is not None
             (not_come if run.not_before > now else orphans).append(run)
             continue
-        if (
-            run.status == Status.PENDING
-            and run.not_before is not None
-            and dispatcher.is_configured(run.task_name)
-        ):
-            log.info(
-                "run.resumed",
-                task=run.task_name,
-                run_id=run.id,
-                not_before=run.not_before.isoformat(),
-            )
-            dispatcher.resume_pending(run)
+        if _resumed(dispatcher, run):
             continue
         stat = _same_process(run)
         if watcher is not None and stat is not None and run.pid is not None:
             exited = watcher.watch(run.pid)
             if stat.is_zombie and not exited.done():  # ended while no daemon watched it
                 exited.set_result(stat.returncode)
-            adopted.append((run, AdoptedProcess(run.pid, exited)))
+            adopted.append((run, AdoptedProcess(run.pid, exited, held(run.id))))
         else:
             orphans.append(run)
     for run, process in adopted:
@@ -106,6 +98,21 @@ async def recover(
     for run in orphans:
         await dispatcher.end_orphan(run, EndReason.CRASHED, _crash_reason(run))
     return watcher
+
+
+def _resumed(dispatcher: Recovering, run: AnyRun) -> bool:
+    """A retry that was waiting for its time waits again (its task still configured)."""
+    if not (
+        run.status == Status.PENDING
+        and run.not_before is not None
+        and dispatcher.is_configured(run.task_name)
+    ):
+        return False
+    log.info(
+        "run.resumed", task=run.task_name, run_id=run.id, not_before=run.not_before.isoformat()
+    )
+    dispatcher.resume_pending(run)
+    return True
 
 
 def _same_process(run: AnyRun, *, ended: bool = False) -> ProcStat | None:

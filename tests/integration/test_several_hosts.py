@@ -5,6 +5,9 @@ node cut off from the database does not double-run or overwrite when it returns.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,23 +157,33 @@ def test_three_nodes_run_each_fire_trigger_and_key_once(make_daemon, pg_admin, g
     assert {r["node"] for r in ticks} <= set(names)
 
 
-def test_a_killed_node_s_run_ends_crashed_and_retries_on_a_survivor(
-    make_daemon, pg_admin, gate
+@pytest.mark.timeout(240)
+@pytest.mark.faults  # kill -9 of a fleet node, a partition (issue 24)
+def test_a_killed_node_s_run_dies_with_it_and_retries_on_a_survivor(
+    make_daemon, pg_admin, gate, tmp_path
 ) -> None:
+    """By the processes' own clocks: the killed node's process of an overlap = "skip"
+    task is gone (its keeper stopped it) before a survivor's retry of it starts."""
     url = pg_admin.create()
+    starts = tmp_path / "starts.log"
     tasks = f"""
     [tasks.long]
-    command = "{gate.wait_command}"
+    command = "date +%s.%N >> {starts}; {gate.wait_command}"
+    overlap = "skip"
     retries = 1
     retry_delay = "1s"
+    kill_grace = "30s"
     """
     nodes = start_nodes(make_daemon, tasks, [url] * 3)
     names = [name_of(n) for n in nodes]
     run = nodes[0].trigger("long")
-    nodes[0].wait_run(run["id"], lambda r: r["status"] == "running")
+    pid = nodes[0].wait_run(run["id"], lambda r: r["status"] == "running")["pid"]
+    wait_for(lambda: starts.exists() and starts.read_text().count("\n") == 1, 10, "started")
 
     nodes[0].kill9()
     killed_at = datetime.now(UTC)
+    wait_for(lambda: not alive(pid), LEASE, "the killed node's run stopped by its keeper")
+    gone_at = datetime.now(UTC).timestamp()
     crashed = nodes[1].wait_run(run["id"], timeout=LEASE + 10)
     assert crashed["end_reason"] == "crashed" and crashed["node"] == names[0]
     assert "took over" in crashed["error"]
@@ -183,22 +196,61 @@ def test_a_killed_node_s_run_ends_crashed_and_retries_on_a_survivor(
 
     second = wait_for(lambda: running_retry(nodes[1], run), 20, "the retry on a survivor")
     assert second["node"] in names[1:] and second["attempt"] == 2
-    assert alive(crashed["pid"])  # only the daemon died: its run's process goes on
+    retry_started = float(starts.read_text().split()[1])  # the retry's own clock
+    assert gone_at <= retry_started, (gone_at, retry_started)
 
-    # The killed node comes back: it stops that process rather than adopting it, and
-    # neither duplicates nor overwrites anything.
-    nodes[0].start()
-    wait_for(lambda: not alive(crashed["pid"]), 15, "the leftover process stopped")
-    assert events_named(nodes[0], "run.leftover_stopped")
+    nodes[0].start()  # back: it neither duplicates nor overwrites anything
     listed = {n["name"]: n for n in nodes[0].get("/api/nodes").body["nodes"]}
     assert listed[names[0]]["state"] == "alive"
-    gate.open()  # the retry, alone at the gate now
+    gate.open()  # the retry, alone at the gate
     assert nodes[2].wait_run(second["id"])["end_reason"] == "success"
     assert stays_false(lambda: len(nodes[0].runs(task_name="long")) != 2, 2)
+    assert nodes[0].get(f"/api/runs/{run['id']}").body == crashed
+
+
+def keeper_of(daemon) -> int:  # type: ignore[no-untyped-def]
+    started = events_named(daemon, "keeper.started")
+    assert len(started) == 1, started
+    return int(json.loads(started[0])["pid"])
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.faults  # kill -9 of a fleet node, a partition (issue 24)
+def test_a_node_killed_with_its_keeper_stops_the_leftover_run_when_it_returns(
+    make_daemon, pg_admin, gate
+) -> None:
+    """The daemon and its keeper killed together (no one left to stop the run): the
+    run goes on, a survivor retries it, and the node stops it once it is back."""
+    url = pg_admin.create()
+    tasks = f"""
+    [tasks.long]
+    command = "{gate.wait_command}"
+    retries = 1
+    retry_delay = "1s"
+    """
+    nodes = start_nodes(make_daemon, tasks, [url] * 2)
+    run = nodes[0].trigger("long")
+    pid = nodes[0].wait_run(run["id"], lambda r: r["status"] == "running")["pid"]
+    keeper = keeper_of(nodes[0])
+    os.kill(keeper, signal.SIGSTOP)  # it cannot hear the daemon die, then dies itself
+    nodes[0].kill9()
+    os.kill(keeper, signal.SIGKILL)
+
+    crashed = nodes[1].wait_run(run["id"], timeout=LEASE + 10)
+    assert crashed["end_reason"] == "crashed"
+    second = wait_for(lambda: running_retry(nodes[1], run), 20, "the retry on the survivor")
+    assert alive(pid)  # only the daemon and its keeper died: its run's process goes on
+
+    nodes[0].start()
+    wait_for(lambda: not alive(pid), 15, "the leftover process stopped")
+    assert events_named(nodes[0], "run.leftover_stopped")
+    gate.open()
+    assert nodes[1].wait_run(second["id"])["end_reason"] == "success"
     assert nodes[0].get(f"/api/runs/{run['id']}").body == crashed
     assert nodes[0].get(f"/api/runs/{second['id']}").body["end_reason"] == "success"
 
 
+@pytest.mark.faults  # kill -9 of a fleet node, a partition (issue 24)
 def test_a_node_cut_off_from_the_database_gives_up_its_runs_when_it_returns(
     make_daemon, pg_admin, gate
 ) -> None:
@@ -305,6 +357,7 @@ def test_max_concurrent_holds_across_nodes(make_daemon, pg_admin, gate) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.faults  # kill -9 of a fleet node, a partition (issue 24)
 def test_a_cut_off_node_stops_a_run_that_must_not_overlap_before_a_survivor_retries_it(
     make_daemon, pg_admin, gate, tmp_path
 ) -> None:

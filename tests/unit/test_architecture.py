@@ -10,6 +10,7 @@ fleet, api, daemon and cli.
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,14 @@ def test_the_api_imports_runners_only_for_types() -> None:
         for node in module.tree.body:  # module-level imports are the ones run at import
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert _part_of(node.module) != "runners", f"{module.name} imports {node.module}"
+
+
+def test_the_keeper_imports_the_standard_library_only() -> None:
+    """It runs as a script beside the daemon (``python -I -S keeper.py``): an import of
+    cronwarden would fail there, and any other would cost it memory."""
+    keeper = next(m for m in MODULES if m.name == "cronwarden.keeper")
+    imported = {target.split(".")[0] for target in _imported(keeper)}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
 
 
 def test_no_class_over_300_lines() -> None:

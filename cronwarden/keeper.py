@@ -1,0 +1,294 @@
+"""The keeper: a small process that holds a copy of every run's output pipes, so a run
+outlives its daemon's crash without dying of it.
+
+A run writes into pipes the daemon reads. If the daemon dies (kill -9, an OOM kill, a
+bug), the last reader of those pipes is gone, and the run's next write kills it with
+SIGPIPE. So, as containerd's shim and podman's conmon keep a container's stdio, the
+daemon gives each run's read ends to its keeper as it spawns the run (one message with
+two descriptors over a unix socket). While the daemon is down its runs' output waits in
+the pipes (a writer blocks once its pipe is full; it never dies of the missing reader);
+the next daemon asks the keeper for the pipes of the runs it adopts and goes on reading
+and logging them where the last life left off.
+
+One keeper serves a data_dir across daemon lives. The daemon starts it on the listening
+socket ``data_dir/keeper.sock`` (mode 0600; only a peer of the keeper's own user is
+served) and is its only client. What the daemon says:
+
+* ``hello``: a daemon (re)attached. The keeper answers with a ``held`` message (and the
+  two descriptors) per run it holds, then ``ready``; it goes on holding them until told.
+* ``keep``: a run started: hold its pipes. ``drop``: its output has ended: let them go
+  (a background process that still holds a dropped pipe gets SIGPIPE, as before).
+* ``bye``: a normal stop; the keeper exits. ``detach``: the daemon leaves on purpose
+  (a failed start-up): the runs go on, held, waiting for the next life.
+* ``fence``: whether other nodes share the daemon's database now (``on``), so a
+  survivor would retry its runs should it die (also in ``hello``).
+* The connection closing without either is the daemon's death. With ``fence`` on, a
+  dead node's runs must not go on while a survivor retries them: the keeper stops each
+  run's process group (its stop_signal, then SIGKILL after its kill_grace, at most
+  ``fence_grace``) and exits. Otherwise it keeps holding for the next life, and exits
+  once it holds nothing.
+
+While no daemon is attached, a held run whose writers are all gone and whose pipes are
+empty is let go: nothing more can come. Output left in a pipe keeps it until a daemon
+comes to read it.
+
+This module is also the keeper's program: the daemon runs it as a script
+(``python -I -S keeper.py FD``), so it imports the standard library only (a keeper
+costs about 9 MB, not a daemon's 60), and the daemon imports the wire format from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+SOCKET_NAME = "keeper.sock"
+MAX_MESSAGE = 4096
+MAX_FDS = 2  # a run's stdout and stderr
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid
+FIRST_CLIENT_WITHIN = 30.0  # s
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    """One message, and the descriptors it carries (copies arrive at the other end)."""
+    data = json.dumps(message, separators=(",", ":")).encode()
+    socket.send_fds(sock, [data], fds or [])
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The next message and its descriptors (close-on-exec); None at the end."""
+    data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    if not data or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        for fd in fds:
+            os.close(fd)
+        if data:
+            raise ValueError("a keeper message was cut short")
+        return None
+    message = json.loads(data)
+    if not isinstance(message, dict):
+        raise ValueError("a keeper message is not an object")
+    return message, fds
+
+
+def peer_uid(sock: socket.socket) -> int:
+    _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(uid)
+
+
+@dataclass
+class Held:
+    """A run's pipes, and how to stop its process group if its daemon dies."""
+
+    pid: int
+    fds: list[int]
+    stop_signal: int = signal.SIGTERM
+    kill_grace: float = 10.0
+
+
+@dataclass
+class Keeper:
+    """The keeper's state and its loop (see the module docstring)."""
+
+    listener: socket.socket
+    held: dict[str, Held] = field(default_factory=dict)
+    conn: socket.socket | None = None
+    fence: bool = False
+    fence_grace: float = 5.0
+    kills: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, pgid)
+    poller: Any = field(default_factory=select.poll)
+    watched: dict[int, str] = field(default_factory=dict)  # held fd -> run, while detached
+    # The daemon that started it connects at once; one that died first leaves it no work.
+    first_client_by: float | None = None
+
+    def serve(self) -> None:
+        self.poller.register(self.listener.fileno(), select.POLLIN)
+        self.first_client_by = time.monotonic() + FIRST_CLIENT_WITHIN
+        while self.conn is not None or self.held or self.kills or self._awaiting_first():
+            deadlines = [at for at, _ in self.kills]
+            if self.first_client_by is not None:
+                deadlines.append(self.first_client_by)
+            timeout = None
+            if deadlines:
+                timeout = max(0.0, min(deadlines) - time.monotonic()) * 1000
+            for fd, events in self.poller.poll(timeout):
+                self._on_event(fd, events)
+            self._kill_due()
+
+    def _awaiting_first(self) -> bool:
+        return self.first_client_by is not None and time.monotonic() < self.first_client_by
+
+    def _on_event(self, fd: int, events: int) -> None:
+        if fd == self.listener.fileno():
+            self._accept()
+        elif self.conn is not None and fd == self.conn.fileno():
+            self._read_conn()
+        elif fd in self.watched and events & (select.POLLHUP | select.POLLERR):
+            self._spent(fd)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        if self.conn is not None:
+            self._read_conn()  # the old daemon's end may be waiting to be read
+        if self.conn is not None or peer_uid(conn) not in (os.geteuid(), 0):
+            conn.close()  # one daemon at a time, and only our own user's
+            return
+        self.first_client_by = None
+        self.conn = conn
+        conn.setblocking(False)
+        self._unwatch()
+        self.poller.register(conn.fileno(), select.POLLIN)
+
+    def _read_conn(self) -> None:
+        assert self.conn is not None
+        while self.conn is not None:
+            try:
+                got = receive(self.conn)
+            except BlockingIOError:
+                return
+            except (OSError, ValueError):
+                got = None
+            if got is None:
+                self._daemon_gone(died=True)
+                return
+            self._handle(*got)
+
+    def _handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        op = message.get("op")
+        if op == "keep":
+            self._drop(str(message["run"]))
+            self.held[str(message["run"])] = Held(
+                int(message["pid"]),
+                fds,
+                int(message.get("stop_signal", signal.SIGTERM)),
+                float(message.get("kill_grace", 10.0)),
+            )
+            return
+        for fd in fds:
+            os.close(fd)
+        if op == "drop":
+            self._drop(str(message["run"]))
+        elif op == "hello":
+            self._set_fence(message)
+            self._hand_over()
+        elif op == "fence":
+            self._set_fence(message)
+        elif op == "bye":
+            for run in list(self.held):
+                self._drop(run)
+            self._daemon_gone(died=False)
+        elif op == "detach":
+            self._daemon_gone(died=False)
+
+    def _set_fence(self, message: dict[str, Any]) -> None:
+        self.fence = bool(message.get("fence", False))
+        self.fence_grace = float(message.get("fence_grace", 5.0))
+
+    def _hand_over(self) -> None:
+        assert self.conn is not None
+        self.conn.setblocking(True)  # a few hundred small messages: the daemon reads them
+        try:
+            for run, held in self.held.items():
+                send(self.conn, {"op": "held", "run": run, "pid": held.pid}, held.fds)
+            send(self.conn, {"op": "ready", "version": VERSION})
+        finally:
+            self.conn.setblocking(False)
+
+    def _daemon_gone(self, *, died: bool) -> None:
+        assert self.conn is not None
+        self.poller.unregister(self.conn.fileno())
+        self.conn.close()
+        self.conn = None
+        if died and self.fence:
+            self._fence_all()
+        self._watch()
+
+    def _fence_all(self) -> None:
+        now = time.monotonic()
+        for run, held in list(self.held.items()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(held.pid, held.stop_signal)
+                self.kills.append((now + min(held.kill_grace, self.fence_grace), held.pid))
+            self._drop(run)
+        print(f"cronwarden keeper: the daemon died; stopped {len(self.kills)} runs", flush=True)
+
+    def _kill_due(self) -> None:
+        now = time.monotonic()
+        due = [k for k in self.kills if k[0] <= now]
+        self.kills = [k for k in self.kills if k[0] > now]
+        for _, pgid in due:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    def _watch(self) -> None:
+        """No daemon: hear when a held run's writers are all gone."""
+        for run, held in self.held.items():
+            for fd in held.fds:
+                self.watched[fd] = run
+                self.poller.register(fd, 0)  # POLLHUP is always reported
+
+    def _unwatch(self) -> None:
+        for fd in self.watched:
+            self.poller.unregister(fd)
+        self.watched.clear()
+
+    def _spent(self, fd: int) -> None:
+        """Every writer of this pipe is gone (HUP stays reported: stop watching it).
+        Once all of a run's pipes are spent and empty, nothing more can come."""
+        run = self.watched.pop(fd)
+        self.poller.unregister(fd)
+        held = self.held[run]
+        if any(other in self.watched for other in held.fds):
+            return
+        if not any(_pending(other) for other in held.fds):
+            self._drop(run)  # else its output waits for the next daemon
+
+    def _drop(self, run: str) -> None:
+        held = self.held.pop(run, None)
+        if held is None:
+            return
+        for fd in held.fds:
+            if self.watched.pop(fd, None) is not None:
+                self.poller.unregister(fd)
+            os.close(fd)
+
+
+def _pending(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    buffer = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buffer)
+    return int.from_bytes(buffer, sys.byteorder)
+
+
+def main(argv: list[str]) -> int:
+    """``keeper.py FD``: serve the listening socket the daemon passed as FD."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the daemon
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two per run held
+    listener = socket.socket(fileno=int(argv[1]))
+    Keeper(listener).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

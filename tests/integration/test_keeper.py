@@ -1,0 +1,119 @@
+"""The keeper as a daemon meets it (cronwarden/keeper.py, runners/keeping.py): a real
+keeper process, real pipes and processes; a daemon's death is its connection closing
+without a word."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import wait_for  # type: ignore[import-not-found]
+
+from cronwarden.runners.keeping import KeeperLink
+
+
+def die(link: KeeperLink) -> None:
+    """What a kill -9 of the daemon does to its end of the keeper's connection."""
+    sock = link._sock
+    assert sock is not None
+    asyncio.get_running_loop().remove_reader(sock.fileno())
+    sock.close()
+    link._sock = None
+    link._closing = True
+
+
+async def test_a_new_life_gets_back_the_pipes_and_what_waits_in_them(tmp_path: Path) -> None:
+    first = KeeperLink(tmp_path)
+    await first.attach()
+    read_end, write_end = os.pipe()
+    first.hold("run-1", os.getpid(), lambda: [read_end], stop_signal=15, kill_grace=1.0)
+    await asyncio.sleep(0)
+    die(first)
+    os.close(read_end)  # the dead daemon's copy
+    os.write(write_end, b"written while no daemon read\n")  # no SIGPIPE: the keeper reads
+
+    second = KeeperLink(tmp_path)
+    await second.attach()
+    held = second.claim("run-1")
+    assert len(held) == 1
+    assert os.read(held[0], 100) == b"written while no daemon read\n"
+    assert second.claim("run-1") == ()  # claimed once
+    os.close(write_end)
+    os.close(held[0])
+    await second.close(detach=False)
+
+
+async def test_a_dead_nodes_keeper_stops_its_runs(tmp_path: Path) -> None:
+    link = KeeperLink(tmp_path, fence_grace=0.5)
+    await link.attach()
+    link.fence(True)  # another node shares the database
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen(  # noqa: ASYNC220
+        ["sh", "-c", "trap '' TERM; echo ready; sleep 60"],  # killed at the grace, then
+        stdout=write_end,
+        start_new_session=True,
+    )
+    os.close(write_end)
+    link.hold("run-1", child.pid, lambda: [read_end], stop_signal=15, kill_grace=30.0)
+    assert await asyncio.to_thread(os.read, read_end, 6) == b"ready\n"  # TERM is ignored now
+    die(link)
+    returncode = await asyncio.to_thread(child.wait, 10)
+    assert returncode == -signal.SIGKILL
+    os.close(read_end)
+
+
+async def test_a_keeper_left_alone_exits_once_its_runs_are_spent(tmp_path: Path) -> None:
+    link = KeeperLink(tmp_path)
+    await link.attach()
+    keeper = link._process
+    assert keeper is not None
+    read_end, write_end = os.pipe()
+    link.hold("run-1", os.getpid(), lambda: [read_end], stop_signal=15, kill_grace=1.0)
+    await asyncio.sleep(0)
+    die(link)
+    await asyncio.sleep(0.2)
+    assert keeper.poll() is None  # it holds a pipe with a writer
+    os.close(write_end)  # the run ended, printing nothing more
+    assert await asyncio.to_thread(keeper.wait, 10) == 0
+    os.close(read_end)
+
+
+async def test_a_keeper_that_dies_is_replaced_and_given_every_run(tmp_path: Path) -> None:
+    link = KeeperLink(tmp_path)
+    await link.attach()
+    keeper = link._process
+    assert keeper is not None
+    read_end, write_end = os.pipe()
+    link.hold("run-1", os.getpid(), lambda: [read_end], stop_signal=15, kill_grace=1.0)
+    await asyncio.sleep(0.1)
+    keeper.kill()
+    await asyncio.to_thread(wait_for, lambda: link._process is not keeper, 10, "a new keeper")
+    await asyncio.to_thread(
+        wait_for, lambda: link._sock is not None, 10, "attached to the new keeper"
+    )
+    await asyncio.sleep(0.1)
+    die(link)
+    os.close(read_end)
+    os.write(write_end, b"still read\n")
+    second = KeeperLink(tmp_path)
+    await second.attach()
+    held = second.claim("run-1")
+    assert os.read(held[0], 100) == b"still read\n"
+    os.close(write_end)
+    os.close(held[0])
+    await second.close(detach=False)
+
+
+@pytest.mark.parametrize("depth", [1, 12])
+async def test_a_deep_data_dir_is_no_obstacle(tmp_path: Path, depth: int) -> None:
+    """A unix socket's address holds 108 bytes; data_dir may be deeper than that."""
+    data_dir = tmp_path.joinpath(*["a-rather-long-directory-name"] * depth)
+    data_dir.mkdir(parents=True)
+    link = KeeperLink(data_dir)
+    await link.attach()
+    assert (data_dir / "keeper.sock").stat().st_mode & 0o777 == 0o600
+    await link.close(detach=False)
