@@ -3,17 +3,8 @@ what a fire means.
 
 Every due fire is handed to this service, which applies the task's catch-up policy and
 records each outcome as a run or a logged ``fire.missed``, so nothing is ever dropped
-silently.
-
-A fire's run row must be committed before its process starts, and a commit takes a
-few milliseconds: so the row of each timed fire is committed RESERVE_AHEAD before its
-instant (pending, ``not_before`` = the instant), and at the instant only admission and
-the spawn are left.  A reserved row whose fire does not happen after all (the task was
-paused, changed or removed, the daemon stopped) is deleted; a wake too late turns it
-into the catch-up run or the missed record of its fire (the store lets a node's new
-row of a fire take over its own unused reservation, so no delete has to land first);
-a restart deletes those whose instant had not come and ends the others as crashed
-(see runners/recovery.py), so a reserved row never runs early.
+silently.  Each timed fire's row is reserved ahead of its instant (what that means:
+cronwarden/reservations.py).
 """
 
 from __future__ import annotations
@@ -28,6 +19,7 @@ import structlog
 
 from cronwarden.config import TaskConfig
 from cronwarden.model import Trigger
+from cronwarden.reservations import RESERVE_AHEAD
 from cronwarden.run_record import RunRecord
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.claims import ClaimLine, DueFire
@@ -38,10 +30,6 @@ from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.scheduler")
-
-# Ahead of its instant, a fire's row is committed (see the module docstring): long
-# enough for a commit on a busy host, short enough that the row is rarely seen early.
-RESERVE_AHEAD = timedelta(milliseconds=250)
 
 _Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 
