@@ -7,7 +7,7 @@ RESERVE_AHEAD before its instant (``reserve``: pending, triggered by the schedul
 ``not_before`` and ``created_at`` = the instant), and at the instant only admission
 and the spawn are left.  That is what keeps start lateness p99 low (BENCHMARKS.md).
 
-The scheduler keeps the reservations it has in flight (scheduler/service.py); the
+The scheduler keeps the reservations it has in flight (scheduler/reserving.py); the
 run core writes them and, at the instant, brings the row up to date: a reloaded task's
 hash, or the catch-up trigger of a wake too late (runners/fires.py).  The rules every
 other part follows are here, each in its Python form (a run in memory, the store
