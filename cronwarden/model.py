@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -97,18 +97,6 @@ STATS_COLUMNS = ("status", "end_reason", "end_at", "duration_ms")
 SORTED_BY_INDEX = NULLABLE_SORTS
 
 
-class _FireFields(Protocol):
-    """What tells a reserved fire, in either shape of a run (this table, or the record
-    of a run in flight: run_record.py)."""
-
-    @property
-    def status(self) -> str: ...
-    @property
-    def triggered_by(self) -> str: ...
-    @property
-    def not_before(self) -> datetime | None: ...
-
-
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
 
 
@@ -168,16 +156,6 @@ class Run(SQLModel, table=True):
     stop_requested_at: datetime | None = utc_column()
     # Its place among the task's max_concurrent, on a shared database (overlap != allow).
     slot: int | None = None
-
-
-def is_reserved_fire(run: _FireFields) -> bool:
-    """A scheduled fire's row committed ahead of its instant (scheduler/service.py),
-    not started yet."""
-    return (
-        run.status == Status.PENDING
-        and run.triggered_by == Trigger.SCHEDULE
-        and run.not_before is not None
-    )
 
 
 class IdempotencyKey(SQLModel, table=True):

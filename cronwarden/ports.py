@@ -41,8 +41,8 @@ class RunRecords(Protocol):
     async def claim(self, runs: Sequence[RunRecord]) -> set[str]:
         """Commit new runs; returns the ids committed.  A run whose fire (task_name,
         scheduled_for, attempt) already has a row is left out: another node or an
-        earlier life claimed it, and it must not run twice.  Unless that row is this
-        node's reservation of a fire, not started: the new row replaces it."""
+        earlier life claimed it, and it must not run twice; unless that row is a
+        reservation the new row may take over (reservations.may_take_over)."""
         ...
 
     async def claim_keyed(self, run: RunRecord, key: KeyClaim) -> str:
@@ -59,8 +59,8 @@ class RunRecords(Protocol):
         ...
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
-        """Delete the rows of fires reserved ahead of their instants that will not
-        happen (still pending; a row that went on is kept)."""
+        """Delete the rows of reservations let go, those still unused
+        (reservations.may_discard)."""
         ...
 
     async def get_run(self, run_id: str) -> Run:

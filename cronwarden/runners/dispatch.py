@@ -172,7 +172,7 @@ class Dispatcher:
         await self._fires.record_missed(task_name, fires, more=more, why=why)
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
-        """Delete rows of reserved fires that will not happen (see RunRecords)."""
+        """Delete the rows of reservations that will not be used (see RunRecords)."""
         await self._records.discard_reserved(run_ids)
 
     # -- requests ------------------------------------------------------------------------

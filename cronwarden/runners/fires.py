@@ -1,8 +1,9 @@
 """Scheduled fires: rows reserved ahead of their instants, fires due together admitted
 and claimed in one write, fires that did not run recorded as missed.
 
-* a timed fire: its pending row committed ahead of its instant (``reserve``), then at
-  the instant admission and the process (``fire_many`` with ``reserved``);
+* a timed fire: its reservation committed ahead of its instant (``reserve``; see
+  cronwarden/reservations.py), then at the instant admission and the process
+  (``fire_many`` with ``reserved``);
 * an untimed or late fire: admission, then the pending row is committed, then the
   process.
 
@@ -25,6 +26,7 @@ from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import RunRecords
+from cronwarden.reservations import reserve
 from cronwarden.run_record import RunRecord
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.endings import set_ended, skipped
@@ -74,19 +76,15 @@ class Fires:
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
     ) -> dict[str, RunRecord | None]:
-        """Commit the rows of scheduled fires ahead of their instants (task, nominal
-        fire time, instant); per task, the run reserved, or None when another node
-        reserved the fire first.  A reserved row is pending with ``not_before`` = the
-        instant, and its ``created_at`` is the instant too: that is when the run comes
-        into being for whoever reads it.  Admission waits for the instant (fire_many)."""
+        """Commit the reservations of scheduled fires (task, nominal fire time,
+        instant); per task, the run reserved, or None when another node reserved the
+        fire first.  Admission waits for the instant (fire_many)."""
         runs: dict[str, RunRecord] = {}
         for task_name, scheduled_for, instant in fires:
             task = self._config.tasks.get(task_name)
             if task is not None:
-                runs[task_name] = self._new_run(
-                    task, Trigger.SCHEDULE, scheduled_for=scheduled_for, created_at=instant
-                )
-                runs[task_name].change({"not_before": instant})
+                run = self._new_run(task, Trigger.SCHEDULE, scheduled_for=scheduled_for)
+                runs[task_name] = reserve(run, instant)
         claimed = await self._records.claim(list(runs.values())) if runs else set()
         return {name: run if run.id in claimed else None for name, run in runs.items()}
 

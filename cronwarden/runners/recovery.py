@@ -2,10 +2,8 @@
 
 * A pending run with ``not_before`` is a retry waiting for its time: it was never
   started, so it waits again and then goes through admission like any other start.
-* A scheduled fire reserved ahead of its instant (see scheduler/service.py) whose
-  instant has not come is deleted: the scheduler times that fire again.  One whose
-  instant came is a claimed fire the old life may or may not have started: crashed,
-  as below.
+* A scheduled fire reserved ahead of its instant whose instant has not come is
+  deleted; one whose instant came is crashed, as below (see cronwarden/reservations.py).
 * A running run whose pid is still alive with the same process start time is re-adopted:
   watched to its real end (timeout and stop still apply), its output read on from the
   pipes its keeper held (runners/keeping.py).
@@ -24,7 +22,8 @@ from typing import Protocol
 
 import structlog
 
-from cronwarden.model import EndReason, Status, is_reserved_fire
+from cronwarden.model import EndReason, Status
+from cronwarden.reservations import instant_came, is_reserved_fire
 from cronwarden.run_record import AnyRun
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.process import AdoptedProcess, ProcStat, proc_stat
@@ -77,8 +76,7 @@ async def recover(
     not_come: list[AnyRun] = []
     for run in runs:  # no await in this loop
         if is_reserved_fire(run):
-            assert run.not_before is not None
-            (not_come if run.not_before > now else orphans).append(run)
+            (orphans if instant_came(run, now) else not_come).append(run)
             continue
         if _resumed(dispatcher, run):
             continue

@@ -32,7 +32,6 @@ class NewRuns:
         attempt: int = 1,
         retry_of: str | None = None,
         rerun_of: str | None = None,
-        created_at: datetime | None = None,
     ) -> RunRecord:
         return RunRecord(
             id=str(uuid6.uuid7()),
@@ -40,7 +39,7 @@ class NewRuns:
             status=Status.PENDING,
             triggered_by=trigger,
             scheduled_for=scheduled_for,
-            created_at=created_at or self._clock.now(),
+            created_at=self._clock.now(),
             attempt=attempt,
             retry_of=retry_of,
             rerun_of=rerun_of,

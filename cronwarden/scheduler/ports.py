@@ -23,9 +23,9 @@ class Dispatch(Protocol):
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
     ) -> dict[str, RunRecord | None]:
-        """Commit the rows of fires ahead of their instants (task, nominal fire time,
-        instant); per task, the run reserved, or None when another node reserved it.
-        Raises ShuttingDown, StoreUnavailable."""
+        """Commit the reservations of fires (task, nominal fire time, instant; see
+        cronwarden/reservations.py); per task, the run reserved, or None when another
+        node reserved it.  Raises ShuttingDown, StoreUnavailable."""
         ...
 
     async def fire_many(

@@ -3,17 +3,8 @@ what a fire means.
 
 Every due fire is handed to this service, which applies the task's catch-up policy and
 records each outcome as a run or a logged ``fire.missed``, so nothing is ever dropped
-silently.
-
-A fire's run row must be committed before its process starts, and a commit takes a
-few milliseconds: so the row of each timed fire is committed RESERVE_AHEAD before its
-instant (pending, ``not_before`` = the instant), and at the instant only admission and
-the spawn are left.  A reserved row whose fire does not happen after all (the task was
-paused, changed or removed, the daemon stopped) is deleted; a wake too late turns it
-into the catch-up run or the missed record of its fire (the store lets a node's new
-row of a fire take over its own unused reservation, so no delete has to land first);
-a restart deletes those whose instant had not come and ends the others as crashed
-(see runners/recovery.py), so a reserved row never runs early.
+silently.  Each timed fire's row is reserved ahead of its instant (what that means:
+cronwarden/reservations.py; those in flight: scheduler/reserving.py).
 """
 
 from __future__ import annotations
@@ -28,20 +19,17 @@ import structlog
 
 from cronwarden.config import TaskConfig
 from cronwarden.model import Trigger
-from cronwarden.run_record import RunRecord
+from cronwarden.reservations import RESERVE_AHEAD
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.claims import ClaimLine, DueFire
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
 from cronwarden.scheduler.ports import Dispatch
+from cronwarden.scheduler.reserving import Reservation, Reservations
 from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.support.clock import Clock
 
 log = structlog.get_logger("cronwarden.scheduler")
-
-# Ahead of its instant, a fire's row is committed (see the module docstring): long
-# enough for a commit on a busy host, short enough that the row is rarely seen early.
-RESERVE_AHEAD = timedelta(milliseconds=250)
 
 _Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 
@@ -81,15 +69,6 @@ class _Scheduled:
         self.max_catch_up = task.max_catch_up
 
 
-@dataclass(frozen=True)
-class _Reservation:
-    """A fire whose row is being committed, or was, ahead of its instant."""
-
-    scheduled_for: datetime
-    # The batch's claim: per task, the run committed, or None if another node's was.
-    rows: asyncio.Future[dict[str, RunRecord | None]]
-
-
 class SchedulerService:
     def __init__(self, dispatcher: Dispatch, state: TaskStateStore, clock: Clock) -> None:
         self.dispatcher = dispatcher
@@ -99,10 +78,11 @@ class SchedulerService:
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
-        # Fires of this loop turn (with their reservation, if any) and fires to reserve.
-        self._due_now: list[tuple[str, datetime, Trigger, _Reservation | None]] = []
-        self._soon_now: list[tuple[str, datetime, datetime]] = []
-        self._reserved: dict[str, _Reservation] = {}
+        # Fires of this loop turn, with their reservation if any.
+        self._due_now: list[tuple[str, datetime, Trigger, Reservation | None]] = []
+        self._reservations = Reservations(
+            dispatcher, self._spawn, next_fire=self._timer.next_fire, running=lambda: self.running
+        )
         # Fires on their way to their claim, waiting in one line while the store is down.
         self._claims = ClaimLine(dispatcher, clock, lambda: self.running, self._spawn)
         self.running = False
@@ -142,9 +122,7 @@ class SchedulerService:
     async def wait_inflight(self) -> None:
         """After shutdown(): let claims in flight land, and delete unused reservations."""
         self._claim_due()
-        self._soon_now.clear()
-        for name in list(self._reserved):
-            self._unreserve(name)
+        self._reservations.close()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
@@ -236,7 +214,7 @@ class SchedulerService:
     def _untime(self, name: str) -> None:
         """The task's next fire is off (for now): so is its reservation."""
         self._timer.clear(name)
-        self._unreserve(name)
+        self._reservations.release(name)
 
     def _due(self, task_name: str, when: datetime) -> None:
         """The timer's call: a task's (jittered) fire time came."""
@@ -290,52 +268,16 @@ class SchedulerService:
             self._fire(name, fire, how)
 
     def _soon(self, task_name: str, when: datetime) -> None:
-        """The timer's call ahead of a fire: reserve its row (all fires announced in one
-        turn of the loop in one write)."""
+        """The timer's call ahead of a fire: reserve its row."""
         entry = self._scheduled.get(task_name)
         if entry is None or task_name in self._paused:
             return
-        if not self._soon_now:
-            asyncio.get_running_loop().call_soon(self._reserve_soon)
-        self._soon_now.append((task_name, when - entry.offset, when))
-
-    def _reserve_soon(self) -> None:
-        # A fire untimed since it was announced is not reserved.
-        fires = [f for f in self._soon_now if self._timer.next_fire(f[0]) == f[2]]
-        self._soon_now = []
-        if not fires or not self.running:
-            return
-        rows = asyncio.ensure_future(self.dispatcher.reserve(fires))
-        rows.add_done_callback(_quietly)  # its error is met where the rows are used
-        for task_name, scheduled_for, _ in fires:
-            self._reserved[task_name] = _Reservation(scheduled_for, rows)
-
-    def _unreserve(self, task_name: str) -> None:
-        reservation = self._reserved.pop(task_name, None)
-        if reservation is not None:
-            self._spawn(self._discard(task_name, reservation))
-
-    async def _discard(self, task_name: str, reservation: _Reservation) -> None:
-        """Delete the row of a fire that will not happen (if it was committed)."""
-        try:
-            run = (await reservation.rows).get(task_name)
-        except Exception:
-            return  # nothing was reserved
-        if run is None:
-            return
-        try:
-            await self.dispatcher.discard_reserved([run.id])
-        except Exception as exc:  # the row is left pending; a restart settles it
-            log.warning("fire.reservation_left", task=task_name, run_id=run.id, error=str(exc))
+        self._reservations.announce(task_name, when - entry.offset, when)
 
     def _fire(self, task_name: str, scheduled_for: datetime, trigger: Trigger) -> None:
         """Queue a fire; all fires that come due in one turn of the loop (the timer
         hands over every due task in one go) are claimed together, in one write."""
-        reservation = self._reserved.get(task_name)
-        if reservation is not None and reservation.scheduled_for == scheduled_for:
-            del self._reserved[task_name]  # used (a late wake may make it a catch-up run)
-        else:
-            reservation = None  # another fire's: let go when the task's next fire is timed
+        reservation = self._reservations.take(task_name, scheduled_for)
         if not self._due_now:
             asyncio.get_running_loop().call_soon(self._claim_due)
         self._due_now.append((task_name, scheduled_for, trigger, reservation))
@@ -345,7 +287,7 @@ class SchedulerService:
             fires, self._due_now = self._due_now, []
             self._spawn(self._claim(fires))
 
-    async def _claim(self, due: list[tuple[str, datetime, Trigger, _Reservation | None]]) -> None:
+    async def _claim(self, due: list[tuple[str, datetime, Trigger, Reservation | None]]) -> None:
         """Claim and start fires.  While the store does not answer, fires wait for it in
         one line (scheduler/claims.py); a fire whose reservation failed is claimed now, as
         if it had none."""
@@ -354,12 +296,7 @@ class SchedulerService:
         for task_name, scheduled_for, trigger, reservation in due:
             fire = DueFire(task_name, scheduled_for, trigger, give_up_at)
             if reservation is not None:
-                try:
-                    rows = await reservation.rows
-                except Exception:
-                    rows = {}
-                if task_name in rows:
-                    fire.reserved, fire.row = True, rows[task_name]
+                await reservation.fill(fire)
             fires.append(fire)
         await self._claims.submit(fires)
 
@@ -369,11 +306,6 @@ class SchedulerService:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return task
-
-
-def _quietly(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _on_a_timer(task: TaskConfig) -> bool:

@@ -4,7 +4,7 @@ API served in-process by the tests.
 It keeps the rules the SQL store keeps, and tests/contract/test_store_contract.py
 holds both to them: a fire claimed once per (task_name, scheduled_for, attempt); an
 Idempotency-Key owned by one run until it expires; an ended run final; a fire reserved
-ahead of its instant hidden from listings until then; writes either land whole or
+ahead of its instant as cronwarden/reservations.py says; writes either land whole or
 raise StoreUnavailable.  So tests can drive the real dispatcher, scheduler and
 handlers through every state with a fake clock and no database.
 """
@@ -22,8 +22,9 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status, TaskState, is_reserved_fire, utcnow
+from cronwarden.model import Run, Status, TaskState, utcnow
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
+from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.run_sorts import NULLABLE_SORTS
 from cronwarden.store.protocol import KeyClaim, KeyedRun
@@ -80,9 +81,8 @@ class MemoryStore:
         for run in runs:
             fire = (run.task_name, run.scheduled_for, run.attempt)
             held = taken.get(fire) if run.scheduled_for is not None else None
-            # Another's claim, or a run under way; the node's own unused reservation
-            # is taken over (see RunRecords.claim).
-            if held is not None and not (held.node == run.node and is_reserved_fire(held)):
+            # Another's claim, or a run under way, unless a reservation it may take over.
+            if held is not None and not may_take_over(held, run.node):
                 continue
             if held is not None:
                 del self.runs[held.id]
@@ -120,7 +120,7 @@ class MemoryStore:
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self._write()
         for run_id in run_ids:
-            if run_id in self.runs and self.runs[run_id].status == Status.PENDING:
+            if run_id in self.runs and may_discard(self.runs[run_id]):
                 del self.runs[run_id]
 
     async def get_run(self, run_id: str) -> Run:
@@ -242,10 +242,9 @@ class MemoryStore:
     # -- internals --------------------------------------------------------------------
 
     def _existing(self) -> Iterable[Run]:
-        """Runs that exist by now: a fire's row committed ahead of its instant is the
-        scheduler's reservation until then (see store/runs.py _created_by_now)."""
+        """Runs that exist by now (not a reservation whose instant is ahead)."""
         now = self.now()
-        return (r for r in self.runs.values() if r.created_at <= now)
+        return (r for r in self.runs.values() if is_listed(r, now))
 
     async def _write(self) -> None:
         await asyncio.sleep(0)  # a real commit yields to the loop; so does this

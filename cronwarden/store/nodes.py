@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cronwarden.model import EndReason, Node, Run, Status, TaskState, Trigger, utcnow
+from cronwarden.model import EndReason, Node, Run, Status, TaskState, utcnow
+from cronwarden.reservations import instant_came_rows
 from cronwarden.store.engine import is_shared, upsert_insert
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
@@ -270,15 +271,11 @@ class NodeRegistry:
 
 
 def claimed_to_start(now: Any) -> sa.ColumnElement[bool]:
-    """Pending runs about to start: claimed, queued, or a fire reserved ahead of an
-    instant that has come (not a retry waiting for its time, nor a fire whose instant
-    is still ahead)."""
-    return sa.and_(
-        _runs.c.status == Status.PENDING,
-        sa.or_(
-            _runs.c.not_before.is_(None),
-            sa.and_(_runs.c.triggered_by == Trigger.SCHEDULE, _runs.c.not_before <= now),
-        ),
+    """Pending runs about to start: claimed, queued, or a reservation whose instant
+    has come (not a retry waiting for its time, nor a reservation ahead)."""
+    return sa.or_(
+        sa.and_(_runs.c.status == Status.PENDING, _runs.c.not_before.is_(None)),
+        instant_came_rows(now),
     )
 
 

@@ -10,7 +10,7 @@ Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT .. R
 id`` sent as multi-row statements, so a fire another node already claimed is simply
 not returned), then keyed claims, then updates, merged per run in
 the order they were asked for and sent as one executemany per column set, then the
-deletes of reserved fires that will not happen.  If a batch
+deletes of reserved fires that will not happen (cronwarden/reservations.py).  If a batch
 fails for a reason other than the database being unreachable, its writes are retried
 one by one so a single bad write cannot fail the others.
 
@@ -34,7 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.errors import RecorderStopped, short_message
-from cronwarden.model import IdempotencyKey, Run, Status, Trigger
+from cronwarden.model import IdempotencyKey, Run, Status
+from cronwarden.reservations import discardable_rows, take_over_rows
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
@@ -138,7 +139,7 @@ class Recorder:
         await self._submit(_Update(run_id, dict(values)))
 
     async def discard(self, run_ids: Sequence[str]) -> None:
-        """Delete runs still pending (reserved fires that will not happen)."""
+        """Delete the rows of reserved fires that will not happen, if still unused."""
         await self._submit(_Discard(list(run_ids)))
 
     async def _submit(self, write: _Write) -> Any:
@@ -210,17 +211,13 @@ class Recorder:
         _update_rows(conn, merged)
         discarded = [i for w in writes if isinstance(w, _Discard) for i in w.run_ids]
         if discarded:
-            conn.execute(
-                sa.delete(RUNS).where(RUNS.c.id.in_(discarded), RUNS.c.status == Status.PENDING)
-            )
+            conn.execute(sa.delete(RUNS).where(RUNS.c.id.in_(discarded), discardable_rows()))
         return results
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-        """A fire already claimed is left out, unless its row is this node's own
-        reservation (see scheduler/service.py), let go but not deleted yet: the same
-        fire asked for again (a pause and resume, a reload) or recorded as missed (a
-        wake too late) takes its row over.  It is not mistaken for another node's
-        claim, and the reservation's delete then finds nothing."""
+        """A fire already claimed is left out, unless its row is a reservation the new
+        row takes over (cronwarden/reservations.py): the reservation's delete, on its
+        way, then finds nothing."""
         inserted: set[str] = set()
         for start in range(0, len(rows), _INSERT_CHUNK):
             result = conn.execute(self._insert, rows[start : start + _INSERT_CHUNK])
@@ -266,12 +263,7 @@ def _insert_statement(engine: AsyncEngine) -> Any:
     return insert.on_conflict_do_update(
         index_elements=[RUNS.c.task_name, RUNS.c.scheduled_for, RUNS.c.attempt],
         set_={name: insert.excluded[name] for name in _RUN_COLUMNS},
-        where=sa.and_(
-            RUNS.c.node == insert.excluded.node,
-            RUNS.c.status == Status.PENDING,
-            RUNS.c.triggered_by == Trigger.SCHEDULE,
-            RUNS.c.not_before.is_not(None),
-        ),
+        where=take_over_rows(insert.excluded),
     ).returning(RUNS.c.id)
 
 

@@ -29,6 +29,7 @@ from cronwarden.model import (
     utcnow,
 )
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
+from cronwarden.reservations import ahead_rows, listed_rows
 from cronwarden.run_record import RunRecord
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.engine import upsert_insert
@@ -236,7 +237,7 @@ class Store:
         the newest end and the longest duration per end_reason, and the durations of
         the newest DURATION_SAMPLE runs that ran to an outcome.  Both queries read the
         (task_name, created_at) index range of the window."""
-        window = [col(Run.task_name) == task_name, _created_by_now()]
+        window = [col(Run.task_name) == task_name, listed_rows(utcnow())]
         if since is not None:
             window.append(col(Run.created_at) >= since)
         groups = (
@@ -291,7 +292,7 @@ class Store:
         """The newest run of every task (or of those named), for task listings."""
         latest = select(
             col(Run.task_name), sa.func.max(col(Run.created_at)).label("created_at")
-        ).where(_created_by_now())
+        ).where(listed_rows(utcnow()))
         if task_names is not None:
             latest = latest.where(col(Run.task_name).in_(task_names))
         newest = latest.group_by(col(Run.task_name)).subquery()
@@ -370,23 +371,10 @@ class Store:
         return bytes(key)
 
 
-def _created_by_now() -> Any:
-    """Runs that exist by now.  A scheduled fire's row is committed ahead of its
-    instant, pending, with ``created_at`` = the instant (see scheduler/service.py);
-    until then it is the scheduler's reservation, not a run anyone should see.  A
-    range on created_at, which every index of the runs table ends with (a condition
-    on status as well was checked row by row: a count of 1,000,000 runs took 72 ms)."""
-    return col(Run.created_at) <= utcnow()
-
-
 def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -> list[Any]:
-    """The filter's conditions; with ``as_of``, only runs created by then (one upper
-    bound on created_at with the filter's end_date: two would leave the planner one
-    range and the other checked row by row)."""
+    """The filter's conditions; with ``as_of``, only runs listed by then (not the
+    reservations ahead: cronwarden/reservations.py)."""
     conditions: list[Any] = []
-    end_date = where.end_date
-    if as_of is not None:
-        end_date = as_of if end_date is None else min(end_date, as_of)
     if where.task_name is not None:
         conditions.append(col(Run.task_name) == where.task_name)
     for column, values in (
@@ -398,8 +386,10 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
             conditions.append(col(column).in_(list(values)))
     if where.start_date is not None:
         conditions.append(col(Run.created_at) >= where.start_date)
-    if end_date is not None:
-        conditions.append(col(Run.created_at) <= end_date)
+    if as_of is not None:
+        conditions.append(listed_rows(as_of, until=where.end_date))
+    elif where.end_date is not None:
+        conditions.append(col(Run.created_at) <= where.end_date)
     if where.search:
         conditions.append(search_condition(where.search, dialect))
     return conditions
@@ -428,12 +418,11 @@ def _page_rows(
 
 
 def _total(conn: Connection, where: RunFilter, dialect: str, now: datetime) -> int:
-    """All the filter matches, less the reservations ahead among them: an unfiltered
-    count stays SQLite's count of the smallest index (25 ms at 1,000,000 runs where a
-    bound checked row by row took 64)."""
+    """All the filter matches, less the reservations ahead among them (see
+    reservations.ahead_rows)."""
     filters = _conditions(where, dialect)
     total = 0
-    for sign, extra in ((1, []), (-1, [col(Run.created_at) > now])):
+    for sign, extra in ((1, []), (-1, [ahead_rows(now)])):
         count = select(sa.func.count()).select_from(Run).where(*filters, *extra)
         total += sign * conn.execute(count).scalar_one()
     return total

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import EndReason, Status, Trigger, utcnow
+from cronwarden.reservations import reserve
 from cronwarden.run_record import RUN_COLUMNS, AnyRun, RunRecord
 from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import RunFilter, Store, open_engine
@@ -88,8 +89,8 @@ def fire(i: int, task: str = "t", at: datetime = T0, **values: Any) -> RunRecord
 
 
 def reservation(i: int, at: datetime, node: str = "n1") -> RunRecord:
-    """A fire's row committed ahead of its instant (see scheduler/service.py)."""
-    return fire(i, at=at, created_at=at, not_before=at, node=node)
+    """A fire's row committed ahead of its instant (see cronwarden/reservations.py)."""
+    return reserve(fire(i, at=at, node=node), at)
 
 
 def fields(run: AnyRun) -> dict[str, Any]:

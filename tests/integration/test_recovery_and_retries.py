@@ -10,7 +10,8 @@ import pytest
 import uuid6
 from conftest import stays_false, wait_for  # type: ignore[import-not-found]
 
-from cronwarden.model import Status, Trigger
+from cronwarden import reservations
+from cronwarden.model import Trigger
 from cronwarden.run_record import RunRecord
 from cronwarden.store import Store, open_engine
 
@@ -205,18 +206,17 @@ async def reserve(database: str, node: str, task: str, instants: list[datetime])
     between reservation and instant leaves behind)."""
     store = await Store.open(open_engine(database))
     runs = [
-        RunRecord(
-            id=str(uuid6.uuid7()),
-            task_name=task,
-            status=Status.PENDING,
-            triggered_by=Trigger.SCHEDULE,
-            scheduled_for=instant,
-            created_at=instant,
-            not_before=instant,
-            attempt=1,
-            params={},
-            node=node,
-            task_hash="0" * 16,
+        reservations.reserve(
+            RunRecord(
+                id=str(uuid6.uuid7()),
+                task_name=task,
+                triggered_by=Trigger.SCHEDULE,
+                scheduled_for=instant,
+                created_at=instant,
+                node=node,
+                task_hash="0" * 16,
+            ),
+            instant,
         )
         for instant in instants
     ]

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import Run, Status
+from cronwarden.reservations import reserve
 from cronwarden.run_record import RunRecord
 from cronwarden.store import RunFilter, Store, open_engine
 from cronwarden.store.migrate import HEAD, alembic_config
@@ -276,7 +277,9 @@ async def test_a_reservation_is_taken_over_only_by_its_own_node(store: Store) ->
     soon = datetime.now(UTC) + timedelta(seconds=1)
 
     def reservation(i: int, node: str = "n1", at: datetime = soon, **kw: object) -> RunRecord:
-        return make_run(i, scheduled_for=at, not_before=at, created_at=at, node=node, **kw)
+        run = reserve(make_run(i, scheduled_for=at, node=node), at)
+        run.change(kw)
+        return run
 
     await claim_one(store, reservation(1))
     assert await store.claim([reservation(2, node="n2")]) == set()

@@ -2,9 +2,9 @@
 class or a function may grow.  Read from the source with ``ast``; nothing is imported.
 
 Every rule is a plain assert: breaking one fails at once.  The layers, bottom up:
-support and the domain (model, outcomes, config), store and runlog, scheduler and
-runners (each reaching the other and the database only through ports), then alerts,
-fleet, api, daemon and cli.
+support and the domain (model, reservations, outcomes, config), store and runlog,
+scheduler and runners (each reaching the other and the database only through ports),
+then alerts, fleet, api, daemon and cli.
 """
 
 from __future__ import annotations
@@ -134,8 +134,17 @@ IMPORT_RULES_HELD = {
     "alerts-import-no-runners-or-api": ("alerts", {"runners", "api", "daemon", "cli", "fleet"}),
     # The model and config are read by every part; the model imports none of them,
     # config only the scheduler's pure triggers and policies (to check schedules).
-    "model-imports-no-part": ("model", {"store", "scheduler", "runners", *ABOVE_THE_CORE}),
+    "model-imports-no-part": (
+        "model",
+        {"store", "scheduler", "runners", "reservations", *ABOVE_THE_CORE},
+    ),
     "config-imports-no-core": ("config", {"store", "runners", *ABOVE_THE_CORE}),
+    # What a reservation is (reservations.py) is domain: the store, the scheduler and
+    # the run core all follow it, and it follows none of them.
+    "reservations-import-no-part": (
+        "reservations",
+        {"store", "scheduler", "runners", *ABOVE_THE_CORE},
+    ),
     # Only the daemon wires the app; the CLI reads the OpenAPI routes to print them.
     "api-imports-no-daemon-or-cli": ("api", {"daemon", "cli"}),
 }

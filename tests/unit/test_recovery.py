@@ -13,6 +13,7 @@ from pathlib import Path
 from dispatch_doubles import Rig, rig, settle  # type: ignore[import-not-found]
 
 from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.reservations import reserve
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.process import proc_stat
@@ -110,8 +111,7 @@ async def test_a_waiting_retry_waits_again_then_runs() -> None:
 def reserved_fire(r: Rig, instant_in: timedelta):  # type: ignore[no-untyped-def]
     """A scheduled fire's row as the scheduler commits it ahead of its instant."""
     instant = r.clock.at + instant_in
-    run = r.new_run(r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant, created_at=instant)
-    run.change({"not_before": instant})
+    run = reserve(r.new_run(r.live.task("job"), Trigger.SCHEDULE, scheduled_for=instant), instant)
     r.store.plant(run)
     return run
 

@@ -21,9 +21,10 @@ from dispatch_doubles import (  # type: ignore[import-not-found]
 )
 
 from cronwarden.model import EndReason, Run, Status, Trigger
+from cronwarden.reservations import RESERVE_AHEAD
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE
-from cronwarden.scheduler.service import RESERVE_AHEAD, SchedulerService
+from cronwarden.scheduler.service import SchedulerService
 
 MINUTELY = '[tasks.a]\ncommand = "true"\nschedule = "* * * * *"\ntimezone = "UTC"\n'
 HOURLY = MINUTELY.replace("* * * * *", "0 * * * *")
