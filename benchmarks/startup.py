@@ -119,7 +119,17 @@ def measure_daemon(
         if idle_s is not None:
             time.sleep(SETTLE)
             figures.update(idle(proc.pid, idle_s))
+        keeper = keeper_of(proc.pid)
+        figures["keeper_rss_mb"] = rss_mb(keeper) if keeper is not None else float("nan")
         return figures
+
+
+def keeper_of(pid: int) -> int | None:
+    """The daemon's keeper (cronwarden/keeper.py), a process of its own beside it."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        if b"keeper.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    return None
 
 
 def measure_bare(count: int, idle_s: float) -> dict[str, float]:
@@ -161,6 +171,7 @@ def main() -> None:
         config = write_config(workdir, free_port(), args.tasks)
         daemon = measure_daemon(args.daemon_python, workdir, config, args.idle)
         again = measure_daemon(args.daemon_python, workdir, config, None)
+        del again["keeper_rss_mb"]  # the same keeper, reported once
         daemon.update({f"restart_{key}": value for key, value in again.items()})
         bare.update({f"restart_{key}": bare[key] for key in again})
     rows = [
@@ -181,6 +192,7 @@ def main() -> None:
         goal = f"<= {target:g}" if target is not None else "~0"
         met = "" if target is None else ("met" if daemon[key] <= target else "MISSED")
         print(f"  {label:<34} {bare[key]:>10.2f} {daemon[key]:>10.2f} {ratio:>6.2f}  {goal} {met}")
+    print(f"  the keeper beside it (a process of its own): RSS {daemon['keeper_rss_mb']:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ class KeeperLink:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", program.__file__, str(fd)],
                 pass_fds=[fd],
+                env={},  # it needs none, and the daemon's may hold secrets
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a signal to the daemon's group is not its
             )

@@ -84,6 +84,7 @@ def closed_by_daemon(sock: socket.socket) -> bool:
     return True
 
 
+@pytest.mark.faults  # the fd limit (issue 24)
 def test_idle_connections_cannot_exhaust_the_daemons_descriptors(daemon) -> None:
     from conftest import wait_for  # type: ignore[import-not-found]
 
@@ -116,6 +117,7 @@ def test_idle_connections_cannot_exhaust_the_daemons_descriptors(daemon) -> None
     assert 1 <= full <= 2, full  # rate-limited: once, perhaps twice across a minute boundary
 
 
+@pytest.mark.faults  # the fd limit (issue 24)
 def test_a_flood_met_by_a_starved_daemon_stays_within_its_descriptors(tmp_path: Path) -> None:
     """The daemon is stopped while a flood of connections queues in the kernel; when it
     wakes, it accepts them a batch at a time, never more than its descriptors allow."""
