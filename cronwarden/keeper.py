@@ -51,8 +51,10 @@ import struct
 import sys
 import termios
 import time
-from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing and dataclasses would cost the keeper 2 MB
+if TYPE_CHECKING:
+    from typing import Any
 
 VERSION = 1
 SOCKET_NAME = "keeper.sock"
@@ -90,30 +92,32 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-@dataclass
 class Held:
     """A run's pipes, and how to stop its process group if its daemon dies."""
 
-    pid: int
-    fds: list[int]
-    stop_signal: int = signal.SIGTERM
-    kill_grace: float = 10.0
+    __slots__ = ("fds", "kill_grace", "pid", "stop_signal")
+
+    def __init__(self, pid: int, fds: list[int], stop_signal: int, kill_grace: float) -> None:
+        self.pid = pid
+        self.fds = fds
+        self.stop_signal = stop_signal
+        self.kill_grace = kill_grace
 
 
-@dataclass
 class Keeper:
     """The keeper's state and its loop (see the module docstring)."""
 
-    listener: socket.socket
-    held: dict[str, Held] = field(default_factory=dict)
-    conn: socket.socket | None = None
-    fence: bool = False
-    fence_grace: float = 5.0
-    kills: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, pgid)
-    poller: Any = field(default_factory=select.poll)
-    watched: dict[int, str] = field(default_factory=dict)  # held fd -> run, while detached
-    # The daemon that started it connects at once; one that died first leaves it no work.
-    first_client_by: float | None = None
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.held: dict[str, Held] = {}
+        self.conn: socket.socket | None = None
+        self.fence = False
+        self.fence_grace = 5.0
+        self.kills: list[tuple[float, int]] = []  # (monotonic, pgid)
+        self.poller = select.poll()
+        self.watched: dict[int, str] = {}  # held fd -> run, while no daemon is attached
+        # The daemon that started it connects at once; one that died first leaves no work.
+        self.first_client_by: float | None = None
 
     def serve(self) -> None:
         self.poller.register(self.listener.fileno(), select.POLLIN)
