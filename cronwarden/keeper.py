@@ -34,7 +34,7 @@ comes to read it.
 
 This module is also the keeper's program: the daemon runs it as a script
 (``python -I -S keeper.py FD``), so it imports the standard library only (a keeper
-costs about 9 MB, not a daemon's 60), and the daemon imports the wire format from it.
+costs about 12 MB, not a daemon's 90), and the daemon imports the wire format from it.
 """
 
 from __future__ import annotations
