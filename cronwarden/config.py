@@ -110,6 +110,12 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _hold_name(value: str) -> str:
+    if not TASK_NAME_RE.fullmatch(value):
+        raise ValueError(f"invalid name {value!r}; names are 1-100 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     value = value.expanduser()
@@ -144,6 +150,7 @@ def _umask(value: object) -> int:
 
 NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+HoldName = Annotated[str, AfterValidator(_hold_name)]
 InheritEnv = Annotated[bool | tuple[str, ...], BeforeValidator(_inherit_env)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
@@ -344,6 +351,10 @@ class TaskSettings(_Frozen):
     retry_on: tuple[FailureReason, ...] = DEFAULT_RETRY_ON
     overlap: Literal["allow", "skip", "queue", "terminate"] = "allow"
     max_concurrent: int = Field(default=1, ge=1)
+    # Named locks (tasks sharing one never run at once) and a pool ([pools.NAME] size):
+    # held across every node sharing the database (runners/holds.py).
+    locks: tuple[HoldName, ...] = ()
+    pool: HoldName | None = None
     queue_max: int = Field(default=100, ge=0)
     catch_up: CatchUp = "latest"
     max_catch_up: int = Field(default=100, ge=1)
@@ -415,6 +426,12 @@ class TaskConfig(TaskSettings):
         return list(self.command)
 
 
+class PoolConfig(_Frozen):
+    """``[pools.NAME]``: at most ``size`` runs of the tasks naming it at once."""
+
+    size: int = Field(ge=1, le=100_000)
+
+
 class NotifyConfig(_Frozen):
     """An alert target.  ``secret`` signs webhook bodies (HMAC-SHA256, in the
     X-Cronwarden-Signature header); ``headers`` are sent with each webhook POST."""
@@ -476,12 +493,13 @@ class Config(_Frozen):
     daemon: DaemonConfig
     tasks: TaskTable
     notify: dict[str, NotifyConfig]
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)
     # Things that may be fine later (a working_dir on a mount not there yet): said, not fatal.
     warnings: tuple[str, ...] = ()
 
 
 _M = TypeVar("_M", bound=BaseModel)
-_TOP_LEVEL = ("daemon", "defaults", "tasks", "notify")
+_TOP_LEVEL = ("daemon", "defaults", "tasks", "notify", "pools")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -512,6 +530,13 @@ def parse_config(text: str, file: Path) -> Config:
         for name, body in checker.tables(data, "notify").items()
         if (target := checker.validate(NotifyConfig, body, ("notify", name))) is not None
     }
+    pool_tables = checker.tables(data, "pools")
+    pools = {
+        name: pool
+        for name, body in pool_tables.items()
+        if _named(checker, ("pools", name))
+        and (pool := checker.validate(PoolConfig, body, ("pools", name))) is not None
+    }
     defaults = _valid_defaults(data.get("defaults", {}), checker)
     tasks = TaskTable(TaskConfig, key_field="name")
     host = _HostFacts()
@@ -528,6 +553,7 @@ def parse_config(text: str, file: Path) -> Config:
         if task is not None:
             tasks.add(name, task)
             _check_on_host(task, checker, host)
+            _check_holds(task, set(pool_tables), checker)
         targets = merged.get("notify", [])
         for target in targets if isinstance(targets, list) else []:
             if isinstance(target, str) and target not in notify:
@@ -539,7 +565,40 @@ def parse_config(text: str, file: Path) -> Config:
     warnings = tuple(sorted(checker.warnings, key=_line_number))
     if checker.problems or daemon is None:
         raise ConfigError(str(file), sorted(checker.problems, key=_line_number), warnings)
-    return Config(path=file.resolve(), daemon=daemon, tasks=tasks, notify=notify, warnings=warnings)
+    return Config(
+        path=file.resolve(),
+        daemon=daemon,
+        tasks=tasks,
+        notify=notify,
+        pools=pools,
+        warnings=warnings,
+    )
+
+
+def _named(checker: _Checker, loc: tuple[str, ...]) -> bool:
+    if TASK_NAME_RE.fullmatch(loc[-1]):
+        return True
+    checker.problem(loc, "invalid name; names are 1-100 characters of A-Z a-z 0-9 . _ -")
+    return False
+
+
+def _check_holds(task: TaskConfig, pools: set[str], checker: _Checker) -> None:
+    """A task's pool must be declared (a declared one that is invalid is said once, where
+    it is); and ``terminate`` cannot share: whose run would it stop?"""
+    loc = ("tasks", task.name)
+    if task.pool is not None and task.pool not in pools:
+        defined = ", ".join(sorted(pools)) or "none are defined"
+        checker.problem(
+            (*loc, "pool"),
+            f"unknown pool {task.pool!r}; define [pools.{task.pool}] with a size "
+            f"(defined: {defined})",
+        )
+    if task.overlap == "terminate" and (task.locks or task.pool is not None):
+        checker.problem(
+            (*loc, "overlap"),
+            'overlap = "terminate" cannot go with locks or a pool (whose run would it stop?); '
+            'use "skip" or "queue"',
+        )
 
 
 class _HostFacts:

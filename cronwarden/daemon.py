@@ -58,6 +58,7 @@ from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store import Store, open_engine
 from cronwarden.store.engine import is_shared
+from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.store.slots import FleetSlots
 from cronwarden.support.clock import Clock, SystemClock
@@ -289,6 +290,8 @@ class Daemon:
             clock=self.clock,
             on_change=self.hub.runs.publish,
             places=FleetSlots(store.engine) if is_shared(store.engine) else None,
+            holds=SqlHolds(store.engine),
+            on_held=lambda name, seconds: metrics.lock_wait.labels(name).observe(seconds),
         )
         scheduler = SchedulerService(dispatcher, store, self.clock)
         pauses = self._pauses(store, scheduler)
@@ -297,6 +300,7 @@ class Daemon:
                 run_phases=dispatcher.phases,
                 tasks=lambda: len(self.live.tasks),
                 paused=lambda: pauses.count,
+                held=dispatcher.holds.held_here if dispatcher.holds is not None else dict,
             )
         )
         alerts = self._alerts(store, launcher.logs_dir, metrics)

@@ -36,6 +36,7 @@ from cronwarden.errors import ConfigError, Conflict, StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.pauses import Pauses
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.store.holds import FREED_HOLDS
 from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
 from cronwarden.store.slots import FREED
 
@@ -287,6 +288,9 @@ class Fleet:
         verb, _, about = payload.partition(" ")
         if verb == FREED:
             self.dispatcher.places_changed()
+            return
+        if verb == FREED_HOLDS:
+            self.dispatcher.holds_changed()
             return
         if verb == RELOAD and about != self.node:
             self._reload_asked = True

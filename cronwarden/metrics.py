@@ -74,6 +74,14 @@ class Metrics:
             ["target", "event", "outcome"],
             registry=None,
         )
+        self.lock_wait = Histogram(
+            "cronwarden_lock_wait_seconds",
+            "How long runs of this node waited for a named lock or a pool's place, by "
+            "hold (lock:NAME, pool:NAME).",
+            ["hold"],
+            buckets=DURATION_BUCKETS,
+            registry=None,
+        )
         self.retention_deleted = Counter(
             "cronwarden_retention_deleted_runs", "Runs deleted by retention.", registry=None
         )
@@ -85,6 +93,7 @@ class Metrics:
             self.loop_lag,
             self.alerts,
             self.retention_deleted,
+            self.lock_wait,
             build,
         ]
         self.tasks = _TaskTallies()
@@ -273,10 +282,12 @@ class LiveState:
         run_phases: Callable[[], Iterable[tuple[str, str]]],
         tasks: Callable[[], int],
         paused: Callable[[], int],
+        held: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.run_phases = run_phases
         self.tasks = tasks
         self.paused = paused
+        self.held = held  # seats of locks and pools this node's runs hold, by hold
 
 
 class _LiveCollector(Collector):
@@ -300,6 +311,14 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily(
             "cronwarden_tasks_paused", "Tasks paused.", value=self.state.paused()
         )
+        in_use = GaugeMetricFamily(
+            "cronwarden_pool_in_use",
+            "Places of a pool (or a lock: pool lock:NAME) held by runs of this node.",
+            labels=["pool"],
+        )
+        for name, count in sorted(self.state.held().items()):
+            in_use.add_metric([name.removeprefix("pool:")], count)
+        yield in_use
 
 
 def _per_task(name: str, documentation: str, counts: Mapping[str, int]) -> GaugeMetricFamily:

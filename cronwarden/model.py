@@ -186,6 +186,20 @@ class TaskState(SQLModel, table=True):
     overdue_alerted_at: datetime | None = utc_column()
 
 
+class Hold(SQLModel, table=True):
+    """A run's seat in a named lock (``lock:NAME``, one seat) or pool (``pool:NAME``,
+    ``size`` seats).  It counts while its run has not ended (store/holds.py): the run's
+    end frees it, and a later taker of the seat replaces the row."""
+
+    __tablename__ = "holds"
+    __table_args__ = (sa.Index("ix_holds_run", "run_id"),)
+
+    name: str = Field(primary_key=True, max_length=110)
+    seat: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    run_id: str = Field(max_length=36)
+    taken_at: datetime = utc_column(nullable=False)
+
+
 class Node(SQLModel, table=True):
     """A daemon sharing the database; its heartbeat tells the others it is alive."""
 

@@ -85,6 +85,31 @@ class SharedPlaces(Protocol):
     async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]: ...
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A run holding a seat of a named lock or pool (``lock:NAME``, ``pool:NAME``)."""
+
+    name: str
+    run_id: str
+    task_name: str
+    node: str
+    taken_at: datetime
+
+
+class Holds(Protocol):
+    """Named locks and pools, held in the database (store/holds.py): for one daemon
+    alone as for every node sharing it."""
+
+    async def take(self, run_id: str, wants: Mapping[str, int]) -> list[Holder] | None:
+        """Every seat of ``wants`` (hold name -> its seats), all or none: None once
+        held; else who holds the first one that is full (none named: look again)."""
+        ...
+
+    async def holders(self, names: Collection[str] | None = None) -> list[Holder]: ...
+
+    async def announce_freed(self, names: Collection[str]) -> None: ...
+
+
 class InstallationKeys(Protocol):
     async def installation_key(self) -> bytes:
         """The installation's key for task hashes (see task_hash.py): made once, by the

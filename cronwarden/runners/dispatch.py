@@ -33,12 +33,13 @@ from cronwarden.errors import CarriedElsewhere, Conflict, ShuttingDown
 from cronwarden.hub import RunChange
 from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Status, Trigger
-from cronwarden.ports import RunRecords, SharedPlaces
+from cronwarden.ports import Holds, RunRecords, SharedPlaces
 from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.carried import Background, Carried, RunView
 from cronwarden.runners.endings import SHUT_DOWN, stopped
 from cronwarden.runners.fires import Fires
 from cronwarden.runners.gate import Gate, Place
+from cronwarden.runners.holds import HoldPlace
 from cronwarden.runners.launch import Launcher
 from cronwarden.runners.life import Lives
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
@@ -64,7 +65,12 @@ class Dispatcher:
         clock: Clock,
         on_change: Callable[[RunChange, RunRecord], None] | None = None,
         places: SharedPlaces | None = None,
+        holds: Holds | None = None,
+        on_held: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``places``: a limited task's places across nodes (shared database only);
+        ``holds``: named locks and pools (runners/holds.py), ``on_held`` told how long
+        a run waited for each."""
         self._records = records
         self._config = config
         self._carried = Carried()
@@ -73,9 +79,12 @@ class Dispatcher:
         # Several nodes share the database: a limited task's places are counted there.
         self._shared = None if places is None else SharedPlace(places, node)
         self._lease = LeasePlace()
-        kinds: list[Place] = [self._host]
+        # Locks and pools first: a run waiting for one holds no other place meanwhile.
+        self.holds = None if holds is None else HoldPlace(holds, config, on_held)
+        kinds: list[Place] = [] if self.holds is None else [self.holds]
+        kinds.append(self._host)
         if self._shared is not None:
-            kinds = [self._lease, self._host, self._shared]
+            kinds = [self._lease, *kinds, self._shared]
         self._gate = Gate(
             config, kinds, None if self._shared is None else self._shared.active_elsewhere
         )
@@ -265,6 +274,11 @@ class Dispatcher:
         """Another node said a place of some task may be free: waiting runs look again."""
         if self._shared is not None:
             self._shared.changed()
+
+    def holds_changed(self) -> None:
+        """Another node said seats of a lock or pool may be free: waiting runs look again."""
+        if self.holds is not None:
+            self.holds.changed()
 
     # -- reload and shutdown --------------------------------------------------------------
 

@@ -5,6 +5,9 @@ never a 503."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from sqlalchemy import exc as sa_exc
 
 from cronwarden.errors import StoreUnavailable, short_message
@@ -50,3 +53,15 @@ def is_outage(exc: BaseException) -> bool:
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the database is unavailable: {short_message(exc)}")
+
+
+@contextlib.contextmanager
+def outage_as_unavailable() -> Iterator[None]:
+    """A database that cannot be reached is StoreUnavailable (the caller waits and looks
+    again); any other error, a conflict included, is what it is."""
+    try:
+        yield
+    except sa_exc.SQLAlchemyError as exc:
+        if is_outage(exc) and not isinstance(exc, sa_exc.IntegrityError):
+            raise unavailable(exc) from exc
+        raise

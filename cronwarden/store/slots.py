@@ -11,7 +11,7 @@ place is never leaked and there is nothing to release.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronwarden.model import Run, Status
 from cronwarden.store.nodes import CHANNEL, claimed_to_start
-from cronwarden.store.resilience import is_outage, unavailable
+from cronwarden.store.resilience import outage_as_unavailable
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 FREED = "freed"  # NOTIFY payload "freed <task>": a place of that task may be free
@@ -35,7 +35,7 @@ class FleetSlots:
         held = sa.select(_runs.c.slot).where(_holding(task_name))
         for _ in range(_COLLISIONS):
             try:
-                with _outage_as_unavailable():
+                with outage_as_unavailable():
                     async with self.engine.begin() as conn:
                         taken = set((await conn.execute(held)).scalars())
                         free = next((n for n in range(limit) if n not in taken), None)
@@ -69,7 +69,7 @@ class FleetSlots:
             .values(stop_requested_at=sa.func.statement_timestamp())
             .returning(_runs.c.id)
         )
-        with _outage_as_unavailable():
+        with outage_as_unavailable():
             async with self.engine.begin() as conn:
                 asked = (await conn.execute(statement)).scalar_one_or_none()
                 if asked is not None:
@@ -97,7 +97,7 @@ class FleetSlots:
             )
             .group_by(_runs.c.task_name)
         )
-        with _outage_as_unavailable():
+        with outage_as_unavailable():
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
         return {name: int(count) for name, count in rows}
@@ -107,15 +107,3 @@ def _holding(task_name: str) -> sa.ColumnElement[bool]:
     return sa.and_(
         _runs.c.task_name == task_name, _runs.c.slot.is_not(None), _runs.c.status != Status.ENDED
     )
-
-
-@contextlib.contextmanager
-def _outage_as_unavailable() -> Iterator[None]:
-    """A database that cannot be reached is StoreUnavailable (the run waits and looks
-    again); any other error is a bug and stays what it is."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        if is_outage(exc) and not isinstance(exc, IntegrityError):
-            raise unavailable(exc) from exc
-        raise
