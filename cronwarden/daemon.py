@@ -295,14 +295,7 @@ class Daemon:
         )
         scheduler = SchedulerService(dispatcher, store, self.clock)
         pauses = self._pauses(store, scheduler)
-        metrics = Metrics(
-            LiveState(
-                run_phases=dispatcher.phases,
-                tasks=lambda: len(self.live.tasks),
-                paused=lambda: pauses.count,
-                held=dispatcher.holds.held_here if dispatcher.holds is not None else dict,
-            )
-        )
+        metrics = _metrics(self.live, dispatcher, pauses)
         alerts = self._alerts(store, launcher.logs_dir, metrics)
         events = EventLog(started_at=self.clock.now())
         _subscribe(self.hub, metrics, alerts, events, feeds)
@@ -478,6 +471,18 @@ async def _load_successes(services: Services) -> None:
             return
         except StoreUnavailable:
             await asyncio.sleep(5)
+
+
+def _metrics(live: LiveConfig, dispatcher: Dispatcher, pauses: Pauses) -> Metrics:
+    holds = dispatcher.holds
+    return Metrics(
+        LiveState(
+            run_phases=dispatcher.phases,
+            tasks=lambda: len(live.tasks),
+            paused=lambda: pauses.count,
+            held=holds.held_here if holds is not None else dict,
+        )
+    )
 
 
 def _fleet(

@@ -68,9 +68,7 @@ class Dispatcher:
         holds: Holds | None = None,
         on_held: Callable[[str, float], None] | None = None,
     ) -> None:
-        """``places``: a limited task's places across nodes (shared database only);
-        ``holds``: named locks and pools (runners/holds.py), ``on_held`` told how long
-        a run waited for each."""
+        """``places``: across nodes (shared database); ``holds``: locks and pools."""
         self._records = records
         self._config = config
         self._carried = Carried()
@@ -79,15 +77,9 @@ class Dispatcher:
         # Several nodes share the database: a limited task's places are counted there.
         self._shared = None if places is None else SharedPlace(places, node)
         self._lease = LeasePlace()
-        # Locks and pools first: a run waiting for one holds no other place meanwhile.
         self.holds = None if holds is None else HoldPlace(holds, config, on_held)
-        kinds: list[Place] = [] if self.holds is None else [self.holds]
-        kinds.append(self._host)
-        if self._shared is not None:
-            kinds = [self._lease, *kinds, self._shared]
-        self._gate = Gate(
-            config, kinds, None if self._shared is None else self._shared.active_elsewhere
-        )
+        elsewhere = None if self._shared is None else self._shared.active_elsewhere
+        self._gate = Gate(config, self._places(), elsewhere)
         new_run = NewRuns(config, clock, node)
         # Told of each change of a run: "run.created" (its row is committed),
         # "run.started" (spawned), "run.ended" (recorded).
@@ -269,6 +261,15 @@ class Dispatcher:
 
     def abandon(self, run_ids: Sequence[str]) -> None:
         self._takeover.abandon(run_ids)
+
+    def _places(self) -> list[Place]:
+        """The gate's places in order. Locks and pools first: a run waiting for one
+        holds no other place meanwhile; on a shared database the lease before all."""
+        kinds: list[Place] = [] if self.holds is None else [self.holds]
+        kinds.append(self._host)
+        if self._shared is not None:
+            kinds = [self._lease, *kinds, self._shared]
+        return kinds
 
     def places_changed(self) -> None:
         """Another node said a place of some task may be free: waiting runs look again."""
