@@ -242,3 +242,61 @@ def test_task_hash_changes_with_the_definition(tmp_path: Path) -> None:
     other = parse_config('[tasks.a]\ncommand = "false"\n', tmp_path / "c.toml").tasks["a"]
     key = new_key()
     assert task_hash(key, one) == task_hash(key, same) != task_hash(key, other)
+
+
+def test_locks_and_pools_parse(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """\
+[pools.heavy]
+size = 2
+
+[tasks.backup]
+command = "true"
+locks = ["backup-repo", "nas"]
+pool = "heavy"
+overlap = "queue"
+"""
+    )
+    config = load_config(path)
+    task = config.tasks["backup"]
+    assert task.locks == ("backup-repo", "nas") and task.pool == "heavy"
+    assert config.pools["heavy"].size == 2
+
+
+def test_lock_and_pool_mistakes_are_reported_with_their_lines(tmp_path: Path) -> None:
+    found = problems(
+        """\
+[pools.broken]
+size = 0
+
+[pools."no good"]
+size = 1
+
+[tasks.a]
+command = "true"
+pool = "missing"
+
+[tasks.b]
+command = "true"
+locks = ["repo"]
+overlap = "terminate"
+
+[tasks.c]
+command = "true"
+locks = ["has space"]
+
+[tasks.d]
+command = "true"
+pool = "broken"
+""",
+        tmp_path,
+    )
+    text = "\n".join(found)
+    assert "c.toml:2: pools.broken.size" in text  # the invalid pool, said once, where it is
+    assert "pools.no good: invalid name" in text
+    assert "c.toml:9: tasks.a.pool: unknown pool 'missing'; define [pools.missing]" in text
+    assert "(defined: broken, no good)" in text
+    assert 'c.toml:14: tasks.b.overlap: overlap = "terminate" cannot go with locks' in text
+    assert "tasks.c.locks.0: invalid name 'has space'" in text
+    assert "tasks.d.pool" not in text
