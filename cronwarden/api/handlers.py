@@ -189,6 +189,8 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         paused=services.pauses.is_paused(task.name),
         api_trigger=task.api_trigger,
         params=task.params,
+        locks=list(task.locks),
+        pool=task.pool,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
     )

@@ -8,11 +8,14 @@ from aiohttp import web
 from cronwarden.api import handlers
 from cronwarden.api.dashboard import add_dashboard_routes
 from cronwarden.api.keys import SERVICES
+from cronwarden.api.locks import list_locks
 from cronwarden.api.openapi import JSON, SSE, TEXT, Operation, Reply, build_spec
 from cronwarden.api.schemas import (
     EventsQuery,
     Health,
     InfoOut,
+    LockList,
+    LocksQuery,
     LogPageOut,
     LogQuery,
     NodeList,
@@ -161,6 +164,16 @@ OPERATIONS = [
         handlers.nodes,
         "The daemons sharing this database: heartbeat, state, running runs, config hash.",
         {200: Reply("Them.", NodeList)},
+    ),
+    Operation(
+        "GET",
+        "/api/locks",
+        list_locks,
+        "Named locks (task key locks) and pools ([pools.NAME]): size, the tasks naming "
+        "each, the runs holding it on every node, and the runs of this node waiting for it "
+        "(each node lists its own waiting runs).",
+        {200: Reply("Them.", LockList)},
+        query=LocksQuery,
     ),
     Operation(
         "POST",

@@ -212,6 +212,12 @@ class TaskOut(BaseModel):
     paused: bool
     api_trigger: bool
     params: list[str]
+    locks: list[str] = Field(
+        description="named locks the task's runs hold while they run (see GET /api/locks)"
+    )
+    pool: str | None = Field(
+        description="the pool ([pools.NAME]) whose places the task's runs share, or null"
+    )
     next_run_at: str | None
     last_run: RunOut | None
     next: list[FireOut] | None = None
@@ -224,6 +230,51 @@ class TaskOut(BaseModel):
 
 class TaskList(BaseModel):
     tasks: list[TaskOut]
+
+
+class HolderOut(BaseModel):
+    """A run holding a seat of a lock or pool, on any node sharing the database."""
+
+    run_id: str
+    task_name: str
+    node: str
+    since: str = Field(description="when the run took the seat, ISO 8601 UTC with ms and Z")
+
+
+class LockWaiterOut(BaseModel):
+    """A run of the node that answered, waiting (pending) for a seat."""
+
+    run_id: str
+    task_name: str
+    since: str = Field(description="when it began to wait, ISO 8601 UTC with ms and Z")
+
+
+class LockOut(BaseModel):
+    name: str
+    kind: Literal["lock", "pool"]
+    size: int = Field(description="how many runs may hold it at once: 1 for a lock")
+    tasks: list[str] = Field(description="the configured tasks that name it, sorted")
+    holders: list[HolderOut] = Field(
+        description="the runs holding it now, on every node sharing the database"
+    )
+    waiting: list[LockWaiterOut] = Field(
+        description="runs of the node that answered waiting for it, oldest first (another "
+        "node's waiting runs are listed by that node's own GET /api/locks)"
+    )
+
+
+class LocksQuery(BaseModel):
+    """The lock list takes no parameters: an unknown one is an error, not ignored (a
+    filter that seemed to apply would not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LockList(BaseModel):
+    locks: list[LockOut] = Field(
+        description="each lock named by a configured task and each pool of [pools], "
+        "sorted by kind, then name"
+    )
 
 
 MAX_WAIT_SECONDS = 300
