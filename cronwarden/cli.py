@@ -243,7 +243,8 @@ def _refuse_import(message: str) -> NoReturn:
 @click.option("--after", help="Start after this ISO 8601 instant (naive: the task's zone).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
-    """Show the next fire times of TASK in its zone and in UTC, marking DST shifts."""
+    """Show the next fire times of TASK in its zone and in UTC, marking DST shifts, and
+    the locks and pool its runs must hold to start."""
     from cronwarden.scheduler.explain import upcoming
     from cronwarden.scheduler.triggers import CronTrigger, RebootTrigger, schedule_kind
 
@@ -257,21 +258,19 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     trigger = definition.trigger
     fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)
     if as_json:
-        click.echo(
-            json.dumps(
-                {"task": task, "fires": [f.as_json() for f in fires]},
-                indent=2,
-            )
-        )
+        shown = {"task": task, "locks": list(definition.locks), "pool": definition.pool}
+        click.echo(json.dumps({**shown, "fires": [f.as_json() for f in fires]}, indent=2))
         return
     if trigger is None:
         click.echo(f"{task}: no schedule; it runs only on request")
+        _echo_holds(config, task)
         return
     if isinstance(trigger, RebootTrigger):
         click.echo(
             f"{task}: @reboot; it runs once per machine boot on each node (not again when "
             "the daemon restarts within the same boot)"
         )
+        _echo_holds(config, task)
         return
     click.echo(
         f"{task}: {definition.schedule!r} in {definition.zone} "
@@ -285,6 +284,7 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
 
         delay = jitter_offset(task, definition.jitter).total_seconds()
         click.echo(f"  each start is delayed by its jitter offset of {delay:.3f}s")
+    _echo_holds(config, task)
     for fire in fires:
         local = fire.at.strftime("%a %Y-%m-%d %H:%M:%S %Z (%z)")
         line = f"  {local:<40} {fire.utc_iso}"
@@ -293,6 +293,18 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
             direction = "forward" if hours > 0 else "back"
             line += f"   <- UTC offset changed: clocks went {direction} {abs(hours):g}h"
         click.echo(line)
+
+
+def _echo_holds(config: Config, task: str) -> None:
+    """The task's locks and pool: a run starts only once it holds them all, so they
+    explain a start later than its fire time."""
+    definition = config.tasks[task]
+    if definition.locks:
+        names = ", ".join(definition.locks)
+        click.echo(f"  locks: {names} (no other run naming one runs at the same time)")
+    if definition.pool is not None:
+        size = config.pools[definition.pool].size if definition.pool in config.pools else "?"
+        click.echo(f"  pool: {definition.pool} (at most {size} runs of its tasks at once)")
 
 
 _KIND_NOTES = {
@@ -421,6 +433,29 @@ def nodes(url: str | None, config_path: str | None, as_json: bool) -> None:
         for n in data["nodes"]
     ]
     _table(rows, ["node", "state", "started", "last heartbeat", "running", "config"])
+
+
+@main.command()
+@_client_options
+def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
+    """List the named locks and pools: size, who holds each (on every node) and how many
+    runs of the answering node wait for it."""
+    data = _call(_client(url, config_path), "GET", "/api/locks")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [
+        [
+            lock["name"],
+            lock["kind"],
+            str(lock["size"]),
+            ", ".join(f"{h['task_name']} {h['run_id']} on {h['node']}" for h in lock["holders"])
+            or "-",
+            str(len(lock["waiting"])),
+        ]
+        for lock in data["locks"]
+    ]
+    _table(rows, ["name", "kind", "size", "held-by", "waiting"])
 
 
 @main.command()
