@@ -1,5 +1,6 @@
 // One task: its figures, durations over time as a small chart, the next fires with DST
-// shifts marked, its recent runs and its definition (secret values hidden by the API).
+// shifts marked, its recent runs, its locks and pool with who holds them now, and its
+// definition (secret values hidden by the API).
 
 import { api } from "./api.js";
 import { clear, h, svg } from "./dom.js";
@@ -12,15 +13,19 @@ const CHART_RUNS = 1000;
 export async function taskPage(view, signal, name) {
   const since = mark();
   const path = `/api/tasks/${encodeURIComponent(name)}`;
+  // The tasks sharing a lock or the pool with this one: their runs' starts and ends
+  // change who holds what this task needs, so the page follows them too.
+  let sharing = new Set();
   const load = () =>
     Promise.all([
       api(`${path}?next=10&definition=true`, { signal }),
       api(`${path}/stats`, { signal }),
       api(`${path}/runs?limit=${CHART_RUNS}`, { signal }),
       session.ready,
-    ]);
-  const draw = ([task, stats, { runs }]) =>
-    clear(
+    ]).then(async ([task, stats, runs]) => [task, stats, runs, await holdsOf(task, signal)]);
+  const draw = ([task, stats, { runs }, holds]) => {
+    sharing = new Set(holds.flatMap((hold) => hold.tasks));
+    return clear(
       view,
       h(
         "h1",
@@ -46,16 +51,18 @@ export async function taskPage(view, signal, name) {
       h("section", { "aria-labelledby": "chart-h" }, h("h2", { id: "chart-h" }, "Duration over time"), chart(runs)),
       h("section", { "aria-labelledby": "recent-h" }, h("h2", { id: "recent-h" }, "Recent runs"), runs.length ? strip(runs) : h("p", { class: "muted" }, "No runs yet.")),
       h("section", { "aria-labelledby": "next-h" }, h("h2", { id: "next-h" }, "Next fires"), fires(task)),
+      holds.length ? h("section", { "aria-labelledby": "holds-h" }, h("h2", { id: "holds-h" }, "Locks and pool"), holdTable(holds)) : null,
       h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition(task.definition)),
     );
+  };
   const redraw = () => load().then(draw, (error) => signal.aborted || failure(error));
   draw(await load());
 
   let timer = null;
   const stop = listen((kind, data) => {
     const about = kind.startsWith("run.") ? data.task_name : data.task;
-    if (about !== name && kind !== "config.reloaded") return;
-    if (kind === "run.started") return;
+    if (about !== name && !sharing.has(about) && kind !== "config.reloaded") return;
+    if (kind === "run.started" && !sharing.size) return;
     clearTimeout(timer);
     timer = setTimeout(redraw, 300);
   }, since);
@@ -63,6 +70,43 @@ export async function taskPage(view, signal, name) {
     stop();
     clearTimeout(timer);
   });
+}
+
+// The task's locks and pool as GET /api/locks shows them (none asked for when it has
+// neither).
+async function holdsOf(task, signal) {
+  if (!task.locks.length && task.pool === null) return [];
+  const { locks } = await api("/api/locks", { signal });
+  return locks.filter((hold) => (hold.kind === "lock" ? task.locks.includes(hold.name) : hold.name === task.pool));
+}
+
+function holdTable(holds) {
+  const heldBy = (hold) =>
+    hold.holders.length
+      ? hold.holders.flatMap((holder, i) => [i ? ", " : "", h("a", { href: `#/runs/${holder.run_id}` }, holder.task_name), ` on ${holder.node} since ${absolute(holder.since)}`])
+      : h("span", { class: "muted" }, "free");
+  const waiting = (hold) => (hold.waiting.length ? hold.waiting.flatMap((w, i) => [i ? ", " : "", h("a", { href: `#/runs/${w.run_id}` }, w.task_name)]) : "—");
+  return h(
+    "table",
+    { class: "grid compact holds" },
+    h("thead", {}, h("tr", {}, ["Name", "Kind", "Size", "Held by", "Waiting on this node", "Tasks sharing it"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "tbody",
+      {},
+      holds.map((hold) =>
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, h("code", {}, hold.name)),
+          h("td", {}, hold.kind),
+          h("td", { class: "num" }, hold.size),
+          h("td", {}, heldBy(hold)),
+          h("td", {}, waiting(hold)),
+          h("td", {}, hold.tasks.join(", ")),
+        ),
+      ),
+    ),
+  );
 }
 
 function figures(stats) {
