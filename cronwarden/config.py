@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from cronwarden.chains import find_cycle
 from cronwarden.errors import ConfigError, ScheduleError
 from cronwarden.host.control_env import is_control_variable
 from cronwarden.outcomes import FailureReason
@@ -150,6 +151,9 @@ def _umask(value: object) -> int:
 
 NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
+EndReasonName = Literal[
+    "success", "failed", "timeout", "stopped", "crashed", "skipped", "log_overflow", "missed"
+]
 HoldName = Annotated[str, AfterValidator(_hold_name)]
 InheritEnv = Annotated[bool | tuple[str, ...], BeforeValidator(_inherit_env)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
@@ -355,6 +359,11 @@ class TaskSettings(_Frozen):
     # held across every node sharing the database (runners/holds.py).
     locks: tuple[HoldName, ...] = ()
     pool: HoldName | None = None
+    # Chains (cronwarden/chains.py): the ends of these tasks' runs start a run of this one.
+    after: tuple[HoldName, ...] = ()
+    after_on: tuple[EndReasonName, ...] = ("success",)
+    after_mode: Literal["any", "all"] = "any"
+    after_params: Literal["inherit"] | None = None
     queue_max: int = Field(default=100, ge=0)
     catch_up: CatchUp = "latest"
     max_catch_up: int = Field(default=100, ge=1)
@@ -540,7 +549,8 @@ def parse_config(text: str, file: Path) -> Config:
     defaults = _valid_defaults(data.get("defaults", {}), checker)
     tasks = TaskTable(TaskConfig, key_field="name")
     host = _HostFacts()
-    for name, body in checker.tables(data, "tasks").items():
+    task_tables = checker.tables(data, "tasks")
+    for name, body in task_tables.items():
         if not TASK_NAME_RE.fullmatch(name) or name in (".", ".."):
             checker.problem(
                 ("tasks", name),
@@ -554,14 +564,8 @@ def parse_config(text: str, file: Path) -> Config:
             tasks.add(name, task)
             _check_on_host(task, checker, host)
             _check_holds(task, set(pool_tables), checker)
-        targets = merged.get("notify", [])
-        for target in targets if isinstance(targets, list) else []:
-            if isinstance(target, str) and target not in notify:
-                defined = ", ".join(sorted(notify)) or "none are defined"
-                checker.problem(
-                    ("tasks", name, "notify"),
-                    f"unknown target {target!r}; define [notify.{target}] (defined: {defined})",
-                )
+        _check_notify_targets(name, merged.get("notify", []), notify, checker)
+    _check_chains(tasks, set(task_tables), checker)
     warnings = tuple(sorted(checker.warnings, key=_line_number))
     if checker.problems or daemon is None:
         raise ConfigError(str(file), sorted(checker.problems, key=_line_number), warnings)
@@ -573,6 +577,37 @@ def parse_config(text: str, file: Path) -> Config:
         pools=pools,
         warnings=warnings,
     )
+
+
+def _check_notify_targets(
+    name: str, targets: object, notify: dict[str, NotifyConfig], checker: _Checker
+) -> None:
+    for target in targets if isinstance(targets, list) else []:
+        if isinstance(target, str) and target not in notify:
+            defined = ", ".join(sorted(notify)) or "none are defined"
+            checker.problem(
+                ("tasks", name, "notify"),
+                f"unknown target {target!r}; define [notify.{target}] (defined: {defined})",
+            )
+
+
+def _check_chains(tasks: TaskTable, declared: set[str], checker: _Checker) -> None:
+    """Every task a chain names is declared (one declared but invalid is said once,
+    where it is), and no chain comes back to where it began."""
+    chained = {name: tasks[name] for name in tasks if tasks[name].after}
+    for name, task in chained.items():
+        for cause in task.after:
+            if cause not in declared:
+                checker.problem(
+                    ("tasks", name, "after"),
+                    f"unknown task {cause!r}; after names tasks defined in this file",
+                )
+    cycle = find_cycle(chained)
+    if cycle is not None:
+        checker.problem(
+            ("tasks", cycle[1], "after"),
+            "a chain that starts itself: " + " -> ".join(cycle) + " (each ends to start the next)",
+        )
 
 
 def _named(checker: _Checker, loc: tuple[str, ...]) -> bool:

@@ -35,6 +35,7 @@ class Trigger(StrEnum):
     CATCH_UP = "catch_up"
     API = "api"
     RETRY = "retry"
+    CHAIN = "chain"  # another task's run ended (the task's `after`)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -114,6 +115,14 @@ class Run(SQLModel, table=True):
         # A task's places under max_concurrent across every node sharing the database:
         # a run holds one until it ends, when it leaves this index by itself.
         sa.Index(
+            "uq_runs_cause",
+            "task_name",
+            "caused_by",
+            unique=True,
+            postgresql_where=sa.text("caused_by IS NOT NULL"),
+            sqlite_where=sa.text("caused_by IS NOT NULL"),
+        ),
+        sa.Index(
             "uq_runs_task_slot",
             "task_name",
             "slot",
@@ -156,6 +165,9 @@ class Run(SQLModel, table=True):
     stop_requested_at: datetime | None = utc_column()
     # Its place among the task's max_concurrent, on a shared database (overlap != allow).
     slot: int | None = None
+    # A chained run's cause: the run whose end started it, or the runs (ids joined with
+    # ",") whose ends did for after_mode = "all" (cronwarden/chains.py).
+    caused_by: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from cronwarden.chains import ChainAsk
 from cronwarden.model import Run
 from cronwarden.run_record import RunRecord
 
@@ -56,6 +57,14 @@ class RunRecords(Protocol):
 
     async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Durably set fields of a run (raises StoreUnavailable: nothing was written)."""
+        ...
+
+    async def record_end(
+        self, run_id: str, values: Mapping[str, Any], asks: Sequence[ChainAsk]
+    ) -> list[dict[str, Any]]:
+        """Record a run's end and, in the same transaction, the chained runs it starts
+        (cronwarden/chains.py); returns the rows of those created (none twice for one
+        cause, none if another node ended the run first)."""
         ...
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:

@@ -54,6 +54,7 @@ class RunRecord:
     proc_started: int | None = None
     stop_requested_at: datetime | None = None
     slot: int | None = None
+    caused_by: str | None = None
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""

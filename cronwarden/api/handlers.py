@@ -367,6 +367,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
             start_date=query.start_date,
             end_date=query.end_date,
             search=query.search,
+            caused_by=query.caused_by,
         ),
         limit=query.limit,
         cursor=query.cursor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -110,6 +111,22 @@ TaskName = Annotated[
 StorableText = Annotated[str, AfterValidator(_storable)]
 
 
+def _run_id(value: str) -> str:
+    """A run id in the form the store holds (ASCII hex: uuid.UUID would take other
+    scripts' digits too)."""
+    try:
+        if not value.isascii():
+            raise ValueError(value)
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(
+            "not a run id; run ids are UUIDs such as 0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+        ) from None
+
+
+RunId = Annotated[str, AfterValidator(_run_id)]
+
+
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
@@ -140,6 +157,11 @@ class RunOut(BaseModel):
     log_truncated: bool
     task_hash: str
     error: str | None
+    caused_by: list[str] | None = Field(
+        default=None,
+        description="a chained run (triggered_by = chain): the run whose end started it, "
+        'or for after_mode = "all" the runs whose ends did',
+    )
 
     @classmethod
     def of(cls, run: AnyRun) -> RunOut:
@@ -182,6 +204,8 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     fields["params"] = {printable(k): printable(v) for k, v in fields["params"].items()}
     if fields["error"] is not None:
         fields["error"] = printable(fields["error"])
+    if fields["caused_by"] is not None:
+        fields["caused_by"] = fields["caused_by"].split(",")
     return fields
 
 
@@ -342,6 +366,7 @@ class RunQuery(BaseModel):
     start_date: datetime | None = None
     end_date: datetime | None = None
     search: StorableText | None = Field(default=None, max_length=200)
+    caused_by: RunId | None = Field(default=None, description="runs this run's end started")
     sort_field: SortField = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)

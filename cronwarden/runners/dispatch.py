@@ -36,6 +36,7 @@ from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import Holds, RunRecords, SharedPlaces
 from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.carried import Background, Carried, RunView
+from cronwarden.runners.chaining import Chaining
 from cronwarden.runners.endings import SHUT_DOWN, stopped
 from cronwarden.runners.fires import Fires
 from cronwarden.runners.gate import Gate, Place
@@ -92,6 +93,7 @@ class Dispatcher:
             clock=clock,
             carried=self._carried,
             retries=Retries(records, config, new_run),
+            chaining=Chaining(config, new_run),
             changed=changed,
             background=self._background,
         )

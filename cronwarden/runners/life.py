@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,7 @@ from cronwarden.ports import RunRecords
 from cronwarden.run_record import RunRecord
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.carried import Background, Carried
+from cronwarden.runners.chaining import Chaining
 from cronwarden.runners.endings import (
     INTERRUPTED,
     SHUT_DOWN,
@@ -64,6 +66,7 @@ class Lives:
         clock: Clock,
         carried: Carried,
         retries: Retries,
+        chaining: Chaining,
         changed: Changed,
         background: Background,
     ) -> None:
@@ -74,6 +77,7 @@ class Lives:
         self.clock = clock
         self.carried = carried
         self.retries = retries
+        self.chaining = chaining
         self.changed = changed
         self.background = background
         self.pacer = SpawnPacer()
@@ -132,9 +136,13 @@ class Lives:
             return
         run = handle.run
         values = set_ended(run, ending.outcome, ending.log, now=self._end_at(run, ending))
+        # Only a final outcome starts a chain: a run to be retried starts nothing.
+        asks = self.chaining.asks(run) if self.retries.task_to_retry(run) is None else []
+        chained: list[dict[str, Any]] = []
         try:
-            await persist(
-                f"recording the end of run {run.id}", lambda: self.records.record(run.id, values)
+            chained = await persist(
+                f"recording the end of run {run.id}",
+                lambda: self.records.record_end(run.id, values, asks),
             )
         except Exception:
             log.exception("run.end_not_recorded", task=run.task_name, run_id=run.id)
@@ -143,6 +151,8 @@ class Lives:
             handle.apply(RunEvent.RECORDED)
             self.changed("run.ended", run)
         await self._release(handle).tell()
+        for row in chained:
+            self._chained(RunRecord(**row))
         log_end(run, log.info)
         await self.retry(run)
 
@@ -198,6 +208,15 @@ class Lives:
         handle.apply(RunEvent.CLAIMED_TO_DELAY)
         when = handle.run.not_before or self.clock.now()
         handle.timer = self.clock.call_at(when, partial(self._due, handle))
+
+    def _chained(self, run: RunRecord) -> None:
+        """A run the end of its cause created: due at once, through admission."""
+        task = self.config.tasks.get(run.task_name)
+        if task is None:  # removed by a reload meanwhile: recovery ends it at next start
+            return
+        self.changed("run.created", run)
+        log.info("run.chained", task=run.task_name, run_id=run.id, caused_by=run.caused_by)
+        self.delay(RunHandle(run, task))
 
     def start_granted(self, run_ids: list[str]) -> None:
         """Runs in line that were handed a slot (a CLAIMING one starts once committed)."""

@@ -21,8 +21,9 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from cronwarden.chains import ChainAsk
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status, TaskState, utcnow
+from cronwarden.model import Run, Status, TaskState, Trigger, utcnow
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
@@ -116,6 +117,52 @@ class MemoryStore:
             return
         for name, value in values.items():
             setattr(run, name, value)
+
+    async def record_end(
+        self, run_id: str, values: Mapping[str, Any], asks: Sequence[ChainAsk]
+    ) -> list[dict[str, Any]]:
+        """As the SQL store (store/chaining.py): the end, then the chained runs, each
+        once per cause; none if the run had ended otherwise."""
+        await self.record(run_id, values)
+        run = self.runs.get(run_id)
+        if run is None or run.end_reason != values.get("end_reason"):
+            return []
+        created = []
+        for ask in asks:
+            cause = run_id if ask.mode == "any" else self._all_causes(ask)
+            task_name = ask.row["task_name"]
+            if cause is None or any(
+                r.task_name == task_name and r.caused_by == cause for r in self.runs.values()
+            ):
+                continue
+            row = {**ask.row, "caused_by": cause}
+            self.runs[row["id"]] = Run(**row)
+            created.append(row)
+        return created
+
+    def _all_causes(self, ask: ChainAsk) -> str | None:
+        task_name = ask.row["task_name"]
+        chained = [
+            r.created_at
+            for r in self.runs.values()
+            if r.task_name == task_name and r.triggered_by == Trigger.CHAIN
+        ]
+        since = max(chained, default=None)
+        causes = []
+        for cause_task in ask.after:
+            ends = [
+                r
+                for r in self.runs.values()
+                if r.task_name == cause_task
+                and r.status == Status.ENDED
+                and r.end_reason in ask.after_on
+                and r.end_at is not None
+                and (since is None or r.end_at > since)
+            ]
+            if not ends:
+                return None
+            causes.append(max(ends, key=_end_at).id)
+        return ",".join(sorted(causes))
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self._write()
@@ -281,6 +328,7 @@ def _matches(run: Run, where: RunFilter) -> bool:
         where.start_date is None or run.created_at >= where.start_date,
         where.end_date is None or run.created_at <= where.end_date,
         not where.search or where.search.casefold() in _searched_text(run),
+        where.caused_by is None or where.caused_by in (run.caused_by or "").split(","),
     )
     return all(checks)
 
@@ -320,3 +368,8 @@ def _after(run: Run, position: list[Any], sort_field: str, ascending: bool) -> b
     else:
         mine, theirs = _key(run, sort_field), tuple(position)
     return mine > theirs if ascending else mine < theirs
+
+
+def _end_at(run: Run) -> datetime:
+    assert run.end_at is not None  # ended runs only
+    return run.end_at

@@ -33,10 +33,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronwarden.chains import ChainAsk
 from cronwarden.errors import RecorderStopped, short_message
 from cronwarden.model import IdempotencyKey, Run, Status
 from cronwarden.reservations import discardable_rows, take_over_rows
 from cronwarden.run_record import RunRecord, run_row
+from cronwarden.store.chaining import start_chained
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
 from cronwarden.store.protocol import KeyClaim
@@ -70,6 +72,13 @@ class _Update:
 @dataclass(frozen=True)
 class _Discard:
     run_ids: Sequence[str]
+
+
+@dataclass(frozen=True)
+class _End(_Update):
+    """A run's end, and the chained runs it starts in the same transaction."""
+
+    asks: Sequence[ChainAsk]
 
 
 _Write = _Insert | _Keyed | _Update | _Discard
@@ -127,6 +136,14 @@ class Recorder:
     async def insert(self, runs: Sequence[RunRecord]) -> set[str]:
         """Commit new runs; returns the ids committed (a claimed fire is left out)."""
         result: set[str] = await self._submit(_Insert([run_row(run) for run in runs]))
+        return result
+
+    async def end(
+        self, run_id: str, values: Mapping[str, Any], asks: Sequence[ChainAsk]
+    ) -> list[dict[str, Any]]:
+        """Record a run's end and create the chained runs it starts (store/chaining.py)
+        in the same transaction; returns the rows created."""
+        result: list[dict[str, Any]] = await self._submit(_End(run_id, dict(values), asks))
         return result
 
     async def insert_keyed(self, run: RunRecord, key: KeyClaim) -> str:
@@ -209,6 +226,9 @@ class Recorder:
             if isinstance(update, _Update):
                 merged.setdefault(update.run_id, {}).update(update.values)
         _update_rows(conn, merged)
+        for i, end in enumerate(writes):
+            if isinstance(end, _End):
+                results[i] = start_chained(conn, end.run_id, end.values, end.asks)
         discarded = [i for w in writes if isinstance(w, _Discard) for i in w.run_ids]
         if discarded:
             conn.execute(sa.delete(RUNS).where(RUNS.c.id.in_(discarded), discardable_rows()))

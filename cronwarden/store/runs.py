@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from cronwarden.chains import ChainAsk
 from cronwarden.config import TASK_NAME_RE
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import (
@@ -62,6 +63,7 @@ class RunFilter:
     start_date: datetime | None = None
     end_date: datetime | None = None
     search: str | None = None  # in the task name, the error or the params
+    caused_by: str | None = None  # a run id: the chained runs its end started
 
 
 DURATION_SAMPLE = 10_000
@@ -154,6 +156,14 @@ class Store:
 
     async def record(self, run_id: str, values: Mapping[str, Any]) -> None:
         await self.recorder.update(run_id, values)
+
+    async def record_end(
+        self, run_id: str, values: Mapping[str, Any], asks: Sequence[ChainAsk]
+    ) -> list[dict[str, Any]]:
+        if not asks:
+            await self.recorder.update(run_id, values)
+            return []
+        return await self.recorder.end(run_id, values, asks)
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self.recorder.discard(run_ids)
@@ -392,7 +402,22 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
         conditions.append(col(Run.created_at) <= where.end_date)
     if where.search:
         conditions.append(search_condition(where.search, dialect))
+    if where.caused_by is not None:
+        conditions.append(caused_by_condition(where.caused_by))
     return conditions
+
+
+def caused_by_condition(run_id: str) -> sa.ColumnElement[bool]:
+    """Runs whose cause is ``run_id``, alone or among those of after_mode = "all"
+    (ids joined with ","; an id holds no LIKE wildcard, and is escaped all the same)."""
+    column = col(Run.caused_by)
+    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(
+        column == run_id,
+        column.like(f"{escaped},%", escape="\\"),
+        column.like(f"%,{escaped}", escape="\\"),
+        column.like(f"%,{escaped},%", escape="\\"),
+    )
 
 
 def _page_rows(

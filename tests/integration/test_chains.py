@@ -1,0 +1,114 @@
+"""Chains on real daemons (cronwarden/chains.py): a task's ``after`` starts its runs
+when listed tasks' runs end; once per cause, in the transaction of the cause's end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+
+
+def chained_of(daemon: Any, run_id: str) -> list[dict[str, Any]]:
+    return list(daemon.get(f"/api/runs?caused_by={run_id}").body["runs"])
+
+
+def one_chained(daemon: Any, run_id: str, what: str) -> dict[str, Any]:
+    found = wait_for(lambda: chained_of(daemon, run_id), 20, what)
+    assert len(found) == 1, found
+    return dict(daemon.wait_run(found[0]["id"]))
+
+
+@pytest.mark.both_databases
+def test_a_chain_runs_each_task_once_per_run_of_its_head(make_daemon) -> None:
+    daemon = make_daemon(
+        """
+    [tasks.extract]
+    command = "echo extracted $CRONWARDEN_PARAM_day"
+    params = ["day"]
+
+    [tasks.load]
+    command = "echo loading $CRONWARDEN_PARAM_day"
+    after = ["extract"]
+    after_params = "inherit"
+    params = ["day"]
+
+    [tasks.report]
+    command = "true"
+    after = ["load"]
+    """
+    )
+    heads = [daemon.trigger("extract", {"day": f"d{i}"}) for i in range(3)]
+    for head in heads:
+        assert daemon.wait_run(head["id"])["end_reason"] == "success"
+        load = one_chained(daemon, head["id"], "load chained to extract")
+        assert (load["triggered_by"], load["caused_by"]) == ("chain", [head["id"]])
+        assert load["end_reason"] == "success" and load["params"] == head["params"]
+        report = one_chained(daemon, load["id"], "report chained to load")
+        assert report["caused_by"] == [load["id"]] and report["params"] == {}
+    assert stays_false(lambda: len(daemon.runs(task_name="report")) != 3, 2)
+
+
+@pytest.mark.both_databases
+def test_after_on_and_retries_decide_what_starts(make_daemon, tmp_path) -> None:
+    marker = tmp_path / "tried"
+    daemon = make_daemon(
+        f"""
+    [tasks.flaky]
+    command = "test -e {marker} || {{ touch {marker}; exit 1; }}"
+    retries = 1
+    retry_delay = "0"
+
+    [tasks.on_success]
+    command = "true"
+    after = ["flaky"]
+
+    [tasks.on_failure]
+    command = "true"
+    after = ["flaky"]
+    after_on = ["failed", "timeout"]
+    """
+    )
+    first = daemon.wait_run(daemon.trigger("flaky")["id"])
+    assert first["end_reason"] == "failed"
+    retry = wait_for(
+        lambda: [r for r in daemon.runs(task_name="flaky") if r["retry_of"] == first["id"]],
+        20,
+        "the retry",
+    )[0]
+    assert daemon.wait_run(retry["id"])["end_reason"] == "success"
+    # The failed first attempt was retried: only the final outcome starts a chain.
+    assert chained_of(daemon, first["id"]) == []
+    assert one_chained(daemon, retry["id"], "on_success")["task_name"] == "on_success"
+    assert daemon.runs(task_name="on_failure") == []
+
+
+@pytest.mark.both_databases
+def test_fan_in_all_starts_once_both_causes_ended(make_daemon) -> None:
+    daemon = make_daemon(
+        """
+    [tasks.left]
+    command = "true"
+
+    [tasks.right]
+    command = "true"
+
+    [tasks.join]
+    command = "true"
+    after = ["left", "right"]
+    after_mode = "all"
+    """
+    )
+    left = daemon.wait_run(daemon.trigger("left")["id"])
+    assert stays_false(lambda: bool(daemon.runs(task_name="join")), 1)
+    left_again = daemon.wait_run(daemon.trigger("left")["id"])
+    right = daemon.wait_run(daemon.trigger("right")["id"])
+    joined = one_chained(daemon, right["id"], "the join once both ended")
+    assert sorted(joined["caused_by"]) == sorted([left_again["id"], right["id"]])
+    assert left["id"] not in joined["caused_by"]  # the latest end of each counts
+    assert stays_false(lambda: len(daemon.runs(task_name="join")) != 1, 1)
+    # A new round needs both again.
+    daemon.wait_run(daemon.trigger("right")["id"])
+    assert stays_false(lambda: len(daemon.runs(task_name="join")) != 1, 1)
+    last_left = daemon.wait_run(daemon.trigger("left")["id"])
+    one_chained(daemon, last_left["id"], "the second join")
