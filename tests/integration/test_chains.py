@@ -112,3 +112,59 @@ def test_fan_in_all_starts_once_both_causes_ended(make_daemon) -> None:
     assert stays_false(lambda: len(daemon.runs(task_name="join")) != 1, 1)
     last_left = daemon.wait_run(daemon.trigger("left")["id"])
     one_chained(daemon, last_left["id"], "the second join")
+
+
+LEASE = 2.0
+
+
+@pytest.mark.postgres
+@pytest.mark.faults
+@pytest.mark.timeout(240)
+def test_a_chain_runs_once_across_three_nodes_and_through_a_node_s_death(
+    make_daemon, pg_admin, gate
+) -> None:
+    """A -> B -> C once per A on three nodes; then the node that ran A is killed -9
+    right after A ended, while B waits there (for a lock a gated run of that node
+    holds): B still runs once, on a survivor, and C after it."""
+    url = pg_admin.create()
+    tasks = f"""
+    [tasks.holder]
+    command = "{gate.wait_command}"
+    locks = ["b-waits"]
+
+    [tasks.a]
+    command = "true"
+
+    [tasks.b]
+    command = "true"
+    after = ["a"]
+    locks = ["b-waits"]
+    overlap = "queue"
+
+    [tasks.c]
+    command = "true"
+    after = ["b"]
+    """
+    extra = f'database = "{url}"\nnode_lease = "{LEASE:g}s"\n'
+    nodes = [make_daemon(tasks, daemon_extra=extra) for _ in range(3)]
+    heads = [node.trigger("a") for node in nodes]
+    for head in heads:
+        b = one_chained(nodes[1], head["id"], "b after a")
+        assert one_chained(nodes[2], b["id"], "c after b")["end_reason"] == "success"
+    assert stays_false(lambda: len(nodes[0].runs(task_name="c")) != 3, 2)
+
+    doomed = nodes[0]
+    name = doomed.get("/api/info").body["node"]
+    holder = doomed.trigger("holder")
+    doomed.wait_run(holder["id"], lambda r: r["status"] == "running")
+    head = doomed.wait_run(doomed.trigger("a")["id"])
+    waiting = wait_for(lambda: chained_of(doomed, head["id"]), 10, "b created with a's end")
+    assert waiting[0]["status"] == "pending" and waiting[0]["node"] == name
+    doomed.kill9()
+
+    b = nodes[1].wait_run(waiting[0]["id"], timeout=LEASE + 30)
+    assert b["end_reason"] == "success" and b["node"] != name
+    assert len(chained_of(nodes[1], head["id"])) == 1
+    c = one_chained(nodes[2], b["id"], "c after the survivor's b")
+    assert c["end_reason"] == "success"
+    assert stays_false(lambda: len(nodes[1].runs(task_name="b")) != 4, 2)

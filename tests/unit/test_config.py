@@ -300,3 +300,25 @@ pool = "broken"
     assert 'c.toml:14: tasks.b.overlap: overlap = "terminate" cannot go with locks' in text
     assert "tasks.c.locks.0: invalid name 'has space'" in text
     assert "tasks.d.pool" not in text
+
+
+def test_chain_mistakes_are_reported_with_their_lines(tmp_path: Path) -> None:
+    text = """\
+[tasks.a]
+command = "true"
+after = ["c"]
+
+[tasks.b]
+command = "true"
+after = ["a", "nowhere"]
+after_mode = "some"
+
+[tasks.c]
+command = "true"
+after = ["b"]
+"""
+    found = "\n".join(problems(text, tmp_path))
+    assert "c.toml:8: tasks.b.after_mode: Input should be 'any' or 'all'" in found
+    found = "\n".join(problems(text.replace('after_mode = "some"', 'after_mode = "all"'), tmp_path))
+    assert "c.toml:7: tasks.b.after: unknown task 'nowhere'" in found
+    assert "c.toml:7: tasks.b.after: a chain that starts itself: a -> b -> c -> a" in found
