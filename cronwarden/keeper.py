@@ -231,7 +231,8 @@ class Keeper:
                 os.killpg(held.pid, held.stop_signal)
                 self.kills.append((now + min(held.kill_grace, self.fence_grace), held.pid))
             self._drop(run)
-        print(f"cronwarden keeper: the daemon died; stopped {len(self.kills)} runs", flush=True)
+        with contextlib.suppress(OSError):  # its output may have gone with the daemon
+            print(f"cronwarden keeper: the daemon died; stopped {len(self.kills)} runs", flush=True)
 
     def _kill_due(self) -> None:
         now = time.monotonic()
