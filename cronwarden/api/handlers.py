@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cronwarden import __version__
 from cronwarden.api.auth import Access
+from cronwarden.api.chains import starts_of
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
@@ -59,7 +60,7 @@ from cronwarden.errors import (
     TaskNotFound,
 )
 from cronwarden.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cronwarden.model import Status
+from cronwarden.model import EndReason, Status
 from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.run_record import AnyRun
 from cronwarden.runlog.layout import index_path
@@ -191,6 +192,11 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         params=task.params,
         locks=list(task.locks),
         pool=task.pool,
+        after=list(task.after),
+        after_on=[EndReason(reason) for reason in task.after_on],
+        after_mode=task.after_mode,
+        after_params=task.after_params,
+        starts=starts_of(services.live.current).get(task.name, []),
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
     )

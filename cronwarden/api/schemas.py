@@ -242,6 +242,25 @@ class TaskOut(BaseModel):
     pool: str | None = Field(
         description="the pool ([pools.NAME]) whose places the task's runs share, or null"
     )
+    after: list[str] = Field(
+        description="tasks whose runs' ends start a run of this one (a chain), in the "
+        "config's order; empty when none do"
+    )
+    after_on: list[EndReason] = Field(
+        description="the end reasons of those runs (their final outcome, after retries) "
+        "that start one"
+    )
+    after_mode: Literal["any", "all"] = Field(
+        description='"any": each counting end of any task in after starts a run; "all": '
+        "one run once every task in after has ended counting since the last chained run"
+    )
+    after_params: Literal["inherit"] | None = Field(
+        description='"inherit": a chained run gets the params of its cause that this task '
+        "declares; null: none"
+    )
+    starts: list[str] = Field(
+        description="the tasks whose after names this one (what its runs' ends start), sorted"
+    )
     next_run_at: str | None
     last_run: RunOut | None
     next: list[FireOut] | None = None
