@@ -243,8 +243,9 @@ def _refuse_import(message: str) -> NoReturn:
 @click.option("--after", help="Start after this ISO 8601 instant (naive: the task's zone).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
-    """Show the next fire times of TASK in its zone and in UTC, marking DST shifts, and
-    the locks and pool its runs must hold to start."""
+    """Show the next fire times of TASK in its zone and in UTC, marking DST shifts, the
+    locks and pool its runs must hold to start, the tasks whose ends start it (after) and
+    the tasks its ends start."""
     from cronwarden.scheduler.explain import upcoming
     from cronwarden.scheduler.triggers import CronTrigger, RebootTrigger, schedule_kind
 
@@ -259,18 +260,19 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)
     if as_json:
         shown = {"task": task, "locks": list(definition.locks), "pool": definition.pool}
+        shown |= _chain_keys(config, task)
         click.echo(json.dumps({**shown, "fires": [f.as_json() for f in fires]}, indent=2))
         return
     if trigger is None:
         click.echo(f"{task}: no schedule; it runs only on request")
-        _echo_holds(config, task)
+        _echo_needs(config, task)
         return
     if isinstance(trigger, RebootTrigger):
         click.echo(
             f"{task}: @reboot; it runs once per machine boot on each node (not again when "
             "the daemon restarts within the same boot)"
         )
-        _echo_holds(config, task)
+        _echo_needs(config, task)
         return
     click.echo(
         f"{task}: {definition.schedule!r} in {definition.zone} "
@@ -284,7 +286,7 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
 
         delay = jitter_offset(task, definition.jitter).total_seconds()
         click.echo(f"  each start is delayed by its jitter offset of {delay:.3f}s")
-    _echo_holds(config, task)
+    _echo_needs(config, task)
     for fire in fires:
         local = fire.at.strftime("%a %Y-%m-%d %H:%M:%S %Z (%z)")
         line = f"  {local:<40} {fire.utc_iso}"
@@ -293,6 +295,47 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
             direction = "forward" if hours > 0 else "back"
             line += f"   <- UTC offset changed: clocks went {direction} {abs(hours):g}h"
         click.echo(line)
+
+
+def _echo_needs(config: Config, task: str) -> None:
+    """What else than its schedule decides when the task's runs start, and what their
+    ends start."""
+    _echo_holds(config, task)
+    _echo_chain(config, task)
+
+
+def _chain_keys(config: Config, task: str) -> dict[str, Any]:
+    """The task's chain as the task API shows it (GET /api/tasks/{name})."""
+    definition = config.tasks[task]
+    return {
+        "after": list(definition.after),
+        "after_on": list(definition.after_on),
+        "after_mode": definition.after_mode,
+        "after_params": definition.after_params,
+        "starts": _starts(config, task),
+    }
+
+
+def _starts(config: Config, task: str) -> list[str]:
+    """The tasks whose ``after`` names ``task``, read from the packed values (no task is
+    built: a config may hold 10,000)."""
+    return sorted(name for name, after in config.tasks.field("after") if task in after)
+
+
+def _echo_chain(config: Config, task: str) -> None:
+    """The chain around the task: a run that starts with no fire time (triggered_by
+    chain) is explained by its ``after``; what the task's ends start, by ``starts``."""
+    keys = _chain_keys(config, task)
+    if keys["after"]:
+        ends = " or ".join(keys["after_on"])
+        if keys["after_mode"] == "all":
+            when = f"one run once each has ended {ends} since its last chained run"
+        else:
+            when = f"each end {ends} of any of them starts a run"
+        params = "; params inherited" if keys["after_params"] == "inherit" else ""
+        click.echo(f"  after: {', '.join(keys['after'])} ({when}{params})")
+    if keys["starts"]:
+        click.echo(f"  starts: {', '.join(keys['starts'])} (its runs' ends start theirs)")
 
 
 def _echo_holds(config: Config, task: str) -> None:
@@ -464,6 +507,7 @@ def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
 @click.option("--status", help="pending, running or ended (comma-separated).")
 @click.option("--since", help='ISO 8601, a day, "24 hours ago", today or yesterday.')
 @click.option("--search", help="Text in the task name, the error or the params.")
+@click.option("--caused-by", metavar="RUN_ID", help="Only the runs this run's end started.")
 @click.option(
     "--sort",
     type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
@@ -479,6 +523,7 @@ def runs(
     status: str | None,
     since: str | None,
     search: str | None,
+    caused_by: str | None,
     sort: str | None,
     limit: int,
 ) -> None:
@@ -489,6 +534,7 @@ def runs(
         "status": status,
         "start_date": since,
         "search": search,
+        "caused_by": caused_by,
         "sort_field": field or None,
         "sort_direction": direction or None,
         "limit": limit,
