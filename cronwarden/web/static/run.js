@@ -1,7 +1,8 @@
-// One run: every field, its error, the chain of attempts, its log followed live over
-// SSE (stdout and stderr told apart), stop, rerun and the raw log.
+// One run: every field, its error, the chain of attempts, the run(s) whose end started
+// it and the runs its own end started (a task's after), its log followed live over SSE
+// (stdout and stderr told apart), stop, rerun and the raw log.
 
-import { api, download, follow } from "./api.js";
+import { api, ApiError, download, follow } from "./api.js";
 import { clear, h } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
@@ -12,10 +13,11 @@ const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
 export async function runPage(view, signal, id) {
   const since = mark();
   let run = await api(`/api/runs/${id}`, { signal });
-  await session.ready;
+  const [causes, task] = await Promise.all([causesOf(run, signal), taskOf(run, signal), session.ready]);
   const header = h("div", { class: "run-head" });
   const fields = h("dl", { class: "fields" });
   const chain = h("ol", { class: "chain" });
+  const started = startedList(run, task, signal);
   const lines = h("ol", { class: "log", "aria-label": "log lines" });
   const logState = h("p", { class: "log-state", role: "status" });
   const errorBox = h("div");
@@ -36,7 +38,7 @@ export async function runPage(view, signal, id) {
       scopeNote("trigger", "stopping and rerunning"),
     );
     clear(errorBox, run.error ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Error: "), run.error) : null);
-    clear(fields, ...describe(run));
+    clear(fields, ...describe(run, causes));
   };
   const stop = async () => {
     try {
@@ -64,6 +66,7 @@ export async function runPage(view, signal, id) {
     errorBox,
     h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
     h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
+    started.section,
     h(
       "section",
       { "aria-labelledby": "log-h" },
@@ -79,6 +82,9 @@ export async function runPage(view, signal, id) {
     if (changed.id === run.id) {
       run = furthest(run, changed);
       draw();
+      started.ended(run);
+    } else if (changed.caused_by?.includes(run.id)) {
+      started.add(changed); // created by this run's end, or one of those moving on
     } else if (kind === "run.created" && changed.retry_of === run.id) {
       drawChain(chain, run, signal).catch(failure);
     }
@@ -87,10 +93,11 @@ export async function runPage(view, signal, id) {
   followLog(run, lines, logState, signal, (ended) => {
     run = ended;
     draw();
+    started.ended(run);
   });
 }
 
-function describe(run) {
+function describe(run, causes) {
   const rows = [
     ["Run id", h("code", {}, run.id)],
     ["Status", run.status],
@@ -105,6 +112,7 @@ function describe(run) {
     ["Attempt", run.attempt],
     ["Retry of", run.retry_of ? h("a", { href: `#/runs/${run.retry_of}` }, run.retry_of) : "—"],
     ["Rerun of", run.rerun_of ? h("a", { href: `#/runs/${run.rerun_of}` }, run.rerun_of) : "—"],
+    ["Caused by", run.caused_by ? causedBy(run.caused_by, causes) : "—"],
     ["Params", Object.keys(run.params).length ? Object.entries(run.params).map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "—"],
     ["Idempotency key", run.idempotency_key ?? "—"],
     ["Process id", run.pid ?? "—"],
@@ -113,6 +121,67 @@ function describe(run) {
     ["Task definition hash", h("code", {}, run.task_hash)],
   ];
   return rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
+}
+
+// The runs whose ends started a chained run (one, or one per task of an "all" chain),
+// read once: a run's cause never changes.  A cause already deleted by retention is
+// still named by its id.
+async function causesOf(run, signal) {
+  const found = new Map();
+  for (const id of run.caused_by ?? []) {
+    found.set(id, await api(`/api/runs/${id}`, { signal }).catch((error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error))));
+  }
+  return found;
+}
+
+function causedBy(ids, causes) {
+  return ids.map((id) => {
+    const cause = causes.get(id);
+    return h("div", {}, h("a", { href: `#/runs/${id}` }, cause ? `${cause.task_name} run ${id}` : `run ${id}`), cause ? [" ", badge(cause)] : " (deleted)");
+  });
+}
+
+// The run's task as configured now, for the tasks its end may start (null once the
+// task left the config: its past runs stay readable).
+function taskOf(run, signal) {
+  return api(`/api/tasks/${encodeURIComponent(run.task_name)}`, { signal }).catch((error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error)));
+}
+
+// "What it started": the runs this run's end started (GET /api/runs?caused_by=id), kept
+// at their furthest state as events arrive; a chained run created while the page is
+// open is added by its run.created event.  Shown for a run whose task starts others,
+// or that started some (its task may have been changed since).
+function startedList(run, task, signal) {
+  const runs = new Map();
+  const starts = task?.starts ?? [];
+  const list = h("ol", { class: "caused" });
+  const state = h("p", { class: "muted" });
+  const section = h("section", { "aria-labelledby": "started-h", hidden: true }, h("h2", { id: "started-h" }, "What it started"), state, list);
+  let ended = run.status === "ended";
+  const draw = () => {
+    section.hidden = !runs.size && !starts.length;
+    const ordered = [...runs.values()].sort((a, b) => a.created_at.localeCompare(b.created_at));
+    clear(list, ordered.map((r) => h("li", {}, h("a", { href: `#/runs/${r.id}` }, `${r.task_name} run ${r.id}`), " ", badge(r), " ", when(r.created_at))));
+    const names = starts.flatMap((name, i) => [i ? ", " : "", h("a", { href: `#/tasks/${encodeURIComponent(name)}` }, name)]);
+    if (runs.size) clear(state);
+    else if (ended) clear(state, "Its end started no run. Tasks after this one: ", names, ' (each starts on the final outcomes its after_on names; "all" waits for every task it names).');
+    else clear(state, "When it ends, it may start: ", names, ".");
+  };
+  const add = (changed) => {
+    runs.set(changed.id, furthest(runs.get(changed.id), changed));
+    draw();
+  };
+  const query = new URLSearchParams({ caused_by: run.id, sort_direction: "asc", limit: "200" });
+  api(`/api/runs?${query}`, { signal }).then(({ runs: found }) => found.forEach(add), (error) => signal.aborted || failure(error));
+  draw();
+  return {
+    section,
+    add,
+    ended: (now) => {
+      ended = now.status === "ended";
+      draw();
+    },
+  };
 }
 
 // The attempts of one fire: back along retry_of to the first, then forward through the

@@ -1,6 +1,7 @@
 // One task: its figures, durations over time as a small chart, the next fires with DST
-// shifts marked, its recent runs, its locks and pool with who holds them now, and its
-// definition (secret values hidden by the API).
+// shifts marked, its recent runs, its locks and pool with who holds them now, its chain
+// (the tasks whose ends start it, and those its ends start) and its definition (secret
+// values hidden by the API).
 
 import { api } from "./api.js";
 import { clear, h, svg } from "./dom.js";
@@ -52,6 +53,7 @@ export async function taskPage(view, signal, name) {
       h("section", { "aria-labelledby": "recent-h" }, h("h2", { id: "recent-h" }, "Recent runs"), runs.length ? strip(runs) : h("p", { class: "muted" }, "No runs yet.")),
       h("section", { "aria-labelledby": "next-h" }, h("h2", { id: "next-h" }, "Next fires"), fires(task)),
       holds.length ? h("section", { "aria-labelledby": "holds-h" }, h("h2", { id: "holds-h" }, "Locks and pool"), holdTable(holds)) : null,
+      task.after.length || task.starts.length ? h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Chain"), chainFields(task)) : null,
       h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition(task.definition)),
     );
   };
@@ -107,6 +109,27 @@ function holdTable(holds) {
       ),
     ),
   );
+}
+
+const MODES = {
+  any: "any: each counting end of one of them starts a run",
+  all: "all: one run once each of them has ended counting since the last chained run (the latest end of each is its cause)",
+};
+
+// What starts the task (its after, after_on, after_mode, after_params) and what its
+// runs' ends start: the tasks whose after names it.
+function chainFields(task) {
+  const links = (names) => names.flatMap((name, i) => [i ? ", " : "", h("a", { href: `#/tasks/${encodeURIComponent(name)}` }, name)]);
+  const rows = task.after.length
+    ? [
+        ["Started after", links(task.after)],
+        ["On their end", task.after_on.join(", ")],
+        ["Mode", MODES[task.after_mode]],
+        ["Params", task.after_params === "inherit" ? "inherited from the cause (those this task declares)" : "none"],
+      ]
+    : [["Started after", h("span", { class: "muted" }, "no task (not chained)")]];
+  rows.push(["Starts", task.starts.length ? [...links(task.starts), h("span", { class: "muted" }, " (on the ends their after_on names)")] : h("span", { class: "muted" }, "no task")]);
+  return h("dl", { class: "fields chain-fields" }, rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
 
 function figures(stats) {
