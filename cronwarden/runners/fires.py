@@ -146,9 +146,11 @@ class Fires:
                     self.created_ended(run)
 
     def created_ended(self, run: RunRecord) -> None:
-        """A run recorded already ended (skipped, missed): both of its changes at once."""
+        """A run recorded already ended (skipped, missed): both of its changes at once,
+        and what its end starts."""
         self._changed("run.created", run)
         self._changed("run.ended", run)
+        self._lives.background.spawn(self._lives.chain_after(run))
 
     def _row_of(
         self,

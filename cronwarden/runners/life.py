@@ -209,6 +209,26 @@ class Lives:
         when = handle.run.not_before or self.clock.now()
         handle.timer = self.clock.call_at(when, partial(self._due, handle))
 
+    async def chain_after(self, run: RunRecord) -> None:
+        """The chained runs of an end recorded elsewhere than ``end``: a fire skipped or
+        missed (created ended), a run a survivor ended as crashed in its takeover.
+        Written right after that end, still once per cause (the unique cause)."""
+        if self.retries.task_to_retry(run) is not None:
+            return
+        asks = self.chaining.asks(run)
+        if not asks:
+            return
+        try:
+            chained = await persist(
+                f"recording what the end of run {run.id} starts",
+                lambda: self.records.record_end(run.id, {"end_reason": run.end_reason}, asks),
+            )
+        except Exception:
+            log.exception("run.chain_not_recorded", task=run.task_name, run_id=run.id)
+            return
+        for row in chained:
+            self._chained(RunRecord(**row))
+
     def _chained(self, run: RunRecord) -> None:
         """A run the end of its cause created: due at once, through admission."""
         task = self.config.tasks.get(run.task_name)

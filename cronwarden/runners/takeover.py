@@ -86,6 +86,7 @@ class Takeover:
             self._changed("run.ended", ended)
             log_end(ended, log.warning)
             await self._lives.retry(ended)
+            await self._lives.chain_after(ended)  # when it was its final outcome
         for run in pending:
             if run.task_name in self._config.tasks and run.id not in self._carried:
                 self.resume_pending(run)

@@ -168,3 +168,30 @@ def test_a_chain_runs_once_across_three_nodes_and_through_a_node_s_death(
     c = one_chained(nodes[2], b["id"], "c after the survivor's b")
     assert c["end_reason"] == "success"
     assert stays_false(lambda: len(nodes[1].runs(task_name="b")) != 4, 2)
+
+
+def test_a_skipped_fire_starts_what_waits_on_skips(make_daemon, gate) -> None:
+    """An end recorded without a process (a fire skipped by overlap) starts a chain too,
+    when the chained task's after_on names it."""
+    daemon = make_daemon(
+        f"""
+    [tasks.busy]
+    command = "{gate.wait_command}"
+    schedule = "* * * * * *"
+    timezone = "UTC"
+    overlap = "skip"
+
+    [tasks.notice]
+    command = "true"
+    after = ["busy"]
+    after_on = ["skipped"]
+    """
+    )
+    skipped = wait_for(
+        lambda: [r for r in daemon.runs(task_name="busy") if r["end_reason"] == "skipped"],
+        20,
+        "a fire of busy skipped while one runs",
+    )[-1]
+    notice = one_chained(daemon, skipped["id"], "notice after the skip")
+    assert notice["end_reason"] == "success" and notice["caused_by"] == [skipped["id"]]
+    gate.open()
