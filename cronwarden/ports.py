@@ -94,6 +94,12 @@ class SharedPlaces(Protocol):
     async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]: ...
 
 
+def hold_key(kind: str, name: str) -> str:
+    """A hold's name in the database: ``lock:NAME`` or ``pool:NAME`` (one namespace
+    each, so a lock and a pool may share a name)."""
+    return f"{kind}:{name}"
+
+
 @dataclass(frozen=True)
 class Holder:
     """A run holding a seat of a named lock or pool (``lock:NAME``, ``pool:NAME``)."""

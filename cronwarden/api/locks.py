@@ -18,7 +18,7 @@ from aiohttp import web
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.schemas import HolderOut, LockList, LockOut, LocksQuery, LockWaiterOut
 from cronwarden.config import Config
-from cronwarden.ports import Holder
+from cronwarden.ports import Holder, hold_key
 from cronwarden.support.timefmt import iso_z
 
 if TYPE_CHECKING:
@@ -38,9 +38,8 @@ class _Named:
 
     @property
     def key(self) -> str:
-        """The hold's name in the database and in a waiting run's wants (the Holds
-        port's form, ports.Holder): ``lock:NAME`` or ``pool:NAME``."""
-        return f"{self.kind}:{self.name}"
+        """The hold's name in the database and in a waiting run's wants."""
+        return hold_key(self.kind, self.name)
 
 
 _cached: tuple[Config, list[_Named]] | None = None

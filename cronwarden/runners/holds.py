@@ -24,7 +24,7 @@ from cronwarden.config import PoolConfig, TaskConfig
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason
-from cronwarden.ports import Holder, Holds
+from cronwarden.ports import Holder, Holds, hold_key
 from cronwarden.runners.gate import Notice, StoppedWaiting, stopped_while
 from cronwarden.runners.lifecycle import RunHandle
 from cronwarden.runners.outcome import Outcome
@@ -35,11 +35,11 @@ LOOK_EVERY = 1.0  # seconds between looks for seats held elsewhere (a give-back 
 
 
 def lock_key(name: str) -> str:
-    return f"lock:{name}"
+    return hold_key("lock", name)
 
 
 def pool_key(name: str) -> str:
-    return f"pool:{name}"
+    return hold_key("pool", name)
 
 
 def wants_of(task: TaskConfig, pools: dict[str, PoolConfig]) -> dict[str, int]:
