@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +21,7 @@ from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
 from cronwarden.api.origin import is_json_media
 from cronwarden.api.schemas import (
+    RUN_ID_EXAMPLE,
     TASK_NAMES,
     AccessOut,
     DurationStats,
@@ -47,6 +47,7 @@ from cronwarden.api.schemas import (
     TriggerQuery,
     is_task_name,
     page_fields,
+    run_id_of,
     shown_name,
 )
 from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point, streamed
@@ -93,17 +94,13 @@ def _query(request: web.Request) -> dict[str, Any]:
 
 
 def _run_id(request: web.Request) -> str:
-    """The run id of the URL, in the form the store holds.  ASCII only: uuid.UUID
-    reads hex with int(), which takes other scripts' digits too."""
+    """The run id of the URL, in the form the store holds."""
     raw = request.match_info["run_id"]
     try:
-        if not raw.isascii():
-            raise ValueError(raw)
-        return str(uuid.UUID(raw))
+        return run_id_of(raw)
     except ValueError:
         raise InvalidRunId(
-            f"{raw!r} is not a run id; run ids are UUIDs such as "
-            "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+            f"{raw!r} is not a run id; run ids are UUIDs such as {RUN_ID_EXAMPLE}"
         ) from None
 
 

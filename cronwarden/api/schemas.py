@@ -111,20 +111,21 @@ TaskName = Annotated[
 StorableText = Annotated[str, AfterValidator(_storable)]
 
 
-def _run_id(value: str) -> str:
-    """A run id in the form the store holds (ASCII hex: uuid.UUID would take other
-    scripts' digits too)."""
+RUN_ID_EXAMPLE = "0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
+
+
+def run_id_of(value: str) -> str:
+    """A run id in the form the store holds.  ASCII only: uuid.UUID reads hex with
+    int(), which takes other scripts' digits too."""
     try:
         if not value.isascii():
             raise ValueError(value)
         return str(uuid.UUID(value))
     except ValueError:
-        raise ValueError(
-            "not a run id; run ids are UUIDs such as 0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a"
-        ) from None
+        raise ValueError(f"not a run id; run ids are UUIDs such as {RUN_ID_EXAMPLE}") from None
 
 
-RunId = Annotated[str, AfterValidator(_run_id)]
+RunId = Annotated[str, AfterValidator(run_id_of)]
 
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$", re.I)
