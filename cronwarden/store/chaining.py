@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from cronwarden.chains import ChainAsk
-from cronwarden.model import Run, Status, Trigger
+from cronwarden.model import Run, Status
 
 RUNS = Run.__table__  # type: ignore[attr-defined]
 _CAUSED = sa.text("caused_by IS NOT NULL")
@@ -46,20 +46,17 @@ def start_chained(
 
 
 def _all_causes(conn: Connection, ask: ChainAsk) -> str | None:
-    """The latest counting end of each listed task since the chained task's last
-    chained run, joined; None while one of them has none."""
+    """The latest counting end of each listed task, joined, once none of them started
+    this task before; None while a listed task has no such end.  No clock is compared:
+    nodes' clocks differ, and "ended since the last chained run" is "not a cause of an
+    earlier one" here."""
     task_name = ask.row["task_name"]
     if conn.dialect.name == "postgresql":
         key = sa.func.hashtext(f"cronwarden chain {task_name}")
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-    since = conn.execute(
-        sa.select(sa.func.max(RUNS.c.created_at)).where(
-            RUNS.c.task_name == task_name, RUNS.c.triggered_by == Trigger.CHAIN
-        )
-    ).scalar()
     causes = []
     for cause_task in ask.after:
-        latest = (
+        latest = conn.execute(
             sa.select(RUNS.c.id)
             .where(
                 RUNS.c.task_name == cause_task,
@@ -68,14 +65,34 @@ def _all_causes(conn: Connection, ask: ChainAsk) -> str | None:
             )
             .order_by(RUNS.c.end_at.desc())
             .limit(1)
-        )
-        if since is not None:
-            latest = latest.where(RUNS.c.end_at > since)
-        found = conn.execute(latest).scalar()
-        if found is None:
+        ).scalar()
+        if latest is None or _started_before(conn, task_name, str(latest)):
             return None
-        causes.append(str(found))
+        causes.append(str(latest))
     return ",".join(sorted(causes))
+
+
+def _started_before(conn: Connection, task_name: str, cause: str) -> bool:
+    """Whether ``cause`` is already a cause of a run of ``task_name``."""
+    used = (
+        sa.select(RUNS.c.id)
+        .where(RUNS.c.task_name == task_name, caused_by_condition(cause))
+        .limit(1)
+    )
+    return conn.execute(used).first() is not None
+
+
+def caused_by_condition(run_id: str) -> sa.ColumnElement[bool]:
+    """Runs whose cause is ``run_id``, alone or among those of after_mode = "all"
+    (ids joined with ","; an id holds no LIKE wildcard, and is escaped all the same)."""
+    column = RUNS.c.caused_by
+    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(
+        column == run_id,
+        column.like(f"{escaped},%", escape="\\"),
+        column.like(f"%,{escaped}", escape="\\"),
+        column.like(f"%,{escaped},%", escape="\\"),
+    )
 
 
 def _insert_once(conn: Connection, row: Mapping[str, Any]) -> bool:

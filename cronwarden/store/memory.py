@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from cronwarden.chains import ChainAsk
 from cronwarden.errors import RunNotFound, StoreUnavailable
-from cronwarden.model import Run, Status, TaskState, Trigger, utcnow
+from cronwarden.model import Run, Status, TaskState, utcnow
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
@@ -141,13 +141,15 @@ class MemoryStore:
         return created
 
     def _all_causes(self, ask: ChainAsk) -> str | None:
+        """As store/chaining.py: the latest counting end of each listed task, once
+        none of them is a cause of an earlier run of the chained task."""
         task_name = ask.row["task_name"]
-        chained = [
-            r.created_at
+        used = {
+            cause
             for r in self.runs.values()
-            if r.task_name == task_name and r.triggered_by == Trigger.CHAIN
-        ]
-        since = max(chained, default=None)
+            if r.task_name == task_name and r.caused_by
+            for cause in r.caused_by.split(",")
+        }
         causes = []
         for cause_task in ask.after:
             ends = [
@@ -157,11 +159,13 @@ class MemoryStore:
                 and r.status == Status.ENDED
                 and r.end_reason in ask.after_on
                 and r.end_at is not None
-                and (since is None or r.end_at > since)
             ]
             if not ends:
                 return None
-            causes.append(max(ends, key=_end_at).id)
+            latest = max(ends, key=_end_at).id
+            if latest in used:
+                return None
+            causes.append(latest)
         return ",".join(sorted(causes))
 
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:

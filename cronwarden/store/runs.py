@@ -33,6 +33,7 @@ from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import ahead_rows, listed_rows
 from cronwarden.run_record import RunRecord
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
+from cronwarden.store.chaining import caused_by_condition
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
 from cronwarden.store.migrate import migrate
@@ -405,19 +406,6 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
     if where.caused_by is not None:
         conditions.append(caused_by_condition(where.caused_by))
     return conditions
-
-
-def caused_by_condition(run_id: str) -> sa.ColumnElement[bool]:
-    """Runs whose cause is ``run_id``, alone or among those of after_mode = "all"
-    (ids joined with ","; an id holds no LIKE wildcard, and is escaped all the same)."""
-    column = col(Run.caused_by)
-    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return sa.or_(
-        column == run_id,
-        column.like(f"{escaped},%", escape="\\"),
-        column.like(f"%,{escaped}", escape="\\"),
-        column.like(f"%,{escaped},%", escape="\\"),
-    )
 
 
 def _page_rows(

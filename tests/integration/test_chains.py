@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import stays_false, wait_for  # type: ignore[import-not-found]
+from conftest import concurrently, stays_false, wait_for  # type: ignore[import-not-found]
 
 
 def chained_of(daemon: Any, run_id: str) -> list[dict[str, Any]]:
@@ -195,3 +195,33 @@ def test_a_skipped_fire_starts_what_waits_on_skips(make_daemon, gate) -> None:
     notice = one_chained(daemon, skipped["id"], "notice after the skip")
     assert notice["end_reason"] == "success" and notice["caused_by"] == [skipped["id"]]
     gate.open()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_fan_in_across_nodes_fires_once_when_the_causes_end_at_once(make_daemon, pg_admin) -> None:
+    """The two causes of an "all" chain end on two nodes at the same moment, round
+    after round: each round starts the join exactly once (neither node misses the
+    other's end, neither makes it twice)."""
+    url = pg_admin.create()
+    tasks = """
+    [tasks.left]
+    command = "true"
+
+    [tasks.right]
+    command = "true"
+
+    [tasks.join]
+    command = "true"
+    after = ["left", "right"]
+    after_mode = "all"
+    """
+    extra = f'database = "{url}"\nnode_lease = "{LEASE:g}s"\n'
+    nodes = [make_daemon(tasks, daemon_extra=extra) for _ in range(3)]
+    rounds = 5
+    for done in range(1, rounds + 1):
+        left, right = concurrently(2, lambda i: nodes[i].trigger(("left", "right")[i]))
+        nodes[2].wait_run(left["id"])
+        nodes[2].wait_run(right["id"])
+        wait_for(lambda done=done: len(nodes[2].runs(task_name="join")) == done, 20, f"join {done}")
+    assert stays_false(lambda: len(nodes[2].runs(task_name="join")) != rounds, 2)
