@@ -4,7 +4,8 @@ Pure rules over a config's tasks, for the config check and the run core:
 
 * ``after_on`` (end reasons, ["success"]) says which ends count; ``after_mode`` "any"
   starts one run per counting end of any listed task, "all" one run once every listed
-  task has ended counting since the task's last chained run.
+  task has a counting end that is not yet the cause of one of its runs (the latest end
+  of each; an end is a cause once, and no clocks are compared).
 * Only a run's final outcome counts: a run that will be retried starts nothing; its
   last attempt does.
 * A chained run is created in the same transaction that records its cause's end
@@ -32,8 +33,7 @@ class Chained(Protocol):
 class ChainAsk:
     """What the end of a run asks the store to start, in the transaction of that end:
     a run of ``row['task_name']`` caused by it (``any``), or by the latest counting end
-    of each of ``after`` once all of them ended counting since its last chained run
-    (``all``)."""
+    of each of ``after`` once none of those is a cause already (``all``)."""
 
     mode: str
     after: tuple[str, ...]
