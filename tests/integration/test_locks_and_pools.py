@@ -95,6 +95,10 @@ def test_a_skipped_run_names_the_holder_and_a_queued_one_waits(make_daemon, gate
     ended = daemon.get(f"/api/runs/{holder['id']}").body
     started = daemon.get(f"/api/runs/{waiter['id']}").body["start_at"]
     assert started >= ended["end_at"]
+    metrics = daemon.get("/metrics").body
+    metrics = metrics if isinstance(metrics, str) else metrics.decode()
+    assert 'cronwarden_lock_wait_seconds_count{hold="lock:repo"} 2.0' in metrics, metrics
+    assert "# TYPE cronwarden_pool_in_use gauge" in metrics
 
 
 def test_a_pool_limits_its_tasks_together(make_daemon, tmp_path: Path) -> None:
