@@ -195,9 +195,15 @@ class NodeRegistry:
                 .returning(*_runs.c)
             )
             crashed_runs = [_run_of(row) for row in crashed.mappings()]
+            # Its waiting retries move here, except those of its own fires
+            # (on_every_node), which wait for it to come back (cronwarden/placement.py).
             pending = await conn.execute(
                 sa.update(_runs)
-                .where(_runs.c.node == dead, _runs.c.status == Status.PENDING)
+                .where(
+                    _runs.c.node == dead,
+                    _runs.c.status == Status.PENDING,
+                    _runs.c.fire_node != dead,
+                )
                 .values(node=me)
                 .returning(*_runs.c)
             )

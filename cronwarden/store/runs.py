@@ -324,6 +324,18 @@ class Store:
                     anchors[state.task_name] = state.last_scheduled_for
         return anchors
 
+    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
+        """Per on_every_node task, the newest fire ``node`` handled as its own: its
+        catch-up anchor (the fires other nodes handled are not this node's)."""
+        newest = (
+            select(col(Run.task_name), sa.func.max(col(Run.scheduled_for)))
+            .where(col(Run.fire_node) == node, col(Run.task_name).in_(task_names))
+            .group_by(col(Run.task_name))
+        )
+        async with self._session() as session:
+            rows = (await session.execute(newest)).all()
+        return {name: _as_utc(when) for name, when in rows if when is not None}
+
     # -- task state ----------------------------------------------------------
 
     async def task_states(self) -> dict[str, TaskState]:
