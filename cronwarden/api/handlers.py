@@ -191,6 +191,8 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         params=task.params,
         locks=list(task.locks),
         pool=task.pool,
+        nodes=None if task.nodes is None else list(task.nodes),
+        on_every_node=task.on_every_node,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
     )

@@ -218,6 +218,13 @@ class TaskOut(BaseModel):
     pool: str | None = Field(
         description="the pool ([pools.NAME]) whose places the task's runs share, or null"
     )
+    nodes: list[str] | None = Field(
+        description="globs over node names: only matching nodes fire or start the task "
+        "(another node answers a trigger 409); null: any node"
+    )
+    on_every_node: bool = Field(
+        description="each scheduled fire runs once on every matching node, not once in all"
+    )
     next_run_at: str | None
     last_run: RunOut | None
     next: list[FireOut] | None = None
