@@ -219,3 +219,26 @@ async def test_one_fire_claims_a_row_per_node_when_it_runs_on_every_node() -> No
         config.tasks["cleanup"], Trigger.RETRY, scheduled_for=fire, attempt=2, of_fire_node="a"
     )
     assert retry.fire_node == "a"
+
+
+def test_explain_shows_where_the_task_runs(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from cronwarden.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[tasks.cleanup]\ncommand = "true"\nschedule = "@hourly"\n'
+        'nodes = ["web-*", "db1"]\non_every_node = true\n'
+        '[tasks.plain]\ncommand = "true"\nschedule = "@hourly"\n'
+    )
+    printed = CliRunner().invoke(main, ["explain", "-c", str(path), "cleanup", "-n", "1"])
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.splitlines()
+    assert "  nodes: web-*, db1 (no other node fires it or accepts a trigger of it)" in lines
+    assert "  on_every_node: each fire runs once on every matching node" in lines
+    shown = CliRunner().invoke(main, ["explain", "-c", str(path), "plain", "--json"])
+    assert json.loads(shown.output)["nodes"] is None
+    assert json.loads(shown.output)["on_every_node"] is False
