@@ -11,7 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import wait_for  # type: ignore[import-not-found]
-from test_several_hosts import LEASE, z  # type: ignore[import-not-found]
+from test_several_hosts import (  # type: ignore[import-not-found]
+    LEASE,
+    events_named,
+    running_retry,
+    z,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -119,3 +124,56 @@ def test_an_every_node_task_runs_each_fire_once_per_node_and_not_before_a_node_j
     before = [fire for fire in per_fire if fire < joined - timedelta(seconds=1)]
     assert len(before) >= 2
     assert all(sorted(per_fire[fire]) == ["a", "b"] for fire in before)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.faults  # kill -9 of a fleet node
+def test_a_dead_node_s_every_node_runs_are_neither_retried_nor_moved_elsewhere(
+    make_daemon, pg_admin, gate
+) -> None:
+    """A maintenance job of a dead host is that host's: the survivor ends its run as
+    crashed without retrying it, and leaves its waiting retries for it to come back;
+    an ordinary run of the dead node still retries on the survivor."""
+    tasks = f"""
+    [tasks.cleanup]
+    schedule = "* * * * * *"
+    command = "{gate.wait_command}"
+    on_every_node = true
+    overlap = "skip"
+    retries = 1
+    retry_delay = "1s"
+
+    [tasks.sweep]
+    schedule = "* * * * * *"
+    command = "false"
+    on_every_node = true
+    retries = 1
+    retry_delay = "1h"
+
+    [tasks.plain]
+    command = "{gate.wait_command}"
+    retries = 1
+    retry_delay = "1s"
+    """
+    a, b = named_nodes(make_daemon, tasks, pg_admin.create(), ["a", "b"])
+
+    def of_a(task: str, status: str) -> list[dict]:  # type: ignore[type-arg]
+        return [r for r in b.runs(task_name=task, status=status) if r["node"] == "a"]
+
+    cleanup = wait_for(lambda: of_a("cleanup", "running"), 15, "a's cleanup running")[0]
+    waiting = wait_for(lambda: of_a("sweep", "pending"), 15, "a's sweep retry waiting")
+    plain = a.trigger("plain")
+    a.wait_run(plain["id"], lambda r: r["status"] == "running")
+
+    a.kill9()
+    crashed = b.wait_run(cleanup["id"], timeout=LEASE + 15)
+    assert crashed["end_reason"] == "crashed" and crashed["node"] == "a"
+    assert b.wait_run(plain["id"])["end_reason"] == "crashed"
+    retried = wait_for(lambda: running_retry(b, plain), 20, "the ordinary run's retry on b")
+    assert retried["node"] == "b"
+    assert events_named(b, "run.not_retried_here")
+    assert not [r for r in b.runs(task_name="cleanup") if r["retry_of"] == cleanup["id"]]
+    for retry in waiting:  # still a's, still waiting
+        kept = b.get(f"/api/runs/{retry['id']}").body
+        assert (kept["node"], kept["status"]) == ("a", "pending"), kept
+    gate.open()
