@@ -10,7 +10,8 @@ An ordinary fire is one run across all nodes: its row's ``fire_node`` is "" and 
 unique (task_name, scheduled_for, attempt, fire_node) makes the first node's insert the
 only one.  An on_every_node fire is one run per node: ``fire_node`` is the node's name,
 so each node claims its own row of the same fire (reservations included: a node's row
-only ever meets its own reservation).  Such a run belongs to its node: a survivor that
+only ever meets its own reservation), and its overlap and max_concurrent hold per
+node (runners/gate.py, runners/places.py).  Such a run belongs to its node: a survivor that
 takes over a dead node ends its runs as crashed but neither retries them nor moves its
 waiting retries (a log cleanup of one host is no job for another; the waiting retry
 runs when the node comes back under the same name).
