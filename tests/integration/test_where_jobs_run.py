@@ -152,6 +152,13 @@ def test_a_dead_node_s_every_node_runs_are_neither_retried_nor_moved_elsewhere(
     retries = 1
     retry_delay = "1h"
 
+    [tasks.only_a]
+    schedule = "* * * * * *"
+    command = "false"
+    nodes = ["a"]
+    retries = 1
+    retry_delay = "1h"
+
     [tasks.plain]
     command = "{gate.wait_command}"
     retries = 1
@@ -164,6 +171,7 @@ def test_a_dead_node_s_every_node_runs_are_neither_retried_nor_moved_elsewhere(
 
     cleanup = wait_for(lambda: of_a("cleanup", "running"), 15, "a's cleanup running")[0]
     waiting = wait_for(lambda: of_a("sweep", "pending"), 15, "a's sweep retry waiting")
+    waiting += wait_for(lambda: of_a("only_a", "pending"), 15, "a's only_a retry waiting")
     plain = a.trigger("plain")
     a.wait_run(plain["id"], lambda r: r["status"] == "running")
 
@@ -175,7 +183,10 @@ def test_a_dead_node_s_every_node_runs_are_neither_retried_nor_moved_elsewhere(
     assert retried["node"] == "b"
     assert events_named(b, "run.not_retried_here")
     assert not [r for r in b.runs(task_name="cleanup") if r["retry_of"] == cleanup["id"]]
-    for retry in waiting:  # still a's, still waiting
+    # b matches neither a's own fires nor only_a's nodes: their waiting retries are
+    # still a's, still waiting.
+    assert {r["node"] for r in b.runs(task_name="only_a")} == {"a"}
+    for retry in waiting:
         kept = b.get(f"/api/runs/{retry['id']}").body
         assert (kept["node"], kept["status"]) == ("a", "pending"), kept
     gate.open()
