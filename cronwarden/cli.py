@@ -244,8 +244,8 @@ def _refuse_import(message: str) -> NoReturn:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def explain(config_path: str, task: str, count: int, after: str | None, as_json: bool) -> None:
     """Show the next fire times of TASK in its zone and in UTC, marking DST shifts, the
-    locks and pool its runs must hold to start, the tasks whose ends start it (after) and
-    the tasks its ends start."""
+    locks and pool its runs must hold to start, the tasks whose ends start it (after),
+    the tasks its ends start, and the nodes that run it."""
     from cronwarden.scheduler.explain import upcoming
     from cronwarden.scheduler.triggers import CronTrigger, RebootTrigger, schedule_kind
 
@@ -259,7 +259,14 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     trigger = definition.trigger
     fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)
     if as_json:
-        shown = {"task": task, "locks": list(definition.locks), "pool": definition.pool}
+        nodes = None if definition.nodes is None else list(definition.nodes)
+        shown: dict[str, object] = {
+            "task": task,
+            "locks": list(definition.locks),
+            "pool": definition.pool,
+            "nodes": nodes,
+            "on_every_node": definition.on_every_node,
+        }
         shown |= _chain_keys(config, task)
         click.echo(json.dumps({**shown, "fires": [f.as_json() for f in fires]}, indent=2))
         return
@@ -348,6 +355,11 @@ def _echo_holds(config: Config, task: str) -> None:
     if definition.pool is not None:
         size = config.pools[definition.pool].size if definition.pool in config.pools else "?"
         click.echo(f"  pool: {definition.pool} (at most {size} runs of its tasks at once)")
+    if definition.nodes is not None:
+        patterns = ", ".join(definition.nodes)
+        click.echo(f"  nodes: {patterns} (no other node fires it or accepts a trigger of it)")
+    if definition.on_every_node:
+        click.echo("  on_every_node: each fire runs once on every matching node")
 
 
 _KIND_NOTES = {

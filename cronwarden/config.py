@@ -117,6 +117,30 @@ def _hold_name(value: str) -> str:
     return value
 
 
+def _node_patterns(value: object) -> tuple[str, ...]:
+    """``nodes``: globs over node names (``fnmatch``, case-sensitive: node names are
+    compared as written), at least one; leaving the key out means any node."""
+    example = 'e.g. ["web-*", "db1"]'
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of node-name patterns, {example}")
+    if not value:
+        raise ValueError(
+            f"needs at least one pattern, {example}; leave nodes out for a task any node runs"
+        )
+    for pattern in value:
+        if (
+            not pattern
+            or len(pattern) > 200
+            or not pattern.isprintable()
+            or pattern != pattern.strip()
+        ):
+            raise ValueError(
+                f"{pattern!r} is not a node-name pattern: 1-200 printable characters, no "
+                f"leading or trailing space, with * ? [...] as wildcards ({example})"
+            )
+    return tuple(value)
+
+
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     value = value.expanduser()
@@ -155,6 +179,7 @@ EndReasonName = Literal[
     "success", "failed", "timeout", "stopped", "crashed", "skipped", "log_overflow", "missed"
 ]
 HoldName = Annotated[str, AfterValidator(_hold_name)]
+NodePatterns = Annotated[tuple[str, ...], BeforeValidator(_node_patterns)]
 InheritEnv = Annotated[bool | tuple[str, ...], BeforeValidator(_inherit_env)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
@@ -364,6 +389,10 @@ class TaskSettings(_Frozen):
     after_on: tuple[EndReasonName, ...] = ("success",)
     after_mode: Literal["any", "all"] = "any"
     after_params: Literal["inherit"] | None = None
+    # Where it runs (cronwarden/placement.py): node-name globs (None: any node), and
+    # whether each scheduled fire runs once on every such node instead of once in all.
+    nodes: NodePatterns | None = None
+    on_every_node: bool = False
     queue_max: int = Field(default=100, ge=0)
     catch_up: CatchUp = "latest"
     max_catch_up: int = Field(default=100, ge=1)
@@ -564,6 +593,7 @@ def parse_config(text: str, file: Path) -> Config:
             tasks.add(name, task)
             _check_on_host(task, checker, host)
             _check_holds(task, set(pool_tables), checker)
+            _check_where(task, checker)
         _check_notify_targets(name, merged.get("notify", []), notify, checker)
     _check_chains(tasks, set(task_tables), checker)
     warnings = tuple(sorted(checker.warnings, key=_line_number))
@@ -633,6 +663,17 @@ def _check_holds(task: TaskConfig, pools: set[str], checker: _Checker) -> None:
             (*loc, "overlap"),
             'overlap = "terminate" cannot go with locks or a pool (whose run would it stop?); '
             'use "skip" or "queue"',
+        )
+
+
+def _check_where(task: TaskConfig, checker: _Checker) -> None:
+    """``on_every_node`` multiplies scheduled fires: a task without a schedule has none,
+    and the key would silently do nothing."""
+    if task.on_every_node and task.schedule is None:
+        checker.problem(
+            ("tasks", task.name, "on_every_node"),
+            "on_every_node = true runs each scheduled fire on every matching node, but the "
+            "task has no schedule; add one, or remove on_every_node",
         )
 
 

@@ -293,7 +293,7 @@ class Daemon:
             holds=SqlHolds(store.engine),
             on_held=lambda name, seconds: metrics.lock_wait.labels(name).observe(seconds),
         )
-        scheduler = SchedulerService(dispatcher, store, self.clock)
+        scheduler = SchedulerService(dispatcher, store, self.clock, node=daemon.node_name)
         pauses = self._pauses(store, scheduler)
         metrics = _metrics(self.live, dispatcher, pauses)
         alerts = self._alerts(store, launcher.logs_dir, metrics)

@@ -35,6 +35,7 @@ from cronwarden import __version__
 from cronwarden.errors import ConfigError, Conflict, StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.pauses import Pauses
+from cronwarden.placement import runs_on
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.store.holds import FREED_HOLDS
 from cronwarden.store.nodes import CHANNEL, Heartbeat, NodeRegistry
@@ -221,7 +222,11 @@ class Fleet:
                 f"node {dead} stopped heartbeating for more than node_lease "
                 f"({self.lease.total_seconds():g}s); {self.node} took over its runs"
             )
-            taken = await self.registry.take_over(dead, self.node, self.lease, why)
+            # Waiting retries of tasks this node may not run stay the dead node's.
+            elsewhere = [t.name for t in self.live.tasks.values() if not runs_on(t, self.node)]
+            taken = await self.registry.take_over(
+                dead, self.node, self.lease, why, not_here=elsewhere
+            )
             if taken is None:  # it came back, or another survivor took it
                 continue
             log.warning(

@@ -106,7 +106,11 @@ class Run(SQLModel, table=True):
 
     __tablename__ = "runs"
     __table_args__ = (
-        sa.UniqueConstraint("task_name", "scheduled_for", "attempt", name="uq_runs_fire"),
+        # A fire runs once: once in all (fire_node "") or once per node (on_every_node).
+        # On SQLite, one daemon's database, it stays without fire_node (migration 0011).
+        sa.UniqueConstraint(
+            "task_name", "scheduled_for", "attempt", "fire_node", name="uq_runs_fire"
+        ),
         sa.Index("ix_runs_created", "created_at", "id"),
         # A task's runs in order; its outcome columns let stats read the index alone.
         sa.Index("ix_runs_task_created", "task_name", "created_at", "id", *STATS_COLUMNS),
@@ -153,6 +157,9 @@ class Run(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=255)
     pid: int | None = None
     node: str = Field(max_length=200)
+    # Whose fire this is: "" for one run across the nodes, the node's name for an
+    # on_every_node fire (cronwarden/placement.py); part of the fire's uniqueness.
+    fire_node: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     log_size: int = Field(default=0, sa_type=sa.BigInteger)
     log_truncated: bool = False
     task_hash: str = Field(max_length=64)

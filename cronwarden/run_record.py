@@ -34,6 +34,7 @@ class RunRecord:
     node: str
     task_hash: str
     status: str = Status.PENDING
+    fire_node: str = ""  # "" or, for an on_every_node fire, the node's name
     end_reason: str | None = None
     exit_code: int | None = None
     signal: int | None = None

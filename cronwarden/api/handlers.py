@@ -194,6 +194,8 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         after_mode=task.after_mode,
         after_params=task.after_params,
         starts=starts_of(services.live.current).get(task.name, []),
+        nodes=None if task.nodes is None else list(task.nodes),
+        on_every_node=task.on_every_node,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
     )

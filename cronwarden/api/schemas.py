@@ -253,7 +253,8 @@ class TaskOut(BaseModel):
     )
     after_mode: Literal["any", "all"] = Field(
         description='"any": each counting end of any task in after starts a run; "all": '
-        "one run once every task in after has ended counting since the last chained run"
+        "one run once every task in after has a counting end that is not yet a cause of "
+        "one of its runs (the latest end of each)"
     )
     after_params: Literal["inherit"] | None = Field(
         description='"inherit": a chained run gets the params of its cause that this task '
@@ -261,6 +262,13 @@ class TaskOut(BaseModel):
     )
     starts: list[str] = Field(
         description="the tasks whose after names this one (what its runs' ends start), sorted"
+    )
+    nodes: list[str] | None = Field(
+        description="globs over node names: only matching nodes fire or start the task "
+        "(another node answers a trigger 409); null: any node"
+    )
+    on_every_node: bool = Field(
+        description="each scheduled fire runs once on every matching node, not once in all"
     )
     next_run_at: str | None
     last_run: RunOut | None

@@ -91,11 +91,16 @@ class Gate:
 
     async def elsewhere(self, task_names: Collection[str]) -> dict[str, int]:
         """On a shared database, the runs other nodes hold of the tasks whose overlap
-        is skip (one query for a batch of fires; none when no such task is due)."""
+        is skip (one query for a batch of fires; none when no such task is due).  An
+        on_every_node task's overlap holds per node: the others' runs are theirs."""
         if self._elsewhere is None:
             return {}
         tasks = self._config.tasks
-        skipping = {n for n in task_names if n in tasks and tasks[n].overlap == "skip"}
+        skipping = {
+            n
+            for n in task_names
+            if n in tasks and tasks[n].overlap == "skip" and not tasks[n].on_every_node
+        }
         return await self._elsewhere(skipping) if skipping else {}
 
     def admit(self, run_id: str, task_name: str, elsewhere: int = 0) -> Verdict:

@@ -121,7 +121,9 @@ class SharedPlace:
 
     async def take(self, handle: RunHandle) -> Outcome | None:
         task = handle.task
-        if task.overlap == "allow":
+        if task.overlap == "allow" or task.on_every_node:
+            # An on_every_node task runs on every node: its max_concurrent, like its
+            # overlap, holds per node (this node's task slots), not across them.
             return None
         waiting = False
         while True:

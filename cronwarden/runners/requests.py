@@ -21,6 +21,7 @@ from cronwarden.config import TaskConfig
 from cronwarden.errors import Conflict, IdempotencyMismatch, InvalidParams, TriggerRefused
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Run, Trigger
+from cronwarden.placement import not_here, runs_on
 from cronwarden.ports import KeyClaim, KeyedRun, RunRecords
 from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.admission import Verdict
@@ -102,6 +103,10 @@ class Requests:
         task = self._config.task(task_name)
         if not task.api_trigger:
             raise TriggerRefused(f"task {task_name!r} has api_trigger = false")
+        if not runs_on(task, self._new_run.node):
+            # Answered, not forwarded: the caller learns where the task runs and asks
+            # one of those nodes, so a run never starts where it was not asked to.
+            raise TriggerRefused(not_here(task, self._new_run.node))
         return task
 
     async def _admit(

@@ -15,6 +15,7 @@ from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Trigger
+from cronwarden.placement import runs_on
 from cronwarden.ports import RunRecords
 from cronwarden.retry_policy import should_retry
 from cronwarden.run_record import RunRecord
@@ -34,6 +35,11 @@ class Retries:
         """The task's current definition if ``run``'s end asks for another attempt."""
         task = self._config.tasks.get(run.task_name)
         if task is None or run.end_reason is None:
+            return None
+        if not runs_on(task, self._new_run.node):
+            # A node whose name the task's `nodes` does not match starts none of its
+            # runs, a retry included (a takeover's survivor may be such a node).
+            log.warning("run.retry_not_here", task=task.name, run_id=run.id)
             return None
         if not should_retry(
             run.end_reason, attempt=run.attempt, retries=task.retries, retry_on=task.retry_on
@@ -63,6 +69,7 @@ class Retries:
             params=run.params,
             attempt=run.attempt + 1,
             retry_of=run.id,
+            of_fire_node=run.fire_node,
         )
         retry.change({"not_before": retry.created_at + delay})
         committed = await persist(

@@ -11,6 +11,7 @@ import uuid6
 from cronwarden.config import TaskConfig
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Status, Trigger
+from cronwarden.placement import ANY_NODE, fire_node
 from cronwarden.run_record import RunRecord
 from cronwarden.support.clock import Clock
 
@@ -20,6 +21,11 @@ class NewRuns:
         self._config = config
         self._clock = clock
         self._node = node
+
+    @property
+    def node(self) -> str:
+        """The node the rows are stamped with: this one."""
+        return self._node
 
     def __call__(
         self,
@@ -32,7 +38,13 @@ class NewRuns:
         attempt: int = 1,
         retry_of: str | None = None,
         rerun_of: str | None = None,
+        of_fire_node: str | None = None,
     ) -> RunRecord:
+        """A new pending row.  A scheduled fire's row is this node's own when the task
+        runs on every node (cronwarden/placement.py); a retry keeps the fire_node of
+        the run it repeats (``of_fire_node``)."""
+        if of_fire_node is None:
+            of_fire_node = ANY_NODE if scheduled_for is None else fire_node(task, self._node)
         return RunRecord(
             id=str(uuid6.uuid7()),
             task_name=task.name,
@@ -46,5 +58,6 @@ class NewRuns:
             params=dict(params or {}),
             idempotency_key=idempotency_key,
             node=self._node,
+            fire_node=of_fire_node,
             task_hash=self._config.task_hash(task),
         )

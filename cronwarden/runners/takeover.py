@@ -7,7 +7,8 @@ that took this node over while it was cut off.
 * ``end_orphan``: a run no live process belongs to ends (crashed); retries apply.
 * ``resume_pending``: a delayed run waits again for its time, then admission.
 * ``taken_over``: a dead node's runs, ended as crashed by the takeover itself, retry
-  here by policy; its delayed runs wait here.
+  here by policy; its delayed runs wait here.  A run of the dead node's own fire
+  (on_every_node) is not retried here: it was that host's (cronwarden/placement.py).
 * ``abandon``: the ``abandoned`` event of the runs a survivor ended: their processes
   are stopped and nothing about them is recorded or retried here.
 * ``stop_leftover``: the process of a run a survivor ended while this node was down
@@ -23,6 +24,7 @@ import structlog
 from cronwarden.config import TaskConfig
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason
+from cronwarden.placement import ANY_NODE
 from cronwarden.run_record import AnyRun, RunRecord
 from cronwarden.runners.carried import Background, Carried
 from cronwarden.runners.endings import log_end
@@ -85,8 +87,11 @@ class Takeover:
         for ended in map(RunRecord.of, crashed):
             self._changed("run.ended", ended)
             log_end(ended, log.warning)
-            await self._lives.retry(ended)
-            await self._lives.chain_after(ended)  # when it was its final outcome
+            if ended.fire_node == ANY_NODE:
+                await self._lives.retry(ended)
+                await self._lives.chain_after(ended)  # when it was its final outcome
+            else:
+                log.info("run.not_retried_here", task=ended.task_name, run_id=ended.id)
         for run in pending:
             if run.task_name in self._config.tasks and run.id not in self._carried:
                 self.resume_pending(run)

@@ -19,6 +19,7 @@ import structlog
 
 from cronwarden.config import TaskConfig
 from cronwarden.model import Trigger
+from cronwarden.placement import runs_on
 from cronwarden.reservations import RESERVE_AHEAD
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.claims import ClaimLine, DueFire
@@ -39,6 +40,10 @@ class TaskStateStore(Protocol):
     cronwarden/pauses.py's)."""
 
     async def last_scheduled_for(self) -> dict[str, datetime]: ...
+
+    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
+        """Per task, the newest fire ``node`` handled as its own (on_every_node)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -70,10 +75,15 @@ class _Scheduled:
 
 
 class SchedulerService:
-    def __init__(self, dispatcher: Dispatch, state: TaskStateStore, clock: Clock) -> None:
+    def __init__(
+        self, dispatcher: Dispatch, state: TaskStateStore, clock: Clock, node: str | None = None
+    ) -> None:
         self.dispatcher = dispatcher
         self.state = state
         self.clock = clock
+        # This node's name: tasks whose `nodes` it does not match are never timed here
+        # (None: every task is, as for a scheduler that is no node's).
+        self.node = node
         self._timer = FireTimer(clock, self._due, on_soon=self._soon, lead=RESERVE_AHEAD)
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
@@ -102,17 +112,38 @@ class SchedulerService:
         # One instant for all tasks: tasks sharing a schedule then ask their trigger
         # the same question, answered once (see triggers._cached_next_fire).
         now = self.clock.now()
-        reboots = []
+        reboots: list[str] = []
+        every_node: list[TaskConfig] = []
         for task in tasks.values():  # one pass: each read of a packed task builds it
+            if not self._here(task):
+                continue
             if task.enabled and isinstance(task.trigger, RebootTrigger):
                 reboots.append(task.name)
             if not _on_a_timer(task):
                 continue
-            entry = self._add(task, anchors.get(task.name), now)
-            if task.name not in self._paused:
-                self._carry_out(entry, due=None, now=now)
+            if task.on_every_node:
+                every_node.append(task)  # anchored on this node's own fires, below
+                continue
+            self._begin(task, anchors.get(task.name), now)
+        if every_node:
+            names = [task.name for task in every_node]
+            own = anchors if self.node is None else await self.state.own_fires(self.node, names)
+            for task in every_node:
+                self._begin(task, own.get(task.name), now)
         for name in reboots_due(reboots) if reboots_due and reboots else reboots:
             self._fire(name, now, Trigger.SCHEDULE)
+
+    def _begin(self, task: TaskConfig, anchor: datetime | None, now: datetime) -> None:
+        """Time a task at start-up, catching up from ``anchor`` (the newest fire handled:
+        for an on_every_node task, handled by this node, so a node that joins late
+        catches up on no fire from before it joined)."""
+        entry = self._add(task, anchor, now)
+        if task.name not in self._paused:
+            self._carry_out(entry, due=None, now=now)
+
+    def _here(self, task: TaskConfig) -> bool:
+        """Whether this node may fire ``task`` (its `nodes` patterns)."""
+        return self.node is None or runs_on(task, self.node)
 
     def shutdown(self) -> None:
         if self.running:
@@ -164,11 +195,11 @@ class SchedulerService:
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
         for name in list(self._scheduled):
             new = tasks.get(name)
-            if new is None or not _on_a_timer(new):
+            if new is None or not _on_a_timer(new) or not self._here(new):
                 self._remove(name)
                 changes["removed"].append(name)
         for name, task in tasks.items():
-            if not _on_a_timer(task):
+            if not _on_a_timer(task) or not self._here(task):
                 continue
             old = self._scheduled.get(name)
             if old is None:

@@ -2,7 +2,8 @@
 API served in-process by the tests.
 
 It keeps the rules the SQL store keeps, and tests/contract/test_store_contract.py
-holds both to them: a fire claimed once per (task_name, scheduled_for, attempt); an
+holds both to them: a fire claimed once per (task_name, scheduled_for, attempt,
+fire_node); an
 Idempotency-Key owned by one run until it expires; an ended run final; a fire reserved
 ahead of its instant as cronwarden/reservations.py says; writes either land whole or
 raise StoreUnavailable.  So tests can drive the real dispatcher, scheduler and
@@ -73,14 +74,14 @@ class MemoryStore:
 
     async def claim(self, runs: Sequence[RunRecord]) -> set[str]:
         await self._write()
-        taken: dict[tuple[str, datetime | None, int], Run] = {
-            (r.task_name, r.scheduled_for, r.attempt): r
+        taken: dict[tuple[str, datetime | None, int, str], Run] = {
+            (r.task_name, r.scheduled_for, r.attempt, r.fire_node): r
             for r in self.runs.values()
             if r.scheduled_for is not None
         }
         claimed = set()
         for run in runs:
-            fire = (run.task_name, run.scheduled_for, run.attempt)
+            fire = (run.task_name, run.scheduled_for, run.attempt, run.fire_node)
             held = taken.get(fire) if run.scheduled_for is not None else None
             # Another's claim, or a run under way, unless a reservation it may take over.
             if held is not None and not may_take_over(held, run.node):
@@ -210,6 +211,15 @@ class MemoryStore:
         for name, when in fires:
             if when is not None and (name not in anchors or when > anchors[name]):
                 anchors[name] = when
+        return anchors
+
+    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
+        anchors: dict[str, datetime] = {}
+        names = set(task_names)
+        for run in self.runs.values():
+            when, name = run.scheduled_for, run.task_name
+            if run.fire_node == node and name in names and when is not None:
+                anchors[name] = max(when, anchors.get(name, when))
         return anchors
 
     # -- reads of the API ------------------------------------------------------------

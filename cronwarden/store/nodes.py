@@ -14,6 +14,7 @@ it holds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,9 +155,13 @@ class NodeRegistry:
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
 
-    async def take_over(self, dead: str, me: str, lease: timedelta, why: str) -> Takeover | None:
+    async def take_over(
+        self, dead: str, me: str, lease: timedelta, why: str, not_here: Sequence[str] = ()
+    ) -> Takeover | None:
         """Declare ``dead`` dead and take its runs, unless it beat meanwhile or another
-        survivor holds it; returns what was taken (None: nothing was done)."""
+        survivor holds it; returns what was taken (None: nothing was done).  Waiting
+        retries of the tasks ``not_here`` (whose `nodes` do not match ``me``) stay the
+        dead node's, as do those of its own fires (on_every_node)."""
         async with self.engine.begin() as conn:
             locked = (
                 await conn.execute(
@@ -195,9 +200,16 @@ class NodeRegistry:
                 .returning(*_runs.c)
             )
             crashed_runs = [_run_of(row) for row in crashed.mappings()]
+            # Its waiting retries move here, except those of its own fires
+            # (on_every_node), which wait for it to come back (cronwarden/placement.py).
             pending = await conn.execute(
                 sa.update(_runs)
-                .where(_runs.c.node == dead, _runs.c.status == Status.PENDING)
+                .where(
+                    _runs.c.node == dead,
+                    _runs.c.status == Status.PENDING,
+                    _runs.c.fire_node != dead,
+                    _runs.c.task_name.not_in(list(not_here)),
+                )
                 .values(node=me)
                 .returning(*_runs.c)
             )

@@ -281,10 +281,18 @@ def _insert_statement(engine: AsyncEngine) -> Any:
     writer's time under the sustained benchmark)."""
     insert = upsert_insert(engine, RUNS)
     return insert.on_conflict_do_update(
-        index_elements=[RUNS.c.task_name, RUNS.c.scheduled_for, RUNS.c.attempt],
+        index_elements=fire_columns(engine),
         set_={name: insert.excluded[name] for name in _RUN_COLUMNS},
         where=take_over_rows(insert.excluded),
     ).returning(RUNS.c.id)
+
+
+def fire_columns(engine: AsyncEngine) -> list[sa.Column[Any]]:
+    """A fire's unique columns: with fire_node on PostgreSQL, where an on_every_node
+    fire has a row per node; without on SQLite, one daemon's database, where the
+    constraint was left as it was (migration 0011)."""
+    fire = [RUNS.c.task_name, RUNS.c.scheduled_for, RUNS.c.attempt]
+    return [*fire, RUNS.c.fire_node] if engine.dialect.name == "postgresql" else fire
 
 
 @functools.cache

@@ -248,30 +248,7 @@ class Store:
         the newest end and the longest duration per end_reason, and the durations of
         the newest DURATION_SAMPLE runs that ran to an outcome.  Both queries read the
         (task_name, created_at) index range of the window."""
-        window = [col(Run.task_name) == task_name, listed_rows(utcnow())]
-        if since is not None:
-            window.append(col(Run.created_at) >= since)
-        groups = (
-            sa.select(
-                col(Run.status),
-                col(Run.end_reason),
-                sa.func.count(),
-                sa.func.max(col(Run.end_at)),
-                sa.func.max(col(Run.duration_ms)),
-            )
-            .where(*window)
-            .group_by(col(Run.status), col(Run.end_reason))
-        )
-        sample = (
-            select(col(Run.duration_ms))
-            .where(
-                *window,
-                col(Run.end_reason).in_(RAN_TO_AN_OUTCOME),
-                col(Run.duration_ms).is_not(None),
-            )
-            .order_by(col(Run.created_at).desc())
-            .limit(DURATION_SAMPLE)
-        )
+        groups, sample = _tally_queries(task_name, since)
         async with self._session() as session:
             rows = (await session.execute(groups)).all()
             durations = [d for d in (await session.execute(sample)).scalars() if d is not None]
@@ -335,6 +312,18 @@ class Store:
                     anchors[state.task_name] = state.last_scheduled_for
         return anchors
 
+    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
+        """Per on_every_node task, the newest fire ``node`` handled as its own: its
+        catch-up anchor (the fires other nodes handled are not this node's)."""
+        newest = (
+            select(col(Run.task_name), sa.func.max(col(Run.scheduled_for)))
+            .where(col(Run.fire_node) == node, col(Run.task_name).in_(task_names))
+            .group_by(col(Run.task_name))
+        )
+        async with self._session() as session:
+            rows = (await session.execute(newest)).all()
+        return {name: _as_utc(when) for name, when in rows if when is not None}
+
     # -- task state ----------------------------------------------------------
 
     async def task_states(self) -> dict[str, TaskState]:
@@ -380,6 +369,36 @@ class Store:
                 await session.commit()
                 key = (await session.execute(read)).scalar_one()
         return bytes(key)
+
+
+def _tally_queries(task_name: str, since: datetime | None) -> tuple[Any, Any]:
+    """A task tally's two queries: counts, newest end and longest duration per
+    (status, end_reason); the durations of the newest runs that ran to an outcome."""
+    window = [col(Run.task_name) == task_name, listed_rows(utcnow())]
+    if since is not None:
+        window.append(col(Run.created_at) >= since)
+    groups = (
+        sa.select(
+            col(Run.status),
+            col(Run.end_reason),
+            sa.func.count(),
+            sa.func.max(col(Run.end_at)),
+            sa.func.max(col(Run.duration_ms)),
+        )
+        .where(*window)
+        .group_by(col(Run.status), col(Run.end_reason))
+    )
+    sample = (
+        select(col(Run.duration_ms))
+        .where(
+            *window,
+            col(Run.end_reason).in_(RAN_TO_AN_OUTCOME),
+            col(Run.duration_ms).is_not(None),
+        )
+        .order_by(col(Run.created_at).desc())
+        .limit(DURATION_SAMPLE)
+    )
+    return groups, sample
 
 
 def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -> list[Any]:

@@ -49,7 +49,7 @@ def test_head_names_the_newest_migration() -> None:
     """A database at HEAD skips alembic at start-up, so HEAD must be the real head."""
     from alembic.script import ScriptDirectory
 
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0010"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0011"
 
 
 async def test_sqlite_keeps_instants_as_utc_iso_text(tmp_path: Path) -> None:
@@ -242,10 +242,14 @@ async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade_to_0001)
         old = make_run(1, idempotency_key="deploy-7", created_at=T0)
-        later = {"rerun_of", "stop_requested_at", "slot", "caused_by"}  # added after 0001
+        later = {"rerun_of", "stop_requested_at", "slot", "caused_by", "fire_node"}
         columns = Run.__table__.columns  # type: ignore[attr-defined]
         row = {c.name: getattr(old, c.name) for c in columns if c.name not in later}
-        await conn.execute(Run.__table__.insert(), [row])  # type: ignore[attr-defined]
+        # The table as 0001 made it: Run's own would add the later columns' defaults.
+        as_of_0001 = sa.Table(
+            "runs", sa.MetaData(), *(sa.Column(c.name, c.type) for c in columns if c.name in row)
+        )
+        await conn.execute(as_of_0001.insert(), [row])
     store = await Store.open(engine)
     try:
         found = await store.find_key("t", "deploy-7", T0 - timedelta(hours=1))
