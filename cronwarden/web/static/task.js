@@ -35,6 +35,7 @@ export async function taskPage(view, signal, name) {
         task.paused ? h("span", { class: "tag paused" }, "paused") : null,
       ),
       h("p", { class: "lead" }, task.schedule_text ?? "Runs on request only", task.schedule ? [" — ", h("code", {}, task.schedule), ` (${task.timezone})`] : null),
+      where(task),
       h(
         "p",
         { class: "actions" },
@@ -252,4 +253,11 @@ function definition(keys) {
     { class: "fields definition" },
     Object.entries(keys).flatMap(([k, v]) => [h("dt", {}, h("code", {}, k)), h("dd", {}, h("code", {}, show(v)))]),
   );
+}
+
+// Where it runs: the node-name patterns, and whether each fire runs on every such node.
+function where(task) {
+  if (!task.nodes && !task.on_every_node) return null;
+  const nodes = task.nodes ? ["on nodes matching ", ...task.nodes.flatMap((p, i) => [i ? ", " : "", h("code", {}, p)])] : ["on any node"];
+  return h("p", { class: "where" }, "Runs ", ...nodes, task.on_every_node ? " — each scheduled fire once on every one of them" : null, ".");
 }
