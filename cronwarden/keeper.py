@@ -30,7 +30,9 @@ served) and is its only client. What the daemon says:
 
 While no daemon is attached, a held run whose writers are all gone and whose pipes are
 empty is let go: nothing more can come. Output left in a pipe keeps it until a daemon
-comes to read it.
+comes to read it, for at most ``ALONE_AT_MOST`` (an hour): a daemon that has not come
+back by then is not coming, and the keeper lets every pipe go and exits (a run still
+printing then meets SIGPIPE, as it would have without a keeper).
 
 This module is also the keeper's program: the daemon runs it as a script
 (``python -I -S keeper.py FD``), so it imports the standard library only (a keeper
@@ -62,6 +64,7 @@ MAX_MESSAGE = 4096
 MAX_FDS = 2  # a run's stdout and stderr
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 FIRST_CLIENT_WITHIN = 30.0  # s
+ALONE_AT_MOST = 3600.0  # s without a daemon before the keeper gives up its runs
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -118,20 +121,23 @@ class Keeper:
         self.watched: dict[int, str] = {}  # held fd -> run, while no daemon is attached
         # The daemon that started it connects at once; one that died first leaves no work.
         self.first_client_by: float | None = None
+        self.alone_until: float | None = None  # no daemon: when to give up waiting for one
 
     def serve(self) -> None:
         self.poller.register(self.listener.fileno(), select.POLLIN)
         self.first_client_by = time.monotonic() + FIRST_CLIENT_WITHIN
         while self.conn is not None or self.held or self.kills or self._awaiting_first():
             deadlines = [at for at, _ in self.kills]
-            if self.first_client_by is not None:
-                deadlines.append(self.first_client_by)
+            deadlines += [t for t in (self.first_client_by, self.alone_until) if t is not None]
             timeout = None
             if deadlines:
                 timeout = max(0.0, min(deadlines) - time.monotonic()) * 1000
             for fd, events in self.poller.poll(timeout):
                 self._on_event(fd, events)
             self._kill_due()
+            if self.alone_until is not None and time.monotonic() >= self.alone_until:
+                for run in list(self.held):
+                    self._drop(run)  # no daemon came back: let the runs go
 
     def _awaiting_first(self) -> bool:
         return self.first_client_by is not None and time.monotonic() < self.first_client_by
@@ -154,7 +160,7 @@ class Keeper:
         if self.conn is not None or peer_uid(conn) not in (os.geteuid(), 0):
             conn.close()  # one daemon at a time, and only our own user's
             return
-        self.first_client_by = None
+        self.first_client_by = self.alone_until = None
         self.conn = conn
         conn.setblocking(False)
         self._unwatch()
@@ -222,6 +228,7 @@ class Keeper:
         self.conn = None
         if died and self.fence:
             self._fence_all()
+        self.alone_until = time.monotonic() + ALONE_AT_MOST
         self._watch()
 
     def _fence_all(self) -> None:

@@ -369,8 +369,22 @@ def make_daemon(
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(10)
+        kill_keepers(daemon)
     if databases:  # now, not all at the session's end (that landed on the last test's clock)
         request.getfixturevalue("pg_admin").drop(databases)
+
+
+def kill_keepers(daemon: Daemon) -> None:
+    """The keepers a test's daemon started: gone with the test, or a run a failing test
+    left printing would block on its full pipe for as long as its keeper waits."""
+    for log in daemon.workdir.glob("daemon-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"event": "keeper.started"' not in line:
+                continue
+            pid = int(json.loads(line)["pid"])
+            with contextlib.suppress(OSError):
+                if b"keeper.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
 
 
 class PgAdmin:

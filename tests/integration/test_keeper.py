@@ -117,3 +117,34 @@ async def test_a_deep_data_dir_is_no_obstacle(tmp_path: Path, depth: int) -> Non
     await link.attach()
     assert (data_dir / "keeper.sock").stat().st_mode & 0o777 == 0o600
     await link.close(detach=False)
+
+
+def test_a_keeper_no_daemon_comes_back_to_lets_its_runs_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An hour alone (here half a second), the keeper lets every pipe go and exits: a
+    run still printing then meets a closed pipe, as it would without a keeper."""
+    import socket
+    import threading
+
+    from cronwarden import keeper as program
+
+    monkeypatch.setattr(program, "ALONE_AT_MOST", 0.5)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(tmp_path / "k.sock"))
+    listener.listen(1)
+    serving = threading.Thread(target=program.Keeper(listener).serve, daemon=True)
+    serving.start()
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    daemon.connect(str(tmp_path / "k.sock"))
+    read_end, write_end = os.pipe()
+    program.send(daemon, {"op": "keep", "run": "r1", "pid": os.getpid()}, [read_end])
+    os.close(read_end)
+    os.write(write_end, b"x" * 1000)  # unread: the run's pipe is not spent
+    daemon.close()  # the daemon died
+    serving.join(10)
+    assert not serving.is_alive()
+    with pytest.raises(BrokenPipeError):
+        os.write(write_end, b"more")
+    os.close(write_end)
+    listener.close()
