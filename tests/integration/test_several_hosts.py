@@ -196,6 +196,7 @@ def test_a_killed_node_s_run_dies_with_it_and_retries_on_a_survivor(
 
     second = wait_for(lambda: running_retry(nodes[1], run), 20, "the retry on a survivor")
     assert second["node"] in names[1:] and second["attempt"] == 2
+    wait_for(lambda: starts.read_text().count("\n") == 2, 10, "the retry's start line")
     retry_started = float(starts.read_text().split()[1])  # the retry's own clock
     assert gone_at <= retry_started, (gone_at, retry_started)
 
@@ -389,6 +390,7 @@ def test_a_cut_off_node_stops_a_run_that_must_not_overlap_before_a_survivor_retr
         crashed = survivor.wait_run(run["id"], timeout=LEASE + 10)
         assert crashed["end_reason"] == "crashed"
         wait_for(lambda: running_retry(survivor, run), 20, "the retry on the survivor")
+        wait_for(lambda: starts.read_text().count("\n") == 2, 10, "the retry's start line")
         retry_started = float(starts.read_text().split()[1])  # the retry's own clock
         assert gone_at <= retry_started, (gone_at, retry_started)
 
