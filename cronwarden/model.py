@@ -175,6 +175,12 @@ class Run(SQLModel, table=True):
     # A chained run's cause: the run whose end started it, or the runs (ids joined with
     # ",") whose ends did for after_mode = "all" (cronwarden/chains.py).
     caused_by: str | None = Field(default=None, sa_type=sa.Text)
+    # What it cost (runners/cost.py): CPU seconds and peak memory of its process and the
+    # descendants it waited for, from the kernel; bytes it wrote.  None: not known.
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    max_rss_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    output_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class IdempotencyKey(SQLModel, table=True):

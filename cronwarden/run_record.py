@@ -56,6 +56,10 @@ class RunRecord:
     stop_requested_at: datetime | None = None
     slot: int | None = None
     caused_by: str | None = None
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    max_rss_bytes: int | None = None
+    output_bytes: int | None = None
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""

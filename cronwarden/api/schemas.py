@@ -158,6 +158,23 @@ class RunOut(BaseModel):
     log_truncated: bool
     task_hash: str
     error: str | None
+    cpu_user_s: float | None = Field(
+        default=None,
+        description="CPU seconds in user mode of the run's process and the descendants it "
+        "waited for (the kernel's accounting); null: not known (never started, re-adopted)",
+    )
+    cpu_system_s: float | None = Field(
+        default=None, description="the same, in the kernel on the run's behalf"
+    )
+    max_rss_bytes: int | None = Field(
+        default=None,
+        description="peak resident memory of the largest of those processes, in bytes",
+    )
+    output_bytes: int | None = Field(
+        default=None,
+        description="bytes the run wrote to stdout and stderr, kept in its log or not; "
+        "null: not known (a run re-adopted after a daemon restart)",
+    )
     caused_by: list[str] | None = Field(
         default=None,
         description="a chained run (triggered_by = chain): the run whose end started it, "

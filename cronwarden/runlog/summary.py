@@ -25,3 +25,6 @@ class LogSummary:
     size: int  # output bytes kept
     truncated: bool
     error: str | None = None  # why the log could not be written in full (a full disk)
+    # What the run wrote, kept or not; None: not known (a log a restarted daemon went
+    # on with: what the run wrote before is not counted anywhere).
+    output_bytes: int | None = None

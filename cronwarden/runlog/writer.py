@@ -33,7 +33,7 @@ import errno
 import itertools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -101,6 +101,7 @@ class LogWriter:
         self._on_written = on_written
         self._partial: dict[int, bytes] = {}
         self._n = 0  # lines numbered so far, dropped ones included
+        self._fed: int | None = 0  # output bytes the run wrote (None: not known)
         self._kept = 0  # output bytes stored (drop_new, kill: nothing is dropped later)
         self._dropped_lines = 0
         self._dropped_bytes = 0
@@ -124,6 +125,8 @@ class LogWriter:
         Never raises: if the disk is full, output from then on is counted as dropped
         (the process keeps being read, so it is never blocked on a full pipe).
         """
+        if self._fed is not None:
+            self._fed += len(data)
         if self.error is not None:
             self._dropped_lines += data.count(b"\n")
             self._dropped_bytes += len(data)
@@ -139,10 +142,12 @@ class LogWriter:
         """Store partial lines, trim and mark what was dropped, close the files."""
         if self.error is None:
             try:
-                return self._finish()
+                return replace(self._finish(), output_bytes=self._fed)
             except OSError as exc:
                 self._cannot_write(exc)
-        return LogSummary(size=self._kept_bytes(), truncated=True, error=self.error)
+        return LogSummary(
+            size=self._kept_bytes(), truncated=True, error=self.error, output_bytes=self._fed
+        )
 
     # -- splitting chunks into lines -------------------------------------------
 
@@ -350,6 +355,7 @@ class LogWriter:
             on_disk_full=on_disk_full,
             on_written=on_written,
         )
+        writer._fed = None  # what it wrote before the restart is not known
         if log is not None:
             writer._adopt(log)
         try:

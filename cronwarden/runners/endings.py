@@ -12,6 +12,7 @@ from cronwarden.model import EndReason, Status
 from cronwarden.run_record import RunRecord
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runners.admission import Verdict
+from cronwarden.runners.cost import RunCost
 from cronwarden.runners.launch import NO_LOG
 from cronwarden.runners.outcome import Outcome
 
@@ -40,10 +41,16 @@ def skipped(task: TaskConfig, verdict: Verdict, elsewhere: int = 0) -> Outcome:
 
 
 def set_ended(
-    run: RunRecord, outcome: Outcome, summary: LogSummary = NO_LOG, *, now: datetime | None = None
+    run: RunRecord,
+    outcome: Outcome,
+    summary: LogSummary = NO_LOG,
+    *,
+    now: datetime | None = None,
+    cost: RunCost | None = None,
 ) -> dict[str, Any]:
     """Fill in a run's end; returns the fields to record (pid and start_at repeated in
-    case the "started" write was lost)."""
+    case the "started" write was lost).  ``cost``: what its process tree cost (None:
+    unknown, a run that never started or was re-adopted)."""
     end = now or run.created_at
     began = run.start_at or run.created_at
     values: dict[str, Any] = {
@@ -60,7 +67,10 @@ def set_ended(
         "start_at": run.start_at,
         "proc_started": run.proc_started,
         "not_before": None,
+        "output_bytes": summary.output_bytes,
     }
+    if cost is not None:
+        values.update(cost.values())
     run.change(values)
     return values
 

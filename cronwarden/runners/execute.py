@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from cronwarden.model import EndReason
 from cronwarden.runlog.writer import LogWriter
+from cronwarden.runners.cost import RunCost
 from cronwarden.runners.outcome import Outcome, classify, runs_in_shell
 from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.process import (
@@ -56,9 +57,10 @@ async def execute(
     on_started: StartedCallback,
     exits: ExitClock | None = None,
     hold: Hold | None = None,
-) -> tuple[Outcome, float | None]:
+) -> tuple[Outcome, float | None, RunCost | None]:
     """Run the process to its end and classify that end; also how many seconds ago
-    the kernel says it exited (None when ``exits`` cannot tell: then it is now).
+    the kernel says it exited (None when ``exits`` cannot tell: then it is now), and
+    what it cost.
     ``hold``: its pipes are held by the keeper from its spawn to the end of its output.
 
     Raises StartFailed when the process cannot be started; never for how it ended.
@@ -90,7 +92,7 @@ async def execute(
         success_exit_codes=limits.success_exit_codes,
         via_shell=runs_in_shell(spec.argv),
     )
-    return _noting_held(outcome, held), exited_ago
+    return _noting_held(outcome, held), exited_ago, process.cost
 
 
 def _noting_held(outcome: Outcome, held: bool) -> Outcome:

@@ -26,6 +26,7 @@ from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runlog.writer import LogMode, LogWriter, append_note
+from cronwarden.runners.cost import RunCost
 from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.execute import (
     Hold,
@@ -60,6 +61,7 @@ class Ending:
     # Seconds between the process's exit (the kernel's clock) and now; None: it is now.
     # A daemon held up (SIGSTOP, a suspended VM) still records a run's true end.
     exited_ago: float | None = None
+    cost: RunCost | None = None  # from the kernel (not known for a re-adopted run)
 
 
 class Launcher(Protocol):
@@ -116,11 +118,12 @@ class ProcessLauncher:
         writer: LogWriter | None = None
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         exited_ago: float | None = None
+        cost: RunCost | None = None
         try:
             spec = self._process_spec(task, run)
             masker = SecretMasker.for_environment(spec.env, task.secret_env)
             writer = self._log_writer(run, task, control, masker)
-            outcome, exited_ago = await execute(
+            outcome, exited_ago, cost = await execute(
                 spec, limits(task), writer, control, on_started, self.exits, self._hold(run, task)
             )
         except StartFailed as exc:
@@ -131,7 +134,7 @@ class ProcessLauncher:
             outcome = _unstored_output(outcome, summary.error)
         if outcome.error is not None and masker:
             outcome = replace(outcome, error=masker.mask_text(outcome.error))
-        return Ending(outcome, summary, exited_ago)
+        return Ending(outcome, summary, exited_ago, cost)
 
     def _log_writer(
         self, run: RunRecord, task: TaskConfig, control: RunControl, masker: SecretMasker

@@ -135,7 +135,9 @@ class Lives:
             await self._release(handle).tell()
             return
         run = handle.run
-        values = set_ended(run, ending.outcome, ending.log, now=self._end_at(run, ending))
+        values = set_ended(
+            run, ending.outcome, ending.log, now=self._end_at(run, ending), cost=ending.cost
+        )
         # Only a final outcome starts a chain: a run to be retried starts nothing.
         asks = self.chaining.asks(run) if self.retries.task_to_retry(run) is None else []
         chained: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cronwarden.errors import StartFailed
+from cronwarden.runners.cost import RunCost
 
 READ_CHUNK = 256 * 1024
 # A pipe holds 64 KiB by default; one that fills up has a fast producer behind it and
@@ -74,12 +75,23 @@ class GroupProcess(GroupLeader):
         self.outputs = outputs
         loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = loop.create_future()
+        self.cost: RunCost | None = None  # set once reaped
         self._pidfd = os.pidfd_open(popen.pid)
         loop.add_reader(self._pidfd, self._reap)
 
     def _reap(self) -> None:
-        returncode = self._popen.poll()
-        if returncode is None:  # woken early; the pidfd stays readable once it exits
+        """Reap with ``wait4``: the exit status and what the run cost, at once."""
+        try:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already: its status is Popen's
+            returncode = self._popen.poll()
+        else:
+            if pid == 0:  # woken early; the pidfd stays readable once it exits
+                return
+            returncode = os.waitstatus_to_exitcode(status)
+            self._popen.returncode = returncode  # Popen must not wait for it again
+            self.cost = RunCost.of(usage)
+        if returncode is None:
             return
         asyncio.get_running_loop().remove_reader(self._pidfd)
         os.close(self._pidfd)

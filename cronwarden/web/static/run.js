@@ -118,6 +118,9 @@ function describe(run, causes) {
     ["Process id", run.pid ?? "—"],
     ["Node", run.node],
     ["Log size", `${bytes(run.log_size)}${run.log_truncated ? " (truncated)" : ""}`],
+    ["CPU", run.cpu_user_s == null ? "—" : `${run.cpu_user_s.toFixed(2)} s user, ${run.cpu_system_s.toFixed(2)} s system`],
+    ["Peak memory", run.max_rss_bytes == null ? "—" : bytes(run.max_rss_bytes)],
+    ["Output written", run.output_bytes == null ? "—" : bytes(run.output_bytes)],
     ["Task definition hash", h("code", {}, run.task_hash)],
   ];
   return rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
