@@ -42,7 +42,6 @@ from cronwarden.runners.outcome import Outcome, runs_in_shell
 from cronwarden.runners.proc_events import ExitClock
 from cronwarden.runners.process import (
     AdoptedProcess,
-    GroupProcess,
     OutputPipe,
     ProcessSpec,
     open_fds,
@@ -218,29 +217,25 @@ class ProcessLauncher:
         return writer
 
     def _hold(self, run: RunRecord, task: TaskConfig) -> Hold | None:
-        keeper = self.keeper
-        if keeper is None:
+        if self.keeper is None:
             return None
-
-        def hold(process: GroupProcess) -> Callable[[], None]:
-            return keeper.hold(
-                run.id,
-                process.pid,
-                process.open_fds,
-                stop_signal=task.stop_signal,
-                kill_grace=task.kill_grace.total_seconds(),
-            )
-
-        return hold
+        return lambda process: self._keep(run, task, process.pid, process.outputs)
 
     def _hold_adopted(
         self, run: RunRecord, task: TaskConfig, process: AdoptedProcess, outputs: list[OutputPipe]
     ) -> Callable[[], None]:
         if self.keeper is None or not outputs:
             return _nothing
+        return self._keep(run, task, process.pid, outputs)
+
+    def _keep(
+        self, run: RunRecord, task: TaskConfig, pid: int, outputs: list[OutputPipe]
+    ) -> Callable[[], None]:
+        """Hand the run's pipes to the keeper (spawned or re-adopted alike)."""
+        assert self.keeper is not None
         return self.keeper.hold(
             run.id,
-            process.pid,
+            pid,
             functools.partial(open_fds, outputs),
             stop_signal=task.stop_signal,
             kill_grace=task.kill_grace.total_seconds(),

@@ -109,10 +109,6 @@ class GroupProcess(GroupLeader):
         stat = proc_stat(self.pid)
         return stat.start_ticks if stat is not None else None
 
-    def open_fds(self) -> list[int]:
-        """The output pipes' read ends still read."""
-        return open_fds(self.outputs)
-
     async def drain(self, grace: float) -> bool:
         return await drain(self.outputs, grace)
 
