@@ -205,30 +205,39 @@ class KeeperLink:
     def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         if self._sock is None:
             return  # a keeper is being started: it will be given every run in flight
-        if self._outbox:
-            self._outbox.append((message, fds or []))
-            return
-        try:
-            send(self._sock, message, fds)
-        except BlockingIOError:
-            self._outbox.append((message, fds or []))
-            asyncio.get_running_loop().add_writer(self._sock.fileno(), self._flush)
-        except OSError as exc:
-            self._lost(str(exc))
-
-    def _flush(self) -> None:
-        assert self._sock is not None
-        while self._outbox:
-            message, fds = self._outbox[0]
+        if not self._outbox:
             try:
                 send(self._sock, message, fds)
-            except BlockingIOError:
                 return
+            except BlockingIOError:
+                asyncio.get_running_loop().add_writer(self._sock.fileno(), self._flush)
             except OSError as exc:
                 self._lost(str(exc))
                 return
-            self._outbox.popleft()
+        # Queued with copies of its descriptors: the run may close its own (and the number
+        # be reused for another file) before the message leaves.
+        self._outbox.append((message, [os.dup(fd) for fd in fds or []]))
+
+    def _flush(self) -> None:
+        assert self._sock is not None
+        try:
+            self._send_queued()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(str(exc))
+            return
         asyncio.get_running_loop().remove_writer(self._sock.fileno())
+
+    def _send_queued(self) -> None:
+        assert self._sock is not None
+        while self._outbox:
+            send(self._sock, *self._outbox[0])
+            self._forget_first()
+
+    def _forget_first(self) -> None:
+        for fd in self._outbox.popleft()[1]:
+            os.close(fd)
 
     def _flush_before_leaving(self) -> None:
         """What is still queued, sent waiting (a stop: the keeper reads it at once)."""
@@ -237,9 +246,7 @@ class KeeperLink:
         asyncio.get_running_loop().remove_writer(self._sock.fileno())
         self._sock.settimeout(HELLO_TIMEOUT)
         with contextlib.suppress(OSError):
-            while self._outbox:
-                send(self._sock, *self._outbox[0])
-                self._outbox.popleft()
+            self._send_queued()
 
     def _disconnect(self) -> None:
         if self._sock is None:
@@ -249,7 +256,8 @@ class KeeperLink:
         loop.remove_writer(self._sock.fileno())
         self._sock.close()
         self._sock = None
-        self._outbox.clear()
+        while self._outbox:
+            self._forget_first()
 
     def _lost(self, why: str) -> None:
         self._disconnect()

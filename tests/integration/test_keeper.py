@@ -148,3 +148,42 @@ def test_a_keeper_no_daemon_comes_back_to_lets_its_runs_go(
         os.write(write_end, b"more")
     os.close(write_end)
     listener.close()
+
+
+async def test_pipes_queued_behind_a_slow_keeper_are_the_runs_own(tmp_path: Path) -> None:
+    """A keeper that does not read fills the socket; a run's pipes queued meanwhile are
+    still its own when they leave, though the run closed its descriptors and their
+    numbers went to other files."""
+    link = KeeperLink(tmp_path)
+    await link.attach()
+    keeper = link._process
+    assert keeper is not None
+    keeper.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(100_000):  # small messages without descriptors, until one waits
+            link.fence(i % 2 == 0)
+            if link._outbox:
+                break
+        assert link._outbox
+        link.fence(False)  # as it began: a keeper alone keeps the runs of a dead daemon
+        read_end, write_end = os.pipe()
+        link.hold("r1", os.getpid(), lambda: [read_end], stop_signal=15, kill_grace=1.0)
+        os.close(read_end)  # the run's own end, closed before the message left
+        other_read, other_write = os.pipe()  # likely the same number, another pipe
+    finally:
+        keeper.send_signal(signal.SIGCONT)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: not link._outbox,
+        20,
+        "the queue sent",
+    )
+    die(link)
+    os.write(write_end, b"the run's own pipe\n")
+    second = KeeperLink(tmp_path)
+    await second.attach()
+    held = second.claim("r1")
+    assert os.read(held[0], 100) == b"the run's own pipe\n"
+    for fd in (write_end, other_read, other_write, held[0]):
+        os.close(fd)
+    await second.close(detach=False)
