@@ -150,7 +150,9 @@ class Fires:
         and what its end starts."""
         self._changed("run.created", run)
         self._changed("run.ended", run)
-        self._lives.background.spawn(self._lives.chain_after(run))
+        asks = self._lives.chains_of(run)
+        if asks:
+            self._lives.background.spawn(self._lives.start_chains(run, asks))
 
     def _row_of(
         self,

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from cronwarden.chains import ChainAsk
 from cronwarden.durable import persist
 from cronwarden.errors import StoreUnavailable
 from cronwarden.hub import RunChange
@@ -138,8 +139,7 @@ class Lives:
         values = set_ended(
             run, ending.outcome, ending.log, now=self._end_at(run, ending), cost=ending.cost
         )
-        # Only a final outcome starts a chain: a run to be retried starts nothing.
-        asks = self.chaining.asks(run) if self.retries.task_to_retry(run) is None else []
+        asks = self.chains_of(run)
         chained: list[dict[str, Any]] = []
         try:
             chained = await persist(
@@ -211,15 +211,17 @@ class Lives:
         when = handle.run.not_before or self.clock.now()
         handle.timer = self.clock.call_at(when, partial(self._due, handle))
 
-    async def chain_after(self, run: RunRecord) -> None:
+    def chains_of(self, run: RunRecord) -> list[ChainAsk]:
+        """What the end of ``run`` starts.  Only a final outcome starts a chain: a run
+        to be retried starts nothing."""
+        if self.retries.task_to_retry(run) is not None:
+            return []
+        return self.chaining.asks(run)
+
+    async def start_chains(self, run: RunRecord, asks: list[ChainAsk]) -> None:
         """The chained runs of an end recorded elsewhere than ``end``: a fire skipped or
         missed (created ended), a run a survivor ended as crashed in its takeover.
         Written right after that end, still once per cause (the unique cause)."""
-        if self.retries.task_to_retry(run) is not None:
-            return
-        asks = self.chaining.asks(run)
-        if not asks:
-            return
         try:
             chained = await persist(
                 f"recording what the end of run {run.id} starts",

@@ -89,7 +89,9 @@ class Takeover:
             log_end(ended, log.warning)
             if ended.fire_node == ANY_NODE:
                 await self._lives.retry(ended)
-                await self._lives.chain_after(ended)  # when it was its final outcome
+                asks = self._lives.chains_of(ended)
+                if asks:
+                    await self._lives.start_chains(ended, asks)
             else:
                 log.info("run.not_retried_here", task=ended.task_name, run_id=ended.id)
         for run in pending:
