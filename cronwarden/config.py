@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from cronwarden.chains import find_cycle
+from cronwarden.chains import find_cycle, followers
 from cronwarden.errors import ConfigError, ScheduleError
 from cronwarden.host.control_env import is_control_variable
 from cronwarden.outcomes import FailureReason
@@ -534,6 +534,22 @@ class Config(_Frozen):
     pools: dict[str, PoolConfig] = Field(default_factory=dict)
     # Things that may be fine later (a working_dir on a mount not there yet): said, not fatal.
     warnings: tuple[str, ...] = ()
+
+    @cached_property
+    def starts(self) -> dict[str, list[str]]:
+        """Task name -> the tasks whose ``after`` names it, sorted (what its runs' ends
+        start; chains.py).  Once per config, from the packed ``after`` values without
+        building a task: walking 10,000 tasks per end or per GET /api/tasks would hold
+        the loop."""
+        links = (_Link(name, tuple(after)) for name, after in self.tasks.field("after") if after)
+        return {cause: sorted(tasks) for cause, tasks in followers(links).items()}
+
+
+class _Link(NamedTuple):
+    """A task as chains.followers reads it: its name and the tasks its ``after`` names."""
+
+    name: str
+    after: tuple[str, ...]
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -15,7 +15,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cronwarden import __version__
 from cronwarden.api.auth import Access
-from cronwarden.api.chains import starts_of
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
@@ -193,7 +192,7 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         after_on=[EndReason(reason) for reason in task.after_on],
         after_mode=task.after_mode,
         after_params=task.after_params,
-        starts=starts_of(services.live.current).get(task.name, []),
+        starts=services.live.current.starts.get(task.name, []),
         nodes=None if task.nodes is None else list(task.nodes),
         on_every_node=task.on_every_node,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),

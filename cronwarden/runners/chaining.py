@@ -4,8 +4,7 @@ transaction of the end, once per cause)."""
 
 from __future__ import annotations
 
-from cronwarden.chains import ChainAsk, followers, params_for
-from cronwarden.config import Config
+from cronwarden.chains import ChainAsk, params_for
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Trigger
 from cronwarden.run_record import RunRecord, run_row
@@ -16,15 +15,13 @@ class Chaining:
     def __init__(self, config: LiveConfig, new_run: NewRuns) -> None:
         self._config = config
         self._new_run = new_run
-        self._followers: dict[str, list[str]] = {}
-        self._of: Config | None = None  # the config the followers were read from
 
     def asks(self, run: RunRecord) -> list[ChainAsk]:
         """The chained runs ``run``'s end starts (its end must count for each: one of
         the task's after_on); enabled tasks only."""
         tasks = self._config.tasks
         asks = []
-        for name in self._followers_of(run.task_name):
+        for name in self._config.current.starts.get(run.task_name, ()):
             task = tasks.get(name)
             if task is None or not task.enabled or run.end_reason not in task.after_on:
                 continue
@@ -33,10 +30,3 @@ class Chaining:
             chained.change({"not_before": chained.created_at})  # due at once, after admission
             asks.append(ChainAsk(task.after_mode, task.after, task.after_on, run_row(chained)))
         return asks
-
-    def _followers_of(self, task_name: str) -> list[str]:
-        current = self._config.current
-        if current is not self._of:  # read once per config (10,000 tasks: a reload's cost)
-            self._followers = followers(current.tasks[name] for name in current.tasks)
-            self._of = current
-        return self._followers.get(task_name, [])

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from inprocess import InProcessApi, serve_in_process  # type: ignore[import-not-found]
 
-from cronwarden.api.chains import starts_of
-
 TASKS = """
 [tasks.extract]
 command = "true"
@@ -78,8 +76,8 @@ async def test_the_openapi_document_describes_the_chain_keys(api: InProcessApi) 
 
 def test_starts_are_worked_out_once_per_config(api: InProcessApi) -> None:
     config = api.services.live.current
-    assert starts_of(config) is starts_of(config)
-    assert starts_of(config) == {
+    assert config.starts is config.starts
+    assert config.starts == {
         "extract": ["audit", "load"],
         "clean": ["report"],
         "load": ["report"],
