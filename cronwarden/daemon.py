@@ -590,7 +590,7 @@ async def _attach_keeper(daemon: DaemonConfig) -> KeeperLink | None:
     keeper = KeeperLink(daemon.data_dir, fence_grace=fence_grace)
     try:
         await keeper.attach()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # no keeper, or one that did not answer
         log.error("keeper.unavailable", error=str(exc), consequence="runs die with the daemon")
         return None
     return keeper
