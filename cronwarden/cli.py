@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from cronwarden import __version__
-from cronwarden.errors import ConfigError, DataDirLocked
+from cronwarden.errors import CgroupUnavailable, ConfigError, DataDirLocked
 from cronwarden.run_sorts import SORT_FIELDS
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def serve(config_path: str) -> None:
     except ConfigError as exc:
         click.echo(f"cronwarden: {exc}", err=True)
         sys.exit(EXIT_INVALID)
-    except DataDirLocked as exc:
+    except (DataDirLocked, CgroupUnavailable) as exc:
         click.echo(f"cronwarden: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:

@@ -292,6 +292,10 @@ class DaemonConfig(_Frozen):
     # names: the names a reverse proxy forwards (DNS rebinding defence, api/origin.py).
     allowed_hosts: tuple[str, ...] = ()
     metrics_open: bool = False  # GET /metrics without a token, for a scraper on the host
+    # Whether each run gets its own cgroup v2 (runners/containment.py): auto where the
+    # daemon's cgroup was delegated to it (systemd's Delegate=yes), always (refuse to
+    # start without one), never (the daemon as child subreaper only).
+    run_cgroups: Literal["auto", "always", "never"] = "auto"
     tokens: list[TokenConfig] = Field(default_factory=list)
 
     @field_validator("database")
@@ -351,6 +355,31 @@ class DaemonConfig(_Frozen):
         return f"{socket.gethostname()}:{port}"
 
 
+class RunLimits(_Frozen):
+    """``limits``: bounds of one run's process tree (runners/bounds.py says how each is
+    applied on this host: a cgroup where the daemon has one, else the kernel's rlimits)."""
+
+    memory: Size | None = None
+    cpu_time: Duration | None = None
+    open_files: int | None = Field(default=None, ge=3, le=1 << 20)
+    processes: int | None = Field(default=None, ge=1, le=1 << 22)
+    cpu: float | None = Field(default=None, gt=0, le=4096)  # in CPUs: 0.5 is half of one
+
+    @field_validator("memory")
+    @classmethod
+    def _enough_memory(cls, value: int | None) -> int | None:
+        if value is not None and value < 1024 * 1024:
+            raise ValueError('must be at least 1MiB: a size such as "512MiB" or "2GiB"')
+        return value
+
+    @field_validator("cpu_time")
+    @classmethod
+    def _positive_cpu_time(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError('must be at least 1s (the kernel counts whole seconds), e.g. "10m"')
+        return value
+
+
 class TaskSettings(_Frozen):
     """Every task key; all optional so that ``[defaults]`` can hold any subset."""
 
@@ -404,6 +433,7 @@ class TaskSettings(_Frozen):
     api_trigger: bool = True
     params: tuple[EnvName, ...] = ()
     notify: tuple[str, ...] = ()
+    limits: RunLimits | None = None
     stuck_after: NonNegDuration = timedelta(0)
     expect_success_within: NonNegDuration = timedelta(0)
     enabled: bool = True
@@ -869,6 +899,8 @@ def _model_for(loc: tuple[str, ...]) -> type[BaseModel] | None:
         return NotifyConfig
     if loc[:2] == ("daemon", "tokens") and len(loc) == 3:
         return TokenConfig
+    if loc[-1:] == ("limits",) and (loc[:1] == ("defaults",) or loc[:1] == ("tasks",)):
+        return RunLimits
     return None
 
 

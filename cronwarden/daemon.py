@@ -32,7 +32,7 @@ from cronwarden.api.connections import (
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
 from cronwarden.config import Config, DaemonConfig, Listen, load_config
-from cronwarden.errors import ConfigError, DataDirLocked, StoreUnavailable
+from cronwarden.errors import ConfigError, DataDirLocked, StartFailed, StoreUnavailable
 from cronwarden.event_log import EventLog
 from cronwarden.fleet import FENCE_STOP, Fleet
 from cronwarden.host.sd_notify import (
@@ -49,7 +49,9 @@ from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
+from cronwarden.runners.containment import Containment
 from cronwarden.runners.dispatch import Dispatcher
+from cronwarden.runners.identity import resolve_identity
 from cronwarden.runners.keeping import KeeperLink
 from cronwarden.runners.launch import ProcessLauncher
 from cronwarden.runners.proc_events import ExitClock
@@ -194,6 +196,7 @@ class Daemon:
         self.hub = Hub()
         self.exit_code = 0
         self._keeper: KeeperLink | None = None
+        self._containment: Containment | None = None
 
     @property
     def config(self) -> Config:
@@ -242,6 +245,8 @@ class Daemon:
         # Before anything hashes a task: runs and the node's config_hash carry
         # hashes keyed by the installation's key, never by a key of this life.
         self.live.use_key(await store.installation_key())
+        # Before the keeper: it is started in the daemon's cgroup, not a run's.
+        self._containment = _contain_runs(self.config, stack)
         self._keeper = keeper = await _attach_keeper(daemon)
         if keeper is not None:  # after the runs: a stop says goodbye, a failed start detaches
             stack.push_async_callback(lambda: keeper.close(detach=self._ready is None))
@@ -281,6 +286,7 @@ class Daemon:
             feeds=feeds,
             exits=exits if exits.active else None,
             keeper=self._keeper,
+            containment=self._containment,
         )
         dispatcher = Dispatcher(
             store,
@@ -504,6 +510,32 @@ def _log_warnings(config: Config) -> None:
     """What ``cronwarden validate`` warns of (a working_dir not there yet), said at load."""
     for warning in config.warnings:
         log.warning("config.warning", path=str(config.path), warning=warning)
+
+
+def _contain_runs(config: Config, stack: contextlib.AsyncExitStack) -> Containment:
+    """How this host keeps each run's processes together (runners/containment.py);
+    SIGCHLD reaps what runs leave."""
+    containment = Containment.choose(config.daemon)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGCHLD, containment.child_exited)
+    stack.callback(loop.remove_signal_handler, signal.SIGCHLD)
+    stack.callback(containment.close)
+    _log_unenforced_limits(config, containment)
+    return containment
+
+
+def _log_unenforced_limits(config: Config, containment: Containment) -> None:
+    """A bound this host cannot hold is said at load, once per task (never silently)."""
+    for name, bounds in config.tasks.field("limits"):
+        if bounds is None:
+            continue
+        try:
+            uid = resolve_identity(config.tasks[name].user, None).uid
+        except StartFailed:
+            continue  # said at load already: an unknown user is a config error
+        plan = containment.plan(bounds, os.geteuid() if uid is None else uid)
+        for line in plan.unenforced:
+            log.warning("task.limit_unenforced", task=name, limit=line)
 
 
 def _restart_needed(old: Config, new: Config) -> list[str]:

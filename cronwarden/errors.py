@@ -76,6 +76,10 @@ class DataDirLocked(CronwardenError):
     """Another cronwarden daemon already uses this data_dir."""
 
 
+class CgroupUnavailable(CronwardenError):
+    """Runs cannot get cgroups of their own on this host (the message says why)."""
+
+
 class IdempotencyMismatch(CronwardenError):
     """This Idempotency-Key was already used for a request with another body."""
 

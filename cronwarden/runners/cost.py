@@ -1,6 +1,12 @@
 """What a run cost, from the kernel: the ``wait4`` resource usage of its main process
-and of the descendants it waited for (a process that escaped to init is not counted:
-it is not this run's any more as far as the kernel's accounting goes)."""
+and of the descendants it waited for, plus what the daemon reaped of the processes the
+run left (runners/containment.py); a run with a cgroup of its own counts from that.
+
+The peak memory of the main process is known only above the daemon's own: a process
+started by vfork (or fork) and exec inherits its parent's high-water mark in its
+``ru_maxrss`` (the kernel keeps the larger of the old and the new address space's), so
+a small job spawned by a 90 MB daemon reports 90 MB.  Below that mark the peak is not
+known without a memory cgroup, and is recorded as null rather than as the daemon's."""
 
 from __future__ import annotations
 
@@ -16,20 +22,29 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 class RunCost:
     cpu_user_s: float
     cpu_system_s: float
-    max_rss_bytes: int
+    max_rss_bytes: int | None
 
     @classmethod
-    def of(cls, usage: resource.struct_rusage) -> RunCost:
+    def of(cls, usage: resource.struct_rusage, inherited: int = 0) -> RunCost:
+        """``inherited``: the spawner's own peak when it started the process, in the
+        kernel's unit (spawner_peak()): a peak no higher is the spawner's, not the run's."""
         return cls(
             cpu_user_s=round(usage.ru_utime, 6),
             cpu_system_s=round(usage.ru_stime, 6),
-            max_rss_bytes=int(usage.ru_maxrss) * _MAXRSS_UNIT,
+            max_rss_bytes=(
+                int(usage.ru_maxrss) * _MAXRSS_UNIT if usage.ru_maxrss > inherited else None
+            ),
         )
 
-    def values(self) -> dict[str, float | int]:
+    def values(self) -> dict[str, float | int | None]:
         """The run's columns."""
         return {
             "cpu_user_s": self.cpu_user_s,
             "cpu_system_s": self.cpu_system_s,
             "max_rss_bytes": self.max_rss_bytes,
         }
+
+
+def spawner_peak() -> int:
+    """The daemon's own peak resident memory, as ``ru_maxrss`` counts it (one syscall)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from cronwarden.model import EndReason
 from cronwarden.runlog.writer import LogWriter
+from cronwarden.runners.containment import ContainedRun
 from cronwarden.runners.cost import RunCost
 from cronwarden.runners.outcome import Outcome, classify, runs_in_shell
 from cronwarden.runners.proc_events import ExitClock
@@ -57,15 +58,20 @@ async def execute(
     on_started: StartedCallback,
     exits: ExitClock | None = None,
     hold: Hold | None = None,
+    contained: ContainedRun | None = None,
 ) -> tuple[Outcome, float | None, RunCost | None]:
     """Run the process to its end and classify that end; also how many seconds ago
     the kernel says it exited (None when ``exits`` cannot tell: then it is now), and
     what it cost.
     ``hold``: its pipes are held by the keeper from its spawn to the end of its output.
+    ``contained``: its bounds, and what ends every process it leaves (else its group).
 
     Raises StartFailed when the process cannot be started; never for how it ended.
     """
-    process = spawn(spec, log.feed)
+    if contained is None:
+        process = spawn(spec, log.feed)
+    else:
+        process = spawn(spec, log.feed, contained.plan.prefix(), contained.placement())
     release = hold(process) if hold is not None else None
     try:
         if exits is not None:
@@ -76,12 +82,18 @@ async def execute(
         except BaseException:
             # The daemon is going down or the record failed: never leave an orphan group.
             process.signal_group(signal.SIGKILL)
+            if contained is not None:
+                contained.kill_now()
             if exits is not None:
                 exits.take(process.pid)
             raise
         returncode = await process.wait()
         exited_ago = exits.take(process.pid) if exits is not None else None
         assert returncode is not None  # our own child: its status is always known
+        if contained is not None:
+            await contained.end(
+                process.signal_group, process.group_alive, limits.stop_signal, limits.kill_grace
+            )
         held = await process.drain(DRAIN_GRACE)
     finally:
         if release is not None:
@@ -92,7 +104,10 @@ async def execute(
         success_exit_codes=limits.success_exit_codes,
         via_shell=runs_in_shell(spec.argv),
     )
-    return _noting_held(outcome, held), exited_ago, process.cost
+    if contained is None:
+        return _noting_held(outcome, held), exited_ago, process.cost
+    cost = contained.cost(process.cost)
+    return contained.judged(_noting_held(outcome, held), cost), exited_ago, cost
 
 
 def _noting_held(outcome: Outcome, held: bool) -> Outcome:
@@ -113,11 +128,16 @@ async def watch_adopted(
     control: RunControl,
     via_shell: bool,
     outputs: list[OutputPipe],
+    contained: ContainedRun | None = None,
 ) -> Outcome:
     """Supervise a re-adopted process to its end: timeout and stop still apply.
     ``outputs``: its pipes, when its keeper held them (else its output is lost)."""
     forced = await _supervise(process, limits, control)
     returncode = await process.wait()
+    if contained is not None:
+        await contained.end(
+            process.signal_group, process.group_alive, limits.stop_signal, limits.kill_grace
+        )
     held = await drain(outputs, DRAIN_GRACE) if outputs else False
     if returncode is None:
         return Outcome(

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from cronwarden import keeper as program
+from cronwarden.host.subreaper import disown_child, own_child
 from cronwarden.keeper import SOCKET_NAME, VERSION, receive, send
 
 log = structlog.get_logger("cronwarden.keeper")
@@ -175,6 +176,7 @@ class KeeperLink:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a signal to the daemon's group is not its
             )
+            own_child(self._process.pid)
         finally:
             listener.close()
         sock = _connect(self._path)
@@ -334,3 +336,4 @@ def _reachable(path: Path) -> Iterator[str]:
 def _reap(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
+        disown_child(process.pid)

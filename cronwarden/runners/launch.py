@@ -26,6 +26,7 @@ from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runlog.writer import LogMode, LogWriter, append_note
+from cronwarden.runners.containment import ContainedRun, Containment
 from cronwarden.runners.cost import RunCost
 from cronwarden.runners.environment import DaemonEnvironment, run_environment
 from cronwarden.runners.execute import (
@@ -93,8 +94,10 @@ class ProcessLauncher:
         path: str = DEFAULT_PATH,  # [daemon] path: the PATH runs get
         exits: ExitClock | None = None,
         keeper: KeeperLink | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.exits = exits
+        self.containment = containment  # what ends every process a run leaves
         self.keeper = keeper  # holds the runs' pipes, so they outlive a daemon crash
         self.data_dir = data_dir
         self.reserve = reserve
@@ -118,22 +121,39 @@ class ProcessLauncher:
         outcome = Outcome(EndReason.CRASHED, error="the run was interrupted")
         exited_ago: float | None = None
         cost: RunCost | None = None
+        contained: ContainedRun | None = None
         try:
             spec = self._process_spec(task, run)
             masker = SecretMasker.for_environment(spec.env, task.secret_env)
             writer = self._log_writer(run, task, control, masker)
+            contained = self._contain(run, task, spec)
             outcome, exited_ago, cost = await execute(
-                spec, limits(task), writer, control, on_started, self.exits, self._hold(run, task)
+                spec,
+                limits(task),
+                writer,
+                control,
+                on_started,
+                self.exits,
+                self._hold(run, task),
+                contained,
             )
         except StartFailed as exc:
             outcome = Outcome(EndReason.FAILED, error=str(exc))
         finally:
+            if contained is not None:
+                contained.close()
             summary = writer.finish() if writer is not None else NO_LOG
         if summary.error is not None:
             outcome = _unstored_output(outcome, summary.error)
         if outcome.error is not None and masker:
             outcome = replace(outcome, error=masker.mask_text(outcome.error))
         return Ending(outcome, summary, exited_ago, cost)
+
+    def _contain(self, run: RunRecord, task: TaskConfig, spec: ProcessSpec) -> ContainedRun | None:
+        if self.containment is None:
+            return None
+        uid = spec.uid if spec.uid is not None else os.geteuid()
+        return self.containment.enter(run.id, self.containment.plan(task.limits, uid))
 
     def _log_writer(
         self, run: RunRecord, task: TaskConfig, control: RunControl, masker: SecretMasker
@@ -170,9 +190,15 @@ class ProcessLauncher:
                 for fd, name in zip(process.pipes, STREAMS, strict=True)
             ]
         release = self._hold_adopted(run, task, process, outputs)
+        contained = self.containment.rejoin(run.id) if self.containment is not None else None
         try:
             outcome = await watch_adopted(
-                process, bounds, control, via_shell=runs_in_shell(task.argv), outputs=outputs
+                process,
+                bounds,
+                control,
+                via_shell=runs_in_shell(task.argv),
+                outputs=outputs,
+                contained=contained,
             )
         except asyncio.CancelledError:
             # Let go by a failed start-up: the keeper holds on for the next life.
@@ -189,6 +215,8 @@ class ProcessLauncher:
                 writer.finish()
             raise
         release()
+        if contained is not None:
+            contained.close()
         if writer is not None:
             return Ending(outcome, writer.finish())
         note = outcome.error or "re-adopted after a daemon restart"

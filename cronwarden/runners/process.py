@@ -14,13 +14,15 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cronwarden.errors import StartFailed
-from cronwarden.runners.cost import RunCost
+from cronwarden.host.subreaper import disown_child, own_child
+from cronwarden.runners.cost import RunCost, spawner_peak
 
 READ_CHUNK = 256 * 1024
 # A pipe holds 64 KiB by default; one that fills up has a fast producer behind it and
@@ -69,8 +71,11 @@ class GroupProcess(GroupLeader):
     thousand starts the transport's bookkeeping cost as much as the fork itself).
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], outputs: list[OutputPipe]):
+    def __init__(
+        self, popen: subprocess.Popen[bytes], outputs: list[OutputPipe], inherited_peak: int
+    ) -> None:
         super().__init__(popen.pid)
+        self._inherited_peak = inherited_peak  # the daemon's, when it spawned this
         self._popen = popen
         self.outputs = outputs
         loop = asyncio.get_running_loop()
@@ -90,9 +95,10 @@ class GroupProcess(GroupLeader):
                 return
             returncode = os.waitstatus_to_exitcode(status)
             self._popen.returncode = returncode  # Popen must not wait for it again
-            self.cost = RunCost.of(usage)
+            self.cost = RunCost.of(usage, self._inherited_peak)
         if returncode is None:
             return
+        disown_child(self.pid)
         asyncio.get_running_loop().remove_reader(self._pidfd)
         os.close(self._pidfd)
         if not self._exited.done():
@@ -130,16 +136,32 @@ class AdoptedProcess(GroupLeader):
         return await self.exited
 
 
-def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupProcess:
+# Runs first when the process must be placed before it runs (``placed``): it waits for
+# the daemon's newline on stdin, then execs the rest with stdin from /dev/null.
+WAIT_TO_BE_PLACED = ("/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "cronwarden-run")
+
+
+def spawn(
+    spec: ProcessSpec,
+    on_output: Callable[[str, bytes], None],
+    prefix: Sequence[str] = (),
+    placed: Callable[[int], None] | None = None,
+) -> GroupProcess:
     """Start the process (from inside the event loop); raises StartFailed with a
     readable reason.  Plain, not async: the fork-exec blocks the loop briefly either
-    way (asyncio's own subprocess support does the same), and nothing here awaits."""
-    _check_start(spec)
+    way (asyncio's own subprocess support does the same), and nothing here awaits.
+    ``prefix``: a program that execs the command after setting up its process (prlimit).
+    ``placed``: called with the pid before the command runs (it moves the process into
+    its cgroup, so that nothing it forks is born outside)."""
+    _check_start(spec, prefixed=bool(prefix))
+    inherited_peak = spawner_peak()
+    gate = os.pipe() if placed is not None else None
+    argv = [*(WAIT_TO_BE_PLACED if gate is not None else ()), *prefix, *spec.argv]
     pipes = [os.pipe(), os.pipe()]
     try:
         popen = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.DEVNULL,
+            argv,
+            stdin=gate[0] if gate is not None else subprocess.DEVNULL,
             stdout=pipes[0][1],
             stderr=pipes[1][1],
             cwd=spec.cwd,
@@ -151,7 +173,7 @@ def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupPr
             umask=-1 if spec.umask is None else spec.umask,
         )
     except BaseException as exc:
-        for read_fd, write_fd in pipes:
+        for read_fd, write_fd in [*pipes, *([gate] if gate is not None else [])]:
             os.close(read_fd)
             os.close(write_fd)
         if isinstance(exc, OSError):
@@ -159,11 +181,19 @@ def spawn(spec: ProcessSpec, on_output: Callable[[str, bytes], None]) -> GroupPr
         if isinstance(exc, ValueError):  # e.g. a NUL byte in the environment
             raise StartFailed(f"cannot start {spec.argv[0]}: {exc}") from exc
         raise
+    own_child(popen.pid)
+    if gate is not None and placed is not None:
+        os.close(gate[0])
+        try:
+            placed(popen.pid)
+        finally:
+            os.write(gate[1], b"\n")
+            os.close(gate[1])
     outputs = []
     for (read_fd, write_fd), stream in zip(pipes, ("stdout", "stderr"), strict=True):
         os.close(write_fd)
         outputs.append(OutputPipe(read_fd, stream, on_output))
-    return GroupProcess(popen, outputs)
+    return GroupProcess(popen, outputs, inherited_peak)
 
 
 def open_fds(outputs: list[OutputPipe]) -> list[int]:
@@ -227,12 +257,20 @@ class OutputPipe:
             self.ended.set_result(None)
 
 
-def _check_start(spec: ProcessSpec) -> None:
-    """Catch the common start failures before forking, with messages operators can act on."""
+def _check_start(spec: ProcessSpec, *, prefixed: bool) -> None:
+    """Catch the common start failures before forking, with messages operators can act on.
+    ``prefixed``: the command is exec'd by another program, so a missing one is looked
+    for here (the exec's own error would only be that program's exit code)."""
     if not spec.cwd.exists():
         raise StartFailed(f"working_dir {spec.cwd} does not exist")
     if not spec.cwd.is_dir():
         raise StartFailed(f"working_dir {spec.cwd} is not a directory")
+    program = spec.argv[0]
+    if prefixed and shutil.which(program, path=spec.env.get("PATH", os.defpath)) is None:
+        with_cwd = (spec.cwd / program) if "/" in program else None
+        if with_cwd is None or not with_cwd.exists():
+            raise StartFailed(f"command not found: {program}")
+        raise StartFailed(f"permission denied: {program} is not executable by the run's user")
 
 
 def _start_error(spec: ProcessSpec, exc: OSError) -> str:

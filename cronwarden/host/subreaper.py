@@ -1,0 +1,133 @@
+"""The daemon as child subreaper: what its runs leave behind comes back to it.
+
+A process whose parent exits is handed to the nearest ancestor that asked for it with
+``PR_SET_CHILD_SUBREAPER`` (else to PID 1).  So a run's main process that exits, or a
+child that double-forked and called setsid to slip out of the run's process group,
+leaves its children with the daemon: they can be found (``/proc/self/task/*/children``),
+told apart by the run id every run's environment carries, ended with their run, and
+reaped, so no zombie piles up under a daemon that is PID 1 in a container either.
+
+Which children are the daemon's own: the runs' main processes and the keeper are
+registered here the moment they are spawned (from the event loop, which the reaping
+also runs on, so no sweep sees one unregistered), and their owners reap them.  A child
+in the daemon's own session is one asyncio spawned (a command alert target): asyncio's
+watcher reaps it.  Every other child is an orphan, and is reaped here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+RUN_ID_VARIABLE = b"CRONWARDEN_RUN_ID="
+
+_own: set[int] = set()  # children the daemon reaps itself
+
+
+def become_subreaper() -> bool:
+    """Ask the kernel for the orphans of every descendant; False where it refuses."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def own_child(pid: int) -> None:
+    """A child the daemon just spawned and will reap itself."""
+    _own.add(pid)
+
+
+def disown_child(pid: int) -> None:
+    """Reaped by its owner: the pid may name another process from now on."""
+    _own.discard(pid)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    pid: int
+    run_id: str | None  # from its environment; None: it has none (env -i, or unreadable)
+
+
+@dataclass(frozen=True)
+class Reaped:
+    run_id: str | None
+    usage: resource.struct_rusage
+
+
+class Orphanage:
+    """The daemon's orphaned children: found, attributed to their run, reaped."""
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self._proc = proc
+        self._session = os.getsid(0)
+        self._run_of: dict[int, str | None] = {}  # valid while the pid is unreaped
+
+    def sweep(self) -> tuple[list[Orphan], list[Reaped]]:
+        """The orphans still alive, and those reaped now (with what they cost)."""
+        alive: list[Orphan] = []
+        reaped: list[Reaped] = []
+        listed = set(self._children())
+        for pid in listed:
+            if pid in _own:
+                continue
+            session, zombie = self._stat(pid)
+            if session is None or session == self._session:
+                continue  # gone meanwhile, or asyncio's child
+            run_id = self._run_of.get(pid) if pid in self._run_of else self._attribute(pid, zombie)
+            if zombie:
+                usage = self._reap(pid)
+                if usage is not None:
+                    reaped.append(Reaped(run_id, usage))
+                continue
+            self._run_of[pid] = run_id
+            alive.append(Orphan(pid, run_id))
+        for pid in set(self._run_of) - listed:
+            del self._run_of[pid]
+        return alive, reaped
+
+    def _children(self) -> list[int]:
+        pids: list[int] = []
+        try:
+            tasks = os.listdir(self._proc / "self/task")
+        except OSError:
+            return pids
+        for tid in tasks:
+            with contextlib.suppress(OSError):
+                pids.extend(
+                    int(p) for p in (self._proc / f"self/task/{tid}/children").read_text().split()
+                )
+        return pids
+
+    def _stat(self, pid: int) -> tuple[int | None, bool]:
+        try:
+            stat = (self._proc / f"{pid}/stat").read_bytes()
+        except OSError:
+            return None, False
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        return int(fields[3]), fields[0] == b"Z"
+
+    def _attribute(self, pid: int, zombie: bool) -> str | None:
+        if zombie:
+            return None  # its environment went with its memory
+        try:
+            environ = (self._proc / f"{pid}/environ").read_bytes()
+        except OSError:
+            return None
+        for entry in environ.split(b"\0"):
+            if entry.startswith(RUN_ID_VARIABLE):
+                return entry[len(RUN_ID_VARIABLE) :].decode(errors="replace")
+        return None
+
+    def _reap(self, pid: int) -> resource.struct_rusage | None:
+        self._run_of.pop(pid, None)
+        try:
+            done, _, usage = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return usage if done else None
