@@ -452,6 +452,8 @@ class Daemon:
             finally:
                 sd_notify("READY=1")
             _log_warnings(new)
+            if self._containment is not None:
+                _log_unenforced_limits(new, self._containment)
             restart_needed = _restart_needed(self.config, new)
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
@@ -540,7 +542,7 @@ def _log_unenforced_limits(config: Config, containment: Containment) -> None:
 
 def _restart_needed(old: Config, new: Config) -> list[str]:
     """The daemon keys a reload cannot apply (they take effect at the next start)."""
-    keys = ("listen", "data_dir", "database", "node")
+    keys = ("listen", "data_dir", "database", "node", "run_cgroups")
     return [k for k in keys if getattr(new.daemon, k) != getattr(old.daemon, k)]
 
 

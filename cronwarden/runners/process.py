@@ -257,7 +257,7 @@ class OutputPipe:
             self.ended.set_result(None)
 
 
-def _check_start(spec: ProcessSpec, *, prefixed: bool) -> None:
+def _check_start(spec: ProcessSpec, *, prefixed: bool = False) -> None:
     """Catch the common start failures before forking, with messages operators can act on.
     ``prefixed``: the command is exec'd by another program, so a missing one is looked
     for here (the exec's own error would only be that program's exit code)."""

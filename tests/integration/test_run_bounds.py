@@ -188,6 +188,10 @@ def test_a_double_forked_process_is_gone_when_its_run_ends(make_daemon, cgroups)
         assert run["end_reason"] == "success", run
         assert not processes_of_run(run["id"]), (task, run)
     no_zombie_remains(daemon)
+    if cgroups == "always":
+        runs_cgroups = Path(_cgroups_dir(daemon))
+        assert daemon.stop() == 0
+        assert not runs_cgroups.exists()  # gone with the daemon
 
 
 def test_a_run_in_its_own_cgroup_leaves_nothing_even_without_its_environment(
@@ -200,6 +204,7 @@ def test_a_run_in_its_own_cgroup_leaves_nothing_even_without_its_environment(
     assert not left
     assert not Path(_cgroups_dir(daemon), run["id"]).exists()
     no_zombie_remains(daemon)
+    assert daemon.stop() == 0
 
 
 def _daemon_with(make_daemon, cgroups: str, extra: str):

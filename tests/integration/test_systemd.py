@@ -95,6 +95,14 @@ def test_the_unit_waits_for_users_and_remote_homes_and_keeps_devices() -> None:
     assert "DeviceAllow" not in unit and "DevicePolicy" not in unit
 
 
+def test_the_unit_delegates_a_cgroup_the_daemon_may_write() -> None:
+    """Runs get cgroups of their own under a delegated unit; ProtectControlGroups=yes
+    would make the delegated subtree read-only too."""
+    unit = directives((ROOT / "systemd" / "cronwarden.service").read_text())
+    assert unit["Delegate"] == ["yes"]
+    assert "ProtectControlGroups" not in unit
+
+
 def test_install_systemd_writes_a_config_with_no_active_task(tmp_path: Path) -> None:
     systemd_analyze()
     printed = install_systemd("--print-config")
