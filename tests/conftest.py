@@ -86,6 +86,7 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives = 0
         self.env: dict[str, str] = {}  # added to the daemon's environment
+        self.wrapper: list[str] = []  # a program the daemon is started under (unshare)
 
     @property
     def url(self) -> str:
@@ -107,7 +108,7 @@ class Daemon:
         self.lives += 1
         log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
+            [*self.wrapper, sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,

@@ -5,6 +5,7 @@ on the cgroup path (each run in a cgroup v2 of its own), checked by scanning /pr
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -250,3 +251,36 @@ def _command_of(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# Children that outlive their parents inside the run, and exit on their own meanwhile.
+ORPHANS_THAT_EXIT = (
+    "for i in 1 2 3 4 5; do (sleep 0.1 &) ; (setsid sleep 0.2 &) ; done; sleep 0.5; echo done"
+)
+
+
+def test_as_pid_1_of_a_container_no_zombie_survives(make_daemon) -> None:
+    """PID 1 inherits every orphan of its namespace; none is left a zombie."""
+    daemon = make_daemon(
+        f"""
+    [tasks.orphans]
+    command = "{ORPHANS_THAT_EXIT}"
+    """,
+        start=False,
+    )
+    daemon.wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    daemon.start()
+    inner = children(daemon.proc.pid)  # unshare's one child: the daemon, PID 1 inside
+    assert len(inner) == 1, inner
+    assert "NSpid:" in (status := Path(f"/proc/{inner[0]}/status").read_text())
+    assert status.split("NSpid:", 1)[1].split("\n", 1)[0].split()[-1] == "1"
+    for _ in range(3):
+        run = daemon.wait_run(daemon.trigger("orphans")["id"], timeout=30)
+        assert run["end_reason"] == "success", run
+        assert not processes_of_run(run["id"])
+    deadline = time.monotonic() + 10
+    while zombie_children(inner[0]):
+        assert time.monotonic() < deadline, zombie_children(inner[0])
+        time.sleep(0.05)
+    os.kill(inner[0], signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0, daemon.log()
