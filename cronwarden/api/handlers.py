@@ -28,6 +28,7 @@ from cronwarden.api.schemas import (
     FireOut,
     Health,
     InfoOut,
+    LimitsOut,
     LogLineOut,
     LogPageOut,
     LogQuery,
@@ -195,6 +196,7 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         starts=services.live.current.starts.get(task.name, []),
         nodes=None if task.nodes is None else list(task.nodes),
         on_every_node=task.on_every_node,
+        limits=LimitsOut.of(task.limits) if task.limits is not None else None,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
     )

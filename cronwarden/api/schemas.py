@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from cronwarden.config import TASK_NAME_RE
+from cronwarden.config import TASK_NAME_RE, RunLimits
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
@@ -244,6 +244,27 @@ class FireOut(BaseModel):
     )
 
 
+class LimitsOut(BaseModel):
+    """A task's ``limits``, in plain units; null: that bound is not set."""
+
+    memory: int | None = Field(default=None, description="bytes")
+    cpu_time: float | None = Field(default=None, description="CPU seconds of each process")
+    open_files: int | None = None
+    processes: int | None = None
+    cpu: float | None = Field(default=None, description="CPUs (0.5: half of one)")
+
+    @classmethod
+    def of(cls, limits: RunLimits) -> LimitsOut:
+        cpu_time = limits.cpu_time.total_seconds() if limits.cpu_time is not None else None
+        return cls(
+            memory=limits.memory,
+            cpu_time=cpu_time,
+            open_files=limits.open_files,
+            processes=limits.processes,
+            cpu=limits.cpu,
+        )
+
+
 class TaskOut(BaseModel):
     name: str
     command: str | list[str]
@@ -286,6 +307,9 @@ class TaskOut(BaseModel):
     )
     on_every_node: bool = Field(
         description="each scheduled fire runs once on every matching node, not once in all"
+    )
+    limits: LimitsOut | None = Field(
+        default=None, description="bounds of each run's process tree (limits); null: none"
     )
     next_run_at: str | None
     last_run: RunOut | None

@@ -106,6 +106,13 @@ def test_a_memory_limit_ends_an_allocator_past_it_and_says_so(make_daemon, tmp_p
     command = "true"
     """
     )
+    assert daemon.get("/api/tasks/big").body["limits"] == {
+        "memory": 50_000_000,
+        "cpu_time": None,
+        "open_files": None,
+        "processes": None,
+        "cpu": None,
+    }
     big = daemon.wait_run(daemon.trigger("big")["id"])
     assert big["end_reason"] == "failed", big
     assert "memory limit 50MB" in big["error"], big

@@ -322,3 +322,48 @@ after = ["b"]
     found = "\n".join(problems(text.replace('after_mode = "some"', 'after_mode = "all"'), tmp_path))
     assert "c.toml:7: tasks.b.after: unknown task 'nowhere'" in found
     assert "c.toml:7: tasks.b.after: a chain that starts itself: a -> b -> c -> a" in found
+
+
+def test_limits_are_read_and_each_bad_bound_names_what_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        """\
+[defaults]
+limits = { memory = "2GiB" }
+
+[tasks.a]
+command = "true"
+limits = { memory = "512MiB", cpu_time = "10m", open_files = 64, processes = 8, cpu = 0.5 }
+
+[tasks.b]
+command = "true"
+"""
+    )
+    tasks = load_config(path).tasks
+    a, b = tasks["a"].limits, tasks["b"].limits
+    assert a is not None and b is not None
+    assert (a.memory, a.cpu_time, a.open_files, a.processes, a.cpu) == (
+        512 << 20,
+        timedelta(minutes=10),
+        64,
+        8,
+        0.5,
+    )
+    assert (b.memory, b.cpu_time) == (2 << 30, None)  # a task's own limits replace [defaults]'
+    found = problems(
+        """\
+[tasks.a]
+command = "true"
+limits = { memory = "10", cpu_time = "0s", open_files = 1, cpu = 0, processes = 0, swap = 1 }
+""",
+        tmp_path,
+    )
+    text = "\n".join(found)
+    assert 'tasks.a.limits.memory: must be at least 1MiB: a size such as "512MiB"' in text
+    assert "tasks.a.limits.cpu_time: must be at least 1s" in text
+    assert "tasks.a.limits.open_files:" in text and "tasks.a.limits.processes:" in text
+    assert "tasks.a.limits.cpu: Input should be greater than 0" in text
+    assert (
+        "tasks.a.limits.swap: unknown key; allowed keys here: cpu, cpu_time, memory, "
+        "open_files, processes" in text
+    )
