@@ -613,6 +613,14 @@ def stats(
     help="A parameter the task declares (repeatable).",
 )
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
+@click.option("--delay", metavar="DURATION", help='Start no earlier than this from now ("90s").')
+@click.option(
+    "--run-at",
+    "run_at",
+    metavar="INSTANT",
+    help='Start no earlier than this ("2026-12-24T18:00Z").',
+)
+@click.option("--ttl", metavar="DURATION", help='End it as expired if not started by then ("10m").')
 def run_task(
     url: str | None,
     config_path: str | None,
@@ -620,16 +628,22 @@ def run_task(
     task: str,
     params: tuple[str, ...],
     wait: bool,
+    delay: str | None,
+    run_at: str | None,
+    ttl: str | None,
 ) -> None:
-    """Trigger TASK now."""
+    """Trigger TASK now, or later with --delay or --run-at."""
     values = {}
     for item in params:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
         values[name] = value
+    body: dict[str, Any] = {"params": values}
+    timing = {"delay": delay, "run_at": run_at, "ttl": ttl}
+    body.update({key: value for key, value in timing.items() if value is not None})
     client = _client(url, config_path)
-    run = _call(client, "POST", api_path("tasks", task, "runs"), {"params": values})
+    run = _call(client, "POST", api_path("tasks", task, "runs"), body)
     _report_new_run(client, run, wait, as_json)
 
 
@@ -649,10 +663,11 @@ def _report_new_run(client: Any, run: dict[str, Any], wait: bool, as_json: bool)
     while wait and run["status"] != "ended":
         time.sleep(0.2)
         run = _call(client, "GET", api_path("runs", run["id"]))
+    later = f" (delayed until {run['delayed_until']})" if run.get("delayed_until") else ""
     click.echo(
         json.dumps(run, indent=2)
         if as_json
-        else f"{run['id']} {run['status']}" + (f" {run['end_reason']}" if wait else "")
+        else f"{run['id']} {run['status']}" + (f" {run['end_reason']}" if wait else later)
     )
     if wait:
         sys.exit(run_exit_status(run))

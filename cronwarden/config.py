@@ -176,7 +176,15 @@ def _umask(value: object) -> int:
 NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 EndReasonName = Literal[
-    "success", "failed", "timeout", "stopped", "crashed", "skipped", "log_overflow", "missed"
+    "success",
+    "failed",
+    "timeout",
+    "stopped",
+    "crashed",
+    "skipped",
+    "log_overflow",
+    "missed",
+    "expired",
 ]
 HoldName = Annotated[str, AfterValidator(_hold_name)]
 NodePatterns = Annotated[tuple[str, ...], BeforeValidator(_node_patterns)]

@@ -28,6 +28,7 @@ class EndReason(StrEnum):
     SKIPPED = "skipped"
     LOG_OVERFLOW = "log_overflow"
     MISSED = "missed"  # a fire that did not run: the daemon was down or asleep (catch_up)
+    EXPIRED = "expired"  # not started within the ttl it was triggered with
 
 
 class Trigger(StrEnum):
@@ -181,6 +182,10 @@ class Run(SQLModel, table=True):
     cpu_system_s: float | None = None
     max_rss_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
     output_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # A run triggered with delay or run_at: it starts no earlier than this; with ttl:
+    # it ends expired at this instant unless it started (runners/expiry.py).
+    delayed_until: datetime | None = utc_column()
+    expires_at: datetime | None = utc_column()
 
 
 class IdempotencyKey(SQLModel, table=True):

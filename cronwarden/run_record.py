@@ -60,6 +60,8 @@ class RunRecord:
     cpu_system_s: float | None = None
     max_rss_bytes: int | None = None
     output_bytes: int | None = None
+    delayed_until: datetime | None = None
+    expires_at: datetime | None = None
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""

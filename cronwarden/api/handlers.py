@@ -250,7 +250,13 @@ async def trigger_run(request: web.Request) -> web.Response:
     body = await _read_body(request, TriggerBody)
     key = _idempotency_key(request)
     query = TriggerQuery.model_validate(_query(request))
-    run, created = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
+    try:
+        timing = body.timing(services.clock.now())
+    except ValueError as exc:
+        raise BadRequest(422, "invalid-request", str(exc)) from None
+    run, created = await services.dispatcher.trigger(
+        task_name, body.params, idempotency_key=key, timing=timing
+    )
     return await _new_run_answer(services, run, 201 if created else 200, query.wait)
 
 

@@ -18,12 +18,14 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
-from cronwarden.config import TASK_NAME_RE, RunLimits
+from cronwarden.config import TASK_NAME_RE, Duration, RunLimits
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
+from cronwarden.run_timing import Timing
 from cronwarden.support.text import printable
 from cronwarden.support.timefmt import iso_z_or_none
 
@@ -180,6 +182,17 @@ class RunOut(BaseModel):
         description="a chained run (triggered_by = chain): the run whose end started it, "
         'or for after_mode = "all" the runs whose ends did',
     )
+    delayed_until: str | None = Field(
+        default=None,
+        description="triggered with delay or run_at: it starts no earlier than this",
+    )
+    expires_at: str | None = Field(
+        default=None,
+        description="triggered with ttl: it ends expired at this instant unless started",
+    )
+    expired_at: str | None = Field(
+        default=None, description="end_reason expired: when its ttl ended it"
+    )
 
     @classmethod
     def of(cls, run: AnyRun) -> RunOut:
@@ -193,9 +206,17 @@ class RunOut(BaseModel):
         return cls.model_construct(**fields)
 
 
-_RUN_FIELDS = tuple(RunOut.model_fields)
+_DERIVED_FIELDS = ("expired_at",)  # worked out from the others, not columns
+_RUN_FIELDS = tuple(name for name in RunOut.model_fields if name not in _DERIVED_FIELDS)
 _fields_of = operator.attrgetter(*_RUN_FIELDS)
-_INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
+_INSTANT_FIELDS = (
+    "scheduled_for",
+    "created_at",
+    "start_at",
+    "end_at",
+    "delayed_until",
+    "expires_at",
+)
 
 
 def run_fields(run: AnyRun) -> dict[str, Any]:
@@ -224,6 +245,7 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
         fields["error"] = printable(fields["error"])
     if fields["caused_by"] is not None:
         fields["caused_by"] = fields["caused_by"].split(",")
+    fields["expired_at"] = fields["end_at"] if fields["end_reason"] == EndReason.EXPIRED else None
     return fields
 
 
@@ -385,6 +407,50 @@ class TriggerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict)
+    delay: Duration | None = Field(
+        default=None,
+        description='start no earlier than this after the request, e.g. "90s", "2h"; the '
+        "run is pending (delayed_until) meanwhile, survives restarts and can be stopped",
+    )
+    run_at: datetime | None = Field(
+        default=None,
+        description="start no earlier than this instant (ISO 8601 with a zone, e.g. "
+        '"2026-12-24T18:00:00Z"); one in the past starts now. Not with delay',
+    )
+    ttl: Duration | None = Field(
+        default=None,
+        description="end the run as expired if it has not started this long after the "
+        'request (queued, waiting for a lock or place, or delayed past it), e.g. "10m"',
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError('needs a zone: end it with "Z" or an offset such as "+01:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TriggerBody:
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+        for name in ("delay", "ttl"):
+            span = getattr(self, name)
+            if span is not None and not timedelta(0) <= span <= MAX_WAIT:
+                raise ValueError(f"{name} must be between 0 and {MAX_WAIT.days} days")
+        if self.ttl is not None and self.ttl < timedelta(seconds=1):
+            raise ValueError('ttl must be at least "1s"')
+        return self
+
+    def timing(self, now: datetime) -> Timing:
+        """When the run may start and until when (runners/requests.py)."""
+        start_at = self.run_at if self.delay is None else now + self.delay
+        if start_at is not None and start_at - now > MAX_WAIT:
+            raise ValueError(f"run_at must be within {MAX_WAIT.days} days")
+        return Timing(start_at=start_at, ttl=self.ttl)
+
+
+MAX_WAIT = timedelta(days=366)  # how far ahead a run may be asked for
 
 
 class LogLineOut(BaseModel):

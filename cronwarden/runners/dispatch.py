@@ -35,6 +35,7 @@ from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import Holds, RunRecords, SharedPlaces
 from cronwarden.run_record import AnyRun, RunRecord
+from cronwarden.run_timing import NOW, Timing
 from cronwarden.runners.carried import Background, Carried, RunView
 from cronwarden.runners.chaining import Chaining
 from cronwarden.runners.endings import SHUT_DOWN, stopped
@@ -186,9 +187,12 @@ class Dispatcher:
         params: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        timing: Timing = NOW,
     ) -> tuple[AnyRun, bool]:
         """An on-request run (API/CLI): (the run, whether this request created it)."""
-        return await self._requests.trigger(task_name, params, idempotency_key=idempotency_key)
+        return await self._requests.trigger(
+            task_name, params, idempotency_key=idempotency_key, timing=timing
+        )
 
     async def rerun(self, run_id: str) -> RunRecord:
         return await self._requests.rerun(run_id)

@@ -15,9 +15,16 @@ from cronwarden.runners.admission import Verdict
 from cronwarden.runners.cost import RunCost
 from cronwarden.runners.launch import NO_LOG
 from cronwarden.runners.outcome import Outcome
+from cronwarden.support.timefmt import iso_z
 
 INTERRUPTED = Outcome(EndReason.CRASHED, error="the run was interrupted")
 SHUT_DOWN = "the daemon shut down before it started"
+
+
+def expired(run: RunRecord) -> Outcome:
+    """A run whose ttl passed before it started."""
+    when = iso_z(run.expires_at) if run.expires_at is not None else "its expires_at"
+    return Outcome(EndReason.EXPIRED, error=f"not started within its ttl (it expired at {when})")
 
 
 def stopped(why: str) -> Outcome:

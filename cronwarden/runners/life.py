@@ -37,11 +37,13 @@ from cronwarden.runners.chaining import Chaining
 from cronwarden.runners.endings import (
     INTERRUPTED,
     SHUT_DOWN,
+    expired,
     log_end,
     set_ended,
     skipped,
     stopped,
 )
+from cronwarden.runners.expiry import Expiries
 from cronwarden.runners.gate import Gate, Left, StoppedWaiting
 from cronwarden.runners.launch import Ending, Launcher
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
@@ -82,6 +84,7 @@ class Lives:
         self.changed = changed
         self.background = background
         self.pacer = SpawnPacer()
+        self.expiries = Expiries(clock, self.cancel, background, lambda: self.closing)
         self.closing = False  # the daemon shuts down: nothing new starts
         # Start-up failed: the next life adopts every run, nothing is known here.
         self.detached = False
@@ -114,7 +117,7 @@ class Lives:
                 handle.run, handle.task, handle.control, partial(self._started, handle)
             )
         except StoppedWaiting as waiting:
-            ending = Ending(self._stopped_waiting(waiting.waits_for))
+            ending = Ending(self._not_started(handle, waiting.waits_for))
         except asyncio.CancelledError:
             ending = Ending(stopped("the daemon stopped the run"))
             raise
@@ -177,6 +180,7 @@ class Lives:
         verdict = self.gate.admit(handle.id, handle.task_name, elsewhere)
         if verdict in (Verdict.START, Verdict.QUEUE):
             self.carried.add(handle)
+            self.expiries.watch(handle)
         return verdict
 
     def claimed(self, handle: RunHandle) -> None:
@@ -190,9 +194,18 @@ class Lives:
         elif holds:
             self.begin(handle)
         elif handle.control.stop.is_set():  # stopped while its row was being committed
-            self.background.spawn(self.cancel(handle, stopped("stopped before it started")))
+            outcome = self._not_started(handle, "its record to be committed")
+            self.background.spawn(self.cancel(handle, outcome))
         else:
             self._wait_in_line(handle)
+
+    def claimed_delayed(self, handle: RunHandle) -> None:
+        """A run triggered for later is durable: it waits for its time, then admission."""
+        self.changed("run.created", handle.run)
+        if self.closing:
+            self.background.spawn(self.cancel(handle, stopped(SHUT_DOWN)))
+            return
+        self.delay(handle)
 
     def lose(self, handle: RunHandle) -> None:
         """The claim did not become ours: give back what admission gave."""
@@ -210,6 +223,7 @@ class Lives:
         handle.apply(RunEvent.CLAIMED_TO_DELAY)
         when = handle.run.not_before or self.clock.now()
         handle.timer = self.clock.call_at(when, partial(self._due, handle))
+        self.expiries.watch(handle)
 
     def chains_of(self, run: RunRecord) -> list[ChainAsk]:
         """What the end of ``run`` starts.  Only a final outcome starts a chain: a run
@@ -291,8 +305,10 @@ class Lives:
         self.start_granted(left.granted)
         return left
 
-    def _stopped_waiting(self, for_what: str) -> Outcome:
-        """How a run stopped before it started ends (a shutdown is one such stop)."""
+    def _not_started(self, handle: RunHandle, for_what: str) -> Outcome:
+        """How a run stopped before it started ends: expired, shut down, or stopped."""
+        if handle.expired:
+            return expired(handle.run)
         return stopped(SHUT_DOWN if self.closing else f"stopped while waiting for {for_what}")
 
     def _end_at(self, run: RunRecord, ending: Ending) -> datetime:

@@ -114,6 +114,7 @@ TERMINAL = frozenset({S.ENDED, S.LOST, S.LEFT, S.GIVEN_UP})
 WAITING = frozenset({S.QUEUED, S.DELAYED, S.PLACING})  # carried, not started yet
 LIVE = frozenset({S.STARTING, S.RUNNING, S.ENDING, S.ABANDONING})  # a process, or its end
 STOPPABLE = frozenset({S.CLAIMING, S.PLACING, S.STARTING, S.RUNNING})  # by its control
+NOT_STARTED = frozenset({S.CLAIMING, *WAITING})  # a ttl can still end it
 
 
 def transition(state: RunState, event: RunEvent) -> RunState:
@@ -138,6 +139,9 @@ class RunHandle:
     control: RunControl = field(default_factory=RunControl)
     job: asyncio.Task[None] | None = None  # its life (see ``life``), from PLACING on
     timer: Cancellable | None = None  # while DELAYED: calls it at its time
+    # A run triggered with a ttl, until it starts: ends it expired at its expires_at.
+    expiry: Cancellable | None = None
+    expired: bool = False  # its ttl passed before it started
 
     @property
     def id(self) -> str:
@@ -152,6 +156,9 @@ class RunHandle:
         if self.state is not RunState.DELAYED and self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.expiry is not None and self.state not in NOT_STARTED:
+            self.expiry.cancel()
+            self.expiry = None
         return self.state
 
     def can(self, event: RunEvent) -> bool:

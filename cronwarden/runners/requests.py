@@ -24,6 +24,7 @@ from cronwarden.model import Run, Trigger
 from cronwarden.placement import not_here, runs_on
 from cronwarden.ports import KeyClaim, KeyedRun, RunRecords
 from cronwarden.run_record import AnyRun, RunRecord
+from cronwarden.run_timing import NOW, Timing
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.endings import refusal
 from cronwarden.runners.gate import Gate
@@ -63,13 +64,21 @@ class Requests:
         params: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        timing: Timing = NOW,
     ) -> tuple[AnyRun, bool]:
         """An on-request run: (the run, whether this request created it)."""
         task = self._triggerable(task_name)
         checked = check_params(task, params or {})
         self._refuse_if_closing()
+        delayed_until, expires_at = timing.of(self._clock.now())
         if idempotency_key is None:
-            run = self._new_run(task, Trigger.API, params=checked)
+            run = self._new_run(
+                task,
+                Trigger.API,
+                params=checked,
+                delayed_until=delayed_until,
+                expires_at=expires_at,
+            )
             await self._admit(task, run, self._claim_plain(run))
             return run, True
         fingerprint = _fingerprint(checked)
@@ -78,7 +87,14 @@ class Requests:
             earlier = await self._records.find_key(task.name, idempotency_key, since)
             if earlier is not None:
                 return _same_request(earlier, fingerprint, idempotency_key), False
-            run = self._new_run(task, Trigger.API, params=checked, idempotency_key=idempotency_key)
+            run = self._new_run(
+                task,
+                Trigger.API,
+                params=checked,
+                idempotency_key=idempotency_key,
+                delayed_until=delayed_until,
+                expires_at=expires_at,
+            )
             claim = KeyClaim(task.name, idempotency_key, fingerprint, run.created_at, since)
             if await self._admit(task, run, self._claim_keyed(run, claim)):
                 return run, True
@@ -113,7 +129,13 @@ class Requests:
         self, task: TaskConfig, run: RunRecord, claim: Callable[[], Awaitable[bool]]
     ) -> bool:
         """Admission, then the durable claim.  A refusal raises (409) and records
-        nothing; False when the claim was not ours (the key was taken)."""
+        nothing; False when the claim was not ours (the key was taken).  A delayed run
+        is claimed first and goes through admission at its time."""
+        if run.not_before is not None:
+            if not await claim():
+                return False
+            self._lives.claimed_delayed(RunHandle(run, task))
+            return True
         elsewhere = (await self._gate.elsewhere([task.name])).get(task.name, 0)
         handle = RunHandle(run, task)
         verdict = self._lives.admit(handle, elsewhere)

@@ -39,6 +39,8 @@ class NewRuns:
         retry_of: str | None = None,
         rerun_of: str | None = None,
         of_fire_node: str | None = None,
+        delayed_until: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> RunRecord:
         """A new pending row.  A scheduled fire's row is this node's own when the task
         runs on every node (cronwarden/placement.py); a retry keeps the fire_node of
@@ -60,4 +62,7 @@ class NewRuns:
             node=self._node,
             fire_node=of_fire_node,
             task_hash=self._config.task_hash(task),
+            not_before=delayed_until,
+            delayed_until=delayed_until,
+            expires_at=expires_at,
         )
