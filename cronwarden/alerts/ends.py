@@ -39,8 +39,8 @@ PAGE = 50  # runs read at a time while counting a streak
 
 
 class History(Protocol):
-    async def attempts_before(
-        self, task_name: str, before: tuple[datetime, str], limit: int
+    async def recent_attempts(
+        self, task_name: str, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[Attempt]: ...
 
 
@@ -125,17 +125,20 @@ class RunEnds:
     async def _streak_before(self, run: AnyRun, cap: int) -> FailureStreak | None:
         """The failing runs in a row before ``run``, counted up to ``cap``; None when
         the history cannot be read."""
-        streak = FailureStreak(cap, {run.retry_of} if run.retry_of else set())
-        position = (run.created_at, run.id)
+        retried = {run.retry_of} if run.retry_of else set()
+        streak = FailureStreak(cap, of=run.id, until=run.end_at, retried=retried)
+        position: tuple[datetime, str] | None = None
         try:
             while True:
-                page = await self.history.attempts_before(run.task_name, position, PAGE)
+                page = await self.history.recent_attempts(run.task_name, PAGE, position)
                 if streak.read(page) or len(page) < PAGE:
                     return streak
                 position = (page[-1].created_at, page[-1].id)
         except StoreUnavailable as exc:
             log.warning("alerts.history_unread", task=run.task_name, error=str(exc))
-            return None
+        except Exception:  # told as if unread: the alert goes out, not lost to a bug
+            log.exception("alerts.history_unread", task=run.task_name)
+        return None
 
     def _tell(
         self,

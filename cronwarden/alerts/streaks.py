@@ -9,13 +9,17 @@ over, as are fires that never ran (the store leaves those out).
 The count is read from the recorded runs, newest first, never kept beside them: a
 restart neither resets it nor counts a failure twice, and on a fleet every node's runs
 count.  It is read only as far as it decides anything: up to N failing runs, or back
-to the last success.  Pure: the caller reads the pages.
+to the last success.  What came before an end is what had ended by then: a run that
+ended later (a run running beside it, or one ended while this end was being decided)
+is passed over, so the count is the same however late it is read.  Pure: the caller
+reads the pages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cronwarden.model import EndReason
 from cronwarden.outcomes import FAILURE_END_REASONS
@@ -24,9 +28,12 @@ from cronwarden.store.runs import Attempt
 
 @dataclass
 class FailureStreak:
-    """Failing runs in a row, counted up to ``cap`` from a task's runs fed newest first."""
+    """Failing runs in a row before the end of run ``of`` (at ``until``), counted up to
+    ``cap`` from its task's runs fed newest first."""
 
     cap: int
+    of: str = ""
+    until: datetime | None = None
     retried: set[str] = field(default_factory=set)  # runs a newer attempt retried
     count: int = 0
     settled: bool = False  # a success came, or ``cap`` failing runs
@@ -40,7 +47,7 @@ class FailureStreak:
                 break
             if attempt.retry_of is not None:
                 self.retried.add(attempt.retry_of)
-            if attempt.id in self.retried:
+            if attempt.id == self.of or attempt.id in self.retried or self._later(attempt):
                 continue
             if attempt.end_reason == EndReason.SUCCESS:
                 self.settled = True
@@ -49,6 +56,12 @@ class FailureStreak:
                 self.count += 1
                 self.settled = self.count >= self.cap
         return self.settled
+
+    def _later(self, attempt: Attempt) -> bool:
+        """Still in flight, or ended after the end the count is for."""
+        if attempt.end_reason is None:
+            return True
+        return self.until is not None and attempt.end_at is not None and attempt.end_at > self.until
 
 
 def failure_alert_due(before: FailureStreak | None, after_failures: int) -> bool:

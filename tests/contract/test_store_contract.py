@@ -336,13 +336,13 @@ async def test_the_too_long_mark_is_kept_with_the_task_state(any_store: Any) -> 
     assert (state.too_long_alerted_start, state.paused) == (T0, True)
 
 
-async def test_attempts_before_reads_a_tasks_runs_newest_first_but_fires_never_run(
+async def test_recent_attempts_reads_a_tasks_runs_newest_first_but_fires_never_run(
     any_store: Any,
 ) -> None:
     """What a failure streak is counted from (alerts/streaks.py), page by page."""
     await any_store.claim(
         [
-            make_run(1, status=Status.ENDED, end_reason=EndReason.FAILED),
+            make_run(1, status=Status.ENDED, end_reason=EndReason.FAILED, end_at=T0 + DAY),
             make_run(2, status=Status.ENDED, end_reason=EndReason.SKIPPED),
             make_run(3, status=Status.ENDED, end_reason=EndReason.MISSED),
             make_run(4, status=Status.ENDED, end_reason=EndReason.FAILED, retry_of=run_id(1)),
@@ -351,8 +351,7 @@ async def test_attempts_before_reads_a_tasks_runs_newest_first_but_fires_never_r
             make_run(7, status=Status.ENDED, end_reason=EndReason.STOPPED),
         ]
     )
-    newest = (T0 + DAY, run_id(99))
-    read = await any_store.attempts_before("t", newest, 10)
+    read = await any_store.recent_attempts("t", 10)
     assert [(a.id, a.end_reason, a.retry_of) for a in read] == [
         (run_id(7), "stopped", None),
         (run_id(6), None, None),
@@ -360,17 +359,15 @@ async def test_attempts_before_reads_a_tasks_runs_newest_first_but_fires_never_r
         (run_id(1), "failed", None),
     ]
     assert read[0].created_at == T0 + timedelta(seconds=7)
-    page = await any_store.attempts_before("t", newest, 2)
+    assert (read[1].end_at, read[3].end_at) == (None, T0 + DAY)
+    page = await any_store.recent_attempts("t", 2)
     assert [a.id for a in page] == [run_id(7), run_id(6)]
-    after_page = (page[-1].created_at, page[-1].id)
-    assert [a.id for a in await any_store.attempts_before("t", after_page, 2)] == [
+    after_page = (page[-1].created_at, page[-1].id)  # strictly before: a keyset
+    assert [a.id for a in await any_store.recent_attempts("t", 2, after_page)] == [
         run_id(4),
         run_id(1),
     ]
-    # strictly before: the run the count is for is not among them
-    at_four = (T0 + timedelta(seconds=4), run_id(4))
-    assert [a.id for a in await any_store.attempts_before("t", at_four, 10)] == [run_id(1)]
-    assert await any_store.attempts_before("nobody", newest, 10) == []
+    assert await any_store.recent_attempts("nobody", 10) == []
 
 
 async def test_last_scheduled_for_is_the_newest_fire_handled(any_store: Any) -> None:

@@ -33,9 +33,13 @@ from cronwarden.store.runs import Attempt
 SECOND = timedelta(seconds=1)
 
 
-def attempt(i: int, end_reason: str | None, retry_of: int | None = None) -> Attempt:
+def attempt(
+    i: int, end_reason: str | None, retry_of: int | None = None, ended: int | None = None
+) -> Attempt:
+    """Run ``i``, created at second i and ended then (or at second ``ended``)."""
+    end = None if end_reason is None else T0 + (i if ended is None else ended) * SECOND
     return Attempt(
-        f"r{i}", T0 + i * SECOND, end_reason, None if retry_of is None else f"r{retry_of}"
+        f"r{i}", T0 + i * SECOND, end, end_reason, None if retry_of is None else f"r{retry_of}"
     )
 
 
@@ -96,6 +100,22 @@ def test_a_stopped_retry_keeps_its_failed_attempt_out_of_the_count() -> None:
     streak = FailureStreak(cap=10)
     streak.read(history)
     assert streak.count == 0
+
+
+def test_what_came_before_an_end_is_what_had_ended_by_then() -> None:
+    """r3 ran beside r2 and ended before it: r2's failure is the 2nd in a row.  r4 and
+    r5 ended after r2 (read late): they do not count for r2, and r2 itself is left out."""
+    history = newest_first(
+        attempt(0, "success"),
+        attempt(1, "failed"),
+        attempt(2, "failed", ended=20),
+        attempt(3, "timeout", ended=10),
+        attempt(4, "failed", ended=30),
+        attempt(5, "success", ended=40),
+    )
+    streak = FailureStreak(cap=10, of="r2", until=T0 + 20 * SECOND)
+    assert streak.read(history) is True
+    assert streak.count == 2 and streak.newest == "timeout"
 
 
 def test_counting_stops_at_the_cap_and_reads_on_over_pages() -> None:
