@@ -82,6 +82,8 @@ class RunWatch:
         self._arm_running(run, too_long=True)
 
     def _arm_late(self, run: AnyRun) -> None:
+        if run.scheduled_for is None:  # most runs a burst creates: no task looked up
+            return
         task = self.live.tasks.get(run.task_name)
         due = None if task is None else late_at(run, task)
         if task is not None and due is not None and run.status == Status.PENDING:
