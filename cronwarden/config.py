@@ -16,8 +16,9 @@ import pwd
 import re
 import signal
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, timedelta, tzinfo
+from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
@@ -62,9 +63,12 @@ EventName = Literal[
     "task.overdue",
     "task.recovered",
     "run.output",
+    "run.too_short",
+    "run.too_long",
+    "fire.late",
 ]
-# task.recovered and run.output are opt-in: DESIGN.md's default list is what goes wrong.
-DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:-2]
+# The rest are opt-in: DESIGN.md's default list is what goes wrong.
+DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:6]
 # retry_on takes failures only (cronwarden/outcomes.py); log_overflow would print as much again.
 DEFAULT_RETRY_ON: tuple[FailureReason, ...] = ("failed", "timeout", "crashed")
 
@@ -173,7 +177,38 @@ def _umask(value: object) -> int:
     raise ValueError('expected an octal string such as "022" or "0027" (or a TOML octal 0o022)')
 
 
+def _alert_after(value: object) -> int:
+    """``alert_after_failures``: how many failing runs in a row raise the failure alert."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
+        return value
+    raise ValueError(
+        "expected a whole number from 1 to 1000: the failing runs in a row that raise the "
+        "failure alert (1, the default, alerts on every failing run)"
+    )
+
+
+_TASK_GLOB_RE = re.compile(r"(?:[A-Za-z0-9._\-*?]|\[!?[A-Za-z0-9._\-]+\])+")
+
+
+def _task_globs(value: object) -> tuple[str, ...]:
+    """``[notify.NAME] tasks``: globs over task names (``fnmatch``, case-sensitive, as
+    task names are).  A glob that could match no task name is refused: a typo must not
+    quietly route nothing."""
+    example = 'e.g. ["backup-*", "db?-dump", "nightly"]'
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of task-name globs, {example}")
+    for glob in value:
+        if len(glob) > 200 or not _TASK_GLOB_RE.fullmatch(glob):
+            raise ValueError(
+                f"{glob!r} is not a task-name glob: the characters of task names "
+                f"(A-Z a-z 0-9 . _ -) with * ? and [...] as wildcards, {example}"
+            )
+    return tuple(value)
+
+
 NonNegDuration = Annotated[Duration, AfterValidator(_no_negative_duration)]
+AlertAfter = Annotated[int, BeforeValidator(_alert_after)]
+TaskGlobs = Annotated[tuple[str, ...], BeforeValidator(_task_globs)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 EndReasonName = Literal[
     "success",
@@ -444,6 +479,14 @@ class TaskSettings(_Frozen):
     limits: RunLimits | None = None
     stuck_after: NonNegDuration = timedelta(0)
     expect_success_within: NonNegDuration = timedelta(0)
+    # Alert rules (cronwarden/alerts/): the failure alert from the Nth failing run in a
+    # row; run.too_short for a success quicker than min_duration; run.too_long for a run
+    # still running max_duration after its start (it goes on); fire.late for a scheduled
+    # run not started start_grace after its time.  0 = off.
+    alert_after_failures: AlertAfter = 1
+    min_duration: NonNegDuration = timedelta(0)
+    max_duration: NonNegDuration = timedelta(0)
+    start_grace: NonNegDuration = timedelta(0)
     enabled: bool = True
 
     @field_validator("command")
@@ -522,6 +565,12 @@ class NotifyConfig(_Frozen):
     secret: str | None = Field(default=None, min_length=16)
     headers: dict[str, str] = Field(default_factory=dict)
     events: list[EventName] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    # Tasks whose alerts come here besides those whose notify names this target.
+    tasks: TaskGlobs = ()
+
+    def routes(self, task_name: str) -> bool:
+        """Whether ``tasks`` routes the task's alerts here."""
+        return any(fnmatchcase(task_name, glob) for glob in self.tasks)
 
     @model_validator(mode="after")
     def _target_matches_type(self) -> NotifyConfig:
@@ -556,6 +605,22 @@ class NotifyConfig(_Frozen):
 
 
 _TARGET_KEY = {"webhook": "url", "command": "command", "apprise": "urls"}
+
+
+def alert_targets(
+    notify: Mapping[str, NotifyConfig], task_name: str, own: Iterable[str], event: str
+) -> list[tuple[str, NotifyConfig]]:
+    """The targets an alert of a task goes to: those its ``notify`` names, then those
+    whose ``tasks`` route it there, each once (a target both named and routing gets one
+    alert), and of them only those whose ``events`` take ``event``."""
+    routed = (name for name, target in notify.items() if target.tasks and target.routes(task_name))
+    found: dict[str, NotifyConfig] = {}
+    for name in (*own, *routed):
+        target = notify.get(name)
+        if target is not None and name not in found and event in target.events:
+            found[name] = target
+    return list(found.items())
+
 
 TaskTable = PackedModels[TaskConfig]
 
@@ -648,8 +713,10 @@ def parse_config(text: str, file: Path) -> Config:
             _check_on_host(task, checker, host)
             _check_holds(task, set(pool_tables), checker)
             _check_where(task, checker)
+            _check_alert_rules(task, set(body), notify, checker)
         _check_notify_targets(name, merged.get("notify", []), notify, checker)
     _check_chains(tasks, set(task_tables), checker)
+    _check_routes(notify, set(task_tables), checker)
     warnings = tuple(sorted(checker.warnings, key=_line_number))
     if checker.problems or daemon is None:
         raise ConfigError(str(file), sorted(checker.problems, key=_line_number), warnings)
@@ -673,6 +740,61 @@ def _check_notify_targets(
                 ("tasks", name, "notify"),
                 f"unknown target {target!r}; define [notify.{target}] (defined: {defined})",
             )
+
+
+# The alert rule keys and the event each raises.
+_RULE_EVENTS = {
+    "min_duration": "run.too_short",
+    "max_duration": "run.too_long",
+    "start_grace": "fire.late",
+}
+
+
+def _check_alert_rules(
+    task: TaskConfig, own_keys: set[str], notify: dict[str, NotifyConfig], checker: _Checker
+) -> None:
+    """Rules that contradict each other are errors; a rule the task's own table sets
+    that would tell nobody, or could never fire, is a warning (from [defaults] it
+    would be one per task: those are not said)."""
+    loc = ("tasks", task.name)
+    low, high = task.min_duration, task.max_duration
+    if low and high and low >= high:
+        checker.problem(
+            (*loc, "min_duration"),
+            f"min_duration = {format_duration(low)!r} is not below max_duration = "
+            f"{format_duration(high)!r}: every run would be too short or too long; "
+            "min_duration must be the shorter",
+        )
+    if "max_duration" in own_keys and high and task.timeout and high >= task.timeout:
+        checker.warn(
+            (*loc, "max_duration"),
+            f"max_duration = {format_duration(high)!r} is not below timeout = "
+            f"{format_duration(task.timeout)!r}: the timeout stops a run before it is too long",
+        )
+    if "start_grace" in own_keys and task.start_grace and task.schedule is None:
+        checker.warn(
+            (*loc, "start_grace"),
+            "start_grace watches scheduled runs, but the task has no schedule",
+        )
+    for key, event in _RULE_EVENTS.items():
+        if (
+            key in own_keys
+            and getattr(task, key)
+            and not alert_targets(notify, task.name, task.notify, event)
+        ):
+            checker.warn(
+                (*loc, key),
+                f"{key} raises {event}, but no target of this task takes it: add "
+                f'"{event}" to the events of a target in its notify (or route it with tasks)',
+            )
+
+
+def _check_routes(notify: dict[str, NotifyConfig], declared: set[str], checker: _Checker) -> None:
+    """A ``tasks`` glob that matches no task of the file is said (a typo routes nothing)."""
+    for name, target in notify.items():
+        for glob in target.tasks:
+            if not any(fnmatchcase(task, glob) for task in declared):
+                checker.warn(("notify", name, "tasks"), f"{glob!r} matches no task of this file")
 
 
 def _check_chains(tasks: TaskTable, declared: set[str], checker: _Checker) -> None:

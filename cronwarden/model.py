@@ -214,6 +214,9 @@ class TaskState(SQLModel, table=True):
     # task.overdue alert for the present silence went out.
     watched_since: datetime | None = utc_column()
     overdue_alerted_at: datetime | None = utc_column()
+    # run.too_long (max_duration): the start_at of the newest run it was raised for; a
+    # run re-adopted after a restart that started no later was told already.
+    too_long_alerted_start: datetime | None = utc_column()
 
 
 class Hold(SQLModel, table=True):

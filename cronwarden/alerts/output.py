@@ -23,10 +23,10 @@ from cronwarden.model import Status
 from cronwarden.run_record import AnyRun
 
 EXCERPT_BYTES = 64 * 1024
-# The events whose alert carries the run's output: the end of a run that went wrong,
-# and the output itself.
+# The events whose alert carries the run's output: the end of a run that went wrong
+# (a success too soon included: what it printed may say why), and the output itself.
 CARRIES_OUTPUT: frozenset[EventName] = frozenset(
-    {"run.failed", "run.timeout", "run.crashed", "run.output"}
+    {"run.failed", "run.timeout", "run.crashed", "run.too_short", "run.output"}
 )
 
 

@@ -1,8 +1,10 @@
 """Alerts: run changes and timers in, deliveries to ``[notify.*]`` targets out.
 
-A task's ``notify`` names the targets its alerts go to; a target's ``events`` says
-which it takes.  Everything here runs beside the dispatcher, never in its way: an
-alert is put on its target's queue and the run goes on.
+A task's ``notify`` names the targets its alerts go to, and a target's ``tasks`` globs
+route more tasks' alerts to it; a target's ``events`` says which it takes.  Everything
+here runs beside the dispatcher, never in its way: an alert is put on its target's
+queue and the run goes on.  What a run's end raises is decided in ends.py, the timers
+on runs in flight are run_watch.py's, the dead-man's switch is overdue.py's.
 """
 
 from __future__ import annotations
@@ -18,23 +20,16 @@ import structlog
 
 from cronwarden.alerts.apprise_sender import AppriseSender
 from cronwarden.alerts.courier import Courier, Outcome, Send
-from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt, output_event
+from cronwarden.alerts.ends import RunEnds
+from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt
 from cronwarden.alerts.overdue import OverdueWatch
-from cronwarden.alerts.rules import (
-    FAILING,
-    AlertEvent,
-    describe_end,
-    end_event,
-    missed_event,
-    overdue_event,
-    recovered_event,
-    stuck_event,
-)
+from cronwarden.alerts.rules import AlertEvent, missed_event, overdue_event
+from cronwarden.alerts.run_watch import RunWatch
 from cronwarden.alerts.senders import command_env, send_command, send_webhook
-from cronwarden.config import NotifyConfig
+from cronwarden.config import NotifyConfig, alert_targets
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
-from cronwarden.model import EndReason, Status
+from cronwarden.model import EndReason
 from cronwarden.run_record import AnyRun
 from cronwarden.runlog.excerpt import read_head
 from cronwarden.store import Store
@@ -76,30 +71,34 @@ class Alerts:
         self._session: aiohttp.ClientSession | None = None
         self._apprise: AppriseSender | None = None
         self._excerpts: dict[str, asyncio.Task[dict[str, Any]]] = {}
-        self._last_outcome: dict[str, str] = {}
-        self._stuck: dict[str, Cancellable] = {}
         self._missed: dict[str, list[AnyRun]] = {}
         self._overdue_timer: Cancellable | None = None
         self._saving: set[asyncio.Task[None]] = set()
+        self.watch = RunWatch(live, clock, emit=self.emit, save=self._save, run_json=run_json)
+        self.ends = RunEnds(
+            live, store, clock, emit=self.emit, run_json=run_json, succeeded=self._succeeded
+        )
 
     # -- life -------------------------------------------------------------------------
 
     async def start(self, running: Iterable[AnyRun]) -> None:
-        """Read back what the history says (last outcomes, last successes, the
-        dead-man's switch state), and watch the runs a previous life left running."""
+        """Read back what the store says (last successes, the dead-man's switch, the
+        runs told too long), and watch the runs a previous life left running."""
         now = self.clock.now()
-        for run in running:
-            self._arm_stuck(run)
-        # Read only what some task needs: on a long history these are whole-index scans,
-        # and the daemon is not READY until they are done.
-        if any(notify for _, notify in self.live.tasks.field("notify")):
-            last_runs = await self.store.last_runs()
-            self._last_outcome = {t: r.end_reason for t, r in last_runs.items() if r.end_reason}
+        running = list(running)
         limits = self._watched_limits()
+        # Read only what some task needs: the daemon is not READY until it is read.
+        long_watched = any(limit for _, limit in self.live.tasks.field("max_duration"))
+        states = await self.store.task_states() if limits or (running and long_watched) else {}
+        self.watch.too_long_start = {
+            name: state.too_long_alerted_start
+            for name, state in states.items()
+            if state.too_long_alerted_start is not None
+        }
+        self.watch.adopted(running)
         if not limits:
             return
         successes = await self.store.last_successes()
-        states = await self.store.task_states()
         for name in limits:
             state = states.get(name)
             since = state.watched_since if state is not None else None
@@ -127,9 +126,10 @@ class Alerts:
         self._arm_overdue()
 
     async def close(self) -> None:
-        for timer in [*self._stuck.values(), self._overdue_timer]:
-            if timer is not None:
-                timer.cancel()
+        self.watch.close()
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+        await self.ends.settled()
         self._flush_missed()
         await asyncio.gather(*(c.drain(DRAIN_AT_SHUTDOWN) for c in self.couriers.values()))
         if self._saving:
@@ -140,55 +140,22 @@ class Alerts:
     # -- run changes --------------------------------------------------------------------
 
     def on_change(self, kind: str, run: AnyRun) -> None:
-        if kind == "run.started":
-            self._arm_stuck(run)
-        elif kind == "run.ended":
-            self._ended(run)
-
-    def _ended(self, run: AnyRun) -> None:
-        timer = self._stuck.pop(run.id, None)
-        if timer is not None:
-            timer.cancel()
-        reason = run.end_reason or ""
-        task = self.live.tasks.get(run.task_name)
-        if reason == EndReason.MISSED:
-            self._gather_missed(run)
+        self.watch.on_change(kind, run)
+        if kind != "run.ended":
             return
-        event = end_event(run, task)
-        if event is not None:
-            self.emit(
-                AlertEvent(
-                    event=event,
-                    task=run.task_name,
-                    at=self.clock.now(),
-                    message=describe_end(run),
-                    run=self.run_json(run),
-                ),
-                output_of=run,
-            )
-        if task is not None and self._wanted(task.notify, "run.output"):
-            printed = output_event(run, self.run_json(run), self.clock.now())
-            if printed is not None:
-                self.emit(printed, output_of=run)
-        if reason == EndReason.SUCCESS:
-            self._succeeded(run)
-        if reason == EndReason.SUCCESS or (reason in FAILING and event is not None):
-            self._last_outcome[run.task_name] = reason
+        if run.end_reason == EndReason.MISSED:
+            self._gather_missed(run)
+        else:
+            self.ends.ended(run)
 
-    def _succeeded(self, run: AnyRun) -> None:
-        previous = self._last_outcome.get(run.task_name)
+    def _succeeded(self, run: AnyRun) -> str | None:
+        """A success ends the silence of the dead-man's switch: "being overdue" if
+        that silence was told."""
         was_overdue = self.overdue.succeeded(run.task_name, run.end_at or self.clock.now())
-        after = (
-            f"a run that ended {previous}"
-            if previous in FAILING
-            else "being overdue"
-            if was_overdue
-            else None
-        )
-        if after is not None:
-            self.emit(recovered_event(run, self.run_json(run), after, self.clock.now()))
-        if was_overdue:
-            self._arm_overdue()
+        if not was_overdue:
+            return None
+        self._arm_overdue()
+        return "being overdue"
 
     def _gather_missed(self, run: AnyRun) -> None:
         waiting = self._missed.setdefault(run.task_name, [])
@@ -202,21 +169,6 @@ class Alerts:
             self.emit(missed_event(task, runs, self.clock.now()))
 
     # -- timers -------------------------------------------------------------------------
-
-    def _arm_stuck(self, run: AnyRun) -> None:
-        task = self.live.tasks.get(run.task_name)
-        if task is None or task.stuck_after <= timedelta(0) or run.id in self._stuck:
-            return
-        started = run.start_at or self.clock.now()
-        limit = task.stuck_after
-        self._stuck[run.id] = self.clock.call_at(
-            started + limit, lambda: self._check_stuck(run, limit)
-        )
-
-    def _check_stuck(self, run: AnyRun, limit: timedelta) -> None:
-        self._stuck.pop(run.id, None)
-        if run.status == Status.RUNNING:  # the dispatcher's own record of the run
-            self.emit(stuck_event(run, self.run_json(run), limit, self.clock.now()))
 
     def _watched_limits(self) -> dict[str, timedelta]:
         return {
@@ -256,21 +208,11 @@ class Alerts:
         run_id = (event.run or {}).get("id")
         log_url = f"{self.base_url}/api/runs/{run_id}/log" if run_id and self.base_url else None
         body = event.body(self.node, log_url)
-        targets = [
-            (name, target)
-            for name in task.notify
-            if (target := self.live.current.notify.get(name)) is not None
-            and event.event in target.events
-        ]
+        targets = alert_targets(self.live.current.notify, task.name, task.notify, event.event)
         if targets and output_of is not None and event.event in CARRIES_OUTPUT:
             body["output"] = self._excerpt(output_of)  # read once, whatever the targets
         for name, target in targets:
             self._courier(name, target).post(body)
-
-    def _wanted(self, names: Iterable[str], event: str) -> bool:
-        """Whether some target among ``names`` takes ``event``."""
-        notify = self.live.current.notify
-        return any(name in notify and event in notify[name].events for name in names)
 
     def _excerpt(self, run: AnyRun) -> asyncio.Task[dict[str, Any]]:
         """The run's output excerpt, being read on a thread (a run's end and its

@@ -22,6 +22,9 @@ _WHAT: dict[str, str] = {
     "fire.missed": "missed a fire",
     "task.overdue": "is overdue",
     "task.recovered": "recovered",
+    "run.too_short": "finished too soon",
+    "run.too_long": "is running long",
+    "fire.late": "is late to start",
 }
 _SEVERITY: dict[str, Severity] = {
     "run.failed": "failure",
@@ -31,6 +34,9 @@ _SEVERITY: dict[str, Severity] = {
     "fire.missed": "warning",
     "task.overdue": "warning",
     "task.recovered": "success",
+    "run.too_short": "warning",
+    "run.too_long": "warning",
+    "fire.late": "warning",
 }
 _ENDED: dict[str, str] = {
     "success": "succeeded",

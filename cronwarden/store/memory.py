@@ -32,6 +32,8 @@ from cronwarden.run_sorts import NULLABLE_SORTS
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.runs import (
     DURATION_SAMPLE,
+    NEVER_RAN,
+    Attempt,
     RunFilter,
     RunOrder,
     RunPage,
@@ -238,6 +240,24 @@ class MemoryStore:
                 known = ends.get(run.task_name)
                 ends[run.task_name] = run.end_at if known is None else max(known, run.end_at)
         return ends
+
+    async def recent_attempts(
+        self, task_name: str, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[Attempt]:
+        found = sorted(
+            (
+                r
+                for r in self.runs.values()
+                if r.task_name == task_name
+                and (before is None or (r.created_at, r.id) < before)
+                and r.end_reason not in NEVER_RAN
+            ),
+            key=lambda r: (r.created_at, r.id),
+            reverse=True,
+        )
+        return [
+            Attempt(r.id, r.created_at, r.end_at, r.end_reason, r.retry_of) for r in found[:limit]
+        ]
 
     async def last_runs(self, task_names: Collection[str] | None = None) -> dict[str, Run]:
         newest: dict[str, Run] = {}

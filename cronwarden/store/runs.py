@@ -78,6 +78,22 @@ class TaskTally:
     durations: list[int]  # of the newest runs that ran to an outcome, newest first
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a task as a failure streak reads it (alerts/streaks.py)."""
+
+    id: str
+    created_at: datetime
+    end_at: datetime | None
+    end_reason: str | None
+    retry_of: str | None
+
+
+# Fires that never ran (skipped by overlap, missed while down): a streak passes over
+# them, and a task skipped every second would otherwise fill its pages.
+NEVER_RAN = ("skipped", "missed")
+
+
 @dataclass
 class RunPage:
     # Rows of the runs table (attributes named as Run's fields), not Run instances: a
@@ -293,6 +309,19 @@ class Store:
         async with self._session() as session:
             return {run.task_name: run for run in (await session.execute(query)).scalars()}
 
+    async def recent_attempts(
+        self, task_name: str, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[Attempt]:
+        """The task's runs, newest first (created before ``before``, a (created_at, id)
+        keyset, if given), fires that never ran left out: what a failure streak is
+        counted from."""
+        async with self._session() as session:
+            rows = (await session.execute(_attempts_query(task_name, limit, before))).all()
+        return [
+            Attempt(i, _as_utc(at), None if end is None else _as_utc(end), reason, of)
+            for i, at, end, reason, of in rows
+        ]
+
     async def last_scheduled_for(self) -> dict[str, datetime]:
         """Per task, the newest fire already handled: the anchor of catch-up."""
         newest = select(col(Run.task_name), sa.func.max(col(Run.scheduled_for))).group_by(
@@ -399,6 +428,28 @@ def _tally_queries(task_name: str, since: datetime | None) -> tuple[Any, Any]:
         .limit(DURATION_SAMPLE)
     )
     return groups, sample
+
+
+def _attempts_query(task_name: str, limit: int, before: tuple[datetime, str] | None) -> Any:
+    """Served by ix_runs_task_created, in its order (the row-value keyset form)."""
+    ran = sa.or_(col(Run.end_reason).is_(None), col(Run.end_reason).not_in(NEVER_RAN))
+    query = (
+        sa.select(
+            col(Run.id),
+            col(Run.created_at),
+            col(Run.end_at),
+            col(Run.end_reason),
+            col(Run.retry_of),
+        )
+        .where(col(Run.task_name) == task_name, ran)
+        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(limit)
+    )
+    if before is None:
+        return query
+    at, run_id = before
+    key = sa.tuple_(col(Run.created_at), col(Run.id))
+    return query.where(key < sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(run_id)))
 
 
 def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -> list[Any]:

@@ -329,6 +329,47 @@ async def test_two_saves_of_one_task_at_once_both_land(any_store: Any) -> None:
     assert (state.watched_since, state.overdue_alerted_at) == (T0, T0 + DAY)
 
 
+async def test_the_too_long_mark_is_kept_with_the_task_state(any_store: Any) -> None:
+    await any_store.save_task_state("t", too_long_alerted_start=T0)
+    await any_store.save_task_state("t", paused=True)
+    state = (await any_store.task_states())["t"]
+    assert (state.too_long_alerted_start, state.paused) == (T0, True)
+
+
+async def test_recent_attempts_reads_a_tasks_runs_newest_first_but_fires_never_run(
+    any_store: Any,
+) -> None:
+    """What a failure streak is counted from (alerts/streaks.py), page by page."""
+    await any_store.claim(
+        [
+            make_run(1, status=Status.ENDED, end_reason=EndReason.FAILED, end_at=T0 + DAY),
+            make_run(2, status=Status.ENDED, end_reason=EndReason.SKIPPED),
+            make_run(3, status=Status.ENDED, end_reason=EndReason.MISSED),
+            make_run(4, status=Status.ENDED, end_reason=EndReason.FAILED, retry_of=run_id(1)),
+            make_run(5, "u", status=Status.ENDED, end_reason=EndReason.SUCCESS),
+            make_run(6, status=Status.RUNNING),
+            make_run(7, status=Status.ENDED, end_reason=EndReason.STOPPED),
+        ]
+    )
+    read = await any_store.recent_attempts("t", 10)
+    assert [(a.id, a.end_reason, a.retry_of) for a in read] == [
+        (run_id(7), "stopped", None),
+        (run_id(6), None, None),
+        (run_id(4), "failed", run_id(1)),
+        (run_id(1), "failed", None),
+    ]
+    assert read[0].created_at == T0 + timedelta(seconds=7)
+    assert (read[1].end_at, read[3].end_at) == (None, T0 + DAY)
+    page = await any_store.recent_attempts("t", 2)
+    assert [a.id for a in page] == [run_id(7), run_id(6)]
+    after_page = (page[-1].created_at, page[-1].id)  # strictly before: a keyset
+    assert [a.id for a in await any_store.recent_attempts("t", 2, after_page)] == [
+        run_id(4),
+        run_id(1),
+    ]
+    assert await any_store.recent_attempts("nobody", 10) == []
+
+
 async def test_last_scheduled_for_is_the_newest_fire_handled(any_store: Any) -> None:
     """From the runs' fires and from the task state, whichever is newer."""
     await any_store.claim([fire(1, at=T0), fire(2, at=T0 + DAY), fire(3, "u", at=T0), make_run(4)])

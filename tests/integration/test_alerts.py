@@ -332,3 +332,85 @@ def test_fires_missed_while_down_are_one_alert(make_daemon, receiver) -> None:
     missed = [r for r in daemon.runs(task_name="every_second") if r["end_reason"] == "missed"]
     assert body["details"]["missed"] == len(missed) >= 2
     assert set(body["details"]["run_ids"]) == {r["id"] for r in missed}
+
+
+def test_the_failure_alert_waits_for_the_nth_failing_run_in_a_row_across_a_restart(
+    make_daemon, receiver, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    daemon = make_daemon(
+        f"""
+        [notify.hook]
+        type = "webhook"
+        url = "{receiver.url}/hook"
+        events = ["run.failed", "task.recovered"]
+        tasks = ["backup-*"]
+
+        [tasks.backup-home]
+        command = "test -e {fixed}"
+        alert_after_failures = 2
+        notify = ["hook"]
+        """
+    )
+    definition = daemon.get("/api/tasks/backup-home?definition=true").body["definition"]
+    assert definition["alert_after_failures"] == 2
+    assert definition["min_duration"] == definition["max_duration"] == "0"
+    assert definition["start_grace"] == "0"
+    first = daemon.wait_run(daemon.trigger("backup-home")["id"])
+    second = daemon.wait_run(daemon.trigger("backup-home")["id"])
+    assert first["end_reason"] == second["end_reason"] == "failed"
+    got = wait_for(lambda: receiver.on("/hook"), what="the second failure's alert")
+    # one alert (the target is named by notify and routes the task: once), and not for
+    # the first run, whose alert would have come first on the target's queue
+    assert [(r.body["event"], r.body["run"]["id"]) for r in got] == [("run.failed", second["id"])]
+    assert got[0].body["message"] == (
+        "backup-home failed with exit code 1; the 2nd failing run in a row "
+        "(alert_after_failures = 2)"
+    )
+    withheld = log_events(daemon, "alert.withheld")
+    assert [(e["task"], e["failing_in_a_row"]) for e in withheld] == [("backup-home", 1)]
+
+    daemon.stop()  # the count is read from the history: a restart does not reset it
+    daemon.start()
+    third = daemon.wait_run(daemon.trigger("backup-home")["id"])
+    wait_for(lambda: len(receiver.on("/hook")) == 2, what="the third failure's alert")
+    body = receiver.on("/hook")[1].body
+    assert (body["event"], body["run"]["id"]) == ("run.failed", third["id"])
+    assert "3 or more failing runs in a row" in body["message"]
+    fixed.touch()
+    success = daemon.wait_run(daemon.trigger("backup-home")["id"])
+    assert success["end_reason"] == "success"
+    wait_for(lambda: len(receiver.on("/hook")) == 3, what="the recovery")
+    body = receiver.on("/hook")[2].body
+    assert (body["event"], body["run"]["id"]) == ("task.recovered", success["id"])
+    assert body["message"] == "backup-home succeeded again (after 2 or more failing runs in a row)"
+    wait_for(lambda: alert_metric(daemon, "hook", "task.recovered", "delivered") == 1)
+    assert alert_metric(daemon, "hook", "run.failed", "delivered") == 1  # this life's
+
+
+def test_a_run_past_max_duration_is_told_once_and_goes_on_running(
+    make_daemon, receiver, gate
+) -> None:
+    daemon = make_daemon(
+        f"""
+        [notify.team]
+        type = "webhook"
+        url = "{receiver.url}/team"
+        events = ["run.too_long"]
+        tasks = ["nightly-*"]
+
+        [tasks.nightly-report]
+        command = "{gate.wait_command}"
+        max_duration = "1s"
+        """
+    )
+    run = daemon.trigger("nightly-report")
+    got = wait_for(lambda: receiver.on("/team"), what="run.too_long")[0].body
+    assert got["event"] == "run.too_long" and got["run"]["id"] == run["id"]
+    assert got["run"]["status"] == "running" and got["details"]["running_for_s"] >= 1
+    assert got["message"].endswith("(max_duration = 1s); it goes on running")
+    assert daemon.get(f"/api/runs/{run['id']}").body["status"] == "running"
+    wait_for(lambda: alert_metric(daemon, "team", "run.too_long", "delivered") == 1)
+    gate.open()
+    assert daemon.wait_run(run["id"])["end_reason"] == "success"
+    assert len(receiver.on("/team")) == 1

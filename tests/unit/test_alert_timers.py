@@ -64,6 +64,7 @@ class Life:
         self.sent.append(event)
 
     async def events(self, prefix: str = "") -> list[str]:
+        await self.alerts.ends.settled()  # ends that read the task's history first
         for _ in range(5):  # let the couriers and background saves run
             await asyncio.sleep(0)
         await asyncio.gather(*self.alerts._saving)

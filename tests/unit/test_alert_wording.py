@@ -177,6 +177,7 @@ class Sent:
         return writer.finish().size
 
     async def events(self) -> list[tuple[str, Any]]:
+        await self.alerts.ends.settled()
         for _ in range(20):
             await asyncio.sleep(0)
         for courier in self.alerts.couriers.values():
