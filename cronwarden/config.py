@@ -66,6 +66,7 @@ EventName = Literal[
     "run.too_short",
     "run.too_long",
     "fire.late",
+    "run.expired",
 ]
 # The rest are opt-in: DESIGN.md's default list is what goes wrong.
 DEFAULT_EVENTS: tuple[EventName, ...] = get_args(EventName)[:6]

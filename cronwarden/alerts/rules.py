@@ -26,6 +26,7 @@ _EVENT_OF_END: dict[str, EventName] = {
     EndReason.LOG_OVERFLOW: "run.failed",
     EndReason.TIMEOUT: "run.timeout",
     EndReason.CRASHED: "run.crashed",
+    EndReason.EXPIRED: "run.expired",
 }
 # Outcomes after which a success counts as a recovery: the failures (outcomes.py).
 FAILING = frozenset(FAILURE_END_REASONS)
@@ -83,6 +84,7 @@ def describe_end(run: AnyRun) -> str:
         EndReason.LOG_OVERFLOW: "was killed: its output passed max_log_size",
         EndReason.TIMEOUT: "timed out",
         EndReason.CRASHED: "crashed",
+        EndReason.EXPIRED: "expired: it did not start within its ttl",
         EndReason.SUCCESS: "succeeded",
     }
     said = what.get(run.end_reason or "", run.end_reason or "ended")

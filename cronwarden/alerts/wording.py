@@ -25,6 +25,7 @@ _WHAT: dict[str, str] = {
     "run.too_short": "finished too soon",
     "run.too_long": "is running long",
     "fire.late": "is late to start",
+    "run.expired": "expired before it started",
 }
 _SEVERITY: dict[str, Severity] = {
     "run.failed": "failure",
@@ -37,6 +38,7 @@ _SEVERITY: dict[str, Severity] = {
     "run.too_short": "warning",
     "run.too_long": "warning",
     "fire.late": "warning",
+    "run.expired": "warning",
 }
 _ENDED: dict[str, str] = {
     "success": "succeeded",
@@ -45,6 +47,7 @@ _ENDED: dict[str, str] = {
     "stopped": "stopped",
     "crashed": "crashed",
     "log_overflow": "output over max_log_size",
+    "expired": "expired before it started",
 }
 
 

@@ -29,7 +29,9 @@ def test_runs_that_ran_to_an_outcome_are_the_successes_failures_and_stops() -> N
 
 
 def test_every_failure_raises_an_alert_event_and_counts_for_a_recovery() -> None:
-    assert set(_EVENT_OF_END) == set(FAILURE_END_REASONS)
+    # and an expired run (not a failure: it never ran) raises run.expired
+    assert set(_EVENT_OF_END) == {*FAILURE_END_REASONS, "expired"}
+    assert _EVENT_OF_END["expired"] == "run.expired"
     assert frozenset(FAILURE_END_REASONS) == FAILING
 
 

@@ -106,6 +106,8 @@ function describe(run, causes) {
     ["Triggered by", run.triggered_by.replace("_", " ")],
     ["Scheduled for", run.scheduled_for ? absolute(run.scheduled_for) : "—"],
     ["Created", [absolute(run.created_at), " (", when(run.created_at), ")"]],
+    ...(run.delayed_until ? [["Delayed until", absolute(run.delayed_until)]] : []),
+    ...(run.expires_at ? [[run.expired_at ? "Expired at" : "Expires at", absolute(run.expired_at ?? run.expires_at)]] : []),
     ["Started", run.start_at ? absolute(run.start_at) : "—"],
     ["Ended", run.end_at ? absolute(run.end_at) : "—"],
     ["Duration", duration(run.duration_ms) || "—"],
