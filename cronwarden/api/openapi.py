@@ -107,6 +107,7 @@ class Operation:
     body: type[BaseModel] | None = None
     problems: dict[int, str] = field(default_factory=dict)  # beyond the common ones
     open: bool = False  # needs no token
+    headers: dict[str, str] = field(default_factory=dict)  # request headers it reads
 
     @property
     def operation_id(self) -> str:
@@ -160,6 +161,16 @@ def _operation(op: Operation, schemas: dict[str, Any], tasks: Sequence[str]) -> 
         parameters.append(parameter)
     if op.query is not None:
         parameters += _query_parameters(schemas[op.query.__name__])
+    for name, description in op.headers.items():
+        parameters.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+                "description": description,
+            }
+        )
     if parameters:
         spec["parameters"] = parameters
     if op.body is not None:

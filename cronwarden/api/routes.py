@@ -40,6 +40,11 @@ _NEW_RUN = {
     202: Reply("With ?wait=: the wait ran out; the run as it is now.", RunOut),
 }
 _REFUSED = {409: "Refused by the task's overlap or queue limit, or the daemon is stopping."}
+_ELSEWHERE = {
+    409: "The run's log is on another node (the one that ran it) that cannot be asked "
+    "now: the detail names it and why."
+}
+_RESUME_LOG = "with follow=true: resume after this line number (a reconnecting client's)"
 
 OPERATIONS = [
     Operation(
@@ -83,6 +88,11 @@ OPERATIONS = [
         query=TriggerQuery,
         body=TriggerBody,
         problems=_REFUSED,
+        headers={
+            "Idempotency-Key": "the same key (with the same body) within 24 h answers 200 "
+            "with the run the first request started, instead of starting another "
+            "(1 to 255 printable characters)"
+        },
     ),
     Operation(
         "GET",
@@ -149,6 +159,8 @@ OPERATIONS = [
         "(Server-Sent Events: id = line number, then an `end` event).",
         {200: Reply("A page, or the stream.", LogPageOut, (JSON, SSE))},
         query=LogQuery,
+        problems=_ELSEWHERE,
+        headers={"Last-Event-ID": _RESUME_LOG},
     ),
     Operation(
         "GET",
@@ -157,6 +169,7 @@ OPERATIONS = [
         "The run's output as it came, streams interleaved.",
         {200: Reply("The bytes.", None, (TEXT,))},
         query=RawLogQuery,
+        problems=_ELSEWHERE,
     ),
     Operation(
         "GET",
@@ -190,6 +203,7 @@ OPERATIONS = [
         "Server-Sent Events (resumable with Last-Event-ID).",
         {200: Reply("The stream.", None, (SSE,))},
         query=EventsQuery,
+        headers={"Last-Event-ID": "resume after this event id (a reconnecting client's)"},
     ),
 ]
 

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -37,6 +38,24 @@ _DAY_WORDS = {"now": None, "today": 0, "yesterday": 1}
 SortField = Literal[
     "created_at", "task_name", "status", "start_at", "end_at", "exit_code", "duration_ms"
 ]
+
+
+# A date a query names: what parse_instant reads, declared as the string it is (a
+# generated client must be able to send "7 days ago", never only an RFC 3339 instant).
+WhenText = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": 'an instant or day (ISO 8601: "2026-01-31", '
+            '"2026-01-31T12:00:00Z"), or relative: "now", "today", "yesterday", '
+            '"7 days ago", "24 hours ago"',
+            "examples": ["7 days ago", "today", "2026-01-31", "2026-01-31T12:00:00Z"],
+        }
+    ),
+]
+# An instant in an answer: ISO 8601 UTC with milliseconds and Z (RFC 3339).
+Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 def _day_bound(days_ago: int | None, ending: bool) -> datetime:
@@ -144,10 +163,10 @@ class RunOut(BaseModel):
     exit_code: int | None
     signal: int | None
     triggered_by: Trigger
-    scheduled_for: str | None
-    created_at: str
-    start_at: str | None
-    end_at: str | None
+    scheduled_for: Instant | None
+    created_at: Instant
+    start_at: Instant | None
+    end_at: Instant | None
     duration_ms: int | None
     attempt: int
     retry_of: str | None
@@ -182,15 +201,15 @@ class RunOut(BaseModel):
         description="a chained run (triggered_by = chain): the run whose end started it, "
         'or for after_mode = "all" the runs whose ends did',
     )
-    delayed_until: str | None = Field(
+    delayed_until: Instant | None = Field(
         default=None,
         description="triggered with delay or run_at: it starts no earlier than this",
     )
-    expires_at: str | None = Field(
+    expires_at: Instant | None = Field(
         default=None,
         description="triggered with ttl: it ends expired at this instant unless started",
     )
-    expired_at: str | None = Field(
+    expired_at: Instant | None = Field(
         default=None, description="end_reason expired: when its ttl ended it"
     )
 
@@ -333,7 +352,7 @@ class TaskOut(BaseModel):
     limits: LimitsOut | None = Field(
         default=None, description="bounds of each run's process tree (limits); null: none"
     )
-    next_run_at: str | None
+    next_run_at: Instant | None
     last_run: RunOut | None
     next: list[FireOut] | None = None
     definition: dict[str, Any] | None = Field(
@@ -353,7 +372,7 @@ class HolderOut(BaseModel):
     run_id: str
     task_name: str
     node: str
-    since: str = Field(description="when the run took the seat, ISO 8601 UTC with ms and Z")
+    since: Instant = Field(description="when the run took the seat, ISO 8601 UTC with ms and Z")
 
 
 class LockWaiterOut(BaseModel):
@@ -361,7 +380,7 @@ class LockWaiterOut(BaseModel):
 
     run_id: str
     task_name: str
-    since: str = Field(description="when it began to wait, ISO 8601 UTC with ms and Z")
+    since: Instant = Field(description="when it began to wait, ISO 8601 UTC with ms and Z")
 
 
 class LockOut(BaseModel):
@@ -498,8 +517,8 @@ class RunQuery(BaseModel):
     status: list[Status] | None = None
     end_reason: list[EndReason] | None = None
     triggered_by: list[Trigger] | None = None
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: WhenText | None = None
+    end_date: WhenText | None = None
     search: StorableText | None = Field(default=None, max_length=200)
     caused_by: RunId | None = Field(default=None, description="runs this run's end started")
     sort_field: SortField = "created_at"
@@ -569,7 +588,7 @@ def parse_instant(value: object, *, ending: bool = False) -> object:
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime | None = None  # default: all the history there is
+    since: WhenText | None = None  # default: all the history there is
 
     @field_validator("since", mode="before")
     @classmethod
@@ -592,8 +611,8 @@ class TaskStats(BaseModel):
     by_end_reason: dict[str, int]
     success_rate: float | None  # successes among runs that ran to an outcome
     duration_ms: DurationStats
-    last_success_at: str | None
-    last_failure_at: str | None
+    last_success_at: Instant | None
+    last_failure_at: Instant | None
 
 
 class Problem(BaseModel):
@@ -610,7 +629,7 @@ class Problem(BaseModel):
 class RetentionOut(BaseModel):
     """The last retention pass: what it deleted, and the disk the logs used after it."""
 
-    started_at: str | None
+    started_at: Instant | None
     duration_ms: int
     deleted_runs: int
     deleted_log_files: int
@@ -639,7 +658,7 @@ class AccessOut(BaseModel):
 class InfoOut(BaseModel):
     version: str
     node: str
-    started_at: str | None
+    started_at: Instant | None
     uptime_s: float
     config_path: str
     tasks: int
@@ -670,8 +689,8 @@ class NodeOut(BaseModel):
     taken_over_by: str | None = Field(
         default=None, description="the node that took over its runs (state dead)"
     )
-    started_at: str
-    heartbeat_at: str
+    started_at: Instant
+    heartbeat_at: Instant
     silent_s: float = Field(description="seconds since its last heartbeat")
     running_runs: int
     config_hash: str | None = Field(description="a hash of every task's definition")
