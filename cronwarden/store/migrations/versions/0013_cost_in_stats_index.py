@@ -7,7 +7,7 @@ table once: a few seconds for 1,000,000 runs, at the first start after the upgra
 
 Revision ID: 0013
 Revises: 0012
-Create Date: 2026-12-07
+Create Date: 2026-12-06
 """
 
 from alembic import op
