@@ -57,6 +57,7 @@ async def seed(database: str, count: int) -> float:
     store = await Store.open(open_engine(database))
     writer = store.recorder.start()
     rng = random.Random(1)
+    costs = random.Random(2)  # its own: the runs drawn stay those of earlier rounds
     started = time.perf_counter()
     batch = []
     for i in range(count):
@@ -81,6 +82,11 @@ async def seed(database: str, count: int) -> float:
                 node="bench",
                 task_hash="h",
                 error="exit status 1" if reason == "failed" else None,
+                # what it cost: summed by the stats, as a real history's would be
+                cpu_user_s=round(costs.random() * 2, 6) if ran else None,
+                cpu_system_s=round(costs.random() / 4, 6) if ran else None,
+                max_rss_bytes=costs.randrange(2**20, 2**30) if ran else None,
+                output_bytes=costs.randrange(0, 2**16) if ran else None,
             )
         )
         if len(batch) == 10_000:

@@ -17,6 +17,7 @@ import click
 from cronwarden import __version__
 from cronwarden.errors import CgroupUnavailable, ConfigError, DataDirLocked
 from cronwarden.run_sorts import SORT_FIELDS
+from cronwarden.support import readable
 
 if TYPE_CHECKING:
     from cronwarden.config import Config
@@ -566,10 +567,41 @@ def runs(
             r["triggered_by"],
             r["created_at"],
             "-" if r["duration_ms"] is None else f"{r['duration_ms']}ms",
+            *_cost_cells(r),
         ]
         for r in data["runs"]
     ]
-    _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"])
+    headers = ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"]
+    _table(rows, headers + COST_COLUMNS)
+
+
+# What a run cost, in the runs table: CPU seconds (user + system) and peak memory.  Its
+# output bytes are left to --json and the view of one run: the table is wide already.
+COST_COLUMNS = ["cpu", "mem"]
+
+
+def _cost_cells(run: dict[str, Any]) -> list[str]:
+    peak = run.get("max_rss_bytes")
+    return [_cpu_total(run) or "-", "-" if peak is None else readable.size(peak)]
+
+
+def _cpu_total(run: dict[str, Any]) -> str | None:
+    user, system = run.get("cpu_user_s"), run.get("cpu_system_s")
+    return None if user is None or system is None else readable.cpu_seconds(user + system)
+
+
+def _cost_line(run: dict[str, Any]) -> str:
+    """A run's cost in words, for the view of one run (``run --wait``, ``rerun --wait``)."""
+    parts = []
+    total = _cpu_total(run)
+    if total is not None:
+        user, system = (readable.cpu_seconds(run[k]) for k in ("cpu_user_s", "cpu_system_s"))
+        parts.append(f"cpu {total} ({user} user, {system} system)")
+    if run.get("max_rss_bytes") is not None:
+        parts.append(f"peak memory {readable.size(run['max_rss_bytes'])}")
+    if run.get("output_bytes") is not None:
+        parts.append(f"output {readable.size(run['output_bytes'])}")
+    return ", ".join(parts) or "cost not known"
 
 
 @main.command()
@@ -600,6 +632,25 @@ def stats(
     )
     click.echo(f"  last success: {data['last_success_at'] or '-'}")
     click.echo(f"  last failure: {data['last_failure_at'] or '-'}")
+    _echo_stats_cost(data)
+
+
+def _echo_stats_cost(data: dict[str, Any]) -> None:
+    cpu, memory = data["cpu_s"], data["max_rss_bytes"]
+    if cpu["runs"]:
+        click.echo(
+            f"  cpu:          {readable.cpu_seconds(cpu['total'])} in all "
+            f"({readable.cpu_seconds(cpu['user'])} user, "
+            f"{readable.cpu_seconds(cpu['system'])} system), "
+            f"{readable.cpu_seconds(cpu['avg'])} a run (of {cpu['runs']})"
+        )
+    else:
+        click.echo("  cpu:          - (no run's cost is known)")
+    peak = {k: "-" if memory[k] is None else readable.size(memory[k]) for k in ("p95", "max")}
+    click.echo(
+        f"  peak memory:  p95 {peak['p95']} (of the newest {memory['sample']}), max {peak['max']}"
+    )
+    click.echo(f"  output:       {readable.size(data['output_bytes'])} written")
 
 
 @main.command("run")
@@ -663,12 +714,14 @@ def _report_new_run(client: Any, run: dict[str, Any], wait: bool, as_json: bool)
     while wait and run["status"] != "ended":
         time.sleep(0.2)
         run = _call(client, "GET", api_path("runs", run["id"]))
-    later = f" (delayed until {run['delayed_until']})" if run.get("delayed_until") else ""
-    click.echo(
-        json.dumps(run, indent=2)
-        if as_json
-        else f"{run['id']} {run['status']}" + (f" {run['end_reason']}" if wait else later)
-    )
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+    elif wait:
+        took = "" if run["duration_ms"] is None else f" in {run['duration_ms']}ms"
+        click.echo(f"{run['id']} {run['status']} {run['end_reason']}{took}; {_cost_line(run)}")
+    else:
+        later = f" (delayed until {run['delayed_until']})" if run.get("delayed_until") else ""
+        click.echo(f"{run['id']} {run['status']}{later}")
     if wait:
         sys.exit(run_exit_status(run))
 

@@ -9,12 +9,23 @@ The per-task series are tallied in plain dicts and turned into metric families a
 scrape time (``_TaskTallies``): prometheus-client's labelled children hold a lock per
 value, and a task's runs counter, duration histogram (twelve values) and gauges came to
 ~6 KB, 59 MB for 10,000 tasks that had each run once.
+
+What runs cost (CPU seconds by mode, the last run's peak memory, output bytes) rides in
+the same per-task array as the durations: four more doubles, 40 bytes a task (0.4 MB for
+10,000 tasks), where a dict of its own per series would cost 45 bytes a task each, 180
+for the four (a float object and a dict entry; 110 a series keyed by (task, mode)).
+Peak memory is a gauge of the newest run's ``max_rss_bytes``, not a histogram: a
+histogram is a dozen series per task on every scrape (10,000 tasks already make 10 MB
+of text), and no one set of buckets suits both a 5 MB shell script and a 30 GB batch
+job; ``max_over_time`` of the gauge alerts on growth, and a task's stats give its p95
+and max over any window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import platform
 import time
 from array import array
@@ -49,6 +60,13 @@ LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 LAG_PROBE_SECONDS = 1.0
 SCRAPE_SLICE = 250  # tasks whose series are written in one piece of a scrape
 _NOT_RUN = (EndReason.SKIPPED, EndReason.MISSED)
+# A ran-task array: the count in each of DURATION_BUCKETS (not cumulative), then these.
+_SUM = len(DURATION_BUCKETS)  # the durations' sum
+_CPU_USER = _SUM + 1  # CPU seconds of the runs whose cost is known, by mode
+_CPU_SYSTEM = _SUM + 2
+_PEAK = _SUM + 3  # the newest known max_rss_bytes; NaN until one is known
+_OUTPUT = _SUM + 4  # output bytes of the runs whose output is known
+_RAN_SLOTS = _SUM + 5
 
 
 class Metrics:
@@ -150,13 +168,13 @@ class Metrics:
 
 
 class _TaskTallies:
-    """The per-task series: ended runs by end_reason, durations, missed fires, log
-    bytes, last success."""
+    """The per-task series: ended runs by end_reason, durations and cost of the runs
+    that ran, missed fires, log bytes, last success."""
 
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str], int] = {}
-        # Per task: the count in each of DURATION_BUCKETS (not cumulative), then the sum.
-        self.durations: dict[str, array[float]] = {}
+        # Per task whose runs ran: the slots named by _SUM ... _OUTPUT above.
+        self.ran: dict[str, array[float]] = {}
         self.missed: dict[str, int] = {}
         self.log_bytes: dict[str, int] = {}
         self.last_success: dict[str, float] = {}
@@ -164,7 +182,7 @@ class _TaskTallies:
     def copy(self) -> _TaskTallies:
         twin = _TaskTallies()
         twin.runs = dict(self.runs)
-        twin.durations = {task: array("d", tally) for task, tally in self.durations.items()}
+        twin.ran = {task: array("d", tally) for task, tally in self.ran.items()}
         twin.missed = dict(self.missed)
         twin.log_bytes = dict(self.log_bytes)
         twin.last_success = dict(self.last_success)
@@ -177,16 +195,26 @@ class _TaskTallies:
         if reason == EndReason.MISSED:
             self.missed[task] = self.missed.get(task, 0) + 1
         if reason not in _NOT_RUN and run.duration_ms is not None:
-            seconds = run.duration_ms / 1000
-            tally = self.durations.get(task)
-            if tally is None:
-                tally = self.durations[task] = array("d", bytes(8 * (len(DURATION_BUCKETS) + 1)))
-            tally[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-            tally[-1] += seconds
+            self._ran(run, run.duration_ms / 1000)
         if run.log_size:
             self.log_bytes[task] = self.log_bytes.get(task, 0) + run.log_size
         if reason == EndReason.SUCCESS and run.end_at is not None:
             self.last_success[task] = run.end_at.timestamp()
+
+    def _ran(self, run: AnyRun, seconds: float) -> None:
+        tally = self.ran.get(run.task_name)
+        if tally is None:
+            tally = self.ran[run.task_name] = array("d", bytes(8 * _RAN_SLOTS))
+            tally[_PEAK] = math.nan
+        tally[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        tally[_SUM] += seconds
+        if run.cpu_user_s is not None and run.cpu_system_s is not None:
+            tally[_CPU_USER] += run.cpu_user_s
+            tally[_CPU_SYSTEM] += run.cpu_system_s
+        if run.max_rss_bytes is not None:
+            tally[_PEAK] = run.max_rss_bytes
+        if run.output_bytes is not None:
+            tally[_OUTPUT] += run.output_bytes
 
     def tasks(self) -> set[str]:
         return {task for task, _ in self.runs} | self.last_success.keys()
@@ -197,6 +225,22 @@ class _TaskTallies:
         return [
             self._runs,
             self._durations,
+            self._cpu,
+            partial(
+                self._ran_slot,
+                GaugeMetricFamily,
+                "cronwarden_run_max_rss_bytes",
+                "Peak resident memory of the task's newest run whose cost is known (its "
+                "largest process), in bytes.",
+                _PEAK,
+            ),
+            partial(
+                self._ran_slot,
+                CounterMetricFamily,
+                "cronwarden_run_output_bytes",
+                "Bytes runs wrote to stdout and stderr, kept in their logs or not.",
+                _OUTPUT,
+            ),
             partial(
                 _per_task_family,
                 CounterMetricFamily,
@@ -235,16 +279,44 @@ class _TaskTallies:
             "How long runs that ran took, from process start to end.",
             labels=["task"],
         )
-        for task, tally in self.durations.items():
+        for task, tally in self.ran.items():
             if task not in tasks:
                 continue
             below = 0.0
             buckets = []
-            for bound, in_bucket in zip(_DURATION_LE, tally[:-1], strict=True):
+            for bound, in_bucket in zip(_DURATION_LE, tally[:_SUM], strict=True):
                 below += in_bucket
                 buckets.append((bound, below))
-            durations.add_metric([task], buckets, sum_value=tally[-1])
+            durations.add_metric([task], buckets, sum_value=tally[_SUM])
         return durations
+
+    def _cpu(self, tasks: Container[str]) -> Metric:
+        cpu = CounterMetricFamily(
+            "cronwarden_run_cpu_seconds",
+            "CPU seconds of runs' processes and the descendants they waited for, by mode "
+            "(user, system); runs whose cost is not known (re-adopted) add nothing.",
+            labels=["task", "mode"],
+        )
+        for task, tally in self.ran.items():
+            if task in tasks:
+                cpu.add_metric([task, "user"], tally[_CPU_USER])
+                cpu.add_metric([task, "system"], tally[_CPU_SYSTEM])
+        return cpu
+
+    def _ran_slot(
+        self,
+        kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+        name: str,
+        documentation: str,
+        slot: int,
+        tasks: Container[str],
+    ) -> Metric:
+        """One slot of the ran-task arrays as a family, of the tasks where it is known."""
+        family = kind(name, documentation, labels=["task"])
+        for task, tally in self.ran.items():
+            if task in tasks and not math.isnan(tally[slot]):
+                family.add_metric([task], tally[slot])
+        return family
 
 
 _DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS]  # type: ignore[no-untyped-call]

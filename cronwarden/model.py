@@ -93,7 +93,17 @@ def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))
 
 
-STATS_COLUMNS = ("status", "end_reason", "end_at", "duration_ms")
+STATS_COLUMNS = (
+    "status",
+    "end_reason",
+    "end_at",
+    "duration_ms",
+    # What the runs cost (migration 0013): a task's stats sum them from the index too.
+    "cpu_user_s",
+    "cpu_system_s",
+    "max_rss_bytes",
+    "output_bytes",
+)
 # Fields a run list can be sorted by that need an index of their own (migration 0004):
 # the nullable ones (task_name, status and created_at have theirs).
 SORTED_BY_INDEX = NULLABLE_SORTS

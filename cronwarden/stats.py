@@ -9,6 +9,11 @@ store's tally, so each rule is tested without a database or a request.
 * Durations: nearest-rank percentiles of the store's sample (the newest runs that ran
   to an outcome), and the longest of all such runs in the window.
 * ``last_failure_at`` is the newest end among the failures (outcomes.py).
+* What the runs cost is summed over the runs whose cost is known (one that never
+  started, or was re-adopted after a restart, is left out, not counted as free): CPU
+  seconds in all and per such run; peak memory as the nearest-rank p95 over the same
+  sample as the durations, and the largest of the window.  Sums are rounded to the
+  microsecond the runs record (a float sum of many runs is not exact).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING
 from cronwarden.outcomes import FAILURE_END_REASONS, RAN_TO_AN_OUTCOME
 
 if TYPE_CHECKING:
-    from cronwarden.store.runs import TaskTally
+    from cronwarden.store.runs import CostTally, TaskTally
 
 ENDED = "ended"  # model.Status.ENDED, without loading the tables for one word
 
@@ -35,6 +40,22 @@ class Durations:
 
 
 @dataclass(frozen=True, slots=True)
+class CpuSeconds:
+    user: float
+    system: float
+    total: float  # user + system
+    avg: float | None  # total per run whose cost is known; None without such a run
+    runs: int  # runs whose cost is known
+
+
+@dataclass(frozen=True, slots=True)
+class PeakMemory:
+    p95: int | None
+    max: int | None
+    sample: int  # runs the p95 is taken over
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSummary:
     runs: int
     active: int
@@ -43,6 +64,9 @@ class TaskSummary:
     durations: Durations
     last_success_at: datetime | None
     last_failure_at: datetime | None
+    cpu: CpuSeconds
+    memory: PeakMemory
+    output_bytes: int  # written by the runs whose output is known
 
 
 def summarize(tally: TaskTally) -> TaskSummary:
@@ -69,6 +93,24 @@ def summarize(tally: TaskTally) -> TaskSummary:
         ),
         last_success_at=tally.last_end.get("success"),
         last_failure_at=max(failures, default=None),
+        cpu=cpu_seconds(tally.cost),
+        memory=PeakMemory(
+            p95=percentile(sorted(tally.peaks), 0.95),
+            max=tally.cost.max_rss_bytes,
+            sample=len(tally.peaks),
+        ),
+        output_bytes=tally.cost.output_bytes,
+    )
+
+
+def cpu_seconds(cost: CostTally) -> CpuSeconds:
+    total = cost.cpu_user_s + cost.cpu_system_s
+    return CpuSeconds(
+        user=round(cost.cpu_user_s, 6),
+        system=round(cost.cpu_system_s, 6),
+        total=round(total, 6),
+        avg=round(total / cost.runs, 6) if cost.runs else None,
+        runs=cost.runs,
     )
 
 

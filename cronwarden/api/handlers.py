@@ -23,6 +23,7 @@ from cronwarden.api.schemas import (
     RUN_ID_EXAMPLE,
     TASK_NAMES,
     AccessOut,
+    CpuStats,
     DurationStats,
     EventsQuery,
     FireOut,
@@ -32,6 +33,7 @@ from cronwarden.api.schemas import (
     LogLineOut,
     LogPageOut,
     LogQuery,
+    MemoryStats,
     NodeList,
     NodeOut,
     RawLogQuery,
@@ -364,6 +366,9 @@ async def task_stats(request: web.Request) -> web.Response:
             ),
             last_success_at=iso_z_or_none(summary.last_success_at),
             last_failure_at=iso_z_or_none(summary.last_failure_at),
+            cpu_s=CpuStats.model_validate(summary.cpu, from_attributes=True),
+            max_rss_bytes=MemoryStats.model_validate(summary.memory, from_attributes=True),
+            output_bytes=summary.output_bytes,
         )
     )
 

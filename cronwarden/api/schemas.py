@@ -603,6 +603,28 @@ class DurationStats(BaseModel):
     sample: int  # runs the percentiles are taken over (the newest, up to 10,000)
 
 
+class CpuStats(BaseModel):
+    """CPU seconds of the window's runs whose cost is known (a run that never started,
+    or was re-adopted after a daemon restart, is left out)."""
+
+    user: float = Field(description="user-mode CPU seconds, summed")
+    system: float = Field(description="CPU seconds in the kernel on the runs' behalf, summed")
+    total: float = Field(description="user + system")
+    avg: float | None = Field(description="total per run counted; null: no run counted")
+    runs: int = Field(description="runs whose cost is known")
+
+
+class MemoryStats(BaseModel):
+    """Peak resident memory (a run's max_rss_bytes), in bytes."""
+
+    p95: int | None = Field(
+        description="nearest-rank p95 over the newest runs that ran to an outcome (the "
+        "durations' sample), those whose peak is known"
+    )
+    max: int | None = Field(description="the largest peak of the window's runs")
+    sample: int = Field(description="runs the p95 is taken over")
+
+
 class TaskStats(BaseModel):
     task: str
     since: str | None
@@ -613,6 +635,12 @@ class TaskStats(BaseModel):
     duration_ms: DurationStats
     last_success_at: Instant | None
     last_failure_at: Instant | None
+    cpu_s: CpuStats
+    max_rss_bytes: MemoryStats
+    output_bytes: int = Field(
+        description="bytes the window's runs wrote to stdout and stderr, kept in their logs "
+        "or not (runs whose output is known)"
+    )
 
 
 class Problem(BaseModel):

@@ -34,6 +34,7 @@ from cronwarden.store.runs import (
     DURATION_SAMPLE,
     NEVER_RAN,
     Attempt,
+    CostTally,
     RunFilter,
     RunOrder,
     RunPage,
@@ -290,8 +291,15 @@ class MemoryStore:
             for r in sorted(window, key=lambda r: r.created_at, reverse=True)
             if r.end_reason in RAN_TO_AN_OUTCOME and r.duration_ms is not None
         ]
-        durations = [r.duration_ms for r in ran[:DURATION_SAMPLE] if r.duration_ms is not None]
-        return TaskTally(counts=counts, last_end=last_end, longest=longest, durations=durations)
+        sample = ran[:DURATION_SAMPLE]
+        return TaskTally(
+            counts=counts,
+            last_end=last_end,
+            longest=longest,
+            durations=[r.duration_ms for r in sample if r.duration_ms is not None],
+            cost=_cost_of(window),
+            peaks=[r.max_rss_bytes for r in sample if r.max_rss_bytes is not None],
+        )
 
     async def list_runs(
         self,
@@ -337,6 +345,19 @@ class MemoryStore:
 def _copy(run: Run) -> Run:
     """What a database hands back is never the caller's own object."""
     return run.model_copy(deep=True)
+
+
+def _cost_of(runs: list[Run]) -> CostTally:
+    costed = [r for r in runs if r.cpu_user_s is not None]
+    return CostTally(
+        runs=len(costed),
+        cpu_user_s=sum(r.cpu_user_s or 0 for r in costed),
+        cpu_system_s=sum(r.cpu_system_s or 0 for r in costed),
+        max_rss_bytes=max(
+            (r.max_rss_bytes for r in runs if r.max_rss_bytes is not None), default=None
+        ),
+        output_bytes=sum(r.output_bytes or 0 for r in runs),
+    )
 
 
 def _stored(record: RunRecord) -> Run:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -71,11 +71,26 @@ DURATION_SAMPLE = 10_000
 
 
 @dataclass(frozen=True)
+class CostTally:
+    """What a task's runs in a window cost, summed over the runs whose cost is known
+    (a run that never started, or was re-adopted after a restart, adds nothing)."""
+
+    runs: int = 0  # runs whose CPU time is known
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_bytes: int | None = None  # the largest peak among them
+    output_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class TaskTally:
     counts: dict[tuple[str, str | None], int]  # (status, end_reason) -> runs
     last_end: dict[str, datetime]  # end_reason -> newest end_at
     longest: dict[str, int]  # end_reason -> longest duration_ms
     durations: list[int]  # of the newest runs that ran to an outcome, newest first
+    cost: CostTally = CostTally()
+    # The peak memory of those same runs, where known, newest first.
+    peaks: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -261,19 +276,15 @@ class Store:
 
     async def task_tally(self, task_name: str, since: datetime | None) -> TaskTally:
         """What a task's runs since ``since`` came to: counts by (status, end_reason),
-        the newest end and the longest duration per end_reason, and the durations of
-        the newest DURATION_SAMPLE runs that ran to an outcome.  Both queries read the
-        (task_name, created_at) index range of the window."""
+        the newest end and the longest duration per end_reason, what they cost, and the
+        durations and peak memory of the newest DURATION_SAMPLE runs that ran to an
+        outcome.  Both queries read the (task_name, created_at) index alone: it carries
+        every column they read (model.STATS_COLUMNS)."""
         groups, sample = _tally_queries(task_name, since)
         async with self._session() as session:
             rows = (await session.execute(groups)).all()
-            durations = [d for d in (await session.execute(sample)).scalars() if d is not None]
-        return TaskTally(
-            counts={(status, reason): count for status, reason, count, _, _ in rows},
-            last_end={r: _as_utc(end) for _, r, _, end, _ in rows if r and end is not None},
-            longest={r: int(m) for _, r, _, _, m in rows if r and m is not None},
-            durations=durations,
-        )
+            ran = (await session.execute(sample)).all()
+        return _tally_of(rows, ran)
 
     async def run_count(self) -> int:
         async with self._session() as session:
@@ -401,8 +412,9 @@ class Store:
 
 
 def _tally_queries(task_name: str, since: datetime | None) -> tuple[Any, Any]:
-    """A task tally's two queries: counts, newest end and longest duration per
-    (status, end_reason); the durations of the newest runs that ran to an outcome."""
+    """A task tally's two queries: counts, newest end, longest duration and cost per
+    (status, end_reason); the durations and peaks of the newest runs that ran to an
+    outcome."""
     window = [col(Run.task_name) == task_name, listed_rows(utcnow())]
     if since is not None:
         window.append(col(Run.created_at) >= since)
@@ -410,15 +422,20 @@ def _tally_queries(task_name: str, since: datetime | None) -> tuple[Any, Any]:
         sa.select(
             col(Run.status),
             col(Run.end_reason),
-            sa.func.count(),
-            sa.func.max(col(Run.end_at)),
-            sa.func.max(col(Run.duration_ms)),
+            sa.func.count().label("runs"),
+            sa.func.max(col(Run.end_at)).label("last_end"),
+            sa.func.max(col(Run.duration_ms)).label("longest"),
+            sa.func.count(col(Run.cpu_user_s)).label("costed"),
+            sa.func.sum(col(Run.cpu_user_s)).label("cpu_user_s"),
+            sa.func.sum(col(Run.cpu_system_s)).label("cpu_system_s"),
+            sa.func.max(col(Run.max_rss_bytes)).label("max_rss_bytes"),
+            sa.func.sum(col(Run.output_bytes)).label("output_bytes"),
         )
         .where(*window)
         .group_by(col(Run.status), col(Run.end_reason))
     )
     sample = (
-        select(col(Run.duration_ms))
+        select(col(Run.duration_ms), col(Run.max_rss_bytes))
         .where(
             *window,
             col(Run.end_reason).in_(RAN_TO_AN_OUTCOME),
@@ -450,6 +467,32 @@ def _attempts_query(task_name: str, limit: int, before: tuple[datetime, str] | N
     at, run_id = before
     key = sa.tuple_(col(Run.created_at), col(Run.id))
     return query.where(key < sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(run_id)))
+
+
+def _tally_of(groups: Sequence[sa.Row[Any]], ran: Sequence[sa.Row[Any]]) -> TaskTally:
+    """The tally of the two queries' rows.  PostgreSQL sums integers as numeric
+    (Decimal), and a sum of no values is NULL: each is made a plain number here."""
+    peaks = [g.max_rss_bytes for g in groups if g.max_rss_bytes is not None]
+    return TaskTally(
+        counts={(g.status, g.end_reason): g.runs for g in groups},
+        last_end={
+            g.end_reason: _as_utc(g.last_end)
+            for g in groups
+            if g.end_reason and g.last_end is not None
+        },
+        longest={
+            g.end_reason: int(g.longest) for g in groups if g.end_reason and g.longest is not None
+        },
+        durations=[r.duration_ms for r in ran],
+        cost=CostTally(
+            runs=sum(g.costed for g in groups),
+            cpu_user_s=sum(float(g.cpu_user_s or 0) for g in groups),
+            cpu_system_s=sum(float(g.cpu_system_s or 0) for g in groups),
+            max_rss_bytes=max(peaks, default=None),
+            output_bytes=sum(int(g.output_bytes or 0) for g in groups),
+        ),
+        peaks=[r.max_rss_bytes for r in ran if r.max_rss_bytes is not None],
+    )
 
 
 def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -> list[Any]:

@@ -27,6 +27,7 @@ from cronwarden.run_sorts import SORT_FIELDS
 from cronwarden.store import RunFilter, Store, open_engine
 from cronwarden.store.memory import MemoryStore
 from cronwarden.store.protocol import KeyClaim
+from cronwarden.store.runs import CostTally
 
 # The stores are fixtures of this module, not of a conftest.py of its own: the test
 # modules import the root conftest by name, which a second conftest would shadow.
@@ -394,7 +395,9 @@ async def test_installation_key_is_made_once(any_store: Any) -> None:
 # -- the API's reads ---------------------------------------------------------------------
 
 
-async def ended(store: Any, i: int, reason: str, duration_ms: int, task: str = "t") -> None:
+async def ended(
+    store: Any, i: int, reason: str, duration_ms: int, task: str = "t", **cost: Any
+) -> None:
     run = make_run(i, task)
     await store.claim([run])
     await store.record(
@@ -406,8 +409,40 @@ async def ended(store: Any, i: int, reason: str, duration_ms: int, task: str = "
             "end_at": run.created_at + timedelta(milliseconds=duration_ms),
             "duration_ms": duration_ms,
             "exit_code": 0 if reason == "success" else 1,
+            **cost,
         },
     )
+
+
+def cost(user: float, system: float, peak: int, output: int) -> dict[str, Any]:
+    return {
+        "cpu_user_s": user,
+        "cpu_system_s": system,
+        "max_rss_bytes": peak,
+        "output_bytes": output,
+    }
+
+
+async def test_tally_sums_what_the_runs_cost(any_store: Any) -> None:
+    """Sums over every group of the window, of the runs whose cost is known; the peaks
+    of the durations' sample, newest first.  Big numbers: PostgreSQL sums BIGINT as
+    numeric, which must come back a plain int."""
+    await ended(any_store, 1, "success", 100, **cost(0.5, 0.25, 6 * 2**30, 3 * 2**40))
+    await ended(any_store, 2, "failed", 300, **cost(1.0, 0.5, 2**20, 2**40))
+    await ended(any_store, 3, "success", 200)  # cost not known (re-adopted)
+    await ended(any_store, 4, "skipped", 0)
+    await ended(any_store, 5, "success", 50, task="u", **cost(9.0, 9.0, 2**40, 9))
+    tally = await any_store.task_tally("t", None)
+    assert tally.cost == CostTally(
+        runs=2, cpu_user_s=1.5, cpu_system_s=0.75, max_rss_bytes=6 * 2**30, output_bytes=2**42
+    )
+    assert type(tally.cost.output_bytes) is int and type(tally.cost.cpu_user_s) is float
+    assert tally.peaks == [2**20, 6 * 2**30]  # newest first, the unknown left out
+    since = await any_store.task_tally("t", T0 + timedelta(seconds=2))
+    assert since.cost == CostTally(
+        runs=1, cpu_user_s=1.0, cpu_system_s=0.5, max_rss_bytes=2**20, output_bytes=2**40
+    )
+    assert (await any_store.task_tally("nothing", None)).cost == CostTally()
 
 
 async def test_tally_last_runs_successes_and_count(any_store: Any) -> None:

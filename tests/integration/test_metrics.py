@@ -120,3 +120,39 @@ def test_paused_tasks_are_counted(make_daemon) -> None:
     assert value(scrape(daemon), "cronwarden_tasks_paused") == 1
     with urllib.request.urlopen(daemon.url + "/metrics", timeout=10) as response:
         assert b"# TYPE cronwarden_runs_total counter" in response.read()
+
+
+def test_metrics_count_what_runs_cost(make_daemon) -> None:
+    """CPU seconds by mode and output bytes add up per task; peak memory is the newest
+    run's.  A task that has not run has no such series."""
+    daemon = make_daemon(
+        """
+    [tasks.work]
+    command = "head -c $CRONWARDEN_PARAM_size /dev/zero"
+    params = ["size"]
+    [tasks.idle]
+    command = "true"
+    """
+    )
+    runs = [
+        daemon.wait_run(daemon.trigger("work", {"size": size})["id"]) for size in ("1000", "200000")
+    ]
+
+    def scraped() -> dict[Any, float] | None:
+        samples = scrape(daemon)
+        return (
+            samples
+            if value(samples, "cronwarden_runs_total", task="work", end_reason="success") == 2
+            else None
+        )
+
+    samples = wait_for(scraped, what="both runs in the metrics")
+    for mode in ("user", "system"):
+        spent = sum(r[f"cpu_{mode}_s"] for r in runs)
+        shown = value(samples, "cronwarden_run_cpu_seconds_total", task="work", mode=mode)
+        assert shown == pytest.approx(spent, abs=1e-6), mode
+    assert value(samples, "cronwarden_run_max_rss_bytes", task="work") == runs[1]["max_rss_bytes"]
+    assert value(samples, "cronwarden_run_output_bytes_total", task="work") == 201_000
+    for name in ("cronwarden_run_max_rss_bytes", "cronwarden_run_output_bytes_total"):
+        assert value(samples, name, task="idle") is None
+    assert value(samples, "cronwarden_run_cpu_seconds_total", task="idle", mode="user") is None

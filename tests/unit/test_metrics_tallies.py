@@ -20,10 +20,15 @@ PER_TASK = {
     "cronwarden_missed_fires",
     "cronwarden_log_bytes",
     "cronwarden_last_success_timestamp_seconds",
+    "cronwarden_run_cpu_seconds",
+    "cronwarden_run_max_rss_bytes",
+    "cronwarden_run_output_bytes",
 }
 
 
-def ended(i: int, task: str, reason: str, duration_ms: int | None, log_size: int = 0) -> RunRecord:
+def ended(
+    i: int, task: str, reason: str, duration_ms: int | None, log_size: int = 0, **cost: Any
+) -> RunRecord:
     return RunRecord(
         id=f"00000000-0000-7000-8000-{i:012d}",
         task_name=task,
@@ -37,17 +42,27 @@ def ended(i: int, task: str, reason: str, duration_ms: int | None, log_size: int
         node="n",
         task_hash="h",
         log_size=log_size,
+        **cost,
     )
 
 
+def cost(user: float, system: float, peak: int, output: int | None) -> dict[str, Any]:
+    return {
+        "cpu_user_s": user,
+        "cpu_system_s": system,
+        "max_rss_bytes": peak,
+        "output_bytes": output,
+    }
+
+
 RUNS = [
-    ended(1, "a", "success", 50, 10),
-    ended(2, "a", "failed", 7_000),
-    ended(3, "a", "success", 100),  # on a bucket's bound: counted in it (le)
-    ended(4, "b", "success", 3_600_001, 5),
+    ended(1, "a", "success", 50, 10, **cost(0.5, 0.25, 3_000_000, 10)),
+    ended(2, "a", "failed", 7_000, **cost(1.0, 0.5, 1_000_000, 0)),
+    ended(3, "a", "success", 100),  # on a bucket's bound: counted in it (le); cost unknown
+    ended(4, "b", "success", 3_600_001, 5, **cost(2.0, 0.125, 40_000_000, 5)),
     ended(5, "b", "missed", None),
     ended(6, "c", "skipped", 0),
-    ended(7, "d", "timeout", 99_999_999),  # past the last finite bound
+    ended(7, "d", "timeout", 99_999_999, **cost(0.0, 0.0, 8192, None)),  # past the last bound
 ]
 
 
@@ -61,6 +76,9 @@ def reference(runs: list[RunRecord], known: dict[str, datetime]) -> bytes:
     missed = Counter("cronwarden_missed_fires", "", ["task"], registry=r)
     log_bytes = Counter("cronwarden_log_bytes", "", ["task"], registry=r)
     success = Gauge("cronwarden_last_success_timestamp_seconds", "", ["task"], registry=r)
+    cpu = Counter("cronwarden_run_cpu_seconds", "", ["task", "mode"], registry=r)
+    peak = Gauge("cronwarden_run_max_rss_bytes", "", ["task"], registry=r)
+    output = Counter("cronwarden_run_output_bytes", "", ["task"], registry=r)
     for task, end in known.items():
         success.labels(task).set(end.timestamp())
     for run in runs:
@@ -69,6 +87,12 @@ def reference(runs: list[RunRecord], known: dict[str, datetime]) -> bytes:
             missed.labels(run.task_name).inc()
         if run.end_reason not in ("missed", "skipped") and run.duration_ms is not None:
             took.labels(run.task_name).observe(run.duration_ms / 1000)
+            # a run that ran has its cost series, at 0 for what is not known (no peak yet)
+            cpu.labels(run.task_name, "user").inc(run.cpu_user_s or 0)
+            cpu.labels(run.task_name, "system").inc(run.cpu_system_s or 0)
+            output.labels(run.task_name).inc(run.output_bytes or 0)
+            if run.max_rss_bytes is not None:
+                peak.labels(run.task_name).set(run.max_rss_bytes)
         if run.log_size:
             log_bytes.labels(run.task_name).inc(run.log_size)
         if run.end_reason == "success" and run.end_at is not None:
@@ -104,6 +128,9 @@ async def test_a_scrape_reads_what_labelled_metrics_would_have(
     assert ours == samples(reference(RUNS, known))
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "0.1"), ("task", "a")))] == 2
     assert ours[("cronwarden_run_duration_seconds_bucket", (("le", "+Inf"), ("task", "d")))] == 1
+    assert ours[("cronwarden_run_cpu_seconds_total", (("mode", "user"), ("task", "a")))] == 1.5
+    assert ours[("cronwarden_run_max_rss_bytes", (("task", "a"),))] == 1_000_000  # the newest
+    assert ("cronwarden_run_max_rss_bytes", (("task", "c"),)) not in ours  # never ran
     # Written a slice of tasks at a time, each family still has one heading, and its
     # samples together (the text format allows nothing else).
     families = [f.name for f in text_string_to_metric_families(text.decode())]

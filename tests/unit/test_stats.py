@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cronwarden.stats import percentile, summarize
-from cronwarden.store.runs import TaskTally
+from cronwarden.store.runs import CostTally, TaskTally
 
 T = datetime(2026, 1, 31, 12, tzinfo=UTC)
 
@@ -103,6 +103,42 @@ def test_durations_take_percentiles_of_the_sample_and_the_longest_run_that_ran()
     assert (summary.durations.p50, summary.durations.p95) == (200, 400)
     assert summary.durations.max == 1200
     assert summary.durations.sample == 4
+
+
+def test_no_known_cost_gives_zero_sums_and_no_averages_or_peaks() -> None:
+    summary = summarize(tally({("ended", "skipped"): 3}))
+    assert (summary.cpu.user, summary.cpu.system, summary.cpu.total) == (0, 0, 0)
+    assert summary.cpu.avg is None and summary.cpu.runs == 0
+    assert (summary.memory.p95, summary.memory.max, summary.memory.sample) == (None, None, 0)
+    assert summary.output_bytes == 0
+
+
+def test_cpu_is_summed_and_averaged_over_the_runs_whose_cost_is_known() -> None:
+    cost = CostTally(
+        runs=3, cpu_user_s=0.1 + 0.2, cpu_system_s=0.05, max_rss_bytes=9_000, output_bytes=12
+    )
+    summary = summarize(TaskTally(counts={("ended", "success"): 5}, **EMPTY, cost=cost))
+    # 0.1 + 0.2 is 0.30000000000000004 in floats: rounded to the microsecond runs record
+    assert (summary.cpu.user, summary.cpu.system, summary.cpu.total) == (0.3, 0.05, 0.35)
+    assert summary.cpu.avg == round(0.35 / 3, 6) and summary.cpu.runs == 3
+    assert summary.output_bytes == 12
+
+
+def test_peak_memory_is_the_p95_of_the_sample_and_the_largest_of_the_window() -> None:
+    peaks = [5_000 + i for i in range(100)]  # newest first, as the store gives them
+    summary = summarize(
+        TaskTally(
+            counts={("ended", "success"): 100},
+            **EMPTY,
+            cost=CostTally(runs=100, max_rss_bytes=1_000_000),  # an older run, out of sample
+            peaks=peaks,
+        )
+    )
+    assert summary.memory.p95 == 5_094 and summary.memory.sample == 100
+    assert summary.memory.max == 1_000_000
+
+
+EMPTY: dict[str, object] = {"last_end": {}, "longest": {}, "durations": []}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { clear, h, svg } from "./dom.js";
-import { absolute, duration, viewerZone } from "./fmt.js";
+import { absolute, bytes, duration, viewerZone } from "./fmt.js";
 import { listen, mark } from "./live.js";
 import { action, failure, runNow, scopeNote, session, strip, when } from "./widgets.js";
 
@@ -50,6 +50,7 @@ export async function taskPage(view, signal, name) {
       ),
       scopeNote("trigger", "running it"),
       figures(stats),
+      costFigures(stats),
       h("section", { "aria-labelledby": "chart-h" }, h("h2", { id: "chart-h" }, "Duration over time"), chart(runs)),
       h("section", { "aria-labelledby": "recent-h" }, h("h2", { id: "recent-h" }, "Recent runs"), runs.length ? strip(runs) : h("p", { class: "muted" }, "No runs yet.")),
       h("section", { "aria-labelledby": "next-h" }, h("h2", { id: "next-h" }, "Next fires"), fires(task)),
@@ -144,7 +145,36 @@ function figures(stats) {
     ["Last success", when(stats.last_success_at)],
     ["Last failure", when(stats.last_failure_at)],
   ];
-  return h("dl", { class: "figures" }, items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
+  return figureList(items);
+}
+
+// What the runs cost, over the same window: CPU (user + system) in all and per run whose
+// cost is known, peak memory p95 (of the durations' sample) and max, output written.
+function costFigures(stats) {
+  const cpu = stats.cpu_s;
+  const memory = stats.max_rss_bytes;
+  const seconds = (s) => (s === null ? "—" : duration(Math.round(s * 1000)));
+  const size = (n) => (n === null ? "—" : bytes(n));
+  const items = [
+    ["CPU in all", cpu.runs ? seconds(cpu.total) : "—"],
+    ["CPU a run", seconds(cpu.avg)],
+    ["Peak memory p95", size(memory.p95)],
+    ["Peak memory max", size(memory.max)],
+    ["Output written", bytes(stats.output_bytes)],
+  ];
+  return h(
+    "section",
+    { "aria-labelledby": "cost-h" },
+    h("h2", { id: "cost-h" }, "What its runs cost"),
+    figureList(items, cpu.runs ? `CPU ${seconds(cpu.user)} user, ${seconds(cpu.system)} system, over ${cpu.runs} runs` : null),
+  );
+}
+
+function figureList(items, note = null) {
+  return [
+    h("dl", { class: "figures" }, items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v)))),
+    note ? h("p", { class: "note" }, note) : null,
+  ];
 }
 
 function percentile(sorted, q) {
