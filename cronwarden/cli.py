@@ -527,6 +527,11 @@ def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
     help=f"One of {', '.join(SORT_FIELDS)} [created_at:desc].",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--cursor",
+    help="A page's next or previous cursor (printed under the table; next_cursor and "
+    "prev_cursor with --json), with the same --sort.",
+)
 def runs(
     url: str | None,
     config_path: str | None,
@@ -538,8 +543,9 @@ def runs(
     caused_by: str | None,
     sort: str | None,
     limit: int,
+    cursor: str | None,
 ) -> None:
-    """List runs, newest first (or as --sort says)."""
+    """List runs, newest first (or as --sort says), a page at a time."""
     field, _, direction = (sort or "").partition(":")
     query = {
         "task_name": task,
@@ -550,6 +556,7 @@ def runs(
         "sort_field": field or None,
         "sort_direction": direction or None,
         "limit": limit,
+        "cursor": cursor,
     }
     data = _call(_client(url, config_path), "GET", "/api/runs", query=query)
     if as_json:
@@ -570,6 +577,10 @@ def runs(
         for r in data["runs"]
     ]
     _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"])
+    # On stderr: the table on stdout stays the runs alone.
+    for word, key in (("previous", "prev_cursor"), ("next", "next_cursor")):
+        if data.get(key):
+            click.echo(f"{word} page: --cursor {data[key]}", err=True)
 
 
 @main.command()

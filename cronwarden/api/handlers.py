@@ -385,6 +385,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
         "runs": page_fields(page.runs),
         "next_cursor": page.next_cursor,
         "has_next": page.has_next,
+        "prev_cursor": page.prev_cursor,
     }
     if query.total:
         body["total"] = page.total

@@ -229,8 +229,14 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
 
 class RunList(BaseModel):
     runs: list[RunOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="the cursor of the next page (null: this is the last page)"
+    )
     has_next: bool
+    prev_cursor: str | None = Field(
+        description="the cursor of the page before this one, exactly as it was read (runs "
+        "added since do not shift it); null on the first page"
+    )
     total: int | None = None
 
 
@@ -416,7 +422,11 @@ class RunQuery(BaseModel):
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
-    cursor: str | None = None
+    cursor: str | None = Field(
+        default=None,
+        description="a next_cursor or prev_cursor of a page in the same sort (sort_field "
+        "and sort_direction); filters may differ",
+    )
     total: bool = False
 
     @field_validator("status", "end_reason", "triggered_by", mode="before")

@@ -18,9 +18,7 @@ from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import sqlalchemy as sa
+from typing import Any
 
 from cronwarden.chains import ChainAsk
 from cronwarden.errors import RunNotFound, StoreUnavailable
@@ -29,14 +27,9 @@ from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.run_sorts import NULLABLE_SORTS
+from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
-from cronwarden.store.runs import (
-    DURATION_SAMPLE,
-    RunFilter,
-    RunOrder,
-    RunPage,
-    TaskTally,
-)
+from cronwarden.store.runs import DURATION_SAMPLE, RunFilter, TaskTally
 from cronwarden.task_hash import new_key
 
 _COLUMNS = tuple(c.name for c in Run.__table__.columns)  # type: ignore[attr-defined]
@@ -285,26 +278,41 @@ class MemoryStore:
         sort_field: str = "created_at",
     ) -> RunPage:
         """The SQL store's pages: the same order (runs without a value in a nullable
-        sort field last), the same cursors (RunOrder's), the same filters."""
+        sort field last), the same cursors and reads (store/paging.py), the same filters."""
         order = RunOrder(sort_field, ascending)
         position = None if cursor is None else order.decode(cursor)
-        matching = [r for r in self._existing() if _matches(r, where)]
-        ordered = _in_order(matching, sort_field, ascending)
-        if position is not None:
-            ordered = [r for r in ordered if _after(r, position, sort_field, ascending)]
-        window = ordered[offset : offset + limit + 1]
-        has_next = len(window) > limit
-        runs = window[:limit]
-        next_cursor = order.encode(_row(runs[-1])) if has_next and runs else None
-        rows = cast(list[sa.Row[Any]], [_row(r) for r in runs])  # rows of the same shape
-        total = len(matching) if with_total else None
-        return RunPage(runs=rows, next_cursor=next_cursor, has_next=has_next, total=total)
+        now = self.now()
+
+        def fetch(read: Read, wanted: int, skip: int) -> list[Any]:
+            listed = [r for r in self._existing(read.as_of or now) if _matches(r, where)]
+            ordered = _in_order(listed, sort_field, ascending)
+            if read.backward:
+                assert read.start is not None
+                ordered = [r for r in ordered if _before(r, read.start, sort_field, ascending)]
+                ordered.reverse()
+            elif read.start is not None:
+                start = read.start
+                ordered = [
+                    r
+                    for r in ordered
+                    if _after(r, start, sort_field, ascending)
+                    or (read.inclusive and _position(r, sort_field) == start)
+                ]
+            if read.stop is not None:
+                stop = read.stop
+                ordered = [r for r in ordered if _before(r, stop, sort_field, ascending)]
+            return [_row(r) for r in ordered[skip : skip + wanted + 1]]  # rows, as the SQL's
+
+        page = read_page(fetch, order, position, limit=limit, offset=offset, now=now)
+        if with_total:
+            page.total = sum(1 for r in self._existing(now) if _matches(r, where))
+        return page
 
     # -- internals --------------------------------------------------------------------
 
-    def _existing(self) -> Iterable[Run]:
-        """Runs that exist by now (not a reservation whose instant is ahead)."""
-        now = self.now()
+    def _existing(self, now: datetime | None = None) -> Iterable[Run]:
+        """Runs that exist by ``now`` (not a reservation whose instant is ahead)."""
+        now = self.now() if now is None else now
         return (r for r in self.runs.values() if is_listed(r, now))
 
     async def _write(self) -> None:
@@ -368,6 +376,17 @@ def _in_order(runs: list[Run], sort_field: str, ascending: bool) -> list[Run]:
     valued.sort(key=lambda r: _key(r, sort_field), reverse=not ascending)
     empty.sort(key=lambda r: _key(r, "created_at"), reverse=not ascending)
     return valued + empty
+
+
+def _position(run: Run, sort_field: str) -> list[Any]:
+    """A run's key in a sort, as a cursor holds it."""
+    return list(_key(run, sort_field))
+
+
+def _before(run: Run, position: list[Any], sort_field: str, ascending: bool) -> bool:
+    """Whether ``run`` comes before a cursor's position in this order."""
+    at = _position(run, sort_field) == position
+    return not at and not _after(run, position, sort_field, ascending)
 
 
 def _after(run: Run, position: list[Any], sort_field: str, ascending: bool) -> bool:

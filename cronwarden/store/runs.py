@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,25 +15,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.chains import ChainAsk
-from cronwarden.config import TASK_NAME_RE
-from cronwarden.errors import InvalidCursor, RunNotFound
+from cronwarden.errors import RunNotFound
 from cronwarden.model import (
     IdempotencyKey,
     Installation,
     Run,
     Status,
     TaskState,
-    UTCDateTime,
     utcnow,
 )
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import ahead_rows, listed_rows
 from cronwarden.run_record import RunRecord
-from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.chaining import caused_by_condition
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
 from cronwarden.store.migrate import migrate
+from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
@@ -76,16 +71,6 @@ class TaskTally:
     last_end: dict[str, datetime]  # end_reason -> newest end_at
     longest: dict[str, int]  # end_reason -> longest duration_ms
     durations: list[int]  # of the newest runs that ran to an outcome, newest first
-
-
-@dataclass
-class RunPage:
-    # Rows of the runs table (attributes named as Run's fields), not Run instances: a
-    # page is read to be shown, and building ORM instances cost as much as the query.
-    runs: list[sa.Row[Any]]
-    next_cursor: str | None
-    has_next: bool
-    total: int | None = None
 
 
 class Store:
@@ -211,37 +196,43 @@ class Store:
         with_total: bool = False,
         sort_field: str = "created_at",
     ) -> RunPage:
-        """A page in ``sort_field`` order (then created_at, then id); a keyset cursor
-        that stays right for every sort, offset only when asked.  Runs without a value
-        in the sort field (not started, not ended) come after those with one."""
+        """A page in ``sort_field`` order (then created_at, then id) with its cursors
+        (store/paging.py): keyset cursors that stay right for every sort, either way;
+        offset only when asked.  Runs without a value in the sort field (not started,
+        not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
-        parts = order.parts(None if cursor is None else order.decode(cursor))
+        position = None if cursor is None else order.decode(cursor)
         dialect, now = self.engine.dialect.name, utcnow()
-        conditions = _conditions(where, dialect, as_of=now)
         # A search in created_at order on SQLite looks among the newest runs first.
         windowed = (
             dialect == "sqlite"
             and where.search is not None
             and len(where.search) >= TRIGRAM
             and sort_field == "created_at"
-            and not offset
         )
 
-        def read(conn: Connection) -> tuple[list[sa.Row[Any]], int | None]:
-            runs = None
-            if windowed:
-                assert where.search is not None
-                rest = _conditions(replace(where, search=None), "sqlite", as_of=now)
-                runs = _newest_matches(conn, order, parts[0], rest, where.search, limit + 1)
-            if runs is None:
-                runs = _page_rows(conn, parts, conditions, limit, offset)
-            return runs, _total(conn, where, dialect, now) if with_total else None
+        def read(conn: Connection) -> RunPage:
+            def fetch(how: Read, wanted: int, skip: int) -> list[sa.Row[Any]]:
+                runs = None
+                as_of = how.as_of or now
+                if windowed and how.plain and not skip:
+                    assert where.search is not None
+                    rest = _conditions(replace(where, search=None), "sqlite", as_of=as_of)
+                    first = order.parts(how.start)[0]
+                    runs = _newest_matches(conn, order, first, rest, where.search, wanted + 1)
+                if runs is None:
+                    parts = order.parts(
+                        how.start, inclusive=how.inclusive, stop=how.stop, backward=how.backward
+                    )
+                    runs = _page_rows(conn, parts, _conditions(where, dialect, as_of), wanted, skip)
+                return runs
 
-        runs, total = await self._read(read)
-        has_next = len(runs) > limit
-        runs = runs[:limit]
-        next_cursor = order.encode(runs[-1]) if has_next and runs else None
-        return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
+            page = read_page(fetch, order, position, limit=limit, offset=offset, now=now)
+            if with_total:
+                page.total = _total(conn, where, dialect, now)
+            return page
+
+        return await self._read(read)
 
     async def task_tally(self, task_name: str, since: datetime | None) -> TaskTally:
         """What a task's runs since ``since`` came to: counts by (status, end_reason),
@@ -496,135 +487,3 @@ def _as_utc(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_NULLABLE = set(NULLABLE_SORTS)
-_INSTANTS = {"created_at", "start_at", "end_at"}
-
-
-class RunOrder:
-    """A sort of the run list and its keyset cursors.
-
-    The key is (field, created_at, id) (just (created_at, id) for created_at), each
-    served by an index; a cursor holds the last run's key and names its sort, so a
-    cursor is never applied to another sort.  A nullable field is read in two parts,
-    each in index order: the runs with a value, then the runs without one (by
-    created_at, id), rather than one query whose ORDER BY no index can serve.
-    """
-
-    def __init__(self, field: str, ascending: bool) -> None:
-        if field not in SORT_FIELDS:
-            raise ValueError(f"cannot sort runs by {field!r}")
-        self.field = field
-        self.ascending = ascending
-
-    def _columns(self, with_field: bool) -> list[Any]:
-        tail = [col(Run.created_at), col(Run.id)]
-        if not with_field or self.field == "created_at":
-            return tail
-        return [getattr(Run, self.field), *tail]
-
-    def _after(self, columns: list[Any], values: list[Any]) -> Any:
-        literals = [
-            sa.literal(v, UTCDateTime()) if isinstance(v, datetime) else sa.literal(v)
-            for v in values
-        ]
-        key, bound = sa.tuple_(*columns), sa.tuple_(*literals)
-        return key > bound if self.ascending else key < bound
-
-    def up_to(self, position: list[Any]) -> Any:
-        """Runs at or before ``position`` (created_at, id) in this order."""
-        return sa.not_(self._after(self._columns(False), position))
-
-    def _ordered(self, columns: list[Any]) -> Any:
-        order = (c.asc() if self.ascending else c.desc() for c in columns)
-        return sa.select(Run.__table__).order_by(*order)  # type: ignore[attr-defined]
-
-    def parts(self, position: list[Any] | None) -> list[Any]:
-        """The queries of a page that starts after ``position`` (a decoded cursor), in
-        the order they are read: each is served by an index in its ORDER BY."""
-        field = getattr(Run, self.field)
-        full, tail = self._columns(True), self._columns(False)
-        if self.field not in _NULLABLE:
-            query = self._ordered(full)
-            if position is not None:
-                query = query.where(self._after(full, position))
-            return [query]
-        parts = []
-        in_nulls = position is not None and position[0] is None
-        if not in_nulls:
-            valued = self._ordered(full).where(field.is_not(None))
-            if position is not None:
-                valued = valued.where(self._after(full, position))
-            parts.append(valued)
-        empty = self._ordered(tail).where(field.is_(None))
-        if in_nulls:
-            assert position is not None
-            empty = empty.where(self._after(tail, position[1:]))
-        parts.append(empty)
-        return parts
-
-    def encode(self, run: Run | sa.Row[Any]) -> str:
-        values = [getattr(run, c.key) for c in self._columns(True)]
-        raw = json.dumps(
-            [self.field, self.ascending, *(_jsonable(v) for v in values)], separators=(",", ":")
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    def decode(self, cursor: str) -> list[Any]:
-        """The key a cursor holds; InvalidCursor if it is forged or of another sort."""
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            field, ascending, *values = json.loads(raw)
-            names = [c.key for c in self._columns(True)]
-            if field != self.field or ascending != self.ascending or len(values) != len(names):
-                raise ValueError(cursor)
-            return [_typed(name, value) for name, value in zip(names, values, strict=True)]
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidCursor() from exc
-
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-# What a cursor's values may be, by column: exactly what the daemon writes there, so
-# that a forged cursor is refused (InvalidCursor) before its values reach a query (a
-# NUL in text or an integer beyond 64 bits is a database error, not a client's one).
-_INT_RANGES = {"exit_code": (-(2**31), 2**31 - 1), "duration_ms": (-(2**63), 2**63 - 1)}
-_STATUSES = frozenset(s.value for s in Status)
-
-
-def _typed(name: str, value: Any) -> Any:
-    """A cursor value back in its column's type; ValueError if it is not."""
-    if value is None:
-        if name in _NULLABLE:
-            return None
-        raise ValueError(name)
-    if name in _INSTANTS:
-        when = datetime.fromisoformat(value)
-        if when.tzinfo is None:
-            raise ValueError(value)
-        return when.astimezone(UTC)
-    if name in _INT_RANGES:
-        low, high = _INT_RANGES[name]
-        if type(value) is not int or not low <= value <= high:
-            raise ValueError(name)
-        return value
-    if type(value) is not str or not _CURSOR_TEXT[name](value):
-        raise ValueError(name)
-    return value
-
-
-def _is_run_id(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-_CURSOR_TEXT: dict[str, Callable[[str], bool]] = {
-    "id": _is_run_id,
-    "task_name": lambda v: TASK_NAME_RE.fullmatch(v) is not None,
-    "status": lambda v: v in _STATUSES,
-}

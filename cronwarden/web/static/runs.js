@@ -14,7 +14,6 @@ const CHOICES = {
   end_reason: END_REASONS,
   triggered_by: ["schedule", "catch_up", "api", "retry"],
 };
-const cursors = []; // cursors of the pages before this one, for "Previous page"
 
 export async function runsPage(view, signal, query) {
   const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) || ""]));
@@ -22,7 +21,6 @@ export async function runsPage(view, signal, query) {
   const direction = query.get("sort_direction") || "desc";
   const limit = query.get("limit") || "50";
   const cursor = query.get("cursor") || "";
-  if (!cursor) cursors.length = 0;
   const since = mark();
 
   const wanted = new URLSearchParams({ sort_field: sortField, sort_direction: direction, limit });
@@ -140,7 +138,6 @@ function filterForm(filters, sortField, direction, limit, tasks) {
     event.preventDefault();
     const query = new URLSearchParams();
     for (const [key, value] of new FormData(form)) if (value) query.set(key, value);
-    cursors.length = 0;
     location.hash = `#/runs?${query}`;
   });
   return form;
@@ -153,19 +150,16 @@ function pageQuery(query, cursor) {
   return next;
 }
 
+// The API hands out both cursors: the previous page is the one seen before, as it was
+// (runs added since do not shift it), also after a reload or from a shared link.
 function pager(page, cursor, query) {
-  const newer = cursors.length ? cursors[cursors.length - 1] : null;
   const nav = h("nav", { class: "pager", "aria-label": "Pages" });
-  if (cursor) {
-    nav.append(
-      h("a", { class: "btn", href: `#/runs?${pageQuery(query, null)}` }, "First page"),
-      " ",
-      h("a", { class: "btn", href: `#/runs?${pageQuery(query, newer)}`, onclick: () => cursors.pop(), rel: "prev" }, "Previous page"),
-      " ",
-    );
+  if (cursor) nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, null)}` }, "First page"), " ");
+  if (page.prev_cursor) {
+    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.prev_cursor)}`, rel: "prev" }, "Previous page"), " ");
   }
   if (page.has_next) {
-    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.next_cursor)}`, onclick: () => cursors.push(cursor), rel: "next" }, "Next page"));
+    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.next_cursor)}`, rel: "next" }, "Next page"));
   }
   return nav;
 }
