@@ -585,6 +585,47 @@ def runs(
 
 @main.command()
 @_client_options
+@click.argument("run_id")
+def show(url: str | None, config_path: str | None, as_json: bool, run_id: str) -> None:
+    """Show one run: its fields, every attempt of its fire, and the runs it repeats,
+    was repeated by, was started by and started (one request:
+    GET /api/runs/RUN_ID?expand=attempts,related)."""
+    data = _call(
+        _client(url, config_path),
+        "GET",
+        api_path("runs", run_id),
+        query={"expand": "attempts,related"},
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for name in ("id", "task_name", "status", "end_reason", "exit_code", "signal"):
+        click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
+    for name in ("triggered_by", "created_at", "start_at", "end_at", "error"):
+        click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
+    related = data["related"]
+    rows = [_linked("attempt " + str(a["attempt"]), a, data["id"]) for a in data["attempts"]]
+    rows += [_linked("rerun of", related["rerun_of"], "")] if related["rerun_of"] else []
+    for relation, key in (("rerun", "reruns"), ("caused by", "caused_by"), ("chained", "chained")):
+        rows += [_linked(relation, r, "") for r in related[key]]
+    click.echo()
+    _table(rows, ["relation", "id", "task", "status", "end", "created"])
+
+
+def _linked(relation: str, run: dict[str, Any], this: str) -> list[str]:
+    """A row of `show`'s table of linked runs (``this``: the id shown, marked)."""
+    return [
+        relation + (" (this run)" if run["id"] == this else ""),
+        run["id"],
+        run["task_name"],
+        run["status"],
+        run["end_reason"] or "-",
+        run["created_at"],
+    ]
+
+
+@main.command()
+@_client_options
 @click.argument("task")
 @click.option("--since", help='ISO 8601, a day, "7 days ago", today or yesterday.')
 def stats(

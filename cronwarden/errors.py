@@ -100,6 +100,10 @@ class InvalidCursor(CronwardenError):
     """The cursor is not one this server handed out; start again without it."""
 
 
+class InvalidExpand(CronwardenError):
+    """expand takes attempts and related (comma-separated or repeated)."""
+
+
 class StartFailed(CronwardenError):
     """The process could not be started; the message says why, for the run's ``error``."""
 

@@ -126,6 +126,16 @@ class Run(SQLModel, table=True):
             postgresql_where=sa.text("caused_by IS NOT NULL"),
             sqlite_where=sa.text("caused_by IS NOT NULL"),
         ),
+        # The runs linking to a run: its retries and its reruns (store/links.py).
+        *(
+            sa.Index(
+                f"ix_runs_{link}",
+                link,
+                postgresql_where=sa.text(f"{link} IS NOT NULL"),
+                sqlite_where=sa.text(f"{link} IS NOT NULL"),
+            )
+            for link in ("retry_of", "rerun_of")
+        ),
         sa.Index(
             "uq_runs_task_slot",
             "task_name",

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from cronwarden.config import TASK_NAME_RE
+from cronwarden.errors import InvalidExpand
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
@@ -225,6 +227,70 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     if fields["caused_by"] is not None:
         fields["caused_by"] = fields["caused_by"].split(",")
     return fields
+
+
+class RelatedRunsOut(BaseModel):
+    """The runs linked to a run, besides its attempts; runs deleted by retention are
+    left out."""
+
+    rerun_of: RunOut | None = Field(description="the run this one repeats (its rerun_of)")
+    reruns: list[RunOut] = Field(
+        description="the runs that repeat this one (POST /api/runs/{run_id}/rerun), oldest "
+        "first, at most 1000"
+    )
+    caused_by: list[RunOut] = Field(
+        description="a chained run: the runs whose end started it (its caused_by)"
+    )
+    chained: list[RunOut] = Field(
+        description="the runs this run's end started (tasks whose after names its task), "
+        "oldest first"
+    )
+
+
+class RunDetail(RunOut):
+    """One run; with ``?expand=``, the runs linked to it in the same answer."""
+
+    attempts: list[RunOut] | None = Field(
+        default=None,
+        description="with expand=attempts: every attempt of this run's fire, attempt 1 first "
+        "and this run among them (each retry names the attempt it repeats in retry_of)",
+    )
+    related: RelatedRunsOut | None = Field(
+        default=None,
+        description="with expand=related: the runs it repeats, started or was started by",
+    )
+
+
+EXPANSIONS = ("attempts", "related")
+
+
+def _expansions(value: object) -> object:
+    """``expand``: attempts, related, comma-separated or repeated.  Anything else is
+    refused as a request the API cannot answer (400), naming what it can: raised as
+    InvalidExpand, which pydantic lets through (it turns only ValueError and
+    AssertionError into its own 422)."""
+    if not isinstance(value, str):
+        return value
+    wanted = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [part for part in wanted if part not in EXPANSIONS]
+    if unknown:
+        raise InvalidExpand(
+            f"expand cannot be {', '.join(shown_name(u) for u in unknown)}; it takes "
+            f"{' and '.join(EXPANSIONS)} (comma-separated or repeated)"
+        )
+    return wanted
+
+
+class RunDetailQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expand: Annotated[list[Literal["attempts", "related"]] | None, BeforeValidator(_expansions)] = (
+        Field(
+            default=None,
+            description="also answer with the run's attempts (attempts) and the runs linked to "
+            "it (related), in one request: comma-separated or repeated",
+        )
+    )
 
 
 class RunList(BaseModel):

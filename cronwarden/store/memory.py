@@ -27,6 +27,7 @@ from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.run_sorts import NULLABLE_SORTS
+from cronwarden.store.links import MAX_LINKED, RelatedRuns
 from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.runs import DURATION_SAMPLE, RunFilter, TaskTally
@@ -174,6 +175,34 @@ class MemoryStore:
         except KeyError:
             raise RunNotFound(f"no run has the id {run_id}") from None
 
+    async def attempts_of(self, run: Run) -> list[Run]:
+        """The SQL store's attempt chain: back along retry_of, on through the retries."""
+        chain = {run.id}
+        at = self.runs.get(run.id, run)
+        while at.retry_of is not None and at.retry_of in self.runs:
+            chain.add(at.retry_of)
+            at = self.runs[at.retry_of]
+        grown = True
+        while grown:
+            later = {r.id for r in self.runs.values() if r.retry_of in chain}
+            grown = not later <= chain
+            chain |= later
+        found = [self.runs[i] for i in chain if i in self.runs]
+        return [_copy(r) for r in sorted(found, key=lambda r: (r.attempt, r.created_at, r.id))]
+
+    async def related_to(self, run: Run) -> RelatedRuns:
+        def runs(chosen: Callable[[Run], bool]) -> list[Run]:
+            found = sorted((r for r in self.runs.values() if chosen(r)), key=_created)
+            return [_copy(r) for r in found[:MAX_LINKED]]
+
+        causes = (run.caused_by or "").split(",")
+        return RelatedRuns(
+            rerun_of=_copy(self.runs[run.rerun_of]) if run.rerun_of in self.runs else None,
+            reruns=runs(lambda r: r.rerun_of == run.id),
+            caused_by=runs(lambda r: r.id in causes),
+            chained=runs(lambda r: run.id in (r.caused_by or "").split(",")),
+        )
+
     async def unfinished_runs(self, node: str) -> list[Run]:
         return [
             _copy(r)
@@ -320,6 +349,10 @@ class MemoryStore:
         if self.unavailable:
             raise StoreUnavailable("the database is unavailable: (simulated outage)")
         self.writes += 1
+
+
+def _created(run: Run) -> tuple[datetime, str]:
+    return run.created_at, run.id
 
 
 def _copy(run: Run) -> Run:

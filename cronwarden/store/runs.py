@@ -30,6 +30,7 @@ from cronwarden.run_record import RunRecord
 from cronwarden.store.chaining import caused_by_condition
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
+from cronwarden.store.links import RelatedRuns, attempts_of, related_to
 from cronwarden.store.migrate import migrate
 from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
@@ -162,6 +163,16 @@ class Store:
         if run is None:
             raise RunNotFound(f"no run has the id {run_id}")
         return run
+
+    async def attempts_of(self, run: Run) -> list[Run]:
+        """Every attempt of ``run``'s fire, attempt 1 first (store/links.py)."""
+        async with self._session() as session:
+            return await attempts_of(session, run)
+
+    async def related_to(self, run: Run) -> RelatedRuns:
+        """The runs ``run`` repeats, was repeated by, was started by and started."""
+        async with self._session() as session:
+            return await related_to(session, run)
 
     async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
         query = (

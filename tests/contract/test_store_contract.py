@@ -544,3 +544,36 @@ async def test_a_key_whose_run_is_gone_finds_nothing(any_store: Any) -> None:
     await any_store.claim_keyed(make_run(1), key(T0))
     await any_store.discard_reserved([run_id(1)])  # still pending: deleted
     assert await any_store.find_key("t", "k", T0 - DAY) is None
+
+
+# -- the runs linked to a run (GET /api/runs/{id}?expand=) ---------------------------
+
+
+async def test_attempts_and_links_of_a_run(any_store: Any) -> None:
+    """Attempts by retry_of, both ways from any of them; reruns by rerun_of; chained
+    runs by caused_by, one cause alone or among those of an "all" chain."""
+    await any_store.claim(
+        [
+            make_run(1),
+            make_run(2, attempt=2, retry_of=run_id(1)),
+            make_run(3, attempt=3, retry_of=run_id(2)),
+            make_run(4),  # another fire
+            make_run(5, rerun_of=run_id(1)),
+            make_run(6, rerun_of=run_id(1)),
+            make_run(7, "after", triggered_by=Trigger.CHAIN, caused_by=run_id(3)),
+            make_run(8, "all", triggered_by=Trigger.CHAIN, caused_by=f"{run_id(3)},{run_id(4)}"),
+        ]
+    )
+    numbers = lambda runs: [int(r.id[-3:], 16) for r in runs]  # noqa: E731
+    for i in (1, 2, 3):
+        assert numbers(await any_store.attempts_of(await any_store.get_run(run_id(i)))) == [1, 2, 3]
+    assert numbers(await any_store.attempts_of(await any_store.get_run(run_id(4)))) == [4]
+    first = await any_store.related_to(await any_store.get_run(run_id(1)))
+    assert first.rerun_of is None and numbers(first.reruns) == [5, 6]
+    assert first.caused_by == [] and first.chained == []
+    last = await any_store.related_to(await any_store.get_run(run_id(3)))
+    assert numbers(last.chained) == [7, 8] and last.reruns == []
+    rerun = await any_store.related_to(await any_store.get_run(run_id(6)))
+    assert rerun.rerun_of is not None and rerun.rerun_of.id == run_id(1)
+    both = await any_store.related_to(await any_store.get_run(run_id(8)))
+    assert numbers(both.caused_by) == [3, 4]
