@@ -521,6 +521,9 @@ def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
 @click.option("--search", help="Text in the task name, the error or the params.")
 @click.option("--caused-by", metavar="RUN_ID", help="Only the runs this run's end started.")
 @click.option(
+    "--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them)."
+)
+@click.option(
     "--sort",
     type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
     metavar="FIELD[:asc|:desc]",
@@ -541,6 +544,7 @@ def runs(
     since: str | None,
     search: str | None,
     caused_by: str | None,
+    tags: tuple[str, ...],
     sort: str | None,
     limit: int,
     cursor: str | None,
@@ -553,6 +557,7 @@ def runs(
         "start_date": since,
         "search": search,
         "caused_by": caused_by,
+        "tag": list(tags) or None,
         "sort_field": field or None,
         "sort_direction": direction or None,
         "limit": limit,
@@ -573,10 +578,11 @@ def runs(
             r["triggered_by"],
             r["created_at"],
             "-" if r["duration_ms"] is None else f"{r['duration_ms']}ms",
+            ",".join(r["tags"]) or "-",
         ]
         for r in data["runs"]
     ]
-    _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"])
+    _table(rows, ["id", "task", "status", "end", "exit", "signal", "by", "created", "took", "tags"])
     # On stderr: the table on stdout stays the runs alone.
     for word, key in (("previous", "prev_cursor"), ("next", "next_cursor")):
         if data.get(key):
@@ -603,6 +609,8 @@ def show(url: str | None, config_path: str | None, as_json: bool, run_id: str) -
         click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
     for name in ("triggered_by", "created_at", "start_at", "end_at", "error"):
         click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
+    click.echo(f"{'tags:':<14}{', '.join(data['tags']) or '-'}")
+    click.echo(f"{'metadata:':<14}{json.dumps(data['metadata']) if data['metadata'] else '-'}")
     related = data["related"]
     rows = [_linked("attempt " + str(a["attempt"]), a, data["id"]) for a in data["attempts"]]
     rows += [_linked("rerun of", related["rerun_of"], "")] if related["rerun_of"] else []
@@ -664,6 +672,15 @@ def stats(
     metavar="NAME=VALUE",
     help="A parameter the task declares (repeatable).",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="A tag for this run, besides its task's (repeatable, at most 10).",
+)
+@click.option(
+    "--metadata", metavar="JSON", help="A JSON object kept with the run, e.g. '{\"ticket\": 42}'."
+)
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
 def run_task(
     url: str | None,
@@ -671,6 +688,8 @@ def run_task(
     as_json: bool,
     task: str,
     params: tuple[str, ...],
+    tags: tuple[str, ...],
+    metadata: str | None,
     wait: bool,
 ) -> None:
     """Trigger TASK now."""
@@ -680,8 +699,16 @@ def run_task(
         if not sep or not name:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
         values[name] = value
+    body: dict[str, Any] = {"params": values}
+    if tags:
+        body["tags"] = list(tags)
+    if metadata is not None:
+        try:
+            body["metadata"] = json.loads(metadata)
+        except ValueError as exc:  # the daemon says what metadata may be
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
     client = _client(url, config_path)
-    run = _call(client, "POST", api_path("tasks", task, "runs"), {"params": values})
+    run = _call(client, "POST", api_path("tasks", task, "runs"), body)
     _report_new_run(client, run, wait, as_json)
 
 

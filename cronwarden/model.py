@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -99,6 +100,7 @@ SORTED_BY_INDEX = NULLABLE_SORTS
 
 
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
+TAGS_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 class Run(SQLModel, table=True):
@@ -135,6 +137,13 @@ class Run(SQLModel, table=True):
                 sqlite_where=sa.text(f"{link} IS NOT NULL"),
             )
             for link in ("retry_of", "rerun_of")
+        ),
+        # Runs carrying tags, by containment: PostgreSQL's only (migration 0013).
+        sa.Index(
+            "ix_runs_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
         ),
         sa.Index(
             "uq_runs_task_slot",
@@ -191,6 +200,18 @@ class Run(SQLModel, table=True):
     cpu_system_s: float | None = None
     max_rss_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
     output_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # Labels to find it by (its task's and its trigger's; cronwarden/run_tags.py) and
+    # what its trigger attached to it.  Tags are JSONB on PostgreSQL, for the
+    # containment test its GIN index serves (store/search.py).  Not "metadata": the
+    # name is SQLAlchemy's own on a table class.
+    tags: list[str] = Field(
+        default_factory=list,
+        sa_column=sa.Column(TAGS_TYPE, nullable=False, server_default="[]"),
+    )
+    run_metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}"),
+    )
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -60,6 +60,8 @@ class RunRecord:
     cpu_system_s: float | None = None
     max_rss_bytes: int | None = None
     output_bytes: int | None = None
+    tags: list[str] = field(default_factory=list)
+    run_metadata: dict[str, Any] = field(default_factory=dict)
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""

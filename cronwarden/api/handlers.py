@@ -77,7 +77,7 @@ from cronwarden.store.runs import RunFilter
 from cronwarden.support.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
-_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task", "expand"}
+_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task", "expand", "tag"}
 
 
 def _services(request: web.Request) -> Services:
@@ -258,7 +258,9 @@ async def trigger_run(request: web.Request) -> web.Response:
     body = await _read_body(request, TriggerBody)
     key = _idempotency_key(request)
     query = TriggerQuery.model_validate(_query(request))
-    run, created = await services.dispatcher.trigger(task_name, body.params, idempotency_key=key)
+    run, created = await services.dispatcher.trigger(
+        task_name, body.params, tags=body.tags, metadata=body.metadata, idempotency_key=key
+    )
     return await _new_run_answer(services, run, 201 if created else 200, query.wait)
 
 
@@ -382,6 +384,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
             end_date=query.end_date,
             search=query.search,
             caused_by=query.caused_by,
+            tags=None if query.tag is None else tuple(query.tag),
         ),
         limit=query.limit,
         cursor=query.cursor,

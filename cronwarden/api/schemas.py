@@ -22,10 +22,21 @@ from pydantic import (
 )
 
 from cronwarden.config import TASK_NAME_RE
-from cronwarden.errors import InvalidExpand
+from cronwarden.errors import InvalidExpand, InvalidMetadata, InvalidTags
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
+from cronwarden.run_tags import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_RUN_TAGS,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    TAG_RE,
+    TAG_RULE,
+    check_metadata,
+    check_tags,
+)
 from cronwarden.support.text import printable
 from cronwarden.support.timefmt import iso_z_or_none
 
@@ -182,6 +193,16 @@ class RunOut(BaseModel):
         description="a chained run (triggered_by = chain): the run whose end started it, "
         'or for after_mode = "all" the runs whose ends did',
     )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="labels to find it by (run lists filter by tag): its task's tags, then "
+        "those its trigger added; a retry and a rerun carry them on",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the JSON object its trigger attached ({} when none); a retry and a "
+        "rerun carry it on",
+    )
 
     @classmethod
     def of(cls, run: AnyRun) -> RunOut:
@@ -196,7 +217,10 @@ class RunOut(BaseModel):
 
 
 _RUN_FIELDS = tuple(RunOut.model_fields)
-_fields_of = operator.attrgetter(*_RUN_FIELDS)
+# RunOut's fields are named as a run's columns, but for metadata (model.Run says why).
+_STORED = {"metadata": "run_metadata"}
+_SHOWN = {stored: shown for shown, stored in _STORED.items()}
+_fields_of = operator.attrgetter(*(_STORED.get(name, name) for name in _RUN_FIELDS))
 _INSTANT_FIELDS = ("scheduled_for", "created_at", "start_at", "end_at")
 
 
@@ -212,7 +236,7 @@ def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
     a tenth of a page's time when it was read per row."""
     if not rows:
         return []
-    names = rows[0]._fields
+    names = [_SHOWN.get(name, name) for name in rows[0]._fields]
     return [_shown(dict(zip(names, row, strict=True))) for row in rows]
 
 
@@ -226,6 +250,7 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
         fields["error"] = printable(fields["error"])
     if fields["caused_by"] is not None:
         fields["caused_by"] = fields["caused_by"].split(",")
+    fields["tags"] = list(fields["tags"])
     return fields
 
 
@@ -429,10 +454,47 @@ class TriggerQuery(BaseModel):
     wait: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
 
 
+def _tags_of(most: int, what: str) -> Any:
+    """A before-validator of tags (run_tags.py's rules), refusing with InvalidTags: a
+    400 saying what a tag may be, as pydantic lets any exception but ValueError and
+    AssertionError through (it would make those a 422)."""
+
+    def check(value: object) -> object:
+        if what == "tag" and isinstance(value, str):  # a filter: comma-separated
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        try:
+            return list(check_tags(value, most=most))
+        except ValueError as exc:
+            raise InvalidTags(f"{what}: {exc}") from None
+
+    return BeforeValidator(check)
+
+
+def _metadata(value: object) -> object:
+    """Run metadata (run_tags.py's rules), refused with InvalidMetadata (a 400)."""
+    try:
+        return check_metadata(value)
+    except ValueError as exc:
+        raise InvalidMetadata(str(exc)) from None
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_RE.pattern)]
+
+
 class TriggerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict)
+    tags: Annotated[list[Tag], _tags_of(MAX_TAGS, "tags")] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        description=f"labels for this run, besides its task's tags: at most {MAX_TAGS}; {TAG_RULE}",
+    )
+    metadata: Annotated[dict[str, Any], BeforeValidator(_metadata)] = Field(
+        default_factory=dict,
+        description=f"a JSON object kept with the run: at most {MAX_METADATA_BYTES} bytes "
+        f"as compact UTF-8 JSON, {MAX_METADATA_DEPTH} levels deep, no NUL",
+    )
 
 
 class LogLineOut(BaseModel):
@@ -484,6 +546,11 @@ class RunQuery(BaseModel):
     end_date: datetime | None = None
     search: StorableText | None = Field(default=None, max_length=200)
     caused_by: RunId | None = Field(default=None, description="runs this run's end started")
+    tag: Annotated[list[Tag] | None, _tags_of(MAX_RUN_TAGS, "tag")] = Field(
+        default=None,
+        max_length=MAX_RUN_TAGS,
+        description="runs carrying every one of these tags (comma-separated or repeated)",
+    )
     sort_field: SortField = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)

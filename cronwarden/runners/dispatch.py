@@ -185,10 +185,14 @@ class Dispatcher:
         task_name: str,
         params: Mapping[str, Any] | None = None,
         *,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> tuple[AnyRun, bool]:
         """An on-request run (API/CLI): (the run, whether this request created it)."""
-        return await self._requests.trigger(task_name, params, idempotency_key=idempotency_key)
+        return await self._requests.trigger(
+            task_name, params, tags=tags, metadata=metadata, idempotency_key=idempotency_key
+        )
 
     async def rerun(self, run_id: str) -> RunRecord:
         return await self._requests.rerun(run_id)

@@ -3,8 +3,9 @@ clock's now and the hash of the definition they run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import uuid6
 
@@ -13,6 +14,7 @@ from cronwarden.live_config import LiveConfig
 from cronwarden.model import Status, Trigger
 from cronwarden.placement import ANY_NODE, fire_node
 from cronwarden.run_record import RunRecord
+from cronwarden.run_tags import run_tags
 from cronwarden.support.clock import Clock
 
 
@@ -39,10 +41,13 @@ class NewRuns:
         retry_of: str | None = None,
         rerun_of: str | None = None,
         of_fire_node: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """A new pending row.  A scheduled fire's row is this node's own when the task
         runs on every node (cronwarden/placement.py); a retry keeps the fire_node of
-        the run it repeats (``of_fire_node``)."""
+        the run it repeats (``of_fire_node``).  Every row gets its task's tags, then
+        ``tags`` (a trigger's, or those of the run it repeats), each once."""
         if of_fire_node is None:
             of_fire_node = ANY_NODE if scheduled_for is None else fire_node(task, self._node)
         return RunRecord(
@@ -60,4 +65,6 @@ class NewRuns:
             node=self._node,
             fire_node=of_fire_node,
             task_hash=self._config.task_hash(task),
+            tags=run_tags(task.tags, tags),
+            run_metadata=dict(metadata or {}),
         )

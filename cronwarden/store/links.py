@@ -3,7 +3,7 @@
 
 * Attempts: a retry names the attempt it repeats (``retry_of``); the attempts of a fire
   are that chain, back to attempt 1 and on to the last retry.  Read with two recursive
-  queries (up by primary key, down by the partial index on retry_of, migration 0013).
+  queries (up by primary key, down by the partial index on retry_of, migration 0014).
 * Reruns: a rerun names the run it repeats (``rerun_of``, indexed the same way).
 * Chains: a chained run names its cause or causes (``caused_by``,
   store/chaining.py); the runs a run's end started are found by that condition, as the

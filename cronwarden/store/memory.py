@@ -13,6 +13,7 @@ handlers through every state with a fake clock and no database.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -362,16 +363,19 @@ def _copy(run: Run) -> Run:
 
 def _stored(record: RunRecord) -> Run:
     """The row a claim writes, as the store's own Run (never the caller's record)."""
-    values = run_row(record)
-    values["params"] = dict(values["params"])
-    return Run(**values)
+    return Run(**_own(run_row(record)))
 
 
 def _row(run: Run) -> Any:
     """A run as a row of the runs table (a page is rows, not Run instances)."""
-    values = {name: getattr(run, name) for name in _COLUMNS}
-    values["params"] = dict(values["params"])
-    return _RunRow(**values)
+    return _RunRow(**_own({name: getattr(run, name) for name in _COLUMNS}))
+
+
+def _own(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values with containers of their own (a database hands back copies)."""
+    for name in ("params", "tags", "run_metadata"):
+        values[name] = copy.deepcopy(values[name])
+    return values
 
 
 def _matches(run: Run, where: RunFilter) -> bool:
@@ -384,13 +388,16 @@ def _matches(run: Run, where: RunFilter) -> bool:
         where.end_date is None or run.created_at <= where.end_date,
         not where.search or where.search.casefold() in _searched_text(run),
         where.caused_by is None or where.caused_by in (run.caused_by or "").split(","),
+        not where.tags or set(where.tags) <= set(run.tags),
     )
     return all(checks)
 
 
 def _searched_text(run: Run) -> str:
-    """What a search looks in (store/search.py): the task name, the error, the params."""
-    return f"{run.task_name} {run.error or ''} {json.dumps(run.params)}".casefold()
+    """What a search looks in (store/search.py): the task name, the error, the params,
+    the tags."""
+    text = f"{run.task_name} {run.error or ''} {json.dumps(run.params)} {json.dumps(run.tags)}"
+    return text.casefold()
 
 
 def _key(run: Run, sort_field: str) -> tuple[Any, ...]:

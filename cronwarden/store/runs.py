@@ -36,7 +36,7 @@ from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
-from cronwarden.store.search import TRIGRAM, search_condition
+from cronwarden.store.search import TRIGRAM, search_condition, tags_condition
 from cronwarden.task_hash import new_key
 
 T = TypeVar("T")
@@ -61,6 +61,7 @@ class RunFilter:
     end_date: datetime | None = None
     search: str | None = None  # in the task name, the error or the params
     caused_by: str | None = None  # a run id: the chained runs its end started
+    tags: Sequence[str] | None = None  # runs carrying every one of them
 
 
 DURATION_SAMPLE = 10_000
@@ -426,6 +427,8 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
         conditions.append(search_condition(where.search, dialect))
     if where.caused_by is not None:
         conditions.append(caused_by_condition(where.caused_by))
+    if where.tags:
+        conditions.append(tags_condition(where.tags, dialect))
     return conditions
 
 

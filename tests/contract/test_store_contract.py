@@ -577,3 +577,37 @@ async def test_attempts_and_links_of_a_run(any_store: Any) -> None:
     assert rerun.rerun_of is not None and rerun.rerun_of.id == run_id(1)
     both = await any_store.related_to(await any_store.get_run(run_id(8)))
     assert numbers(both.caused_by) == [3, 4]
+
+
+# -- tags and metadata ------------------------------------------------------------------
+
+
+async def test_runs_are_found_by_every_tag_asked_for(any_store: Any) -> None:
+    await any_store.claim(
+        [
+            make_run(1, tags=["nightly", "env=prod"], run_metadata={"ticket": 7}),
+            make_run(2, tags=["nightly"]),
+            make_run(3, tags=["Nightly", "env=prod:eu"]),
+            make_run(4),
+        ]
+    )
+
+    async def found(*tags: str, search: str | None = None, **order: Any) -> list[int]:
+        where = RunFilter(tags=tags, search=search)
+        page = await any_store.list_runs(where, limit=10, with_total=True, **order)
+        assert page.total == len(page.runs)
+        return [int(row.id[-3:], 16) for row in page.runs]
+
+    assert await found("nightly") == [2, 1]  # case-sensitive
+    assert await found("nightly", "env=prod") == [1]  # every one of them
+    assert await found("env=prod") == [1]  # a whole tag, not a part of one
+    assert await found("Nightly", sort_field="task_name", ascending=True) == [3]
+    assert await found() == [4, 3, 2, 1]
+    assert await found("env=prod", search="nightly") == [1]
+    page = await any_store.list_runs(RunFilter(search="env=prod:e"), limit=10)
+    assert [int(row.id[-3:], 16) for row in page.runs] == [3]  # the search reads tags
+    run = await any_store.get_run(run_id(1))
+    assert run.tags == ["nightly", "env=prod"] and run.run_metadata == {"ticket": 7}
+    assert (await any_store.get_run(run_id(4))).tags == []
+    row = (await any_store.list_runs(RunFilter(tags=["nightly", "env=prod"]), limit=1)).runs[0]
+    assert row.tags == ["nightly", "env=prod"] and row.run_metadata == {"ticket": 7}

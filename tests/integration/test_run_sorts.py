@@ -239,6 +239,7 @@ FILTERS = {
     "triggered_by": RunFilter(triggered_by=["api"]),
     "dates": RunFilter(start_date=T0, end_date=T0 + timedelta(hours=1)),
     "search": RunFilter(search="disk full"),
+    "tags": RunFilter(tags=["nightly", "env=prod"]),
 }
 
 
@@ -274,3 +275,20 @@ async def test_search_starts_from_its_trigram_index(seeded: Store) -> None:
         search = search_condition(FILTERS["search"].search or "", dialect)
         plan = await explain(seeded, sa.select(Run.id).where(search), sorting=True)
         assert "ix_runs_search" in plan, plan
+
+
+async def test_a_tag_filter_reads_an_index(seeded: Store) -> None:
+    """PostgreSQL: the runs carrying tags can come by containment from their GIN index
+    (the planner picks it or the ordered index by the tag's frequency).  SQLite, which
+    has no index of tags, checks them along the sort's index, never a table scan."""
+    from cronwarden.store.search import tags_condition
+
+    dialect = seeded.engine.dialect.name
+    condition = tags_condition(["nightly", "env=prod"], dialect)
+    if dialect == "postgresql":
+        plan = await explain(seeded, sa.select(Run.id).where(condition), sorting=True)
+        assert "ix_runs_tags" in plan, plan
+    else:
+        (query,) = RunOrder("created_at", False).parts(None)
+        plan = await explain(seeded, query.where(condition).limit(50))
+        assert uses_index_in_order(seeded, plan), plan

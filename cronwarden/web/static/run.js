@@ -6,7 +6,7 @@ import { api, ApiError, download, follow } from "./api.js";
 import { clear, h } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
-import { action, badge, failure, notify, scopeNote, session, when } from "./widgets.js";
+import { action, badge, failure, notify, scopeNote, session, tagLinks, when } from "./widgets.js";
 
 const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
 
@@ -119,6 +119,8 @@ function describe(run, causes) {
     ["Rerun of", run.rerun_of ? h("a", { href: `#/runs/${run.rerun_of}` }, run.rerun_of) : "—"],
     ["Caused by", run.caused_by ? causedBy(run.caused_by, causes) : "—"],
     ["Params", Object.keys(run.params).length ? Object.entries(run.params).map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "—"],
+    ["Tags", tagLinks(run.tags, (tag) => `#/runs?${new URLSearchParams({ tag })}`) ?? "—"],
+    ["Metadata", Object.keys(run.metadata).length ? h("pre", { class: "metadata" }, JSON.stringify(run.metadata, null, 2)) : "—"],
     ["Idempotency key", run.idempotency_key ?? "—"],
     ["Process id", run.pid ?? "—"],
     ["Node", run.node],

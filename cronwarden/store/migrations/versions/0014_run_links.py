@@ -2,16 +2,16 @@
 (``rerun_of``), read together for a run's detail (store/links.py).  Partial: only the
 rows that link have an entry, so the many runs that do not cost nothing.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
