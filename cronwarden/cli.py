@@ -522,12 +522,20 @@ def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
 @click.option("--search", help="Text in the task name, the error or the params.")
 @click.option("--caused-by", metavar="RUN_ID", help="Only the runs this run's end started.")
 @click.option(
+    "--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them)."
+)
+@click.option(
     "--sort",
     type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
     metavar="FIELD[:asc|:desc]",
     help=f"One of {', '.join(SORT_FIELDS)} [created_at:desc].",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--cursor",
+    help="A page's next or previous cursor (printed under the table; next_cursor and "
+    "prev_cursor with --json), with the same --sort.",
+)
 def runs(
     url: str | None,
     config_path: str | None,
@@ -537,10 +545,12 @@ def runs(
     since: str | None,
     search: str | None,
     caused_by: str | None,
+    tags: tuple[str, ...],
     sort: str | None,
     limit: int,
+    cursor: str | None,
 ) -> None:
-    """List runs, newest first (or as --sort says)."""
+    """List runs, newest first (or as --sort says), a page at a time."""
     field, _, direction = (sort or "").partition(":")
     query = {
         "task_name": task,
@@ -548,9 +558,11 @@ def runs(
         "start_date": since,
         "search": search,
         "caused_by": caused_by,
+        "tag": list(tags) or None,
         "sort_field": field or None,
         "sort_direction": direction or None,
         "limit": limit,
+        "cursor": cursor,
     }
     data = _call(_client(url, config_path), "GET", "/api/runs", query=query)
     if as_json:
@@ -568,11 +580,16 @@ def runs(
             r["created_at"],
             "-" if r["duration_ms"] is None else f"{r['duration_ms']}ms",
             *_cost_cells(r),
+            ",".join(r["tags"]) or "-",
         ]
         for r in data["runs"]
     ]
     headers = ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"]
-    _table(rows, headers + COST_COLUMNS)
+    _table(rows, [*headers, *COST_COLUMNS, "tags"])
+    # On stderr: the table on stdout stays the runs alone.
+    for word, key in (("previous", "prev_cursor"), ("next", "next_cursor")):
+        if data.get(key):
+            click.echo(f"{word} page: --cursor {data[key]}", err=True)
 
 
 # What a run cost, in the runs table: CPU seconds (user + system) and peak memory.  Its
@@ -602,6 +619,49 @@ def _cost_line(run: dict[str, Any]) -> str:
     if run.get("output_bytes") is not None:
         parts.append(f"output {readable.size(run['output_bytes'])}")
     return ", ".join(parts) or "cost not known"
+
+
+@main.command()
+@_client_options
+@click.argument("run_id")
+def show(url: str | None, config_path: str | None, as_json: bool, run_id: str) -> None:
+    """Show one run: its fields, every attempt of its fire, and the runs it repeats,
+    was repeated by, was started by and started (one request:
+    GET /api/runs/RUN_ID?expand=attempts,related)."""
+    data = _call(
+        _client(url, config_path),
+        "GET",
+        api_path("runs", run_id),
+        query={"expand": "attempts,related"},
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for name in ("id", "task_name", "status", "end_reason", "exit_code", "signal"):
+        click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
+    for name in ("triggered_by", "created_at", "start_at", "end_at", "error"):
+        click.echo(f"{name + ':':<14}{'-' if data[name] is None else data[name]}")
+    click.echo(f"{'tags:':<14}{', '.join(data['tags']) or '-'}")
+    click.echo(f"{'metadata:':<14}{json.dumps(data['metadata']) if data['metadata'] else '-'}")
+    related = data["related"]
+    rows = [_linked("attempt " + str(a["attempt"]), a, data["id"]) for a in data["attempts"]]
+    rows += [_linked("rerun of", related["rerun_of"], "")] if related["rerun_of"] else []
+    for relation, key in (("rerun", "reruns"), ("caused by", "caused_by"), ("chained", "chained")):
+        rows += [_linked(relation, r, "") for r in related[key]]
+    click.echo()
+    _table(rows, ["relation", "id", "task", "status", "end", "created"])
+
+
+def _linked(relation: str, run: dict[str, Any], this: str) -> list[str]:
+    """A row of `show`'s table of linked runs (``this``: the id shown, marked)."""
+    return [
+        relation + (" (this run)" if run["id"] == this else ""),
+        run["id"],
+        run["task_name"],
+        run["status"],
+        run["end_reason"] or "-",
+        run["created_at"],
+    ]
 
 
 @main.command()
@@ -663,6 +723,15 @@ def _echo_stats_cost(data: dict[str, Any]) -> None:
     metavar="NAME=VALUE",
     help="A parameter the task declares (repeatable).",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="A tag for this run, besides its task's (repeatable, at most 10).",
+)
+@click.option(
+    "--metadata", metavar="JSON", help="A JSON object kept with the run, e.g. '{\"ticket\": 42}'."
+)
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
 @click.option("--delay", metavar="DURATION", help='Start no earlier than this from now ("90s").')
 @click.option(
@@ -678,6 +747,8 @@ def run_task(
     as_json: bool,
     task: str,
     params: tuple[str, ...],
+    tags: tuple[str, ...],
+    metadata: str | None,
     wait: bool,
     delay: str | None,
     run_at: str | None,
@@ -693,6 +764,13 @@ def run_task(
     body: dict[str, Any] = {"params": values}
     timing = {"delay": delay, "run_at": run_at, "ttl": ttl}
     body.update({key: value for key, value in timing.items() if value is not None})
+    if tags:
+        body["tags"] = list(tags)
+    if metadata is not None:
+        try:
+            body["metadata"] = json.loads(metadata)
+        except ValueError as exc:  # the daemon says what metadata may be
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
     client = _client(url, config_path)
     run = _call(client, "POST", api_path("tasks", task, "runs"), body)
     _report_new_run(client, run, wait, as_json)

@@ -83,7 +83,8 @@ class Client:
 
     def _url(self, path: str, query: dict[str, Any] | None) -> str:
         if query and any(v is not None for v in query.values()):
-            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+            # A list value is the parameter repeated (?tag=a&tag=b).
+            path += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
         return self.target.base + path
 
     def _session(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:

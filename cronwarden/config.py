@@ -43,6 +43,7 @@ from cronwarden.errors import ConfigError, ScheduleError
 from cronwarden.host.control_env import is_control_variable
 from cronwarden.outcomes import FailureReason
 from cronwarden.packed import PackedModels
+from cronwarden.run_tags import check_tags
 from cronwarden.scheduler.policies import CatchUp
 from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
 from cronwarden.support.units import format_duration, parse_duration, parse_size
@@ -225,6 +226,7 @@ EndReasonName = Literal[
 HoldName = Annotated[str, AfterValidator(_hold_name)]
 NodePatterns = Annotated[tuple[str, ...], BeforeValidator(_node_patterns)]
 InheritEnv = Annotated[bool | tuple[str, ...], BeforeValidator(_inherit_env)]
+RunTags = Annotated[tuple[str, ...], BeforeValidator(check_tags)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
 Umask = Annotated[int, BeforeValidator(_umask)]
@@ -476,6 +478,8 @@ class TaskSettings(_Frozen):
     keep_for: NonNegDuration | None = None
     api_trigger: bool = True
     params: tuple[EnvName, ...] = ()
+    # Labels every run of the task gets, besides a trigger's own (cronwarden/run_tags.py).
+    tags: RunTags = ()
     notify: tuple[str, ...] = ()
     limits: RunLimits | None = None
     stuck_after: NonNegDuration = timedelta(0)

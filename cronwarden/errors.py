@@ -104,6 +104,18 @@ class InvalidCursor(CronwardenError):
     """The cursor is not one this server handed out; start again without it."""
 
 
+class InvalidExpand(CronwardenError):
+    """expand takes attempts and related (comma-separated or repeated)."""
+
+
+class InvalidTags(CronwardenError):
+    """A tag is 1 to 64 characters of A-Z a-z 0-9 . _ - : / =; at most 10 per trigger."""
+
+
+class InvalidMetadata(CronwardenError):
+    """Run metadata is a JSON object of at most 4096 bytes."""
+
+
 class StartFailed(CronwardenError):
     """The process could not be started; the message says why, for the run's ``error``."""
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -110,6 +111,7 @@ SORTED_BY_INDEX = NULLABLE_SORTS
 
 
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
+TAGS_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 class Run(SQLModel, table=True):
@@ -136,6 +138,23 @@ class Run(SQLModel, table=True):
             unique=True,
             postgresql_where=sa.text("caused_by IS NOT NULL"),
             sqlite_where=sa.text("caused_by IS NOT NULL"),
+        ),
+        # The runs linking to a run: its retries and its reruns (store/links.py).
+        *(
+            sa.Index(
+                f"ix_runs_{link}",
+                link,
+                postgresql_where=sa.text(f"{link} IS NOT NULL"),
+                sqlite_where=sa.text(f"{link} IS NOT NULL"),
+            )
+            for link in ("retry_of", "rerun_of")
+        ),
+        # Runs carrying tags, by containment: PostgreSQL's only (migration 0013).
+        sa.Index(
+            "ix_runs_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
         ),
         sa.Index(
             "uq_runs_task_slot",
@@ -196,6 +215,18 @@ class Run(SQLModel, table=True):
     # it ends expired at this instant unless it started (runners/expiry.py).
     delayed_until: datetime | None = utc_column()
     expires_at: datetime | None = utc_column()
+    # Labels to find it by (its task's and its trigger's; cronwarden/run_tags.py) and
+    # what its trigger attached to it.  Tags are JSONB on PostgreSQL, for the
+    # containment test its GIN index serves (store/search.py).  Not "metadata": the
+    # name is SQLAlchemy's own on a table class.
+    tags: list[str] = Field(
+        default_factory=list,
+        sa_column=sa.Column(TAGS_TYPE, nullable=False, server_default="[]"),
+    )
+    run_metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}"),
+    )
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -62,6 +62,8 @@ class RunRecord:
     output_bytes: int | None = None
     delayed_until: datetime | None = None
     expires_at: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+    run_metadata: dict[str, Any] = field(default_factory=dict)
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""

@@ -20,6 +20,7 @@ from cronwarden.api.log_relay import relay_if_elsewhere
 from cronwarden.api.middlewares import ACCESS, BadRequest
 from cronwarden.api.origin import is_json_media
 from cronwarden.api.schemas import (
+    EXPANSIONS,
     RUN_ID_EXAMPLE,
     TASK_NAMES,
     AccessOut,
@@ -39,6 +40,8 @@ from cronwarden.api.schemas import (
     RawLogQuery,
     ReloadOut,
     RetentionOut,
+    RunDetail,
+    RunDetailQuery,
     RunOut,
     RunQuery,
     StatsQuery,
@@ -49,6 +52,7 @@ from cronwarden.api.schemas import (
     TriggerQuery,
     is_task_name,
     page_fields,
+    run_fields,
     run_id_of,
     shown_name,
 )
@@ -71,11 +75,12 @@ from cronwarden.runlog.reader import read_log_page
 from cronwarden.scheduler.explain import upcoming
 from cronwarden.scheduler.words import schedule_in_words
 from cronwarden.stats import summarize
+from cronwarden.store.links import RelatedRuns
 from cronwarden.store.runs import RunFilter
 from cronwarden.support.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
-_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task"}
+_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task", "expand", "tag"}
 
 
 def _services(request: web.Request) -> Services:
@@ -84,6 +89,11 @@ def _services(request: web.Request) -> Services:
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(text=model.model_dump_json(), status=status)
+
+
+def _json_of(model: BaseModel, exclude: set[str]) -> web.Response:
+    """A model without the fields a request did not ask for (``?expand=``)."""
+    return web.json_response(text=model.model_dump_json(exclude=exclude))
 
 
 def _query(request: web.Request) -> dict[str, Any]:
@@ -257,7 +267,12 @@ async def trigger_run(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadRequest(422, "invalid-request", str(exc)) from None
     run, created = await services.dispatcher.trigger(
-        task_name, body.params, idempotency_key=key, timing=timing
+        task_name,
+        body.params,
+        tags=body.tags,
+        metadata=body.metadata,
+        idempotency_key=key,
+        timing=timing,
     )
     return await _new_run_answer(services, run, 201 if created else 200, query.wait)
 
@@ -385,6 +400,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
             end_date=query.end_date,
             search=query.search,
             caused_by=query.caused_by,
+            tags=None if query.tag is None else tuple(query.tag),
         ),
         limit=query.limit,
         cursor=query.cursor,
@@ -398,6 +414,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
         "runs": page_fields(page.runs),
         "next_cursor": page.next_cursor,
         "has_next": page.has_next,
+        "prev_cursor": page.prev_cursor,
     }
     if query.total:
         body["total"] = page.total
@@ -405,8 +422,30 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
 
 
 async def get_run(request: web.Request) -> web.Response:
-    run = await _services(request).store.get_run(_run_id(request))
-    return _json(RunOut.of(run))
+    store = _services(request).store
+    run_id = _run_id(request)
+    expand = set(RunDetailQuery.model_validate(_query(request)).expand or ())
+    run = await store.get_run(run_id)
+    if not expand:
+        return _json(RunOut.of(run))
+    fields = run_fields(run) | {
+        "attempts": [run_fields(a) for a in await store.attempts_of(run)]
+        if "attempts" in expand
+        else None,
+        "related": _related(await store.related_to(run)) if "related" in expand else None,
+    }
+    # Validated: the links come as Run rows and RunOut.of would build them unchecked.
+    body = RunDetail.model_validate(fields)
+    return _json_of(body, exclude={name for name in EXPANSIONS if name not in expand})
+
+
+def _related(related: RelatedRuns) -> dict[str, Any]:
+    return {
+        "rerun_of": None if related.rerun_of is None else run_fields(related.rerun_of),
+        "reruns": [run_fields(r) for r in related.reruns],
+        "caused_by": [run_fields(r) for r in related.caused_by],
+        "chained": [run_fields(r) for r in related.chained],
+    }
 
 
 async def stop_run(request: web.Request) -> web.Response:

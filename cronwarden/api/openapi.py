@@ -25,7 +25,9 @@ TEXT = "text/plain"
 # cannot read, a token missing or short of scope, an unknown task or run, a body or
 # URL or header too large, a body not JSON, invalid values, the database unreachable.
 COMMON_PROBLEMS = {
-    400: "The request cannot be read (bad JSON, a malformed run id, cursor or header).",
+    400: "The request cannot be read (bad JSON, a malformed run id, cursor or header), or "
+    "asks for what the API does not take (an unknown expand, too many or malformed tags, "
+    "metadata not an object or too large); `detail` says what is allowed.",
     401: "A token is required (when tokens are configured).",
     403: "The token lacks the scope this needs, or a browser request came from another origin.",
     408: "The request body did not arrive within 30 s.",
@@ -45,6 +47,9 @@ PROBLEM_TYPES = [
     "invalid-params",
     "invalid-run-id",
     "invalid-cursor",
+    "invalid-expand",
+    "invalid-tags",
+    "invalid-metadata",
     "invalid-last-event-id",
     "invalid-idempotency-key",
     "idempotency-key-reused",

@@ -21,6 +21,8 @@ from cronwarden.api.schemas import (
     NodeList,
     RawLogQuery,
     ReloadOut,
+    RunDetail,
+    RunDetailQuery,
     RunList,
     RunOut,
     RunQuery,
@@ -33,7 +35,6 @@ from cronwarden.api.schemas import (
     TriggerQuery,
 )
 
-_RUN = Reply("The run.", RunOut)
 _NEW_RUN = {
     201: Reply("The run was created (with ?wait=, as recorded at its end).", RunOut),
     200: Reply("A repeat of an Idempotency-Key request: the run it made.", RunOut),
@@ -133,7 +134,15 @@ OPERATIONS = [
         {200: Reply("A page of runs.", RunList)},
         query=RunQuery,
     ),
-    Operation("GET", "/api/runs/{run_id}", handlers.get_run, "One run.", {200: _RUN}),
+    Operation(
+        "GET",
+        "/api/runs/{run_id}",
+        handlers.get_run,
+        "One run; ?expand=attempts,related adds every attempt of its fire and the runs it "
+        "repeats, was repeated by, was started by and started.",
+        {200: Reply("The run.", RunDetail)},
+        query=RunDetailQuery,
+    ),
     Operation(
         "POST",
         "/api/runs/{run_id}/stop",

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -23,9 +24,21 @@ from pydantic import (
 )
 
 from cronwarden.config import TASK_NAME_RE, Duration, RunLimits
+from cronwarden.errors import InvalidExpand, InvalidMetadata, InvalidTags
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
+from cronwarden.run_tags import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_RUN_TAGS,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    TAG_RE,
+    TAG_RULE,
+    check_metadata,
+    check_tags,
+)
 from cronwarden.run_timing import Timing
 from cronwarden.support.text import printable
 from cronwarden.support.timefmt import iso_z_or_none
@@ -212,6 +225,16 @@ class RunOut(BaseModel):
     expired_at: Instant | None = Field(
         default=None, description="end_reason expired: when its ttl ended it"
     )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="labels to find it by (run lists filter by tag): its task's tags, then "
+        "those its trigger added; a retry and a rerun carry them on",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the JSON object its trigger attached ({} when none); a retry and a "
+        "rerun carry it on",
+    )
 
     @classmethod
     def of(cls, run: AnyRun) -> RunOut:
@@ -227,7 +250,10 @@ class RunOut(BaseModel):
 
 _DERIVED_FIELDS = ("expired_at",)  # worked out from the others, not columns
 _RUN_FIELDS = tuple(name for name in RunOut.model_fields if name not in _DERIVED_FIELDS)
-_fields_of = operator.attrgetter(*_RUN_FIELDS)
+# RunOut's fields are named as a run's columns, but for metadata (model.Run says why).
+_STORED = {"metadata": "run_metadata"}
+_SHOWN = {stored: shown for shown, stored in _STORED.items()}
+_fields_of = operator.attrgetter(*(_STORED.get(name, name) for name in _RUN_FIELDS))
 _INSTANT_FIELDS = (
     "scheduled_for",
     "created_at",
@@ -250,7 +276,7 @@ def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
     a tenth of a page's time when it was read per row."""
     if not rows:
         return []
-    names = rows[0]._fields
+    names = [_SHOWN.get(name, name) for name in rows[0]._fields]
     return [_shown(dict(zip(names, row, strict=True))) for row in rows]
 
 
@@ -265,13 +291,84 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     if fields["caused_by"] is not None:
         fields["caused_by"] = fields["caused_by"].split(",")
     fields["expired_at"] = fields["end_at"] if fields["end_reason"] == EndReason.EXPIRED else None
+    fields["tags"] = list(fields["tags"])
     return fields
+
+
+class RelatedRunsOut(BaseModel):
+    """The runs linked to a run, besides its attempts; runs deleted by retention are
+    left out."""
+
+    rerun_of: RunOut | None = Field(description="the run this one repeats (its rerun_of)")
+    reruns: list[RunOut] = Field(
+        description="the runs that repeat this one (POST /api/runs/{run_id}/rerun), oldest "
+        "first, at most 1000"
+    )
+    caused_by: list[RunOut] = Field(
+        description="a chained run: the runs whose end started it (its caused_by)"
+    )
+    chained: list[RunOut] = Field(
+        description="the runs this run's end started (tasks whose after names its task), "
+        "oldest first"
+    )
+
+
+class RunDetail(RunOut):
+    """One run; with ``?expand=``, the runs linked to it in the same answer."""
+
+    attempts: list[RunOut] | None = Field(
+        default=None,
+        description="with expand=attempts: every attempt of this run's fire, attempt 1 first "
+        "and this run among them (each retry names the attempt it repeats in retry_of)",
+    )
+    related: RelatedRunsOut | None = Field(
+        default=None,
+        description="with expand=related: the runs it repeats, started or was started by",
+    )
+
+
+EXPANSIONS = ("attempts", "related")
+
+
+def _expansions(value: object) -> object:
+    """``expand``: attempts, related, comma-separated or repeated.  Anything else is
+    refused as a request the API cannot answer (400), naming what it can: raised as
+    InvalidExpand, which pydantic lets through (it turns only ValueError and
+    AssertionError into its own 422)."""
+    if not isinstance(value, str):
+        return value
+    wanted = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [part for part in wanted if part not in EXPANSIONS]
+    if unknown:
+        raise InvalidExpand(
+            f"expand cannot be {', '.join(shown_name(u) for u in unknown)}; it takes "
+            f"{' and '.join(EXPANSIONS)} (comma-separated or repeated)"
+        )
+    return wanted
+
+
+class RunDetailQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expand: Annotated[list[Literal["attempts", "related"]] | None, BeforeValidator(_expansions)] = (
+        Field(
+            default=None,
+            description="also answer with the run's attempts (attempts) and the runs linked to "
+            "it (related), in one request: comma-separated or repeated",
+        )
+    )
 
 
 class RunList(BaseModel):
     runs: list[RunOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="the cursor of the next page (null: this is the last page)"
+    )
     has_next: bool
+    prev_cursor: str | None = Field(
+        description="the cursor of the page before this one, exactly as it was read (runs "
+        "added since do not shift it); null on the first page"
+    )
     total: int | None = None
 
 
@@ -422,10 +519,47 @@ class TriggerQuery(BaseModel):
     wait: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
 
 
+def _tags_of(most: int, what: str) -> Any:
+    """A before-validator of tags (run_tags.py's rules), refusing with InvalidTags: a
+    400 saying what a tag may be, as pydantic lets any exception but ValueError and
+    AssertionError through (it would make those a 422)."""
+
+    def check(value: object) -> object:
+        if what == "tag" and isinstance(value, str):  # a filter: comma-separated
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        try:
+            return list(check_tags(value, most=most))
+        except ValueError as exc:
+            raise InvalidTags(f"{what}: {exc}") from None
+
+    return BeforeValidator(check)
+
+
+def _metadata(value: object) -> object:
+    """Run metadata (run_tags.py's rules), refused with InvalidMetadata (a 400)."""
+    try:
+        return check_metadata(value)
+    except ValueError as exc:
+        raise InvalidMetadata(str(exc)) from None
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_RE.pattern)]
+
+
 class TriggerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict)
+    tags: Annotated[list[Tag], _tags_of(MAX_TAGS, "tags")] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        description=f"labels for this run, besides its task's tags: at most {MAX_TAGS}; {TAG_RULE}",
+    )
+    metadata: Annotated[dict[str, Any], BeforeValidator(_metadata)] = Field(
+        default_factory=dict,
+        description=f"a JSON object kept with the run: at most {MAX_METADATA_BYTES} bytes "
+        f"as compact UTF-8 JSON, {MAX_METADATA_DEPTH} levels deep, no NUL",
+    )
     delay: Duration | None = Field(
         default=None,
         description='start no earlier than this after the request, e.g. "90s", "2h"; the '
@@ -521,11 +655,20 @@ class RunQuery(BaseModel):
     end_date: WhenText | None = None
     search: StorableText | None = Field(default=None, max_length=200)
     caused_by: RunId | None = Field(default=None, description="runs this run's end started")
+    tag: Annotated[list[Tag] | None, _tags_of(MAX_RUN_TAGS, "tag")] = Field(
+        default=None,
+        max_length=MAX_RUN_TAGS,
+        description="runs carrying every one of these tags (comma-separated or repeated)",
+    )
     sort_field: SortField = "created_at"
     sort_direction: Literal["asc", "desc"] = "desc"
     limit: int = Field(default=50, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
-    cursor: str | None = None
+    cursor: str | None = Field(
+        default=None,
+        description="a next_cursor or prev_cursor of a page in the same sort (sort_field "
+        "and sort_direction); filters may differ",
+    )
     total: bool = False
 
     @field_validator("status", "end_reason", "triggered_by", mode="before")

@@ -25,7 +25,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import structlog
 
@@ -35,7 +35,6 @@ from cronwarden.live_config import ConfigChanges, LiveConfig
 from cronwarden.model import EndReason, Status, Trigger
 from cronwarden.ports import Holds, RunRecords, SharedPlaces
 from cronwarden.run_record import AnyRun, RunRecord
-from cronwarden.run_timing import NOW, Timing
 from cronwarden.runners.carried import Background, Carried, RunView
 from cronwarden.runners.chaining import Chaining
 from cronwarden.runners.endings import SHUT_DOWN, stopped
@@ -47,7 +46,7 @@ from cronwarden.runners.life import Lives
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.places import HostPlace, LeasePlace, SharedPlace
 from cronwarden.runners.process import AdoptedProcess
-from cronwarden.runners.requests import Requests
+from cronwarden.runners.requests import Asked, Requests
 from cronwarden.runners.retries import Retries
 from cronwarden.runners.rows import NewRuns
 from cronwarden.runners.takeover import Takeover
@@ -182,17 +181,10 @@ class Dispatcher:
     # -- requests ------------------------------------------------------------------------
 
     async def trigger(
-        self,
-        task_name: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        timing: Timing = NOW,
+        self, task_name: str, params: Mapping[str, Any] | None = None, **asked: Unpack[Asked]
     ) -> tuple[AnyRun, bool]:
         """An on-request run (API/CLI): (the run, whether this request created it)."""
-        return await self._requests.trigger(
-            task_name, params, idempotency_key=idempotency_key, timing=timing
-        )
+        return await self._requests.trigger(task_name, params, **asked)
 
     async def rerun(self, run_id: str) -> RunRecord:
         return await self._requests.rerun(run_id)

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from cronwarden.config import TaskConfig
 from cronwarden.errors import Conflict, IdempotencyMismatch, InvalidParams, TriggerRefused
@@ -35,6 +35,15 @@ from cronwarden.support.clock import Clock
 from cronwarden.support.text import printable
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class Asked(TypedDict, total=False):
+    """What a trigger may ask for beyond the task and its params (Requests.trigger)."""
+
+    tags: Sequence[str]
+    metadata: Mapping[str, Any] | None
+    idempotency_key: str | None
+    timing: Timing
 
 
 class Requests:
@@ -63,10 +72,13 @@ class Requests:
         task_name: str,
         params: Mapping[str, Any] | None = None,
         *,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         timing: Timing = NOW,
     ) -> tuple[AnyRun, bool]:
-        """An on-request run: (the run, whether this request created it)."""
+        """An on-request run: (the run, whether this request created it).  ``tags`` and
+        ``metadata`` were checked where they arrived (cronwarden/run_tags.py)."""
         task = self._triggerable(task_name)
         checked = check_params(task, params or {})
         self._refuse_if_closing()
@@ -76,12 +88,14 @@ class Requests:
                 task,
                 Trigger.API,
                 params=checked,
+                tags=tags,
+                metadata=metadata,
                 delayed_until=delayed_until,
                 expires_at=expires_at,
             )
             await self._admit(task, run, self._claim_plain(run))
             return run, True
-        fingerprint = _fingerprint(checked)
+        fingerprint = _fingerprint(checked, tags, metadata)
         async with self._key_locks.hold((task.name, idempotency_key)):
             since = self._clock.now() - IDEMPOTENCY_TTL
             earlier = await self._records.find_key(task.name, idempotency_key, since)
@@ -94,6 +108,8 @@ class Requests:
                 idempotency_key=idempotency_key,
                 delayed_until=delayed_until,
                 expires_at=expires_at,
+                tags=tags,
+                metadata=metadata,
             )
             claim = KeyClaim(task.name, idempotency_key, fingerprint, run.created_at, since)
             if await self._admit(task, run, self._claim_keyed(run, claim)):
@@ -104,14 +120,21 @@ class Requests:
             return _same_request(earlier, fingerprint, idempotency_key), False
 
     async def rerun(self, run_id: str) -> RunRecord:
-        """A new run of the same task with the same params, as an API trigger would
-        start it (api_trigger, params and admission are checked against the task as
-        configured now); it records which run it repeats."""
+        """A new run of the same task with the same params, tags and metadata, as an API
+        trigger would start it (api_trigger, params and admission are checked against
+        the task as configured now); it records which run it repeats."""
         earlier = await self._records.get_run(run_id)
         task = self._triggerable(earlier.task_name)
         checked = check_params(task, earlier.params)
         self._refuse_if_closing()
-        run = self._new_run(task, Trigger.API, params=checked, rerun_of=earlier.id)
+        run = self._new_run(
+            task,
+            Trigger.API,
+            params=checked,
+            rerun_of=earlier.id,
+            tags=earlier.tags,
+            metadata=earlier.run_metadata,
+        )
         await self._admit(task, run, self._claim_plain(run))
         return run
 
@@ -209,8 +232,16 @@ def check_params(task: TaskConfig, params: Mapping[str, Any]) -> dict[str, str]:
     return dict(params)
 
 
-def _fingerprint(params: Mapping[str, str]) -> str:
-    blob = json.dumps(params, sort_keys=True, separators=(",", ":"))
+def _fingerprint(
+    params: Mapping[str, str], tags: Sequence[str], metadata: Mapping[str, Any] | None
+) -> str:
+    """What a request asked for.  Tags and metadata count only when given, so that a
+    request of params alone keeps the fingerprint it had before they existed (a key
+    taken before an upgrade still matches its repeat)."""
+    asked: Any = params
+    if tags or metadata:
+        asked = {"params": params, "tags": list(tags), "metadata": metadata or {}}
+    blob = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -70,6 +70,8 @@ class Retries:
             attempt=run.attempt + 1,
             retry_of=run.id,
             of_fire_node=run.fire_node,
+            tags=run.tags,
+            metadata=run.run_metadata,
         )
         retry.change({"not_before": retry.created_at + delay})
         committed = await persist(

@@ -3,8 +3,9 @@ clock's now and the hash of the definition they run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import uuid6
 
@@ -13,6 +14,7 @@ from cronwarden.live_config import LiveConfig
 from cronwarden.model import Status, Trigger
 from cronwarden.placement import ANY_NODE, fire_node
 from cronwarden.run_record import RunRecord
+from cronwarden.run_tags import run_tags
 from cronwarden.support.clock import Clock
 
 
@@ -41,10 +43,13 @@ class NewRuns:
         of_fire_node: str | None = None,
         delayed_until: datetime | None = None,
         expires_at: datetime | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """A new pending row.  A scheduled fire's row is this node's own when the task
         runs on every node (cronwarden/placement.py); a retry keeps the fire_node of
-        the run it repeats (``of_fire_node``)."""
+        the run it repeats (``of_fire_node``).  Every row gets its task's tags, then
+        ``tags`` (a trigger's, or those of the run it repeats), each once."""
         if of_fire_node is None:
             of_fire_node = ANY_NODE if scheduled_for is None else fire_node(task, self._node)
         return RunRecord(
@@ -65,4 +70,6 @@ class NewRuns:
             not_before=delayed_until,
             delayed_until=delayed_until,
             expires_at=expires_at,
+            tags=run_tags(task.tags, tags),
+            run_metadata=dict(metadata or {}),
         )

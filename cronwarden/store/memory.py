@@ -13,14 +13,13 @@ handlers through every state with a fake clock and no database.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import sqlalchemy as sa
+from typing import Any
 
 from cronwarden.chains import ChainAsk
 from cronwarden.errors import RunNotFound, StoreUnavailable
@@ -29,6 +28,8 @@ from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import is_listed, may_discard, may_take_over
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.run_sorts import NULLABLE_SORTS
+from cronwarden.store.links import MAX_LINKED, RelatedRuns
+from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.runs import (
     DURATION_SAMPLE,
@@ -36,8 +37,6 @@ from cronwarden.store.runs import (
     Attempt,
     CostTally,
     RunFilter,
-    RunOrder,
-    RunPage,
     TaskTally,
 )
 from cronwarden.task_hash import new_key
@@ -62,8 +61,45 @@ class _Failing:
     failing: str | None = None
 
 
+class _StateRows:
+    """Each task's state and the installation key, as the SQL store's StateRows."""
+
+    states: dict[str, TaskState]
+    hash_key: bytes
+
+    runs: dict[str, Run]
+
+    async def _write(self) -> None:
+        raise NotImplementedError
+
+    async def last_scheduled_for(self) -> dict[str, datetime]:
+        anchors: dict[str, datetime] = {}
+        fires = [(r.task_name, r.scheduled_for) for r in self.runs.values()]
+        fires += [(s.task_name, s.last_scheduled_for) for s in self.states.values()]
+        for name, when in fires:
+            if when is not None and (name not in anchors or when > anchors[name]):
+                anchors[name] = when
+        return anchors
+
+    async def installation_key(self) -> bytes:
+        return self.hash_key
+
+    # -- task state (the scheduler's TaskStateStore; alerts) --------------------------
+
+    async def task_states(self) -> dict[str, TaskState]:
+        return {name: state.model_copy() for name, state in self.states.items()}
+
+    async def save_task_state(self, task_name: str, **values: Any) -> None:
+        """An upsert, as the SQL store's: fields not named keep their values."""
+        await self._write()
+        state = self.states.get(task_name) or TaskState(task_name=task_name)
+        for name, value in {**values, "updated_at": utcnow()}.items():
+            setattr(state, name, value)
+        self.states[task_name] = state
+
+
 @dataclass
-class MemoryStore:
+class MemoryStore(_StateRows):
     runs: dict[str, Run] = field(default_factory=dict)
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
     states: dict[str, TaskState] = field(default_factory=dict)
@@ -184,37 +220,40 @@ class MemoryStore:
         except KeyError:
             raise RunNotFound(f"no run has the id {run_id}") from None
 
+    async def attempts_of(self, run: Run) -> list[Run]:
+        """The SQL store's attempt chain: back along retry_of, on through the retries."""
+        chain = {run.id}
+        at = self.runs.get(run.id, run)
+        while at.retry_of is not None and at.retry_of in self.runs:
+            chain.add(at.retry_of)
+            at = self.runs[at.retry_of]
+        grown = True
+        while grown:
+            later = {r.id for r in self.runs.values() if r.retry_of in chain}
+            grown = not later <= chain
+            chain |= later
+        found = [self.runs[i] for i in chain if i in self.runs]
+        return [_copy(r) for r in sorted(found, key=lambda r: (r.attempt, r.created_at, r.id))]
+
+    async def related_to(self, run: Run) -> RelatedRuns:
+        def runs(chosen: Callable[[Run], bool]) -> list[Run]:
+            found = sorted((r for r in self.runs.values() if chosen(r)), key=_created)
+            return [_copy(r) for r in found[:MAX_LINKED]]
+
+        causes = (run.caused_by or "").split(",")
+        return RelatedRuns(
+            rerun_of=_copy(self.runs[run.rerun_of]) if run.rerun_of in self.runs else None,
+            reruns=runs(lambda r: r.rerun_of == run.id),
+            caused_by=runs(lambda r: r.id in causes),
+            chained=runs(lambda r: run.id in (r.caused_by or "").split(",")),
+        )
+
     async def unfinished_runs(self, node: str) -> list[Run]:
         return [
             _copy(r)
             for r in self.runs.values()
             if r.node == node and r.status in (Status.PENDING, Status.RUNNING)
         ]
-
-    async def installation_key(self) -> bytes:
-        return self.hash_key
-
-    # -- task state (the scheduler's TaskStateStore; alerts) --------------------------
-
-    async def task_states(self) -> dict[str, TaskState]:
-        return {name: state.model_copy() for name, state in self.states.items()}
-
-    async def save_task_state(self, task_name: str, **values: Any) -> None:
-        """An upsert, as the SQL store's: fields not named keep their values."""
-        await self._write()
-        state = self.states.get(task_name) or TaskState(task_name=task_name)
-        for name, value in {**values, "updated_at": utcnow()}.items():
-            setattr(state, name, value)
-        self.states[task_name] = state
-
-    async def last_scheduled_for(self) -> dict[str, datetime]:
-        anchors: dict[str, datetime] = {}
-        fires = [(r.task_name, r.scheduled_for) for r in self.runs.values()]
-        fires += [(s.task_name, s.last_scheduled_for) for s in self.states.values()]
-        for name, when in fires:
-            if when is not None and (name not in anchors or when > anchors[name]):
-                anchors[name] = when
-        return anchors
 
     async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
         anchors: dict[str, datetime] = {}
@@ -313,26 +352,41 @@ class MemoryStore:
         sort_field: str = "created_at",
     ) -> RunPage:
         """The SQL store's pages: the same order (runs without a value in a nullable
-        sort field last), the same cursors (RunOrder's), the same filters."""
+        sort field last), the same cursors and reads (store/paging.py), the same filters."""
         order = RunOrder(sort_field, ascending)
         position = None if cursor is None else order.decode(cursor)
-        matching = [r for r in self._existing() if _matches(r, where)]
-        ordered = _in_order(matching, sort_field, ascending)
-        if position is not None:
-            ordered = [r for r in ordered if _after(r, position, sort_field, ascending)]
-        window = ordered[offset : offset + limit + 1]
-        has_next = len(window) > limit
-        runs = window[:limit]
-        next_cursor = order.encode(_row(runs[-1])) if has_next and runs else None
-        rows = cast(list[sa.Row[Any]], [_row(r) for r in runs])  # rows of the same shape
-        total = len(matching) if with_total else None
-        return RunPage(runs=rows, next_cursor=next_cursor, has_next=has_next, total=total)
+        now = self.now()
+
+        def fetch(read: Read, wanted: int, skip: int) -> list[Any]:
+            listed = [r for r in self._existing(read.as_of or now) if _matches(r, where)]
+            ordered = _in_order(listed, sort_field, ascending)
+            if read.backward:
+                assert read.start is not None
+                ordered = [r for r in ordered if _before(r, read.start, sort_field, ascending)]
+                ordered.reverse()
+            elif read.start is not None:
+                start = read.start
+                ordered = [
+                    r
+                    for r in ordered
+                    if _after(r, start, sort_field, ascending)
+                    or (read.inclusive and _position(r, sort_field) == start)
+                ]
+            if read.stop is not None:
+                stop = read.stop
+                ordered = [r for r in ordered if _before(r, stop, sort_field, ascending)]
+            return [_row(r) for r in ordered[skip : skip + wanted + 1]]  # rows, as the SQL's
+
+        page = read_page(fetch, order, position, limit=limit, offset=offset, now=now)
+        if with_total:
+            page.total = sum(1 for r in self._existing(now) if _matches(r, where))
+        return page
 
     # -- internals --------------------------------------------------------------------
 
-    def _existing(self) -> Iterable[Run]:
-        """Runs that exist by now (not a reservation whose instant is ahead)."""
-        now = self.now()
+    def _existing(self, now: datetime | None = None) -> Iterable[Run]:
+        """Runs that exist by ``now`` (not a reservation whose instant is ahead)."""
+        now = self.now() if now is None else now
         return (r for r in self.runs.values() if is_listed(r, now))
 
     async def _write(self) -> None:
@@ -340,6 +394,10 @@ class MemoryStore:
         if self.unavailable:
             raise StoreUnavailable("the database is unavailable: (simulated outage)")
         self.writes += 1
+
+
+def _created(run: Run) -> tuple[datetime, str]:
+    return run.created_at, run.id
 
 
 def _copy(run: Run) -> Run:
@@ -362,16 +420,19 @@ def _cost_of(runs: list[Run]) -> CostTally:
 
 def _stored(record: RunRecord) -> Run:
     """The row a claim writes, as the store's own Run (never the caller's record)."""
-    values = run_row(record)
-    values["params"] = dict(values["params"])
-    return Run(**values)
+    return Run(**_own(run_row(record)))
 
 
 def _row(run: Run) -> Any:
     """A run as a row of the runs table (a page is rows, not Run instances)."""
-    values = {name: getattr(run, name) for name in _COLUMNS}
-    values["params"] = dict(values["params"])
-    return _RunRow(**values)
+    return _RunRow(**_own({name: getattr(run, name) for name in _COLUMNS}))
+
+
+def _own(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values with containers of their own (a database hands back copies)."""
+    for name in ("params", "tags", "run_metadata"):
+        values[name] = copy.deepcopy(values[name])
+    return values
 
 
 def _matches(run: Run, where: RunFilter) -> bool:
@@ -384,13 +445,16 @@ def _matches(run: Run, where: RunFilter) -> bool:
         where.end_date is None or run.created_at <= where.end_date,
         not where.search or where.search.casefold() in _searched_text(run),
         where.caused_by is None or where.caused_by in (run.caused_by or "").split(","),
+        not where.tags or set(where.tags) <= set(run.tags),
     )
     return all(checks)
 
 
 def _searched_text(run: Run) -> str:
-    """What a search looks in (store/search.py): the task name, the error, the params."""
-    return f"{run.task_name} {run.error or ''} {json.dumps(run.params)}".casefold()
+    """What a search looks in (store/search.py): the task name, the error, the params,
+    the tags."""
+    text = f"{run.task_name} {run.error or ''} {json.dumps(run.params)} {json.dumps(run.tags)}"
+    return text.casefold()
 
 
 def _key(run: Run, sort_field: str) -> tuple[Any, ...]:
@@ -409,6 +473,17 @@ def _in_order(runs: list[Run], sort_field: str, ascending: bool) -> list[Run]:
     valued.sort(key=lambda r: _key(r, sort_field), reverse=not ascending)
     empty.sort(key=lambda r: _key(r, "created_at"), reverse=not ascending)
     return valued + empty
+
+
+def _position(run: Run, sort_field: str) -> list[Any]:
+    """A run's key in a sort, as a cursor holds it."""
+    return list(_key(run, sort_field))
+
+
+def _before(run: Run, position: list[Any], sort_field: str, ascending: bool) -> bool:
+    """Whether ``run`` comes before a cursor's position in this order."""
+    at = _position(run, sort_field) == position
+    return not at and not _after(run, position, sort_field, ascending)
 
 
 def _after(run: Run, position: list[Any], sort_field: str, ascending: bool) -> bool:

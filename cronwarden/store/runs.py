@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,11 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.chains import ChainAsk
-from cronwarden.config import TASK_NAME_RE
-from cronwarden.errors import InvalidCursor, RunNotFound
+from cronwarden.errors import RunNotFound
 from cronwarden.model import (
     IdempotencyKey,
-    Installation,
     Run,
     Status,
     TaskState,
@@ -32,16 +27,16 @@ from cronwarden.model import (
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import ahead_rows, listed_rows
 from cronwarden.run_record import RunRecord
-from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 from cronwarden.store.chaining import caused_by_condition
-from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
+from cronwarden.store.links import RelatedRuns, attempts_of, related_to
 from cronwarden.store.migrate import migrate
+from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
-from cronwarden.store.search import TRIGRAM, search_condition
-from cronwarden.task_hash import new_key
+from cronwarden.store.search import TRIGRAM, search_condition, tags_condition
+from cronwarden.store.task_states import StateRows
 
 T = TypeVar("T")
 # Threads (and connections) reading pages on SQLite; WAL lets them read side by side.
@@ -65,6 +60,7 @@ class RunFilter:
     end_date: datetime | None = None
     search: str | None = None  # in the task name, the error or the params
     caused_by: str | None = None  # a run id: the chained runs its end started
+    tags: Sequence[str] | None = None  # runs carrying every one of them
 
 
 DURATION_SAMPLE = 10_000
@@ -109,17 +105,7 @@ class Attempt:
 NEVER_RAN = ("skipped", "missed")
 
 
-@dataclass
-class RunPage:
-    # Rows of the runs table (attributes named as Run's fields), not Run instances: a
-    # page is read to be shown, and building ORM instances cost as much as the query.
-    runs: list[sa.Row[Any]]
-    next_cursor: str | None
-    has_next: bool
-    total: int | None = None
-
-
-class Store:
+class Store(StateRows):
     """The durable record of runs and task state (``RunRecords`` on SQL).
 
     Writes of runs go through one group-committing ``Recorder``; reads use pooled
@@ -209,6 +195,16 @@ class Store:
             raise RunNotFound(f"no run has the id {run_id}")
         return run
 
+    async def attempts_of(self, run: Run) -> list[Run]:
+        """Every attempt of ``run``'s fire, attempt 1 first (store/links.py)."""
+        async with self._session() as session:
+            return await attempts_of(session, run)
+
+    async def related_to(self, run: Run) -> RelatedRuns:
+        """The runs ``run`` repeats, was repeated by, was started by and started."""
+        async with self._session() as session:
+            return await related_to(session, run)
+
     async def find_key(self, task_name: str, key: str, since: datetime) -> KeyedRun | None:
         query = (
             select(Run, col(IdempotencyKey.fingerprint))
@@ -242,37 +238,43 @@ class Store:
         with_total: bool = False,
         sort_field: str = "created_at",
     ) -> RunPage:
-        """A page in ``sort_field`` order (then created_at, then id); a keyset cursor
-        that stays right for every sort, offset only when asked.  Runs without a value
-        in the sort field (not started, not ended) come after those with one."""
+        """A page in ``sort_field`` order (then created_at, then id) with its cursors
+        (store/paging.py): keyset cursors that stay right for every sort, either way;
+        offset only when asked.  Runs without a value in the sort field (not started,
+        not ended) come after those with one."""
         order = RunOrder(sort_field, ascending)
-        parts = order.parts(None if cursor is None else order.decode(cursor))
+        position = None if cursor is None else order.decode(cursor)
         dialect, now = self.engine.dialect.name, utcnow()
-        conditions = _conditions(where, dialect, as_of=now)
         # A search in created_at order on SQLite looks among the newest runs first.
         windowed = (
             dialect == "sqlite"
             and where.search is not None
             and len(where.search) >= TRIGRAM
             and sort_field == "created_at"
-            and not offset
         )
 
-        def read(conn: Connection) -> tuple[list[sa.Row[Any]], int | None]:
-            runs = None
-            if windowed:
-                assert where.search is not None
-                rest = _conditions(replace(where, search=None), "sqlite", as_of=now)
-                runs = _newest_matches(conn, order, parts[0], rest, where.search, limit + 1)
-            if runs is None:
-                runs = _page_rows(conn, parts, conditions, limit, offset)
-            return runs, _total(conn, where, dialect, now) if with_total else None
+        def read(conn: Connection) -> RunPage:
+            def fetch(how: Read, wanted: int, skip: int) -> list[sa.Row[Any]]:
+                runs = None
+                as_of = how.as_of or now
+                if windowed and how.plain and not skip:
+                    assert where.search is not None
+                    rest = _conditions(replace(where, search=None), "sqlite", as_of=as_of)
+                    first = order.parts(how.start)[0]
+                    runs = _newest_matches(conn, order, first, rest, where.search, wanted + 1)
+                if runs is None:
+                    parts = order.parts(
+                        how.start, inclusive=how.inclusive, stop=how.stop, backward=how.backward
+                    )
+                    runs = _page_rows(conn, parts, _conditions(where, dialect, as_of), wanted, skip)
+                return runs
 
-        runs, total = await self._read(read)
-        has_next = len(runs) > limit
-        runs = runs[:limit]
-        next_cursor = order.encode(runs[-1]) if has_next and runs else None
-        return RunPage(runs=runs, next_cursor=next_cursor, has_next=has_next, total=total)
+            page = read_page(fetch, order, position, limit=limit, offset=offset, now=now)
+            if with_total:
+                page.total = _total(conn, where, dialect, now)
+            return page
+
+        return await self._read(read)
 
     async def task_tally(self, task_name: str, since: datetime | None) -> TaskTally:
         """What a task's runs since ``since`` came to: counts by (status, end_reason),
@@ -363,52 +365,6 @@ class Store:
         async with self._session() as session:
             rows = (await session.execute(newest)).all()
         return {name: _as_utc(when) for name, when in rows if when is not None}
-
-    # -- task state ----------------------------------------------------------
-
-    async def task_states(self) -> dict[str, TaskState]:
-        async with self._session() as session:
-            rows = (await session.execute(select(TaskState))).scalars()
-            return {row.task_name: row for row in rows}
-
-    async def save_task_state(self, task_name: str, **values: Any) -> None:
-        """Upsert one task's state (paused, last_scheduled_for, the dead-man's switch).
-
-        One INSERT .. ON CONFLICT DO UPDATE: two saves of the same task at once (the
-        switch's start and its first alert) must both land, not race to insert."""
-        table = TaskState.__table__  # type: ignore[attr-defined]
-        changes = {**values, "updated_at": utcnow()}
-        statement = (
-            upsert_insert(self.engine, table)
-            .values(task_name=task_name, **changes)
-            .on_conflict_do_update(index_elements=[table.c.task_name], set_=changes)
-        )
-        async with self._session() as session:
-            await session.execute(statement)
-            await session.commit()
-
-    # -- the installation ----------------------------------------------------
-
-    async def installation_key(self) -> bytes:
-        """The key task hashes are keyed with (see task_hash.py; ``InstallationKeys``).
-
-        Read, and made only when missing: INSERT .. ON CONFLICT DO NOTHING, then read
-        again, so two nodes starting at once on a new database both get the one key
-        that was committed, whichever made it."""
-        table = Installation.__table__  # type: ignore[attr-defined]
-        read = sa.select(table.c.hash_key).where(table.c.id == 1)
-        async with self._session() as session:
-            key = (await session.execute(read)).scalar()
-            await session.commit()  # the insert starts a transaction of its own
-            if key is None:
-                await session.execute(
-                    upsert_insert(self.engine, table)
-                    .values(id=1, hash_key=new_key(), created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=[table.c.id])
-                )
-                await session.commit()
-                key = (await session.execute(read)).scalar_one()
-        return bytes(key)
 
 
 def _tally_queries(task_name: str, since: datetime | None) -> tuple[Any, Any]:
@@ -518,6 +474,8 @@ def _conditions(where: RunFilter, dialect: str, as_of: datetime | None = None) -
         conditions.append(search_condition(where.search, dialect))
     if where.caused_by is not None:
         conditions.append(caused_by_condition(where.caused_by))
+    if where.tags:
+        conditions.append(tags_condition(where.tags, dialect))
     return conditions
 
 
@@ -590,135 +548,3 @@ def _as_utc(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_NULLABLE = set(NULLABLE_SORTS)
-_INSTANTS = {"created_at", "start_at", "end_at"}
-
-
-class RunOrder:
-    """A sort of the run list and its keyset cursors.
-
-    The key is (field, created_at, id) (just (created_at, id) for created_at), each
-    served by an index; a cursor holds the last run's key and names its sort, so a
-    cursor is never applied to another sort.  A nullable field is read in two parts,
-    each in index order: the runs with a value, then the runs without one (by
-    created_at, id), rather than one query whose ORDER BY no index can serve.
-    """
-
-    def __init__(self, field: str, ascending: bool) -> None:
-        if field not in SORT_FIELDS:
-            raise ValueError(f"cannot sort runs by {field!r}")
-        self.field = field
-        self.ascending = ascending
-
-    def _columns(self, with_field: bool) -> list[Any]:
-        tail = [col(Run.created_at), col(Run.id)]
-        if not with_field or self.field == "created_at":
-            return tail
-        return [getattr(Run, self.field), *tail]
-
-    def _after(self, columns: list[Any], values: list[Any]) -> Any:
-        literals = [
-            sa.literal(v, UTCDateTime()) if isinstance(v, datetime) else sa.literal(v)
-            for v in values
-        ]
-        key, bound = sa.tuple_(*columns), sa.tuple_(*literals)
-        return key > bound if self.ascending else key < bound
-
-    def up_to(self, position: list[Any]) -> Any:
-        """Runs at or before ``position`` (created_at, id) in this order."""
-        return sa.not_(self._after(self._columns(False), position))
-
-    def _ordered(self, columns: list[Any]) -> Any:
-        order = (c.asc() if self.ascending else c.desc() for c in columns)
-        return sa.select(Run.__table__).order_by(*order)  # type: ignore[attr-defined]
-
-    def parts(self, position: list[Any] | None) -> list[Any]:
-        """The queries of a page that starts after ``position`` (a decoded cursor), in
-        the order they are read: each is served by an index in its ORDER BY."""
-        field = getattr(Run, self.field)
-        full, tail = self._columns(True), self._columns(False)
-        if self.field not in _NULLABLE:
-            query = self._ordered(full)
-            if position is not None:
-                query = query.where(self._after(full, position))
-            return [query]
-        parts = []
-        in_nulls = position is not None and position[0] is None
-        if not in_nulls:
-            valued = self._ordered(full).where(field.is_not(None))
-            if position is not None:
-                valued = valued.where(self._after(full, position))
-            parts.append(valued)
-        empty = self._ordered(tail).where(field.is_(None))
-        if in_nulls:
-            assert position is not None
-            empty = empty.where(self._after(tail, position[1:]))
-        parts.append(empty)
-        return parts
-
-    def encode(self, run: Run | sa.Row[Any]) -> str:
-        values = [getattr(run, c.key) for c in self._columns(True)]
-        raw = json.dumps(
-            [self.field, self.ascending, *(_jsonable(v) for v in values)], separators=(",", ":")
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    def decode(self, cursor: str) -> list[Any]:
-        """The key a cursor holds; InvalidCursor if it is forged or of another sort."""
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            field, ascending, *values = json.loads(raw)
-            names = [c.key for c in self._columns(True)]
-            if field != self.field or ascending != self.ascending or len(values) != len(names):
-                raise ValueError(cursor)
-            return [_typed(name, value) for name, value in zip(names, values, strict=True)]
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidCursor() from exc
-
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-# What a cursor's values may be, by column: exactly what the daemon writes there, so
-# that a forged cursor is refused (InvalidCursor) before its values reach a query (a
-# NUL in text or an integer beyond 64 bits is a database error, not a client's one).
-_INT_RANGES = {"exit_code": (-(2**31), 2**31 - 1), "duration_ms": (-(2**63), 2**63 - 1)}
-_STATUSES = frozenset(s.value for s in Status)
-
-
-def _typed(name: str, value: Any) -> Any:
-    """A cursor value back in its column's type; ValueError if it is not."""
-    if value is None:
-        if name in _NULLABLE:
-            return None
-        raise ValueError(name)
-    if name in _INSTANTS:
-        when = datetime.fromisoformat(value)
-        if when.tzinfo is None:
-            raise ValueError(value)
-        return when.astimezone(UTC)
-    if name in _INT_RANGES:
-        low, high = _INT_RANGES[name]
-        if type(value) is not int or not low <= value <= high:
-            raise ValueError(name)
-        return value
-    if type(value) is not str or not _CURSOR_TEXT[name](value):
-        raise ValueError(name)
-    return value
-
-
-def _is_run_id(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-_CURSOR_TEXT: dict[str, Callable[[str], bool]] = {
-    "id": _is_run_id,
-    "task_name": lambda v: TASK_NAME_RE.fullmatch(v) is not None,
-    "status": lambda v: v in _STATUSES,
-}

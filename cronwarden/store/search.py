@@ -1,21 +1,45 @@
-"""Searching runs by a piece of text in their task name, error or params, served by an
-index on either database (migration 0005): an FTS5 trigram table on SQLite, a GIN
-trigram index on PostgreSQL.  Both match case-insensitively; a term shorter than 3
-characters has no trigram, so no index can narrow it (it is then a scan)."""
+"""Finding runs: by a piece of text in their task name, error, params or tags (a
+search), served by an index on either database (migrations 0005 and 0013): an FTS5
+trigram table on SQLite, a GIN trigram index on PostgreSQL.  Both match
+case-insensitively; a term shorter than 3 characters has no trigram, so no index can
+narrow it (it is then a scan).  And by tags, exactly (``tags_condition``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from cronwarden.model import Run
+
+RUNS = Run.__table__  # type: ignore[attr-defined]
 
 TRIGRAM = 3  # characters a term needs before a trigram index can narrow it
 # The searched text of a run (PostgreSQL: the indexed expression, written exactly so).
-SEARCH_TEXT_PG = "task_name || ' ' || coalesce(error, '') || ' ' || (params::text)"
+SEARCH_TEXT_PG = (
+    "task_name || ' ' || coalesce(error, '') || ' ' || (params::text) || ' ' || (tags::text)"
+)
 
 
 def sqlite_search_text(row: str) -> str:
-    return f"{row}.task_name || ' ' || coalesce({row}.error, '') || ' ' || {row}.params"
+    return (
+        f"{row}.task_name || ' ' || coalesce({row}.error, '') || ' ' || {row}.params"
+        f" || ' ' || {row}.tags"
+    )
+
+
+def tags_condition(tags: Sequence[str], dialect: str) -> Any:
+    """Runs that carry every tag of ``tags``.  PostgreSQL: one containment test on the
+    JSONB column, served by its GIN index (migration 0013).  SQLite: each tag quoted as
+    the JSON text holds it (a tag has no quote or backslash, so it is written as is),
+    checked row by row along the sort's index, case-sensitively (instr, not LIKE)."""
+    if dialect == "postgresql":
+        wanted = sa.cast(sa.literal(json.dumps(list(tags))), postgresql.JSONB)
+        return RUNS.c.tags.op("@>")(wanted)
+    return sa.and_(*(sa.func.instr(RUNS.c.tags, f'"{tag}"') > 0 for tag in tags))
 
 
 def search_condition(term: str, dialect: str, rowids: tuple[int, int] | None = None) -> Any:

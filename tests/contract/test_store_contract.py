@@ -475,11 +475,12 @@ async def test_tally_last_runs_successes_and_count(any_store: Any) -> None:
     assert await any_store.run_count() == 6
 
 
-async def varied_runs(store: Any) -> None:
-    """Runs with ties and gaps in every sort field."""
-    for i in range(1, 13):
+async def varied_runs(store: Any, numbers: range = range(1, 13), now: bool = False) -> None:
+    """Runs with ties and gaps in every sort field (created now, or from T0 on)."""
+    for i in numbers:
         task = ("alpha", "beta", "gamma")[i % 3]
-        run = make_run(i, task, created_at=T0 + timedelta(seconds=i // 2))
+        created = utcnow() if now else T0 + timedelta(seconds=i // 2)
+        run = make_run(i, task, created_at=created)
         await store.claim([run])
         if i % 4 == 0:
             continue  # pending: no start, no end
@@ -554,13 +555,135 @@ async def test_filters_and_totals(any_store: Any) -> None:
 async def test_a_cursor_of_another_sort_is_refused(any_store: Any) -> None:
     await varied_runs(any_store)
     page = await any_store.list_runs(RunFilter(), limit=2)
-    with pytest.raises(InvalidCursor):
-        await any_store.list_runs(RunFilter(), limit=2, cursor=page.next_cursor, ascending=True)
-    with pytest.raises(InvalidCursor):
+    later = await any_store.list_runs(RunFilter(), limit=2, cursor=page.next_cursor)
+    for cursor in (page.next_cursor, later.prev_cursor):
+        with pytest.raises(InvalidCursor, match=r"another sort \(sort_field=created_at, sort_dir"):
+            await any_store.list_runs(RunFilter(), limit=2, cursor=cursor, ascending=True)
+    with pytest.raises(InvalidCursor, match="not one this server handed out"):
         await any_store.list_runs(RunFilter(), limit=2, cursor="not-a-cursor")
+    with pytest.raises(InvalidCursor, match="takes no offset"):
+        await any_store.list_runs(RunFilter(), limit=2, cursor=later.prev_cursor, offset=1)
+    # Filters may change under a cursor: it is a place in the sort.
+    alpha = await any_store.list_runs(
+        RunFilter(task_name="alpha"), limit=2, cursor=page.next_cursor
+    )
+    assert {row.task_name for row in alpha.runs} == {"alpha"}
+
+
+def ids(page: Any) -> list[str]:
+    return [row.id for row in page.runs]
+
+
+@pytest.mark.parametrize("ascending", [False, True], ids=["desc", "asc"])
+@pytest.mark.parametrize("sort_field", SORT_FIELDS)
+async def test_prev_cursors_lead_back_to_each_page_as_it_was(
+    any_store: Any, sort_field: str, ascending: bool
+) -> None:
+    """Walked forward, then back by prev_cursor after runs were added that sort among
+    the pages already seen (in every sort but created_at, some land inside them): each
+    page comes back exactly as it was, and a walk forward from there misses none."""
+    await varied_runs(any_store)
+    order = {"sort_field": sort_field, "ascending": ascending}
+    pages = [await any_store.list_runs(RunFilter(), limit=5, **order)]
+    assert pages[0].prev_cursor is None  # the first page
+    while pages[-1].has_next:
+        cursor = pages[-1].next_cursor
+        pages.append(await any_store.list_runs(RunFilter(), limit=5, cursor=cursor, **order))
+    assert [len(page.runs) for page in pages] == [5, 5, 2]
+    await varied_runs(any_store, range(13, 25), now=True)  # added meanwhile
+    back = pages[-1]
+    for seen in reversed(pages[:-1]):
+        back = await any_store.list_runs(RunFilter(), limit=5, cursor=back.prev_cursor, **order)
+        assert ids(back) == ids(seen) and back.has_next
+    if back.prev_cursor is not None:  # runs added since sort before the first page
+        newer = await any_store.list_runs(RunFilter(), limit=5, cursor=back.prev_cursor, **order)
+        assert newer.runs and {int(i[-3:], 16) for i in ids(newer)} <= set(range(13, 25))
+    walked, page = ids(back), back
+    while page.has_next:
+        page = await any_store.list_runs(RunFilter(), limit=5, cursor=page.next_cursor, **order)
+        walked += ids(page)
+    original = [i for seen in pages for i in ids(seen)]
+    assert len(walked) == len(set(walked)) and [i for i in walked if i in original] == original
+
+
+async def test_a_page_reached_by_an_offset_leads_back(any_store: Any) -> None:
+    await varied_runs(any_store)
+    whole = ids(await any_store.list_runs(RunFilter(), limit=100))
+    page = await any_store.list_runs(RunFilter(), limit=4, offset=6)
+    back = await any_store.list_runs(RunFilter(), limit=4, cursor=page.prev_cursor)
+    assert ids(back) == whole[2:6] and back.prev_cursor is not None
+    top = await any_store.list_runs(RunFilter(), limit=4, cursor=back.prev_cursor)
+    assert ids(top) == whole[:2] and top.prev_cursor is None and top.has_next
 
 
 async def test_a_key_whose_run_is_gone_finds_nothing(any_store: Any) -> None:
     await any_store.claim_keyed(make_run(1), key(T0))
     await any_store.discard_reserved([run_id(1)])  # still pending: deleted
     assert await any_store.find_key("t", "k", T0 - DAY) is None
+
+
+# -- the runs linked to a run (GET /api/runs/{id}?expand=) ---------------------------
+
+
+async def test_attempts_and_links_of_a_run(any_store: Any) -> None:
+    """Attempts by retry_of, both ways from any of them; reruns by rerun_of; chained
+    runs by caused_by, one cause alone or among those of an "all" chain."""
+    await any_store.claim(
+        [
+            make_run(1),
+            make_run(2, attempt=2, retry_of=run_id(1)),
+            make_run(3, attempt=3, retry_of=run_id(2)),
+            make_run(4),  # another fire
+            make_run(5, rerun_of=run_id(1)),
+            make_run(6, rerun_of=run_id(1)),
+            make_run(7, "after", triggered_by=Trigger.CHAIN, caused_by=run_id(3)),
+            make_run(8, "all", triggered_by=Trigger.CHAIN, caused_by=f"{run_id(3)},{run_id(4)}"),
+        ]
+    )
+    numbers = lambda runs: [int(r.id[-3:], 16) for r in runs]  # noqa: E731
+    for i in (1, 2, 3):
+        assert numbers(await any_store.attempts_of(await any_store.get_run(run_id(i)))) == [1, 2, 3]
+    assert numbers(await any_store.attempts_of(await any_store.get_run(run_id(4)))) == [4]
+    first = await any_store.related_to(await any_store.get_run(run_id(1)))
+    assert first.rerun_of is None and numbers(first.reruns) == [5, 6]
+    assert first.caused_by == [] and first.chained == []
+    last = await any_store.related_to(await any_store.get_run(run_id(3)))
+    assert numbers(last.chained) == [7, 8] and last.reruns == []
+    rerun = await any_store.related_to(await any_store.get_run(run_id(6)))
+    assert rerun.rerun_of is not None and rerun.rerun_of.id == run_id(1)
+    both = await any_store.related_to(await any_store.get_run(run_id(8)))
+    assert numbers(both.caused_by) == [3, 4]
+
+
+# -- tags and metadata ------------------------------------------------------------------
+
+
+async def test_runs_are_found_by_every_tag_asked_for(any_store: Any) -> None:
+    await any_store.claim(
+        [
+            make_run(1, tags=["nightly", "env=prod"], run_metadata={"ticket": 7}),
+            make_run(2, tags=["nightly"]),
+            make_run(3, tags=["Nightly", "env=prod:eu"]),
+            make_run(4),
+        ]
+    )
+
+    async def found(*tags: str, search: str | None = None, **order: Any) -> list[int]:
+        where = RunFilter(tags=tags, search=search)
+        page = await any_store.list_runs(where, limit=10, with_total=True, **order)
+        assert page.total == len(page.runs)
+        return [int(row.id[-3:], 16) for row in page.runs]
+
+    assert await found("nightly") == [2, 1]  # case-sensitive
+    assert await found("nightly", "env=prod") == [1]  # every one of them
+    assert await found("env=prod") == [1]  # a whole tag, not a part of one
+    assert await found("Nightly", sort_field="task_name", ascending=True) == [3]
+    assert await found() == [4, 3, 2, 1]
+    assert await found("env=prod", search="nightly") == [1]
+    page = await any_store.list_runs(RunFilter(search="env=prod:e"), limit=10)
+    assert [int(row.id[-3:], 16) for row in page.runs] == [3]  # the search reads tags
+    run = await any_store.get_run(run_id(1))
+    assert run.tags == ["nightly", "env=prod"] and run.run_metadata == {"ticket": 7}
+    assert (await any_store.get_run(run_id(4))).tags == []
+    row = (await any_store.list_runs(RunFilter(tags=["nightly", "env=prod"]), limit=1)).runs[0]
+    assert row.tags == ["nightly", "env=prod"] and row.run_metadata == {"ticket": 7}

@@ -179,12 +179,12 @@ def test_the_cli_shows_what_runs_cost(make_daemon, tmp_path) -> None:
     listed = cli(daemon, "runs")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
-    assert header.split()[-3:] == ["TOOK", "CPU", "MEM"]
+    assert header.split()[-4:] == ["TOOK", "CPU", "MEM", "TAGS"]
     cells = row.split()
     assert cells[0] == run_id
-    assert CPU.match(cells[-2]) and SIZE.match(cells[-1]), row
+    assert CPU.match(cells[-3]) and SIZE.match(cells[-2]), row
     total = run["cpu_user_s"] + run["cpu_system_s"]
-    assert abs(float(cells[-2][:-1]) - total) <= 0.005 + 1e-9, (cells, total)
+    assert abs(float(cells[-3][:-1]) - total) <= 0.005 + 1e-9, (cells, total)
     as_json = json.loads(cli(daemon, "runs", "--json").stdout)["runs"][0]
     assert {k: as_json[k] for k in COST_FIELDS} == {k: run[k] for k in COST_FIELDS}
 

@@ -128,7 +128,7 @@ def test_run_list_filters_and_paginates(daemon) -> None:
     for _ in range(3):
         daemon.wait_run(daemon.trigger("three")["id"])
     page = daemon.get("/api/runs?task_name=three&limit=2&total=true").body
-    assert set(page) == {"runs", "next_cursor", "has_next", "total"}
+    assert set(page) == {"runs", "next_cursor", "has_next", "prev_cursor", "total"}
     assert len(page["runs"]) == 2 and page["has_next"] and page["total"] >= 3
     seen = [r["id"] for r in page["runs"]]
     while page["has_next"]:

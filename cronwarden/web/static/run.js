@@ -6,18 +6,21 @@ import { api, ApiError, download, follow } from "./api.js";
 import { clear, h } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
-import { action, badge, failure, notify, scopeNote, session, when } from "./widgets.js";
+import { action, badge, failure, notify, scopeNote, session, tagLinks, when } from "./widgets.js";
 
 const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
 
 export async function runPage(view, signal, id) {
   const since = mark();
-  let run = await api(`/api/runs/${id}`, { signal });
-  const [causes, task] = await Promise.all([causesOf(run, signal), taskOf(run, signal), session.ready]);
+  // The run with its attempts and the runs linked to it, in one request.
+  let run = await api(`/api/runs/${id}?expand=attempts,related`, { signal });
+  const { attempts, related } = run;
+  const causes = causesOf(run, related);
+  const [task] = await Promise.all([taskOf(run, signal), session.ready]);
   const header = h("div", { class: "run-head" });
   const fields = h("dl", { class: "fields" });
   const chain = h("ol", { class: "chain" });
-  const started = startedList(run, task, signal);
+  const started = startedList(run, task, related.chained);
   const lines = h("ol", { class: "log", "aria-label": "log lines" });
   const logState = h("p", { class: "log-state", role: "status" });
   const errorBox = h("div");
@@ -76,7 +79,9 @@ export async function runPage(view, signal, id) {
       h("div", { class: "log-box", tabindex: "0", role: "region", "aria-label": "log" }, lines),
     ),
   );
-  drawChain(chain, run, signal).catch((error) => signal.aborted || failure(error));
+  drawChain(chain, run, attempts);
+  const redrawChain = () =>
+    api(`/api/runs/${run.id}?expand=attempts`, { signal }).then((now) => drawChain(chain, run, now.attempts), (error) => signal.aborted || failure(error));
 
   const stopListening = listen((kind, changed) => {
     if (changed.id === run.id) {
@@ -86,7 +91,7 @@ export async function runPage(view, signal, id) {
     } else if (changed.caused_by?.includes(run.id)) {
       started.add(changed); // created by this run's end, or one of those moving on
     } else if (kind === "run.created" && changed.retry_of === run.id) {
-      drawChain(chain, run, signal).catch(failure);
+      redrawChain();
     }
   }, since);
   signal.addEventListener("abort", stopListening);
@@ -116,6 +121,8 @@ function describe(run, causes) {
     ["Rerun of", run.rerun_of ? h("a", { href: `#/runs/${run.rerun_of}` }, run.rerun_of) : "—"],
     ["Caused by", run.caused_by ? causedBy(run.caused_by, causes) : "—"],
     ["Params", Object.keys(run.params).length ? Object.entries(run.params).map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "—"],
+    ["Tags", tagLinks(run.tags, (tag) => `#/runs?${new URLSearchParams({ tag })}`) ?? "—"],
+    ["Metadata", Object.keys(run.metadata).length ? h("pre", { class: "metadata" }, JSON.stringify(run.metadata, null, 2)) : "—"],
     ["Idempotency key", run.idempotency_key ?? "—"],
     ["Process id", run.pid ?? "—"],
     ["Node", run.node],
@@ -129,13 +136,11 @@ function describe(run, causes) {
 }
 
 // The runs whose ends started a chained run (one, or one per task of an "all" chain),
-// read once: a run's cause never changes.  A cause already deleted by retention is
-// still named by its id.
-async function causesOf(run, signal) {
-  const found = new Map();
-  for (const id of run.caused_by ?? []) {
-    found.set(id, await api(`/api/runs/${id}`, { signal }).catch((error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error))));
-  }
+// as the expanded run brought them: a run's cause never changes.  A cause already
+// deleted by retention is still named by its id.
+function causesOf(run, related) {
+  const found = new Map((run.caused_by ?? []).map((id) => [id, null]));
+  for (const cause of related.caused_by) found.set(cause.id, cause);
   return found;
 }
 
@@ -152,11 +157,11 @@ function taskOf(run, signal) {
   return api(`/api/tasks/${encodeURIComponent(run.task_name)}`, { signal }).catch((error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error)));
 }
 
-// "What it started": the runs this run's end started (GET /api/runs?caused_by=id), kept
-// at their furthest state as events arrive; a chained run created while the page is
-// open is added by its run.created event.  Shown for a run whose task starts others,
-// or that started some (its task may have been changed since).
-function startedList(run, task, signal) {
+// "What it started": the runs this run's end started (the expanded run's
+// related.chained), kept at their furthest state as events arrive; a chained run created
+// while the page is open is added by its run.created event.  Shown for a run whose task
+// starts others, or that started some (its task may have been changed since).
+function startedList(run, task, chained) {
   const runs = new Map();
   const starts = task?.starts ?? [];
   const list = h("ol", { class: "caused" });
@@ -176,8 +181,7 @@ function startedList(run, task, signal) {
     runs.set(changed.id, furthest(runs.get(changed.id), changed));
     draw();
   };
-  const query = new URLSearchParams({ caused_by: run.id, sort_direction: "asc", limit: "200" });
-  api(`/api/runs?${query}`, { signal }).then(({ runs: found }) => found.forEach(add), (error) => signal.aborted || failure(error));
+  chained.forEach(add);
   draw();
   return {
     section,
@@ -189,31 +193,10 @@ function startedList(run, task, signal) {
   };
 }
 
-// The attempts of one fire: back along retry_of to the first, then forward through the
-// retries made of each (found among the task's retry runs created after it).
-async function drawChain(list, run, signal) {
-  const before = [];
-  let at = run;
-  while (at.retry_of && before.length < 50) {
-    at = await api(`/api/runs/${at.retry_of}`, { signal });
-    before.unshift(at);
-  }
-  const after = [];
-  const query = new URLSearchParams({
-    triggered_by: "retry",
-    start_date: run.created_at,
-    sort_direction: "asc",
-    limit: "200",
-  });
-  const { runs } = await api(`/api/tasks/${encodeURIComponent(run.task_name)}/runs?${query}`, { signal });
-  let last = run.id;
-  for (;;) {
-    const next = runs.find((r) => r.retry_of === last);
-    if (!next) break;
-    after.push(next);
-    last = next.id;
-  }
-  const items = [...before, run, ...after].map((r) =>
+// The attempts of one fire (attempt 1 first, as the API lists them: back along retry_of
+// to the first, on through the retries made of each).
+function drawChain(list, run, attempts) {
+  const items = attempts.map((r) =>
     h(
       "li",
       {},

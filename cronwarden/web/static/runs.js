@@ -5,16 +5,15 @@ import { api } from "./api.js";
 import { cell, clear, h } from "./dom.js";
 import { absolute, duration, END_REASONS, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
-import { badge, session, when } from "./widgets.js";
+import { badge, session, tagLinks, when } from "./widgets.js";
 
-const FILTERS = ["task_name", "status", "end_reason", "triggered_by", "start_date", "end_date", "search"];
+const FILTERS = ["task_name", "status", "end_reason", "triggered_by", "start_date", "end_date", "search", "tag"];
 const SORTS = ["created_at", "start_at", "end_at", "duration_ms", "exit_code", "task_name", "status"];
 const CHOICES = {
   status: ["pending", "running", "ended"],
   end_reason: END_REASONS,
   triggered_by: ["schedule", "catch_up", "api", "retry"],
 };
-const cursors = []; // cursors of the pages before this one, for "Previous page"
 
 export async function runsPage(view, signal, query) {
   const filters = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) || ""]));
@@ -22,7 +21,6 @@ export async function runsPage(view, signal, query) {
   const direction = query.get("sort_direction") || "desc";
   const limit = query.get("limit") || "50";
   const cursor = query.get("cursor") || "";
-  if (!cursor) cursors.length = 0;
   const since = mark();
 
   const wanted = new URLSearchParams({ sort_field: sortField, sort_direction: direction, limit });
@@ -37,14 +35,22 @@ export async function runsPage(view, signal, query) {
   const form = filterForm(filters, sortField, direction, limit, tasks);
   const body = h("tbody");
   const rows = new Map();
-  for (const run of page.runs) body.append(row(run, rows));
+  // A tag in a row filters by it too (besides the tags already chosen).
+  const byTag = (tag) => {
+    const tags = new Set(filters.tag.split(",").filter(Boolean)).add(tag);
+    const next = pageQuery(query, null);
+    next.set("tag", [...tags].join(","));
+    return `#/runs?${next}`;
+  };
+  const row = (run) => runRow(run, rows, byTag);
+  for (const run of page.runs) body.append(row(run));
   const fresh = h("p", { class: "fresh", hidden: true });
   const empty = h("p", { class: "empty", hidden: page.runs.length > 0 }, "No runs match.");
   const table = h(
     "table",
     { class: "grid runs", hidden: page.runs.length === 0 },
     h("caption", { class: "sr-only" }, "Runs"),
-    h("thead", {}, h("tr", {}, ["Outcome", "Task", "Trigger", "Created", "Duration", "Exit", "Attempt", "Node"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Outcome", "Task", "Trigger", "Created", "Duration", "Exit", "Attempt", "Node", "Tags"].map((t) => h("th", { scope: "col" }, t)))),
     body,
   );
   clear(view, h("h1", {}, "Runs"), form, fresh, empty, table, pager(page, cursor, query));
@@ -58,12 +64,12 @@ export async function runsPage(view, signal, query) {
     const known = rows.get(run.id);
     if (known) {
       const latest = furthest(known.run, run);
-      if (latest !== known.run) known.tr.replaceWith(row(latest, rows));
+      if (latest !== known.run) known.tr.replaceWith(row(latest));
       return;
     }
     if (kind !== "run.created" || !matches(run, filters)) return;
     if (inPlace) {
-      body.prepend(row(run, rows));
+      body.prepend(row(run));
       while (body.children.length > Number(limit)) {
         rows.delete(body.lastElementChild.dataset.run);
         body.lastElementChild.remove();
@@ -81,13 +87,14 @@ export async function runsPage(view, signal, query) {
 
 function matches(run, filters) {
   if (filters.task_name && run.task_name !== filters.task_name) return false;
+  if (!filters.tag.split(",").filter(Boolean).every((tag) => run.tags.includes(tag))) return false;
   for (const key of ["status", "end_reason", "triggered_by"]) {
     if (filters[key] && !filters[key].split(",").includes(run[key] ?? "")) return false;
   }
   return true;
 }
 
-function row(run, rows) {
+function runRow(run, rows, byTag) {
   const tr = h(
     "tr",
     { dataset: { run: run.id } },
@@ -99,6 +106,7 @@ function row(run, rows) {
     cell("Exit", { class: "num" }, exitText(run)),
     cell("Attempt", { class: "num" }, run.attempt),
     cell("Node", {}, run.node),
+    cell("Tags", {}, tagLinks(run.tags, byTag) ?? h("span", { class: "muted" }, "—")),
   );
   rows.set(run.id, { tr, run });
   return tr;
@@ -131,6 +139,7 @@ function filterForm(filters, sortField, direction, limit, tasks) {
     h("p", {}, h("label", { for: "f-start_date" }, "From"), h("input", { id: "f-start_date", name: "start_date", value: filters.start_date, placeholder: "24 hours ago" })),
     h("p", {}, h("label", { for: "f-end_date" }, "To"), h("input", { id: "f-end_date", name: "end_date", value: filters.end_date, placeholder: "now" })),
     h("p", {}, h("label", { for: "f-search" }, "Search"), h("input", { id: "f-search", name: "search", type: "search", value: filters.search })),
+    h("p", {}, h("label", { for: "f-tag" }, "Tags"), h("input", { id: "f-tag", name: "tag", value: filters.tag, placeholder: "nightly,env=prod", autocomplete: "off" })),
     select("f-sort_field", "Sort by", SORTS.map((s) => [s, s.replace("_", " ")]), sortField),
     select("f-sort_direction", "Order", [["desc", "descending"], ["asc", "ascending"]], direction),
     select("f-limit", "Per page", ["25", "50", "100", "200"].map((n) => [n, n]), limit),
@@ -140,7 +149,6 @@ function filterForm(filters, sortField, direction, limit, tasks) {
     event.preventDefault();
     const query = new URLSearchParams();
     for (const [key, value] of new FormData(form)) if (value) query.set(key, value);
-    cursors.length = 0;
     location.hash = `#/runs?${query}`;
   });
   return form;
@@ -153,19 +161,16 @@ function pageQuery(query, cursor) {
   return next;
 }
 
+// The API hands out both cursors: the previous page is the one seen before, as it was
+// (runs added since do not shift it), also after a reload or from a shared link.
 function pager(page, cursor, query) {
-  const newer = cursors.length ? cursors[cursors.length - 1] : null;
   const nav = h("nav", { class: "pager", "aria-label": "Pages" });
-  if (cursor) {
-    nav.append(
-      h("a", { class: "btn", href: `#/runs?${pageQuery(query, null)}` }, "First page"),
-      " ",
-      h("a", { class: "btn", href: `#/runs?${pageQuery(query, newer)}`, onclick: () => cursors.pop(), rel: "prev" }, "Previous page"),
-      " ",
-    );
+  if (cursor) nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, null)}` }, "First page"), " ");
+  if (page.prev_cursor) {
+    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.prev_cursor)}`, rel: "prev" }, "Previous page"), " ");
   }
   if (page.has_next) {
-    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.next_cursor)}`, onclick: () => cursors.push(cursor), rel: "next" }, "Next page"));
+    nav.append(h("a", { class: "btn", href: `#/runs?${pageQuery(query, page.next_cursor)}`, rel: "next" }, "Next page"));
   }
   return nav;
 }

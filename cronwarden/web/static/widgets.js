@@ -47,6 +47,12 @@ export function strip(runs) {
   return h("span", { class: "strip", role: "group", "aria-label": "recent runs, oldest first" }, cells);
 }
 
+// A run's tags, each a link (``hrefOf(tag)``) to the runs carrying it; null when none.
+export function tagLinks(tags, hrefOf) {
+  if (!tags?.length) return null;
+  return h("span", { class: "run-tags" }, tags.map((tag) => h("a", { class: "run-tag", href: hrefOf(tag), title: `Runs tagged ${tag}` }, tag)));
+}
+
 // An action the token may not allow stays visible but disabled, saying why.
 // The visible reason for disabled actions (a disabled button cannot take focus, so its
 // title alone would not reach keyboard users).

@@ -17,12 +17,19 @@ renumber (runs has no INTEGER PRIMARY KEY): after a manual VACUUM, rebuild them 
 
 from alembic import op
 
-from cronwarden.store.search import SEARCH_TEXT_PG, sqlite_search_text
-
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+
+
+# The searched text as this revision made it (0013 added the tags): kept here, so that
+# the migration makes the same schema whatever store/search.py says today.
+SEARCH_TEXT_PG = "task_name || ' ' || coalesce(error, '') || ' ' || (params::text)"
+
+
+def sqlite_search_text(row: str) -> str:
+    return f"{row}.task_name || ' ' || coalesce({row}.error, '') || ' ' || {row}.params"
 
 
 def upgrade() -> None:
