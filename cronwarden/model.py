@@ -186,6 +186,13 @@ class Run(SQLModel, table=True):
     # it ends expired at this instant unless it started (runners/expiry.py).
     delayed_until: datetime | None = utc_column()
     expires_at: datetime | None = utc_column()
+    # What the job reported (PATCH /api/runs/{id} with the run's own token, whose
+    # SHA-256 alone is kept: cronwarden/run_tokens.py): its stage, its progress (0..1)
+    # and a result, as JSON text.  Never indexed; null until it reports.
+    report_token_sha256: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, sa_type=sa.Text)
+    progress: float | None = None
+    output: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -171,6 +171,16 @@ class MemoryStore:
             causes.append(latest)
         return ",".join(sorted(causes))
 
+    async def report(self, run_id: str, values: Mapping[str, Any]) -> bool:
+        """As the SQL store: written unless the run has ended (or is unknown)."""
+        await self._write()
+        run = self.runs.get(run_id)
+        if run is None or run.status == Status.ENDED:
+            return False
+        for name, value in values.items():
+            setattr(run, name, value)
+        return True
+
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self._write()
         for run_id in run_ids:
