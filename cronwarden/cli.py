@@ -812,7 +812,7 @@ def report(
     try:
         send_report(os.environ, report_body(stage, progress, output, output_file))
     except ReportError as exc:
-        click.echo(f"cronwarden report: {exc}", err=True)
+        click.echo(str(exc), err=True)
         sys.exit(exc.exit_code)
 
 

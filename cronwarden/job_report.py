@@ -21,10 +21,11 @@ RUN_ID_VARIABLE = "CRONWARDEN_RUN_ID"
 
 
 class ReportError(Exception):
-    """Why the report was not made, on one line; ``exit_code`` says whose doing it was."""
+    """Why the report was not made, as the line to print; ``exit_code`` says whose doing
+    it was."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+    def __init__(self, why: str, exit_code: int, *, line: str | None = None) -> None:
+        super().__init__(line or f"cronwarden report: {why}")
         self.exit_code = exit_code
 
 
@@ -59,7 +60,8 @@ def send_report(environ: Mapping[str, str], body: dict[str, Any]) -> None:
     run_id = environ.get(RUN_ID_VARIABLE)
     for name, value in ((TOKEN_VARIABLE, token), (RUN_ID_VARIABLE, run_id)):
         if not value:
-            raise ReportError(f"cronwarden report works inside a run: {name} is not set", 2)
+            line = f"cronwarden report works inside a run: {name} is not set"
+            raise ReportError(line, 2, line=line)
     assert token is not None and run_id is not None
     client = Client(resolve_url(environ.get("CRONWARDEN_URL"), None), token=token)
     try:

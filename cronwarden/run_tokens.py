@@ -33,9 +33,9 @@ def new_token(run_id: str) -> str:
 
 
 def token_digest(token: str) -> str:
-    """What the run's row keeps: the hex SHA-256 of the token.  Text that is not UTF-8
-    (a header's bytes arrive as lone surrogates) is hashed as its bytes."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+    """What the run's row keeps: the hex SHA-256 of the token.  Any text hashes (a
+    header's bytes that are not UTF-8 arrive as lone surrogates): it matches no token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def token_matches(token: str, digest: str | None) -> bool:

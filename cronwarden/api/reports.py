@@ -93,10 +93,10 @@ def output_text(value: Any) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         size = len(text.encode("utf-8"))
-    except ValueError:
-        raise ValueError("must be JSON without NaN or Infinity") from None
     except UnicodeEncodeError:
         raise ValueError("must be Unicode text (it holds a lone surrogate)") from None
+    except ValueError:
+        raise ValueError("must be JSON without NaN or Infinity") from None
     if size > MAX_OUTPUT:
         raise ValueError(
             f"is {size} bytes as compact JSON; the cap is {MAX_OUTPUT} bytes "
