@@ -213,6 +213,31 @@ def test_a_daemon_with_tokens_takes_only_the_run_s_token_for_its_report(
 
 
 @pytest.mark.both_databases
+def test_a_run_adopted_after_a_daemon_crash_still_reports_and_its_token_stays_masked(
+    make_daemon, gate, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Only the token's hash outlives the daemon: the run's process still has the token
+    (read back from its environment, to mask it in the rest of its log)."""
+    then = f"""echo before; {gate.wait_command}; echo "after: $CRONWARDEN_RUN_TOKEN"; \\
+    {REPORT} --stage adopted --progress 1"""
+    daemon = make_daemon(f"[tasks.long]{keeping_token(tmp_path, then)}")
+    run = daemon.trigger("long")
+    token = token_of(tmp_path, run["id"])
+    wait_for(
+        lambda: "before" in daemon.get(f"/api/runs/{run['id']}/log/raw").body,
+        what="the job's first line",
+    )
+    daemon.kill9()
+    daemon.start()
+    assert patch(daemon, run["id"], {"stage": "while adopted"}, token).status == 200
+    gate.open()
+    ended = daemon.wait_run(run["id"])
+    assert (ended["stage"], ended["progress"]) == ("adopted", 1.0), ended
+    raw = daemon.get(f"/api/runs/{run['id']}/log/raw").body
+    assert "after: ***" in raw and token not in raw, raw
+
+
+@pytest.mark.both_databases
 def test_a_chained_run_gets_its_token_when_it_starts(make_daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A chained run's row is made by the store with its cause's end: its token is made
     (its hash written) when it starts."""
