@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for  # type: ignore[import-not-found]
+from conftest import (  # type: ignore[import-not-found]
+    DATABASES,
+    database_option,
+    wait_for,
+)
 
 from cronwarden.client import EventStreamParser
 
@@ -258,6 +262,63 @@ def test_a_chained_run_gets_its_token_when_it_starts(make_daemon, tmp_path: Path
     ended = daemon.wait_run(second["id"])
     assert ended["end_reason"] == "success", daemon.get(f"/api/runs/{second['id']}/log/raw").body
     assert (ended["stage"], ended["output"]) == ("chained", [1, 2])
+
+
+@pytest.fixture(params=DATABASES)
+def database_line(request: pytest.FixtureRequest) -> str:
+    return database_option(request)
+
+
+def test_a_job_reports_over_the_unix_socket(database_line: str, tmp_path: Path) -> None:
+    """On a unix socket the run's CRONWARDEN_URL is unix:/path, the socket trusted for
+    everything else, and a report still needs the run's token."""
+    sock = tmp_path / "run" / "api.sock"
+    config = tmp_path / "c.toml"
+    command = f'{REPORT} --stage via-socket --output 7 && echo "$CRONWARDEN_URL"'
+    config.write_text(
+        f'[daemon]\nlisten = "unix:{sock}"\ndata_dir = "{tmp_path / "data"}"\n{database_line}\n'
+        f"[tasks.job]\ninherit_env = [\"PYTHONPATH\"]\ncommand = '''{command}'''\n"
+    )
+    daemon = subprocess.Popen(
+        [PY, "-m", "cronwarden", "serve", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cli = [PY, "-m", "cronwarden"]
+    try:
+        wait_for(lambda: sock.exists() or daemon.poll() is not None, what="the socket")
+        run = subprocess.run(
+            [*cli, "run", "job", "--wait", "--json", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        ended = json.loads(run.stdout)
+        assert (ended["stage"], ended["output"]) == ("via-socket", 7)
+        logs = subprocess.run(
+            [*cli, "logs", ended["id"], "--url", f"unix:{sock}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert logs.stdout == f"unix:{sock}\n"
+        forged = subprocess.run(
+            [*cli, "report", "--stage", "forged"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={
+                **os.environ,
+                "CRONWARDEN_RUN_ID": ended["id"],
+                "CRONWARDEN_RUN_TOKEN": "x",
+                "CRONWARDEN_URL": f"unix:{sock}",
+            },
+        )
+        assert forged.returncode == 1 and "401" in forged.stderr, forged.stderr
+    finally:
+        daemon.terminate()
+        assert daemon.wait(30) == 0
 
 
 def test_cronwarden_report_outside_a_run_says_so_in_one_line(tmp_path: Path) -> None:
