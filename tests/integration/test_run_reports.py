@@ -22,6 +22,8 @@ from conftest import (  # type: ignore[import-not-found]
     database_option,
     wait_for,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cronwarden.client import EventStreamParser
 
@@ -368,3 +370,53 @@ def test_a_report_through_another_node_sharing_the_database(
         {"via": "other"},
     )
     assert patch(other, run["id"], {"stage": "late"}, token).status == 409
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+report_bodies = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["stage", "progress", "output", "other"]), json_values, max_size=3
+    ),
+    json_values,
+)
+
+
+@pytest.mark.both_databases
+def test_no_report_gets_a_server_error(make_daemon, gate, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a job sends with its token: written (200) or refused saying why (422),
+    never a 5xx; what was written reads back as it was sent."""
+    daemon = make_daemon(f"[tasks.wait]{keeping_token(tmp_path, gate.wait_command)}")
+    run_id = daemon.trigger("wait")["id"]
+    token = token_of(tmp_path, run_id)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=report_bodies)
+    def one(body: Any) -> None:
+        raw = json.dumps(body).encode()  # NaN and Infinity included, as Python writes them
+        answer = daemon.request(
+            "PATCH",
+            f"/api/runs/{run_id}",
+            raw=raw,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        assert answer.status in (200, 422), answer
+        assert answer.headers["Content-Type"].startswith(
+            "application/json" if answer.status == 200 else "application/problem+json"
+        )
+        if answer.status == 200:
+            for name in set(body) & {"stage", "progress", "output"}:
+                assert answer.body[name] == body[name]
+
+    one()
+    gate.open()
+    assert daemon.wait_run(run_id)["end_reason"] == "success"
