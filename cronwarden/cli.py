@@ -917,11 +917,34 @@ def _show_change(event: Any, as_json: bool) -> bool:
         click.echo(f"-- {data['detail']}", err=True)
     elif event.kind.startswith("run."):
         what = data["status"] if event.kind != "run.ended" else data["end_reason"]
+        if event.kind == "run.reported" and data["progress"] is not None:
+            what = f"{data['progress']:.0%} {data['stage'] or ''}".rstrip()
+        elif event.kind == "run.reported":
+            what = data["stage"] or what
         code = "" if data["exit_code"] is None else f" exit {data['exit_code']}"
         click.echo(f"{event.kind:<12} {data['task_name']:<20} {data['id']}  {what}{code}")
     else:
         click.echo(f"{event.kind:<12} {json.dumps(data)}")
     return True
+
+
+@main.command()
+@click.option("--stage", metavar="TEXT", help="What the job is doing now (one line).")
+@click.option("--progress", metavar="0..1", help="How far along it is, from 0 to 1.")
+@click.option("--output", metavar="JSON", help="A result: any JSON value (up to 64 KiB).")
+@click.option("--output-file", metavar="FILE", help="The result from a JSON file (- for stdin).")
+def report(
+    stage: str | None, progress: str | None, output: str | None, output_file: str | None
+) -> None:
+    """From inside a run: report its stage, progress and output (the run's environment
+    says which run, with which token, to which daemon).  Silent when it lands."""
+    from cronwarden.job_report import ReportError, report_body, send_report
+
+    try:
+        send_report(os.environ, report_body(stage, progress, output, output_file))
+    except ReportError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
 
 
 @main.command()

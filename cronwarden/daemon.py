@@ -47,6 +47,7 @@ from cronwarden.live_config import LiveConfig
 from cronwarden.metrics import LiveState, Metrics
 from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
+from cronwarden.run_tokens import api_url_for_runs
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
 from cronwarden.runners.containment import Containment
@@ -287,6 +288,7 @@ class Daemon:
             exits=exits if exits.active else None,
             keeper=self._keeper,
             containment=self._containment,
+            api_url=api_url_for_runs(daemon.listen),
         )
         dispatcher = Dispatcher(
             store,

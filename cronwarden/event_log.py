@@ -1,5 +1,6 @@
-"""What changed, numbered, for ``GET /api/events``: runs created, started and ended,
-tasks paused and resumed, the config reloaded.
+"""What changed, numbered, for ``GET /api/events``: runs created, started, reported on
+(their job's stage, progress or output) and ended, tasks paused and resumed, the config
+reloaded.
 
 The daemon keeps a window of the latest events in memory.  Followers read it at their
 own pace after a nudge (never a queue per follower), so a slow follower costs nothing
@@ -27,15 +28,16 @@ WINDOW = 10_000
 
 # A run event holds the run's field values in this order, not a dict of them: with the
 # window full of run events, a daemon whose 10,000 tasks had each run once held 114 MB
-# with dicts, 107 MB with tuples (benchmarks/steady.py).
-_RUN_FIELDS = RUN_COLUMNS
+# with dicts, 107 MB with tuples (benchmarks/steady.py).  The hash of the run's report
+# token is left out: no event shows it, and held it would cost each event 113 bytes.
+_RUN_FIELDS = tuple(name for name in RUN_COLUMNS if name != "report_token_sha256")
 _fields_of = operator.attrgetter(*_RUN_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int
-    kind: str  # run.created, run.started, run.ended, task.paused, task.resumed, config.reloaded
+    kind: str  # run.created, .started, .reported, .ended, task.paused, .resumed, config.reloaded
     task: str | None
     said: dict[str, Any] | tuple[Any, ...]  # see data
 

@@ -13,7 +13,8 @@ Three topics, each typed by the kinds it carries and what comes with them::
     hub.reloads.publish("config.reloaded", answer)  # the daemon's reload
 
 * ``hub.runs``: "run.created" (its row is committed), "run.started" (spawned), "run.ended"
-  (its end is recorded), with the run's ``RunRecord`` (run_record.py).
+  (its end is recorded), "run.reported" (its job reported its stage, progress or output,
+  written), with the run's ``RunRecord`` (run_record.py).
 * ``hub.tasks``: "task.paused", "task.resumed", with the task's name.
 * ``hub.reloads``: "config.reloaded", with the reload's answer (tasks added, removed,
   changed; keys that need a restart).
@@ -36,7 +37,7 @@ from cronwarden.run_record import RunRecord
 
 log = structlog.get_logger("cronwarden.hub")
 
-RunChange = Literal["run.created", "run.started", "run.ended"]
+RunChange = Literal["run.created", "run.started", "run.ended", "run.reported"]
 TaskChange = Literal["task.paused", "task.resumed"]
 Reload = Literal["config.reloaded"]
 

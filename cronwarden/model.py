@@ -227,6 +227,13 @@ class Run(SQLModel, table=True):
         default_factory=dict,
         sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}"),
     )
+    # What the job reported (PATCH /api/runs/{id} with the run's own token, whose
+    # SHA-256 alone is kept: cronwarden/run_tokens.py): its stage, its progress (0..1)
+    # and a result, as JSON text.  Never indexed; null until it reports.
+    report_token_sha256: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, sa_type=sa.Text)
+    progress: float | None = None
+    output: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -6,7 +6,8 @@ and SQLAlchemy's instrumentation (about 0.1 ms a run), and a burst of a thousand
 builds a thousand at once; a slotted dataclass costs a few microseconds and needs no
 library's private state.  Its fields are named exactly as the runs table's columns, so
 whoever reads a run (metrics, alerts, the events log, the API) reads either shape by
-attribute.  ``Run`` stays the table's definition and what store reads return.
+attribute (one field, the run's report token, is no column: only its hash is kept).
+``Run`` stays the table's definition and what store reads return.
 
 A record changes only through ``change``: one place to look for who writes a run.
 """
@@ -64,6 +65,14 @@ class RunRecord:
     expires_at: datetime | None = None
     tags: list[str] = field(default_factory=list)
     run_metadata: dict[str, Any] = field(default_factory=dict)
+    report_token_sha256: str | None = None
+    stage: str | None = None
+    progress: float | None = None
+    output: str | None = None  # JSON text
+    # Not a column: the run's report token itself (run_tokens.py), held from the row's
+    # making to the spawn that hands it to the job; only its hash is stored.  None in a
+    # record read back from the store, and in a copy for a reader.
+    report_token: str | None = field(default=None, repr=False, metadata={"column": False})
 
     def change(self, values: Mapping[str, Any]) -> None:
         """Set the fields named in ``values`` (the same mapping the recorder writes)."""
@@ -80,7 +89,9 @@ class RunRecord:
         return cls(**{name: getattr(run, name) for name in RUN_COLUMNS})
 
 
-RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
+RUN_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(RunRecord) if f.metadata.get("column", True)
+)
 
 # Either shape of a run, for code that reads one by attribute.
 AnyRun = Run | RunRecord

@@ -10,6 +10,7 @@ from cronwarden.api.dashboard import add_dashboard_routes
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.locks import list_locks
 from cronwarden.api.openapi import JSON, SSE, TEXT, Operation, Reply, build_spec
+from cronwarden.api.reports import ReportBody, report_run
 from cronwarden.api.schemas import (
     EventsQuery,
     Health,
@@ -144,6 +145,23 @@ OPERATIONS = [
         query=RunDetailQuery,
     ),
     Operation(
+        "PATCH",
+        "/api/runs/{run_id}",
+        report_run,
+        "A running job reports its stage, progress (0 to 1) and output (any JSON value, "
+        "at most 64 KiB): any of them, null clearing one. Authorised only by the run's own "
+        "token, from its environment: Authorization: Bearer $CRONWARDEN_RUN_TOKEN "
+        "(`cronwarden report` sends it); no daemon token is taken here, and a run's token "
+        "is refused by every other operation.",
+        {200: Reply("Written: the run as it is now.", RunOut)},
+        body=ReportBody,
+        problems={
+            401: "No token, or not this run's token.",
+            403: "Another run's token.",
+            409: "The run has ended: a run reports only until it ends.",
+        },
+    ),
+    Operation(
         "POST",
         "/api/runs/{run_id}/stop",
         handlers.stop_run,
@@ -208,8 +226,8 @@ OPERATIONS = [
         "GET",
         "/api/events",
         handlers.events,
-        "Runs created, started and ended, tasks paused and resumed, reloads, as "
-        "Server-Sent Events (resumable with Last-Event-ID).",
+        "Runs created, started, reported on by their job (run.reported) and ended, tasks "
+        "paused and resumed, reloads, as Server-Sent Events (resumable with Last-Event-ID).",
         {200: Reply("The stream.", None, (SSE,))},
         query=EventsQuery,
         headers={"Last-Event-ID": "resume after this event id (a reconnecting client's)"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import operator
 import re
 import uuid
@@ -235,6 +236,19 @@ class RunOut(BaseModel):
         description="the JSON object its trigger attached ({} when none); a retry and a "
         "rerun carry it on",
     )
+    stage: str | None = Field(
+        default=None,
+        description="what the job reported it is doing (PATCH /api/runs/{run_id}, "
+        "`cronwarden report --stage`); null until it says",
+    )
+    progress: float | None = Field(
+        default=None, description="how far along the job reported it is, from 0 to 1"
+    )
+    output: Any = Field(
+        default=None,
+        description="the result the job reported: any JSON value (at most 64 KiB as "
+        "JSON); null until it reports one",
+    )
 
     @classmethod
     def of(cls, run: AnyRun) -> RunOut:
@@ -290,6 +304,8 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
         fields["error"] = printable(fields["error"])
     if fields["caused_by"] is not None:
         fields["caused_by"] = fields["caused_by"].split(",")
+    if fields["output"] is not None:  # kept as JSON text, shown as the value
+        fields["output"] = json.loads(fields["output"])
     fields["expired_at"] = fields["end_at"] if fields["end_reason"] == EndReason.EXPIRED else None
     fields["tags"] = list(fields["tags"])
     return fields

@@ -6,6 +6,7 @@ they need (nothing reaches through this object to another part's state).
     gate.py      the one admission gate: task slots, then every place (places.py)
     life.py      a run's life top to bottom: places, pacing (pacing.py), spawn,
                  supervision, its end recorded, release, retry decision (retries.py)
+    reports.py   what a run's job reports, reaching the record carried here
     takeover.py  runs changing hands: adopted, orphaned, resumed, taken over, abandoned
     carried.py   the runs carried (one RunHandle each, lifecycle.py) and read-only views
 
@@ -46,6 +47,7 @@ from cronwarden.runners.life import Lives
 from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.places import HostPlace, LeasePlace, SharedPlace
 from cronwarden.runners.process import AdoptedProcess
+from cronwarden.runners.reports import RunReports
 from cronwarden.runners.requests import Asked, Requests
 from cronwarden.runners.retries import Retries
 from cronwarden.runners.rows import NewRuns
@@ -85,6 +87,7 @@ class Dispatcher:
         # Told of each change of a run: "run.created" (its row is committed),
         # "run.started" (spawned), "run.ended" (recorded).
         changed = on_change or _nobody
+        self.reports = RunReports(self._carried, changed)  # what jobs report, told
         self._lives = Lives(
             records=records,
             config=config,

@@ -14,7 +14,9 @@ Layers, each over the one before:
 5. the task's ``env`` (4 and 5 may set any name, control variables included: the
    operator writes those values, they do not leak from the daemon);
 6. CRONWARDEN_RUN_ID, CRONWARDEN_TASK, CRONWARDEN_ATTEMPT, CRONWARDEN_SCHEDULED_FOR
-   (scheduled runs only) and CRONWARDEN_PARAM_<name> for each param.
+   (scheduled runs only), CRONWARDEN_PARAM_<name> for each param, and what lets the
+   job report (cronwarden/run_tokens.py): CRONWARDEN_RUN_TOKEN, the run's own token,
+   and CRONWARDEN_URL, this daemon's API as the job reaches it.
 
 Without layer 3 a daemon started under systemd handed every run its NOTIFY_SOCKET,
 INVOCATION_ID and STATE_DIRECTORY, and whatever secrets the operator gave the daemon.
@@ -36,6 +38,7 @@ from dotenv import dotenv_values
 from cronwarden.config import TaskConfig
 from cronwarden.errors import StartFailed
 from cronwarden.host.control_env import without_control_variables
+from cronwarden.run_tokens import TOKEN_VARIABLE, URL_VARIABLE
 from cronwarden.support.timefmt import iso_z
 
 CRON_SHELL = "/bin/sh"  # as cron's: commands run by /bin/sh -c whatever the user's shell
@@ -82,18 +85,33 @@ def run_environment(
     scheduled_for: datetime | None,
     params: Mapping[str, str],
     identity: Mapping[str, str] | None = None,
+    reporting: Reporting | None = None,
 ) -> dict[str, str]:
     """The environment of one run; ``identity`` is HOME/USER/LOGNAME of a task's
     ``user`` (None: the daemon's own user).  Raises StartFailed for an unreadable
     env_file."""
     from_file = read_env_file(task.env_file) if task.env_file is not None else None
+    values = run_variables(task.name, run_id, attempt, scheduled_for, params)
+    if reporting is not None:
+        values.update(reporting.variables())
     return compose_environment(
-        task,
-        daemon=daemon,
-        identity=identity,
-        from_file=from_file,
-        run_values=run_variables(task.name, run_id, attempt, scheduled_for, params),
+        task, daemon=daemon, identity=identity, from_file=from_file, run_values=values
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Reporting:
+    """What lets a run's job report: its token (None: it has none, and no task's env
+    may stand in for one) and the daemon's API address."""
+
+    token: str | None
+    api_url: str
+
+    def variables(self) -> dict[str, str]:
+        values = {URL_VARIABLE: self.api_url}
+        if self.token is not None:
+            values[TOKEN_VARIABLE] = self.token
+        return values
 
 
 def compose_environment(
@@ -116,8 +134,9 @@ def compose_environment(
     if from_file:
         env.update(from_file)
     env.update(task.env)
-    if "CRONWARDEN_SCHEDULED_FOR" not in run_values:
-        env.pop("CRONWARDEN_SCHEDULED_FOR", None)  # only a scheduled run has one
+    for own in ("CRONWARDEN_SCHEDULED_FOR", TOKEN_VARIABLE):
+        if own not in run_values:
+            env.pop(own, None)  # only a scheduled run has one; only cronwarden makes one
     env.update(run_values)
     return env
 

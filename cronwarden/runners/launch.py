@@ -21,6 +21,7 @@ from cronwarden.errors import StartFailed
 from cronwarden.host.space_reserve import SpaceReserve
 from cronwarden.model import EndReason
 from cronwarden.run_record import RunRecord
+from cronwarden.run_tokens import TOKEN_VARIABLE
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
@@ -28,7 +29,7 @@ from cronwarden.runlog.summary import LogSummary
 from cronwarden.runlog.writer import LogMode, LogWriter, append_note
 from cronwarden.runners.containment import ContainedRun, Containment
 from cronwarden.runners.cost import RunCost
-from cronwarden.runners.environment import DaemonEnvironment, run_environment
+from cronwarden.runners.environment import DaemonEnvironment, Reporting, run_environment
 from cronwarden.runners.execute import (
     Hold,
     Limits,
@@ -95,7 +96,9 @@ class ProcessLauncher:
         exits: ExitClock | None = None,
         keeper: KeeperLink | None = None,
         containment: Containment | None = None,
+        api_url: str | None = None,  # where runs reach the API (run_tokens.py); None: not said
     ) -> None:
+        self.api_url = api_url
         self.exits = exits
         self.containment = containment  # what ends every process a run leaves
         self.keeper = keeper  # holds the runs' pipes, so they outlive a daemon crash
@@ -124,7 +127,7 @@ class ProcessLauncher:
         contained: ContainedRun | None = None
         try:
             spec = self._process_spec(task, run)
-            masker = SecretMasker.for_environment(spec.env, task.secret_env)
+            masker = SecretMasker.for_environment(spec.env, (*task.secret_env, TOKEN_VARIABLE))
             writer = self._log_writer(run, task, control, masker)
             contained = self._contain(run, task, spec)
             outcome, exited_ago, cost = await execute(
@@ -231,7 +234,9 @@ class ProcessLauncher:
             return None
         try:
             env = self._process_spec(task, run).env
-            masker = SecretMasker.for_environment(env, task.secret_env)
+            # Its token is the one it was started with: only its process still knows it.
+            env.update(inherited_token(process.pid))
+            masker = SecretMasker.for_environment(env, (*task.secret_env, TOKEN_VARIABLE))
         except StartFailed:  # its user is gone since: its secrets cannot be known
             masker = NO_SECRETS
         writer = LogWriter.resume(
@@ -283,6 +288,7 @@ class ProcessLauncher:
             scheduled_for=run.scheduled_for,
             params=run.params,
             identity=user_env,
+            reporting=None if self.api_url is None else Reporting(run.report_token, self.api_url),
         )
         if task.working_dir is not None:
             cwd = task.working_dir
@@ -318,6 +324,21 @@ class WriterOptions(TypedDict):
 
 def _nothing() -> None:
     pass
+
+
+def inherited_token(pid: int) -> dict[str, str]:
+    """The report token in the environment a process was started with (a run adopted
+    from a previous daemon life), to be masked in its log as before; empty when it is
+    not readable (gone, another user's)."""
+    prefix = f"{TOKEN_VARIABLE}=".encode()
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    for entry in environ.split(b"\0"):
+        if entry.startswith(prefix):
+            return {TOKEN_VARIABLE: entry[len(prefix) :].decode("utf-8", "surrogateescape")}
+    return {}
 
 
 def _unstored_output(outcome: Outcome, error: str) -> Outcome:

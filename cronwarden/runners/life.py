@@ -1,7 +1,8 @@
 """A run's life, from admission to its retry, readable top to bottom in ``live``:
 
-    admitted (holds its task's slot) -> its other places (PLACING) -> a spawn turn
-    -> spawn -> supervise (RUNNING) -> record the end (ENDING) -> release -> retry?
+    admitted (holds its task's slot) -> its other places (PLACING) -> its report token
+    -> a spawn turn -> spawn -> supervise (RUNNING) -> record the end (ENDING)
+    -> release -> retry?
 
 A run that never starts (stopped or removed while queued or delayed, refused at its
 time) joins the same tail (``end``): record, release, retry.  Whoever holds the slot
@@ -50,6 +51,7 @@ from cronwarden.runners.lifecycle import RunEvent, RunHandle, RunState
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.pacing import SpawnPacer
 from cronwarden.runners.process import AdoptedProcess
+from cronwarden.runners.reports import ensure_report_token
 from cronwarden.runners.retries import Retries
 from cronwarden.support.clock import Clock
 
@@ -109,6 +111,7 @@ class Lives:
                 return
             if _abandoned(handle):
                 return
+            await ensure_report_token(self.records, handle.run)
             handle.apply(RunEvent.PLACED)
             await self.pacer.turn()
             if _abandoned(handle):

@@ -1,5 +1,6 @@
 """New run rows, as every start path makes them: pending, stamped with this node, the
-clock's now and the hash of the definition they run."""
+clock's now and the hash of the definition they run, each with a report token of its
+own (its hash in the row, the token kept on the record for the spawn)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cronwarden.model import Status, Trigger
 from cronwarden.placement import ANY_NODE, fire_node
 from cronwarden.run_record import RunRecord
 from cronwarden.run_tags import run_tags
+from cronwarden.run_tokens import new_token, token_digest
 from cronwarden.support.clock import Clock
 
 
@@ -52,8 +54,10 @@ class NewRuns:
         ``tags`` (a trigger's, or those of the run it repeats), each once."""
         if of_fire_node is None:
             of_fire_node = ANY_NODE if scheduled_for is None else fire_node(task, self._node)
+        run_id = str(uuid6.uuid7())
+        token = new_token(run_id)
         return RunRecord(
-            id=str(uuid6.uuid7()),
+            id=run_id,
             task_name=task.name,
             status=Status.PENDING,
             triggered_by=trigger,
@@ -72,4 +76,6 @@ class NewRuns:
             expires_at=expires_at,
             tags=run_tags(task.tags, tags),
             run_metadata=dict(metadata or {}),
+            report_token=token,
+            report_token_sha256=token_digest(token),
         )

@@ -97,6 +97,17 @@ class _StateRows:
             setattr(state, name, value)
         self.states[task_name] = state
 
+    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
+        anchors: dict[str, datetime] = {}
+        names = set(task_names)
+        for run in self.runs.values():
+            when, name = run.scheduled_for, run.task_name
+            if run.fire_node == node and name in names and when is not None:
+                anchors[name] = max(when, anchors.get(name, when))
+        return anchors
+
+    # -- reads of the API ------------------------------------------------------------
+
 
 @dataclass
 class MemoryStore(_StateRows):
@@ -208,6 +219,16 @@ class MemoryStore(_StateRows):
             causes.append(latest)
         return ",".join(sorted(causes))
 
+    async def report(self, run_id: str, values: Mapping[str, Any]) -> bool:
+        """As the SQL store: written unless the run has ended (or is unknown)."""
+        await self._write()
+        run = self.runs.get(run_id)
+        if run is None or run.status == Status.ENDED:
+            return False
+        for name, value in values.items():
+            setattr(run, name, value)
+        return True
+
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self._write()
         for run_id in run_ids:
@@ -254,17 +275,6 @@ class MemoryStore(_StateRows):
             for r in self.runs.values()
             if r.node == node and r.status in (Status.PENDING, Status.RUNNING)
         ]
-
-    async def own_fires(self, node: str, task_names: list[str]) -> dict[str, datetime]:
-        anchors: dict[str, datetime] = {}
-        names = set(task_names)
-        for run in self.runs.values():
-            when, name = run.scheduled_for, run.task_name
-            if run.fire_node == node and name in names and when is not None:
-                anchors[name] = max(when, anchors.get(name, when))
-        return anchors
-
-    # -- reads of the API ------------------------------------------------------------
 
     async def ping(self) -> None:
         if self.unavailable:

@@ -9,8 +9,9 @@ durable before its process is spawned, an outcome before it is reported.
 Within one transaction new rows are inserted first (``INSERT .. ON CONFLICT .. RETURNING
 id`` sent as multi-row statements, so a fire another node already claimed is simply
 not returned), then keyed claims, then updates, merged per run in
-the order they were asked for and sent as one executemany per column set, then the
-deletes of reserved fires that will not happen (cronwarden/reservations.py).  If a batch
+the order they were asked for and sent as one executemany per column set, then what
+jobs reported (each told whether its run had not ended yet), then the deletes of
+reserved fires that will not happen (cronwarden/reservations.py).  If a batch
 fails for a reason other than the database being unreachable, its writes are retried
 one by one so a single bad write cannot fail the others.
 
@@ -81,7 +82,15 @@ class _End(_Update):
     asks: Sequence[ChainAsk]
 
 
-_Write = _Insert | _Keyed | _Update | _Discard
+@dataclass(frozen=True)
+class _Report:
+    """What a run's job reported; written only while the run has not ended."""
+
+    run_id: str
+    values: Mapping[str, Any]
+
+
+_Write = _Insert | _Keyed | _Update | _Discard | _Report
 
 
 class Recorder:
@@ -155,6 +164,12 @@ class Recorder:
     async def update(self, run_id: str, values: Mapping[str, Any]) -> None:
         await self._submit(_Update(run_id, dict(values)))
 
+    async def report(self, run_id: str, values: Mapping[str, Any]) -> bool:
+        """Write what a run's job reported (after this batch's other updates, an end
+        among them); False if the run has ended, or is unknown: nothing was written."""
+        result: bool = await self._submit(_Report(run_id, dict(values)))
+        return result
+
     async def discard(self, run_ids: Sequence[str]) -> None:
         """Delete the rows of reserved fires that will not happen, if still unused."""
         await self._submit(_Discard(list(run_ids)))
@@ -226,6 +241,10 @@ class Recorder:
             if isinstance(update, _Update):
                 merged.setdefault(update.run_id, {}).update(update.values)
         _update_rows(conn, merged)
+        for i, report in enumerate(writes):
+            if isinstance(report, _Report):
+                statement = _update_statement(tuple(sorted(report.values)))
+                results[i] = conn.execute(statement, _bound(report)).rowcount == 1
         for i, end in enumerate(writes):
             if isinstance(end, _End):
                 results[i] = start_chained(conn, end.run_id, end.values, end.asks)
@@ -305,6 +324,10 @@ def _update_statement(columns: tuple[str, ...]) -> Any:
         .where(RUNS.c.id == sa.bindparam("b_id"), RUNS.c.status != Status.ENDED)
         .values({name: sa.bindparam(f"b_{name}") for name in columns})
     )
+
+
+def _bound(report: _Report) -> dict[str, Any]:
+    return {"b_id": report.run_id, **{f"b_{name}": v for name, v in report.values.items()}}
 
 
 def _update_rows(conn: Connection, merged: dict[str, dict[str, Any]]) -> None:

@@ -186,6 +186,10 @@ class Store(StateRows):
     async def discard_reserved(self, run_ids: Sequence[str]) -> None:
         await self.recorder.discard(run_ids)
 
+    async def report(self, run_id: str, values: Mapping[str, Any]) -> bool:
+        """What a run's job reported; False (nothing written) once the run has ended."""
+        return await self.recorder.report(run_id, values)
+
     # -- runs: reads ------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:

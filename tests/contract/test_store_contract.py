@@ -178,6 +178,28 @@ async def test_what_is_not_own_reservation_is_kept(any_store: Any, held: dict[st
     assert (await any_store.get_run(run_id(1))).id == run_id(1)
 
 
+# -- what a job reports (cronwarden/api/reports.py) ----------------------------------
+
+
+async def test_a_report_lands_until_the_run_ends_and_its_end_keeps_it(any_store: Any) -> None:
+    """Written while the run has not ended (pending or running); then final: a report
+    after the end changes nothing and says so, and the end never clears a report."""
+    await any_store.claim([make_run(1, report_token_sha256="a" * 64)])
+    said = {"stage": "loading", "progress": 0.5, "output": '{"rows":3}'}
+    assert await any_store.report(run_id(1), said) is True
+    await any_store.record(run_id(1), {"status": Status.RUNNING, "pid": 9})
+    assert await any_store.report(run_id(1), {"progress": 0.75, "output": None}) is True
+    run = await any_store.get_run(run_id(1))
+    assert (run.stage, run.progress, run.output, run.pid) == ("loading", 0.75, None, 9)
+    await any_store.record_end(
+        run_id(1), {"status": Status.ENDED, "end_reason": EndReason.SUCCESS}, []
+    )
+    assert await any_store.report(run_id(1), {"stage": "late"}) is False
+    run = await any_store.get_run(run_id(1))
+    assert (run.stage, run.progress, run.report_token_sha256) == ("loading", 0.75, "a" * 64)
+    assert await any_store.report(run_id(404), {"stage": "x"}) is False
+
+
 # -- record ---------------------------------------------------------------------------
 
 

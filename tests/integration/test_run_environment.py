@@ -145,6 +145,11 @@ def own_variables(env: dict[str, str], task: str) -> dict[str, str]:
     assert env.pop("CRONWARDEN_TASK") == task
     assert env.pop("CRONWARDEN_ATTEMPT") == "1"
     assert len(env.pop("CRONWARDEN_RUN_ID")) == 36
+    # What lets the job report: its run's own token (masked in the log that shows it)
+    # and this daemon's address, not the daemon's own CRONWARDEN_URL.
+    assert env.pop("CRONWARDEN_RUN_TOKEN") == "***"
+    url = env.pop("CRONWARDEN_URL")
+    assert url.startswith("http://127.0.0.1:") and url != DAEMON_ENV["CRONWARDEN_URL"]
     return env
 
 

@@ -49,7 +49,7 @@ def test_head_names_the_newest_migration() -> None:
     """A database at HEAD skips alembic at start-up, so HEAD must be the real head."""
     from alembic.script import ScriptDirectory
 
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0017"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0018"
 
 
 async def test_sqlite_keeps_instants_as_utc_iso_text(tmp_path: Path) -> None:
@@ -246,6 +246,7 @@ async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> 
         later |= {"cpu_user_s", "cpu_system_s", "max_rss_bytes", "output_bytes"}
         later |= {"delayed_until", "expires_at"}
         later |= {"tags", "run_metadata"}
+        later |= {"report_token_sha256", "stage", "progress", "output"}
         columns = Run.__table__.columns  # type: ignore[attr-defined]
         row = {c.name: getattr(old, c.name) for c in columns if c.name not in later}
         # The table as 0001 made it: Run's own would add the later columns' defaults.

@@ -1,6 +1,7 @@
-// One run: every field, its error, the chain of attempts, the run(s) whose end started
-// it and the runs its own end started (a task's after), its log followed live over SSE
-// (stdout and stderr told apart), stop, rerun and the raw log.
+// One run: every field, its error, what its job reported (stage, a progress bar, the
+// output as JSON), the chain of attempts, the run(s) whose end started it and the runs
+// its own end started (a task's after), its log followed live over SSE (stdout and
+// stderr told apart), stop, rerun and the raw log.
 
 import { api, ApiError, download, follow } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -24,6 +25,7 @@ export async function runPage(view, signal, id) {
   const lines = h("ol", { class: "log", "aria-label": "log lines" });
   const logState = h("p", { class: "log-state", role: "status" });
   const errorBox = h("div");
+  const reported = h("section", { "aria-labelledby": "reported-h", hidden: true });
 
   const draw = () => {
     clear(
@@ -42,6 +44,7 @@ export async function runPage(view, signal, id) {
     );
     clear(errorBox, run.error ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Error: "), run.error) : null);
     clear(fields, ...describe(run, causes));
+    drawReported(reported, run);
   };
   const stop = async () => {
     try {
@@ -67,6 +70,7 @@ export async function runPage(view, signal, id) {
     view,
     header,
     errorBox,
+    reported,
     h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
     h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
     started.section,
@@ -133,6 +137,30 @@ function describe(run, causes) {
     ["Task definition hash", h("code", {}, run.task_hash)],
   ];
   return rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]);
+}
+
+// What the job reported (PATCH /api/runs/{id}, cronwarden report), live: its stage, its
+// progress as a bar, its output as indented JSON (text, never markup).  Hidden until it
+// reports.
+function drawReported(section, run) {
+  section.hidden = run.stage == null && run.progress == null && run.output == null;
+  if (section.hidden) return clear(section);
+  const percent = run.progress == null ? null : `${Math.round(run.progress * 100)}%`;
+  const bar = h("progress", { max: "1", value: String(run.progress), "aria-labelledby": "progress-t", "aria-valuetext": percent });
+  clear(
+    section,
+    h("h2", { id: "reported-h" }, "Reported by the job"),
+    h(
+      "dl",
+      { class: "fields" },
+      h("dt", {}, "Stage"),
+      h("dd", { class: "run-stage" }, run.stage ?? "—"),
+      h("dt", { id: "progress-t" }, "Progress"),
+      h("dd", { class: "run-progress" }, percent == null ? "—" : [bar, " ", percent]),
+      h("dt", {}, "Output"),
+      h("dd", {}, run.output == null ? "—" : h("pre", { class: "run-output", tabindex: "0", "aria-label": "output (JSON)" }, JSON.stringify(run.output, null, 2))),
+    ),
+  );
 }
 
 // The runs whose ends started a chained run (one, or one per task of an "all" chain),
