@@ -31,6 +31,8 @@ from cronwarden.api.connections import (
 )
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
+from cronwarden.artifacts.layout import PASSABLE, artifacts_root, is_passable
+from cronwarden.artifacts.layout import ROOT_NAME as ARTIFACTS
 from cronwarden.config import Config, DaemonConfig, Listen, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StartFailed, StoreUnavailable
 from cronwarden.event_log import EventLog
@@ -49,6 +51,7 @@ from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
+from cronwarden.runners.artifacts import RunArtifacts
 from cronwarden.runners.containment import Containment
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.identity import resolve_identity
@@ -59,6 +62,7 @@ from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store import Store, open_engine
+from cronwarden.store.artifacts import SqlArtifacts
 from cronwarden.store.engine import is_shared
 from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
@@ -81,11 +85,16 @@ def make_private(data_dir: Path) -> None:
     """data_dir holds every run's output and the history: 0700, its files 0600.
 
     The daemon runs with umask 077 so what it creates is private; this tightens what
-    an older version, or another tool, left more open.
+    an older version, or another tool, left more open.  Runs' artifact directories are
+    their users' (cronwarden/artifacts/layout.py): never walked here, where a run's
+    user could swap a file for a link to have root change its target's mode; and
+    data_dir stays passable (0711) once runs of other users were given a way in.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    data_dir.chmod(PASSABLE if is_passable(data_dir) else 0o700)
     for root, dirs, files in os.walk(data_dir):
+        if root == str(data_dir) and ARTIFACTS in dirs:
+            dirs.remove(ARTIFACTS)
         for name in dirs:
             _tighten(Path(root) / name, 0o700)
         for name in files:
@@ -277,6 +286,7 @@ class Daemon:
         reserve = _hold_reserve(daemon.data_dir)
         store.recorder.on_disk_full = reserve.release
         feeds = LogFeeds()
+        artifacts = _run_artifacts(daemon, store)
         launcher = ProcessLauncher(
             daemon.data_dir,
             self.clock,
@@ -287,6 +297,7 @@ class Daemon:
             exits=exits if exits.active else None,
             keeper=self._keeper,
             containment=self._containment,
+            artifacts=artifacts,
         )
         dispatcher = Dispatcher(
             store,
@@ -313,10 +324,11 @@ class Daemon:
             scheduler=scheduler,
             pauses=pauses,
             logs_dir=launcher.logs_dir,
+            artifacts=artifacts,
             log_feeds=feeds,
             events=events,
             reserve=reserve,
-            retention=self._retention(store, launcher.logs_dir, metrics),
+            retention=_retention(self.live, self.clock, store, launcher, metrics),
             metrics=metrics,
             alerts=alerts,
             fleet=_fleet(self.live, store, dispatcher, pauses, started_at),
@@ -342,15 +354,6 @@ class Daemon:
             on_outcome=lambda target, event, outcome: metrics.alerts.labels(
                 target, event, outcome
             ).inc(),
-        )
-
-    def _retention(self, store: Store, logs_dir: Path, metrics: Metrics) -> Retention:
-        return Retention(
-            store,
-            self.live,
-            logs_dir,
-            self.clock,
-            on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
         )
 
     def _pauses(self, store: Store, scheduler: SchedulerService) -> Pauses:
@@ -479,6 +482,27 @@ async def _load_successes(services: Services) -> None:
             return
         except StoreUnavailable:
             await asyncio.sleep(5)
+
+
+def _run_artifacts(daemon: DaemonConfig, store: Store) -> RunArtifacts:
+    """Runs' artifact directories on this node, their listings in the database."""
+    return RunArtifacts(
+        artifacts_root(daemon.data_dir), SqlArtifacts(store.engine), daemon.node_name
+    )
+
+
+def _retention(
+    live: LiveConfig, clock: Clock, store: Store, launcher: ProcessLauncher, metrics: Metrics
+) -> Retention:
+    """Ended runs past their task's keep go, with the files the launcher kept of them."""
+    return Retention(
+        store,
+        live,
+        launcher.logs_dir,
+        clock,
+        on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
+        artifacts_root=launcher.artifacts.root if launcher.artifacts is not None else None,
+    )
 
 
 def _metrics(live: LiveConfig, dispatcher: Dispatcher, pauses: Pauses) -> Metrics:

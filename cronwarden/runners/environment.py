@@ -14,7 +14,8 @@ Layers, each over the one before:
 5. the task's ``env`` (4 and 5 may set any name, control variables included: the
    operator writes those values, they do not leak from the daemon);
 6. CRONWARDEN_RUN_ID, CRONWARDEN_TASK, CRONWARDEN_ATTEMPT, CRONWARDEN_SCHEDULED_FOR
-   (scheduled runs only) and CRONWARDEN_PARAM_<name> for each param.
+   (scheduled runs only), CRONWARDEN_ARTIFACTS_DIR (the run's own directory for files
+   kept with it, cronwarden/artifacts/) and CRONWARDEN_PARAM_<name> for each param.
 
 Without layer 3 a daemon started under systemd handed every run its NOTIFY_SOCKET,
 INVOCATION_ID and STATE_DIRECTORY, and whatever secrets the operator gave the daemon.
@@ -82,17 +83,15 @@ def run_environment(
     scheduled_for: datetime | None,
     params: Mapping[str, str],
     identity: Mapping[str, str] | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, str]:
     """The environment of one run; ``identity`` is HOME/USER/LOGNAME of a task's
     ``user`` (None: the daemon's own user).  Raises StartFailed for an unreadable
     env_file."""
     from_file = read_env_file(task.env_file) if task.env_file is not None else None
+    values = run_variables(task.name, run_id, attempt, scheduled_for, params, artifacts_dir)
     return compose_environment(
-        task,
-        daemon=daemon,
-        identity=identity,
-        from_file=from_file,
-        run_values=run_variables(task.name, run_id, attempt, scheduled_for, params),
+        task, daemon=daemon, identity=identity, from_file=from_file, run_values=values
     )
 
 
@@ -128,6 +127,7 @@ def run_variables(
     attempt: int,
     scheduled_for: datetime | None,
     params: Mapping[str, str],
+    artifacts_dir: Path | None = None,
 ) -> dict[str, str]:
     """What cronwarden tells the run about itself: the last layer, over any other."""
     values = {
@@ -137,6 +137,8 @@ def run_variables(
     }
     if scheduled_for is not None:
         values["CRONWARDEN_SCHEDULED_FOR"] = iso_z(scheduled_for)
+    if artifacts_dir is not None:
+        values["CRONWARDEN_ARTIFACTS_DIR"] = str(artifacts_dir)
     for name, value in params.items():
         values[f"CRONWARDEN_PARAM_{name}"] = value
     return values

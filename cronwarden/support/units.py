@@ -82,3 +82,24 @@ def parse_size(value: object) -> int:
     if match is None or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"expected {SIZE_HELP}")
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def format_size(value: int) -> str:
+    """The shortest exact config spelling of a size ("100MiB", "1500"), so messages echo
+    what users write."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return str(value)
+
+
+def readable_size(value: int) -> str:
+    """A byte count as people read it: "512 B", "1.5 KiB", "3.2 GiB"."""
+    if value < 1024:
+        return f"{value} B"
+    amount = float(value)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        amount /= 1024
+        if amount < 1024 or unit == "TiB":
+            break
+    return f"{amount:.1f} {unit}"
