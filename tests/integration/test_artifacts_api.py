@@ -157,7 +157,9 @@ def test_unknown_and_dropped_names_are_404_and_climbing_names_400(make_daemon, t
     climbing = cli("artifacts", run_id, "../cronwarden.db", "--url", daemon.url)
     assert climbing.returncode == 2 and b"has a '..' part" in climbing.stderr, climbing.stderr
     assert b"Traceback" not in climbing.stderr
-    nowhere = cli("artifacts", run_id, "report.bin", "-o", "/nonexistent/dir/x", "--url", daemon.url)
+    nowhere = cli(
+        "artifacts", run_id, "report.bin", "-o", "/nonexistent/dir/x", "--url", daemon.url
+    )
     assert nowhere.returncode == 1 and b"cannot write /nonexistent/dir/x" in nowhere.stderr
     assert cli("artifacts", run_id, "-o", "x", "--url", daemon.url).returncode == 2
 

@@ -41,7 +41,7 @@ def test_the_document_covers_every_route_and_the_cli_prints_it(make_daemon) -> N
         "POST",
         "/api/runs/{run_id}/rerun",
     ) in operations
-    assert len(operations) == 20  # with /metrics, /api/nodes and /api/locks
+    assert len(operations) == 22  # with /metrics, /api/nodes, /api/locks and artifacts
     for item in served.body["paths"].values():
         for operation in item.values():
             assert {"200", "201", "202"} & set(operation["responses"]), operation["operationId"]
