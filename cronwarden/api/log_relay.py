@@ -46,16 +46,16 @@ async def relay_if_elsewhere(
     if run.node == services.fleet.node:
         return None
     api_url = await services.fleet.registry.api_url_of(run.node)
-    where = f"{what} of run {run_id} {'are' if what.endswith('s') else 'is'} on node {run.node}"
+    where = f"run {run_id} ran on node {run.node}, which holds {what}"
     if api_url is None:
-        raise Conflict(f"{where}, which has no TCP API address to ask (it listens on a socket)")
+        raise Conflict(f"{where} and has no TCP API address to ask (it listens on a socket)")
     headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
     headers[RELAYED] = services.fleet.node
     async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
         try:
             upstream = await session.get(api_url + request.rel_url.path_qs, headers=headers)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Conflict(f"{where} ({api_url}), which cannot be reached: {exc}") from None
+            raise Conflict(f"{where} and cannot be reached at {api_url}: {exc}") from None
         async with upstream:
             response = web.StreamResponse(status=upstream.status)
             for name in _RETURNED:

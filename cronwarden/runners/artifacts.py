@@ -6,7 +6,8 @@ artifacts removed first.
 
 What is kept, and how the directory is walked, is cronwarden/artifacts/; the listing
 goes through ``ArtifactRecords`` (cronwarden/ports.py).  Nothing here may fail a run's
-end: a listing that cannot be taken or written is logged, and the end is recorded.
+start or end: a directory that cannot be made, a listing that cannot be taken or
+written, is logged, and the run goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from cronwarden.artifacts.layout import gone_if_empty, make_run_dir, remove_tree
 from cronwarden.artifacts.stock import Entry, runs_past_keep, take_stock
 from cronwarden.config import TaskConfig
 from cronwarden.durable import persist
-from cronwarden.errors import StartFailed
 from cronwarden.ports import ArtifactRecords
 from cronwarden.run_record import RunRecord
 from cronwarden.support.units import format_size
@@ -38,15 +38,18 @@ class RunArtifacts:
     def dir_of(self, run_id: str) -> Path:
         return run_dir(self.root, run_id)
 
-    def prepare(self, run_id: str, uid: int | None, gid: int | None) -> Path:
-        """The run's empty directory, its user's own.  Raises StartFailed."""
+    def prepare(self, run_id: str, uid: int | None, gid: int | None) -> bool:
+        """Make the run's empty directory, its user's own; whether it was made.  One
+        that cannot be (data_dir full) does not hold the run back, as a full data_dir
+        holds no run back: most runs keep no files, and one that does finds nothing at
+        $CRONWARDEN_ARTIFACTS_DIR and says so in its own output."""
         try:
-            return make_run_dir(self.root, run_id, uid, gid)
+            make_run_dir(self.root, run_id, uid, gid)
         except OSError as exc:
-            raise StartFailed(
-                f"cannot make the run's artifacts directory {self.dir_of(run_id)}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            error = f"cannot make {self.dir_of(run_id)}: {exc.strerror or exc}"
+            log.warning("run.artifacts_dir_failed", run_id=run_id, error=error)
+            return False
+        return True
 
     async def collect(self, run: RunRecord, task: TaskConfig) -> None:
         """Take stock of what the ended run left, record it, keep the task within its

@@ -62,4 +62,5 @@ def test_a_download_of_a_run_another_node_carried_is_relayed(
     ran_it.stop()  # the node that holds the file is gone: where it is, and why not here
     gone = other.get(f"/api/runs/{run['id']}/artifacts/out/p.bin")
     assert gone.status == 409, gone
-    assert f"the artifacts of run {run['id']} are on node {ran_on}" in gone.body["detail"]
+    where = f"run {run['id']} ran on node {ran_on}, which holds the artifacts and cannot be"
+    assert where in gone.body["detail"], gone.body

@@ -10,6 +10,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -19,6 +20,8 @@ from cronwarden.artifacts.names import attachment, name_problem
 from cronwarden.artifacts.stock import MAX_DEPTH, Entry, runs_past_keep, take_stock
 from cronwarden.config import parse_config
 from cronwarden.errors import ConfigError
+from cronwarden.ports import ArtifactRecords
+from cronwarden.runners.artifacts import RunArtifacts
 from cronwarden.support.units import format_size, readable_size
 
 
@@ -178,6 +181,18 @@ def test_a_run_gets_an_empty_directory_of_its_user(tmp_path: Path) -> None:
     assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert stat.S_IMODE(info.st_mode) == 0o700
     assert stat.S_IMODE(root.stat().st_mode) == stat.S_IMODE(data_dir.stat().st_mode) == 0o711
+
+
+def test_a_directory_that_cannot_be_made_holds_no_run_back(tmp_path: Path) -> None:
+    """As a full data_dir holds no run back: the run starts, without its directory."""
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("a file where the directory should be")
+    shelf = RunArtifacts(blocked, records=cast(ArtifactRecords, None), node="n1")
+    assert shelf.prepare("r1", None, None) is False
+    assert blocked.is_file()
+    assert RunArtifacts(tmp_path / "fine", cast(ArtifactRecords, None), "n1").prepare(
+        "r1", None, None
+    )
 
 
 def test_a_download_never_follows_a_link_on_its_way(tmp_path: Path) -> None:
