@@ -958,6 +958,77 @@ def stop(url: str | None, config_path: str | None, as_json: bool, run_id: str) -
 
 @main.command()
 @_client_options
+@click.argument("run_id")
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="With NAME: write the file here instead of to stdout.",
+)
+def artifacts(
+    url: str | None,
+    config_path: str | None,
+    as_json: bool,
+    run_id: str,
+    name: str | None,
+    output: str | None,
+) -> None:
+    """List the files a run kept ($CRONWARDEN_ARTIFACTS_DIR), or with NAME print one."""
+    client = _client(url, config_path)
+    if name is None:
+        if output is not None:
+            raise click.UsageError("-o/--output saves one artifact: give its NAME too")
+        _list_artifacts(_call(client, "GET", api_path("runs", run_id, "artifacts")), as_json)
+        return
+    if as_json:
+        raise click.UsageError("--json is for the listing; an artifact is printed as it is")
+    from urllib.parse import quote
+
+    from cronwarden.artifacts.names import NAMES, name_problem
+
+    problem = name_problem(name)
+    if problem is not None:  # said here: a URL would lose its '..' before the daemon saw it
+        raise click.UsageError(f"{name!r} cannot name an artifact: {problem}; names are {NAMES}")
+
+    # Its name's own '/' stay separators: the API takes the name as a path.
+    path = api_path("runs", run_id, "artifacts") + "/" + quote(name, safe="/")
+    if output is None:
+        _api(client.download, path, _write_stdout)
+        return
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.part")  # a broken download replaces nothing
+    try:
+        with open(partial, "wb") as file:
+            _api(client.download, path, file.write)
+        partial.replace(target)
+    except OSError as exc:
+        click.echo(f"cronwarden: cannot write {output}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _list_artifacts(listing: dict[str, Any], as_json: bool) -> None:
+
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    kept, dropped = listing["artifacts"], listing["dropped"]
+    if not kept and not dropped:
+        click.echo("no artifacts")
+        return
+    rows = [[a["name"], readable.size(a["size"]), a["sha256"]] for a in kept]
+    _table(rows, ["name", "size", "sha256"])
+    if dropped:
+        click.echo()
+        sizes = ["-" if d["size"] is None else readable.size(d["size"]) for d in dropped]
+        rows = [[d["name"], size, d["why"]] for d, size in zip(dropped, sizes, strict=True)]
+        _table(rows, ["dropped", "size", "why"])
+
+
+@main.command()
+@_client_options
 def reload(url: str | None, config_path: str | None, as_json: bool) -> None:
     """Re-read the daemon's config file; a bad file keeps the running config."""
     data = _call(_client(url, config_path), "POST", "/api/reload")

@@ -46,7 +46,7 @@ from cronwarden.packed import PackedModels
 from cronwarden.run_tags import check_tags
 from cronwarden.scheduler.policies import CatchUp
 from cronwarden.scheduler.triggers import AnyTrigger, parse_schedule
-from cronwarden.support.units import format_duration, parse_duration, parse_size
+from cronwarden.support.units import format_duration, format_size, parse_duration, parse_size
 
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -474,6 +474,10 @@ class TaskSettings(_Frozen):
     jitter: NonNegDuration = timedelta(0)
     max_log_size: Size = Field(default=10 * 1024 * 1024, ge=1)
     log_on_full: Literal["drop_old", "drop_new", "kill"] = "drop_old"
+    # Files a run leaves in $CRONWARDEN_ARTIFACTS_DIR (cronwarden/artifacts/): kept up to
+    # this much per run; the task's runs keep up to keep_artifacts_size, oldest out first.
+    max_artifacts_size: Size = Field(default=100 * 1024**2, ge=0)
+    keep_artifacts_size: Size = Field(default=1024**3, ge=0)
     keep_runs: int | None = Field(default=None, ge=1)
     keep_for: NonNegDuration | None = None
     api_trigger: bool = True
@@ -719,6 +723,7 @@ def parse_config(text: str, file: Path) -> Config:
             _check_holds(task, set(pool_tables), checker)
             _check_where(task, checker)
             _check_alert_rules(task, set(body), notify, checker)
+            _check_artifact_sizes(task, checker)
         _check_notify_targets(name, merged.get("notify", []), notify, checker)
     _check_chains(tasks, set(task_tables), checker)
     _check_routes(notify, set(task_tables), checker)
@@ -792,6 +797,18 @@ def _check_alert_rules(
                 f"{key} raises {event}, but no target of this task takes it: add "
                 f'"{event}" to the events of a target in its notify (or route it with tasks)',
             )
+
+
+def _check_artifact_sizes(task: TaskConfig, checker: _Checker) -> None:
+    """One run may keep max_artifacts_size: a task keeping less would delete a run's
+    artifacts as soon as it kept them."""
+    if task.keep_artifacts_size < task.max_artifacts_size:
+        checker.problem(
+            ("tasks", task.name, "keep_artifacts_size"),
+            f"keep_artifacts_size = {format_size(task.keep_artifacts_size)!r} is below "
+            f"max_artifacts_size = {format_size(task.max_artifacts_size)!r}: the task must "
+            "keep at least what one run may keep",
+        )
 
 
 def _check_routes(notify: dict[str, NotifyConfig], declared: set[str], checker: _Checker) -> None:

@@ -31,6 +31,8 @@ from cronwarden.api.connections import (
 )
 from cronwarden.api.keys import Services
 from cronwarden.api.schemas import RunOut
+from cronwarden.artifacts.layout import PASSABLE, artifacts_root, is_passable
+from cronwarden.artifacts.layout import ROOT_NAME as ARTIFACTS
 from cronwarden.config import Config, DaemonConfig, Listen, load_config
 from cronwarden.errors import ConfigError, DataDirLocked, StartFailed, StoreUnavailable
 from cronwarden.event_log import EventLog
@@ -50,6 +52,7 @@ from cronwarden.retention import Retention
 from cronwarden.run_tokens import api_url_for_runs
 from cronwarden.runlog.feeds import LogFeeds
 from cronwarden.runners.adoption import ExitWatcher
+from cronwarden.runners.artifacts import RunArtifacts
 from cronwarden.runners.containment import Containment
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.runners.identity import resolve_identity
@@ -60,6 +63,7 @@ from cronwarden.runners.recovery import recover
 from cronwarden.scheduler.boot import RebootLedger, current_boot_id
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store import Store, open_engine
+from cronwarden.store.artifacts import SqlArtifacts
 from cronwarden.store.engine import is_shared
 from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
@@ -82,11 +86,16 @@ def make_private(data_dir: Path) -> None:
     """data_dir holds every run's output and the history: 0700, its files 0600.
 
     The daemon runs with umask 077 so what it creates is private; this tightens what
-    an older version, or another tool, left more open.
+    an older version, or another tool, left more open.  Runs' artifact directories are
+    their users' (cronwarden/artifacts/layout.py): never walked here, where a run's
+    user could swap a file for a link to have root change its target's mode; and
+    data_dir stays passable (0711) once runs of other users were given a way in.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    data_dir.chmod(PASSABLE if is_passable(data_dir) else 0o700)
     for root, dirs, files in os.walk(data_dir):
+        if root == str(data_dir) and ARTIFACTS in dirs:
+            dirs.remove(ARTIFACTS)
         for name in dirs:
             _tighten(Path(root) / name, 0o700)
         for name in files:
@@ -196,8 +205,8 @@ class Daemon:
         # alerts, events log and log feeds subscribe.
         self.hub = Hub()
         self.exit_code = 0
-        self._keeper: KeeperLink | None = None
-        self._containment: Containment | None = None
+        self.keeper: KeeperLink | None = None
+        self.containment: Containment | None = None
 
     @property
     def config(self) -> Config:
@@ -247,8 +256,8 @@ class Daemon:
         # hashes keyed by the installation's key, never by a key of this life.
         self.live.use_key(await store.installation_key())
         # Before the keeper: it is started in the daemon's cgroup, not a run's.
-        self._containment = _contain_runs(self.config, stack)
-        self._keeper = keeper = await _attach_keeper(daemon)
+        self.containment = _contain_runs(self.config, stack)
+        self.keeper = keeper = await _attach_keeper(daemon)
         if keeper is not None:  # after the runs: a stop says goodbye, a failed start detaches
             stack.push_async_callback(lambda: keeper.close(detach=self._ready is None))
         services = self._build(store, exits)
@@ -278,18 +287,8 @@ class Daemon:
         reserve = _hold_reserve(daemon.data_dir)
         store.recorder.on_disk_full = reserve.release
         feeds = LogFeeds()
-        launcher = ProcessLauncher(
-            daemon.data_dir,
-            self.clock,
-            default_umask=self.task_umask,
-            path=daemon.path,
-            reserve=reserve,
-            feeds=feeds,
-            exits=exits if exits.active else None,
-            keeper=self._keeper,
-            containment=self._containment,
-            api_url=api_url_for_runs(daemon.listen),
-        )
+        artifacts = _run_artifacts(daemon, store)
+        launcher = _launcher(self, reserve, feeds, exits if exits.active else None, artifacts)
         dispatcher = Dispatcher(
             store,
             self.live,
@@ -315,10 +314,11 @@ class Daemon:
             scheduler=scheduler,
             pauses=pauses,
             logs_dir=launcher.logs_dir,
+            artifacts=artifacts,
             log_feeds=feeds,
             events=events,
             reserve=reserve,
-            retention=self._retention(store, launcher.logs_dir, metrics),
+            retention=_retention(self.live, self.clock, store, launcher, metrics),
             metrics=metrics,
             alerts=alerts,
             fleet=_fleet(self.live, store, dispatcher, pauses, started_at),
@@ -327,8 +327,8 @@ class Daemon:
             reload=lambda: self.reload(services),
         )
         services.fleet.on_reload = services.reload
-        if self._keeper is not None:
-            services.fleet.on_company = self._keeper.fence
+        if self.keeper is not None:
+            services.fleet.on_company = self.keeper.fence
         return services
 
     def _alerts(self, store: Store, logs_dir: Path, metrics: Metrics) -> Alerts:
@@ -344,15 +344,6 @@ class Daemon:
             on_outcome=lambda target, event, outcome: metrics.alerts.labels(
                 target, event, outcome
             ).inc(),
-        )
-
-    def _retention(self, store: Store, logs_dir: Path, metrics: Metrics) -> Retention:
-        return Retention(
-            store,
-            self.live,
-            logs_dir,
-            self.clock,
-            on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
         )
 
     def _pauses(self, store: Store, scheduler: SchedulerService) -> Pauses:
@@ -382,10 +373,10 @@ class Daemon:
                 unfinished,
                 now=self.clock.now(),
                 taken_over=taken_over,
-                held=self._keeper.claim if self._keeper is not None else lambda run_id: (),
+                held=self.keeper.claim if self.keeper is not None else lambda run_id: (),
             )
-            if self._keeper is not None:
-                self._keeper.drop_unclaimed()  # their runs ended while no daemon watched
+            if self.keeper is not None:
+                self.keeper.drop_unclaimed()  # their runs ended while no daemon watched
             yield
         finally:
             if self._ready is not None:
@@ -454,8 +445,8 @@ class Daemon:
             finally:
                 sd_notify("READY=1")
             _log_warnings(new)
-            if self._containment is not None:
-                _log_unenforced_limits(new, self._containment)
+            if self.containment is not None:
+                _log_unenforced_limits(new, self.containment)
             restart_needed = _restart_needed(self.config, new)
             if restart_needed:
                 log.warning("config.restart_needed", keys=restart_needed)
@@ -481,6 +472,52 @@ async def _load_successes(services: Services) -> None:
             return
         except StoreUnavailable:
             await asyncio.sleep(5)
+
+
+def _launcher(
+    owner: Daemon,
+    reserve: SpaceReserve,
+    feeds: LogFeeds,
+    exits: ExitClock | None,
+    artifacts: RunArtifacts,
+) -> ProcessLauncher:
+    """The runs' launcher, with what the daemon holds for them (its keeper, how runs'
+    processes are contained) and the services made beside it."""
+    daemon = owner.config.daemon
+    return ProcessLauncher(
+        daemon.data_dir,
+        owner.clock,
+        default_umask=owner.task_umask,
+        path=daemon.path,
+        reserve=reserve,
+        feeds=feeds,
+        exits=exits,
+        keeper=owner.keeper,
+        containment=owner.containment,
+        api_url=api_url_for_runs(daemon.listen),
+        artifacts=artifacts,
+    )
+
+
+def _run_artifacts(daemon: DaemonConfig, store: Store) -> RunArtifacts:
+    """Runs' artifact directories on this node, their listings in the database."""
+    return RunArtifacts(
+        artifacts_root(daemon.data_dir), SqlArtifacts(store.engine), daemon.node_name
+    )
+
+
+def _retention(
+    live: LiveConfig, clock: Clock, store: Store, launcher: ProcessLauncher, metrics: Metrics
+) -> Retention:
+    """Ended runs past their task's keep go, with the files the launcher kept of them."""
+    return Retention(
+        store,
+        live,
+        launcher.logs_dir,
+        clock,
+        on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
+        artifacts_root=launcher.artifacts.root if launcher.artifacts is not None else None,
+    )
 
 
 def _metrics(live: LiveConfig, dispatcher: Dispatcher, pauses: Pauses) -> Metrics:

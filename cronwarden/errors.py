@@ -40,6 +40,10 @@ class RunNotFound(CronwardenError):
     """No run has that id."""
 
 
+class ArtifactNotFound(CronwardenError):
+    """The run keeps no artifact of that name."""
+
+
 class InvalidRunId(CronwardenError):
     """A run id is a UUID such as 0192f5e4-7c1a-7b3e-9d2a-5f1e2c3d4b5a."""
 

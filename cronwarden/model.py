@@ -236,6 +236,26 @@ class Run(SQLModel, table=True):
     output: str | None = Field(default=None, sa_type=sa.Text)
 
 
+class Artifact(SQLModel, table=True):
+    """A line of a run's artifact listing (cronwarden/artifacts/): a file it left in
+    $CRONWARDEN_ARTIFACTS_DIR, kept (with its sha256) or dropped (saying why).  The
+    bytes lie in the run's directory on the node that ran it; the listing is here, so
+    every node sharing the database can read it."""
+
+    __tablename__ = "artifacts"
+    # A task's kept artifacts, for keep_artifacts_size.
+    __table_args__ = (sa.Index("ix_artifacts_task", "task_name", "run_id"),)
+
+    run_id: str = Field(primary_key=True, max_length=36)
+    # Its place in the listing (names may be too long for an index key).
+    n: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(sa_type=sa.Text)
+    task_name: str = Field(max_length=100)
+    size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    sha256: str | None = Field(default=None, max_length=64)
+    dropped: str | None = Field(default=None, sa_type=sa.Text)  # why (None: kept)
+
+
 class IdempotencyKey(SQLModel, table=True):
     """An Idempotency-Key taken by an API trigger: unique per task, free again after
     24 h.  The fingerprint of the request body tells a repeat from a reuse."""

@@ -3,7 +3,8 @@
 They live outside ``store/`` so that the run core (``runners/``) and the scheduler can
 depend on what they need of the database without importing the package that knows
 SQL: ``Store`` (SQL, group-committed) and ``MemoryStore`` (a test double) implement
-``RunRecords``; ``FleetSlots`` (store/slots.py) implements ``SharedPlaces``.
+``RunRecords``; ``FleetSlots`` (store/slots.py) implements ``SharedPlaces``;
+``SqlArtifacts`` (store/artifacts.py) implements ``ArtifactRecords``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from cronwarden.artifacts.stock import Entry
 from cronwarden.chains import ChainAsk
 from cronwarden.model import Run
 from cronwarden.run_record import RunRecord
@@ -129,4 +131,28 @@ class InstallationKeys(Protocol):
     async def installation_key(self) -> bytes:
         """The installation's key for task hashes (see task_hash.py): made once, by the
         first daemon on the database, and the same for every node sharing it."""
+        ...
+
+
+class ArtifactRecords(Protocol):
+    """Runs' artifact listings (cronwarden/artifacts/), readable by every node."""
+
+    async def record(self, run_id: str, task_name: str, entries: Sequence[Entry]) -> None:
+        """Store a run's listing, replacing one stored before (raises StoreUnavailable:
+        nothing was written)."""
+        ...
+
+    async def listing(self, run_id: str) -> list[Entry]: ...
+
+    async def find(self, run_id: str, name: str) -> Entry | None:
+        """The entry of that name in the run's listing."""
+        ...
+
+    async def kept_sizes(self, task_name: str, node: str) -> list[tuple[str, int]]:
+        """(run id, bytes kept) per run of the task whose artifacts ``node`` holds,
+        newest first."""
+        ...
+
+    async def mark_removed(self, run_ids: Sequence[str], why: str) -> None:
+        """The kept entries of these runs are gone: dropped, saying ``why``."""
         ...

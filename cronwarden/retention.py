@@ -1,11 +1,13 @@
-"""Retention: ended runs past keep_runs / keep_for go, with their log files, off the
-hot path; expired Idempotency-Keys go too.
+"""Retention: ended runs past keep_runs / keep_for go, with their log files and
+artifacts, off the hot path; expired Idempotency-Keys go too.
 
 A pass walks every task that has runs (a removed task's history ages under the
 daemon's defaults), saves the task's catch-up anchor, then deletes in batches of
-``BATCH`` runs: log files first, then rows, yielding to the event loop between
-batches so fires and API requests never wait behind a long delete.  Pending and
-running runs are never deleted, whatever their age.
+``BATCH`` runs: log files and artifact directories first, then rows, yielding to the
+event loop between batches so fires and API requests never wait behind a long delete.
+Pending and running runs are never deleted, whatever their age.  Last, artifact
+directories here whose run has no row any more go too: on a shared database another
+node's pass may have deleted the row of a run this node ran.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+from cronwarden.artifacts.layout import remove_tree, run_dir, run_ids_on_disk
 from cronwarden.config import Config
 from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
@@ -62,7 +65,7 @@ class PassReport:
     duration_ms: int
     deleted_runs: int
     deleted_log_files: int
-    freed_bytes: int
+    freed_bytes: int  # log files and artifacts
     expired_keys: int
     runs: int  # rows left
     log_files: int  # in the logs directory after the pass
@@ -78,8 +81,10 @@ class Retention:
         logs_dir: Path,
         clock: Clock,
         on_pass: Callable[[PassReport], None] | None = None,
+        artifacts_root: Path | None = None,
     ) -> None:
         self.store = store
+        self.artifacts_root = artifacts_root  # data_dir/artifacts (None: none kept)
         self.on_pass = on_pass
         self.queries = RetentionQueries(store.engine)
         self.config = config
@@ -110,6 +115,7 @@ class Retention:
             while expired := await self.queries.expired_keys(started - KEY_TTL, BATCH):
                 keys += expired
                 await asyncio.sleep(0)
+            freed += await self._remove_unknown_artifacts()
         except Exception as exc:  # the next pass tries again; the daemon carries on
             error = f"{type(exc).__name__}: {exc}"
             log.error("retention.failed", error=error)
@@ -145,11 +151,30 @@ class Retention:
             await asyncio.sleep(interval.total_seconds())
 
     def _remove_logs(self, ids: list[str]) -> tuple[int, int]:
+        """Each run's log files and artifacts: (log files, bytes of both) removed."""
         files = size = 0
         for run_id in ids:
             removed_files, removed_bytes = remove_log(self.logs_dir, run_id)
             files, size = files + removed_files, size + removed_bytes
+            if self.artifacts_root is not None:
+                size += remove_tree(run_dir(self.artifacts_root, run_id))[1]
         return files, size
+
+    async def _remove_unknown_artifacts(self) -> int:
+        """Artifact directories whose run has no row (deleted by another node's pass);
+        returns the bytes freed.  A run's row is committed before its directory is
+        made, so a directory without one is never a run about to start."""
+        root = self.artifacts_root
+        if root is None:
+            return 0
+        on_disk = await asyncio.to_thread(run_ids_on_disk, root)
+        freed = 0
+        for start in range(0, len(on_disk), BATCH):
+            batch = on_disk[start : start + BATCH]
+            unknown = set(batch) - await self.queries.known_runs(batch)
+            for run_id in unknown:
+                freed += (await asyncio.to_thread(remove_tree, run_dir(root, run_id)))[1]
+        return freed
 
     async def _count_quietly(self) -> int:
         try:

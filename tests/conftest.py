@@ -488,7 +488,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = request.getfixturevalue("pg_database")
     opened = await Store.open(open_engine(url))
     async with opened.engine.begin() as conn:  # each test starts from empty tables
-        for table in ("runs", "task_state", "nodes", "idempotency_keys", "holds"):
+        for table in ("runs", "task_state", "nodes", "idempotency_keys", "holds", "artifacts"):
             await conn.execute(sa.text(f"DELETE FROM {table}"))
     yield opened
     await opened.close()

@@ -39,9 +39,11 @@ from cronwarden.model import Run
 from cronwarden.pauses import Pauses
 from cronwarden.retention import Retention
 from cronwarden.runlog.feeds import LogFeeds
+from cronwarden.runners.artifacts import RunArtifacts
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.service import SchedulerService
 from cronwarden.store import Store
+from cronwarden.store.artifacts import SqlArtifacts
 from cronwarden.store.memory import MemoryStore
 from cronwarden.store.nodes import NodeRegistry
 
@@ -114,6 +116,7 @@ def _services(
         scheduler=scheduler,
         pauses=pauses,
         logs_dir=logs_dir,
+        artifacts=RunArtifacts(data_dir / "artifacts", SqlArtifacts(unused), NODE),
         log_feeds=feeds,
         events=events,
         reserve=SpaceReserve(data_dir),

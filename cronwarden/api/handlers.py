@@ -24,6 +24,7 @@ from cronwarden.api.schemas import (
     RUN_ID_EXAMPLE,
     TASK_NAMES,
     AccessOut,
+    ArtifactList,
     CpuStats,
     DurationStats,
     EventsQuery,
@@ -56,10 +57,19 @@ from cronwarden.api.schemas import (
     run_id_of,
     shown_name,
 )
-from cronwarden.api.streams import follow_events, follow_log, raw_log, resume_point, streamed
+from cronwarden.api.streams import (
+    artifact_file,
+    follow_events,
+    follow_log,
+    raw_log,
+    resume_point,
+    streamed,
+)
 from cronwarden.api.task_definition import task_definition
+from cronwarden.artifacts.names import NAMES, name_problem
 from cronwarden.config import TaskConfig
 from cronwarden.errors import (
+    ArtifactNotFound,
     CarriedElsewhere,
     Conflict,
     InvalidRunId,
@@ -506,6 +516,39 @@ async def run_log_raw(request: web.Request) -> web.StreamResponse:
     if relayed is not None:
         return relayed
     return await raw_log(request, services, run_id)
+
+
+async def list_artifacts(request: web.Request) -> web.Response:
+    services = _services(request)
+    run = await services.store.get_run(_run_id(request))  # 404 for an unknown run
+    return _json(ArtifactList.of(await services.artifacts.records.listing(run.id)))
+
+
+async def get_artifact(request: web.Request) -> web.StreamResponse:
+    """A kept artifact's bytes: from this node's disk, or relayed from the node that
+    ran the run (the listing, in the database, says first whether it is kept)."""
+    services = _services(request)
+    run_id = _run_id(request)
+    name = request.match_info["name"]
+    problem = name_problem(name)
+    if problem is not None:
+        raise BadRequest(
+            400,
+            "invalid-artifact-name",
+            f"{shown_name(name)} cannot name an artifact: {problem}; names are {NAMES}",
+        )
+    run = await services.store.get_run(run_id)
+    entry = await services.artifacts.records.find(run.id, name)
+    if entry is None or not entry.kept:
+        why = "" if entry is None else f" (it was dropped: {entry.dropped})"
+        raise ArtifactNotFound(f"run {run.id} keeps no artifact named {shown_name(name)}{why}")
+    directory = services.artifacts.dir_of(run.id)
+    relayed = await relay_if_elsewhere(
+        request, services, run.id, here=directory, what="the artifacts"
+    )
+    if relayed is not None:
+        return relayed
+    return await artifact_file(request, directory, name)
 
 
 async def pause_task(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cronwarden.pauses import Pauses
     from cronwarden.retention import Retention
     from cronwarden.runlog.feeds import LogFeeds
+    from cronwarden.runners.artifacts import RunArtifacts
     from cronwarden.runners.dispatch import Dispatcher
     from cronwarden.scheduler.service import SchedulerService
     from cronwarden.store import Store
@@ -36,6 +37,7 @@ class Services:
     scheduler: SchedulerService
     pauses: Pauses
     logs_dir: Path
+    artifacts: RunArtifacts  # runs' artifact directories here, and every run's listing
     log_feeds: LogFeeds
     events: EventLog
     reserve: SpaceReserve

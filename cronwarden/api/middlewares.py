@@ -14,6 +14,7 @@ from cronwarden.api.auth import authorize
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.schemas import Problem
 from cronwarden.errors import (
+    ArtifactNotFound,
     ConfigError,
     Conflict,
     Forbidden,
@@ -40,6 +41,7 @@ _DOMAIN: list[tuple[type[Exception], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (RunNotFound, 404, "run-not-found"),
+    (ArtifactNotFound, 404, "artifact-not-found"),
     (TaskNotFound, 404, "task-not-found"),
     (InvalidRunId, 400, "invalid-run-id"),
     (InvalidCursor, 400, "invalid-cursor"),

@@ -4,6 +4,7 @@ they cannot drift apart."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +15,14 @@ from pydantic.json_schema import models_json_schema
 
 from cronwarden import __version__
 from cronwarden.api.schemas import Problem
+from cronwarden.artifacts.names import NAMES
 from cronwarden.config import TASK_NAME_RE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = "application/json"
 SSE = "text/event-stream"
 TEXT = "text/plain"
+BINARY = "application/octet-stream"
 
 # Every operation can answer these with a problem document (RFC 9457): a request it
 # cannot read, a token missing or short of scope, an unknown task or run, a body or
@@ -54,6 +57,8 @@ PROBLEM_TYPES = [
     "invalid-idempotency-key",
     "idempotency-key-reused",
     "run-not-found",
+    "artifact-not-found",
+    "invalid-artifact-name",
     "task-not-found",
     "misdirected-host",
     "cross-origin",
@@ -90,7 +95,7 @@ SSE_EVENT = {
 # Where a run just created can be looked at next.
 RUN_LINKS = {
     name: {"operationId": name, "parameters": {"run_id": "$response.body#/id"}}
-    for name in ("get_run", "stop_run", "rerun", "run_log", "run_log_raw")
+    for name in ("get_run", "stop_run", "rerun", "run_log", "run_log_raw", "list_artifacts")
 }
 
 
@@ -138,7 +143,9 @@ def build_spec(operations: Sequence[Operation], tasks: Sequence[str] = ()) -> di
     )
     paths: dict[str, Any] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas, tasks)
+        paths.setdefault(_spec_path(op.path), {})[op.method.lower()] = _operation(
+            op, schemas, tasks
+        )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -204,13 +211,21 @@ def _operation(op: Operation, schemas: dict[str, Any], tasks: Sequence[str]) -> 
     return spec
 
 
+def _spec_path(path: str) -> str:
+    """The route's path as OpenAPI writes it: ``{name:.+}`` (a parameter that may hold
+    '/') is ``{name}``."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
 def _path_names(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    return [part[1:-1] for part in _spec_path(path).split("/") if part.startswith("{")]
 
 
 def _path_schema(name: str) -> dict[str, Any]:
     if name == "run_id":
         return {"type": "string", "format": "uuid"}
+    if name == "name":
+        return {"type": "string", "minLength": 1, "description": f"an artifact's name: {NAMES}"}
     return {"type": "string", "pattern": TASK_NAME_RE.pattern}
 
 

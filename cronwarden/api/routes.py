@@ -9,9 +9,10 @@ from cronwarden.api import handlers
 from cronwarden.api.dashboard import add_dashboard_routes
 from cronwarden.api.keys import SERVICES
 from cronwarden.api.locks import list_locks
-from cronwarden.api.openapi import JSON, SSE, TEXT, Operation, Reply, build_spec
+from cronwarden.api.openapi import BINARY, JSON, SSE, TEXT, Operation, Reply, build_spec
 from cronwarden.api.reports import ReportBody, report_run
 from cronwarden.api.schemas import (
+    ArtifactList,
     EventsQuery,
     Health,
     InfoOut,
@@ -197,6 +198,27 @@ OPERATIONS = [
         {200: Reply("The bytes.", None, (TEXT,))},
         query=RawLogQuery,
         problems=_ELSEWHERE,
+    ),
+    Operation(
+        "GET",
+        "/api/runs/{run_id}/artifacts",
+        handlers.list_artifacts,
+        "The files the run left in $CRONWARDEN_ARTIFACTS_DIR, listed when it ended: "
+        "those kept (size, sha256) and those dropped, with why.",
+        {200: Reply("The listing.", ArtifactList)},
+    ),
+    Operation(
+        "GET",
+        "/api/runs/{run_id}/artifacts/{name:.+}",
+        handlers.get_artifact,
+        "One kept artifact's bytes, as a download (relayed from the node that ran it).",
+        {200: Reply("The bytes.", None, (BINARY,))},
+        problems={
+            400: "The name has a '..' part, a NUL, or is an absolute path (or the run id "
+            "is malformed).",
+            404: "No such run, or the run keeps no artifact of that name.",
+            409: "The run's node holds the file and cannot be reached.",
+        },
     ),
     Operation(
         "GET",

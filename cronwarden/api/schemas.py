@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from cronwarden.artifacts.stock import Entry
 from cronwarden.config import TASK_NAME_RE, Duration, RunLimits
 from cronwarden.errors import InvalidExpand, InvalidMetadata, InvalidTags
 from cronwarden.model import EndReason, Status, Trigger
@@ -642,6 +643,44 @@ class LogQuery(BaseModel):
     limit: int = Field(default=1000, ge=1, le=10000)
     stream: Literal["stdout", "stderr"] | None = None
     follow: bool = False
+
+
+class ArtifactOut(BaseModel):
+    """A file the run left in $CRONWARDEN_ARTIFACTS_DIR, kept with it."""
+
+    name: str = Field(description="its path in the run's directory, '/' between directories")
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="hex digest of its bytes")
+
+
+class DroppedArtifactOut(BaseModel):
+    """What the run left that is not kept, and why (a symbolic link, past a size cap...)."""
+
+    name: str
+    size: int | None = Field(description="bytes; null for what is not a regular file")
+    why: str
+
+
+class ArtifactList(BaseModel):
+    """A run's artifacts, listed when it ended (empty while it runs)."""
+
+    artifacts: list[ArtifactOut]
+    dropped: list[DroppedArtifactOut]
+
+    @classmethod
+    def of(cls, entries: Sequence[Entry]) -> ArtifactList:
+        return cls(
+            artifacts=[
+                ArtifactOut(name=e.name, size=e.size or 0, sha256=e.sha256 or "")
+                for e in entries
+                if e.dropped is None
+            ],
+            dropped=[
+                DroppedArtifactOut(name=e.name, size=e.size, why=e.dropped)
+                for e in entries
+                if e.dropped is not None
+            ],
+        )
 
 
 class EventsQuery(BaseModel):

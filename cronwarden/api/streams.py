@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -24,7 +25,10 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
-from cronwarden.api.schemas import MAX_ID, RunOut
+from cronwarden.api.schemas import MAX_ID, RunOut, shown_name
+from cronwarden.artifacts.layout import open_artifact
+from cronwarden.artifacts.names import attachment
+from cronwarden.errors import ArtifactNotFound
 from cronwarden.event_log import Event
 from cronwarden.model import Status
 from cronwarden.runlog.feeds import LogFeed
@@ -188,6 +192,40 @@ async def raw_log(request: web.Request, services: Services, run_id: str) -> web.
     except ConnectionError:
         pass  # the reader went away (a pipe into `head`, say): nothing to answer
     return response
+
+
+async def artifact_file(request: web.Request, directory: Path, name: str) -> web.StreamResponse:
+    """A kept artifact's bytes, as a download: never shown inline, never sniffed into
+    markup (a run's file must not become a page of this origin).  Raises
+    ArtifactNotFound when its file is no longer here."""
+    try:
+        fd = await asyncio.to_thread(open_artifact, directory, name)
+    except FileNotFoundError:
+        raise ArtifactNotFound(f"artifact {shown_name(name)} is no longer on this disk") from None
+    try:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": attachment(name),
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            }
+        )
+        left = response.content_length = os.fstat(fd).st_size
+        await response.prepare(request)
+        try:
+            while left and (chunk := await asyncio.to_thread(os.read, fd, min(left, _FILE_CHUNK))):
+                await response.write(chunk)
+                left -= len(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away
+    finally:
+        os.close(fd)
+    return response
+
+
+_FILE_CHUNK = 256 * 1024
 
 
 async def streamed(

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from cronwarden.config import RunLimits
 from cronwarden.host.cgroups import CgroupEvents
-from cronwarden.support.units import format_duration
+from cronwarden.support.units import format_duration, format_size
 
 CPU_PERIOD_US = 100_000  # cpu.max's period; the quota is the share of it
 
@@ -137,12 +137,3 @@ def _cpu_time_spent(limit: timedelta, signal_number: int | None, cpu: float | No
     if signal_number == signal.SIGXCPU:
         return True
     return signal_number == signal.SIGKILL and cpu is not None and cpu >= limit.total_seconds()
-
-
-def format_size(size: int) -> str:
-    """A size as a config file writes it: "512MiB", "1GiB", "50MB", "1500001"."""
-    units = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
-    for unit, factor in (*units, ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)

@@ -14,9 +14,10 @@ Layers, each over the one before:
 5. the task's ``env`` (4 and 5 may set any name, control variables included: the
    operator writes those values, they do not leak from the daemon);
 6. CRONWARDEN_RUN_ID, CRONWARDEN_TASK, CRONWARDEN_ATTEMPT, CRONWARDEN_SCHEDULED_FOR
-   (scheduled runs only), CRONWARDEN_PARAM_<name> for each param, and what lets the
-   job report (cronwarden/run_tokens.py): CRONWARDEN_RUN_TOKEN, the run's own token,
-   and CRONWARDEN_URL, this daemon's API as the job reaches it.
+   (scheduled runs only), CRONWARDEN_ARTIFACTS_DIR (the run's own directory for files
+   kept with it, cronwarden/artifacts/), CRONWARDEN_PARAM_<name> for each param, and
+   what lets the job report (cronwarden/run_tokens.py): CRONWARDEN_RUN_TOKEN, the run's
+   own token, and CRONWARDEN_URL, this daemon's API as the job reaches it.
 
 Without layer 3 a daemon started under systemd handed every run its NOTIFY_SOCKET,
 INVOCATION_ID and STATE_DIRECTORY, and whatever secrets the operator gave the daemon.
@@ -86,12 +87,13 @@ def run_environment(
     params: Mapping[str, str],
     identity: Mapping[str, str] | None = None,
     reporting: Reporting | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, str]:
     """The environment of one run; ``identity`` is HOME/USER/LOGNAME of a task's
     ``user`` (None: the daemon's own user).  Raises StartFailed for an unreadable
     env_file."""
     from_file = read_env_file(task.env_file) if task.env_file is not None else None
-    values = run_variables(task.name, run_id, attempt, scheduled_for, params)
+    values = run_variables(task.name, run_id, attempt, scheduled_for, params, artifacts_dir)
     if reporting is not None:
         values.update(reporting.variables())
     return compose_environment(
@@ -147,6 +149,7 @@ def run_variables(
     attempt: int,
     scheduled_for: datetime | None,
     params: Mapping[str, str],
+    artifacts_dir: Path | None = None,
 ) -> dict[str, str]:
     """What cronwarden tells the run about itself: the last layer, over any other."""
     values = {
@@ -156,6 +159,8 @@ def run_variables(
     }
     if scheduled_for is not None:
         values["CRONWARDEN_SCHEDULED_FOR"] = iso_z(scheduled_for)
+    if artifacts_dir is not None:
+        values["CRONWARDEN_ARTIFACTS_DIR"] = str(artifacts_dir)
     for name, value in params.items():
         values[f"CRONWARDEN_PARAM_{name}"] = value
     return values

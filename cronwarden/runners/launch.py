@@ -27,6 +27,7 @@ from cronwarden.runlog.layout import index_path
 from cronwarden.runlog.masking import NO_SECRETS, SecretMasker
 from cronwarden.runlog.summary import LogSummary
 from cronwarden.runlog.writer import LogMode, LogWriter, append_note
+from cronwarden.runners.artifacts import RunArtifacts
 from cronwarden.runners.containment import ContainedRun, Containment
 from cronwarden.runners.cost import RunCost
 from cronwarden.runners.environment import DaemonEnvironment, Reporting, run_environment
@@ -66,6 +67,10 @@ class Ending:
 
 
 class Launcher(Protocol):
+    # Each run's artifact directory (None: none): the launcher makes it before the
+    # spawn, the run's life lists it at the end, whatever ended the run.
+    artifacts: RunArtifacts | None
+
     async def run(
         self, run: RunRecord, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
@@ -97,9 +102,11 @@ class ProcessLauncher:
         keeper: KeeperLink | None = None,
         containment: Containment | None = None,
         api_url: str | None = None,  # where runs reach the API (run_tokens.py); None: not said
+        artifacts: RunArtifacts | None = None,
     ) -> None:
         self.api_url = api_url
         self.exits = exits
+        self.artifacts = artifacts  # each run's own directory, made before its spawn
         self.containment = containment  # what ends every process a run leaves
         self.keeper = keeper  # holds the runs' pipes, so they outlive a daemon crash
         self.data_dir = data_dir
@@ -127,6 +134,8 @@ class ProcessLauncher:
         contained: ContainedRun | None = None
         try:
             spec = self._process_spec(task, run)
+            if self.artifacts is not None:
+                self.artifacts.prepare(run.id, spec.uid, spec.gid)
             masker = SecretMasker.for_environment(spec.env, (*task.secret_env, TOKEN_VARIABLE))
             writer = self._log_writer(run, task, control, masker)
             contained = self._contain(run, task, spec)
@@ -289,6 +298,7 @@ class ProcessLauncher:
             params=run.params,
             identity=user_env,
             reporting=None if self.api_url is None else Reporting(run.report_token, self.api_url),
+            artifacts_dir=None if self.artifacts is None else self.artifacts.dir_of(run.id),
         )
         if task.working_dir is not None:
             cwd = task.working_dir

@@ -5,10 +5,11 @@
     -> release -> retry?
 
 A run that never starts (stopped or removed while queued or delayed, refused at its
-time) joins the same tail (``end``): record, release, retry.  Whoever holds the slot
-keeps it until its end is durable, so the next run in line starts only once its
-predecessor's outcome is committed.  The end is recorded under ``asyncio.shield``: a
-cancellation cannot lose it.
+time) joins the same tail (``end``): record, release, retry.  What a run left in its
+artifacts directory is listed before its end is recorded (runners/artifacts.py).
+Whoever holds the slot keeps it until its end is durable, so the next run in line
+starts only once its predecessor's outcome is committed.  The end is recorded under
+``asyncio.shield``: a cancellation cannot lose it.
 
 Waiting for a task slot (QUEUED) or for a time (DELAYED) needs no coroutine: a
 released slot or the clock's timer moves the run on (``start_granted``, ``_due``).
@@ -142,9 +143,10 @@ class Lives:
             await self._release(handle).tell()
             return
         run = handle.run
-        values = set_ended(
-            run, ending.outcome, ending.log, now=self._end_at(run, ending), cost=ending.cost
-        )
+        end_at = self._end_at(run, ending)  # before the listing: it takes time
+        if self.launcher.artifacts is not None:  # what the run left, listed first
+            await self.launcher.artifacts.collect(run, handle.task)
+        values = set_ended(run, ending.outcome, ending.log, now=end_at, cost=ending.cost)
         asks = self.chains_of(run)
         chained: list[dict[str, Any]] = []
         try:

@@ -3,8 +3,9 @@ deletion in small batches.
 
 Why batches: on SQLite a delete holds the one write lock, and every fire's row waits
 behind it; a few hundred rows at a time keep that wait to milliseconds.  Why rows by
-id and not one ranged DELETE: the caller removes each run's log files before its row,
-so a crash in between leaves rows that the next pass deletes again, never orphan files.
+id and not one ranged DELETE: the caller removes each run's log files and artifacts
+before its row (whose artifact listing goes with it), so a crash in between leaves rows
+that the next pass deletes again, never orphan files.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronwarden.model import IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
 from cronwarden.store.engine import upsert_insert
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 _keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
 _states = TaskState.__table__  # type: ignore[attr-defined]
+_artifacts = Artifact.__table__  # type: ignore[attr-defined]
 
 
 class RetentionQueries:
@@ -102,8 +104,15 @@ class RetentionQueries:
     async def delete_runs(self, ids: Sequence[str]) -> int:
         async with self.engine.begin() as conn:
             await conn.execute(_keys.delete().where(_keys.c.run_id.in_(ids)))
+            await conn.execute(_artifacts.delete().where(_artifacts.c.run_id.in_(ids)))
             result = await conn.execute(_runs.delete().where(_runs.c.id.in_(ids)))
         return int(result.rowcount or 0)
+
+    async def known_runs(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that still have a row."""
+        query = sa.select(_runs.c.id).where(_runs.c.id.in_(ids))
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(query)).scalars())
 
     async def expired_keys(self, created_before: datetime, limit: int) -> int:
         """Delete up to ``limit`` Idempotency-Keys taken before ``created_before``."""

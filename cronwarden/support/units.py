@@ -82,3 +82,13 @@ def parse_size(value: object) -> int:
     if match is None or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"expected {SIZE_HELP}")
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def format_size(value: int) -> str:
+    """The shortest exact config spelling of a size ("100MiB", "50MB", "1500"), so
+    messages echo what users write."""
+    binary = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+    for unit, scale in (*binary, ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if value and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return str(value)

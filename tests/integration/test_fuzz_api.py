@@ -38,6 +38,9 @@ TEMPLATES = [
     ("GET", "/api/runs/{x}"),
     ("POST", "/api/runs/{x}/stop"),
     ("GET", "/api/runs/{x}/log"),
+    ("GET", "/api/runs/{x}/artifacts"),
+    ("GET", f"/api/runs/{RUN_ID}/artifacts/{{x}}"),
+    ("GET", f"/api/runs/{RUN_ID}/artifacts/sub/{{x}}"),
     ("DELETE", "/api/runs/{x}"),
     ("PUT", "/api/tasks/{x}"),
 ]

@@ -41,7 +41,7 @@ def test_the_document_covers_every_route_and_the_cli_prints_it(make_daemon) -> N
         "POST",
         "/api/runs/{run_id}/rerun",
     ) in operations
-    assert len(operations) == 21  # with /metrics, /api/nodes, /api/locks and a run's report
+    assert len(operations) == 23  # with /metrics, /api/nodes, /api/locks, a run's report, artifacts
     assert ("PATCH", "/api/runs/{run_id}") in operations
     for item in served.body["paths"].values():
         for operation in item.values():

@@ -144,7 +144,9 @@ def own_variables(env: dict[str, str], task: str) -> dict[str, str]:
     """The per-run values checked, then dropped so the rest compares as a whole."""
     assert env.pop("CRONWARDEN_TASK") == task
     assert env.pop("CRONWARDEN_ATTEMPT") == "1"
-    assert len(env.pop("CRONWARDEN_RUN_ID")) == 36
+    run_id = env.pop("CRONWARDEN_RUN_ID")
+    assert len(run_id) == 36
+    assert env.pop("CRONWARDEN_ARTIFACTS_DIR").endswith(f"/artifacts/{run_id}")
     # What lets the job report: its run's own token (masked in the log that shows it)
     # and this daemon's address, not the daemon's own CRONWARDEN_URL.
     assert env.pop("CRONWARDEN_RUN_TOKEN") == "***"

@@ -71,6 +71,8 @@ class FakeClock:
 class FakeLauncher:
     """Each run "runs" until ``finish`` is called for it or it is asked to stop."""
 
+    artifacts = None  # no run leaves files
+
     def __init__(self) -> None:
         self.live: dict[str, tuple[str, asyncio.Future[Outcome]]] = {}  # id -> (task, end)
         self.started: list[str] = []

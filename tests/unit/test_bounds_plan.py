@@ -7,7 +7,8 @@ import signal
 
 from cronwarden.config import RunLimits
 from cronwarden.host.cgroups import CgroupEvents
-from cronwarden.runners.bounds import bound_error, format_size, plan_bounds
+from cronwarden.runners.bounds import bound_error, plan_bounds
+from cronwarden.support.units import format_size
 
 ALL = RunLimits(memory="512MiB", cpu_time="10m", open_files=64, processes=32, cpu=0.5)
 EVERY_CONTROLLER = frozenset({"memory", "pids", "cpu"})

@@ -74,9 +74,10 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return response.json();
 }
 
-// The raw log as a file: fetched with the token, then handed to the browser to save.
-export async function download(path, filename) {
-  const response = await send(path, { headers: { Accept: "text/plain" } });
+// A file (the raw log, an artifact): fetched with the token, then handed to the
+// browser to save.
+export async function download(path, filename, accept = "text/plain") {
+  const response = await send(path, { headers: { Accept: accept } });
   if (!response.ok) throw new ApiError(response.status, await problemOf(response));
   const url = URL.createObjectURL(await response.blob());
   const link = Object.assign(document.createElement("a"), { href: url, download: filename });

@@ -1,9 +1,10 @@
 // One run: every field, its error, what its job reported (stage, a progress bar, the
 // output as JSON), the chain of attempts, the run(s) whose end started it and the runs
 // its own end started (a task's after), its log followed live over SSE (stdout and
-// stderr told apart), stop, rerun and the raw log.
+// stderr told apart), the files it kept (artifacts.js), stop, rerun and the raw log.
 
 import { api, ApiError, download, follow } from "./api.js";
+import { artifactsSection } from "./artifacts.js";
 import { clear, h } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
@@ -22,6 +23,7 @@ export async function runPage(view, signal, id) {
   const fields = h("dl", { class: "fields" });
   const chain = h("ol", { class: "chain" });
   const started = startedList(run, task, related.chained);
+  const files = artifactsSection(run, signal);
   const lines = h("ol", { class: "log", "aria-label": "log lines" });
   const logState = h("p", { class: "log-state", role: "status" });
   const errorBox = h("div");
@@ -74,6 +76,7 @@ export async function runPage(view, signal, id) {
     h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
     h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
     started.section,
+    files.section,
     h(
       "section",
       { "aria-labelledby": "log-h" },
@@ -92,6 +95,7 @@ export async function runPage(view, signal, id) {
       run = furthest(run, changed);
       draw();
       started.ended(run);
+      files.ended(run);
     } else if (changed.caused_by?.includes(run.id)) {
       started.add(changed); // created by this run's end, or one of those moving on
     } else if (kind === "run.created" && changed.retry_of === run.id) {
@@ -103,6 +107,7 @@ export async function runPage(view, signal, id) {
     run = ended;
     draw();
     started.ended(run);
+    files.ended(run);
   });
 }
 
