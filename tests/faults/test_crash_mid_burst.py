@@ -78,5 +78,9 @@ def test_kill9_mid_burst_accounts_for_every_fire(make_daemon) -> None:
         if found:
             problems[name] = found
     assert not problems, problems
+    # A catch-up fire still waiting when the second life is stopped ends "stopped" with
+    # the shutdown's reason: recorded, not lost (a loaded machine works catch-up slowly).
+    shut_out = [r for r in runs if r["end_reason"] == "stopped"]
+    assert all(r["error"] == "the daemon shut down before it started" for r in shut_out), shut_out
     reasons = {r["end_reason"] for r in runs if r["status"] == "ended"}
-    assert reasons <= {"success", "crashed", "missed", "skipped"}, reasons
+    assert reasons <= {"success", "crashed", "missed", "skipped", "stopped"}, reasons

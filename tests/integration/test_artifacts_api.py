@@ -120,7 +120,7 @@ def test_a_runs_files_are_listed_and_downloaded_byte_for_byte(make_daemon, tmp_p
     lines = table.stdout.decode().splitlines()
     assert lines[0].split() == ["NAME", "SIZE", "SHA256"]
     assert lines[1].startswith("report.bin") and hashlib.sha256(PAYLOAD).hexdigest() in lines[1]
-    assert lines[2].startswith("sub/data.csv") and "8 B" in lines[2]
+    assert lines[2].startswith("sub/data.csv") and "8B" in lines[2]
     assert any(line.startswith("passwd") and "symbolic link" in line for line in lines[3:])
     as_json = cli("artifacts", run["id"], "--json", "--url", daemon.url)
     assert json.loads(as_json.stdout) == body
