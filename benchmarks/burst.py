@@ -1,6 +1,6 @@
 """Burst: N tasks due at the same instant on a real daemon, beside raw asyncio spawning.
 
-    python benchmarks/burst.py [--tasks 1000] [--rounds 2]
+    python benchmarks/burst.py [--tasks 1000] [--rounds 2] [--limits] [--cgroups]
 
 The baseline is measured in the same run, on the same machine, right before each
 daemon burst: asyncio.create_subprocess_exec of the same N processes with stdout and
@@ -8,6 +8,13 @@ stderr pipes, all started at once and awaited.  The daemon's figure is taken fro
 own durable records: from the fire instant (scheduled_for) to the last end_at of the N
 runs of that fire, every one committed.  The ratio is baseline / daemon (higher is
 better; the target in DESIGN.md is >= 0.5).
+
+Two options change only the daemon's config, to measure what each costs at the spawn:
+``--limits`` gives every task ``limits = { open_files = 4096, cpu_time = "1h" }``
+(bounds no cgroup controller holds, so each run's command is started through
+util-linux's ``prlimit``: one more exec per run); ``--cgroups`` sets ``[daemon]
+run_cgroups = "always"`` (each run gets a cgroup v2 of its own, made before its spawn
+and removed at its end; the daemon refuses to start where it cannot have one).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from _daemon import free_port, get, running_daemon, z
 
 COMMAND = ["/bin/true"]
+LIMITS = 'limits = { open_files = 4096, cpu_time = "1h" }'
 
 
 async def raw_spawn(count: int) -> float:
@@ -41,11 +49,14 @@ async def raw_spawn(count: int) -> float:
     return time.perf_counter() - start
 
 
-def write_config(workdir: Path, port: int, count: int, period: int) -> Path:
+def write_config(
+    workdir: Path, port: int, count: int, period: int, *, limits: bool, cgroups: bool
+) -> Path:
     lines = [
         "[daemon]",
         f'listen = "127.0.0.1:{port}"',
         f'data_dir = "{workdir / "data"}"',
+        *(['run_cgroups = "always"'] if cgroups else []),
         "",
     ]
     for i in range(count):
@@ -54,6 +65,7 @@ def write_config(workdir: Path, port: int, count: int, period: int) -> Path:
             f"command = {json.dumps(COMMAND)}",
             f'schedule = "*/{period} * * * * *"',
             'catch_up = "skip"',
+            *([LIMITS] if limits else []),
             "",
         ]
     path = workdir / "burst.toml"
@@ -88,8 +100,10 @@ def runs_of_fire(base: str, fire: str, count: int, timeout: float) -> list[dict]
         time.sleep(0.2)
 
 
-def daemon_burst(workdir: Path, count: int, period: int) -> dict[str, float]:
-    config = write_config(workdir, free_port(), count, period)
+def daemon_burst(
+    workdir: Path, count: int, period: int, *, limits: bool, cgroups: bool
+) -> dict[str, float]:
+    config = write_config(workdir, free_port(), count, period, limits=limits, cgroups=cgroups)
     with running_daemon(workdir, config) as (base, proc):
         # The first fire at least 2 s away, so the daemon is idle when it comes.
         task = get(f"{base}/api/tasks/t00000")
@@ -144,8 +158,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--period", type=int, default=15, help="seconds between fires")
     parser.add_argument("--keep", type=Path, help="keep the daemon's files (log) in this directory")
+    parser.add_argument(
+        "--limits", action="store_true", help="every task gets limits (runs start through prlimit)"
+    )
+    parser.add_argument(
+        "--cgroups", action="store_true", help='run_cgroups = "always": a cgroup v2 per run'
+    )
     args = parser.parse_args()
-    print(f"burst: {args.tasks} tasks due at one instant, {os.cpu_count()} cores")
+    options = {"limits": args.limits, "cgroups": args.cgroups}
+    variant = " + ".join(name for name, on in options.items() if on) or "plain"
+    print(f"burst: {args.tasks} tasks due at one instant, {os.cpu_count()} cores, {variant}")
     print(
         f"{'round':>5} {'raw spawn s':>12} {'daemon all ended s':>19} {'ratio':>6} "
         f"{'first start s':>14} {'last start s':>13} {'dur p50/max ms':>15} {'ok':>5}"
@@ -156,10 +178,10 @@ def main() -> None:
         if args.keep:
             workdir = args.keep / f"round{round_}"
             workdir.mkdir(parents=True, exist_ok=True)
-            got = daemon_burst(workdir, args.tasks, args.period)
+            got = daemon_burst(workdir, args.tasks, args.period, **options)
         else:
             with tempfile.TemporaryDirectory(prefix="cronwarden-burst-") as tmp:
-                got = daemon_burst(Path(tmp), args.tasks, args.period)
+                got = daemon_burst(Path(tmp), args.tasks, args.period, **options)
         ratio = raw / got["all_ended_s"]
         ratios.append(ratio)
         print(
