@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cronwarden.api.compression import compress_stream
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import MAX_ID, RunOut
@@ -198,6 +199,7 @@ async def streamed(
     broken body, never a whole wrong one) and is logged."""
     first = await anext(pieces)
     response = web.StreamResponse(headers={"Content-Type": content_type})
+    compress_stream(request, response)
     await response.prepare(request)
     try:
         await response.write(first)
