@@ -50,6 +50,7 @@ function counts(tally, chosen) {
         { href, "aria-current": chosen === state ? "true" : null },
         state === "all" ? null : icon(state),
         h("span", { class: "number" }, number),
+        " ",
         h("span", { class: "word" }, label),
       ),
     );
