@@ -25,9 +25,9 @@ from cronwarden.api.schemas import (
     RunOut,
     RunQuery,
     StatsQuery,
-    TaskList,
     TaskListQuery,
     TaskOut,
+    TaskPage,
     TaskQuery,
     TaskStats,
     TriggerBody,
@@ -73,7 +73,7 @@ OPERATIONS = [
         "page of them (limit, cursor, offset) sorted by name, by attention (failing, "
         "stuck, overdue, running, paused first) or by next fire, filtered by state, with "
         "the total and the counts by state when asked.",
-        {200: Reply("Them, or a page of them.", TaskList)},
+        {200: Reply("Them, or a page of them.", TaskPage)},
         query=TaskListQuery,
     ),
     Operation(

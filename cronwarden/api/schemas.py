@@ -381,10 +381,13 @@ class TaskCounts(BaseModel):
 
 
 class TaskList(BaseModel):
-    """Every task (no parameters, as the listing always was); with any parameter, a
-    page of the tasks asked for, with the cursor of the next."""
-
     tasks: list[TaskOut]
+
+
+class TaskPage(TaskList):
+    """Without parameters, every task (``tasks`` alone, as the listing always was); with
+    any, a page of the tasks asked for and the cursor of the next."""
+
     next_cursor: str | None = Field(
         default=None, description="with paging: pass as cursor for the next page"
     )

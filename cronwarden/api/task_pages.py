@@ -110,7 +110,7 @@ class TaskOrder:
 
 
 async def task_page(services: Services, query: TaskListQuery, build: BuildTask) -> str:
-    """The page's JSON (a TaskList with the paging fields)."""
+    """The page's JSON (a TaskPage)."""
     now = services.clock.now()
     table = services.live.tasks
     names = sorted(table)

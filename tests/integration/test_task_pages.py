@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from cronwarden.api.schemas import TaskPage
+
 NAMES = [f"job-{i:03d}" for i in range(250)]
 TASKS = (
     "".join(f'[tasks.{name}]\ncommand = "true"\n' for name in NAMES)
@@ -78,6 +80,8 @@ def test_pages_by_name_cover_every_task_once_in_order(daemon) -> None:
     assert [len(p["tasks"]) for p in found] == [100, 100, 54]
     assert [t["name"] for p in found for t in p["tasks"]] == ALL
     assert found[0]["total"] == len(ALL)
+    assert set(found[0]) == {"tasks", "next_cursor", "has_next", "total"}  # counts: not asked
+    TaskPage.model_validate(found[0])  # the documented answer
     offset = daemon.get("/api/tasks?limit=3&offset=100").body
     assert [t["name"] for t in offset["tasks"]] == ALL[100:103]
 

@@ -11,7 +11,7 @@ import { furthest, listen, mark } from "./live.js";
 import { drawOverview, loadOverview, STATES } from "./overview.js";
 import { action, allows, badge, failure, runNow, scopeNote, session, stateTag, strip, when } from "./widgets.js";
 
-const STRIP = 12; // recent runs in a row's strip (the phone layout shows the newest 8)
+const STRIP = 12; // recent runs in a row's strip (a window under 1100 px shows the newest 8)
 const PAGE = 50; // tasks read and drawn at a time: a phone's CPU draws 50 rows in ~0.1 s
 const OVERVIEW_EVERY = 2000; // ms: the counts are read again at most this often
 
