@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ PAGES = {"tasks": "/", "runs": "/#/runs"}
 DEVICES = ["desktop", "mobile"]
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 DEFAULT_BINARY = "/tmp/lh/node_modules/.bin/lighthouse"
+TIMEOUT = 300  # seconds for one page
 
 
 def config_text(port: int, data_dir: Path, tasks: int) -> str:
@@ -58,6 +60,10 @@ def seed(base: str) -> None:
         time.sleep(0.1)
 
 
+class LighthouseFailed(Exception):
+    """Lighthouse gave no report; the message is its last word."""
+
+
 def audit(binary: str, url: str, stem: Path, device: str, max_wait: int) -> dict[str, float]:
     command = [
         binary,
@@ -72,8 +78,28 @@ def audit(binary: str, url: str, stem: Path, device: str, max_wait: int) -> dict
     if device == "desktop":
         command.append("--preset=desktop")
     env = {**os.environ, "CHROME_PATH": os.environ.get("CHROME_PATH", "/usr/bin/chromium")}
-    subprocess.run(command, check=True, env=env, timeout=600, capture_output=True)
+    # In a session of its own: on a timeout the chromium it started goes with it.
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise LighthouseFailed(f"no report within {TIMEOUT} s") from None
+    if proc.returncode != 0:  # e.g. the page never painted: say why, go on
+        lines = (err or out).strip().splitlines() or ["no output"]
+        raise LighthouseFailed(lines[-1][:200])
     report = json.loads(Path(f"{stem}.report.json").read_text())
+    if report.get("runtimeError"):  # a report with no scores (NO_FCP: nothing painted)
+        error = report["runtimeError"]
+        raise LighthouseFailed(f"{error['code']}: {error['message'][:160]}")
     scores = {name: report["categories"][name]["score"] * 100 for name in CATEGORIES}
     scores["cls"] = report["audits"]["cumulative-layout-shift"]["numericValue"]
     return scores
@@ -104,7 +130,11 @@ def main() -> None:
                 path = PAGES[page]
                 for device in args.devices:
                     stem = args.out / f"{page}-{device}"
-                    s = audit(binary, base + path, stem, device, args.max_wait)
+                    try:
+                        s = audit(binary, base + path, stem, device, args.max_wait)
+                    except LighthouseFailed as exc:
+                        print(f"| {page} | {device} | no report: {exc} |", flush=True)
+                        continue
                     figures = " | ".join(f"{s[name]:.0f}" for name in CATEGORIES)
                     print(f"| {page} | {device} | {figures} | {s['cls']:.3f} |", flush=True)
 

@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { cell, clear, h } from "./dom.js";
 import { absolute, duration, END_REASONS, exitText, outcome } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
-import { badge, session, when } from "./widgets.js";
+import { badge, failure, session, when } from "./widgets.js";
 
 const FILTERS = ["task_name", "status", "end_reason", "triggered_by", "start_date", "end_date", "search"];
 const SORTS = ["created_at", "start_at", "end_at", "duration_ms", "exit_code", "task_name", "status"];
@@ -29,14 +29,10 @@ export async function runsPage(view, signal, query) {
   const wanted = new URLSearchParams({ sort_field: sortField, sort_direction: direction, limit });
   for (const [key, value] of Object.entries(filters)) if (value) wanted.set(key, value);
   if (cursor) wanted.set("cursor", cursor);
-  // The task field suggests the names of the first NAMES tasks, not of all 10,000.
-  const [page, { tasks }] = await Promise.all([
-    api(`/api/runs?${wanted}`, { signal }),
-    api(`/api/tasks?limit=${NAMES}`, { signal }),
-  ]);
+  const page = await api(`/api/runs?${wanted}`, { signal });
   await session.ready;
 
-  const form = filterForm(filters, sortField, direction, limit, tasks);
+  const form = filterForm(filters, sortField, direction, limit, signal);
   const body = h("tbody");
   const rows = new Map();
   for (const run of page.runs) body.append(row(run, rows));
@@ -116,7 +112,25 @@ function select(id, label, options, value) {
   );
 }
 
-function filterForm(filters, sortField, direction, limit, tasks) {
+// The task field suggests task names once it is first focused: the names of the first
+// NAMES tasks, read then rather than with the page (with 10,000 tasks they are ~0.5 MB
+// of JSON that a phone would parse before drawing the runs).
+function taskNames(signal) {
+  const list = h("datalist", { id: "task-names" });
+  let asked = false;
+  const fill = () => {
+    if (asked) return;
+    asked = true;
+    api(`/api/tasks?limit=${NAMES}`, { signal }).then(
+      ({ tasks }) => list.append(...tasks.map((t) => h("option", { value: t.name }))),
+      (error) => signal.aborted || failure(error),
+    );
+  };
+  return { list, fill };
+}
+
+function filterForm(filters, sortField, direction, limit, signal) {
+  const names = taskNames(signal);
   const any = [["", "any"]];
   const form = h(
     "form",
@@ -125,8 +139,8 @@ function filterForm(filters, sortField, direction, limit, tasks) {
       "p",
       {},
       h("label", { for: "f-task_name" }, "Task"),
-      h("input", { id: "f-task_name", name: "task_name", list: "task-names", value: filters.task_name, autocomplete: "off" }),
-      h("datalist", { id: "task-names" }, tasks.map((t) => h("option", { value: t.name }))),
+      h("input", { id: "f-task_name", name: "task_name", list: "task-names", value: filters.task_name, autocomplete: "off", onfocus: names.fill }),
+      names.list,
     ),
     ...["status", "end_reason", "triggered_by"].map((key) =>
       select(`f-${key}`, key.replace("_", " ").replace(/^./, (c) => c.toUpperCase()), [...any, ...CHOICES[key].map((v) => [v, v.replace("_", " ")])], filters[key]),
