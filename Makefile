@@ -11,7 +11,7 @@ RUNTIME_VENV ?= .venv-runtime
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install install-runtime install-systemd bench bench-peers clean
+.PHONY: run test lint typecheck pytest install install-runtime install-systemd bench bench-peers lighthouse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench: install $(RUNTIME_VENV)/bin/cronwarden
 # Debian's cron beside cronwarden on the same minute burst (as root; about 2 minutes).
 bench-peers: install
 	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 1000
+
+# Lighthouse's four scores of the dashboard's tasks and runs pages, desktop and mobile
+# (not in the test suite: needs node and npm's lighthouse, e.g.
+# `npm install --prefix /tmp/lh lighthouse`, or LIGHTHOUSE=path; Debian's chromium).
+lighthouse: install
+	cd benchmarks && CHROME_PATH=$${CHROME_PATH:-/usr/bin/chromium} ../$(BIN)/python lighthouse.py
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

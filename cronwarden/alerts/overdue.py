@@ -56,6 +56,12 @@ class OverdueWatch:
             watched.last_success = at
         return was_alerted
 
+    def is_overdue(self, task: str, within: timedelta, now: datetime) -> bool:
+        """Whether the task's allowed silence has run out now, alerted or not (what the
+        dashboard shows; ``due`` is what is still to be alerted)."""
+        watched = self.tasks.get(task)
+        return watched is not None and within > timedelta(0) and watched.reference + within <= now
+
     def due(self, within: dict[str, timedelta], now: datetime) -> list[str]:
         """Tasks overdue now and not yet alerted; marks them alerted."""
         found = []

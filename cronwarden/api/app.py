@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cronwarden.api.compression import compression_middleware
 from cronwarden.api.connections import connection_middleware
 from cronwarden.api.keys import SERVICES, Services
 from cronwarden.api.middlewares import problem_middleware
@@ -16,7 +17,12 @@ def create_app(services: Services) -> web.Application:
     # not even whether a token would be needed. The body is read (under its deadline)
     # once the request is known to be welcome.
     app = web.Application(
-        middlewares=[origin_middleware, problem_middleware, connection_middleware],
+        middlewares=[
+            origin_middleware,
+            compression_middleware,
+            problem_middleware,
+            connection_middleware,
+        ],
         client_max_size=services.live.current.daemon.max_body,
     )
     app[SERVICES] = services

@@ -46,6 +46,7 @@ from cronwarden.api.schemas import (
     RunOut,
     RunQuery,
     StatsQuery,
+    TaskListQuery,
     TaskOut,
     TaskQuery,
     TaskStats,
@@ -66,6 +67,7 @@ from cronwarden.api.streams import (
     streamed,
 )
 from cronwarden.api.task_definition import task_definition
+from cronwarden.api.task_pages import LISTING_SLICE, task_page, task_states
 from cronwarden.artifacts.names import NAMES, name_problem
 from cronwarden.config import TaskConfig
 from cronwarden.errors import (
@@ -90,7 +92,7 @@ from cronwarden.store.runs import RunFilter
 from cronwarden.support.timefmt import iso_z, iso_z_or_none
 
 _M = TypeVar("_M", bound=BaseModel)
-_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task", "expand", "tag"}
+_LIST_FIELDS = {"status", "end_reason", "triggered_by", "task", "expand", "tag", "state"}
 
 
 def _services(request: web.Request) -> Services:
@@ -221,14 +223,18 @@ def _task_out(services: Services, task: TaskConfig, last: AnyRun | None) -> Task
         limits=LimitsOut.of(task.limits) if task.limits is not None else None,
         next_run_at=iso_z_or_none(services.scheduler.next_fire_time(task.name)),
         last_run=RunOut.of(last) if last else None,
+        attention=task_states(services, task, last, services.clock.now()),
     )
 
 
-LISTING_SLICE = 500  # tasks whose last runs are read together
-
-
 async def list_tasks(request: web.Request) -> web.StreamResponse:
-    return await streamed(request, "application/json; charset=utf-8", _task_list(request))
+    """Every task as the listing always gave them; with any parameter, a page."""
+    if not request.query:
+        return await streamed(request, "application/json; charset=utf-8", _task_list(request))
+    services = _services(request)
+    query = TaskListQuery.model_validate(_query(request))
+    page = await task_page(services, query, lambda task, last: _task_out(services, task, last))
+    return web.json_response(text=page)
 
 
 async def _task_list(request: web.Request) -> AsyncIterator[bytes]:

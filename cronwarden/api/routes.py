@@ -29,8 +29,9 @@ from cronwarden.api.schemas import (
     RunOut,
     RunQuery,
     StatsQuery,
-    TaskList,
+    TaskListQuery,
     TaskOut,
+    TaskPage,
     TaskQuery,
     TaskStats,
     TriggerBody,
@@ -71,8 +72,12 @@ OPERATIONS = [
         "GET",
         "/api/tasks",
         handlers.list_tasks,
-        "Configured tasks.",
-        {200: Reply("Them.", TaskList)},
+        "Configured tasks. Without parameters, every one (sorted by name); with any, a "
+        "page of them (limit, cursor, offset) sorted by name, by attention (failing, "
+        "stuck, overdue, running, paused first) or by next fire, filtered by state, with "
+        "the total and the counts by state when asked.",
+        {200: Reply("Them, or a page of them.", TaskPage)},
+        query=TaskListQuery,
     ),
     Operation(
         "GET",

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from cronwarden.artifacts.stock import Entry
+from cronwarden.attention import State as AttentionState
 from cronwarden.config import TASK_NAME_RE, Duration, RunLimits
 from cronwarden.errors import InvalidExpand, InvalidMetadata, InvalidTags
 from cronwarden.model import EndReason, Status, Trigger
@@ -468,6 +469,12 @@ class TaskOut(BaseModel):
     )
     next_run_at: Instant | None
     last_run: RunOut | None
+    attention: list[AttentionState] = Field(
+        default_factory=list,
+        description="what calls for an operator's eye, most urgent first: failing (its "
+        "last run failed), stuck (that run runs past stuck_after, max_duration, or "
+        "timeout + kill_grace), overdue (expect_success_within passed), running, paused",
+    )
     next: list[FireOut] | None = None
     definition: dict[str, Any] | None = Field(
         default=None,
@@ -476,8 +483,57 @@ class TaskOut(BaseModel):
     )
 
 
+class TaskCounts(BaseModel):
+    """How many configured tasks are in each state (a task may be in several)."""
+
+    tasks: int = Field(description="every configured task")
+    failing: int
+    stuck: int
+    overdue: int
+    running: int
+    paused: int
+
+
 class TaskList(BaseModel):
     tasks: list[TaskOut]
+
+
+class TaskPage(TaskList):
+    """Without parameters, every task (``tasks`` alone, as the listing always was); with
+    any, a page of the tasks asked for and the cursor of the next."""
+
+    next_cursor: str | None = Field(
+        default=None, description="with paging: pass as cursor for the next page"
+    )
+    has_next: bool = Field(default=False, description="with paging: a next page exists")
+    total: int | None = Field(default=None, description="with total=true: tasks that match")
+    counts: TaskCounts | None = Field(default=None, description="with counts=true")
+
+
+TaskSort = Literal["name", "attention", "next_run_at"]
+
+
+class TaskListQuery(BaseModel):
+    """A page of the tasks: sorted by name (the config's tasks, a stable order),
+    most urgent first (``attention``), or soonest next fire first (``next_run_at``,
+    tasks without one last); ties by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: list[AttentionState] | None = Field(
+        default=None, description="only the tasks in any of these states (comma-separated)"
+    )
+    sort: TaskSort = "name"
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, description="the next_cursor of the last page")
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
+    total: bool = Field(default=False, description="add total: how many tasks match")
+    counts: bool = Field(default=False, description="add counts: tasks by state, of all")
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return comma_list(value)
 
 
 class HolderOut(BaseModel):
@@ -729,9 +785,7 @@ class RunQuery(BaseModel):
     @field_validator("status", "end_reason", "triggered_by", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part for part in value.split(",") if part]
-        return value
+        return comma_list(value)
 
     @field_validator("sort_field", "sort_direction", mode="before")
     @classmethod
@@ -752,6 +806,13 @@ class RunQuery(BaseModel):
     @classmethod
     def _instant(cls, value: object, info: ValidationInfo) -> object:
         return parse_instant(value, ending=info.field_name == "end_date")
+
+
+def comma_list(value: object) -> object:
+    """A list parameter sent as ``a,b`` (or repeated, which the handler joins)."""
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part]
+    return value
 
 
 def parse_instant(value: object, *, ending: bool = False) -> object:

@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cronwarden.api.compression import compress_stream
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
 from cronwarden.api.schemas import MAX_ID, RunOut, shown_name
@@ -236,6 +237,7 @@ async def streamed(
     broken body, never a whole wrong one) and is logged."""
     first = await anext(pieces)
     response = web.StreamResponse(headers={"Content-Type": content_type})
+    compress_stream(request, response)
     await response.prepare(request)
     try:
         await response.write(first)

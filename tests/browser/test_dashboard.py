@@ -91,7 +91,7 @@ def test_run_now_appears_and_turns_to_success_without_a_reload(fleet, open_page)
     page, _ = open_page(daemon.url + "/")
     page.evaluate("window.notReloaded = true")
     gated = loaded_row(page, "gated")
-    gated.get_by_role("button", name="Run gated now").click()
+    gated.get_by_role("button", name="Run now: gated").click()
     expect(gated.locator("td[data-label='Last run']")).to_contain_text("running")
     expect(page.locator("#notices")).to_contain_text("Started gated.")
     gates["run_now"].open()
@@ -103,7 +103,7 @@ def test_run_now_appears_and_turns_to_success_without_a_reload(fleet, open_page)
 def test_a_failing_task_shows_failed_with_its_exit_code(fleet, open_page) -> None:
     daemon, _ = fleet
     page, _ = open_page(daemon.url + "/")
-    loaded_row(page, "failing").get_by_role("button", name="Run failing now").click()
+    loaded_row(page, "failing").get_by_role("button", name="Run now: failing").click()
     page.locator("#notices").get_by_role("link", name="Open the run").click()
     expect(page.locator("h1")).to_contain_text("failed")
     fields = page.locator("dl.fields")
@@ -223,8 +223,8 @@ def test_task_page_shows_figures_fires_and_hides_secrets(fleet, open_page) -> No
     fires = page.locator("section", has=page.get_by_role("heading", name="Next fires"))
     expect(fires.locator("tbody tr")).to_have_count(10)
     definition = page.locator("dl.definition")
-    expect(definition).to_contain_text('"API_KEY":"***"')
-    expect(definition).to_contain_text('"REGION":"eu"')
+    expect(definition).to_contain_text("API_KEY=***")
+    expect(definition).to_contain_text("REGION=eu")
     expect(page.locator("body")).not_to_contain_text("s3cret-value")
 
     # Run it with a declared param through the form; the page redraws with the run.
@@ -272,7 +272,7 @@ def test_read_only_token_prompt_hides_actions(make_daemon, open_page) -> None:
 
     t = row(page, "t")
     expect(t).to_be_visible()
-    run_now = t.get_by_role("button", name="Run t now")
+    run_now = t.get_by_role("button", name="Run now: t")
     expect(run_now).to_be_disabled()
     expect(run_now).to_have_attribute("title", "Needs a token with the trigger scope")
     expect(t.get_by_role("button", name="Pause t")).to_be_disabled()
@@ -286,7 +286,7 @@ def test_read_only_token_prompt_hides_actions(make_daemon, open_page) -> None:
     admin, _ = open_page(daemon.url + "/", allow=EXPECTED_REFUSALS)
     admin.get_by_role("dialog", name="API token").get_by_label("Token").fill("adm-1")
     admin.get_by_role("button", name="Use token").click()
-    expect(row(admin, "t").get_by_role("button", name="Run t now")).to_be_enabled()
+    expect(row(admin, "t").get_by_role("button", name="Run now: t")).to_be_enabled()
     loaded_row(admin, "t").get_by_role("button", name="Pause t").click()
     expect(row(admin, "t")).to_contain_text("paused")
     expect(row(page, "t")).to_contain_text("paused")  # the viewer's page followed

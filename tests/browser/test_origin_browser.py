@@ -173,7 +173,7 @@ def test_the_dashboard_on_loopback_still_triggers_pauses_and_resumes(daemon, chr
         page.goto(daemon.url + "/")
         hello = page.locator('tr[data-task="hello"]')
         expect(hello.locator(".strip.loading")).to_have_count(0)
-        hello.get_by_role("button", name="Run hello now").click()
+        hello.get_by_role("button", name="Run now: hello").click()
         expect(page.locator("#notices")).to_contain_text("Started hello.")
         nightly = page.locator('tr[data-task="nightly"]')
         expect(nightly.locator(".strip.loading")).to_have_count(0)
@@ -196,7 +196,7 @@ def test_the_dashboard_under_localhost_works_too(daemon, chromium) -> None:
         page.goto(f"http://localhost:{daemon.port}/")
         expect(page.locator('tr[data-task="hello"] .strip')).to_have_count(1)
         expect(page.locator('tr[data-task="hello"] .strip.loading')).to_have_count(0)
-        page.locator('tr[data-task="hello"]').get_by_role("button", name="Run hello now").click()
+        page.locator('tr[data-task="hello"]').get_by_role("button", name="Run now: hello").click()
         expect(page.locator("#notices")).to_contain_text("Started hello.")
     finally:
         context.close()

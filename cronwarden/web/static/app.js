@@ -16,7 +16,7 @@ const view = document.getElementById("view");
 let current = null;
 
 const ROUTES = [
-  [/^\/?$/, "tasks", (signal) => tasksPage(view, signal)],
+  [/^\/?$/, "tasks", (signal, _m, query) => tasksPage(view, signal, query)],
   [/^\/runs\/?$/, "runs", (signal, _m, query) => runsPage(view, signal, query)],
   [/^\/runs\/([0-9a-f-]{36})$/i, "runs", (signal, m) => runPage(view, signal, m[1])],
   [/^\/tasks\/(.+)$/, "tasks", (signal, m) => taskPage(view, signal, decodeURIComponent(m[1]))],

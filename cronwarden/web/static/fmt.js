@@ -24,26 +24,36 @@ export function relative(iso, now = Date.now()) {
   return "";
 }
 
-const absoluteFormats = new Map();
+// Every time on the page reads on a 24-hour clock (hourCycle h23: "hour12: false"
+// still gives "24:05" in some locales), in the viewer's zone unless a task's is asked for.
+const formats = new Map();
+
+function formatIn(zone, kind) {
+  const id = `${zone} ${kind}`;
+  let format = formats.get(id);
+  if (!format) {
+    const day = { year: "numeric", month: "short", day: "2-digit" };
+    const time = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    const options = { absolute: { ...day, ...time, timeZoneName: "short" }, time, day }[kind];
+    format = new Intl.DateTimeFormat(undefined, { timeZone: zone, ...options });
+    formats.set(id, format);
+  }
+  return format;
+}
 
 export function absolute(iso, zone = viewerZone) {
   if (!iso) return "";
-  let format = absoluteFormats.get(zone);
-  if (!format) {
-    format = new Intl.DateTimeFormat(undefined, {
-      timeZone: zone,
-      year: "numeric",
-      month: "short",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-      hour12: false,
-      timeZoneName: "short",
-    });
-    absoluteFormats.set(zone, format);
-  }
-  return format.format(new Date(iso));
+  return formatIn(zone, "absolute").format(new Date(iso));
+}
+
+// The time of day alone ("09:08:03"), and the day alone ("Dec 06, 2026"), in the
+// viewer's zone: labels where the zone is said once beside them.
+export function clockTime(ms, zone = viewerZone) {
+  return formatIn(zone, "time").format(new Date(ms));
+}
+
+export function dayOf(ms, zone = viewerZone) {
+  return formatIn(zone, "day").format(new Date(ms));
 }
 
 export function duration(ms) {
@@ -69,18 +79,19 @@ export function bytes(n) {
   return `${value.toFixed(1)} ${unit}`;
 }
 
-// Colour is never the only signal: each outcome has an icon and a word too.
+// Colour is never the only signal: each outcome has an icon (icons.js) and a word too.
 const OUTCOMES = {
-  pending: ["◷", "waiting"],
-  running: ["▶", "running"],
-  success: ["✓", "success"],
-  failed: ["✗", "failed"],
-  timeout: ["⧗", "timeout"],
-  stopped: ["■", "stopped"],
-  crashed: ["⚠", "crashed"],
-  skipped: ["↷", "skipped"],
-  log_overflow: ["≋", "log overflow"],
-  missed: ["∅", "missed"],
+  pending: "waiting",
+  running: "running",
+  success: "success",
+  failed: "failed",
+  timeout: "timeout",
+  stopped: "stopped",
+  crashed: "crashed",
+  skipped: "skipped",
+  log_overflow: "log overflow",
+  missed: "missed",
+  expired: "expired",
 };
 
 export function outcomeKey(run) {
@@ -98,8 +109,7 @@ export function learnFailures(reasons) {
 
 export function outcome(run) {
   const key = outcomeKey(run);
-  const [icon, word] = OUTCOMES[key] || ["?", key];
-  return { key, icon, word, failing: run.status === "ended" && failures.has(key) };
+  return { key, word: OUTCOMES[key] ?? key.replace("_", " "), failing: run.status === "ended" && failures.has(key) };
 }
 
 export const END_REASONS = Object.keys(OUTCOMES).filter((k) => !["pending", "running"].includes(k));

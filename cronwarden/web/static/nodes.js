@@ -2,9 +2,8 @@
 
 import { api } from "./api.js";
 import { cell, clear, h } from "./dom.js";
+import { icon } from "./icons.js";
 import { when } from "./widgets.js";
-
-const STATE_TEXT = { alive: "● alive", lapsed: "○ lapsed", dead: "✕ dead" };
 
 export async function nodesPage(view, signal) {
   const { nodes } = await api("/api/nodes", { signal });
@@ -30,7 +29,7 @@ export async function nodesPage(view, signal) {
             "tr",
             { dataset: { node: n.name } },
             h("th", { scope: "row" }, n.api_url && !n.this_node ? h("a", { href: n.api_url }, n.name) : n.name, n.this_node ? h("span", { class: "tag" }, "this node") : null),
-            cell("State", {}, h("span", { class: `badge node-${n.state}` }, STATE_TEXT[n.state] ?? n.state), n.taken_over_by ? h("span", { class: "small muted" }, ` (runs taken over by ${n.taken_over_by})`) : null),
+            cell("State", {}, h("span", { class: `badge node-${n.state}` }, icon(n.state), ` ${n.state}`), n.taken_over_by ? h("span", { class: "small muted" }, ` (runs taken over by ${n.taken_over_by})`) : null),
             cell("Started", {}, when(n.started_at)),
             cell("Last heartbeat", {}, when(n.heartbeat_at), h("span", { class: "small muted" }, ` (${n.silent_s.toFixed(1)} s)`)),
             cell("Running runs", { class: "num" }, n.running_runs),

@@ -5,7 +5,8 @@
 
 import { api } from "./api.js";
 import { clear, h, svg } from "./dom.js";
-import { absolute, bytes, duration, viewerZone } from "./fmt.js";
+import { definitionList } from "./definition.js";
+import { absolute, bytes, clockTime, dayOf, duration, viewerZone } from "./fmt.js";
 import { listen, mark } from "./live.js";
 import { action, failure, runNow, scopeNote, session, strip, when } from "./widgets.js";
 
@@ -219,7 +220,7 @@ function chart(runs) {
       line("p95", "p95"),
       line("p50", "p50"),
     ),
-    h("figcaption", { class: "small" }, h("span", { class: "key p50" }, "p50"), " median and ", h("span", { class: "key p95" }, "p95"), ` of ${timed.length} runs`),
+    h("figcaption", { class: "small" }, h("span", { class: "key p50" }, "p50"), " median and ", h("span", { class: "key p95" }, "p95"), ` of ${timed.length} runs; times in ${viewerZone}`),
     h(
       "details",
       {},
@@ -234,10 +235,10 @@ function chart(runs) {
   );
 }
 
-// Within two days the hours tell the runs apart; beyond, the days do.
+// Within two days the hours tell the runs apart; beyond, the days do (24-hour, in the
+// viewer's zone, which the caption names).
 function axisTime(at, span) {
-  const when = new Date(at);
-  return span < 2 * 86_400_000 ? when.toLocaleTimeString() : when.toLocaleDateString();
+  return span < 2 * 86_400_000 ? clockTime(at) : dayOf(at);
 }
 
 function fires(task) {
@@ -276,13 +277,7 @@ function fires(task) {
 }
 
 function definition(keys) {
-  if (!keys) return null;
-  const show = (v) => (typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
-  return h(
-    "dl",
-    { class: "fields definition" },
-    Object.entries(keys).flatMap(([k, v]) => [h("dt", {}, h("code", {}, k)), h("dd", {}, h("code", {}, show(v)))]),
-  );
+  return keys ? definitionList(keys) : null;
 }
 
 // Where it runs: the node-name patterns, and whether each fire runs on every such node.

@@ -1,18 +1,74 @@
-// The tasks page: every task with its schedule, next fire, last run and recent runs;
-// run now and pause/resume.  Rows follow /api/events.
+// The landing page: what needs attention (overview.js), then every task with its
+// schedule, next fire, last run and recent runs, run now and pause/resume.  The tasks
+// come a page at a time (GET /api/tasks?limit=&cursor=, by name), the next page as the
+// list is scrolled to its end or "Show more tasks" is pressed; #/?state=failing lists
+// the tasks in one state.  Rows and counts follow /api/events.
 
 import { api } from "./api.js";
 import { cell, clear, h } from "./dom.js";
 import { absolute, viewerZone } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
-import { action, allows, badge, failure, runNow, scopeNote, session, strip, when } from "./widgets.js";
+import { drawOverview, loadOverview, STATES } from "./overview.js";
+import { action, allows, badge, failure, runNow, scopeNote, session, stateTag, strip, when } from "./widgets.js";
 
-const STRIP = 30;
+const STRIP = 12; // recent runs in a row's strip (a window under 1100 px shows the newest 8)
+const PAGE = 50; // tasks read and drawn at a time: a phone's CPU draws 50 rows in ~0.1 s
+const OVERVIEW_EVERY = 5000; // ms: the counts are read again at most this often (with
+// 10,000 tasks a read costs the daemon ~0.15 s: every task's newest run is looked at)
 
-export async function tasksPage(view, signal) {
+export async function tasksPage(view, signal, query = new URLSearchParams()) {
   const since = mark();
-  const { tasks } = await api("/api/tasks", { signal });
+  const state = STATES.includes(query.get("state")) ? query.get("state") : null;
+  const listing = new URLSearchParams({ limit: PAGE, total: "true" });
+  if (state) listing.set("state", state);
+  const [summary, first] = await Promise.all([loadOverview(signal), api(`/api/tasks?${listing}`, { signal })]);
   await session.ready;
+  const top = h("div", { class: "top-of-tasks" });
+  drawOverview(top, summary, state);
+  const list = taskList(signal, listing, first);
+  clear(
+    view,
+    h("h1", {}, "Tasks"),
+    scopeNote("trigger", "running tasks"),
+    scopeNote("admin", "pausing and resuming"),
+    top,
+    h(
+      "section",
+      { "aria-labelledby": "all-h" },
+      h("h2", { id: "all-h" }, state ? [`${state[0].toUpperCase()}${state.slice(1)} tasks `, h("a", { class: "small", href: "#/" }, "show every task")] : "All tasks"),
+      list.element,
+    ),
+  );
+
+  let overviewTimer = null;
+  const refreshOverview = () => {
+    overviewTimer ??= setTimeout(() => {
+      loadOverview(signal).then(
+        (fresh) => {
+          overviewTimer = null;
+          drawOverview(top, fresh, state);
+        },
+        (error) => signal.aborted || failure(error),
+      );
+    }, OVERVIEW_EVERY);
+  };
+  const stop = listen((kind, data) => {
+    if (kind === "config.reloaded") {
+      window.dispatchEvent(new HashChangeEvent("hashchange"));
+      return;
+    }
+    list.heard(kind, data);
+    if (kind.startsWith("run.") || kind === "task.paused" || kind === "task.resumed") refreshOverview();
+  }, since);
+  signal.addEventListener("abort", () => {
+    stop();
+    list.close();
+    clearTimeout(overviewTimer);
+  });
+}
+
+// The table of tasks, a page at a time; `heard` takes the changes of /api/events.
+function taskList(signal, listing, first) {
   const rows = new Map();
   const body = h("tbody");
   const observer = new IntersectionObserver((entries) => {
@@ -22,38 +78,40 @@ export async function tasksPage(view, signal) {
       loadStrip(rows.get(entry.target.dataset.task), signal);
     }
   }, { rootMargin: "600px 0px" });
-  for (const task of tasks) {
-    const row = { task, runs: null, heard: new Map(), el: h("tr", { dataset: { task: task.name } }) };
-    rows.set(task.name, row);
-    drawRow(row);
-    body.append(row.el);
-    observer.observe(row.el);
-  }
-  clear(
-    view,
-    h("h1", {}, "Tasks"),
-    scopeNote("trigger", "running tasks"),
-    scopeNote("admin", "pausing and resuming"),
-    tasks.length
-      ? h(
-          "table",
-          { class: "grid tasks" },
-          h("caption", { class: "sr-only" }, `${tasks.length} tasks; times in your zone are ${viewerZone}`),
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              ["Task", "Schedule", "Next fire", "Last run", "Recent runs", "Actions"].map((t) =>
-                h("th", { scope: "col" }, t),
-              ),
-            ),
-          ),
-          body,
-        )
-      : h("p", {}, "No tasks are configured."),
-  );
+  const status = h("p", { class: "small muted", role: "status" });
+  const more = h("button", { type: "button", class: "btn", onclick: () => next() }, "Show more tasks");
+  const footer = h("div", { class: "more" }, status, more);
+  let cursor = null;
+  let loading = null;
+  const add = (page) => {
+    for (const task of page.tasks) {
+      if (rows.has(task.name)) continue;
+      const row = { task, runs: null, heard: new Map(), el: h("tr", { dataset: { task: task.name } }) };
+      rows.set(task.name, row);
+      drawRow(row);
+      body.append(row.el);
+      observer.observe(row.el);
+    }
+    cursor = page.has_next ? page.next_cursor : null;
+    more.hidden = cursor === null;
+    status.textContent = `${rows.size} of ${first.total} tasks shown${cursor === null ? "" : "; more load as you scroll"}.`;
+  };
+  const next = () => {
+    if (cursor === null || loading) return loading;
+    const wanted = new URLSearchParams(listing);
+    wanted.set("cursor", cursor);
+    wanted.delete("total");
+    loading = api(`/api/tasks?${wanted}`, { signal })
+      .then(add, (error) => signal.aborted || failure(error))
+      .finally(() => {
+        loading = null;
+      });
+    return loading;
+  };
+  // The end of the list in sight: the next page, well before it is reached.
+  const bottom = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && next(), { rootMargin: "800px 0px" });
+  bottom.observe(footer);
+  add(first);
 
   const refreshing = new Map();
   const refresh = (name) => {
@@ -72,7 +130,7 @@ export async function tasksPage(view, signal) {
       }, 200),
     );
   };
-  const stop = listen((kind, data) => {
+  const heard = (kind, data) => {
     if (kind.startsWith("run.")) {
       const row = rows.get(data.task_name);
       if (!row) return;
@@ -91,15 +149,26 @@ export async function tasksPage(view, signal) {
       if (kind !== "run.started") refresh(data.task_name); // its next fire moved on
     } else if (kind === "task.paused" || kind === "task.resumed") {
       refresh(data.task);
-    } else if (kind === "config.reloaded") {
-      window.dispatchEvent(new HashChangeEvent("hashchange"));
     }
-  }, since);
-  signal.addEventListener("abort", () => {
-    stop();
+  };
+  const element = first.tasks.length
+    ? [
+        h(
+          "table",
+          { class: "grid tasks" },
+          h("caption", { class: "sr-only" }, `${first.total} tasks; times in your zone are ${viewerZone}`),
+          h("thead", {}, h("tr", {}, ["Task", "Schedule", "Next fire", "Last run", "Recent runs", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+          body,
+        ),
+        footer,
+      ]
+    : h("p", {}, listing.has("state") ? "No task is in this state." : "No tasks are configured.");
+  const close = () => {
     observer.disconnect();
+    bottom.disconnect();
     for (const timer of refreshing.values()) clearTimeout(timer);
-  });
+  };
+  return { element, heard, close };
 }
 
 async function loadStrip(row, signal) {
@@ -119,13 +188,15 @@ async function loadStrip(row, signal) {
 function drawRow(row) {
   const { task } = row;
   const link = `#/tasks/${encodeURIComponent(task.name)}`;
+  // Failing and running show in the last run's badge; the other states as tags.
+  const tags = (task.attention ?? []).filter((state) => state !== "failing" && state !== "running");
   clear(
     row.el,
     h(
       "th",
       { scope: "row" },
       h("a", { href: link }, task.name),
-      task.paused ? h("span", { class: "tag paused" }, "paused") : null,
+      tags.flatMap((state) => [" ", stateTag(state)]),
       task.enabled ? null : h("span", { class: "tag" }, "disabled"),
     ),
     cell(
@@ -141,7 +212,7 @@ function drawRow(row) {
       {},
       task.last_run ? [h("a", { href: `#/runs/${task.last_run.id}` }, badge(task.last_run)), " ", when(task.last_run.created_at)] : h("span", { class: "muted" }, "never"),
     ),
-    cell("Recent runs", {}, row.runs ? strip(row.runs) : h("span", { class: "strip loading muted" }, "…")),
+    cell("Recent runs", {}, row.runs ? strip(row.runs, STRIP) : h("span", { class: "strip loading muted" }, "…")),
     cell("Actions", { class: "actions" }, actions(row)),
   );
 }
@@ -157,6 +228,8 @@ function nextFire(task) {
   ];
 }
 
+// Each button's accessible name starts with its visible label (WCAG 2.5.3), then says
+// which task it acts on.
 function actions(row) {
   const { task } = row;
   const run = action("Run now", {
@@ -166,7 +239,8 @@ function actions(row) {
     onclick: () => runNow(task),
   });
   const verb = task.paused ? "resume" : "pause";
-  const toggle = action(task.paused ? "Resume" : "Pause", {
+  const label = task.paused ? "Resume" : "Pause";
+  const toggle = action(label, {
     scope: "admin",
     onclick: async () => {
       try {
@@ -177,7 +251,7 @@ function actions(row) {
       }
     },
   });
-  run.setAttribute("aria-label", `Run ${task.name} now`);
-  toggle.setAttribute("aria-label", `${task.paused ? "Resume" : "Pause"} ${task.name}`);
+  run.setAttribute("aria-label", `Run now: ${task.name}`);
+  toggle.setAttribute("aria-label", `${label} ${task.name}`);
   return allows("read") ? [run, " ", toggle] : [];
 }

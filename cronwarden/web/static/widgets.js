@@ -4,6 +4,7 @@
 import { api, ApiError } from "./api.js";
 import { h, clear } from "./dom.js";
 import { absolute, duration, outcome, relative } from "./fmt.js";
+import { icon } from "./icons.js";
 
 const RANK = { read: 1, trigger: 2, admin: 3 };
 // What the visitor may do; pages draw their actions once `ready` (GET /api/info) settles,
@@ -15,8 +16,13 @@ export function allows(scope) {
 }
 
 export function badge(run) {
-  const { key, icon, word, failing } = outcome(run);
-  return h("span", { class: `badge o-${key}${failing ? " failing" : ""}` }, h("span", { "aria-hidden": "true" }, icon), ` ${word}`);
+  const { key, word, failing } = outcome(run);
+  return h("span", { class: `badge o-${key}${failing ? " failing" : ""}` }, icon(key), ` ${word}`);
+}
+
+// A task's attention state (failing, stuck, overdue, running, paused) as a tag.
+export function stateTag(state) {
+  return h("span", { class: `tag state-${state}` }, icon(state), ` ${state}`);
 }
 
 export function when(iso) {
@@ -31,9 +37,10 @@ setInterval(() => {
   }
 }, 15_000);
 
-export function strip(runs) {
+// Each cell is a link of at least 24x24 CSS px (WCAG 2.5.8): a finger can hit one.
+export function strip(runs, count = 30) {
   const cells = runs
-    .slice(0, 30)
+    .slice(0, count)
     .reverse()
     .map((run) => {
       const { key, word, failing } = outcome(run);
@@ -74,7 +81,7 @@ const notices = () => document.getElementById("notices");
 export function notify(message, { error = false, link = null } = {}) {
   const item = h("li", { class: error ? "notice error" : "notice", role: error ? "alert" : "status" }, message);
   if (link) item.append(" ", h("a", { href: link.href }, link.text));
-  const close = h("button", { type: "button", class: "close", "aria-label": "Dismiss", onclick: () => item.remove() }, "×");
+  const close = h("button", { type: "button", class: "close", "aria-label": "Dismiss", onclick: () => item.remove() }, icon("close"));
   item.append(close);
   notices().append(item);
   if (!error) setTimeout(() => item.remove(), 8000);
