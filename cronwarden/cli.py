@@ -294,8 +294,7 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     definition = config.tasks.get(task)
     if definition is None:
         known = ", ".join(sorted(config.tasks)) or "none"
-        click.echo(f"cronwarden: no task {task!r} in {config.path} (tasks: {known})", err=True)
-        sys.exit(EXIT_INVALID)
+        fail(f"no task {task!r} in {config.path} (tasks: {known})", code=EXIT_INVALID)
     start = _parse_after(after, definition.zone)
     trigger = definition.trigger
     fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)

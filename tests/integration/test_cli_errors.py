@@ -128,6 +128,17 @@ def test_errors_are_json_under_json_with_the_same_exit_codes(
     assert said in error["error"], error
 
 
+def test_config_verbs_answer_errors_in_json_too(daemon: Daemon) -> None:
+    plain = cli("explain", "-c", str(daemon.config), "nope")
+    said = f"no task 'nope' in {daemon.config} (tasks: backup)"
+    assert (plain.returncode, plain.stdout, plain.stderr) == (2, "", f"cronwarden: {said}\n")
+    as_json = cli("explain", "-c", str(daemon.config), "nope", "--json")
+    assert (as_json.returncode, as_json.stderr) == (2, "")
+    assert json.loads(as_json.stdout) == {"error": said, "status": None}
+    bad_after = cli("explain", "-c", str(daemon.config), "backup", "--after", "soon", "--json")
+    assert bad_after.returncode == 2 and "is not ISO 8601" in json.loads(bad_after.stdout)["error"]
+
+
 def test_an_unreachable_daemon_is_an_error_with_no_status() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = cli("tasks", "--url", url, "--json")
