@@ -36,17 +36,57 @@ config_option = click.option(
 
 
 def load_or_exit(config_path: str) -> Config:
-    """The config, or every error on stderr and exit 2."""
+    """The config, or every error on stderr (in JSON with --json) and exit 2."""
     from cronwarden.config import load_config
 
     try:
         return load_config(config_path)
     except ConfigError as exc:
+        if _json_wanted():
+            fail(str(exc), code=EXIT_INVALID)
         click.echo(str(exc), err=True)
         sys.exit(EXIT_INVALID)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_JSON_ASKED = "cronwarden.json"  # ctx.meta: --json was given to the verb
+
+
+def _json_wanted() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool(ctx.params.get("as_json") or ctx.meta.get(_JSON_ASKED))
+
+
+def fail(message: str, *, status: int | None = None, code: int = 1) -> NoReturn:
+    """End a command on an error: ``cronwarden: MESSAGE`` on stderr; with --json,
+    ``{"error": MESSAGE, "status": S}`` on stdout instead, S the HTTP status the API
+    answered with (null: no answer, or an error before any request).  The exit code is
+    the same either way: 1 for a refused or failed request, 2 for a bad invocation."""
+    if _json_wanted():
+        click.echo(json.dumps({"error": message, "status": status}))
+    else:
+        click.echo(f"cronwarden: {message}", err=True)
+    sys.exit(code)
+
+
+class _Verbs(click.Group):
+    """cronwarden's verbs.  One given --json answers even a usage error (an unknown
+    option, a bad value) in JSON on stdout, with click's exit code (2)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = args[: args.index("--")] if "--" in args else args
+        ctx.meta[_JSON_ASKED] = "--json" in given
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if not ctx.meta.get(_JSON_ASKED):
+                raise
+            fail(exc.format_message(), code=exc.exit_code)
+
+
+@click.group(cls=_Verbs, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cronwarden")
 def main() -> None:
     """cronwarden: cron-style jobs with retries, timeouts, capped logs and durable history."""
@@ -254,8 +294,7 @@ def explain(config_path: str, task: str, count: int, after: str | None, as_json:
     definition = config.tasks.get(task)
     if definition is None:
         known = ", ".join(sorted(config.tasks)) or "none"
-        click.echo(f"cronwarden: no task {task!r} in {config.path} (tasks: {known})", err=True)
-        sys.exit(EXIT_INVALID)
+        fail(f"no task {task!r} in {config.path} (tasks: {known})", code=EXIT_INVALID)
     start = _parse_after(after, definition.zone)
     trigger = definition.trigger
     fires = [] if trigger is None else upcoming(trigger, definition.zone, start, count)
@@ -389,7 +428,31 @@ def _parse_after(text: str | None, zone: Any) -> datetime:
 
 
 def _client_options(func: Any) -> Any:
-    func = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+    """The options every client verb takes.  The token's are not passed to the verb:
+    ``_client`` reads what they gave (kept in the context)."""
+    func = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help='Print JSON for scripts; an error too: {"error": ..., "status": HTTP status '
+        "or null} on stdout, with the same exit code.",
+    )(func)
+    func = click.option(
+        "--token-file",
+        metavar="FILE",
+        expose_value=False,
+        callback=_token_from_file,
+        help="Read the API token from FILE (safer than --token: no other user sees it).",
+    )(func)
+    func = click.option(
+        "--token",
+        metavar="TOKEN",
+        expose_value=False,
+        callback=_token_given,
+        help="The API token, for a daemon with [[daemon.tokens]]: each verb needs a "
+        "token with its scope (read; trigger for run, rerun, stop; admin for reload, "
+        "pause, resume) [$CRONWARDEN_TOKEN].",
+    )(func)
     func = click.option(
         "-c",
         "--config",
@@ -404,6 +467,47 @@ def _client_options(func: Any) -> Any:
     )(func)
 
 
+_TOKEN = "cronwarden.token"  # ctx.meta: (the token, where it came from)
+
+
+def _token_given(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        _keep_token(ctx, value.strip(), "--token")
+
+
+def _token_from_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        token = Path(value).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise click.BadParameter(f"cannot read {value}: {why}", param=param) from None
+    if not token or "\n" in token:
+        raise click.BadParameter(
+            f"{value} must hold the token alone, on one line", param=param
+        ) from None
+    _keep_token(ctx, token, f"--token-file {value}")
+
+
+def _keep_token(ctx: click.Context, token: str, source: str) -> None:
+    if _TOKEN in ctx.meta:
+        raise click.UsageError("give --token or --token-file, not both", ctx=ctx)
+    if not token:
+        raise click.BadParameter("is empty; expected the token", param_hint=source)
+    ctx.meta[_TOKEN] = (token, source)
+
+
+def _token() -> tuple[str | None, str | None]:
+    """The token for the API and where it came from: --token, --token-file, else
+    $CRONWARDEN_TOKEN, else none."""
+    ctx = click.get_current_context()
+    if _TOKEN in ctx.meta:
+        return ctx.meta[_TOKEN]  # type: ignore[no-any-return]
+    from_env = os.environ.get("CRONWARDEN_TOKEN", "").strip()
+    return (from_env, "$CRONWARDEN_TOKEN") if from_env else (None, None)
+
+
 def api_path(*parts: str) -> str:
     """``/api/PART/PART..``, each part percent-encoded whole: a task name or run id is
     always one path segment, never a way to reach another endpoint."""
@@ -416,33 +520,69 @@ def _client(url: str | None, config_path: str | None) -> Any:
     from cronwarden.client import Client, resolve_url
 
     listen = load_or_exit(config_path).daemon.listen if config_path and not url else None
-    return Client(resolve_url(url, listen))
+    return Client(resolve_url(url, listen), _token()[0])
 
 
 def _call(
-    client: Any, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    client: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
 ) -> Any:
-    return _api(client.call, method, path, body, query)
+    """The API's answer; ``names``: the option that set each query parameter, for
+    errors to name (``--since`` where the API says start_date)."""
+    return _api(client.call, method, path, body, query, names=names)
 
 
-def _api(function: Callable[..., Any], *args: Any) -> Any:
+def _api(function: Callable[..., Any], *args: Any, names: dict[str, str] | None = None) -> Any:
     """Call the API client; its errors end the command with their message and exit 1."""
     from cronwarden.client import ClientError
 
     try:
         return function(*args)
     except ClientError as exc:
-        click.echo(f"cronwarden: {exc}", err=True)
-        sys.exit(1)
+        _failed(exc, names)
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+def _failed(exc: Any, names: dict[str, str] | None = None) -> NoReturn:
+    """End the command on the API client's error, in the CLI's terms."""
+    from cronwarden.client import problem_text
+
+    if exc.problem is not None and exc.status in (401, 403):
+        fail(_refusal(exc), status=exc.status)
+    if exc.problem is not None and exc.status is not None and names:
+        fail(problem_text(exc.status, exc.problem, names), status=exc.status)
+    fail(str(exc), status=exc.status)
+
+
+def _refusal(exc: Any) -> str:
+    """A 401 or 403 in the CLI's terms: which option or variable gives a token, and the
+    scope the request needs (the daemon's own rule, api/auth.py)."""
+    from cronwarden.api.auth import scope_for
+
+    method, path = exc.request
+    scope = scope_for(method, path) or "read"
+    source = _token()[1]
+    fix = "give --token (or --token-file) or set CRONWARDEN_TOKEN"
+    if exc.status == 403:
+        return f"403 {exc.problem['detail']}: {fix} to a token with the {scope!r} scope"
+    if source is None:
+        return f"401 this daemon needs a token: {fix}; the token needs the {scope!r} scope"
+    return (
+        f"401 the daemon does not know the token from {source}: {fix} to one of its "
+        f"tokens; the token needs the {scope!r} scope"
+    )
+
+
+def _table(
+    rows: list[list[str]], headers: list[str], width: int | None = None, gives_way: int = 0
+) -> None:
+    from cronwarden.support.table import table_lines
+
+    for line in table_lines(rows, headers, width=width, gives_way=gives_way):
+        click.echo(line)
 
 
 @main.command()
@@ -514,111 +654,159 @@ def locks(url: str | None, config_path: str | None, as_json: bool) -> None:
     _table(rows, ["name", "kind", "size", "held-by", "waiting"])
 
 
+# The option that sets each query parameter of GET /api/runs, for errors to name.
+_RUN_FILTERS = {
+    "task_name": "--task",
+    "status": "--status",
+    "end_reason": "--end-reason",
+    "triggered_by": "--triggered-by",
+    "start_date": "--since",
+    "end_date": "--until",
+    "search": "--search",
+    "caused_by": "--caused-by",
+    "tag": "--tag",
+    "sort_field": "--sort",
+    "sort_direction": "--sort",
+    "limit": "--limit",
+    "cursor": "--cursor",
+}
+_WHEN = '(ISO 8601 "2026-01-31T12:00:00Z", a day "2026-01-31", "24 hours ago", today, ...)'
+
+
+def _run_filters(func: Any) -> Any:
+    """The runs verb's filters: every one the API's run list has."""
+    options = [
+        click.option("--task", help="Only this task's runs."),
+        click.option(
+            "--status",
+            multiple=True,
+            help="pending, running or ended (comma-separated or repeated: any of them).",
+        ),
+        click.option(
+            "--end-reason",
+            "end_reasons",
+            multiple=True,
+            metavar="REASON",
+            help="success, failed, timeout, stopped, crashed, skipped, log_overflow, missed "
+            "or expired (comma-separated or repeated: any of them).",
+        ),
+        click.option(
+            "--triggered-by",
+            "triggered_by",
+            multiple=True,
+            metavar="TRIGGER",
+            help="schedule, catch_up, api, retry or chain (comma-separated or repeated).",
+        ),
+        click.option("--since", metavar="WHEN", help=f"Created at or after WHEN {_WHEN}."),
+        click.option(
+            "--until",
+            metavar="WHEN",
+            help="Created at or before WHEN (a day or today: until its end).",
+        ),
+        click.option("--search", help="Text in the task name, the error, the params or tags."),
+        click.option("--caused-by", metavar="RUN_ID", help="Only the runs this run's end started."),
+        click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            help="Only runs carrying this tag (repeatable: all of them).",
+        ),
+        click.option(
+            "--sort",
+            type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
+            metavar="FIELD[:asc|:desc]",
+            help=f"One of {', '.join(SORT_FIELDS)} [created_at:desc].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @_client_options
-@click.option("--task", help="Only this task.")
-@click.option("--status", help="pending, running or ended (comma-separated).")
-@click.option("--since", help='ISO 8601, a day, "24 hours ago", today or yesterday.')
-@click.option("--search", help="Text in the task name, the error or the params.")
-@click.option("--caused-by", metavar="RUN_ID", help="Only the runs this run's end started.")
+@_run_filters
 @click.option(
-    "--tag", "tags", multiple=True, help="Only runs carrying this tag (repeatable: all of them)."
+    "--limit",
+    type=click.IntRange(1, 1000),
+    help="Runs a page [50; with --all, pages of 1000].",
 )
-@click.option(
-    "--sort",
-    type=click.Choice([f"{f}{d}" for f in SORT_FIELDS for d in ("", ":asc", ":desc")]),
-    metavar="FIELD[:asc|:desc]",
-    help=f"One of {', '.join(SORT_FIELDS)} [created_at:desc].",
-)
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--cursor",
     help="A page's next or previous cursor (printed under the table; next_cursor and "
     "prev_cursor with --json), with the same --sort.",
 )
+@click.option(
+    "--all", "every_page", is_flag=True, help="Every page, following next_cursor to the end."
+)
+@click.option("--wide", is_flag=True, help="Every column (trigger, signal, instant, cost, tags).")
 def runs(
     url: str | None,
     config_path: str | None,
     as_json: bool,
-    task: str | None,
-    status: str | None,
-    since: str | None,
-    search: str | None,
-    caused_by: str | None,
-    tags: tuple[str, ...],
-    sort: str | None,
-    limit: int,
+    limit: int | None,
     cursor: str | None,
+    every_page: bool,
+    wide: bool,
+    **filters: Any,
 ) -> None:
-    """List runs, newest first (or as --sort says), a page at a time."""
-    field, _, direction = (sort or "").partition(":")
-    query = {
-        "task_name": task,
-        "status": status,
-        "start_date": since,
-        "search": search,
-        "caused_by": caused_by,
-        "tag": list(tags) or None,
-        "sort_field": field or None,
-        "sort_direction": direction or None,
-        "limit": limit,
-        "cursor": cursor,
-    }
-    data = _call(_client(url, config_path), "GET", "/api/runs", query=query)
+    """List runs, newest first (or as --sort says), a page at a time (every page with
+    --all).  For example, last night's failures:
+
+    \b
+    cronwarden runs --end-reason failed,timeout,crashed --since yesterday --all
+    """
+    client = _client(url, config_path)
+    query = _runs_query(filters) | {"limit": limit or (1000 if every_page else 50)}
+    page = _call(client, "GET", "/api/runs", query={**query, "cursor": cursor}, names=_RUN_FILTERS)
+    found = page["runs"]
+    while every_page and page["has_next"]:
+        page = _call(
+            client,
+            "GET",
+            "/api/runs",
+            query={**query, "cursor": page["next_cursor"]},
+            names=_RUN_FILTERS,
+        )
+        found += page["runs"]
+    if every_page:
+        page = {"runs": found, "next_cursor": None, "has_next": False}
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(page, indent=2))
         return
-    rows = [
-        [
-            r["id"],
-            r["task_name"],
-            r["status"],
-            r["end_reason"] or "-",
-            "-" if r["exit_code"] is None else str(r["exit_code"]),
-            "-" if r["signal"] is None else str(r["signal"]),
-            r["triggered_by"],
-            r["created_at"],
-            "-" if r["duration_ms"] is None else f"{r['duration_ms']}ms",
-            *_cost_cells(r),
-            ",".join(r["tags"]) or "-",
-        ]
-        for r in data["runs"]
-    ]
-    headers = ["id", "task", "status", "end", "exit", "signal", "by", "created", "took"]
-    _table(rows, [*headers, *COST_COLUMNS, "tags"])
+    _runs_table(found, wide)
     # On stderr: the table on stdout stays the runs alone.
     for word, key in (("previous", "prev_cursor"), ("next", "next_cursor")):
-        if data.get(key):
-            click.echo(f"{word} page: --cursor {data[key]}", err=True)
+        if page.get(key):
+            click.echo(f"{word} page: --cursor {page[key]}", err=True)
 
 
-# What a run cost, in the runs table: CPU seconds (user + system) and peak memory.  Its
-# output bytes are left to --json and the view of one run: the table is wide already.
-COST_COLUMNS = ["cpu", "mem"]
+def _runs_query(filters: dict[str, Any]) -> dict[str, Any]:
+    """GET /api/runs's query from the runs verb's filters."""
+    field, _, direction = (filters["sort"] or "").partition(":")
+    return {
+        "task_name": filters["task"],
+        "status": ",".join(filters["status"]) or None,
+        "end_reason": ",".join(filters["end_reasons"]) or None,
+        "triggered_by": ",".join(filters["triggered_by"]) or None,
+        "start_date": filters["since"],
+        "end_date": filters["until"],
+        "search": filters["search"],
+        "caused_by": filters["caused_by"],
+        "tag": list(filters["tags"]) or None,
+        "sort_field": field or None,
+        "sort_direction": direction or None,
+    }
 
 
-def _cost_cells(run: dict[str, Any]) -> list[str]:
-    peak = run.get("max_rss_bytes")
-    return [_cpu_total(run) or "-", "-" if peak is None else readable.size(peak)]
+def _runs_table(found: list[dict[str, Any]], wide: bool) -> None:
+    from cronwarden import run_text
 
-
-def _cpu_total(run: dict[str, Any]) -> str | None:
-    user, system = run.get("cpu_user_s"), run.get("cpu_system_s")
-    return None if user is None or system is None else readable.cpu_seconds(user + system)
-
-
-def _cost_line(run: dict[str, Any]) -> str:
-    """A run's cost in words, for the view of one run (``run --wait``, ``rerun --wait``)."""
-    parts = []
-    total = _cpu_total(run)
-    if total is not None:
-        user, system = (readable.cpu_seconds(run[k]) for k in ("cpu_user_s", "cpu_system_s"))
-        parts.append(f"cpu {total} ({user} user, {system} system)")
-    if run.get("max_rss_bytes") is not None:
-        parts.append(f"peak memory {readable.size(run['max_rss_bytes'])}")
-    if run.get("output_bytes") is not None:
-        parts.append(f"output {readable.size(run['output_bytes'])}")
-    return ", ".join(parts) or "cost not known"
+    if wide:
+        _table([run_text.wide_cells(r) for r in found], run_text.WIDE_HEADERS)
+        return
+    rows = [run_text.cells(r) for r in found]
+    _table(rows, run_text.HEADERS, run_text.TABLE_WIDTH, run_text.TASK_COLUMN)
 
 
 @main.command()
@@ -686,9 +874,12 @@ def stats(
     )
     click.echo(f"  outcomes:     {outcomes}")
     click.echo(f"  success rate: {rate}")
+    took = {
+        k: "-" if durations[k] is None else readable.duration_ms(durations[k]) for k in durations
+    }
     click.echo(
-        f"  duration:     p50 {durations['p50']} ms, p95 {durations['p95']} ms, "
-        f"max {durations['max']} ms (of the newest {durations['sample']})"
+        f"  duration:     p50 {took['p50']}, p95 {took['p95']}, "
+        f"max {took['max']} (of the newest {durations['sample']})"
     )
     click.echo(f"  last success: {data['last_success_at'] or '-'}")
     click.echo(f"  last failure: {data['last_failure_at'] or '-'}")
@@ -699,10 +890,10 @@ def _echo_stats_cost(data: dict[str, Any]) -> None:
     cpu, memory = data["cpu_s"], data["max_rss_bytes"]
     if cpu["runs"]:
         click.echo(
-            f"  cpu:          {readable.cpu_seconds(cpu['total'])} in all "
-            f"({readable.cpu_seconds(cpu['user'])} user, "
-            f"{readable.cpu_seconds(cpu['system'])} system), "
-            f"{readable.cpu_seconds(cpu['avg'])} a run (of {cpu['runs']})"
+            f"  cpu:          {readable.seconds(cpu['total'])} in all "
+            f"({readable.seconds(cpu['user'])} user, "
+            f"{readable.seconds(cpu['system'])} system), "
+            f"{readable.seconds(cpu['avg'])} a run (of {cpu['runs']})"
         )
     else:
         click.echo("  cpu:          - (no run's cost is known)")
@@ -732,7 +923,19 @@ def _echo_stats_cost(data: dict[str, Any]) -> None:
 @click.option(
     "--metadata", metavar="JSON", help="A JSON object kept with the run, e.g. '{\"ticket\": 42}'."
 )
-@click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the end, through the retries of a failed attempt; exit with the final "
+    "outcome's exit code (128+N for signal N).",
+)
+@click.option(
+    "--wait-retries/--no-wait-retries",
+    default=True,
+    help="With --wait: follow a failed attempt's retries to the last attempt (each "
+    'failed attempt says "retry N scheduled at ...", on stderr) [on]; '
+    "--no-wait-retries ends with the first attempt.",
+)
 @click.option("--delay", metavar="DURATION", help='Start no earlier than this from now ("90s").')
 @click.option(
     "--run-at",
@@ -750,6 +953,7 @@ def run_task(
     tags: tuple[str, ...],
     metadata: str | None,
     wait: bool,
+    wait_retries: bool,
     delay: str | None,
     run_at: str | None,
     ttl: str | None,
@@ -773,35 +977,135 @@ def run_task(
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
     client = _client(url, config_path)
     run = _call(client, "POST", api_path("tasks", task, "runs"), body)
-    _report_new_run(client, run, wait, as_json)
+    _report_new_run(client, run, as_json, wait=wait, retries=wait_retries)
 
 
 @main.command()
 @_client_options
 @click.argument("run_id")
-@click.option("--wait", is_flag=True, help="Wait for the end; exit with the run's exit code.")
-def rerun(url: str | None, config_path: str | None, as_json: bool, run_id: str, wait: bool) -> None:
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the end, through the retries of a failed attempt; exit with the final "
+    "outcome's exit code (128+N for signal N).",
+)
+@click.option(
+    "--wait-retries/--no-wait-retries",
+    default=True,
+    help="With --wait: follow a failed attempt's retries to the last attempt (each "
+    'failed attempt says "retry N scheduled at ...", on stderr) [on]; '
+    "--no-wait-retries ends with the first attempt.",
+)
+def rerun(
+    url: str | None,
+    config_path: str | None,
+    as_json: bool,
+    run_id: str,
+    wait: bool,
+    wait_retries: bool,
+) -> None:
     """Start RUN_ID's task again with the same params (a new run that records which
     run it repeats)."""
     client = _client(url, config_path)
-    _report_new_run(client, _call(client, "POST", api_path("runs", run_id, "rerun")), wait, as_json)
+    run = _call(client, "POST", api_path("runs", run_id, "rerun"))
+    _report_new_run(client, run, as_json, wait=wait, retries=wait_retries)
 
 
-def _report_new_run(client: Any, run: dict[str, Any], wait: bool, as_json: bool) -> None:
-    """Print a run just started; with ``wait``, at its end, exiting with its status."""
-    while wait and run["status"] != "ended":
-        time.sleep(0.2)
-        run = _call(client, "GET", api_path("runs", run["id"]))
-    if as_json:
-        click.echo(json.dumps(run, indent=2))
-    elif wait:
-        took = "" if run["duration_ms"] is None else f" in {run['duration_ms']}ms"
-        click.echo(f"{run['id']} {run['status']} {run['end_reason']}{took}; {_cost_line(run)}")
-    else:
+def _report_new_run(
+    client: Any, run: dict[str, Any], as_json: bool, *, wait: bool, retries: bool
+) -> None:
+    """Print a run just started; with ``wait``, its end (the end of its last retry, with
+    ``retries``), exiting with that attempt's status."""
+    if not wait:
         later = f" (delayed until {run['delayed_until']})" if run.get("delayed_until") else ""
-        click.echo(f"{run['id']} {run['status']}{later}")
-    if wait:
-        sys.exit(run_exit_status(run))
+        click.echo(json.dumps(run, indent=2) if as_json else f"{run['id']} {run['status']}{later}")
+        return
+    from cronwarden.run_text import ended_line
+
+    try:
+        last = _last_attempt(client, run, follow=retries, quiet=as_json)
+    except KeyboardInterrupt:
+        fail(f"stopped waiting; the run goes on (cronwarden show {run['id']})", code=130)
+    if as_json:
+        shown = _call(client, "GET", api_path("runs", last["id"]), query={"expand": "attempts"})
+        click.echo(json.dumps(shown, indent=2))
+    else:
+        click.echo(ended_line(last))
+    sys.exit(run_exit_status(last))
+
+
+def _last_attempt(client: Any, run: dict[str, Any], *, follow: bool, quiet: bool) -> dict[str, Any]:
+    """Wait for ``run``'s end, then (``follow``) for each retry's, saying on stderr
+    (unless ``quiet``) when each retry is due; the last attempt waited for, ended."""
+    from cronwarden.retry_chain import attempt_line
+
+    policy = None
+    while True:
+        run = _ended(client, run)
+        if run["end_reason"] == "success":
+            return run
+        policy = policy or _retry_policy(client, run["task_name"])
+        retry = _retry_of(client, run, policy)
+        if retry is None or policy is None:
+            return run
+        if not quiet:
+            due = policy.due(run, retry)
+            click.echo(attempt_line(run, retry, due, datetime.now(UTC)), err=True)
+        if not follow:
+            return run
+        run = retry
+
+
+def _ended(client: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """The run once it has ended (polled: a tenth of a second at first, then up to a
+    second apart for a long run or a retry's delay)."""
+    pause = 0.1
+    while run["status"] != "ended":
+        time.sleep(pause)
+        pause = min(pause * 1.5, 1.0)
+        run = _call(client, "GET", api_path("runs", run["id"]))
+    return run
+
+
+def _retry_policy(client: Any, task: str) -> Any:
+    """The task's retry policy, as the daemon runs it now; None if it has no such task
+    any more (its runs are not retried)."""
+    from cronwarden.client import ClientError
+    from cronwarden.retry_chain import RetryPolicy
+
+    path = api_path("tasks", task)
+    try:
+        return RetryPolicy.of(client.call("GET", path, None, {"definition": "true"})["definition"])
+    except ClientError as exc:
+        if exc.status == 404:
+            return None
+        _failed(exc)
+
+
+# A retry is committed a moment after its attempt's end is recorded.
+RETRY_APPEARS_WITHIN = 30.0
+
+
+def _retry_of(client: Any, run: dict[str, Any], policy: Any) -> dict[str, Any] | None:
+    """The retry of an ended attempt, once the daemon has committed it; None when its
+    task's policy asks for none."""
+    if policy is None or not policy.retries_after(run):
+        return None
+    deadline = time.monotonic() + RETRY_APPEARS_WITHIN
+    while True:
+        shown = _call(client, "GET", api_path("runs", run["id"]), query={"expand": "attempts"})
+        retry = next((a for a in shown["attempts"] if a["retry_of"] == run["id"]), None)
+        if retry is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if retry is None:
+        click.echo(
+            f"cronwarden: attempt {run['attempt']} ended {run['end_reason']} and its task "
+            f"retries it, but no retry appeared within {RETRY_APPEARS_WITHIN:g}s (the "
+            "daemon stopping, or the task changed?)",
+            err=True,
+        )
+    return retry
 
 
 def run_exit_status(run: dict[str, Any]) -> int:

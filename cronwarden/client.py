@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +18,24 @@ DEFAULT_URL = "http://127.0.0.1:9477"
 
 
 class ClientError(Exception):
-    """The API could not be reached or refused the request; the message says why."""
+    """The API could not be reached or refused the request; the message says why.
+
+    ``status`` is the HTTP status of the answer (None: there was none), ``problem`` the
+    answer's problem+json body when it had one, ``request`` the method and path asked.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        problem: dict[str, Any] | None = None,
+        request: tuple[str, str] = ("", ""),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem
+        self.request = request
 
 
 @dataclass(frozen=True)
@@ -63,9 +80,17 @@ RECONNECTS = 5
 
 
 class Client:
+    """The API at ``url``; ``token``, when given, goes in every request's
+    ``Authorization: Bearer`` header (the CLI resolves it: --token, --token-file or
+    $CRONWARDEN_TOKEN)."""
+
     def __init__(self, url: str, token: str | None = None) -> None:
         self.target = Target.parse(url)
-        self.token = token if token is not None else os.environ.get("CRONWARDEN_TOKEN")
+        self.token = token
+
+    @property
+    def where(self) -> str:
+        return self.target.socket_path or self.target.base
 
     def follow(
         self,
@@ -108,9 +133,8 @@ class Client:
                 why = "the daemon closed the stream"
                 try:
                     async with session.get(self._url(path, query), headers=headers) as resp:
-                        if resp.status >= 400:
-                            text = await resp.text()
-                            raise ClientError(_problem_text(resp.status, _json_or_none(text), text))
+                        if resp.status >= 400 or resp.content_type != "text/event-stream":
+                            raise self._refused(resp, "GET", path, await resp.text())
                         parser = EventStreamParser()
                         async for chunk in resp.content.iter_any():
                             for event in parser.feed(chunk):
@@ -124,8 +148,7 @@ class Client:
                 # The stream broke or closed early (a restart, say): resume after a pause.
                 failures += 1
                 if failures > RECONNECTS:
-                    where = self.target.socket_path or self.target.base
-                    raise ClientError(f"lost the stream from {where}: {why}")
+                    raise ClientError(f"lost the stream from {self.where}: {why}")
                 await asyncio.sleep(min(0.25 * 2**failures, 5.0))
 
     async def _download(self, path: str, sink: Callable[[bytes], Any]) -> None:
@@ -136,13 +159,11 @@ class Client:
                 session.get(self._url(path, None)) as resp,
             ):
                 if resp.status >= 400:
-                    text = await resp.text()
-                    raise ClientError(_problem_text(resp.status, _json_or_none(text), text))
+                    raise self._refused(resp, "GET", path, await resp.text())
                 async for chunk in resp.content.iter_any():
                     sink(chunk)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            where = self.target.socket_path or self.target.base
-            raise ClientError(f"cannot read {path} from {where}: {exc}") from None
+            raise ClientError(f"cannot read {path} from {self.where}: {exc}") from None
 
     def call(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
@@ -162,15 +183,35 @@ class Client:
                 ) as resp,
             ):
                 text = await resp.text()
-                data = json.loads(text) if text else None
-                if resp.status >= 400:
-                    raise ClientError(_problem_text(resp.status, data, text))
-                return data
+                if resp.status >= 400 or (text and not _is_json(resp.content_type)):
+                    raise self._refused(resp, method, path, text)
+                try:
+                    return json.loads(text) if text else None
+                except ValueError:
+                    raise self._refused(resp, method, path, text) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            where = self.target.socket_path or self.target.base
-            raise ClientError(f"cannot reach the cronwarden API at {where}: {exc}") from None
+            raise ClientError(f"cannot reach the cronwarden API at {self.where}: {exc}") from None
         except TimeoutError:
             raise ClientError("the cronwarden API did not answer within 30s") from None
+
+    def _refused(
+        self, resp: aiohttp.ClientResponse, method: str, path: str, text: str
+    ) -> ClientError:
+        """The error for an answer that is not what was asked: the API's problem, or,
+        when the answer is not cronwarden's JSON at all (a proxy's error page, another
+        service), one line naming its status and content type, never the page."""
+        problem = _json_or_none(text) if _is_json(resp.content_type) else None
+        if not isinstance(problem, dict) or "detail" not in problem:
+            kind = resp.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+            return ClientError(
+                f"the server at {self.where} answered {resp.status} {kind}, not cronwarden's "
+                "JSON API: is a proxy in the way?",
+                resp.status,
+                request=(method, path),
+            )
+        return ClientError(
+            problem_text(resp.status, problem), resp.status, problem=problem, request=(method, path)
+        )
 
 
 class EventStreamParser:
@@ -212,10 +253,20 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
-def _problem_text(status: int, data: Any, text: str) -> str:
-    if isinstance(data, dict) and "detail" in data:
-        lines = [f"{status} {data.get('title', '')}: {data['detail']}"]
-        for err in data.get("errors") or []:
-            lines.append("  " + "; ".join(f"{k}: {v}" for k, v in err.items()))
-        return "\n".join(lines)
-    return f"HTTP {status}: {text[:500]}"
+def _is_json(content_type: str) -> bool:
+    """application/json, or a JSON-based type (application/problem+json)."""
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def problem_text(status: int, problem: dict[str, Any], names: Mapping[str, str] = {}) -> str:
+    """A problem+json answer in words: its status, title and detail, then a line per
+    error; ``names`` calls a field by the name the user knows it by (an option's)."""
+    lines = [f"{status} {problem.get('title', '')}: {problem['detail']}"]
+    for err in problem.get("errors") or []:
+        if isinstance(err, dict) and "field" in err and "message" in err:
+            field = str(err["field"])
+            shown = names.get(field.split(".")[0], field)
+            lines.append(f"  {shown}: {err['message']}")
+        else:
+            lines.append("  " + "; ".join(f"{k}: {v}" for k, v in dict(err).items()))
+    return "\n".join(lines)

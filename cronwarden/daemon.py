@@ -528,6 +528,7 @@ def _metrics(live: LiveConfig, dispatcher: Dispatcher, pauses: Pauses) -> Metric
             tasks=lambda: len(live.tasks),
             paused=lambda: pauses.count,
             held=holds.held_here if holds is not None else dict,
+            task_names=lambda: live.tasks,
         )
     )
 

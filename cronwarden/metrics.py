@@ -19,6 +19,16 @@ histogram is a dozen series per task on every scrape (10,000 tasks already make 
 of text), and no one set of buckets suits both a 5 MB shell script and a 30 GB batch
 job; ``max_over_time`` of the gauge alerts on growth, and a task's stats give its p95
 and max over any window.
+
+Every configured task has its alerting series from start-up, at 0 until something
+happens: ``cronwarden_runs_total`` for each end reason an alert watches (success and
+the failures of ``outcomes.py``), ``cronwarden_runs_running`` and
+``cronwarden_runs_waiting``.  A series that appears only with a task's first failure,
+and again only after the first failure after each restart, is one ``increase(...) > 0``
+never sees move.  The zeros are not tallied: they are written at scrape time from the
+configured task list (the config's table, held by reference), where a tally has no
+value, so 10,000 tasks that never ran hold nothing more than before (a scrape of them
+writes 70,000 more lines).
 """
 
 from __future__ import annotations
@@ -29,7 +39,15 @@ import math
 import platform
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Container,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from functools import partial
 
@@ -52,6 +70,7 @@ from prometheus_client.utils import floatToGoString
 
 from cronwarden import __version__
 from cronwarden.model import EndReason, Trigger
+from cronwarden.outcomes import FAILURE_END_REASONS
 from cronwarden.run_record import AnyRun
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,6 +79,10 @@ LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 LAG_PROBE_SECONDS = 1.0
 SCRAPE_SLICE = 250  # tasks whose series are written in one piece of a scrape
 _NOT_RUN = (EndReason.SKIPPED, EndReason.MISSED)
+# The end reasons whose counts every configured task shows from start-up (at 0): what
+# alerts watch, a success and each failure.
+ZERO_END_REASONS: tuple[str, ...] = (EndReason.SUCCESS.value, *FAILURE_END_REASONS)
+_OTHER_END_REASONS = tuple(r.value for r in EndReason if r.value not in ZERO_END_REASONS)
 # A ran-task array: the count in each of DURATION_BUCKETS (not cumulative), then these.
 _SUM = len(DURATION_BUCKETS)  # the durations' sum
 _CPU_USER = _SUM + 1  # CPU seconds of the runs whose cost is known, by mode
@@ -122,20 +145,22 @@ class Metrics:
         run make ~160,000 lines: most of a second of formatting that would hold up every
         fire on the loop, and ~40 MB while prometheus-client holds them all at once (RSS
         after a scrape: 144 MB in one piece, 123 in pieces of 1,000 tasks, 115 of 250).  What
-        the loop owns is copied on the loop first; each per-task family is then written
-        SCRAPE_SLICE tasks at a time (its heading once)."""
+        the loop owns is copied on the loop first; each per-task family (the live gauges
+        of runs running and waiting too) is then written SCRAPE_SLICE tasks at a time
+        (its heading once), over the tasks configured or tallied."""
         fixed = CollectorRegistry(auto_describe=False)
         for collector in self._locked:
             fixed.register(collector)
         fixed.register(_Collected(list(self._live.collect())))
         tallies = self.tasks.copy()
+        live = self._live.per_task()
         yield await asyncio.to_thread(generate_latest, fixed)
-        tasks = sorted(tallies.tasks())
+        tasks = sorted(tallies.tasks() | live.tasks())
         slices = [
-            set(tasks[start : start + SCRAPE_SLICE])
+            tasks[start : start + SCRAPE_SLICE]
             for start in range(0, max(len(tasks), 1), SCRAPE_SLICE)
         ]
-        for family in tallies.families:
+        for family in [*tallies.families(live.configured), *live.families]:
             for number, some in enumerate(slices):
                 text = await asyncio.to_thread(generate_latest, _Collected([family(some)]))
                 yield text if number == 0 else text.split(b"\n", 2)[2]  # no second heading
@@ -219,11 +244,11 @@ class _TaskTallies:
     def tasks(self) -> set[str]:
         return {task for task, _ in self.runs} | self.last_success.keys()
 
-    @property
-    def families(self) -> list[Callable[[Container[str]], Metric]]:
-        """Each per-task family, of the tasks given."""
+    def families(self, configured: Container[str]) -> list[PerTaskFamily]:
+        """Each per-task family, of the tasks given (a configured task's runs counts
+        at 0 where it has none)."""
         return [
-            self._runs,
+            partial(self._runs, configured),
             self._durations,
             self._cpu,
             partial(
@@ -264,23 +289,32 @@ class _TaskTallies:
             ),
         ]
 
-    def _runs(self, tasks: Container[str]) -> Metric:
+    def _runs(self, configured: Container[str], tasks: Sequence[str]) -> Metric:
         runs = CounterMetricFamily(
             "cronwarden_runs", "Runs ended, by task and end_reason.", labels=["task", "end_reason"]
         )
-        for (task, reason), count in self.runs.items():
-            if task in tasks:
-                runs.add_metric([task, reason], count)
+        counts = self.runs
+        for task in tasks:
+            zero = 0 if task in configured else None
+            for reason in ZERO_END_REASONS:
+                count = counts.get((task, reason), zero)
+                if count is not None:
+                    runs.add_metric([task, reason], count)
+            for reason in _OTHER_END_REASONS:
+                count = counts.get((task, reason))
+                if count is not None:
+                    runs.add_metric([task, reason], count)
         return runs
 
-    def _durations(self, tasks: Container[str]) -> Metric:
+    def _durations(self, tasks: Sequence[str]) -> Metric:
         durations = HistogramMetricFamily(
             "cronwarden_run_duration_seconds",
             "How long runs that ran took, from process start to end.",
             labels=["task"],
         )
-        for task, tally in self.ran.items():
-            if task not in tasks:
+        for task in tasks:
+            tally = self.ran.get(task)
+            if tally is None:
                 continue
             below = 0.0
             buckets = []
@@ -290,15 +324,16 @@ class _TaskTallies:
             durations.add_metric([task], buckets, sum_value=tally[_SUM])
         return durations
 
-    def _cpu(self, tasks: Container[str]) -> Metric:
+    def _cpu(self, tasks: Sequence[str]) -> Metric:
         cpu = CounterMetricFamily(
             "cronwarden_run_cpu_seconds",
             "CPU seconds of runs' processes and the descendants they waited for, by mode "
             "(user, system); runs whose cost is not known (re-adopted) add nothing.",
             labels=["task", "mode"],
         )
-        for task, tally in self.ran.items():
-            if task in tasks:
+        for task in tasks:
+            tally = self.ran.get(task)
+            if tally is not None:
                 cpu.add_metric([task, "user"], tally[_CPU_USER])
                 cpu.add_metric([task, "system"], tally[_CPU_SYSTEM])
         return cpu
@@ -309,17 +344,20 @@ class _TaskTallies:
         name: str,
         documentation: str,
         slot: int,
-        tasks: Container[str],
+        tasks: Sequence[str],
     ) -> Metric:
         """One slot of the ran-task arrays as a family, of the tasks where it is known."""
         family = kind(name, documentation, labels=["task"])
-        for task, tally in self.ran.items():
-            if task in tasks and not math.isnan(tally[slot]):
+        for task in tasks:
+            tally = self.ran.get(task)
+            if tally is not None and not math.isnan(tally[slot]):
                 family.add_metric([task], tally[slot])
         return family
 
 
 _DURATION_LE = [floatToGoString(b) for b in DURATION_BUCKETS]  # type: ignore[no-untyped-call]
+# A per-task family, of the tasks of one slice of a scrape (sorted by name).
+PerTaskFamily = Callable[[Sequence[str]], Metric]
 
 
 def _per_task_family(
@@ -327,11 +365,16 @@ def _per_task_family(
     name: str,
     documentation: str,
     values: Mapping[str, float],
-    tasks: Container[str],
+    tasks: Sequence[str],
+    zero: Container[str] = (),
 ) -> Metric:
+    """The tasks' values; a task in ``zero`` that has none shows 0."""
     family = kind(name, documentation, labels=["task"])
-    for task, value in values.items():
-        if task in tasks:
+    for task in tasks:
+        value = values.get(task)
+        if value is None and task in zero:
+            value = 0
+        if value is not None:
             family.add_metric([task], value)
     return family
 
@@ -355,30 +398,63 @@ class LiveState:
         tasks: Callable[[], int],
         paused: Callable[[], int],
         held: Callable[[], Mapping[str, int]] = dict,
+        task_names: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.run_phases = run_phases
         self.tasks = tasks
         self.paused = paused
         self.held = held  # seats of locks and pools this node's runs hold, by hold
+        # The configured tasks' names: a collection not changed once in use (a reload
+        # swaps in another), so a scrape's thread may read the one it was given.
+        self.task_names = task_names
+
+
+class _LiveTallies:
+    """Runs running and waiting per task, counted on the loop for one scrape, and the
+    configured tasks, whose gauges show 0 where they have none."""
+
+    def __init__(self, state: LiveState) -> None:
+        self.running: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
+        for task, phase in state.run_phases():
+            counts = self.running if phase == "running" else self.waiting
+            counts[task] = counts.get(task, 0) + 1
+        self.configured = state.task_names()
+
+    def tasks(self) -> set[str]:
+        return {*self.configured, *self.running, *self.waiting}
+
+    @property
+    def families(self) -> list[PerTaskFamily]:
+        return [
+            partial(
+                _per_task_family,
+                GaugeMetricFamily,
+                "cronwarden_runs_running",
+                "Runs of the task running now.",
+                self.running,
+                zero=self.configured,
+            ),
+            partial(
+                _per_task_family,
+                GaugeMetricFamily,
+                "cronwarden_runs_waiting",
+                "Runs of the task waiting: queued by overlap, for a retry's time, or for a "
+                "place under max_concurrent_runs.",
+                self.waiting,
+                zero=self.configured,
+            ),
+        ]
 
 
 class _LiveCollector(Collector):
     def __init__(self, state: LiveState) -> None:
         self.state = state
 
+    def per_task(self) -> _LiveTallies:
+        return _LiveTallies(self.state)
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        running: dict[str, int] = {}
-        waiting: dict[str, int] = {}
-        for task, phase in self.state.run_phases():
-            counts = running if phase == "running" else waiting
-            counts[task] = counts.get(task, 0) + 1
-        yield _per_task("cronwarden_runs_running", "Runs of the task running now.", running)
-        yield _per_task(
-            "cronwarden_runs_waiting",
-            "Runs of the task waiting: queued by overlap, for a retry's time, or for a "
-            "place under max_concurrent_runs.",
-            waiting,
-        )
         yield GaugeMetricFamily("cronwarden_tasks", "Configured tasks.", value=self.state.tasks())
         yield GaugeMetricFamily(
             "cronwarden_tasks_paused", "Tasks paused.", value=self.state.paused()
@@ -391,10 +467,3 @@ class _LiveCollector(Collector):
         for name, count in sorted(self.state.held().items()):
             in_use.add_metric([name.removeprefix("pool:")], count)
         yield in_use
-
-
-def _per_task(name: str, documentation: str, counts: Mapping[str, int]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=["task"])
-    for task, count in sorted(counts.items()):
-        family.add_metric([task], count)
-    return family

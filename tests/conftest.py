@@ -506,21 +506,33 @@ EXPECTED_REFUSALS = "the server responded with a status of 401"
 
 
 def _ensure_chromium() -> str:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    return ensure_debian_tool(CHROMIUM, "chromium", install=True)
+
+
+def ensure_debian_tool(path: str, package: str, *, install: bool) -> str:
+    """The program at ``path``; with ``install``, Debian's ``package`` is installed
+    first when it is missing (as root, with apt-get).  A program that cannot be had
+    skips the test, or fails it in CI, saying why."""
+    if os.path.exists(path):
+        return path
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        command = ["apt-get", "install", "-y", "--no-install-recommends", package]
+        if subprocess.run(command, env=env, capture_output=True).returncode != 0:
             subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
-        return CHROMIUM
-    found = shutil.which("chromium")
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise AssertionError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        return path
+    found = shutil.which(os.path.basename(path))
     if found:
         return found
     if IN_CI:
-        raise AssertionError("chromium is missing and cannot be installed (needs root and apt)")
-    pytest.skip("chromium is missing; install Debian's chromium package")
+        raise AssertionError(
+            f"{path} is missing and cannot be installed here: Debian's {package} package "
+            "needs root and apt-get"
+        )
+    pytest.skip(f"{path} is missing; install Debian's {package} package")
 
 
 @pytest.fixture(scope="module")

@@ -40,17 +40,20 @@ _OPEN_PREFIXES = ("/ui/",)
 
 def required_scope(request: web.Request, metrics_open: bool = False) -> str | None:
     """The scope a request needs; None for the open probe (and /metrics if so configured)."""
-    if (request.method, request.path) in _OPEN:
+    return scope_for(request.method, request.path, metrics_open)
+
+
+def scope_for(method: str, path: str, metrics_open: bool = False) -> str | None:
+    """The scope a request of ``method`` to ``path`` needs (the CLI reads it to say
+    which scope a refused token lacks)."""
+    if (method, path) in _OPEN:
         return None
-    if request.method in ("GET", "HEAD") and (
-        request.path == "/" or request.path.startswith(_OPEN_PREFIXES)
-    ):
+    if method in ("GET", "HEAD") and (path == "/" or path.startswith(_OPEN_PREFIXES)):
         return None
-    if metrics_open and request.method == "GET" and request.path == "/metrics":
+    if metrics_open and method == "GET" and path == "/metrics":
         return None
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+    if method in ("GET", "HEAD", "OPTIONS"):
         return "read"
-    path = request.path
     if path.startswith("/api/runs/") and path.endswith(("/stop", "/rerun")):
         return "trigger"
     if path.startswith("/api/tasks/") and path.endswith("/runs"):

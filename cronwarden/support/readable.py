@@ -1,4 +1,4 @@
-"""Sizes and CPU times as the CLI's tables show them to people: short, one word each
+"""Sizes, durations and CPU times as the CLI shows them to people: short, one word each
 (a table's cells are split on spaces by eye and by ``awk``), rounded to what a reader
 compares at a glance.  Scripts read the exact numbers from ``--json``.
 
@@ -23,15 +23,21 @@ def size(n: int) -> str:
     return f"{value:.1f}{_SIZE_UNITS[-1]}"
 
 
-def cpu_seconds(seconds: float) -> str:
+def seconds(value: float) -> str:
     """``0.42s``, ``12.3s``, ``2m05s``, ``3h07m``: two significant decimals where a
     run is short, minutes and hours once seconds stop being read one by one."""
-    if seconds < 9.995:
-        return f"{seconds:.2f}s"
-    if seconds < 59.95:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
+    if value < 9.995:
+        return f"{value:.2f}s"
+    if value < 59.95:
+        return f"{value:.1f}s"
+    whole = round(value)
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
-    minutes = round(seconds / 60)
+    minutes = round(value / 60)
     return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def duration_ms(ms: int) -> str:
+    """A run's duration from its ``duration_ms``: ``250ms`` under a second, then as
+    :func:`seconds` (``3.20s``, ``3m20s`` where the API says 200893)."""
+    return f"{ms}ms" if ms < 1000 else seconds(ms / 1000)

@@ -83,7 +83,7 @@ def test_runs_caused_by_lists_what_a_runs_end_started(make_daemon) -> None:  # t
     chained: list[dict[str, Any]] = wait_for(
         lambda: daemon.get(f"/api/runs?caused_by={head['id']}").body["runs"], 20, "load"
     )
-    printed = cli("runs", "--url", daemon.url, "--caused-by", head["id"])
+    printed = cli("runs", "--url", daemon.url, "--caused-by", head["id"], "--wide")
     assert printed.returncode == 0, printed.stderr
     rows = printed.stdout.splitlines()[1:]
     assert [row.split()[:2] for row in rows] == [[chained[0]["id"], "load"]]

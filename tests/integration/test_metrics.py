@@ -80,7 +80,7 @@ def test_metrics_count_what_the_runs_did(make_daemon, gate) -> None:
 
     gate.open()
     daemon.wait_run(held["id"])
-    assert value(scrape(daemon), "cronwarden_runs_running", task="held") is None
+    assert value(scrape(daemon), "cronwarden_runs_running", task="held") == 0
 
     # a restart resets counters, not the last success, which comes from the history
     daemon.stop()
@@ -96,7 +96,7 @@ def test_metrics_count_what_the_runs_did(make_daemon, gate) -> None:
     assert value(restarted, "cronwarden_last_success_timestamp_seconds", task="ok") == approx_ms(
         end
     )
-    assert value(restarted, "cronwarden_runs_total", task="ok", end_reason="success") is None
+    assert value(restarted, "cronwarden_runs_total", task="ok", end_reason="success") == 0
 
 
 def test_metrics_need_the_read_scope_unless_configured_open(make_daemon) -> None:

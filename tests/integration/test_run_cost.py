@@ -11,6 +11,8 @@ import sys
 import pytest
 from conftest import Daemon, wait_for  # type: ignore[import-not-found]
 
+from cronwarden.support.readable import duration_ms
+
 ALLOCATE = 100 * 1024 * 1024
 
 
@@ -171,12 +173,13 @@ def test_the_cli_shows_what_runs_cost(make_daemon, tmp_path) -> None:
     run_id = waited.stdout.split()[0]
     run = daemon.get(f"/api/runs/{run_id}").body
     line = waited.stdout.strip()
-    assert line.startswith(f"{run_id} ended success in {run['duration_ms']}ms; cpu "), line
+    took = duration_ms(run["duration_ms"])
+    assert line.startswith(f"{run_id} ended success in {took}; cpu "), line
     peak = re.search(r"peak memory (\S+),", line)
     assert peak and peak.group(1).endswith("MiB") and float(peak.group(1)[:-3]) >= 40, line
     assert line.endswith("output 1000B"), line
 
-    listed = cli(daemon, "runs")
+    listed = cli(daemon, "runs", "--wide")  # the cost columns are the wide table's
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
     assert header.split()[-4:] == ["TOOK", "CPU", "MEM", "TAGS"]

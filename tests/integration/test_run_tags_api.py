@@ -157,7 +157,7 @@ def test_the_cli_tags_runs_and_lists_by_tag(make_daemon) -> None:
     daemon.wait_run(daemon.trigger("report")["id"])
     by_tag = json.loads(cli(daemon, "runs", "--tag", "cli", "--tag", "env=test", "--json").stdout)
     assert [r["id"] for r in by_tag["runs"]] == [run["id"]]
-    table = cli(daemon, "runs", "--tag", "team:data").stdout.splitlines()
+    table = cli(daemon, "runs", "--tag", "team:data", "--wide").stdout.splitlines()
     assert table[0].split()[-1] == "TAGS" and len(table) == 3
     assert {line.split()[-1] for line in table[1:]} == {"team:data,cli,env=test", "team:data"}
     shown = cli(daemon, "show", run["id"]).stdout.splitlines()

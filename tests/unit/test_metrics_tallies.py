@@ -136,3 +136,56 @@ async def test_a_scrape_reads_what_labelled_metrics_would_have(
     families = [f.name for f in text_string_to_metric_families(text.decode())]
     assert len(families) == len(set(families))
     assert text.count(b"# TYPE cronwarden_run_duration_seconds histogram") == 1
+
+
+async def test_configured_tasks_have_their_alerting_series_at_zero() -> None:
+    """Every configured task shows its runs by each end reason alerts watch, and its
+    runs running and waiting, at 0 until something happens; a task no longer configured
+    keeps what it tallied and gets no zeros; reasons alerts do not watch appear with a
+    run, as before."""
+    from cronwarden.metrics import ZERO_END_REASONS
+
+    configured = {"a", "never"}
+    phases = [("a", "running"), ("a", "waiting"), ("a", "waiting")]
+    metrics = Metrics(
+        LiveState(lambda: phases, lambda: 2, lambda: 0, task_names=lambda: configured)
+    )
+    metrics.observe("run.ended", ended(1, "a", "failed", 50))
+    metrics.observe("run.ended", ended(2, "a", "skipped", 0))
+    metrics.observe("run.ended", ended(3, "gone", "timeout", 50))
+    text = await scrape(metrics)
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+
+    def runs(task: str, reason: str) -> float | None:
+        return found.get(("cronwarden_runs_total", (("end_reason", reason), ("task", task))))
+
+    assert set(ZERO_END_REASONS) == {"success", "failed", "timeout", "crashed", "log_overflow"}
+    assert {r: runs("never", r) for r in ZERO_END_REASONS} == dict.fromkeys(ZERO_END_REASONS, 0)
+    assert runs("a", "failed") == 1 and runs("a", "success") == 0 and runs("a", "skipped") == 1
+    assert runs("never", "skipped") is None and runs("never", "stopped") is None
+    assert runs("gone", "timeout") == 1 and runs("gone", "failed") is None
+    for name, a, never in (("cronwarden_runs_running", 1, 0), ("cronwarden_runs_waiting", 2, 0)):
+        assert found[(name, (("task", "a"),))] == a
+        assert found[(name, (("task", "never"),))] == never
+        assert (name, (("task", "gone"),)) not in found
+    # Series that say what ran still appear with a run that ran.
+    assert ("cronwarden_run_duration_seconds_count", (("task", "never"),)) not in found
+
+
+async def test_zero_series_are_written_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of configured tasks: each family keeps one heading and every task its
+    series, whichever slice it falls in."""
+    monkeypatch.setattr("cronwarden.metrics.SCRAPE_SLICE", 7)
+    names = {f"t{i:03d}" for i in range(50)}
+    metrics = Metrics(LiveState(list, lambda: 50, lambda: 0, task_names=lambda: names))
+    text = (await scrape(metrics)).decode()
+    families = list(text_string_to_metric_families(text))
+    assert len({f.name for f in families}) == len(families)
+    by_name = {f.name: f for f in families}
+    assert {s.labels["task"] for s in by_name["cronwarden_runs_running"].samples} == names
+    assert len(by_name["cronwarden_runs"].samples) == 5 * len(names)
+    assert text.count("# TYPE cronwarden_runs_waiting gauge") == 1

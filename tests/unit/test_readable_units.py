@@ -1,10 +1,10 @@
-"""Sizes and CPU times as the CLI's tables print them (cronwarden/support/readable.py)."""
+"""Sizes, durations and CPU times as the CLI prints them (cronwarden/support/readable.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cronwarden.support.readable import cpu_seconds, size
+from cronwarden.support.readable import duration_ms, seconds, size
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def test_sizes_are_binary_units_with_one_decimal(n: int, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "shown"),
+    ("value", "shown"),
     [
         (0, "0.00s"),
         (0.004, "0.00s"),
@@ -41,5 +41,13 @@ def test_sizes_are_binary_units_with_one_decimal(n: int, shown: str) -> None:
         (200_000, "55h33m"),
     ],
 )
-def test_cpu_times_read_as_seconds_then_minutes_then_hours(seconds: float, shown: str) -> None:
-    assert cpu_seconds(seconds) == shown
+def test_times_read_as_seconds_then_minutes_then_hours(value: float, shown: str) -> None:
+    assert seconds(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [(0, "0ms"), (250, "250ms"), (999, "999ms"), (1000, "1.00s"), (200_893, "3m21s")],
+)
+def test_durations_read_as_milliseconds_under_a_second(ms: int, shown: str) -> None:
+    assert duration_ms(ms) == shown

@@ -12,7 +12,7 @@ const SIGNALS = [
   "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
   "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
 ];
-const SIZES = new Set(["max_log_size", "memory"]);
+const SIZES = new Set(["max_log_size", "max_artifacts_size", "keep_artifacts_size", "memory"]);
 // Durations whose 0 turns their rule off (a retry_delay of 0 means "at once").
 const OFF_AT_ZERO = new Set([
   "timeout", "jitter", "stuck_after", "expect_success_within", "min_duration", "max_duration", "start_grace",
