@@ -904,6 +904,23 @@ def _echo_stats_cost(data: dict[str, Any]) -> None:
     click.echo(f"  output:       {readable.size(data['output_bytes'])} written")
 
 
+def _wait_options(verb: Any) -> Any:
+    """--wait and --wait-retries, as run and rerun both take them."""
+    verb = click.option(
+        "--wait-retries/--no-wait-retries",
+        default=True,
+        help="With --wait: follow a failed attempt's retries to the last attempt (each "
+        'failed attempt says "retry N scheduled at ...", on stderr) [on]; '
+        "--no-wait-retries ends with the first attempt.",
+    )(verb)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="Wait for the end, through the retries of a failed attempt; exit with the final "
+        "outcome's exit code (128+N for signal N).",
+    )(verb)
+
+
 @main.command("run")
 @_client_options
 @click.argument("task")
@@ -923,19 +940,7 @@ def _echo_stats_cost(data: dict[str, Any]) -> None:
 @click.option(
     "--metadata", metavar="JSON", help="A JSON object kept with the run, e.g. '{\"ticket\": 42}'."
 )
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Wait for the end, through the retries of a failed attempt; exit with the final "
-    "outcome's exit code (128+N for signal N).",
-)
-@click.option(
-    "--wait-retries/--no-wait-retries",
-    default=True,
-    help="With --wait: follow a failed attempt's retries to the last attempt (each "
-    'failed attempt says "retry N scheduled at ...", on stderr) [on]; '
-    "--no-wait-retries ends with the first attempt.",
-)
+@_wait_options
 @click.option("--delay", metavar="DURATION", help='Start no earlier than this from now ("90s").')
 @click.option(
     "--run-at",
@@ -983,19 +988,7 @@ def run_task(
 @main.command()
 @_client_options
 @click.argument("run_id")
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Wait for the end, through the retries of a failed attempt; exit with the final "
-    "outcome's exit code (128+N for signal N).",
-)
-@click.option(
-    "--wait-retries/--no-wait-retries",
-    default=True,
-    help="With --wait: follow a failed attempt's retries to the last attempt (each "
-    'failed attempt says "retry N scheduled at ...", on stderr) [on]; '
-    "--no-wait-retries ends with the first attempt.",
-)
+@_wait_options
 def rerun(
     url: str | None,
     config_path: str | None,
