@@ -1,10 +1,11 @@
-"""Lighthouse's scores of the dashboard's tasks and runs pages, desktop and mobile.
+"""Lighthouse's scores of the dashboard's tasks, runs and run pages, desktop and mobile.
 
 A daemon with ``--tasks`` tasks (a failing, a running and a paused one among them, and
-some history) is started; npm's ``lighthouse`` drives Debian's chromium over each page
-and the four category scores are printed as a table (``make lighthouse``; not in the
-test suite: it needs node and npm's lighthouse, ``npm install --prefix /tmp/lh
-lighthouse``).  The reports are kept under ``--out`` (HTML and JSON).
+some history) is started; the run pages are of a failed run that printed 300 lines and
+of the run still running (its duration counting up).  npm's ``lighthouse`` drives
+Debian's chromium over each page and the four category scores are printed as a table
+(``make lighthouse``; not in the test suite: it needs node and npm's lighthouse,
+``npm install --prefix /tmp/lh lighthouse``).  The reports are kept under ``--out`` (HTML and JSON).
 
 The page keeps one event stream open (/api/events), so the network never goes quiet:
 Lighthouse stops waiting for that after ``--max-wait`` ms, once the page has drawn.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from _daemon import free_port, get, post, running_daemon
 
-PAGES = {"tasks": "/", "runs": "/#/runs"}
+PAGES = ["tasks", "runs", "run", "running"]
 DEVICES = ["desktop", "mobile"]
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 DEFAULT_BINARY = "/tmp/lh/node_modules/.bin/lighthouse"
@@ -35,8 +36,8 @@ TIMEOUT = 300  # seconds for one page
 def config_text(port: int, data_dir: Path, tasks: int) -> str:
     lines = [
         f'[daemon]\nlisten = "127.0.0.1:{port}"\ndata_dir = "{data_dir}"\n',
-        '[tasks.backup-failing]\ncommand = "echo disk full >&2; exit 2"\n',
-        '[tasks.report-running]\ncommand = "sleep 600"\n',
+        '[tasks.backup-failing]\ncommand = "seq 1 300; echo disk full >&2; exit 2"\n',
+        '[tasks.report-running]\ncommand = "echo started; sleep 600"\n',
         '[tasks.sync-paused]\ncommand = "true"\nschedule = "*/10 * * * *"\n',
     ]
     # Scheduled for New Year's Day: no fire lands while the pages are measured, so what
@@ -47,17 +48,27 @@ def config_text(port: int, data_dir: Path, tasks: int) -> str:
     return "\n".join(lines)
 
 
-def seed(base: str) -> None:
-    """Some history: each outcome on the first page, a run going on, a task paused."""
-    for name in ("backup-failing", "backup-failing", "job-00001", "job-00002"):
+def seed(base: str) -> dict[str, str]:
+    """Some history: each outcome on the first page, a run going on, a task paused.
+    Gives each page's path."""
+    failed = [post(f"{base}/api/tasks/backup-failing/runs")["id"] for _ in range(2)]
+    for name in ("job-00001", "job-00002"):
         post(f"{base}/api/tasks/{name}/runs")
-    post(f"{base}/api/tasks/report-running/runs")
+    running = post(f"{base}/api/tasks/report-running/runs")["id"]
     post(f"{base}/api/tasks/sync-paused/pause")
     deadline = time.monotonic() + 30
-    while get(f"{base}/api/runs?status=pending&limit=1")["runs"]:
+    while get(f"{base}/api/runs?status=pending&limit=1")["runs"] or (
+        get(f"{base}/api/runs/{failed[-1]}")["status"] != "ended"
+    ):
         if time.monotonic() > deadline:
             raise SystemExit("the seeded runs did not start")
         time.sleep(0.1)
+    return {
+        "tasks": "/",
+        "runs": "/#/runs",
+        "run": f"/#/runs/{failed[-1]}",
+        "running": f"/#/runs/{running}",
+    }
 
 
 class LighthouseFailed(Exception):
@@ -109,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--max-wait", type=int, default=15_000, help="ms")
-    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
+    parser.add_argument("--pages", nargs="+", choices=PAGES, default=PAGES)
     parser.add_argument("--devices", nargs="+", choices=DEVICES, default=DEVICES)
     parser.add_argument("--out", type=Path, default=Path("../test-artifacts/lighthouse"))
     args = parser.parse_args()
@@ -122,12 +133,12 @@ def main() -> None:
         config = workdir / "cronwarden.toml"
         config.write_text(config_text(free_port(), workdir / "data", args.tasks))
         with running_daemon(workdir, config) as (base, _):
-            seed(base)
+            paths = seed(base)
             print(f"{args.tasks} tasks; {', '.join(CATEGORIES)}; CLS")
             print("| page | device | " + " | ".join(CATEGORIES) + " | CLS |")
             print("|---|---|" + "---|" * (len(CATEGORIES) + 1))
             for page in args.pages:
-                path = PAGES[page]
+                path = paths[page]
                 for device in args.devices:
                     stem = args.out / f"{page}-{device}"
                     try:

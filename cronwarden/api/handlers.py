@@ -438,18 +438,26 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
 
 
 async def get_run(request: web.Request) -> web.Response:
-    store = _services(request).store
+    services = _services(request)
+    store = services.store
     run_id = _run_id(request)
     expand = set(RunDetailQuery.model_validate(_query(request)).expand or ())
     run = await store.get_run(run_id)
+    # A run being written here: its row says 0 bytes until its end is recorded.
+    live = services.log_feeds.kept_so_far(run.id) if run.status == Status.RUNNING else None
+    shown = {} if live is None else {"log_size": live}
     if not expand:
-        return _json(RunOut.of(run))
-    fields = run_fields(run) | {
-        "attempts": [run_fields(a) for a in await store.attempts_of(run)]
-        if "attempts" in expand
-        else None,
-        "related": _related(await store.related_to(run)) if "related" in expand else None,
-    }
+        return _json(RunOut.of(run).model_copy(update=shown))
+    fields = (
+        run_fields(run)
+        | shown
+        | {
+            "attempts": [run_fields(a) for a in await store.attempts_of(run)]
+            if "attempts" in expand
+            else None,
+            "related": _related(await store.related_to(run)) if "related" in expand else None,
+        }
+    )
     # Validated: the links come as Run rows and RunOut.of would build them unchecked.
     body = RunDetail.model_validate(fields)
     return _json_of(body, exclude={name for name in EXPANSIONS if name not in expand})

@@ -191,7 +191,10 @@ class RunOut(BaseModel):
     idempotency_key: str | None
     pid: int | None
     node: str
-    log_size: int
+    log_size: int = Field(
+        description="bytes of output its log keeps; while it runs, what the log holds so far "
+        "(GET /api/runs/{id} on the node writing it; lists and events say 0 until it ends)"
+    )
     log_truncated: bool
     task_hash: str
     error: str | None

@@ -89,7 +89,7 @@ class LogWriter:
         masker: SecretMasker = NO_SECRETS,
         on_full: Callable[[], None] | None = None,
         on_disk_full: Callable[[str], None] | None = None,
-        on_written: Callable[[], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path  # the index; the data file sits beside it
         self._max = max_size
@@ -136,7 +136,7 @@ class LogWriter:
         except OSError as exc:
             self._cannot_write(exc)
         if self._on_written is not None:
-            self._on_written()
+            self._on_written(self._kept_bytes())
 
     def finish(self) -> LogSummary:
         """Store partial lines, trim and mark what was dropped, close the files."""
@@ -332,7 +332,7 @@ class LogWriter:
         masker: SecretMasker = NO_SECRETS,
         on_full: Callable[[], None] | None = None,
         on_disk_full: Callable[[str], None] | None = None,
-        on_written: Callable[[], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> LogWriter | None:
         """A writer going on with the log a previous daemon life was writing, after
         ``[cronwarden] note``, for a daemon that got the run's output pipes back (the

@@ -329,7 +329,7 @@ class WriterOptions(TypedDict):
     masker: SecretMasker
     on_full: Callable[[], None] | None
     on_disk_full: Callable[[str], None] | None
-    on_written: Callable[[], None] | None
+    on_written: Callable[[int], None] | None
 
 
 def _nothing() -> None:

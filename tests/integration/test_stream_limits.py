@@ -81,7 +81,7 @@ class Server:
             max_size=1 << 30,
             mode="drop_old",
             now=lambda: T0,
-            on_written=lambda: self.feeds.notify(RUN_ID),
+            on_written=lambda kept: self.feeds.notify(RUN_ID, kept),
         )
 
 

@@ -1,7 +1,9 @@
-// One run: every field, its error, what its job reported (stage, a progress bar, the
-// output as JSON), the chain of attempts, the run(s) whose end started it and the runs
-// its own end started (a task's after), its log followed live over SSE (stdout and
-// stderr told apart), the files it kept (artifacts.js), stop, rerun and the raw log.
+// One run, outcome and log first: its outcome in a line of figures (duration and log
+// size live while it runs), its error, what its job reported (stage, a progress bar, the
+// output as JSON) and its log followed live over SSE (stdout and stderr told apart).
+// Beside them on a wide screen, after them on a narrow one: every other field, the chain
+// of attempts, the run(s) whose end started it and the runs its own end started (a
+// task's after), the files it kept (artifacts.js).  Stop, rerun and the raw log.
 
 import { api, ApiError, download, follow } from "./api.js";
 import { artifactsSection } from "./artifacts.js";
@@ -11,6 +13,7 @@ import { furthest, listen, mark } from "./live.js";
 import { action, badge, failure, notify, scopeNote, session, tagLinks, when } from "./widgets.js";
 
 const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
+const REFRESH_MS = 1000; // a growing log's size is read again at most this often
 
 export async function runPage(view, signal, id) {
   const since = mark();
@@ -20,6 +23,7 @@ export async function runPage(view, signal, id) {
   const causes = causesOf(run, related);
   const [task] = await Promise.all([taskOf(run, signal), session.ready]);
   const header = h("div", { class: "run-head" });
+  const figures = h("dl", { class: "figures outcome", "aria-label": "outcome" });
   const fields = h("dl", { class: "fields" });
   const chain = h("ol", { class: "chain" });
   const started = startedList(run, task, related.chained);
@@ -45,8 +49,35 @@ export async function runPage(view, signal, id) {
       scopeNote("trigger", "stopping and rerunning"),
     );
     clear(errorBox, run.error ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Error: "), run.error) : null);
+    clear(figures, ...outcomeOf(run));
     clear(fields, ...describe(run, causes));
     drawReported(reported, run);
+  };
+  // While it runs: its duration counts up each second, its log size is read again as
+  // the log grows (the row holds the final size only once the run has ended).
+  const tick = setInterval(() => run.status === "running" && clear(figures, ...outcomeOf(run)), 1000);
+  signal.addEventListener("abort", () => clearInterval(tick));
+  let busy = false; // a read in flight, or read less than REFRESH_MS ago
+  let again = false; // the log grew meanwhile: read once more after that
+  const grown = () => {
+    if (run.status !== "running" || signal.aborted) return;
+    if (busy) return void (again = true);
+    busy = true;
+    api(`/api/runs/${run.id}`, { signal })
+      .then((now) => {
+        run = furthest(run, now);
+        draw();
+      })
+      .catch((error) => signal.aborted || failure(error))
+      .finally(() =>
+        setTimeout(() => {
+          busy = false;
+          if (again) {
+            again = false;
+            grown();
+          }
+        }, REFRESH_MS),
+      );
   };
   const stop = async () => {
     try {
@@ -71,19 +102,32 @@ export async function runPage(view, signal, id) {
   clear(
     view,
     header,
+    figures,
     errorBox,
-    reported,
-    h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
-    h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
-    started.section,
-    files.section,
     h(
-      "section",
-      { "aria-labelledby": "log-h" },
-      h("h2", { id: "log-h" }, "Log"),
-      h("p", { class: "legend small" }, h("span", { class: "stream-out" }, "out"), " standard output, ", h("span", { class: "stream-err" }, "err"), " standard error"),
-      logState,
-      h("div", { class: "log-box", tabindex: "0", role: "region", "aria-label": "log" }, lines),
+      "div",
+      { class: "run-body" },
+      h(
+        "div",
+        { class: "run-main" },
+        reported,
+        h(
+          "section",
+          { "aria-labelledby": "log-h" },
+          h("h2", { id: "log-h" }, "Log"),
+          h("p", { class: "legend small" }, h("span", { class: "stream-out" }, "out"), " standard output, ", h("span", { class: "stream-err" }, "err"), " standard error"),
+          logState,
+          h("div", { class: "log-box", tabindex: "0", role: "region", "aria-label": "log" }, lines),
+        ),
+      ),
+      h(
+        "aside",
+        { class: "run-aside", "aria-label": "details" },
+        h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
+        h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
+        started.section,
+        files.section,
+      ),
     ),
   );
   drawChain(chain, run, attempts);
@@ -103,7 +147,7 @@ export async function runPage(view, signal, id) {
     }
   }, since);
   signal.addEventListener("abort", stopListening);
-  followLog(run, lines, logState, signal, (ended) => {
+  followLog(run, lines, logState, signal, grown, (ended) => {
     run = ended;
     draw();
     started.ended(run);
@@ -111,12 +155,26 @@ export async function runPage(view, signal, id) {
   });
 }
 
+// The outcome at a glance: how it ended (or where it is), when it started, for how
+// long, how much it printed, which attempt.  A running run's duration is counted from
+// its start on this browser's clock (never below zero when the clocks differ).
+function outcomeOf(run) {
+  const ran = run.status === "running" && run.start_at ? Math.max(0, Date.now() - Date.parse(run.start_at)) : run.duration_ms;
+  const items = [
+    [run.status === "ended" ? "End reason" : "Status", run.end_reason ?? run.status],
+    ["Exit", exitText(run) || "—"],
+    ["Started", run.start_at ? when(run.start_at) : "—"],
+    ["Duration", duration(ran) || "—"],
+    ["Log size", `${bytes(run.log_size)}${run.log_truncated ? " (truncated)" : ""}`],
+    ["Attempt", String(run.attempt)],
+  ];
+  return items.map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value)));
+}
+
+// Everything else the run's row holds.
 function describe(run, causes) {
   const rows = [
     ["Run id", h("code", {}, run.id)],
-    ["Status", run.status],
-    ["End reason", run.end_reason ?? "—"],
-    ["Exit", exitText(run) || "—"],
     ["Triggered by", run.triggered_by.replace("_", " ")],
     ["Scheduled for", run.scheduled_for ? absolute(run.scheduled_for) : "—"],
     ["Created", [absolute(run.created_at), " (", when(run.created_at), ")"]],
@@ -124,8 +182,6 @@ function describe(run, causes) {
     ...(run.expires_at ? [[run.expired_at ? "Expired at" : "Expires at", absolute(run.expired_at ?? run.expires_at)]] : []),
     ["Started", run.start_at ? absolute(run.start_at) : "—"],
     ["Ended", run.end_at ? absolute(run.end_at) : "—"],
-    ["Duration", duration(run.duration_ms) || "—"],
-    ["Attempt", run.attempt],
     ["Retry of", run.retry_of ? h("a", { href: `#/runs/${run.retry_of}` }, run.retry_of) : "—"],
     ["Rerun of", run.rerun_of ? h("a", { href: `#/runs/${run.rerun_of}` }, run.rerun_of) : "—"],
     ["Caused by", run.caused_by ? causedBy(run.caused_by, causes) : "—"],
@@ -135,7 +191,6 @@ function describe(run, causes) {
     ["Idempotency key", run.idempotency_key ?? "—"],
     ["Process id", run.pid ?? "—"],
     ["Node", run.node],
-    ["Log size", `${bytes(run.log_size)}${run.log_truncated ? " (truncated)" : ""}`],
     ["CPU", run.cpu_user_s == null ? "—" : `${run.cpu_user_s.toFixed(2)} s user, ${run.cpu_system_s.toFixed(2)} s system`],
     ["Peak memory", run.max_rss_bytes == null ? "—" : bytes(run.max_rss_bytes)],
     ["Output written", run.output_bytes == null ? "—" : bytes(run.output_bytes)],
@@ -243,7 +298,7 @@ function drawChain(list, run, attempts) {
   clear(list, items);
 }
 
-function followLog(run, lines, state, signal, onEnd) {
+function followLog(run, lines, state, signal, onGrow, onEnd) {
   const box = lines.parentElement;
   state.textContent = run.status === "ended" ? "Loading the log…" : "Following the log…";
   let pending = [];
@@ -279,6 +334,7 @@ function followLog(run, lines, state, signal, onEnd) {
       if (!scheduled) {
         scheduled = true;
         requestAnimationFrame(flush);
+        onGrow();
       }
       return true;
     },
