@@ -76,7 +76,7 @@ bench: install $(RUNTIME_VENV)/bin/cronwarden
 bench-peers: install
 	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 1000
 
-# Lighthouse's four scores of the dashboard's tasks and runs pages, desktop and mobile
+# Lighthouse's four scores of the dashboard's tasks, runs and run pages, desktop and mobile
 # (not in the test suite: needs node and npm's lighthouse, e.g.
 # `npm install --prefix /tmp/lh lighthouse`, or LIGHTHOUSE=path; Debian's chromium).
 lighthouse: install

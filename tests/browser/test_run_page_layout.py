@@ -30,6 +30,9 @@ def test_the_outcome_and_the_log_come_first(make_daemon, open_page, artifacts: P
             expect(figure(page, "End reason")).to_have_text("failed")
             expect(figure(page, "Exit")).to_have_text("exit 2")
             expect(figure(page, "Log size")).to_have_text(f"{run['log_size'] / 1024:.1f} KiB")
+            # On a phone the details wait, unseen, until the log's lines are in: shown
+            # earlier, they would be pushed down as the lines arrive (a layout shift).
+            expect(page.locator("aside.run-aside")).to_be_visible()
             log = page.locator(".log-box").bounding_box()
             aside = page.locator("aside.run-aside").bounding_box()
             assert log is not None and aside is not None

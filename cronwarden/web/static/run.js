@@ -14,6 +14,11 @@ import { action, badge, failure, notify, scopeNote, session, tagLinks, when } fr
 
 const MAX_LINES = 5000; // lines kept on the page; the raw log has them all
 const REFRESH_MS = 1000; // a growing log's size is read again at most this often
+// On a narrow screen the details come after the log: they are shown once the log's first
+// lines are in (a box of lines growing above them would move them: layout shift), or
+// once a running run has been quiet this long, or at the latest after SETTLE_MS.
+const QUIET_MS = 300;
+const SETTLE_MS = 3000;
 
 export async function runPage(view, signal, id) {
   const since = mark();
@@ -98,6 +103,14 @@ export async function runPage(view, signal, id) {
   };
   const raw = () => download(`/api/runs/${run.id}/log/raw`, `${run.task_name}-${run.id}.log`).catch(failure);
 
+  const aside = h(
+    "aside",
+    { class: "run-aside settling", "aria-label": "details" },
+    h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
+    h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
+    started.section,
+    files.section,
+  );
   draw();
   clear(
     view,
@@ -120,14 +133,7 @@ export async function runPage(view, signal, id) {
           h("div", { class: "log-box", tabindex: "0", role: "region", "aria-label": "log" }, lines),
         ),
       ),
-      h(
-        "aside",
-        { class: "run-aside", "aria-label": "details" },
-        h("section", { "aria-labelledby": "fields-h" }, h("h2", { id: "fields-h" }, "Details"), fields),
-        h("section", { "aria-labelledby": "chain-h" }, h("h2", { id: "chain-h" }, "Attempts"), chain),
-        started.section,
-        files.section,
-      ),
+      aside,
     ),
   );
   drawChain(chain, run, attempts);
@@ -147,11 +153,15 @@ export async function runPage(view, signal, id) {
     }
   }, since);
   signal.addEventListener("abort", stopListening);
-  followLog(run, lines, logState, signal, grown, (ended) => {
-    run = ended;
-    draw();
-    started.ended(run);
-    files.ended(run);
+  followLog(run, lines, logState, signal, {
+    onGrow: grown,
+    onEnd: (ended) => {
+      run = ended;
+      draw();
+      started.ended(run);
+      files.ended(run);
+    },
+    onSettled: () => aside.classList.remove("settling"),
   });
 }
 
@@ -298,8 +308,16 @@ function drawChain(list, run, attempts) {
   clear(list, items);
 }
 
-function followLog(run, lines, state, signal, onGrow, onEnd) {
+// onSettled: called once, when the log's first lines are on the page (or it has none,
+// or it is slow to come): what follows the log is shown from then on, in its place.
+function followLog(run, lines, state, signal, { onGrow, onEnd, onSettled }) {
   const box = lines.parentElement;
+  let unsettled = true;
+  const settle = () => {
+    if (unsettled) onSettled();
+    unsettled = false;
+  };
+  setTimeout(settle, SETTLE_MS);
   state.textContent = run.status === "ended" ? "Loading the log…" : "Following the log…";
   let pending = [];
   let scheduled = false;
@@ -310,6 +328,7 @@ function followLog(run, lines, state, signal, onGrow, onEnd) {
     pending = [];
     while (lines.childElementCount > MAX_LINES) lines.firstElementChild.remove();
     if (atBottom) box.scrollTop = box.scrollHeight;
+    settle();
   };
   follow(
     `/api/runs/${run.id}/log?follow=true`,
@@ -342,8 +361,14 @@ function followLog(run, lines, state, signal, onGrow, onEnd) {
       signal,
       onState: (s) => {
         if (s === "reconnecting") state.textContent = "Connection lost; reconnecting…";
-        else if (s === "open" && run.status !== "ended") state.textContent = "Following the log…";
+        else if (s === "open" && run.status !== "ended") {
+          state.textContent = "Following the log…";
+          setTimeout(settle, QUIET_MS); // a running run may print nothing for a while
+        }
       },
     },
-  ).catch((error) => signal.aborted || failure(error));
+  ).catch((error) => {
+    settle();
+    return signal.aborted || failure(error);
+  });
 }
