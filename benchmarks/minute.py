@@ -16,10 +16,11 @@ Passes, one after the other in the same run (``--passes``):
   daemon pass, and that pass's ratio is against it.
 * **every**: a daemon with ``--tasks`` tasks on ``* * * * *`` running ``/bin/true``.
   From the minute's boundary (the fire's ``scheduled_for``) until the last run started
-  (``start_at``) and until the last run ended (``end_at``), read from the API once all
-  have ended; every run must be recorded, once (rows = tasks for each minute, all ended
-  as success, none missed).  The daemon waits for a real minute boundary at least 12 s
-  after its start; its clock is not touched.
+  (``start_at``) and until the last run ended (``end_at``), read from the run rows
+  (the SQLite file, read-only) once all have ended or ``--wait`` has passed; every run
+  must be recorded, once (rows = tasks for each minute, all ended as success, none
+  missed).  The daemon waits for a real minute boundary at least 12 s after its
+  start; its clock is not touched.
 * **spread**: the same tasks on ``H * * * * *``: each task at its own hashed second of
   every minute (Jenkins' H), so the minute holds the same 10,000 runs spread over its
   60 s.  (``H * * * *`` hashes the minute of the hour instead: 10,000 tasks make ~167
@@ -53,6 +54,7 @@ import resource
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -65,11 +67,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _daemon import free_port, get, running_daemon, z
+from _daemon import free_port, running_daemon
+from sustained import daemon_cpu, own_cpu
 
 COMMAND = ["/bin/true"]
 SCHEDULES = {"every": "* * * * *", "spread": "H * * * * *"}
 MARGIN = 12.0  # s between the daemon's READY (or the peer's last job) and its minute
+SOON = 10.0  # s from a --soon pass's config to its fire (the daemon starts meanwhile)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -138,7 +142,9 @@ def raise_fd_limit(want: int) -> None:
 
 
 def raw_pass(count: int, in_flight: int) -> dict[str, float]:
+    before = own_cpu()
     figures = asyncio.run(raw_asyncio(count, in_flight))
+    figures["cpu_ms"] = (own_cpu() - before) * 1000 / count
     figures["posix_spawn"] = raw_posix_spawn(count)
     return figures
 
@@ -217,8 +223,8 @@ def sqlite_text(moment: float) -> str:
 
 
 def wait_all_ended(db: Path, first: float, last: float, count: int, deadline: float) -> None:
-    """Until ``count`` runs scheduled in [first, last) have ended: read from the SQLite
-    file itself (read-only), so the waiting costs the daemon nothing."""
+    """Until ``count`` runs scheduled in [first, last) have ended, or ``deadline``: read
+    from the SQLite file itself (read-only), so the waiting costs the daemon nothing."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         while time.time() < deadline:
@@ -234,16 +240,39 @@ def wait_all_ended(db: Path, first: float, last: float, count: int, deadline: fl
         conn.close()
 
 
-def ended_runs(base: str) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = "limit=1000&status=ended" + (f"&cursor={cursor}" if cursor else "")
-        page = get(f"{base}/api/runs?{query}")
-        runs += page["runs"]
-        if not page["has_next"]:
-            return runs
-        cursor = page["next_cursor"]
+def run_rows(db: Path, first: float, last: float) -> list[dict[str, Any]]:
+    """The run rows scheduled in [first, last), times as Unix seconds.  Read from the
+    file, not paged through the API: a daemon left behind by its minute answers a
+    10,000-row listing slowly, and the figures would wait for it."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT task_name, status, end_reason, scheduled_for, start_at, end_at FROM runs "
+            "WHERE scheduled_for >= ? AND scheduled_for < ?",
+            (sqlite_text(first), sqlite_text(last)),
+        ).fetchall()
+    finally:
+        conn.close()
+    runs = []
+    for row in rows:
+        run = dict(row)
+        for key in ("scheduled_for", "start_at", "end_at"):
+            if run[key] is not None:
+                run[key] = datetime.fromisoformat(run[key]).replace(tzinfo=UTC).timestamp()
+        runs.append(run)
+    return runs
+
+
+def stop(proc: Any) -> None:
+    """SIGTERM, and SIGKILL if it is not gone within two minutes (a daemon with tens of
+    thousands of due runs still waiting takes its time to record them stopped)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
 
 
 @contextmanager
@@ -264,7 +293,7 @@ def profiled(proc: Any, target: Path | None) -> Iterator[None]:
 def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str, Any]:
     schedule = SCHEDULES[name]
     if args.soon:  # at one second of each minute, a few seconds away: no wait
-        schedule = f"{int(next_boundary(MARGIN + 8, soon=True)) % 60} * * * * *"
+        schedule = f"{int(next_boundary(SOON, soon=True)) % 60} * * * * *"
     config = write_config(workdir, args.tasks, schedule)
     profile = args.profile / f"{name}.prof" if args.profile else None
     with running_daemon(workdir, config, profile=profile) as (base, proc):
@@ -280,37 +309,41 @@ def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str,
         poller = HealthPoller(base, args.health_rate)
         wait_until(boundary - 3)
         with profiled(proc, profile):
+            cpu_before = daemon_cpu(proc.pid)
             poller.start()
             expected = args.tasks * args.minutes
-            wait_all_ended(
-                workdir / "data" / "cronwarden.db", boundary, last, expected, deadline=last + 600
-            )
+            db = workdir / "data" / "cronwarden.db"
+            wait_all_ended(db, boundary, last, expected, deadline=last + args.wait)
             time.sleep(0.5)
+            cpu = daemon_cpu(proc.pid) - cpu_before
             poller.done.set()
             poller.join()
-        runs = ended_runs(base)
-    return {"boundary": boundary, "runs": runs, "health": poller.summary()}
+        runs = run_rows(db, boundary, last)
+        stop(proc)
+    cpu_ms = cpu * 1000 / max(1, sum(r["status"] == "ended" for r in runs))
+    return {"boundary": boundary, "runs": runs, "health": poller.summary(), "cpu_ms": cpu_ms}
 
 
 def minute_figures(runs: list[dict[str, Any]], first: float, width: float) -> dict[str, Any]:
     """The figures of the runs scheduled in [first, first + width)."""
-    mine = [r for r in runs if first <= z(r["scheduled_for"]).timestamp() < first + width]
-    started = [r for r in mine if r["start_at"]]
-    starts = [z(r["start_at"]).timestamp() - first for r in started]
-    late = [(z(r["start_at"]) - z(r["scheduled_for"])).total_seconds() * 1000 for r in started]
-    ends = [z(r["end_at"]).timestamp() - first for r in mine]
+    mine = [r for r in runs if first <= r["scheduled_for"] < first + width]
+    started = [r for r in mine if r["start_at"] is not None]
+    starts = [r["start_at"] - first for r in started]
+    late = [(r["start_at"] - r["scheduled_for"]) * 1000 for r in started]
+    ends = [r["end_at"] - first for r in mine if r["end_at"] is not None]
     fires = Counter((r["task_name"], r["scheduled_for"]) for r in mine)
+    nan = float("nan")
     return {
         "rows": len(mine),
         "tasks": len({r["task_name"] for r in mine}),
         "twice": sum(n > 1 for n in fires.values()),
-        "reasons": Counter(r["end_reason"] for r in mine),
-        "first_start": min(starts, default=float("nan")),
-        "all_started": max(starts, default=float("nan")),
-        "all_ended": max(ends, default=float("nan")),
-        "late_p50": statistics.median(late) if late else float("nan"),
-        "late_p99": pct(late, 0.99) if late else float("nan"),
-        "late_max": max(late, default=float("nan")),
+        "reasons": Counter(r["end_reason"] or r["status"] for r in mine),
+        "first_start": min(starts, default=nan),
+        "all_started": max(starts, default=nan) if len(started) == len(mine) else nan,
+        "all_ended": max(ends, default=nan) if len(ends) == len(mine) else nan,
+        "late_p50": statistics.median(late) if late else nan,
+        "late_p99": pct(late, 0.99) if late else nan,
+        "late_max": max(late, default=nan),
     }
 
 
@@ -374,7 +407,8 @@ def print_raw(raw: dict[str, float], count: int, in_flight: int) -> None:
         f"  raw: asyncio create_subprocess_exec with pipes, {count} (at most {in_flight} "
         "at once): all started "
         f"{raw['all_started']:.3f} s, all reaped {raw['all_ended']:.3f} s; "
-        f"posix_spawn one by one, no pipes: {raw['posix_spawn']:.3f} s"
+        f"posix_spawn one by one, no pipes: {raw['posix_spawn']:.3f} s; "
+        f"CPU {raw['cpu_ms']:.2f} ms a process (this process and its reaped children)"
     )
 
 
@@ -410,6 +444,10 @@ def print_daemon(name: str, got: dict[str, Any], raw: dict[str, float], args: An
         f"{health['failed']} failed (target p99 < 100 ms: "
         f"{'met' if health['p99'] < 100 and not health['failed'] else 'MISSED'})"
     )
+    print(
+        f"    daemon CPU {got['cpu_ms']:.2f} ms a run (its own, its reaped children's, its "
+        f"keeper's, over the pass), {got['cpu_ms'] / raw['cpu_ms']:.2f}x raw's a process"
+    )
     return met and health["p99"] < 100
 
 
@@ -444,6 +482,12 @@ def main() -> None:
         action="store_true",
         help="tasks fire at a second a few seconds away, not at a minute's "
         "boundary (a quick check of the script; 'every' only)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=300,
+        help="seconds past the measured minute to wait for its runs to end, at most",
     )
     parser.add_argument("--keep", type=Path, help="keep each daemon's files in this directory")
     parser.add_argument("--profile", type=Path, help="cProfile each daemon's minute into DIR")
