@@ -117,10 +117,7 @@ class Lives:
             await self.pacer.turn()
             if _abandoned(handle):
                 return
-            if handle.control.stop.is_set():
-                # Stopped while it waited for its turn to spawn (a shutdown whose grace
-                # ran out with thousands of due runs in line): it ends unstarted, rather
-                # than being spawned only to be stopped at once.
+            if handle.control.stop.is_set():  # stopped in line to spawn: never spawned
                 raise StoppedWaiting("its turn to start")
             ending = await self.launcher.run(
                 handle.run, handle.task, handle.control, partial(self._started, handle)
