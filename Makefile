@@ -71,10 +71,14 @@ bench: install $(RUNTIME_VENV)/bin/cronwarden
 	cd benchmarks && ../$(BIN)/python trigger_delay.py --runs 90
 	cd benchmarks && ../$(BIN)/python logs.py --mb 100 --rounds 1
 	cd benchmarks && ../$(BIN)/python run_pages.py --runs 1000000 --requests 200
+	cd benchmarks && ../$(BIN)/python minute.py --passes raw,every,spread
 
-# Debian's cron beside cronwarden on the same minute burst (as root; about 2 minutes).
+# Debian's cron beside cronwarden on the same minute burst, at 1,000 and 10,000 jobs (as
+# root), and bare APScheduler 3 on a 10,000-job minute (about 8 minutes on a quiet machine).
 bench-peers: install
 	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 1000
+	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 10000 --wait 300
+	cd benchmarks && ../$(BIN)/python minute.py --passes raw,apscheduler
 
 # Lighthouse's four scores of the dashboard's tasks, runs and run pages, desktop and mobile
 # (not in the test suite: needs node and npm's lighthouse, e.g.

@@ -47,12 +47,20 @@ def z(value: str) -> datetime:
 
 
 @contextmanager
-def running_daemon(workdir: Path, config: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``cronwarden serve`` until the block ends; yields its base URL and process."""
+def running_daemon(
+    workdir: Path, config: Path, *, profile: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``cronwarden serve`` until the block ends; yields its base URL and process.
+
+    With ``profile``, the daemon runs under ``_profiled.py``: cProfile from a SIGUSR1
+    until a SIGUSR2, which writes the profile there."""
     base = _listen_url(config)
     log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
+    program = ["-m", "cronwarden"]
+    if profile is not None:
+        program = [str(Path(__file__).with_name("_profiled.py")), str(profile)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cronwarden", "serve", "-c", str(config)],
+        [sys.executable, *program, "serve", "-c", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -69,6 +69,7 @@ from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.store.slots import FleetSlots
 from cronwarden.support.clock import Clock, SystemClock
+from cronwarden.support.heap import freeze_start_up_objects
 from cronwarden.support.log_setup import configure_logging
 
 log = structlog.get_logger("cronwarden.daemon")
@@ -234,6 +235,7 @@ class Daemon:
                 data_dir=str(daemon.data_dir),
                 database=_redact(daemon.database_url),
             )
+            freeze_start_up_objects()
             await self._serve_until_stopped(services, side)
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -155,16 +156,19 @@ class RunEnds:
             self._failure(run, failure, before, after)
         if task is None:
             return
-        printed = output_event(run, self._run_json(run), now)
+        # A run's JSON (a pydantic dump) only for an event raised: most ends raise none,
+        # and 10,000 runs due at one minute each paid two dumps for nothing.
+        printed = output_event(run, None, now)
         if printed is not None and alert_targets(
             self.live.current.notify, task.name, task.notify, "run.output"
         ):
-            self._emit(printed, output_of=run)
+            self._emit(replace(printed, run=self._run_json(run)), output_of=run)
         if run.end_reason != EndReason.SUCCESS:
             return
-        short = too_short_event(run, self._run_json(run), task.min_duration, now)
-        if short is not None:
-            self._emit(short, output_of=run)
+        if task.min_duration > timedelta(0):  # else run.too_short is off
+            short = too_short_event(run, self._run_json(run), task.min_duration, now)
+            if short is not None:
+                self._emit(short, output_of=run)
         self._failed_here.discard(run.task_name)
         overdue = self._succeeded(run)
         what = recovered_from(before, after) or overdue

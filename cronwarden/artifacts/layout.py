@@ -68,8 +68,8 @@ def make_run_dir(root: Path, run_id: str, uid: int | None, gid: int | None) -> P
 
 
 def gone_if_empty(path: Path) -> bool:
-    """Remove a run's directory if it is empty; whether nothing is there now.  Cheap
-    enough to do in the event loop, for the many runs that leave nothing."""
+    """Remove a run's directory if it is empty; whether nothing is there now.  A
+    filesystem call that may wait for its journal: not in the event loop."""
     try:
         path.rmdir()
     except FileNotFoundError:

@@ -117,6 +117,8 @@ class Lives:
             await self.pacer.turn()
             if _abandoned(handle):
                 return
+            if handle.control.stop.is_set():  # stopped in line to spawn: never spawned
+                raise StoppedWaiting("its turn to start")
             ending = await self.launcher.run(
                 handle.run, handle.task, handle.control, partial(self._started, handle)
             )

@@ -149,17 +149,22 @@ class Sent:
         self.logs_dir = tmp_path / "logs"
         self.logs_dir.mkdir()
         self.sent: list[tuple[str, Mapping[str, Any]]] = []
+        self.dumped: list[str] = []  # the runs whose JSON was made
         self.alerts = Alerts(
             LiveConfig(parse_config(CONFIG, tmp_path / "c.toml")),
             store,
             FakeClock(at=T0),
             node="n1",
             base_url=None,
-            run_json=lambda run: {"id": run.id, "attempt": run.attempt},
+            run_json=self.run_json,
             on_outcome=lambda *_: None,
             send=self.send,
             logs_dir=self.logs_dir,
         )
+
+    def run_json(self, run: RunRecord) -> dict[str, Any]:
+        self.dumped.append(run.id)
+        return {"id": run.id, "attempt": run.attempt}
 
     async def send(self, target: NotifyConfig, event: Mapping[str, Any]) -> None:
         self.sent.append((str(target.events), event))
@@ -214,6 +219,7 @@ async def test_a_run_that_printed_is_told_with_its_masked_output(
     assert await life.events() == [
         ("run.output", {"text": "disk at 91%\ntoken=***\n", "size": size, "truncated": False})
     ]
+    assert [e["run"] for _, e in life.sent] == [{"id": RUN1, "attempt": 1}]
 
 
 async def test_a_quiet_run_and_a_task_without_a_run_output_target_raise_nothing(
@@ -224,6 +230,8 @@ async def test_a_quiet_run_and_a_task_without_a_run_output_target_raise_nothing(
     size = life.write_log(RUN2, b"printed\n")
     life.alerts.on_change("run.ended", ended("paged", RUN2, size))  # pager: run.failed only
     assert await life.events() == []
+    # and no run's JSON was made for nothing: 10,000 ends in a minute paid two dumps each
+    assert life.dumped == []
 
 
 async def test_an_attempt_to_be_retried_tells_its_output_but_not_yet_its_failure(

@@ -374,6 +374,36 @@ async def test_shutdown_ends_queued_keeps_delayed_retries_and_stops_the_rest() -
     assert r.dispatcher.active_runs == 0
 
 
+class HeldPacer:
+    """Spawn turns given only once the test opens them."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def turn(self) -> None:
+        await self.open.wait()
+
+
+async def test_runs_stopped_while_waiting_for_their_turn_to_spawn_never_start() -> None:
+    """A shutdown whose grace ran out while 30,000 due runs waited for their turns (a
+    few forks a turn of the loop) went on spawning each, to stop it at once, for minutes.
+    A run stopped before its turn comes ends unstarted."""
+    r = rig('[tasks.job]\ncommand = "true"\n')
+    pacer = HeldPacer()
+    r.dispatcher._lives.pacer = pacer  # type: ignore[assignment]
+    runs = [(await r.dispatcher.trigger("job"))[0] for _ in range(3)]
+    await settle()
+    shutdown = asyncio.create_task(r.dispatcher.shutdown(timedelta(0)))
+    await settle()
+    pacer.open.set()
+    await shutdown
+    assert r.launcher.started == []
+    for run in runs:
+        row = r.store.runs[run.id]
+        assert (row.end_reason, row.start_at) == (EndReason.STOPPED, None)
+    assert r.dispatcher.active_runs == 0
+
+
 async def test_missed_fires_are_recorded_and_the_newest_counts_the_rest() -> None:
     r = rig('[tasks.m]\ncommand = "true"\nschedule = "* * * * *"\n')
     fires = [T0 - 3 * 60 * S, T0 - 2 * 60 * S, T0 - 60 * S]
