@@ -19,7 +19,8 @@ The baseline, measured in the same run: the bare stack (python importing aiohttp
 SQLAlchemy, APScheduler 3 and croniter) serving one aiohttp endpoint with the same N
 cron jobs in an AsyncIOScheduler; its time to listening, RSS and idle CPU.  Ratios are
 daemon / baseline (lower is better).  Targets (DESIGN.md): READY <= 2 s, RSS <= 100 MB,
-idle CPU ~0, with 10,000 tasks.
+idle CPU ~0, with 10,000 tasks; with 100,000 or more (issue 30): READY <= 10 s, RSS <=
+250 MB.
 """
 
 from __future__ import annotations
@@ -174,13 +175,15 @@ def main() -> None:
         del again["keeper_rss_mb"]  # the same keeper, reported once
         daemon.update({f"restart_{key}": value for key, value in again.items()})
         bare.update({f"restart_{key}": bare[key] for key in again})
+    # DESIGN.md's targets are for 10,000 tasks; issue 30's for ten times as many.
+    ready, rss = (10.0, 250.0) if args.tasks >= 100_000 else (2.0, 100.0)
     rows = [
-        ("time to READY (s)", "ready_s", 2.0),
-        ("RSS at READY (MB)", "rss_at_ready_mb", 100.0),
-        (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", 100.0),
+        ("time to READY (s)", "ready_s", ready),
+        ("RSS at READY (MB)", "rss_at_ready_mb", rss),
+        (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", rss),
         ("idle CPU (%)", "idle_cpu_pct", None),
-        ("restart: time to READY (s)", "restart_ready_s", 2.0),
-        ("restart: RSS at READY (MB)", "restart_rss_at_ready_mb", 100.0),
+        ("restart: time to READY (s)", "restart_ready_s", ready),
+        ("restart: RSS at READY (MB)", "restart_rss_at_ready_mb", rss),
     ]
     if args.json:
         print(json.dumps({"tasks": args.tasks, "bare": bare, "daemon": daemon}))
