@@ -355,6 +355,12 @@ def main() -> None:
         help="requests of each kind that reads the whole history (search, offset, total, stats)",
     )
     parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="leave out the requests whose name holds this (repeatable)",
+    )
+    parser.add_argument(
         "--database-url", help="postgresql+asyncpg://...: the daemon's database key (else SQLite)"
     )
     parser.add_argument(
@@ -421,6 +427,8 @@ def main() -> None:
                 f"{'bare ' + engine + ' keyset':<24} {keyset[0]:>8.2f} {keyset[1]:>8.2f} {'-':>11}"
             )
             for name, path in cases.items():
+                if any(word in name for word in args.skip):
+                    continue
                 scan = any(word in name for word in ("search", "offset", "total", "stats"))
                 p50, p99 = timed(fetch(base + path), args.scan_requests if scan else args.requests)
                 print(f"{name:<24} {p50:>8.2f} {p99:>8.2f} {p50 / bare[0]:>11.1f}")
