@@ -1,6 +1,6 @@
 """Start-up and idle cost with many tasks: time to READY, RSS, idle CPU.
 
-    python benchmarks/startup.py [--tasks 10000] [--idle 60] [--daemon-python PATH]
+    python benchmarks/startup.py [--tasks 10000] [--idle 60] [--settle 10] [--daemon-python PATH]
 
 The daemon gets N tasks with cron lines spread over the week (minute, hour and weekday
 vary per task, none due during the measurement).  READY is read off a real
@@ -40,7 +40,8 @@ from _daemon import free_port, ready_daemon
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # After READY the daemon does its start-up chores (the first retention pass, reading
-# last successes for /metrics); idle is measured after them.
+# last successes for /metrics); idle is measured after them.  With 100,000 tasks they
+# took ~20 s on a loaded machine: --settle gives them longer.
 SETTLE = 10.0
 
 
@@ -112,13 +113,13 @@ def idle(pid: int, seconds: float) -> dict[str, float]:
 
 
 def measure_daemon(
-    python: str, workdir: Path, config: Path, idle_s: float | None
+    python: str, workdir: Path, config: Path, idle_s: float | None, settle: float = SETTLE
 ) -> dict[str, float]:
     """READY and RSS; then, with an ``idle_s`` window, the settled RSS and idle CPU."""
     with ready_daemon(python, workdir, config) as (proc, ready):
         figures = {"ready_s": ready, "rss_at_ready_mb": rss_mb(proc.pid)}
         if idle_s is not None:
-            time.sleep(SETTLE)
+            time.sleep(settle)
             figures.update(idle(proc.pid, idle_s))
         keeper = keeper_of(proc.pid)
         figures["keeper_rss_mb"] = rss_mb(keeper) if keeper is not None else float("nan")
@@ -133,7 +134,7 @@ def keeper_of(pid: int) -> int | None:
     return None
 
 
-def measure_bare(count: int, idle_s: float) -> dict[str, float]:
+def measure_bare(count: int, idle_s: float, settle: float = SETTLE) -> dict[str, float]:
     lines = "\n".join(cron_line(i) for i in range(count))
     began = time.monotonic()
     proc = subprocess.Popen(
@@ -149,7 +150,7 @@ def measure_bare(count: int, idle_s: float) -> dict[str, float]:
         if proc.stdout.readline().strip() != "READY":
             raise SystemExit("the bare stack did not start")
         figures = {"ready_s": time.monotonic() - began, "rss_at_ready_mb": rss_mb(proc.pid)}
-        time.sleep(SETTLE)
+        time.sleep(settle)
         figures.update(idle(proc.pid, idle_s))
         return figures
     finally:
@@ -161,16 +162,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=60, help="idle window, seconds")
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE, help="seconds after READY before the idle window"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--daemon-python", default=sys.executable, help="the interpreter that runs the daemon"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cw-startup-") as tmp:
-        bare = measure_bare(args.tasks, args.idle)
+        bare = measure_bare(args.tasks, args.idle, args.settle)
         workdir = Path(tmp)
         config = write_config(workdir, free_port(), args.tasks)
-        daemon = measure_daemon(args.daemon_python, workdir, config, args.idle)
+        daemon = measure_daemon(args.daemon_python, workdir, config, args.idle, args.settle)
         again = measure_daemon(args.daemon_python, workdir, config, None)
         del again["keeper_rss_mb"]  # the same keeper, reported once
         daemon.update({f"restart_{key}": value for key, value in again.items()})
