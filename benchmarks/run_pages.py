@@ -19,8 +19,8 @@ difference, taken from at least two runs each way, alternately, on one ``--data`
 build other than the installed one runs with ``PYTHONPATH=ITS_SOURCE_TREE``.
 
 Past ``--store-seed`` runs (1,000,000 by default: the store inserts ~2,000-5,000 a
-second here, so ten million would take an hour or more; at 6,000,000 runs SQLite copies
-~2,000 a second too, PostgreSQL ~5,000), the rest are copies of the
+second here, so ten million would take an hour or more; the copies below went at ~2,000
+a second on SQLite, ~5,000 on PostgreSQL, on a loaded machine), the rest are copies of the
 store's rows made by ``INSERT ... SELECT`` in the database itself: run ``i`` is run
 ``i % store_seed`` moved ``i - i % store_seed`` seconds later, with its own id and
 params, so the history reads as one run a second throughout, as the store's own rows do.
