@@ -1,6 +1,8 @@
 """Run-list pages, sorts, filters and stats at 1,000,000 runs, over HTTP.
 
     python benchmarks/run_pages.py [--runs 1000000] [--requests 200] [--data DIR]
+        [--database-url postgresql+asyncpg://...] [--store-seed 1000000]
+        [--scan-requests 20] [--skip NAME ...]
 
 The runs are seeded through the store's own group-committed insert into the daemon's
 SQLite file; then a daemon serves them and each kind of request is timed back to back
@@ -15,6 +17,23 @@ seeding are paid once).  ``--reader-lane off`` serves them with pages read throu
 async engine instead of the reader lane (``store/lane.py``): the lane's gain is the
 difference, taken from at least two runs each way, alternately, on one ``--data``.  A
 build other than the installed one runs with ``PYTHONPATH=ITS_SOURCE_TREE``.
+
+Past ``--store-seed`` runs (1,000,000 by default: the store inserts ~2,000-5,000 a
+second here, so ten million would take an hour or more; the copies below went at ~2,000
+a second on SQLite, ~5,000 on PostgreSQL, on a loaded machine), the rest are copies of the
+store's rows made by ``INSERT ... SELECT`` in the database itself: run ``i`` is run
+``i % store_seed`` moved ``i - i % store_seed`` seconds later, with its own id and
+params, so the history reads as one run a second throughout, as the store's own rows do.
+
+``--database-url postgresql+asyncpg://...`` seeds and serves PostgreSQL instead (the
+daemon's ``database`` key); the bare keyset baseline is then the same query through
+asyncpg.  ``--data`` keeps the daemon's directory, and the database keeps the runs: a
+database already holding ``--runs`` runs is read again, not seeded.
+
+At ten million runs the requests that read the whole history (search, offset, total,
+stats) take seconds each: ``--scan-requests 3`` times three of each after three of
+warm-up, and ``--skip "7% match"`` leaves out a request by its name (on PostgreSQL the
+7 % search went past the client's 30 s timeout).
 """
 
 from __future__ import annotations
@@ -39,8 +58,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from _daemon import free_port, get, running_daemon
 from aiohttp import web
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cronwarden.run_record import RunRecord
 from cronwarden.run_sorts import SORT_FIELDS
@@ -139,17 +160,80 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def seeded_runs(path: Path) -> int:
-    """How many runs a kept data directory holds (0: none yet, to be seeded)."""
-    if not path.exists():
-        return 0
-    connection = sqlite3.connect(path)
+async def seeded_runs(database: str) -> int:
+    """How many runs a kept database holds (0: none yet, to be seeded)."""
+    engine = create_async_engine(database)
     try:
-        return int(connection.execute("SELECT count(*) FROM runs").fetchone()[0])
-    except sqlite3.OperationalError:  # no runs table yet
+        async with engine.connect() as conn:
+            return int((await conn.execute(sa.text("SELECT count(*) FROM runs"))).scalar_one())
+    except sa.exc.DBAPIError:  # no runs table yet (or no file)
         return 0
     finally:
-        connection.close()
+        await engine.dispose()
+
+
+_ID = "00000000-0000-7000-8000-"  # then the run's number, 12 digits (as seed() writes it)
+_SHIFTED = {"scheduled_for", "created_at", "start_at", "end_at"}
+COPY_ROWS = 100_000  # a transaction
+
+
+def _copy_select(dialect: str, columns: list[str]) -> str:
+    """``SELECT`` of run ``:first + k`` as a copy of run ``k`` moved ``:shift`` s."""
+    if dialect == "sqlite":
+        number = "(CAST(substr(id, 25) AS INTEGER) + :shift)"
+        new_id = f"'{_ID}' || printf('%012d', {number})"
+        # naive ISO text with microseconds, as UTCDateTime stores it on SQLite
+        moved = "strftime('%Y-%m-%d %H:%M:%f', {0}, '+' || :shift || ' seconds') || '000'"
+        params = f"""CASE WHEN params = '{{}}' THEN params
+                     ELSE '{{"n": "' || {number} || '"}}' END"""
+    else:
+        number = "(CAST(substr(id, 25) AS BIGINT) + CAST(:shift AS BIGINT))"
+        new_id = f"'{_ID}' || lpad(CAST({number} AS TEXT), 12, '0')"
+        moved = "{0} + make_interval(secs => CAST(:shift AS BIGINT))"
+        params = f"""CASE WHEN CAST(params AS TEXT) = '{{}}' THEN params
+                     ELSE CAST(json_build_object('n', CAST({number} AS TEXT)) AS JSON) END"""
+    chosen = []
+    for column in columns:
+        if column == "id":
+            chosen.append(new_id)
+        elif column in _SHIFTED:
+            chosen.append(f"CASE WHEN {column} IS NULL THEN NULL ELSE {moved.format(column)} END")
+        elif column == "params":
+            chosen.append(params)
+        else:
+            chosen.append(column)
+    return (
+        f"INSERT INTO runs ({', '.join(columns)}) SELECT {', '.join(chosen)} FROM runs "
+        "WHERE id >= :low AND id < :high ORDER BY id"
+    )
+
+
+async def extend_by_copies(database: str, base: int, start: int, count: int) -> float:
+    """Runs ``start`` .. ``count - 1`` as copies of the store's runs 0 .. ``base - 1``
+    (see the module's docstring); returns the seconds it took."""
+    engine = open_engine(database)
+    started = time.perf_counter()
+    try:
+        async with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                # A page cache of 1 GiB: the indexes on random values (duration_ms,
+                # end_at) take their rows all over the file, and the default 2 MB
+                # cache made the copy as slow as the store (~2,000 rows/s).
+                await conn.execute(sa.text("PRAGMA cache_size = -1048576"))
+            columns = list((await conn.execute(sa.text("SELECT * FROM runs LIMIT 0"))).keys())
+            insert = sa.text(_copy_select(engine.dialect.name, columns))
+            await conn.commit()
+            first = start
+            while first < count:
+                low = first % base
+                rows = min(COPY_ROWS, count - first, base - low)
+                window = {"shift": first - low, "low": f"{_ID}{low:012d}"}
+                await conn.execute(insert, {**window, "high": f"{_ID}{low + rows:012d}"})
+                await conn.commit()
+                first += rows
+    finally:
+        await engine.dispose()
+    return time.perf_counter() - started
 
 
 def timed(call: Callable[[], Any], requests: int) -> tuple[float, float]:
@@ -210,6 +294,54 @@ def bare_endpoint(body: bytes) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{port}/page", stop
 
 
+def prepare(database: str, runs: int, store_seed: int) -> None:
+    """Seed the database to ``runs`` runs, unless it holds them already."""
+    seeded = asyncio.run(seeded_runs(database))
+    if seeded == runs:
+        print(f"run pages: the {seeded:,} runs seeded before")
+        return
+    base = min(runs, store_seed)
+    if seeded == 0:
+        seconds = asyncio.run(seed(database, base))
+        print(
+            f"run pages: {base:,} runs seeded by the store in {seconds:.1f}s "
+            f"({base / seconds:,.0f}/s)"
+        )
+        seeded = base
+    elif not base <= seeded < runs:
+        raise SystemExit(f"the database holds {seeded:,} runs, not --runs {runs:,}")
+    if seeded < runs:
+        seconds = asyncio.run(extend_by_copies(database, base, seeded, runs))
+        copied = runs - seeded
+        print(
+            f"run pages: {copied:,} runs copied in SQL in {seconds:.1f}s "
+            f"({copied / seconds:,.0f}/s)"
+        )
+
+
+KEYSET = "SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 51"
+
+
+def bare_keyset(database: str, requests: int) -> tuple[float, float]:
+    """The first page's keyset query on the bare driver (sqlite3, or asyncpg)."""
+    if database.startswith("sqlite"):
+        connection = sqlite3.connect(database.split(":///", 1)[1])
+        try:
+            return timed(lambda: connection.execute(KEYSET).fetchall(), requests)
+        finally:
+            connection.close()
+    import asyncpg  # only for PostgreSQL
+
+    loop = asyncio.new_event_loop()
+    dsn = database.replace("+asyncpg", "")
+    pg = loop.run_until_complete(asyncpg.connect(dsn))
+    try:
+        return timed(lambda: loop.run_until_complete(pg.fetch(KEYSET)), requests)
+    finally:
+        loop.run_until_complete(pg.close())
+        loop.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
@@ -223,25 +355,39 @@ def main() -> None:
         default="on",
         help="off: the daemon reads pages through the async engine (the lane's baseline)",
     )
+    parser.add_argument(
+        "--scan-requests",
+        type=int,
+        default=20,
+        help="requests of each kind that reads the whole history (search, offset, total, stats)",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="leave out the requests whose name holds this (repeatable)",
+    )
+    parser.add_argument(
+        "--database-url", help="postgresql+asyncpg://...: the daemon's database key (else SQLite)"
+    )
+    parser.add_argument(
+        "--store-seed",
+        type=int,
+        default=1_000_000,
+        help="runs inserted by the store; the rest are copies of them made in SQL",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cronwarden-pages-") as tmp:
         workdir = Path(tmp)
         data = args.data.resolve() if args.data else workdir / "data"
         data.mkdir(mode=0o700, exist_ok=True)
-        database = f"sqlite+aiosqlite:///{data / 'cronwarden.db'}"
-        seeded = seeded_runs(data / "cronwarden.db")
-        if seeded == 0:
-            seconds = asyncio.run(seed(database, args.runs))
-            rate = args.runs / seconds
-            print(f"run pages: {args.runs:,} runs seeded in {seconds:.1f}s ({rate:,.0f}/s)")
-        elif seeded != args.runs:
-            raise SystemExit(f"{data} holds {seeded:,} runs, not --runs {args.runs:,}")
-        else:
-            print(f"run pages: the {seeded:,} runs seeded in {data} before")
+        database = args.database_url or f"sqlite+aiosqlite:///{data / 'cronwarden.db'}"
+        prepare(database, args.runs, args.store_seed)
         config = workdir / "pages.toml"
         tasks = "".join(f'[tasks.t{i:02d}]\ncommand = "true"\n' for i in range(TASKS))
+        url = f'database = "{args.database_url}"\n' if args.database_url else ""
         config.write_text(
-            f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{data}"\n'
+            f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{data}"\n{url}'
             # Retention must not delete the seeded history while it is being read.
             f'keep_runs = {args.runs}\nkeep_for = "{RETAIN_DAYS}d"\n{tasks}'
         )
@@ -280,16 +426,18 @@ def main() -> None:
                 bare = timed(fetch(bare_url), args.requests)
             finally:
                 stop()
-            connection = sqlite3.connect(data / "cronwarden.db")
-            keyset = "SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 51"
-            sqlite = timed(lambda: connection.execute(keyset).fetchall(), args.requests)
-            connection.close()
+            keyset = bare_keyset(database, args.requests)
+            engine = "PostgreSQL" if args.database_url else "SQLite"
             print(f"{'request':<24} {'p50 ms':>8} {'p99 ms':>8} {'p50 / bare':>11}")
             print(f"{'bare aiohttp page':<24} {bare[0]:>8.2f} {bare[1]:>8.2f} {1:>11.1f}")
-            print(f"{'bare SQLite keyset':<24} {sqlite[0]:>8.2f} {sqlite[1]:>8.2f} {'-':>11}")
+            print(
+                f"{'bare ' + engine + ' keyset':<24} {keyset[0]:>8.2f} {keyset[1]:>8.2f} {'-':>11}"
+            )
             for name, path in cases.items():
+                if any(word in name for word in args.skip):
+                    continue
                 scan = any(word in name for word in ("search", "offset", "total", "stats"))
-                p50, p99 = timed(fetch(base + path), 20 if scan else args.requests)
+                p50, p99 = timed(fetch(base + path), args.scan_requests if scan else args.requests)
                 print(f"{name:<24} {p50:>8.2f} {p99:>8.2f} {p50 / bare[0]:>11.1f}")
     print("target: pages p99 <= 5 ms")
 

@@ -1,6 +1,6 @@
 """Start-up and idle cost with many tasks: time to READY, RSS, idle CPU.
 
-    python benchmarks/startup.py [--tasks 10000] [--idle 60] [--daemon-python PATH]
+    python benchmarks/startup.py [--tasks 10000] [--idle 60] [--settle 10] [--daemon-python PATH]
 
 The daemon gets N tasks with cron lines spread over the week (minute, hour and weekday
 vary per task, none due during the measurement).  READY is read off a real
@@ -19,7 +19,8 @@ The baseline, measured in the same run: the bare stack (python importing aiohttp
 SQLAlchemy, APScheduler 3 and croniter) serving one aiohttp endpoint with the same N
 cron jobs in an AsyncIOScheduler; its time to listening, RSS and idle CPU.  Ratios are
 daemon / baseline (lower is better).  Targets (DESIGN.md): READY <= 2 s, RSS <= 100 MB,
-idle CPU ~0, with 10,000 tasks.
+idle CPU ~0, with 10,000 tasks; with 100,000 or more (issue 30): READY <= 10 s, RSS <=
+250 MB.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from _daemon import free_port, ready_daemon
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # After READY the daemon does its start-up chores (the first retention pass, reading
-# last successes for /metrics); idle is measured after them.
+# last successes for /metrics); idle is measured after them.  With 100,000 tasks they
+# took ~20 s on a loaded machine: --settle gives them longer.
 SETTLE = 10.0
 
 
@@ -111,13 +113,13 @@ def idle(pid: int, seconds: float) -> dict[str, float]:
 
 
 def measure_daemon(
-    python: str, workdir: Path, config: Path, idle_s: float | None
+    python: str, workdir: Path, config: Path, idle_s: float | None, settle: float = SETTLE
 ) -> dict[str, float]:
     """READY and RSS; then, with an ``idle_s`` window, the settled RSS and idle CPU."""
     with ready_daemon(python, workdir, config) as (proc, ready):
         figures = {"ready_s": ready, "rss_at_ready_mb": rss_mb(proc.pid)}
         if idle_s is not None:
-            time.sleep(SETTLE)
+            time.sleep(settle)
             figures.update(idle(proc.pid, idle_s))
         keeper = keeper_of(proc.pid)
         figures["keeper_rss_mb"] = rss_mb(keeper) if keeper is not None else float("nan")
@@ -132,7 +134,7 @@ def keeper_of(pid: int) -> int | None:
     return None
 
 
-def measure_bare(count: int, idle_s: float) -> dict[str, float]:
+def measure_bare(count: int, idle_s: float, settle: float = SETTLE) -> dict[str, float]:
     lines = "\n".join(cron_line(i) for i in range(count))
     began = time.monotonic()
     proc = subprocess.Popen(
@@ -148,7 +150,7 @@ def measure_bare(count: int, idle_s: float) -> dict[str, float]:
         if proc.stdout.readline().strip() != "READY":
             raise SystemExit("the bare stack did not start")
         figures = {"ready_s": time.monotonic() - began, "rss_at_ready_mb": rss_mb(proc.pid)}
-        time.sleep(SETTLE)
+        time.sleep(settle)
         figures.update(idle(proc.pid, idle_s))
         return figures
     finally:
@@ -160,27 +162,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=60, help="idle window, seconds")
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE, help="seconds after READY before the idle window"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--daemon-python", default=sys.executable, help="the interpreter that runs the daemon"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cw-startup-") as tmp:
-        bare = measure_bare(args.tasks, args.idle)
+        bare = measure_bare(args.tasks, args.idle, args.settle)
         workdir = Path(tmp)
         config = write_config(workdir, free_port(), args.tasks)
-        daemon = measure_daemon(args.daemon_python, workdir, config, args.idle)
+        daemon = measure_daemon(args.daemon_python, workdir, config, args.idle, args.settle)
         again = measure_daemon(args.daemon_python, workdir, config, None)
         del again["keeper_rss_mb"]  # the same keeper, reported once
         daemon.update({f"restart_{key}": value for key, value in again.items()})
         bare.update({f"restart_{key}": bare[key] for key in again})
+    # DESIGN.md's targets are for 10,000 tasks; issue 30's for ten times as many.
+    ready, rss = (10.0, 250.0) if args.tasks >= 100_000 else (2.0, 100.0)
     rows = [
-        ("time to READY (s)", "ready_s", 2.0),
-        ("RSS at READY (MB)", "rss_at_ready_mb", 100.0),
-        (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", 100.0),
+        ("time to READY (s)", "ready_s", ready),
+        ("RSS at READY (MB)", "rss_at_ready_mb", rss),
+        (f"RSS peak over {args.idle:g} s idle (MB)", "rss_mb", rss),
         ("idle CPU (%)", "idle_cpu_pct", None),
-        ("restart: time to READY (s)", "restart_ready_s", 2.0),
-        ("restart: RSS at READY (MB)", "restart_rss_at_ready_mb", 100.0),
+        ("restart: time to READY (s)", "restart_ready_s", ready),
+        ("restart: RSS at READY (MB)", "restart_rss_at_ready_mb", rss),
     ]
     if args.json:
         print(json.dumps({"tasks": args.tasks, "bare": bare, "daemon": daemon}))

@@ -822,7 +822,9 @@ def _check_routes(notify: dict[str, NotifyConfig], declared: set[str], checker: 
 def _check_chains(tasks: TaskTable, declared: set[str], checker: _Checker) -> None:
     """Every task a chain names is declared (one declared but invalid is said once,
     where it is), and no chain comes back to where it began."""
-    chained = {name: tasks[name] for name in tasks if tasks[name].after}
+    # Only the chained tasks are built: a build costs ~11 us (cronwarden/packed.py), a
+    # tenth of a start-up with 100,000 tasks when every task was built here.
+    chained = {name: tasks[name] for name, after in tasks.field("after") if after}
     for name, task in chained.items():
         for cause in task.after:
             if cause not in declared:
