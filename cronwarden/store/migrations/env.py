@@ -3,11 +3,14 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import cronwarden.model  # noqa: F401  (registers the tables)
+from cronwarden.model import postgresql_index_options  # (registers the tables too)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("cronwarden migrations run through cronwarden.store.migrate.migrate()")
+
+if connection.dialect.name == "postgresql":
+    postgresql_index_options()
 
 context.configure(
     connection=connection,
