@@ -46,9 +46,9 @@ def test_a_daemon_on_sqlite_leaves_unused_features_unimported(
     daemon = make_daemon(TASKS, start=False)
     daemon.env = {"PYTHONPROFILEIMPORTTIME": "1"}
     if start == "restart":
-        daemon.start()
+        daemon.start(timeout=60)
         assert daemon.stop() == 0
-    daemon.start()
+    daemon.start(timeout=60)  # a first start migrates in a process of its own
     modules = imported_by_ready(daemon)
     assert "sqlalchemy.dialects.sqlite" in modules  # the trace is the daemon's
     loaded = {
