@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
+from cronwarden.column_types import UTCDateTime
 from cronwarden.run_sorts import NULLABLE_SORTS
 
 
@@ -38,56 +39,6 @@ class Trigger(StrEnum):
     API = "api"
     RETRY = "retry"
     CHAIN = "chain"  # another task's run ended (the task's `after`)
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes on every engine.
-
-    SQLite keeps them as naive ISO text (which sorts correctly, so keyset pagination
-    works on the raw column); PostgreSQL as ``timestamptz``.  Either way Python sees
-    aware UTC datetimes and never a naive one.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    # On SQLite the text is converted by datetime's own ISO 8601 code, in C, instead of
-    # SQLAlchemy's regular expression and the steps above: a page of 50 runs has 200
-    # instants, and that parse was most of the time the page spent past the query.
-    # The text is the same ("2026-01-31 23:59:59.000000"), so is the sort order.
-
-    def bind_processor(self, dialect: Dialect) -> Any:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def to_text(value: datetime | None) -> str | None:
-            naive_utc = self.process_bind_param(value, dialect)
-            return None if naive_utc is None else naive_utc.isoformat(" ", "microseconds")
-
-        return to_text
-
-    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
-
-        def from_text(value: str | None) -> datetime | None:
-            parsed = None if value is None else datetime.fromisoformat(value)
-            return self.process_result_value(parsed, dialect)
-
-        return from_text
 
 
 def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
@@ -132,8 +83,8 @@ class Tags(sa.TypeDecorator[Any]):
 TAGS_TYPE = Tags()
 # PostgreSQL's options of the runs' indexes, by index.  They are not written into the
 # indexes below: naming one (``postgresql_where=``) makes SQLAlchemy load PostgreSQL's
-# dialect to check it, on SQLite too.  ``postgresql_index_options`` gives them to the
-# indexes where PostgreSQL reads the model (the migrations, on PostgreSQL).
+# dialect to check it, on SQLite too.  ``postgresql_index_options`` gives them back
+# (to compare the tables with a PostgreSQL database: migrations/env.py).
 POSTGRESQL_INDEX_OPTIONS: dict[str, dict[str, Any]] = {
     "uq_runs_cause": {"where": sa.text("caused_by IS NOT NULL")},
     "ix_runs_retry_of": {"where": sa.text("retry_of IS NOT NULL")},

@@ -1,20 +1,20 @@
-"""Alembic environment: migrations always run on a connection the daemon hands over."""
+"""Alembic environment: migrations always run on a connection the daemon hands over.
+
+Alembic gets no ``target_metadata``: the migrations are written by hand, and the
+process that runs them (store/migrate.py) then imports neither the tables (sqlmodel,
+pydantic) nor the store.  To compare the tables with a database (autogenerate), give
+it ``SQLModel.metadata`` after ``cronwarden.model.postgresql_index_options()`` on
+PostgreSQL."""
 
 from alembic import context
-from sqlmodel import SQLModel
-
-from cronwarden.model import postgresql_index_options  # (registers the tables too)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("cronwarden migrations run through cronwarden.store.migrate.migrate()")
 
-if connection.dialect.name == "postgresql":
-    postgresql_index_options()
-
 context.configure(
     connection=connection,
-    target_metadata=SQLModel.metadata,
+    target_metadata=None,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
