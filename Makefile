@@ -64,6 +64,7 @@ $(RUNTIME_VENV)/bin/cronwarden: pyproject.toml $(shell find cronwarden -name '*.
 
 bench: install $(RUNTIME_VENV)/bin/cronwarden
 	cd benchmarks && ../$(BIN)/python startup.py --idle 30 --daemon-python ../$(RUNTIME_VENV)/bin/python
+	cd benchmarks && ../$(BIN)/python imports.py --daemon-python ../$(RUNTIME_VENV)/bin/python
 	cd benchmarks && ../$(BIN)/python steady.py --daemon-python ../$(RUNTIME_VENV)/bin/python
 	cd benchmarks && ../$(BIN)/python lateness.py --seconds 20
 	cd benchmarks && ../$(BIN)/python burst.py --rounds 2

@@ -92,6 +92,10 @@ class IllegalTransition(CronwardenError):
     """A run was asked to move to a state its current state does not lead to."""
 
 
+class MigrationFailed(CronwardenError):
+    """The database's schema could not be brought to this version's."""
+
+
 class StoreUnavailable(CronwardenError):
     """The database cannot be reached right now; nothing was written."""
 

@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
+from cronwarden.column_types import UTCDateTime
 from cronwarden.run_sorts import NULLABLE_SORTS
 
 
@@ -40,56 +41,6 @@ class Trigger(StrEnum):
     CHAIN = "chain"  # another task's run ended (the task's `after`)
 
 
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes on every engine.
-
-    SQLite keeps them as naive ISO text (which sorts correctly, so keyset pagination
-    works on the raw column); PostgreSQL as ``timestamptz``.  Either way Python sees
-    aware UTC datetimes and never a naive one.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    # On SQLite the text is converted by datetime's own ISO 8601 code, in C, instead of
-    # SQLAlchemy's regular expression and the steps above: a page of 50 runs has 200
-    # instants, and that parse was most of the time the page spent past the query.
-    # The text is the same ("2026-01-31 23:59:59.000000"), so is the sort order.
-
-    def bind_processor(self, dialect: Dialect) -> Any:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def to_text(value: datetime | None) -> str | None:
-            naive_utc = self.process_bind_param(value, dialect)
-            return None if naive_utc is None else naive_utc.isoformat(" ", "microseconds")
-
-        return to_text
-
-    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
-
-        def from_text(value: str | None) -> datetime | None:
-            parsed = None if value is None else datetime.fromisoformat(value)
-            return self.process_result_value(parsed, dialect)
-
-        return from_text
-
-
 def utc_column(nullable: bool = True, **kwargs: Any) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kwargs))
 
@@ -111,7 +62,37 @@ SORTED_BY_INDEX = NULLABLE_SORTS
 
 
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
-TAGS_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Tags(sa.TypeDecorator[Any]):
+    """A run's tags: JSON, and JSONB on PostgreSQL.  PostgreSQL's dialect is named
+    only here, where a PostgreSQL connection asks: a daemon on SQLite never loads it
+    (~2.4 MB of its RSS)."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+
+TAGS_TYPE = Tags()
+# PostgreSQL's options of the runs' indexes, by index.  They are not written into the
+# indexes below: naming one (``postgresql_where=``) makes SQLAlchemy load PostgreSQL's
+# dialect to check it, on SQLite too.  ``postgresql_index_options`` gives them back
+# (to compare the tables with a PostgreSQL database: migrations/env.py).
+POSTGRESQL_INDEX_OPTIONS: dict[str, dict[str, Any]] = {
+    "uq_runs_cause": {"where": sa.text("caused_by IS NOT NULL")},
+    "ix_runs_retry_of": {"where": sa.text("retry_of IS NOT NULL")},
+    "ix_runs_rerun_of": {"where": sa.text("rerun_of IS NOT NULL")},
+    # Runs carrying tags, by containment: PostgreSQL's only (migration 0013).
+    "ix_runs_tags": {"using": "gin", "ops": {"tags": "jsonb_path_ops"}},
+    "uq_runs_task_slot": {"where": sa.text(SLOT_HELD)},
+}
 
 
 class Run(SQLModel, table=True):
@@ -136,7 +117,6 @@ class Run(SQLModel, table=True):
             "task_name",
             "caused_by",
             unique=True,
-            postgresql_where=sa.text("caused_by IS NOT NULL"),
             sqlite_where=sa.text("caused_by IS NOT NULL"),
         ),
         # The runs linking to a run: its retries and its reruns (store/links.py).
@@ -144,24 +124,16 @@ class Run(SQLModel, table=True):
             sa.Index(
                 f"ix_runs_{link}",
                 link,
-                postgresql_where=sa.text(f"{link} IS NOT NULL"),
                 sqlite_where=sa.text(f"{link} IS NOT NULL"),
             )
             for link in ("retry_of", "rerun_of")
         ),
-        # Runs carrying tags, by containment: PostgreSQL's only (migration 0013).
-        sa.Index(
-            "ix_runs_tags",
-            "tags",
-            postgresql_using="gin",
-            postgresql_ops={"tags": "jsonb_path_ops"},
-        ),
+        sa.Index("ix_runs_tags", "tags"),  # PostgreSQL's options: POSTGRESQL_INDEX_OPTIONS
         sa.Index(
             "uq_runs_task_slot",
             "task_name",
             "slot",
             unique=True,
-            postgresql_where=sa.text(SLOT_HELD),
             sqlite_where=sa.text(SLOT_HELD),
         ),
     )
@@ -234,6 +206,14 @@ class Run(SQLModel, table=True):
     stage: str | None = Field(default=None, sa_type=sa.Text)
     progress: float | None = None
     output: str | None = Field(default=None, sa_type=sa.Text)
+
+
+def postgresql_index_options() -> None:
+    """Give the runs' indexes their PostgreSQL options (POSTGRESQL_INDEX_OPTIONS), as
+    they were declared before; this loads PostgreSQL's dialect.  Idempotent."""
+    for index in Run.__table__.indexes:  # type: ignore[attr-defined]
+        for key, value in POSTGRESQL_INDEX_OPTIONS.get(index.name, {}).items():
+            index.dialect_kwargs[f"postgresql_{key}"] = value
 
 
 class Artifact(SQLModel, table=True):

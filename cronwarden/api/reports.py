@@ -15,12 +15,12 @@ import unicodedata
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from cronwarden.api.auth import bearer
 from cronwarden.api.handlers import _read_body, _run_id
 from cronwarden.api.keys import SERVICES, Services
-from cronwarden.api.schemas import RunOut
+from cronwarden.api.schemas import RunOut, Schema
 from cronwarden.errors import Conflict, Forbidden, RunNotFound, Unauthorized
 from cronwarden.model import Run, Status
 from cronwarden.run_tokens import TOKEN_VARIABLE, run_of_token, token_matches
@@ -32,7 +32,7 @@ MAX_OUTPUT = 64 * 1024  # bytes of the output as compact JSON (UTF-8)
 _NOT_PRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-class ReportBody(BaseModel):
+class ReportBody(Schema):
     """What a job reports: any of the three, at least one; null clears a field."""
 
     model_config = ConfigDict(extra="forbid")

@@ -169,7 +169,14 @@ _RELATIVE = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s+ago\s*$",
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 
 
-class RunOut(BaseModel):
+class Schema(BaseModel):
+    """The API's models: each is built on its first use, not at import (defer_build), so
+    a daemon builds the validators and serializers of the answers it gives only."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class RunOut(Schema):
     """A run as the API shows it: flat, instants as ISO 8601 UTC strings with ms and Z."""
 
     id: str
@@ -316,7 +323,7 @@ def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-class RelatedRunsOut(BaseModel):
+class RelatedRunsOut(Schema):
     """The runs linked to a run, besides its attempts; runs deleted by retention are
     left out."""
 
@@ -368,7 +375,7 @@ def _expansions(value: object) -> object:
     return wanted
 
 
-class RunDetailQuery(BaseModel):
+class RunDetailQuery(Schema):
     model_config = ConfigDict(extra="forbid")
 
     expand: Annotated[list[Literal["attempts", "related"]] | None, BeforeValidator(_expansions)] = (
@@ -380,7 +387,7 @@ class RunDetailQuery(BaseModel):
     )
 
 
-class RunList(BaseModel):
+class RunList(Schema):
     runs: list[RunOut]
     next_cursor: str | None = Field(
         description="the cursor of the next page (null: this is the last page)"
@@ -393,7 +400,7 @@ class RunList(BaseModel):
     total: int | None = None
 
 
-class FireOut(BaseModel):
+class FireOut(Schema):
     at: str = Field(description="fire time in the task's zone, ISO 8601 with offset")
     utc: str = Field(description="the same instant in UTC, ISO 8601 with Z")
     offset_change_minutes: int | None = Field(
@@ -403,7 +410,7 @@ class FireOut(BaseModel):
     )
 
 
-class LimitsOut(BaseModel):
+class LimitsOut(Schema):
     """A task's ``limits``, in plain units; null: that bound is not set."""
 
     memory: int | None = Field(default=None, description="bytes")
@@ -424,7 +431,7 @@ class LimitsOut(BaseModel):
         )
 
 
-class TaskOut(BaseModel):
+class TaskOut(Schema):
     name: str
     command: str | list[str]
     schedule: str | None
@@ -486,7 +493,7 @@ class TaskOut(BaseModel):
     )
 
 
-class TaskCounts(BaseModel):
+class TaskCounts(Schema):
     """How many configured tasks are in each state (a task may be in several)."""
 
     tasks: int = Field(description="every configured task")
@@ -497,7 +504,7 @@ class TaskCounts(BaseModel):
     paused: int
 
 
-class TaskList(BaseModel):
+class TaskList(Schema):
     tasks: list[TaskOut]
 
 
@@ -516,7 +523,7 @@ class TaskPage(TaskList):
 TaskSort = Literal["name", "attention", "next_run_at"]
 
 
-class TaskListQuery(BaseModel):
+class TaskListQuery(Schema):
     """A page of the tasks: sorted by name (the config's tasks, a stable order),
     most urgent first (``attention``), or soonest next fire first (``next_run_at``,
     tasks without one last); ties by name."""
@@ -539,7 +546,7 @@ class TaskListQuery(BaseModel):
         return comma_list(value)
 
 
-class HolderOut(BaseModel):
+class HolderOut(Schema):
     """A run holding a seat of a lock or pool, on any node sharing the database."""
 
     run_id: str
@@ -548,7 +555,7 @@ class HolderOut(BaseModel):
     since: Instant = Field(description="when the run took the seat, ISO 8601 UTC with ms and Z")
 
 
-class LockWaiterOut(BaseModel):
+class LockWaiterOut(Schema):
     """A run of the node that answered, waiting (pending) for a seat."""
 
     run_id: str
@@ -556,7 +563,7 @@ class LockWaiterOut(BaseModel):
     since: Instant = Field(description="when it began to wait, ISO 8601 UTC with ms and Z")
 
 
-class LockOut(BaseModel):
+class LockOut(Schema):
     name: str
     kind: Literal["lock", "pool"]
     size: int = Field(description="how many runs may hold it at once: 1 for a lock")
@@ -570,14 +577,14 @@ class LockOut(BaseModel):
     )
 
 
-class LocksQuery(BaseModel):
+class LocksQuery(Schema):
     """The lock list takes no parameters: an unknown one is an error, not ignored (a
     filter that seemed to apply would not)."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class LockList(BaseModel):
+class LockList(Schema):
     locks: list[LockOut] = Field(
         description="each lock named by a configured task and each pool of [pools], "
         "sorted by kind, then name"
@@ -587,7 +594,7 @@ class LockList(BaseModel):
 MAX_WAIT_SECONDS = 300
 
 
-class TriggerQuery(BaseModel):
+class TriggerQuery(Schema):
     model_config = ConfigDict(extra="forbid")
 
     # Answer when the run ends (201/200), or with the run as it is after this many
@@ -622,7 +629,7 @@ def _metadata(value: object) -> object:
 Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_RE.pattern)]
 
 
-class TriggerBody(BaseModel):
+class TriggerBody(Schema):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict)
@@ -682,20 +689,20 @@ class TriggerBody(BaseModel):
 MAX_WAIT = timedelta(days=366)  # how far ahead a run may be asked for
 
 
-class LogLineOut(BaseModel):
+class LogLineOut(Schema):
     n: int
     ts: str
     stream: str
     text: str
 
 
-class LogPageOut(BaseModel):
+class LogPageOut(Schema):
     lines: list[LogLineOut]
     next_after: int
     has_more: bool
 
 
-class LogQuery(BaseModel):
+class LogQuery(Schema):
     model_config = ConfigDict(extra="forbid")
 
     after: int = Field(default=0, ge=0, le=MAX_ID)
@@ -704,7 +711,7 @@ class LogQuery(BaseModel):
     follow: bool = False
 
 
-class ArtifactOut(BaseModel):
+class ArtifactOut(Schema):
     """A file the run left in $CRONWARDEN_ARTIFACTS_DIR, kept with it."""
 
     name: str = Field(description="its path in the run's directory, '/' between directories")
@@ -712,7 +719,7 @@ class ArtifactOut(BaseModel):
     sha256: str = Field(description="hex digest of its bytes")
 
 
-class DroppedArtifactOut(BaseModel):
+class DroppedArtifactOut(Schema):
     """What the run left that is not kept, and why (a symbolic link, past a size cap...)."""
 
     name: str
@@ -720,7 +727,7 @@ class DroppedArtifactOut(BaseModel):
     why: str
 
 
-class ArtifactList(BaseModel):
+class ArtifactList(Schema):
     """A run's artifacts, listed when it ended (empty while it runs)."""
 
     artifacts: list[ArtifactOut]
@@ -742,7 +749,7 @@ class ArtifactList(BaseModel):
         )
 
 
-class EventsQuery(BaseModel):
+class EventsQuery(Schema):
     model_config = ConfigDict(extra="forbid")
 
     # Task names, comma-separated (or the parameter repeated).
@@ -750,13 +757,13 @@ class EventsQuery(BaseModel):
     after: int | None = Field(default=None, ge=0, le=MAX_ID)  # default: from now on
 
 
-class RawLogQuery(BaseModel):
+class RawLogQuery(Schema):
     """The raw log takes no parameters: an unknown one is an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class RunQuery(BaseModel):
+class RunQuery(Schema):
     """Query parameters of a run list."""
 
     model_config = ConfigDict(extra="forbid")
@@ -847,7 +854,7 @@ def parse_instant(value: object, *, ending: bool = False) -> object:
         raise ValueError("the date is out of range (years 1 to 9999, in UTC)") from None
 
 
-class StatsQuery(BaseModel):
+class StatsQuery(Schema):
     model_config = ConfigDict(extra="forbid")
 
     since: WhenText | None = None  # default: all the history there is
@@ -858,14 +865,14 @@ class StatsQuery(BaseModel):
         return parse_instant(value)
 
 
-class DurationStats(BaseModel):
+class DurationStats(Schema):
     p50: int | None
     p95: int | None
     max: int | None
     sample: int  # runs the percentiles are taken over (the newest, up to 10,000)
 
 
-class CpuStats(BaseModel):
+class CpuStats(Schema):
     """CPU seconds of the window's runs whose cost is known (a run that never started,
     or was re-adopted after a daemon restart, is left out)."""
 
@@ -876,7 +883,7 @@ class CpuStats(BaseModel):
     runs: int = Field(description="runs whose cost is known")
 
 
-class MemoryStats(BaseModel):
+class MemoryStats(Schema):
     """Peak resident memory (a run's max_rss_bytes), in bytes."""
 
     p95: int | None = Field(
@@ -887,7 +894,7 @@ class MemoryStats(BaseModel):
     sample: int = Field(description="runs the p95 is taken over")
 
 
-class TaskStats(BaseModel):
+class TaskStats(Schema):
     task: str
     since: str | None
     runs: int
@@ -905,7 +912,7 @@ class TaskStats(BaseModel):
     )
 
 
-class Problem(BaseModel):
+class Problem(Schema):
     """RFC 9457 problem details."""
 
     type: str
@@ -916,7 +923,7 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class RetentionOut(BaseModel):
+class RetentionOut(Schema):
     """The last retention pass: what it deleted, and the disk the logs used after it."""
 
     started_at: Instant | None
@@ -938,14 +945,14 @@ class RetentionOut(BaseModel):
         return cls(**{**fields, "started_at": iso_z_or_none(report.started_at)})
 
 
-class AccessOut(BaseModel):
+class AccessOut(Schema):
     """What the caller may do, so a client can offer only the actions it is allowed."""
 
     token: str | None = Field(description="the name of the token used (null: none needed)")
     scope: Literal["read", "trigger", "admin"]
 
 
-class InfoOut(BaseModel):
+class InfoOut(Schema):
     version: str
     node: str
     started_at: Instant | None
@@ -970,7 +977,7 @@ class InfoOut(BaseModel):
     )
 
 
-class NodeOut(BaseModel):
+class NodeOut(Schema):
     name: str
     state: Literal["alive", "lapsed", "dead"] = Field(
         description="lapsed: no heartbeat for longer than node_lease (by the database "
@@ -991,11 +998,11 @@ class NodeOut(BaseModel):
     this_node: bool = Field(description="the node that answered this request")
 
 
-class NodeList(BaseModel):
+class NodeList(Schema):
     nodes: list[NodeOut]
 
 
-class ReloadOut(BaseModel):
+class ReloadOut(Schema):
     reloaded: bool
     added: list[str]
     removed: list[str]
@@ -1003,7 +1010,7 @@ class ReloadOut(BaseModel):
     restart_needed: list[str]
 
 
-class TaskQuery(BaseModel):
+class TaskQuery(Schema):
     """``next``: also list the task's next fire times (in its zone and in UTC);
     ``definition``: also show every key of the task."""
 
@@ -1013,7 +1020,7 @@ class TaskQuery(BaseModel):
     definition: bool = False
 
 
-class Health(BaseModel):
+class Health(Schema):
     status: Literal["ok", "degraded", "unavailable"]
     database: Literal["ok", "unreachable", "unwritable"]
     scheduler: Literal["running", "stopped"]

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from cronwarden.chains import ChainAsk
 from cronwarden.model import Run, Status
+from cronwarden.store.engine import dialect_insert
 
 RUNS = Run.__table__  # type: ignore[attr-defined]
 _CAUSED = sa.text("caused_by IS NOT NULL")
@@ -96,9 +96,8 @@ def caused_by_condition(run_id: str) -> sa.ColumnElement[bool]:
 
 
 def _insert_once(conn: Connection, row: Mapping[str, Any]) -> bool:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(RUNS)
+        dialect_insert(conn.dialect.name, RUNS)
         .values(**row)
         .on_conflict_do_nothing(
             index_elements=[RUNS.c.task_name, RUNS.c.caused_by], index_where=_CAUSED

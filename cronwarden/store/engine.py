@@ -7,7 +7,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -60,5 +59,16 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def upsert_insert(engine: AsyncEngine, table: sa.Table) -> Any:
     """An INSERT that can say ON CONFLICT DO NOTHING / DO UPDATE, in the engine's
     dialect (both SQLite and PostgreSQL have it, with the same call)."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    return dialect_insert(engine.dialect.name, table)
+
+
+def dialect_insert(dialect_name: str, table: sa.Table) -> Any:
+    """``upsert_insert`` for a dialect named by a connection.  Each dialect's module is
+    imported where it is used: a daemon on SQLite never loads PostgreSQL's (~2.4 MB)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)

@@ -16,12 +16,12 @@ import contextlib
 from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.model import Hold, Run, Status, utcnow
 from cronwarden.ports import Holder
+from cronwarden.store.engine import dialect_insert
 from cronwarden.store.nodes import CHANNEL
 from cronwarden.store.resilience import outage_as_unavailable
 
@@ -79,10 +79,12 @@ class SqlHolds:
     async def _seat(self, conn: AsyncConnection, run_id: str, chosen: Mapping[str, int]) -> bool:
         """Write the run into each chosen seat, replacing only a row whose run ended;
         False if another taker got one first."""
-        insert = postgresql.insert if self._shared else sqlite.insert
+        dialect = "postgresql" if self._shared else "sqlite"
         now = utcnow()
         for name, seat in chosen.items():
-            statement = insert(_holds).values(name=name, seat=seat, run_id=run_id, taken_at=now)
+            statement = dialect_insert(dialect, _holds).values(
+                name=name, seat=seat, run_id=run_id, taken_at=now
+            )
             statement = statement.on_conflict_do_update(
                 index_elements=[_holds.c.name, _holds.c.seat],
                 set_={"run_id": run_id, "taken_at": now},

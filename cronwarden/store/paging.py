@@ -34,9 +34,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col
 
+from cronwarden.column_types import UTCDateTime
 from cronwarden.config import TASK_NAME_RE
 from cronwarden.errors import InvalidCursor
-from cronwarden.model import Run, Status, UTCDateTime
+from cronwarden.model import Run, Status
 from cronwarden.run_sorts import NULLABLE_SORTS, SORT_FIELDS
 
 _NULLABLE = set(NULLABLE_SORTS)

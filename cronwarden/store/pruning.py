@@ -16,7 +16,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, UTCDateTime, utcnow
+from cronwarden.column_types import UTCDateTime
+from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, utcnow
 from cronwarden.store.engine import upsert_insert
 
 _runs = Run.__table__  # type: ignore[attr-defined]

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.chains import ChainAsk
+from cronwarden.column_types import UTCDateTime
 from cronwarden.errors import RunNotFound
 from cronwarden.model import (
     IdempotencyKey,
     Run,
     Status,
     TaskState,
-    UTCDateTime,
     utcnow,
 )
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME

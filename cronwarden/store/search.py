@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from cronwarden.model import Run
 
@@ -37,6 +36,8 @@ def tags_condition(tags: Sequence[str], dialect: str) -> Any:
     the JSON text holds it (a tag has no quote or backslash, so it is written as is),
     checked row by row along the sort's index, case-sensitively (instr, not LIKE)."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # its dialect's: loaded on PostgreSQL only
+
         wanted = sa.cast(sa.literal(json.dumps(list(tags))), postgresql.JSONB)
         return RUNS.c.tags.op("@>")(wanted)
     return sa.and_(*(sa.func.instr(RUNS.c.tags, f'"{tag}"') > 0 for tag in tags))

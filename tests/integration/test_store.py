@@ -320,3 +320,19 @@ async def test_a_closed_store_leaves_no_thread_behind(tmp_path: Path) -> None:
     while lane_threads() > before:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.01)
+
+
+async def test_a_failed_migration_says_why(tmp_path: Path) -> None:
+    """Migrations run in a process of their own; when one fails, the start-up fails
+    with its error, and the daemon never imported alembic to find out."""
+    from cronwarden.errors import MigrationFailed
+
+    engine = open_engine(f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE alembic_version (version_num TEXT)"))
+            await conn.execute(sa.text("INSERT INTO alembic_version VALUES ('9999')"))
+        with pytest.raises(MigrationFailed, match="9999"):
+            await Store.open(engine)
+    finally:
+        await engine.dispose()

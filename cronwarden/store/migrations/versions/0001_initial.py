@@ -8,7 +8,7 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from cronwarden.model import UTCDateTime
+from cronwarden.column_types import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -12,7 +12,7 @@ new table (newest run per key) so repeats of those requests still find their run
 import sqlalchemy as sa
 from alembic import op
 
-from cronwarden.model import UTCDateTime
+from cronwarden.column_types import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -10,7 +10,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-from cronwarden.model import UTCDateTime
+from cronwarden.column_types import UTCDateTime
 
 revision = "0008"
 down_revision = "0007"

@@ -11,7 +11,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-from cronwarden.model import UTCDateTime
+from cronwarden.column_types import UTCDateTime
 
 revision = "0013"
 down_revision = "0012"
