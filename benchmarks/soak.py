@@ -1,7 +1,7 @@
 """A soak: one real daemon under a steady mixed load for a long window, sampled every 10 s.
 
     python benchmarks/soak.py [--minutes 30] [--history 1000000] [--warmup 5] [--tasks 200]
-                              [--out DIR]
+                              [--triggers 20] [--data DIR] [--out DIR]
 
 The daemon (SQLite) has ``--tasks`` per-second tasks (``* * * * * *``, seconds first),
 two of them sharing a lock (``locks``) and one the cause of a chain (a task with
@@ -24,7 +24,8 @@ holds runs' pipes), open fds and threads (``/proc``), the event loop's tasks
 left and what retention deleted (``/api/info``, ``/metrics``), the start lateness p99 of
 the scheduled runs created in the last 10 s (``start_at - scheduled_for``, read from
 ``GET /api/runs``), and every answer of 500 or more.  Written to ``--out`` as
-``soak.csv`` and drawn as ``soak.png`` (matplotlib, the ``bench`` extra).
+``soak.csv`` and drawn as ``soak.png`` (matplotlib, the ``bench`` extra); the daemon's
+own log is kept beside them as ``soak-daemon.log``.
 
 At the end, beside the targets (issue 30, DESIGN.md): the RSS slope after the warm-up
 (least squares, MB per hour; target < 1 MB/h), fds, threads and tasks (first, last,
@@ -43,6 +44,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -75,11 +77,21 @@ COLUMNS = [
     "not_started",
     "runs_in_store",
     "retention_deleted",
+    "api_age_s",
     "http_5xx",
     "daemon_cpu",
     "load1",
     "triggers_done",
 ]
+# The columns read over the API (by Readings); the rest are read from /proc and the disk.
+API_COLUMNS = {
+    "asyncio_tasks",
+    "lateness_p99_ms",
+    "scheduled_runs",
+    "not_started",
+    "runs_in_store",
+    "retention_deleted",
+}
 
 
 def config_text(port: int, data: Path, tasks: int, reloads: int) -> str:
@@ -298,39 +310,67 @@ async def scrape(load: Load) -> dict[str, float]:
 
 
 @dataclass
+class Readings:
+    """The API's latest figures, read by a loop of their own: a daemon too busy to
+    answer soon never holds up the samples of /proc."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    at: float = 0.0  # monotonic time of the last complete reading
+
+    async def every(self, load: Load, until: float) -> None:
+        # A run is created at its fire and started a few ms later: the window read lags
+        # the clock by 3 s, so the runs read have had their start recorded.
+        lag = timedelta(seconds=3)
+        since = datetime.now(UTC) - lag
+        while time.monotonic() < until:
+            began = time.monotonic()
+            metrics = await scrape(load)
+            info = await load.get_json("info", "/api/info") or {}
+            unstarted = load.unstarted
+            now = datetime.now(UTC) - lag
+            late = await load.scheduled_lateness(since, now)
+            since = now
+            self.figures = {
+                "asyncio_tasks": metrics.get("cronwarden_asyncio_tasks", float("nan")),
+                "lateness_p99_ms": round(p99(late), 2),
+                "scheduled_runs": len(late),
+                "not_started": load.unstarted - unstarted,
+                "runs_in_store": info.get("runs", -1),
+                "retention_deleted": metrics.get("cronwarden_retention_deleted_runs_total", 0),
+            }
+            self.at = time.monotonic()
+            await asyncio.sleep(max(0.0, SAMPLE_EVERY - (self.at - began)))
+
+
+@dataclass
 class Sampler:
     load: Load
     pid: int
     wal: Path
     began: float
+    readings: Readings = field(default_factory=Readings)
     rows: list[dict[str, float]] = field(default_factory=list)
     cpu: tuple[float, float] = (0.0, 0.0)  # (monotonic, daemon CPU seconds) at the last
 
-    async def sample(self, since: datetime, until: datetime) -> dict[str, float]:
-        metrics = await scrape(self.load)
-        info = await self.load.get_json("info", "/api/info") or {}
-        unstarted = self.load.unstarted
-        late = await self.load.scheduled_lateness(since, until)
+    def sample(self) -> dict[str, float]:
         rss, fds, threads = proc_figures(self.pid)
         keeper = keeper_pid(self.pid)
         keeper_rss = proc_figures(keeper)[0] if keeper else 0.0
         wal = self.wal.stat().st_size if self.wal.exists() else 0
         now, cpu = time.monotonic(), cpu_seconds(self.pid)
-        share = (cpu - self.cpu[1]) / (now - self.cpu[0]) if self.cpu[0] else float("nan")
+        share = (cpu - self.cpu[1]) / (now - self.cpu[0])
         self.cpu = (now, cpu)
+        nan = float("nan")
+        api = self.readings.figures
         row = {
-            "t_s": round(time.monotonic() - self.began, 1),
+            "t_s": round(now - self.began, 1),
             "rss_mb": round(rss, 2),
             "keeper_rss_mb": round(keeper_rss, 2),
             "fds": fds,
             "threads": threads,
-            "asyncio_tasks": metrics.get("cronwarden_asyncio_tasks", float("nan")),
             "wal_mb": round(wal / 2**20, 2),
-            "lateness_p99_ms": round(p99(late), 2),
-            "scheduled_runs": len(late),
-            "not_started": self.load.unstarted - unstarted,
-            "runs_in_store": info.get("runs", -1),
-            "retention_deleted": metrics.get("cronwarden_retention_deleted_runs_total", 0),
+            **{name: api.get(name, nan) for name in COLUMNS if name in API_COLUMNS},
+            "api_age_s": round(now - self.readings.at, 1) if self.readings.at else nan,
             "http_5xx": self.load.server_errors,
             "daemon_cpu": round(share, 3),  # cores, its runs included
             "load1": os.getloadavg()[0],
@@ -340,22 +380,18 @@ class Sampler:
         return row
 
     async def every(self, until: float) -> None:
-        # A run is created at its fire and started a few ms later: the window read lags
-        # the clock by 3 s, so the runs read have had their start recorded.
-        lag = timedelta(seconds=3)
-        since = datetime.now(UTC) - lag
+        """/proc and the WAL every SAMPLE_EVERY s, with the API's latest readings."""
         self.cpu = (time.monotonic(), cpu_seconds(self.pid))
-        while time.monotonic() < until:
-            await asyncio.sleep(SAMPLE_EVERY)
-            now = datetime.now(UTC) - lag
-            row = await self.sample(since, now)
-            since = now
+        due = time.monotonic()
+        while (due := due + SAMPLE_EVERY) < until:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            row = self.sample()
             print(
                 f"  {row['t_s']:>6.0f}s  rss {row['rss_mb']:6.1f}+{row['keeper_rss_mb']:.1f} MB"
                 f"  fds {row['fds']:4.0f}  threads {row['threads']:3.0f}"
                 f"  tasks {row['asyncio_tasks']:5.0f}  wal {row['wal_mb']:6.1f} MB"
                 f"  p99 {row['lateness_p99_ms']:7.1f} ms ({row['scheduled_runs']:.0f}"
-                f" +{row['not_started']:.0f} not started)"
+                f" +{row['not_started']:.0f} not started, {row['api_age_s']:.0f} s ago)"
                 f"  runs {row['runs_in_store']:.0f}  5xx {row['http_5xx']}"
                 f"  cpu {row['daemon_cpu']:.2f}  load {row['load1']:.1f}",
                 flush=True,
@@ -379,6 +415,7 @@ async def soak(args: argparse.Namespace, base: str, config: Path, text: Any, dat
             *(load.log_followers(until, rng) for _ in range(FOLLOWERS)),
             load.reloads(config, text, until),
             sampler.every(until),
+            sampler.readings.every(load, until),
         )
         last_fire = first_fire + timedelta(seconds=int(time.monotonic() - began) - 4)
         await asyncio.sleep(3)  # the window's last fires end
@@ -554,6 +591,23 @@ def write_outputs(rows: list[dict[str, float]], out: Path) -> None:
     plt.close(figure)
 
 
+def history(runs: int, kept: Path, data: Path) -> None:
+    """``runs`` ended runs in ``data``'s database: seeded there, or in ``kept`` once
+    (seeding a million takes minutes) and copied from it for each soak."""
+    kept.mkdir(mode=0o700, parents=True, exist_ok=True)
+    have = seeded_runs(kept / "cronwarden.db")
+    if have == 0:
+        took = asyncio.run(seed(f"sqlite+aiosqlite:///{kept / 'cronwarden.db'}", runs))
+        print(f"soak: {runs:,} runs of history seeded in {took:.0f} s", flush=True)
+    elif have != runs:
+        raise SystemExit(f"{kept} holds {have:,} runs, not --history {runs:,}")
+    if kept != data:
+        for name in ("cronwarden.db", "cronwarden.db-wal"):
+            if (kept / name).exists():
+                shutil.copy2(kept / name, data / name)
+        print(f"soak: the {runs:,} runs of history seeded in {kept} before, copied", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
@@ -561,6 +615,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="minutes left out of the slopes")
     parser.add_argument("--tasks", type=int, default=200, help="per-second tasks (>= 20)")
     parser.add_argument("--triggers", type=float, default=20, help="API triggers a second")
+    parser.add_argument(
+        "--data", type=Path, help="seed the history here once; each soak prunes a copy of it"
+    )
     parser.add_argument("--out", type=Path, default=Path("."), help="where soak.csv/png go")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -568,9 +625,8 @@ def main() -> None:
         work = Path(tmp)
         data = work / "data"
         data.mkdir(mode=0o700)
-        if seeded_runs(data / "cronwarden.db") == 0 and args.history:
-            took = asyncio.run(seed(f"sqlite+aiosqlite:///{data / 'cronwarden.db'}", args.history))
-            print(f"soak: {args.history:,} runs of history seeded in {took:.0f} s", flush=True)
+        if args.history:
+            history(args.history, args.data.resolve() if args.data else data, data)
         port = free_port()
         config = work / "soak.toml"
 
@@ -587,6 +643,7 @@ def main() -> None:
                 write_outputs(sampler.rows, args.out)
                 print(f"soak: samples in {args.out / 'soak.csv'}, plot {args.out / 'soak.png'}")
                 report(args, sampler, load, window, accounted)
+                shutil.copy2(work / "daemon.log", args.out / "soak-daemon.log")
                 began_stop = time.monotonic()
         except subprocess.TimeoutExpired:
             daemon.kill()
