@@ -419,8 +419,23 @@ async def soak(args: argparse.Namespace, base: str, config: Path, text: Any, dat
         )
         last_fire = first_fire + timedelta(seconds=int(time.monotonic() - began) - 4)
         await asyncio.sleep(3)  # the window's last fires end
+        await claimed_through(load, f"t{args.tasks - 1:02d}", last_fire)
         accounted = await account(load, args.tasks, first_fire, last_fire)
     return sampler, load, (first_fire, last_fire), accounted
+
+
+async def claimed_through(load: Load, task: str, last: datetime, wait: float = 120) -> None:
+    """Until the scheduler has recorded a fire of ``task`` after ``last`` (at most
+    ``wait`` s): a daemon behind its schedule claims the window's last seconds late,
+    and a fire read back before its claim would look lost."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        page = await load.get_json("account", f"/api/tasks/{task}/runs?limit=1")
+        newest = page["runs"][0]["scheduled_for"] if page and page["runs"] else None
+        if newest and z(newest) > last:
+            return
+        await asyncio.sleep(1)
+    print(f"  {task} had no fire after {iso(last)} recorded within {wait:g} s", flush=True)
 
 
 async def account(
