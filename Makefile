@@ -11,7 +11,7 @@ RUNTIME_VENV ?= .venv-runtime
 CONFIG ?= config.example.toml
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest install install-runtime install-systemd bench bench-peers lighthouse clean
+.PHONY: run test lint typecheck pytest install install-runtime install-systemd bench bench-peers soak lighthouse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(BIN)/python:
 
 # A real (non-editable) install, so tests exercise what a wheel ships (migrations included).
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet ".[test]"
+	$(BIN)/python -m pip install --quiet ".[test,bench]"
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 
 # What `pip install cronwarden` gives: the daemon and the CLI, none of the test tools.
@@ -80,6 +80,12 @@ bench-peers: install
 	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 1000
 	cd benchmarks && ../$(BIN)/python cron_peer.py --tasks 10000 --wait 300
 	cd benchmarks && ../$(BIN)/python minute.py --passes raw,apscheduler
+
+# One daemon for 30 minutes under 200 per-second tasks, 20 API triggers/s, SSE followers,
+# scrapes, reloads and retention pruning 1,000,000 runs: RSS slope, fds, threads, tasks,
+# WAL, lateness, 5xx, every fire (about 35 minutes; the plot goes to benchmarks/soak.png).
+soak: install
+	cd benchmarks && ../$(BIN)/python soak.py --minutes 30 --history 1000000 --out .
 
 # Lighthouse's four scores of the dashboard's tasks, runs and run pages, desktop and mobile
 # (not in the test suite: needs node and npm's lighthouse, e.g.

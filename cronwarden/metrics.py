@@ -467,3 +467,17 @@ class _LiveCollector(Collector):
         for name, count in sorted(self.state.held().items()):
             in_use.add_metric([name.removeprefix("pool:")], count)
         yield in_use
+        yield GaugeMetricFamily(
+            "cronwarden_asyncio_tasks",
+            "Tasks alive on the daemon's event loop (flat over days: a number that only "
+            "grows is a leak).",
+            value=_loop_tasks(),
+        )
+
+
+def _loop_tasks() -> int:
+    """The event loop's live tasks (collect runs on the loop; 0 off it)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop: a thread
+        return 0

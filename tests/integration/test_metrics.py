@@ -66,6 +66,7 @@ def test_metrics_count_what_the_runs_did(make_daemon, gate) -> None:
     assert value(samples, "cronwarden_runs_running", task="held") == 1
     assert value(samples, "cronwarden_tasks") == 4
     assert value(samples, "cronwarden_tasks_paused") == 0
+    assert (value(samples, "cronwarden_asyncio_tasks") or 0) >= 1  # the scrape's own, at least
     newest_ok = daemon.runs(task_name="ok")[0]
     end = datetime.fromisoformat(newest_ok["end_at"].replace("Z", "+00:00")).timestamp()
     assert value(samples, "cronwarden_last_success_timestamp_seconds", task="ok") == approx_ms(end)

@@ -1,0 +1,42 @@
+"""benchmarks/soak.py for one minute: a test of the script (it runs, samples, writes its
+CSV and plot, and reads every fire back), not of the figures, which a minute on a
+shared machine cannot give (``make soak`` runs it for 30)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_soak_script_samples_and_accounts_for_every_fire(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the bench extra (make install installs it)")
+    argv = [sys.executable, "soak.py", "--minutes", "1", "--warmup", "0.25"]
+    argv += ["--history", "20000", "--tasks", "20", "--triggers", "5", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the daemon imports this tree
+    done = subprocess.run(
+        argv, cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=400
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    with open(tmp_path / "soak.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 4, out  # a sample every 10 s
+    assert {"rss_mb", "fds", "threads", "asyncio_tasks", "wal_mb", "lateness_p99_ms"} <= set(
+        rows[0]
+    )
+    assert all(float(r["rss_mb"]) > 0 and int(r["fds"]) > 0 for r in rows), rows
+    assert all(float(r["asyncio_tasks"]) >= 1 for r in rows), rows  # the gauge is scraped
+    assert (tmp_path / "soak.png").read_bytes().startswith(b"\x89PNG"), out
+    assert "runs of history seeded" in out
+    assert "5xx answers: 0 " in out, out
+    assert "every fire accounted for: yes" in out, out
+    assert "RSS (daemon + keeper) after warm-up" in out
