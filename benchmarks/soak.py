@@ -610,7 +610,7 @@ def history(runs: int, kept: Path, data: Path) -> None:
     """``runs`` ended runs in ``data``'s database: seeded there, or in ``kept`` once
     (seeding a million takes minutes) and copied from it for each soak."""
     kept.mkdir(mode=0o700, parents=True, exist_ok=True)
-    have = seeded_runs(kept / "cronwarden.db")
+    have = asyncio.run(seeded_runs(f"sqlite+aiosqlite:///{kept / 'cronwarden.db'}"))
     if have == 0:
         took = asyncio.run(seed(f"sqlite+aiosqlite:///{kept / 'cronwarden.db'}", runs))
         print(f"soak: {runs:,} runs of history seeded in {took:.0f} s", flush=True)

@@ -135,7 +135,7 @@ class ProcessLauncher:
         try:
             spec = self._process_spec(task, run)
             if self.artifacts is not None:
-                await self.artifacts.prepare(run.id, spec.uid, spec.gid)
+                self.artifacts.prepare(run.id, spec.uid, spec.gid)
             masker = SecretMasker.for_environment(spec.env, (*task.secret_env, TOKEN_VARIABLE))
             writer = self._log_writer(run, task, control, masker)
             contained = self._contain(run, task, spec)
