@@ -48,8 +48,10 @@ log = structlog.get_logger("cronwarden.dispatch")
 
 Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 SCHEDULED = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP})
-# Where a fire is before its process starts (QUEUED, DELAYED: bounded by their policy).
-NOT_YET_SPAWNED = frozenset({RunState.CLAIMING, RunState.PLACING, RunState.STARTING})
+# Where a claimed fire waits for its process to start.  Not CLAIMING: a fire whose
+# claim waits on a database outage goes once the store answers, as DESIGN.md says
+# (the outage's grace bounds that wait); QUEUED and DELAYED are bounded by policy.
+NOT_YET_SPAWNED = frozenset({RunState.PLACING, RunState.STARTING})
 
 
 @dataclass

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from dispatch_doubles import T0, rig, settle  # type: ignore[import-not-found]
 
-from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.model import EndReason, Status
 
 S = timedelta(seconds=1)
 EVERY_SECOND = '[tasks.job]\ncommand = "true"\nschedule = "@every 1s"\n'
@@ -68,18 +68,6 @@ async def one_behind_then_caught_up(r, pacer: HeldPacer) -> None:  # type: ignor
     nxt = await r.dispatcher.fire("job", T0 + 4 * S)
     await settle()
     assert nxt is not None and sorted(r.launcher.running()) == sorted([first.id, nxt.id])
-
-
-async def test_fires_due_together_are_bounded_too() -> None:
-    """Fires claimed in one batch (a late wake's catch-up, then the fire on time)."""
-    r = rig(EVERY_SECOND)
-    async with held(r):
-        runs = await r.dispatcher.fire_many(
-            [("job", T0, Trigger.CATCH_UP), ("job", T0 + S, Trigger.SCHEDULE)]
-        )
-        await settle()
-        reasons = sorted(str(r.store.runs[run.id].end_reason) for run in runs)
-        assert reasons == ["None", "missed"]
 
 
 async def test_a_fire_waiting_for_a_host_place_holds_back_the_next_one() -> None:
