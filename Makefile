@@ -46,10 +46,10 @@ typecheck: install
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 # Three workers (most tests wait on daemons and processes, not on the CPU), each test
-# file kept on one worker.
+# file kept on one worker, the longest files first (tests/conftest.py).
 pytest: install
 	scripts/ensure-postgres
-	$(BIN)/pytest -n 3 --dist loadfile; rc=$$?; \
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from schema_templates import migrate, place_sqlite  # type: ignore[import-not-found]
 
 if TYPE_CHECKING:
     from cronwarden.store import Store
@@ -74,8 +75,12 @@ class Daemon:
         daemon_extra: str = "",
         shutdown_timeout: str = "5s",
         data_dir: Path | None = None,
+        fresh_schema: bool = False,
     ) -> None:
+        """``fresh_schema``: a new SQLite database starts empty and is migrated by the
+        daemon (otherwise it starts as a copy of one at HEAD: tests/schema_templates.py)."""
         self.workdir = workdir
+        self.fresh_schema = fresh_schema
         self.port = free_port()
         self.data_dir = data_dir or workdir / "data"
         self.config = workdir / "cronwarden.toml"
@@ -105,6 +110,9 @@ class Daemon:
         return self.wait_healthy(timeout)
 
     def start_process(self) -> None:
+        sqlite = "sqlite+aiosqlite:///"
+        if self.lives == 0 and not self.fresh_schema and self.database.startswith(sqlite):
+            place_sqlite(Path(self.database.removeprefix(sqlite)))
         self.lives += 1
         log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -333,6 +341,36 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
         fifo.open(timeout=0)
 
 
+# The files that take longest (30-130 s each, mostly waiting on daemons and clocks),
+# started first: with each file kept on one worker (--dist loadfile), one of them left
+# for the end stretched the suite by its whole length while the other workers idled.
+LONGEST_FIRST = (
+    "integration/test_several_hosts.py",
+    "integration/test_locks_and_pools.py",
+    "integration/test_soak_script.py",
+    "faults/test_store_outage.py",
+    "integration/test_where_jobs_run.py",
+    "integration/test_connections.py",
+    "integration/test_retention.py",
+    "browser/test_dashboard.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files in LONGEST_FIRST first, then the others by their number of tests (the
+    Makefile turns xdist's own reordering off, which knows only the counts)."""
+    tests_in: dict[str, int] = {}
+    for item in items:
+        tests_in[item.nodeid.split("::")[0]] = tests_in.get(item.nodeid.split("::")[0], 0) + 1
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = item.nodeid.split("::")[0]
+        named = [i for i, long in enumerate(LONGEST_FIRST) if path.endswith(long)]
+        return (0, named[0]) if named else (1, -tests_in[path])
+
+    items.sort(key=rank)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``both_databases`` run twice: their daemons on SQLite, then each on
     a fresh PostgreSQL database."""
@@ -393,6 +431,7 @@ class PgAdmin:
 
     def __init__(self) -> None:
         self.created: list[str] = []
+        self._template: str | None = None  # a database at HEAD, copied by create
 
     def sql(self, *statements: str) -> None:
         """Run the statements in turn on one connection (a new connection, loop and
@@ -413,13 +452,28 @@ class PgAdmin:
         with ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, run()).result()
 
-    def create(self) -> str:
-        """A fresh database; returns its SQLAlchemy URL."""
+    def create(self, schema: bool = True) -> str:
+        """A fresh database (at HEAD, unless ``schema`` is False: then empty); returns
+        its SQLAlchemy URL."""
+        template = ""
+        if schema:
+            if self._template is None:
+                self._template = self._name_of(self.create(schema=False))
+                migrate(self._url_of(self._template))
+            template = f' TEMPLATE "{self._template}"'
         name = f"cronwarden_test_{uuid.uuid4().hex[:12]}"
-        self.sql(f'CREATE DATABASE "{name}"')
+        self.sql(f'CREATE DATABASE "{name}"{template}')
         self.created.append(name)
+        return self._url_of(name)
+
+    @staticmethod
+    def _url_of(name: str) -> str:
         base = PG_URL.rsplit("/", 1)[0]
         return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    @staticmethod
+    def _name_of(url: str) -> str:
+        return url.rsplit("/", 1)[1]
 
     def cut_off(self, url: str) -> None:
         """Refuse new connections to the database and end the open ones."""
@@ -483,6 +537,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     from cronwarden.store import Store, open_engine
 
     if request.param == "sqlite":
+        place_sqlite(tmp_path / "state" / "cronwarden.db")
         url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'cronwarden.db'}"
     else:
         url = request.getfixturevalue("pg_database")

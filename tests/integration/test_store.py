@@ -222,7 +222,7 @@ async def test_last_runs_for_all_tasks_or_those_named(store: Store) -> None:
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'old' / 'cronwarden.db'}"
-    return str(request.getfixturevalue("pg_admin").create())
+    return str(request.getfixturevalue("pg_admin").create(schema=False))
 
 
 async def test_upgrade_from_0001_keeps_idempotency_keys(empty_database: str) -> None:
