@@ -7,9 +7,9 @@ The daemon (SQLite) has ``--tasks`` per-second tasks (``* * * * * *``, seconds f
 two of them sharing a lock (``locks``) and one the cause of a chain (a task with
 ``after``), and an on-request task that prints five lines over half a second.  Its
 history is seeded with ``--history`` ended runs (20,000 through the store's own insert,
-the rest copies of them, as ``run_pages.py --store-seed`` does), dated January 2026: ``keep_for = "30d"`` makes retention
-prune them while the soak runs (its first pass starts with the daemon), and keeps every
-run of the soak.  Meanwhile, from this process:
+the rest copies of them, as ``run_pages.py --store-seed`` does), dated January 2026:
+``keep_for = "30d"`` makes retention prune them while the soak runs (its first pass
+starts with the daemon), and keeps every run of the soak.  Meanwhile, from this process:
 
 * 20 API triggers a second (``--triggers``), ``POST /api/tasks/talk/runs?wait=60``,
   each answered once its run has ended;
