@@ -26,6 +26,14 @@ _states = TaskState.__table__  # type: ignore[attr-defined]
 _artifacts = Artifact.__table__  # type: ignore[attr-defined]
 
 
+Position = tuple[datetime, str]  # (created_at, id): where a run is in the history
+
+
+def _literal(position: Position) -> sa.Tuple:
+    created, run_id = position
+    return sa.tuple_(sa.literal(created, UTCDateTime()), sa.literal(run_id))
+
+
 class RetentionQueries:
     """Reads and batched deletes for the retention pass (its own connections: it never
     goes through the run recorder, whose commits must stay short)."""
@@ -42,7 +50,7 @@ class RetentionQueries:
 
     async def expiry_bound(
         self, task_name: str, keep_runs: int, older_than: datetime | None
-    ) -> tuple[datetime, str] | None:
+    ) -> Position | None:
         """The (created_at, id) position before which a task's ended runs have expired:
         past its newest ``keep_runs``, or created before ``older_than``.  Computed once
         a pass: deleting older rows does not move it."""
@@ -55,30 +63,30 @@ class RetentionQueries:
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(newest_kept)).first()
-        bounds: list[tuple[datetime, str]] = [] if row is None else [(row[0], row[1])]
+        bounds: list[Position] = [] if row is None else [(row[0], row[1])]
         if older_than is not None:
             bounds.append((older_than, ""))  # "" sorts before every id
         return max(bounds) if bounds else None
 
-    async def expired_ids(
-        self, task_name: str, bound: tuple[datetime, str], limit: int
-    ) -> list[str]:
-        """Up to ``limit`` ended runs of a task before ``bound``, oldest first.  Pending
-        and running runs are never chosen."""
-        created, run_id = bound
+    async def ended_between(
+        self, after: Position | None, before: Position, limit: int
+    ) -> list[tuple[str, str, Position]]:
+        """Up to ``limit`` ended runs of any task after ``after`` and before ``before``,
+        oldest first, as (id, task, position): one walk of ix_runs_status_created.
+        Pending and running runs are never chosen."""
         position = sa.tuple_(_runs.c.created_at, _runs.c.id)
+        chosen = [_runs.c.status == Status.ENDED.value, position < _literal(before)]
+        if after is not None:
+            chosen.append(position > _literal(after))
         query = (
-            sa.select(_runs.c.id)
-            .where(
-                _runs.c.task_name == task_name,
-                position < sa.tuple_(sa.literal(created, UTCDateTime()), sa.literal(run_id)),
-                _runs.c.status == Status.ENDED.value,
-            )
+            sa.select(_runs.c.id, _runs.c.task_name, _runs.c.created_at)
+            .where(*chosen)
             .order_by(_runs.c.created_at, _runs.c.id)
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).scalars())
+            rows = (await conn.execute(query)).all()
+        return [(run_id, task, (created, run_id)) for run_id, task, created in rows]
 
     async def keep_anchor(self, task_name: str) -> None:
         """Copy the task's newest scheduled_for into task_state before its rows may go:

@@ -10,9 +10,11 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from conftest import wait_for  # type: ignore[import-not-found]
 
+from cronwarden import retention as retention_module
 from cronwarden.config import parse_config
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import Status
@@ -191,6 +193,33 @@ async def test_a_pass_that_fails_says_so_and_the_next_one_finishes(
     blocked.rmdir()
     report = await pruner.run_pass()
     assert report.error is None and len(await ids_of(store, "counted")) == 3
+
+
+async def test_a_pass_deletes_oldest_first_across_tasks(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs of several tasks interleaved in time go oldest first, whatever their task
+    (task by task, one task's 200 oldest rows lay on up to 200 pages of each index):
+    a pass stopped part way has taken the oldest runs of every task and left the rest."""
+    monkeypatch.setattr(retention_module, "BATCH", 2)
+    pruner = retention(store, tmp_path)
+    tasks = ("aged", "gone-from-config", "counted")
+    # 12 runs, 40-51 days old, the three tasks in turn; "counted" keeps 3 by count too
+    runs = [ended(tasks[i % 3], i, timedelta(days=51 - i)) for i in range(12)]
+    recent = [ended("counted", 100 + i, timedelta(hours=i)) for i in range(3)]
+    await store.claim(runs + recent)
+    blocked = pruner.logs_dir / f"{runs[6].id}.out"  # the 7th oldest: its batch fails
+    blocked.mkdir()
+    (blocked / "x").write_text("x")
+    report = await pruner.run_pass()
+    assert report.error is not None and report.deleted_runs == 6
+    left = set().union(*[await ids_of(store, task) for task in tasks])
+    assert left == {r.id for r in runs[6:] + recent}
+    (blocked / "x").unlink()
+    blocked.rmdir()
+    report = await pruner.run_pass()
+    assert report.error is None and report.deleted_runs == 6
+    assert await ids_of(store, "counted") == {r.id for r in recent}
 
 
 # -- in a real daemon --------------------------------------------------------------
