@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from daemon_zygote import ForkedProcess, zygote  # type: ignore[import-not-found]
 from schema_templates import migrate, place_sqlite  # type: ignore[import-not-found]
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("CRONWARDEN_TEST_PG", "postgresql://127.0.0.1:5432/test")
+# Daemons forked from a process that imported cronwarden once (tests/daemon_zygote.py);
+# CRONWARDEN_TEST_FORK=0 starts each as a new interpreter.
+FORK_DAEMONS = os.environ.get("CRONWARDEN_TEST_FORK", "1") != "0"
 
 
 # Daemons listen on ports below the kernel's ephemeral range (32768 and up here), each
@@ -66,7 +70,11 @@ class Response:
 
 
 class Daemon:
-    """``cronwarden serve`` as an operator runs it, driven over its HTTP API."""
+    """``cronwarden serve`` as an operator runs it, driven over its HTTP API.
+
+    Started as ``python -m cronwarden serve -c FILE``, or (the same code, the same
+    argv, environment and files) forked from a process that imported cronwarden once:
+    tests/daemon_zygote.py says when and why."""
 
     def __init__(
         self,
@@ -88,7 +96,7 @@ class Daemon:
             f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'
             f'shutdown_timeout = "{shutdown_timeout}"\n{daemon_extra}\n' + textwrap.dedent(tasks)
         )
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.lives = 0
         self.env: dict[str, str] = {}  # added to the daemon's environment
         self.wrapper: list[str] = []  # a program the daemon is started under (unshare)
@@ -114,14 +122,19 @@ class Daemon:
         if self.lives == 0 and not self.fresh_schema and self.database.startswith(sqlite):
             place_sqlite(Path(self.database.removeprefix(sqlite)))
         self.lives += 1
-        log = open(self.workdir / f"daemon-{self.lives}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "cronwarden", "serve", "-c", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            env={**os.environ, **self.env},
-        )
+        path = self.workdir / f"daemon-{self.lives}.log"
+        args, env = ["serve", "-c", str(self.config)], {**os.environ, **self.env}
+        if FORK_DAEMONS and not self.wrapper and zygote().can_start(env):
+            self.proc = zygote().spawn(args, str(self.workdir), env, str(path))
+            return
+        with open(path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*self.wrapper, sys.executable, "-m", "cronwarden", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
+            )
 
     def wait_healthy(self, timeout: float = 20) -> Daemon:
         assert self.proc is not None
