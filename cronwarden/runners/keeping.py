@@ -151,6 +151,8 @@ class KeeperLink:
         if on != self._fence:
             self._fence = on
             self._send(self._fencing("fence"))
+            # An operator (and a test) can tell when a crash would take the runs along.
+            log.info("keeper.fence", on=on)
 
     def _fencing(self, op: str) -> dict[str, Any]:
         return {"op": op, "fence": self._fence, "fence_grace": self._fence_grace}
