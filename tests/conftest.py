@@ -222,6 +222,13 @@ class Daemon:
         return list(self.get(f"/api/runs?{qs}").body["runs"])
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a CLI a test interrupts with SIGINT (its ^C): a process
+    started in the background of a shell without job control (CI's scripts, ``cmd &``)
+    inherits SIGINT ignored, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

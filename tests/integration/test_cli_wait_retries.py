@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, wait_for  # type: ignore[import-not-found]
+from conftest import Daemon, as_from_a_terminal, wait_for  # type: ignore[import-not-found]
 
 from cronwarden.retry_chain import instant
 from cronwarden.support.timefmt import iso_z
@@ -146,6 +146,7 @@ def test_ctrl_c_stops_waiting_not_the_run(make_daemon, gate) -> None:  # type: i
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     running = wait_for(lambda: held.runs(task_name="held", status="running"), what="the run")
     # Past its trigger, the client sleeps between polls of the run: interrupted there.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import wait_for  # type: ignore[import-not-found]
+from conftest import as_from_a_terminal, wait_for  # type: ignore[import-not-found]
 
 from cronwarden.client import EventStreamParser, ServerEvent
 
@@ -138,6 +138,7 @@ def test_cli_events_prints_changes_as_they_happen(make_daemon) -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.extend(iter(cli.stdout.readline, "")))  # type: ignore[union-attr]
