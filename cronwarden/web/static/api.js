@@ -52,11 +52,15 @@ async function tokenEntered(problem) {
   return pendingPrompt;
 }
 
+// A 401 to a request sent before a token was entered is retried with that token,
+// without asking again (its answer may come after the prompt closed).
 async function send(path, init) {
   for (;;) {
+    const sentWith = storedToken();
     const response = await fetch(path, { ...init, headers: headers(init.headers) });
     if (response.status !== 401) return response;
     const problem = await problemOf(response);
+    if (storedToken() !== sentWith && storedToken()) continue;
     if (!(await tokenEntered(problem))) throw new ApiError(401, problem);
   }
 }
