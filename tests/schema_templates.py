@@ -15,21 +15,20 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from cronwarden.store.migrate import migrate_apart
+
 DB_NAME = "cronwarden.db"  # the daemon's SQLite file in its data_dir
-_MIGRATE = "from cronwarden.store.migrate import migrate_from_stdin; migrate_from_stdin()"
 _sqlite: Path | None = None
 
 
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to HEAD the way a daemon does: in a process."""
-    subprocess.run(
-        [sys.executable, "-c", _MIGRATE], input=url, text=True, check=True, capture_output=True
-    )
+    """Bring the database at ``url`` to HEAD as a daemon does: in a process of its own."""
+    migrate_apart(make_url(url))
 
 
 def sqlite_template() -> Path:

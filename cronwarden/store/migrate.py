@@ -56,11 +56,11 @@ async def migrate(engine: AsyncEngine) -> None:
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
         await migrate_here(engine)  # no other process can reach an in-memory database
         return
-    await asyncio.to_thread(_migrate_apart, engine.url)
+    await asyncio.to_thread(migrate_apart, engine.url)
     await engine.dispose()  # pooled connections start afresh on the new schema
 
 
-def _migrate_apart(url: URL) -> None:
+def migrate_apart(url: URL) -> None:
     """``migrate_here`` in a process of its own, on this interpreter and its flags (-I,
     -E, -X: as multiprocessing passes them on), so it imports this cronwarden."""
     flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
