@@ -163,11 +163,12 @@ class Retention:
         """Expired runs, oldest first whatever their task, in batches: each task's
         anchor is saved before its first run goes.  ``done`` counts as it goes (a
         pass that fails part way says what it did)."""
+        if not bounds:
+            return
+        newest_bound = max(bounds.values())
         anchored: set[str] = set()
         walked: Position | None = None
-        while bounds and (
-            rows := await self.queries.ended_between(walked, max(bounds.values()), BATCH)
-        ):
+        while rows := await self.queries.ended_between(walked, newest_bound, BATCH):
             walked = rows[-1][2]
             expired = [(i, task) for i, task, at in rows if task in bounds and at < bounds[task]]
             for task in sorted({task for _, task in expired} - anchored):
