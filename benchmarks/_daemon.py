@@ -48,17 +48,26 @@ def z(value: str) -> datetime:
 
 @contextmanager
 def running_daemon(
-    workdir: Path, config: Path, *, profile: Path | None = None
+    workdir: Path,
+    config: Path,
+    *,
+    profile: Path | None = None,
+    trace_memory: tuple[Path, int] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``cronwarden serve`` until the block ends; yields its base URL and process.
 
     With ``profile``, the daemon runs under ``_profiled.py``: cProfile from a SIGUSR1
-    until a SIGUSR2, which writes the profile there."""
+    until a SIGUSR2, which writes the profile there.  With ``trace_memory`` (a prefix,
+    tracemalloc's frames), under ``_memtraced.py``: each SIGUSR1 accounts for its memory
+    in files beside that prefix."""
     base = _listen_url(config)
     log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
     program = ["-m", "cronwarden"]
     if profile is not None:
         program = [str(Path(__file__).with_name("_profiled.py")), str(profile)]
+    if trace_memory is not None:
+        prefix, frames = trace_memory
+        program = [str(Path(__file__).with_name("_memtraced.py")), str(prefix), str(frames)]
     proc = subprocess.Popen(
         [sys.executable, *program, "serve", "-c", str(config)],
         stdout=log,

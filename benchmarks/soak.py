@@ -45,10 +45,12 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +64,8 @@ from run_pages import extend_by_copies, seed, seeded_runs
 SAMPLE_EVERY = 10.0  # s
 RELOAD_EVERY = 60.0  # s
 FOLLOWERS = 3  # of each kind
+SNAPSHOT_EVERY = 300.0  # s, with --trace-memory
+TOP_SITES = 15
 TALK = "echo started; sleep 0.5; echo ended"
 STORE_SEED = 20_000  # history runs inserted through the store; the rest are copies
 IN_FLIGHT = 100  # triggers awaiting their answer at most: beyond, one is not sent
@@ -352,6 +356,7 @@ class Sampler:
     readings: Readings = field(default_factory=Readings)
     rows: list[dict[str, float]] = field(default_factory=list)
     cpu: tuple[float, float] = (0.0, 0.0)  # (monotonic, daemon CPU seconds) at the last
+    snapshot_rss: list[float] = field(default_factory=list)  # MB at each memory snapshot
 
     def sample(self) -> dict[str, float]:
         rss, fds, threads = proc_figures(self.pid)
@@ -417,12 +422,80 @@ async def soak(args: argparse.Namespace, base: str, config: Path, text: Any, dat
             load.reloads(config, text, until),
             sampler.every(until),
             sampler.readings.every(load, until),
+            *(
+                [
+                    account_memory(
+                        pid,
+                        args.trace_memory,
+                        began + args.warmup * 60,
+                        until,
+                        sampler.snapshot_rss,
+                    )
+                ]
+                if args.trace_memory is not None
+                else []
+            ),
         )
         last_fire = first_fire + timedelta(seconds=int(time.monotonic() - began) - 4)
         await asyncio.sleep(3)  # the window's last fires end
         await claimed_through(load, f"t{args.tasks - 1:02d}", last_fire)
         accounted = await account(load, args.tasks, first_fire, last_fire)
     return sampler, load, (first_fire, last_fire), accounted
+
+
+async def account_memory(
+    pid: int, frames: int, first: float, until: float, rss: list[float]
+) -> None:
+    """With ``--trace-memory``: the daemon's memory accounted for (``_memtraced.py``) at
+    the warm-up's end, every SNAPSHOT_EVERY s after and just before the window's end;
+    ``rss`` gets its RSS at each.  With tracing, the warm-up's end only starts it: the
+    first snapshot, a while later, holds the blocks any moment of the load keeps alive."""
+    await asyncio.sleep(max(0.0, first - time.monotonic()))
+    steps = int((until - first) // SNAPSHOT_EVERY)
+    moments = [first + SNAPSHOT_EVERY * k for k in range(1 if frames else 0, steps)]
+    if frames:
+        os.kill(pid, signal.SIGUSR1)
+    for at in [*moments, until - 2]:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        rss.append(proc_figures(pid)[0])
+        os.kill(pid, signal.SIGUSR1)
+
+
+def memory_report(prefix: Path, rss: list[float]) -> None:
+    """Where the memory was at each moment: RSS beside malloc's heaps (in use, free in
+    them, large blocks mapped apart), pymalloc's arenas (spanned, in use), SQLite's own
+    and what tracemalloc traced; then, when traced, the call sites that grew most."""
+    paths = [Path(f"{prefix}.{n}.json") for n in range(len(rss))]
+    deadline = time.monotonic() + 300  # a snapshot of a large heap takes a while
+    while not all(path.exists() for path in paths) and time.monotonic() < deadline:
+        time.sleep(1)
+    written = [path for path in paths if path.exists()]
+    print(f"  memory, MB ({len(written)} of {len(paths)} accounts written):")
+    names = (
+        "malloc_in_use", "malloc_free", "malloc_mapped", "pymalloc", "pymalloc_in_use",
+        "sqlite", "traced",
+    )  # fmt: skip
+    print(f"    {'':<16} {'RSS':>7}" + "".join(f" {name:>15}" for name in names))
+    for path, resident in zip(written, rss, strict=False):
+        figures = json.loads(path.read_text())
+        cells = "".join(
+            f" {figures[name] / 2**20:>15.1f}" if name in figures else f" {'-':>15}"
+            for name in names
+        )
+        print(f"    {path.stem:<16} {resident:>7.1f}{cells}")
+    snaps = [path.with_suffix(".snap") for path in written if path.with_suffix(".snap").exists()]
+    if len(snaps) < 2:
+        return
+    first = tracemalloc.Snapshot.load(str(snaps[0]))
+    last = tracemalloc.Snapshot.load(str(snaps[-1]))
+    print("  the call sites that grew most, first snapshot to last:")
+    for stat in last.compare_to(first, "traceback")[:TOP_SITES]:
+        print(
+            f"    {stat.size_diff / 2**10:+9.1f} KiB  {stat.count_diff:+7d} blocks"
+            f"  now {stat.size / 2**10:9.1f} KiB"
+        )
+        for line in stat.traceback.format():
+            print(f"        {line}")
 
 
 async def claimed_through(load: Load, task: str, last: datetime, wait: float = 120) -> None:
@@ -640,6 +713,13 @@ def main() -> None:
         "--data", type=Path, help="seed the history here once; each soak prunes a copy of it"
     )
     parser.add_argument("--out", type=Path, default=Path("."), help="where soak.csv/png go")
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        metavar="FRAMES",
+        help="account for the daemon's memory every 5 minutes (malloc, SQLite); with"
+        " FRAMES > 0 also under tracemalloc, reporting the call sites that grew (slower)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cw-soak-") as tmp:
@@ -656,7 +736,11 @@ def main() -> None:
 
         config.write_text(text(0))
         try:
-            with running_daemon(work, config) as (base, daemon):
+            traces = args.out / "soak-memory" if args.trace_memory is not None else None
+            for stale in args.out.glob("soak-memory.*"):
+                stale.unlink()
+            memory = None if traces is None else (traces, args.trace_memory)
+            with running_daemon(work, config, trace_memory=memory) as (base, daemon):
                 print(f"soak: daemon {daemon.pid} at {base}, {args.minutes:g} min", flush=True)
                 sampler, load, window, accounted = asyncio.run(
                     soak(args, base, config, text, data, daemon.pid)
@@ -664,6 +748,8 @@ def main() -> None:
                 write_outputs(sampler.rows, args.out)
                 print(f"soak: samples in {args.out / 'soak.csv'}, plot {args.out / 'soak.png'}")
                 report(args, sampler, load, window, accounted)
+                if traces is not None:
+                    memory_report(traces, sampler.snapshot_rss)
                 shutil.copy2(work / "daemon.log", args.out / "soak-daemon.log")
                 began_stop = time.monotonic()
         except subprocess.TimeoutExpired:

@@ -20,7 +20,6 @@ search over entries ordered by line number.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -83,18 +82,25 @@ class Entry:
         return data[:-1].split(b"\n") if data else []
 
 
+INDEX_SUFFIX = ".idx"
+LEGACY_SUFFIX = ".log"  # where cronwarden before the indexed format kept a run's log
+
+
 def index_path(logs_dir: Path, run_id: str) -> Path:
-    return logs_dir / f"{run_id}.idx"
+    return logs_dir / f"{run_id}{INDEX_SUFFIX}"
+
+
+def data_suffix(segment: int) -> str:
+    return ".out" if segment == 0 else f".out.{segment}"
 
 
 def data_path(index: Path, segment: int) -> Path:
-    suffix = ".out" if segment == 0 else f".out.{segment}"
-    return index.with_suffix(suffix)
+    return index.with_suffix(data_suffix(segment))
 
 
 def legacy_path(index: Path) -> Path:
     """Where cronwarden before the indexed format kept the same run's log (JSON lines)."""
-    return index.with_suffix(".log")
+    return index.with_suffix(LEGACY_SUFFIX)
 
 
 def entry_position(i: int) -> int:
@@ -291,12 +297,17 @@ def remove_log(logs_dir: Path, run_id: str) -> tuple[int, int]:
 
     The index says how far the output reached, hence which segments can exist; a
     write torn by a crash may have gone one block further.  The index goes last, so
-    an interrupted removal can be repeated.
+    an interrupted removal can be repeated.  Plain ``os`` calls on str paths:
+    retention calls this for every run it deletes, and through pathlib a run without
+    a log cost 56 µs, most of it not the system calls.
     """
     index = index_path(logs_dir, run_id)
     last_segment = 0
-    with contextlib.suppress(FileNotFoundError):
+    try:
         fd = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+    else:
         try:
             reader = IndexReader(fd)
             segments = SegmentFiles(index, reader.header.segment_bytes)
@@ -305,13 +316,16 @@ def remove_log(logs_dir: Path, run_id: str) -> tuple[int, int]:
             last_segment = 0
         finally:
             os.close(fd)
-    paths = [data_path(index, s) for s in range(last_segment + 1)]
+    stem = os.path.join(logs_dir, run_id)
+    data = [stem + data_suffix(segment) for segment in range(last_segment + 1)]
     files = size = 0
-    for path in [*paths, legacy_path(index), index]:
-        with contextlib.suppress(FileNotFoundError):
-            size += path.stat().st_size
-            path.unlink()
-            files += 1
+    for path in [*data, stem + LEGACY_SUFFIX, stem + INDEX_SUFFIX]:
+        try:
+            size += os.stat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        files += 1
     return files, size
 
 

@@ -202,6 +202,7 @@ async def test_a_pass_deletes_oldest_first_across_tasks(
     (task by task, one task's 200 oldest rows lay on up to 200 pages of each index):
     a pass stopped part way has taken the oldest runs of every task and left the rest."""
     monkeypatch.setattr(retention_module, "BATCH", 2)
+    monkeypatch.setattr(retention_module, "MAX_BATCH", 2)
     pruner = retention(store, tmp_path)
     tasks = ("aged", "gone-from-config", "counted")
     # 12 runs, 40-51 days old, the three tasks in turn; "counted" keeps 3 by count too
