@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from dispatch_doubles import T0, rig, settle  # type: ignore[import-not-found]
 
-from cronwarden.model import EndReason, Status
+from cronwarden.model import EndReason, Status, Trigger
 
 S = timedelta(seconds=1)
 EVERY_SECOND = '[tasks.job]\ncommand = "true"\nschedule = "@every 1s"\n'
@@ -99,3 +99,28 @@ async def test_triggers_and_queued_fires_keep_their_own_rules() -> None:
         assert all(r.store.runs[run.id].status == Status.PENDING for run in triggered)
         reasons = [r.store.runs[run.id].end_reason for run in fired if run is not None]
         assert reasons == [None, None, None, EndReason.SKIPPED]  # one holds, two wait, one refused
+
+
+async def test_a_large_fire_lets_the_loop_turn_while_it_admits_and_begins() -> None:
+    """1,000 tasks due together are one batch; the loop serves other work (requests,
+    exits) between shares of it, not only once the whole batch is through."""
+    tasks = "".join(
+        f'[tasks.t{i}]\ncommand = "true"\nschedule = "* * * * *"\n' for i in range(1000)
+    )
+    r = rig(tasks)
+    turns = 0
+
+    async def another_request() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with held(r):
+        asker = asyncio.create_task(another_request())
+        await asyncio.sleep(0)
+        runs = await r.dispatcher.fire_many([(f"t{i}", T0, Trigger.SCHEDULE) for i in range(1000)])
+        asker.cancel()
+        assert len(runs) == 1000 and r.dispatcher.active_runs == 1000
+        # Once a share of 100 was admitted, and once a share of 100 had begun.
+        assert turns >= 2 * (1000 // 100 - 1)
