@@ -7,13 +7,27 @@ from cronwarden.retention import BATCH, BATCH_SECONDS, MAX_BATCH, next_batch
 
 
 def test_a_fast_delete_doubles_the_batch_at_most() -> None:
-    assert next_batch(200, BATCH_SECONDS / 100) == 400
-    assert next_batch(200, BATCH_SECONDS * 0.8) == 250
+    assert next_batch(256, BATCH_SECONDS / 100) == 512
+    assert next_batch(256, BATCH_SECONDS * 0.4) == 512
 
 
 def test_a_slow_delete_halves_the_batch_at_most() -> None:
-    assert next_batch(400, BATCH_SECONDS * 10) == 200
-    assert next_batch(400, BATCH_SECONDS * 1.6) == 250
+    assert next_batch(512, BATCH_SECONDS * 10) == 256
+    assert next_batch(512, BATCH_SECONDS * 1.2) == 256
+
+
+def test_a_delete_near_its_time_keeps_the_batch() -> None:
+    assert next_batch(512, BATCH_SECONDS * 0.9) == 512
+
+
+def test_every_size_is_a_power_of_two() -> None:
+    """Each size is a DELETE of its own that the driver keeps prepared: a handful of
+    sizes, not one per batch."""
+    sizes = {BATCH}
+    for took in (0.0, 0.001, 0.007, 0.013, 0.019, 0.021, 0.033, 0.5, 0.011, 0.0):
+        sizes.add(next_batch(max(sizes), took))
+        sizes.add(next_batch(min(sizes), took))
+    assert all(size & (size - 1) == 0 for size in sizes)
 
 
 def test_batches_stay_within_their_bounds() -> None:
@@ -23,7 +37,7 @@ def test_batches_stay_within_their_bounds() -> None:
     assert size == MAX_BATCH
     for _ in range(30):
         size = next_batch(size, 60.0)  # a store that crawls
-    assert size == BATCH // 10
+    assert size == BATCH // 16
 
 
 def test_a_batch_is_never_empty() -> None:
