@@ -69,7 +69,7 @@ from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.store.slots import FleetSlots
 from cronwarden.support.clock import Clock, SystemClock
-from cronwarden.support.heap import freeze_start_up_objects
+from cronwarden.support.heap import freeze_start_up_objects, give_back_free_memory
 from cronwarden.support.log_setup import configure_logging
 
 log = structlog.get_logger("cronwarden.daemon")
@@ -391,6 +391,7 @@ class Daemon:
     def _start_side_tasks(self, services: Services, side: SideTasks) -> None:
         side.start(services.retention.serve(), "retention")
         side.start(services.metrics.probe_loop_lag(), "loop lag probe")
+        side.start(give_back_free_memory(), "memory trim", supervised=False)
         side.start(services.fleet.serve(), "fleet")
         # Not supervised: it ends once the history has been read.
         side.start(_load_successes(services), "last successes", supervised=False)

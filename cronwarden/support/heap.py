@@ -1,4 +1,5 @@
-"""The daemon's heap after start-up: what start-up made stays out of the collector's way.
+"""The daemon's heap: what start-up made stays out of the collector's way, and what is
+freed later goes back to the system.
 
 Start-up leaves some 700,000 objects that live as long as the daemon (modules, the
 config and its packed task table, the timer's heap, the store's metadata).  Python's
@@ -13,6 +14,7 @@ cycle left by start-up is kept for good.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 
@@ -23,3 +25,24 @@ def freeze_start_up_objects() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+# How often freed memory goes back to the system.  glibc keeps what the daemon frees
+# inside its heaps, one per thread that allocates (the store's threads among them), and
+# a heap gives back only what lies at its top: a 25-minute soak ended with 46 MB free in
+# them, grown from 32 MB after its warm-up, while what was in use stayed flat.
+TRIM_EVERY = 60.0  # s
+
+
+async def give_back_free_memory(every: float = TRIM_EVERY) -> None:
+    """Every ``every`` seconds, glibc's ``malloc_trim(0)`` on a thread: the free pages
+    inside its heaps go back to the system.  With another C library, nothing."""
+    import ctypes  # here: a small daemon's RSS at READY does not pay for it
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    while True:
+        await asyncio.sleep(every)
+        await asyncio.to_thread(trim, 0)
