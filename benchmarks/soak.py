@@ -1,7 +1,7 @@
 """A soak: one real daemon under a steady mixed load for a long window, sampled every 10 s.
 
     python benchmarks/soak.py [--minutes 30] [--history 1000000] [--warmup 5] [--tasks 200]
-                              [--triggers 20] [--data DIR] [--out DIR]
+                              [--triggers 20] [--data DIR] [--out DIR] [--trace-memory FRAMES]
 
 The daemon (SQLite) has ``--tasks`` per-second tasks (``* * * * * *``, seconds first),
 two of them sharing a lock (``locks``) and one the cause of a chain (a task with
@@ -34,6 +34,12 @@ min, max; flat), the lateness p99 of each 5 minutes over the first 5 (within 20%
 of the window, a run (or a recorded missed or skipped one) with that scheduled_for, read
 back over the API.  The targets are absolute (a slope, flatness), so there is no
 baseline run beside it; the first 5 minutes are the lateness's own baseline.
+
+``--trace-memory FRAMES`` runs the daemon under ``_memtraced.py`` and says, at the
+warm-up's end, every 5 minutes after and at the end, where its memory is: malloc's
+heaps (in use, free inside them), pymalloc's arenas, SQLite's own (page caches,
+prepared statements) and, with FRAMES > 0, what tracemalloc traced, with the call
+sites whose blocks grew most (tracing slows the daemon: its figures are not the soak's).
 """
 
 from __future__ import annotations

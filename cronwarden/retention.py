@@ -40,12 +40,14 @@ log = structlog.get_logger("cronwarden.retention")
 
 BATCH = 256  # runs in a pass's first batch; artifact directories checked at once
 MAX_BATCH = 4096
-# How long a batch's delete may take.  On SQLite it holds the one write lock, and a fire
-# waits behind it: 20 ms keeps a per-second task well within its 50 ms.  Every batch
-# has its fixed costs (choosing its ids, a commit, a checkpoint, FTS5's segment), so
-# the fewer the batches, the more rows a second: 200 rows took 12 ms on a quiet machine.
+# How long a batch's delete may take, as the pass sees it (its hops to the driver's
+# thread included).  On SQLite it holds the one write lock, and a fire waits behind it.
+# Every batch has fixed costs (~10 ms: a commit, the WAL checkpoint it sets off, FTS5's
+# segment, choosing its ids), so the fewer the batches, the more rows a second.  At 20
+# ms batches shrank below 200 and the pass slowed to 0.6x; at 40 ms, 1.1x, with a
+# per-second task's p99 at 28 ms during the pass (BENCHMARKS.md).
 # Sizes are powers of two: each is a statement of its own, kept prepared by the driver.
-BATCH_SECONDS = 0.02
+BATCH_SECONDS = 0.04
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
 
