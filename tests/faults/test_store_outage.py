@@ -54,8 +54,10 @@ def outage(daemon: Any, cluster: PgCluster, seconds: float) -> tuple[Any, Any, A
     """Stop the cluster for ``seconds`` under the running daemon; (first fire seen,
     when it went down, when it answered again)."""
     first = wait_for(lambda: ticks(daemon)[2:] and ticks(daemon)[-1], what="three ticks")
+    # Down from the moment the stop begins: stopping takes seconds on a loaded machine,
+    # and the fires meanwhile already find no database.
+    down = now_utc()
     with cluster.down():
-        down = now_utc()
         time.sleep(seconds)  # the fault lasts this long; nothing is asserted on it
     return z(first["scheduled_for"]), down, now_utc()
 
@@ -88,7 +90,13 @@ def test_a_long_outage_records_the_fires_past_their_grace_as_missed(make_daemon,
     missed = sorted(z(r["scheduled_for"]) for r in runs if r["end_reason"] == "missed")
     # About the first ten seconds of the outage waited past their grace; the rest ran.
     assert len(missed) >= 5, runs
-    assert all(down - timedelta(seconds=1) <= at <= up - LATE_GRACE for at in missed), missed
+    outside = [
+        (r["scheduled_for"], r["error"])
+        for r in runs
+        if r["end_reason"] == "missed"
+        and not down - timedelta(seconds=1) <= z(r["scheduled_for"]) <= up - LATE_GRACE
+    ]
+    assert outside == [], (down, up)
     ran = [r for r in runs if r["end_reason"] != "missed" and z(r["scheduled_for"]) > missed[-1]]
     assert [r for r in ran if r["end_reason"] != "success"] == []
     started = [z(r["start_at"]) for r in sorted(ran, key=lambda r: z(r["scheduled_for"]))]
