@@ -5,8 +5,8 @@ A pass finds, for every task that has runs (a removed task's history ages under 
 daemon's defaults), the position in time before which its runs expired, then walks the
 history oldest first, whatever the task, in batches sized by time (``next_batch``): log
 files and artifact directories first, then rows, yielding to the event loop between
-batches so fires and API requests never wait behind a long delete.  A task's catch-up anchor is
-saved before its first run goes.  Oldest first, because runs of many tasks interleave
+batches so fires and API requests never wait behind a long delete.  A task's catch-up
+anchor is saved before its first run goes.  Oldest first, because runs of many tasks interleave
 in time: one task's 200 oldest runs lay on up to 200 pages of the table and of each
 index ordered by time, all tasks' 200 oldest on a few (2.1x the rows a second).
 Pending and running runs are never deleted, whatever their age.  Last, artifact
@@ -44,8 +44,8 @@ MAX_BATCH = 4096
 # thread included).  On SQLite it holds the one write lock, and a fire waits behind it.
 # Every batch has fixed costs (~10 ms: a commit, the WAL checkpoint it sets off, FTS5's
 # segment, choosing its ids), so the fewer the batches, the more rows a second.  At 20
-# ms batches shrank below 200 and the pass slowed to 0.6x; at 40 ms, 1.1x, with a
-# per-second task's p99 at 28 ms during the pass (BENCHMARKS.md).
+# ms the batches stayed small and the pass slowed to 0.6x; at 40 ms it went 1.1x, with
+# a per-second task's p99 at 28 ms during the pass (BENCHMARKS.md).
 # Sizes are powers of two: each is a statement of its own, kept prepared by the driver.
 BATCH_SECONDS = 0.04
 INTERVAL = timedelta(minutes=10)

@@ -53,8 +53,8 @@ _RUN_COLUMNS = [column.name for column in RUNS.columns]
 # Rows per INSERT: a power of two, well under SQLite's bound-parameter limit.  A batch
 # goes in pieces whose sizes are powers of two (``power_of_two_pieces``): each number of
 # rows is a statement of its own, which the driver keeps prepared (128 a connection),
-# and with the FTS trigger and 13 indexes one takes ~90 KB of SQLite's memory: a batch
-# of any size from 1 to 500 made that cache fill for an hour, by up to 11 MB.
+# and with the FTS trigger and 13 indexes one takes ~90 KB of SQLite's memory: batches
+# of any size from 1 to 500 filled that cache for as long as new sizes came (~11 MB).
 _INSERT_CHUNK = 256
 
 
