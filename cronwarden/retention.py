@@ -73,10 +73,13 @@ def keep_for_task(config: Config, task_name: str) -> Keep:
 def next_batch(size: int, took: float) -> int:
     """The next batch's runs, from this one's and the seconds its delete ``took``:
     scaled towards BATCH_SECONDS, at most doubled or halved at a time (one slow commit
-    is not a trend), between BATCH's sixteenth and MAX_BATCH, a power of two."""
+    is not a trend), between BATCH and MAX_BATCH, a power of two.  Never below BATCH:
+    on a busy daemon ``took`` is mostly the wait for the loop and the driver's thread,
+    not the write lock, and smaller batches only multiply their fixed costs (a soak's
+    pass shrank to a few runs a batch and deleted fewer runs a second than it made)."""
     wanted = size * BATCH_SECONDS / max(took, 1e-6)
-    bounded = int(min(max(wanted, size / 2, BATCH / 16), size * 2, MAX_BATCH))
-    return 1 << (max(bounded, 1).bit_length() - 1)
+    bounded = int(min(max(wanted, size / 2, BATCH), size * 2, MAX_BATCH))
+    return 1 << (bounded.bit_length() - 1)
 
 
 @dataclass(frozen=True)
