@@ -21,6 +21,7 @@ def test_soak_script_samples_and_accounts_for_every_fire(tmp_path: Path) -> None
     pytest.importorskip("matplotlib", reason="the bench extra (make install installs it)")
     argv = [sys.executable, "soak.py", "--minutes", "1", "--warmup", "0.25"]
     argv += ["--history", "20000", "--tasks", "20", "--triggers", "5", "--out", str(tmp_path)]
+    argv += ["--trace-memory", "0"]  # the daemon's memory accounted for at the end
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the daemon imports this tree
     done = subprocess.run(
         argv, cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=400
@@ -40,3 +41,5 @@ def test_soak_script_samples_and_accounts_for_every_fire(tmp_path: Path) -> None
     assert "5xx answers: 0 " in out, out
     assert "every fire accounted for: yes" in out, out
     assert "RSS (daemon + keeper) after warm-up" in out
+    account = next(line for line in out.splitlines() if "soak-memory.0" in line).split()
+    assert len(account) == 9 and all(float(cell) > 0 for cell in account[1:4]), out
