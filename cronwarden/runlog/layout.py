@@ -301,7 +301,8 @@ def remove_log(logs_dir: Path, run_id: str) -> tuple[int, int]:
     retention calls this for every run it deletes, and through pathlib a run without
     a log cost 56 µs, most of it not the system calls.
     """
-    index = index_path(logs_dir, run_id)
+    stem = os.path.join(logs_dir, run_id)
+    index = stem + INDEX_SUFFIX
     last_segment = 0
     try:
         fd = os.open(index, os.O_RDONLY | os.O_CLOEXEC)
@@ -310,16 +311,15 @@ def remove_log(logs_dir: Path, run_id: str) -> tuple[int, int]:
     else:
         try:
             reader = IndexReader(fd)
-            segments = SegmentFiles(index, reader.header.segment_bytes)
+            segments = SegmentFiles(Path(index), reader.header.segment_bytes)
             last_segment = segments.segment_of(reader.indexed_end() + MAX_TORN_BYTES)
         except CorruptLog:
             last_segment = 0
         finally:
             os.close(fd)
-    stem = os.path.join(logs_dir, run_id)
     data = [stem + data_suffix(segment) for segment in range(last_segment + 1)]
     files = size = 0
-    for path in [*data, stem + LEGACY_SUFFIX, stem + INDEX_SUFFIX]:
+    for path in [*data, stem + LEGACY_SUFFIX, index]:
         try:
             size += os.stat(path).st_size
             os.unlink(path)
