@@ -12,10 +12,11 @@ is recorded as an ended/skipped run.
 
 A daemon that starts runs more slowly than its schedules fire them (a loaded machine,
 max_concurrent_runs full) keeps no backlog without bound: a scheduled fire of an
-``overlap = "allow"`` task (the one policy with no bound of its own) whose previous
-fire on this node has not started yet is recorded ``missed``, naming that fire.  Each
-waiting fire would otherwise hold a coroutine and a pending row: at 200 fires/s
-against 23 starts/s that was 200,000 coroutines and 2 GB an hour.
+``overlap = "allow"`` task (the one policy with no bound of its own) is recorded
+``missed``, naming the fire it is behind, while an earlier fire of the task on this
+node has waited BEHIND_AFTER to start and still has not.  Each waiting fire would
+otherwise hold a coroutine and a pending row: at 200 fires/s against 23 starts/s that
+was 200,000 coroutines and 2 GB an hour.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -52,6 +53,12 @@ SCHEDULED = frozenset({Trigger.SCHEDULE, Trigger.CATCH_UP})
 # claim waits on a database outage goes once the store answers, as DESIGN.md says
 # (the outage's grace bounds that wait); QUEUED and DELAYED are bounded by policy.
 NOT_YET_SPAWNED = frozenset({RunState.PLACING, RunState.STARTING})
+# How long a fire may wait to start before the task's next fires are missed: the grace
+# a late fire has to run at all.  Missing the next fire as soon as the previous one
+# had not started (the first rule) turned a moment's wait into lost fires: the 30 fires
+# that waited out a database outage go together, and on a loaded machine the last of
+# them was still spawning when the next second fired.
+BEHIND_AFTER = timedelta(seconds=30)
 # Fires admitted, or runs begun, between two turns of the event loop.  10,000 tasks on
 # "* * * * *" are one batch: done in one go, their admission, their events and their
 # runs' first steps held the loop for ~0.5 s twice over, and /health waited behind them.
@@ -88,8 +95,9 @@ class Fires:
         self._gate = gate
         self._lives = lives
         self._changed = changed
-        # Per allow task: its newest scheduled fire carried here, until it has started.
-        self._unstarted: dict[str, RunHandle] = {}
+        # Per allow task: the oldest scheduled fire carried here that has not started,
+        # and when it was admitted.
+        self._unstarted: dict[str, tuple[RunHandle, datetime]] = {}
 
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
@@ -215,17 +223,21 @@ class Fires:
         if verdict in (Verdict.START, Verdict.QUEUE):
             batch.admitted.append(handle)
             if bounded:
-                self._unstarted[task.name] = handle
+                self._unstarted.setdefault(task.name, (handle, self._clock.now()))
             return
         self._end_unstarted(batch, run, skipped(task, verdict, elsewhere))
 
     def _unstarted_fire(self, task_name: str) -> RunHandle | None:
-        """The task's previous scheduled fire, if it has not started yet."""
-        handle = self._unstarted.get(task_name)
-        if handle is not None and handle.state not in NOT_YET_SPAWNED:
+        """The task's oldest scheduled fire carried here, if it has waited BEHIND_AFTER
+        to start and still has not."""
+        waiting = self._unstarted.get(task_name)
+        if waiting is None:
+            return None
+        handle, admitted = waiting
+        if handle.state not in NOT_YET_SPAWNED:
             del self._unstarted[task_name]
             return None
-        return handle
+        return handle if self._clock.now() - admitted >= BEHIND_AFTER else None
 
     def _end_unstarted(self, batch: _Batch, run: RunRecord, outcome: Outcome) -> None:
         """A fire that does not start: its row is recorded ended with the batch."""
@@ -269,8 +281,8 @@ def _behind(previous: RunHandle) -> Outcome:
     when = f"{fire:%H:%M:%S} UTC" if fire is not None else "before"
     return Outcome(
         EndReason.MISSED,
-        error=f"missed: the daemon is behind; the fire of {when} has not started yet "
-        f"(run {previous.id})",
+        error=f"missed: the daemon is behind; the fire of {when} has waited over "
+        f"{BEHIND_AFTER.seconds} s to start and has not (run {previous.id})",
     )
 
 
