@@ -187,6 +187,37 @@ class Gate:
             del self._slots[task_name]
 
 
+class LookAgain:
+    """Tells the runs waiting for a place held in the database (by a run of this node
+    or of another) that it may be free.  A waiter takes its ``ticket`` before it looks:
+    a give-back while its look still reads the database wakes it at once.  Waiting on
+    whatever event was current after the look lost that give-back, and the run slept
+    its whole poll (two per-second tasks sharing a lock fell seconds behind)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ticket(self) -> asyncio.Event:
+        return self._event
+
+    def wake(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    @staticmethod
+    async def wait(
+        handle: RunHandle, ticket: asyncio.Event, at_most: float, waits_for: str
+    ) -> None:
+        """Until the ticket's wake-up or ``at_most`` seconds; raises StoppedWaiting if
+        the run is stopped meanwhile."""
+        woken = asyncio.ensure_future(ticket.wait())
+        try:
+            if await stopped_while(handle, woken, at_most):
+                raise StoppedWaiting(waits_for)
+        finally:
+            woken.cancel()
+
+
 async def stopped_while(
     handle: RunHandle, waiter: asyncio.Future[Any], at_most: float | None = None
 ) -> bool:

@@ -13,7 +13,6 @@ second.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.model import EndReason
 from cronwarden.ports import Holder, Holds, hold_key
-from cronwarden.runners.gate import Notice, StoppedWaiting, stopped_while
+from cronwarden.runners.gate import LookAgain, Notice
 from cronwarden.runners.lifecycle import RunHandle
 from cronwarden.runners.outcome import Outcome
 
@@ -74,7 +73,7 @@ class HoldPlace:
         self._on_waited = on_waited  # hold name, seconds waited (the metrics)
         self._held: dict[str, tuple[str, ...]] = {}  # run -> the holds it took
         self._line: list[Waiter] = []  # oldest first
-        self._changed = asyncio.Event()
+        self._looks = LookAgain()
 
     @property
     def waiting(self) -> list[Waiter]:
@@ -90,8 +89,7 @@ class HoldPlace:
 
     def changed(self) -> None:
         """Seats may be free (given back here, or on another node): look again."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._looks.wake()
 
     async def take(self, handle: RunHandle) -> Outcome | None:
         wants = wants_of(handle.task, self._config.current.pools)
@@ -110,6 +108,7 @@ class HoldPlace:
     ) -> Outcome | None:
         logged = False
         while True:
+            ticket = self._looks.ticket()
             if self._first_in_line(waiter):
                 try:
                     holders = await self.holds.take(handle.id, wants)
@@ -131,12 +130,7 @@ class HoldPlace:
                             held_by=_held_by(holders),
                         )
                         logged = True
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                if await stopped_while(handle, changed, LOOK_EVERY):
-                    raise StoppedWaiting(self.waits_for)
-            finally:
-                changed.cancel()
+            await self._looks.wait(handle, ticket, LOOK_EVERY, self.waits_for)
 
     def _first_in_line(self, waiter: Waiter) -> bool:
         """Runs of this node are served in the order they came: a run looks only once

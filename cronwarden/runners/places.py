@@ -14,7 +14,7 @@ from cronwarden.errors import StoreUnavailable
 from cronwarden.ports import SharedPlaces
 from cronwarden.runners.admission import Verdict
 from cronwarden.runners.endings import skipped
-from cronwarden.runners.gate import Notice, StoppedWaiting, stopped_while
+from cronwarden.runners.gate import LookAgain, Notice, StoppedWaiting, stopped_while
 from cronwarden.runners.host_limit import HostLimit
 from cronwarden.runners.lifecycle import RunHandle
 from cronwarden.runners.outcome import Outcome
@@ -108,12 +108,11 @@ class SharedPlace:
         self.places = places
         self.node = node
         self._held: set[str] = set()  # runs of this node holding a place
-        self._changed = asyncio.Event()
+        self._looks = LookAgain()
 
     def changed(self) -> None:
         """Another node said a place of some task may be free: waiting runs look again."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._looks.wake()
 
     async def active_elsewhere(self, task_names: Collection[str]) -> dict[str, int]:
         """Runs of these tasks other nodes hold (overlap = skip counts them)."""
@@ -127,6 +126,7 @@ class SharedPlace:
             return None
         waiting = False
         while True:
+            ticket = self._looks.ticket()
             try:
                 if await self.places.take(task.name, handle.id, task.max_concurrent):
                     self._held.add(handle.id)
@@ -142,15 +142,7 @@ class SharedPlace:
             if not waiting:
                 log.info("run.waiting_for_other_nodes", task=task.name, run_id=handle.id)
                 waiting = True
-            await self._look_again(handle)
-
-    async def _look_again(self, handle: RunHandle) -> None:
-        changed = asyncio.ensure_future(self._changed.wait())
-        try:
-            if await stopped_while(handle, changed, PLACE_POLL):
-                raise StoppedWaiting(self.waits_for)
-        finally:
-            changed.cancel()
+            await self._looks.wait(handle, ticket, PLACE_POLL, self.waits_for)
 
     def occupy(self, run_id: str) -> None:
         """An adopted run's row keeps the place it took; its end frees it."""
