@@ -1,7 +1,8 @@
 """A soak: one real daemon under a steady mixed load for a long window, sampled every 10 s.
 
     python benchmarks/soak.py [--minutes 30] [--history 1000000] [--warmup 5] [--tasks 200]
-                              [--triggers 20] [--data DIR] [--out DIR] [--trace-memory FRAMES]
+                              [--triggers 20] [--sample-every 10] [--data DIR] [--out DIR]
+                              [--trace-memory FRAMES]
 
 The daemon (SQLite) has ``--tasks`` per-second tasks (``* * * * * *``, seconds first),
 two of them sharing a lock (``locks``) and one the cause of a chain (a task with
@@ -18,12 +19,13 @@ starts with the daemon), and keeps every run of the soak.  Meanwhile, from this 
 * a ``/metrics`` scrape every 10 s, and a reload (``POST /api/reload``, the config
   changed a little each time) every minute.
 
-Sampled every 10 s: the daemon's RSS and its keeper's (``keeper.py``: the process that
-holds runs' pipes), open fds and threads (``/proc``), the event loop's tasks
-(``cronwarden_asyncio_tasks`` in ``/metrics``), the SQLite WAL file's size, the runs
-left and what retention deleted (``/api/info``, ``/metrics``), the start lateness p99 of
-the scheduled runs created in the last 10 s (``start_at - scheduled_for``, read from
-``GET /api/runs``), and every answer of 500 or more.  Written to ``--out`` as
+Sampled every 10 s (``--sample-every``): the daemon's RSS and its keeper's
+(``keeper.py``: the process that holds runs' pipes), open fds and threads (``/proc``),
+the event loop's tasks (``cronwarden_asyncio_tasks`` in ``/metrics``), the SQLite WAL
+file's size, the runs left and what retention deleted (``/api/info``, ``/metrics``),
+the start lateness p99 of the scheduled runs created since the last sample
+(``start_at - scheduled_for``, read from ``GET /api/runs``), and every answer of 500 or
+more.  Written to ``--out`` as
 ``soak.csv`` and drawn as ``soak.png`` (matplotlib, the ``bench`` extra); the daemon's
 own log is kept beside them as ``soak-daemon.log``.
 
@@ -328,7 +330,7 @@ class Readings:
     figures: dict[str, float] = field(default_factory=dict)
     at: float = 0.0  # monotonic time of the last complete reading
 
-    async def every(self, load: Load, until: float) -> None:
+    async def every(self, load: Load, until: float, period: float) -> None:
         # A run is created at its fire and started a few ms later: the window read lags
         # the clock by 3 s, so the runs read have had their start recorded.
         lag = timedelta(seconds=3)
@@ -350,7 +352,7 @@ class Readings:
                 "retention_deleted": metrics.get("cronwarden_retention_deleted_runs_total", 0),
             }
             self.at = time.monotonic()
-            await asyncio.sleep(max(0.0, SAMPLE_EVERY - (self.at - began)))
+            await asyncio.sleep(max(0.0, period - (self.at - began)))
 
 
 @dataclass
@@ -391,11 +393,11 @@ class Sampler:
         self.rows.append(row)
         return row
 
-    async def every(self, until: float) -> None:
-        """/proc and the WAL every SAMPLE_EVERY s, with the API's latest readings."""
+    async def every(self, until: float, period: float) -> None:
+        """/proc and the WAL every ``period`` s, with the API's latest readings."""
         self.cpu = (time.monotonic(), cpu_seconds(self.pid))
         due = time.monotonic()
-        while (due := due + SAMPLE_EVERY) < until:
+        while (due := due + period) < until:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             row = self.sample()
             print(
@@ -426,8 +428,8 @@ async def soak(args: argparse.Namespace, base: str, config: Path, text: Any, dat
             *(load.event_followers(until, rng) for _ in range(FOLLOWERS)),
             *(load.log_followers(until, rng) for _ in range(FOLLOWERS)),
             load.reloads(config, text, until),
-            sampler.every(until),
-            sampler.readings.every(load, until),
+            sampler.every(until, args.sample_every),
+            sampler.readings.every(load, until, args.sample_every),
             *(
                 [
                     account_memory(
@@ -671,7 +673,7 @@ def write_outputs(rows: list[dict[str, float]], out: Path) -> None:
         ("threads", [r["threads"] for r in rows]),
         ("asyncio tasks", [r["asyncio_tasks"] for r in rows]),
         ("WAL MB", [r["wal_mb"] for r in rows]),
-        ("start lateness p99 ms (10 s)", [r["lateness_p99_ms"] for r in rows]),
+        ("start lateness p99 ms (a sample's)", [r["lateness_p99_ms"] for r in rows]),
     ]
     figure, axes = plt.subplots(3, 2, figsize=(9, 7), sharex=True)
     for axis, (title, values) in zip(axes.flat, panels, strict=True):
@@ -715,6 +717,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="minutes left out of the slopes")
     parser.add_argument("--tasks", type=int, default=200, help="per-second tasks (>= 20)")
     parser.add_argument("--triggers", type=float, default=20, help="API triggers a second")
+    parser.add_argument(
+        "--sample-every", type=float, default=SAMPLE_EVERY, help="seconds between samples"
+    )
     parser.add_argument(
         "--data", type=Path, help="seed the history here once; each soak prunes a copy of it"
     )

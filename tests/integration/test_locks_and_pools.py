@@ -122,7 +122,7 @@ def start_nodes(make_daemon, tasks: str, url: str, count: int = 3) -> list[Any]:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_lock_and_a_pool_hold_across_three_nodes(make_daemon, pg_admin, tmp_path) -> None:
-    """Two tasks sharing a lock, each every second for 60 s, and a pool of 2 over five
+    """Two tasks sharing a lock, each every second for 30 s, and a pool of 2 over five
     tasks, on three nodes: never overlapping, never three at once."""
     locked, pooled = tmp_path / "locked", tmp_path / "pooled"
     tasks = (
@@ -131,14 +131,14 @@ def test_a_lock_and_a_pool_hold_across_three_nodes(make_daemon, pg_admin, tmp_pa
         + "".join(every_second(f"p{i}", pooled, 'pool = "two"') for i in range(5))
     )
     nodes = start_nodes(make_daemon, tasks, pg_admin.create())
-    wait_for(lambda: len(read_spans(locked)) >= 120, 90, "60 s of both locked tasks")
+    wait_for(lambda: len(read_spans(locked)) >= 60, 60, "30 s of both locked tasks")
     ran_on = {r["node"] for name in ("a", "b") for r in nodes[0].runs(task_name=name, limit=1000)}
     for node in nodes:
         assert node.stop() == 0
     locked_rows, pooled_rows = read_spans(locked), read_spans(pooled)
     assert most_at_once(locked_rows) == 1, locked_rows
     assert most_at_once(pooled_rows) <= 2, pooled_rows
-    assert len(pooled_rows) >= 60
+    assert len(pooled_rows) >= 30
     assert len(ran_on) >= 2, ran_on  # the lock really was shared between nodes
 
 
