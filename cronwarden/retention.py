@@ -17,6 +17,7 @@ node's pass may have deleted the row of a run this node ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -183,27 +184,60 @@ class Retention:
     async def _prune(self, bounds: dict[str, Position], done: _Done) -> None:
         """Expired runs, oldest first whatever their task, in batches: each task's
         anchor is saved before its first run goes.  ``done`` counts as it goes (a
-        pass that fails part way says what it did)."""
+        pass that fails part way says what it did).
+
+        Pipelined: while one batch's rows are deleted, the next batch is read and its
+        files are removed (a read does not wait for the write lock, nor file removal
+        for either).  One delete at a time, and an anchor is written between them:
+        on SQLite writers queue for the one lock anyway."""
         if not bounds:
             return
         newest_bound = max(bounds.values())
         anchored: set[str] = set()
-        walked: Position | None = None
         size = BATCH
-        while rows := await self.queries.ended_between(walked, newest_bound, size):
-            walked = rows[-1][2]
-            expired = [(i, task) for i, task, at in rows if task in bounds and at < bounds[task]]
-            for task in sorted({task for _, task in expired} - anchored):
-                await self.queries.keep_anchor(task)
-                anchored.add(task)
-            ids = [run_id for run_id, _ in expired]
-            if ids:
-                removed_files, removed_bytes = await asyncio.to_thread(self._remove_logs, ids)
-                done.files, done.freed = done.files + removed_files, done.freed + removed_bytes
-                began = time.monotonic()
-                done.runs += await self.queries.delete_runs(ids)
-                size = next_batch(size, time.monotonic() - began)
-            await asyncio.sleep(0)
+        deleting: asyncio.Future[tuple[int, float]] | None = None
+        reading = asyncio.ensure_future(self.queries.ended_between(None, newest_bound, size))
+        try:
+            while rows := await reading:
+                reading = asyncio.ensure_future(
+                    self.queries.ended_between(rows[-1][2], newest_bound, size)
+                )
+                expired = _expired(rows, bounds)
+                ids = list(expired)
+                if ids:
+                    removed_files, removed_bytes = await asyncio.to_thread(self._remove_logs, ids)
+                    done.files += removed_files
+                    done.freed += removed_bytes
+                if deleting is not None:
+                    size = next_batch(size, await self._deleted(deleting, done))
+                    deleting = None
+                for task in sorted(set(expired.values()) - anchored):
+                    await self.queries.keep_anchor(task)
+                    anchored.add(task)
+                if ids:
+                    deleting = asyncio.ensure_future(self._delete(ids))
+        finally:
+            # A delete under way completes and counts, whatever stopped the walk (the
+            # next batch's files, say); the read ahead is not needed any more.
+            if deleting is not None:
+                await self._deleted(deleting, done)
+            if not reading.done():
+                reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
+
+    async def _delete(self, ids: list[str]) -> tuple[int, float]:
+        """(rows deleted, seconds it took)."""
+        began = time.monotonic()
+        deleted = await self.queries.delete_runs(ids)
+        return deleted, time.monotonic() - began
+
+    @staticmethod
+    async def _deleted(deleting: asyncio.Future[tuple[int, float]], done: _Done) -> float:
+        """Wait for a batch's delete; counts it, returns the seconds it took."""
+        deleted, took = await deleting
+        done.runs += deleted
+        return took
 
     def _remove_logs(self, ids: list[str]) -> tuple[int, int]:
         """Each run's log files and artifacts: (log files, bytes of both) removed."""
@@ -236,6 +270,11 @@ class Retention:
             return await self.store.run_count()
         except StoreUnavailable:
             return self.last.runs if self.last is not None else 0
+
+
+def _expired(rows: list[tuple[str, str, Position]], bounds: dict[str, Position]) -> dict[str, str]:
+    """Of a batch read oldest first, the runs past their task's bound: id -> task."""
+    return {i: task for i, task, at in rows if task in bounds and at < bounds[task]}
 
 
 def _disk_use(logs_dir: Path) -> tuple[int, int]:
