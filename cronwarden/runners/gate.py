@@ -7,12 +7,13 @@ run) goes through both:
    synchronous, so nothing slips in between "is a slot free?" and "take it").  The
    verdict says start, queue, skip or refuse; ``leave`` hands a freed slot straight to
    the next run in line.
-2. ``enter``: every other place, in order, each a ``Place``: a place under
+2. ``enter``: every other place, in order, each a ``Place``: the seats of the task's
+   named locks and pool (``holds.HoldPlace``), a place under
    ``[daemon] max_concurrent_runs`` (``places.HostPlace``), then on a shared database
-   a place among the task's max_concurrent on every node (``places.SharedPlace``).
-   Named locks and pools are meant to be more places in this list: a kind of place
-   only has to say how a run takes it (waiting, stoppable), how a running run that was
-   adopted holds it, and how it is given back.
+   a place among the task's max_concurrent on every node (``places.SharedPlace``).  A
+   kind of place only has to say how a run takes it (waiting, stoppable), how a
+   running run that was adopted holds it, and how it is given back; a place kept in
+   the database wakes its waiters with ``LookAgain``.
 
 The run's lifecycle state says where it is (PLACING while in ``enter``); each place
 keeps only its own bookkeeping of who holds it, as ``TaskSlots`` does.
