@@ -36,6 +36,7 @@ from cronwarden.runlog.layout import remove_log
 from cronwarden.store import Store
 from cronwarden.store.pruning import Position, RetentionQueries
 from cronwarden.support.clock import Clock
+from cronwarden.support.statement_sizes import floor_power_of_two
 
 log = structlog.get_logger("cronwarden.retention")
 
@@ -47,7 +48,7 @@ MAX_BATCH = 4096
 # segment, choosing its ids), so the fewer the batches, the more rows a second.  At 20
 # ms the batches stayed small and the pass slowed to 0.6x; at 40 ms it went 1.1x, with
 # a per-second task's p99 at 28 ms during the pass (BENCHMARKS.md).
-# Sizes are powers of two: each is a statement of its own, kept prepared by the driver.
+# Sizes are powers of two (support/statement_sizes.py).
 BATCH_SECONDS = 0.04
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
@@ -80,7 +81,7 @@ def next_batch(size: int, took: float) -> int:
     pass shrank to a few runs a batch and deleted fewer runs a second than it made)."""
     wanted = size * BATCH_SECONDS / max(took, 1e-6)
     bounded = int(min(max(wanted, size / 2, BATCH), size * 2, MAX_BATCH))
-    return 1 << (bounded.bit_length() - 1)
+    return floor_power_of_two(bounded)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
+from cronwarden.support.statement_sizes import power_of_two_pieces
 
 log = structlog.get_logger("cronwarden.store")
 
@@ -51,10 +52,7 @@ RUNS = Run.__table__  # type: ignore[attr-defined]
 KEYS = IdempotencyKey.__table__  # type: ignore[attr-defined]
 _RUN_COLUMNS = [column.name for column in RUNS.columns]
 # Rows per INSERT: a power of two, well under SQLite's bound-parameter limit.  A batch
-# goes in pieces whose sizes are powers of two (``power_of_two_pieces``): each number of
-# rows is a statement of its own, which the driver keeps prepared (128 a connection),
-# and with the FTS trigger and 13 indexes one takes ~90 KB of SQLite's memory: batches
-# of any size from 1 to 500 filled that cache for as long as new sizes came (~11 MB).
+# goes in pieces whose sizes are powers of two (support/statement_sizes.py).
 _INSERT_CHUNK = 256
 
 
@@ -298,17 +296,6 @@ class Recorder:
             sa.select(KEYS.c.run_id).where(KEYS.c.task_name == key.task_name, KEYS.c.key == key.key)
         )
         return str(owner.scalar_one())
-
-
-def power_of_two_pieces(count: int, largest: int) -> list[tuple[int, int]]:
-    """(start, end) of consecutive pieces of ``count`` items, each a power of two and
-    at most ``largest`` (itself one), largest first: at most log2(largest) + 1 sizes."""
-    pieces, start = [], 0
-    while start < count:
-        size = min(largest, 1 << ((count - start).bit_length() - 1))
-        pieces.append((start, start + size))
-        start += size
-    return pieces
 
 
 def _insert_statement(engine: AsyncEngine) -> Any:

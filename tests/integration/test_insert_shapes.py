@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from test_retention import ended  # type: ignore[import-not-found]
 
 from cronwarden.store import Store
-from cronwarden.store.recorder import power_of_two_pieces
+from cronwarden.support.statement_sizes import power_of_two_pieces
 
 
 @pytest.fixture
