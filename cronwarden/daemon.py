@@ -69,7 +69,11 @@ from cronwarden.store.holds import SqlHolds
 from cronwarden.store.nodes import NodeRegistry
 from cronwarden.store.slots import FleetSlots
 from cronwarden.support.clock import Clock, SystemClock
-from cronwarden.support.heap import freeze_start_up_objects, give_back_free_memory
+from cronwarden.support.heap import (
+    freeze_start_up_objects,
+    give_back_free_memory,
+    share_malloc_arenas,
+)
 from cronwarden.support.log_setup import configure_logging
 
 log = structlog.get_logger("cronwarden.daemon")
@@ -721,6 +725,7 @@ def _redact(url: str) -> str:
 
 def serve(config: Config) -> None:
     """Entry point of ``cronwarden serve``: DataDirLocked reaches the CLI."""
+    share_malloc_arenas()  # before any thread
     configure_logging(config.daemon.log_format, node=config.daemon.node_name)
     _use_pidfd_child_watcher()
     # The daemon's own files are private; tasks keep the umask cronwarden was given.
