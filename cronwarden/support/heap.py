@@ -35,8 +35,9 @@ def freeze_start_up_objects() -> int:
 # the thread pool) had 15 besides the main one, ~45 MB resident between them, and what
 # they free stays scattered over all of them.  Over a 30-minute soak malloc's free
 # memory inside them grew 46.7 -> 69 MB while what was in use stayed at 36-40 MB.
-# Two heaps: the loop's thread and the rest take turns; none of them allocates in a
-# tight loop beside another.  An operator's MALLOC_ARENA_MAX wins.
+# With two, RSS stayed flat (+0.8 MB/h) and 35 MB lower, and the daemon kept up no
+# worse: more heaps buy speed only where threads allocate at once, and Python's take
+# turns under the GIL (BENCHMARKS.md).  An operator's MALLOC_ARENA_MAX wins.
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
