@@ -16,7 +16,6 @@ watcher reaps it.  Every other child is an orphan, and is reaped here.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import resource
@@ -64,7 +63,7 @@ class Orphanage:
     """The daemon's orphaned children: found, attributed to their run, reaped."""
 
     def __init__(self, proc: Path = Path("/proc")) -> None:
-        self._proc = proc
+        self._proc = str(proc)
         self._session = os.getsid(0)
         self._run_of: dict[int, str | None] = {}  # valid while the pid is unreaped
 
@@ -72,10 +71,8 @@ class Orphanage:
         """The orphans still alive, and those reaped now (with what they cost)."""
         alive: list[Orphan] = []
         reaped: list[Reaped] = []
-        listed = set(self._children())
-        for pid in listed:
-            if pid in _own:
-                continue
+        listed = self._children()
+        for pid in listed - _own:
             session, zombie = self._stat(pid)
             if session is None or session == self._session:
                 continue  # gone meanwhile, or asyncio's child
@@ -91,23 +88,21 @@ class Orphanage:
             del self._run_of[pid]
         return alive, reaped
 
-    def _children(self) -> list[int]:
-        pids: list[int] = []
+    def _children(self) -> set[int]:
+        """Every thread's children: a process is the child of the thread that forked
+        it.  Plain ``os`` calls: with thousands of runs under way the daemon has
+        thousands of children, and a sweep runs for every burst of ends."""
+        tasks = f"{self._proc}/self/task"
         try:
-            tasks = os.listdir(self._proc / "self/task")
+            threads = os.listdir(tasks)
         except OSError:
-            return pids
-        for tid in tasks:
-            with contextlib.suppress(OSError):
-                pids.extend(
-                    int(p) for p in (self._proc / f"self/task/{tid}/children").read_text().split()
-                )
-        return pids
+            return set()
+        listed = b" ".join(_read(f"{tasks}/{tid}/children") for tid in threads)
+        return set(map(int, listed.split()))
 
     def _stat(self, pid: int) -> tuple[int | None, bool]:
-        try:
-            stat = (self._proc / f"{pid}/stat").read_bytes()
-        except OSError:
+        stat = _read(f"{self._proc}/{pid}/stat")
+        if not stat:
             return None, False
         fields = stat[stat.rfind(b")") + 2 :].split()
         return int(fields[3]), fields[0] == b"Z"
@@ -115,10 +110,7 @@ class Orphanage:
     def _attribute(self, pid: int, zombie: bool) -> str | None:
         if zombie:
             return None  # its environment went with its memory
-        try:
-            environ = (self._proc / f"{pid}/environ").read_bytes()
-        except OSError:
-            return None
+        environ = _read(f"{self._proc}/{pid}/environ")
         for entry in environ.split(b"\0"):
             if entry.startswith(RUN_ID_VARIABLE):
                 return entry[len(RUN_ID_VARIABLE) :].decode(errors="replace")
@@ -131,3 +123,20 @@ class Orphanage:
         except ChildProcessError:
             return None
         return usage if done else None
+
+
+def _read(path: str) -> bytes:
+    """A /proc file's whole content; empty if it cannot be read (the process is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)

@@ -49,7 +49,7 @@ class Containment:
         self.home = home
         self.orphanage = orphanage
         self._leftover_cost: dict[str, list[RunCost]] = {}
-        self._sweep_pending = False
+        self._sweep_pending: asyncio.Future[list[Orphan]] | None = None
         self._prlimit = shutil.which("prlimit", path=DEFAULT_PATH)
 
     @classmethod
@@ -110,14 +110,27 @@ class Containment:
 
     def child_exited(self) -> None:
         """SIGCHLD: reap orphans soon (once for a burst of exits)."""
-        if self.orphanage is None or self._sweep_pending:
-            return
-        self._sweep_pending = True
-        asyncio.get_running_loop().call_soon(self._sweep)
+        if self.orphanage is not None:
+            self._next_sweep()
+
+    def _next_sweep(self) -> asyncio.Future[list[Orphan]]:
+        """The sweep that starts after this call, shared by everyone who asks before it
+        starts: with thousands of runs under way the daemon has thousands of children
+        to list, and a sweep for each run's end was a fifth of the loop's time in a
+        10,000-task minute (BENCHMARKS.md)."""
+        if self._sweep_pending is None:
+            loop = asyncio.get_running_loop()
+            self._sweep_pending = loop.create_future()
+            loop.call_soon(self._sweep_for_waiters)
+        return self._sweep_pending
+
+    def _sweep_for_waiters(self) -> None:
+        pending, self._sweep_pending = self._sweep_pending, None
+        if pending is not None and not pending.done():
+            pending.set_result(self._sweep())
 
     def _sweep(self) -> list[Orphan]:
         """Reap the orphans that exited (counting their cost to their run); those alive."""
-        self._sweep_pending = False
         if self.orphanage is None:
             return []
         alive, reaped = self.orphanage.sweep()
@@ -126,7 +139,14 @@ class Containment:
                 self._leftover_cost.setdefault(ended.run_id, []).append(RunCost.of(ended.usage))
         return alive
 
-    def orphans_of(self, run_id: str) -> list[int]:
+    async def orphans_of(self, run_id: str) -> list[int]:
+        """The run's orphans alive at a sweep that started after this call."""
+        if self.orphanage is None:
+            return []
+        alive = await asyncio.shield(self._next_sweep())
+        return [orphan.pid for orphan in alive if orphan.run_id == run_id]
+
+    def orphans_now(self, run_id: str) -> list[int]:
         return [orphan.pid for orphan in self._sweep() if orphan.run_id == run_id]
 
     def take_leftover_cost(self, run_id: str) -> list[RunCost]:
@@ -161,9 +181,11 @@ class ContainedRun:
         sent: dict[int, int] = {}  # orphan pid -> the last signal it was sent
         group_signal: int | None = None
         while True:
-            orphans = self.containment.orphans_of(self.run_id)
-            in_cgroup = self.cgroup is not None and self.cgroup.populated()
+            # The group and the cgroup first: an orphan is made when a process of the
+            # run exits, so once they are seen empty, the sweep after it sees them all.
             in_group = group_alive()
+            in_cgroup = self.cgroup is not None and self.cgroup.populated()
+            orphans = await self.containment.orphans_of(self.run_id)
             if not (orphans or in_cgroup or in_group):
                 return
             now = loop.time()
@@ -192,7 +214,7 @@ class ContainedRun:
 
     def kill_now(self) -> None:
         """The daemon is going down or the run's record failed: no waiting."""
-        for pid in self.containment.orphans_of(self.run_id):
+        for pid in self.containment.orphans_now(self.run_id):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._signal_cgroup(signal.SIGKILL)
