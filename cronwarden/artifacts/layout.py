@@ -50,13 +50,16 @@ def is_passable(data_dir: Path) -> bool:
 def make_run_dir(root: Path, run_id: str, uid: int | None, gid: int | None) -> Path:
     """The run's empty directory, owned by ``uid``/``gid`` (None: the daemon's), 0700.
     Raises OSError (the caller says the run could not start)."""
-    root.mkdir(mode=PRIVATE, exist_ok=True)
     if uid is not None and uid != os.geteuid():
+        root.mkdir(mode=PRIVATE, exist_ok=True)
         for passage in (root.parent, root):
             if stat.S_IMODE(passage.stat().st_mode) != PASSABLE:
                 passage.chmod(PASSABLE)
     path = run_dir(root, run_id)
     try:
+        path.mkdir(mode=PRIVATE)
+    except FileNotFoundError:  # the first run's: the root is made once, not each run
+        root.mkdir(mode=PRIVATE, exist_ok=True)
         path.mkdir(mode=PRIVATE)
     except FileExistsError:  # made by a daemon life that crashed before the spawn
         remove_tree(path)

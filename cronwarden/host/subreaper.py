@@ -22,6 +22,8 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from cronwarden.host.procfs import read_proc
+
 PR_SET_CHILD_SUBREAPER = 36
 RUN_ID_VARIABLE = b"CRONWARDEN_RUN_ID="
 
@@ -97,11 +99,11 @@ class Orphanage:
             threads = os.listdir(tasks)
         except OSError:
             return set()
-        listed = b" ".join(_read(f"{tasks}/{tid}/children") for tid in threads)
+        listed = b" ".join(read_proc(f"{tasks}/{tid}/children") for tid in threads)
         return set(map(int, listed.split()))
 
     def _stat(self, pid: int) -> tuple[int | None, bool]:
-        stat = _read(f"{self._proc}/{pid}/stat")
+        stat = read_proc(f"{self._proc}/{pid}/stat")
         if not stat:
             return None, False
         fields = stat[stat.rfind(b")") + 2 :].split()
@@ -110,7 +112,7 @@ class Orphanage:
     def _attribute(self, pid: int, zombie: bool) -> str | None:
         if zombie:
             return None  # its environment went with its memory
-        environ = _read(f"{self._proc}/{pid}/environ")
+        environ = read_proc(f"{self._proc}/{pid}/environ")
         for entry in environ.split(b"\0"):
             if entry.startswith(RUN_ID_VARIABLE):
                 return entry[len(RUN_ID_VARIABLE) :].decode(errors="replace")
@@ -123,20 +125,3 @@ class Orphanage:
         except ChildProcessError:
             return None
         return usage if done else None
-
-
-def _read(path: str) -> bytes:
-    """A /proc file's whole content; empty if it cannot be read (the process is gone)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cronwarden.errors import StartFailed
+from cronwarden.host.procfs import read_proc
 from cronwarden.host.subreaper import disown_child, own_child
 from cronwarden.runners.cost import RunCost, spawner_peak
 
@@ -309,11 +310,7 @@ def proc_stat(pid: int) -> ProcStat | None:
     A zombie nobody reaped still has its pid and start time, and keeps its exit status
     in field 52: a restarted daemon can read the real outcome of such a run.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
-    except OSError:
-        return None
+    stat = read_proc(f"/proc/{pid}/stat")
     fields = stat[stat.rfind(b")") + 2 :].split()
     if len(fields) < 50:
         return None
