@@ -114,17 +114,14 @@ class Lives:
                 return
             await ensure_report_token(self.records, handle.run)
             handle.apply(RunEvent.PLACED)
-            started = await self.pacer.turn()
-            try:
-                if _abandoned(handle):
-                    return
-                if handle.control.stop.is_set():  # stopped in line to spawn: never spawned
-                    raise StoppedWaiting("its turn to start")
-                ending = await self.launcher.run(
-                    handle.run, handle.task, handle.control, partial(self._started, handle, started)
-                )
-            finally:
-                started()
+            await self.pacer.turn()
+            if _abandoned(handle):
+                return
+            if handle.control.stop.is_set():  # stopped in line to spawn: never spawned
+                raise StoppedWaiting("its turn to start")
+            ending = await self.launcher.run(
+                handle.run, handle.task, handle.control, partial(self._started, handle)
+            )
         except StoppedWaiting as waiting:
             ending = Ending(self._not_started(handle, waiting.waits_for))
         except asyncio.CancelledError:
@@ -328,14 +325,7 @@ class Lives:
             end = max(run.start_at or end, end - timedelta(seconds=ending.exited_ago))
         return end
 
-    def _started(
-        self,
-        handle: RunHandle,
-        spawned: Callable[[], None],
-        pid: int,
-        start_ticks: Callable[[], int | None],
-    ) -> None:
-        spawned()  # the next run may start
+    def _started(self, handle: RunHandle, pid: int, start_ticks: Callable[[], int | None]) -> None:
         if handle.state is RunState.ABANDONING:  # the row is the survivor's now
             return
         handle.apply(RunEvent.SPAWNED)

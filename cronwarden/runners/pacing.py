@@ -1,55 +1,43 @@
-"""Spawn pacing: at most STARTS_UNDER_WAY runs between their turn and their spawn.
+"""Spawn pacing: at most SPAWNS_PER_TURN forks per turn of the event loop.
 
-Processes start on the spawner's thread (runners/spawner.py), one at a time, while
-the loop goes on.  Without a bound the loop would prepare every run due at once
-(a thousand at a minute's start), each with its pipes and log file open, queued
-behind the forks: a 10,000-task minute ran out of file descriptors that way.  A few
-under way keep the spawner busy, and fds open only for runs about to start.  Runs
-waiting for a turn go in the order they came, without polling.
+Spawning a thousand runs due at once in a single turn would handle no exit and no end
+of output until the last fork, so pipes and pidfds of finished runs pile up, and every
+fork-exec pays for each fd open in the daemon.  A few per turn keeps them reaped as
+they go.  Runs waiting for a turn go in the order they came, without polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 
-STARTS_UNDER_WAY = 8
+SPAWNS_PER_TURN = 8
 
 
 class SpawnPacer:
-    def __init__(self, under_way: int = STARTS_UNDER_WAY) -> None:
-        self._free = under_way
+    def __init__(self, per_turn: int = SPAWNS_PER_TURN) -> None:
+        self._per_turn = per_turn
+        self._this_turn = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def turn(self) -> Callable[[], None]:
-        """Return once the caller may start its process; call what is returned once it
-        has started, or will not (more than once is harmless)."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-        else:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._give_back()  # given a turn as it was cancelled: pass it on
-                raise
-        released = False
+    async def turn(self) -> None:
+        """Return once this turn of the loop has a fork to spare for the caller."""
+        if self._this_turn < self._per_turn and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._give_back()
+    def _take(self) -> None:
+        if self._this_turn == 0:
+            asyncio.get_running_loop().call_soon(self._new_turn)
+        self._this_turn += 1
 
-        return release
-
-    def _give_back(self) -> None:
-        while self._waiters:
+    def _new_turn(self) -> None:
+        self._this_turn = 0
+        while self._waiters and self._this_turn < self._per_turn:
             waiter = self._waiters.popleft()
             if not waiter.done():  # a cancelled waiter gives its place away
+                self._take()
                 waiter.set_result(None)
-                return
-        self._free += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from dispatch_doubles import T0, rig, settle  # type: ignore[import-not-found]
@@ -25,9 +25,8 @@ class HeldPacer:
     def __init__(self) -> None:
         self.open = asyncio.Event()
 
-    async def turn(self) -> Callable[[], None]:
+    async def turn(self) -> None:
         await self.open.wait()
-        return lambda: None
 
 
 @contextlib.asynccontextmanager

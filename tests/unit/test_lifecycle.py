@@ -4,7 +4,6 @@ in-memory store, a fake clock and a fake launcher: no processes, no sleeps."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -381,9 +380,8 @@ class HeldPacer:
     def __init__(self) -> None:
         self.open = asyncio.Event()
 
-    async def turn(self) -> Callable[[], None]:
+    async def turn(self) -> None:
         await self.open.wait()
-        return lambda: None
 
 
 async def test_runs_stopped_while_waiting_for_their_turn_to_spawn_never_start() -> None:
