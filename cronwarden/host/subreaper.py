@@ -8,9 +8,8 @@ told apart by the run id every run's environment carries, ended with their run, 
 reaped, so no zombie piles up under a daemon that is PID 1 in a container either.
 
 Which children are the daemon's own: the runs' main processes and the keeper are
-registered here as they are started, under a lock that every sweep takes too (runs
-start on a thread of their own, runners/spawner.py), so no sweep sees one
-unregistered; their owners reap them.  A child
+registered here the moment they are spawned (from the event loop, which the reaping
+also runs on, so no sweep sees one unregistered), and their owners reap them.  A child
 in the daemon's own session is one asyncio spawned (a command alert target): asyncio's
 watcher reaps it.  Every other child is an orphan, and is reaped here.
 """
@@ -20,11 +19,8 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from cronwarden.host.procfs import read_proc
 
@@ -32,15 +28,6 @@ PR_SET_CHILD_SUBREAPER = 36
 RUN_ID_VARIABLE = b"CRONWARDEN_RUN_ID="
 
 _own: set[int] = set()  # children the daemon reaps itself
-_starting = threading.Lock()  # held from a child's start to its registration, and by a sweep
-
-
-class _Child(Protocol):
-    @property
-    def pid(self) -> int: ...
-
-
-P = TypeVar("P", bound=_Child)
 
 
 def become_subreaper() -> bool:
@@ -52,13 +39,9 @@ def become_subreaper() -> bool:
         return False
 
 
-def start_own_child(start: Callable[[], P]) -> P:
-    """Start a child the daemon will reap itself (``start`` returns it, with its pid),
-    and register it before any sweep can see it: whatever thread starts it."""
-    with _starting:
-        child = start()
-        _own.add(child.pid)
-        return child
+def own_child(pid: int) -> None:
+    """A child the daemon just spawned and will reap itself."""
+    _own.add(pid)
 
 
 def disown_child(pid: int) -> None:
@@ -88,10 +71,6 @@ class Orphanage:
 
     def sweep(self) -> tuple[list[Orphan], list[Reaped]]:
         """The orphans still alive, and those reaped now (with what they cost)."""
-        with _starting:
-            return self._sweep()
-
-    def _sweep(self) -> tuple[list[Orphan], list[Reaped]]:
         alive: list[Orphan] = []
         reaped: list[Reaped] = []
         listed = self._children()

@@ -30,12 +30,11 @@ from cronwarden.host.cgroups import (
     RunCgroup,
     open_home,
 )
-from cronwarden.host.subreaper import Orphan, Orphanage, Reaped, become_subreaper
+from cronwarden.host.subreaper import Orphan, Orphanage, become_subreaper
 from cronwarden.model import EndReason
 from cronwarden.runners.bounds import NO_BOUNDS, BoundPlan, bound_error, plan_bounds
 from cronwarden.runners.cost import RunCost
 from cronwarden.runners.outcome import Outcome
-from cronwarden.runners.spawner import on_spawner
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +49,7 @@ class Containment:
         self.home = home
         self.orphanage = orphanage
         self._leftover_cost: dict[str, list[RunCost]] = {}
-        self._sweep: _Sweep | None = None  # the latest asked for
+        self._sweep_pending: asyncio.Future[list[Orphan]] | None = None
         self._prlimit = shutil.which("prlimit", path=DEFAULT_PATH)
 
     @classmethod
@@ -112,66 +111,46 @@ class Containment:
     def child_exited(self) -> None:
         """SIGCHLD: reap orphans soon (once for a burst of exits)."""
         if self.orphanage is not None:
-            self._next_sweep(self.orphanage)
+            self._next_sweep()
 
-    def _next_sweep(self, orphanage: Orphanage) -> asyncio.Future[list[Orphan]]:
-        """The orphans alive at a sweep that starts after this call, shared by everyone
-        who asks before it starts: with thousands of runs under way the daemon has
-        thousands of children to list, and a sweep for each run's end was a fifth of
-        the loop's time in a 10,000-task minute (BENCHMARKS.md)."""
-        if self._sweep is None or self._sweep.started:
-            self._sweep = _Sweep(orphanage, self._book)
-        return self._sweep.alive
+    def _next_sweep(self) -> asyncio.Future[list[Orphan]]:
+        """The sweep that starts after this call, shared by everyone who asks before it
+        starts: with thousands of runs under way the daemon has thousands of children
+        to list, and a sweep for each run's end was a fifth of the loop's time in a
+        10,000-task minute (BENCHMARKS.md)."""
+        if self._sweep_pending is None:
+            loop = asyncio.get_running_loop()
+            self._sweep_pending = loop.create_future()
+            loop.call_soon(self._sweep_for_waiters)
+        return self._sweep_pending
 
-    def _book(self, reaped: list[Reaped]) -> None:
-        """What reaped orphans cost goes to their runs."""
+    def _sweep_for_waiters(self) -> None:
+        pending, self._sweep_pending = self._sweep_pending, None
+        if pending is not None and not pending.done():
+            pending.set_result(self._sweep())
+
+    def _sweep(self) -> list[Orphan]:
+        """Reap the orphans that exited (counting their cost to their run); those alive."""
+        if self.orphanage is None:
+            return []
+        alive, reaped = self.orphanage.sweep()
         for ended in reaped:
             if ended.run_id is not None:
                 self._leftover_cost.setdefault(ended.run_id, []).append(RunCost.of(ended.usage))
+        return alive
 
     async def orphans_of(self, run_id: str) -> list[int]:
         """The run's orphans alive at a sweep that started after this call."""
         if self.orphanage is None:
             return []
-        alive = await asyncio.shield(self._next_sweep(self.orphanage))
+        alive = await asyncio.shield(self._next_sweep())
         return [orphan.pid for orphan in alive if orphan.run_id == run_id]
 
     def orphans_now(self, run_id: str) -> list[int]:
-        """The same from a sweep now, on the loop's thread: for a run ended at once."""
-        if self.orphanage is None:
-            return []
-        alive, reaped = self.orphanage.sweep()
-        self._book(reaped)
-        return [orphan.pid for orphan in alive if orphan.run_id == run_id]
+        return [orphan.pid for orphan in self._sweep() if orphan.run_id == run_id]
 
     def take_leftover_cost(self, run_id: str) -> list[RunCost]:
         return self._leftover_cost.pop(run_id, [])
-
-
-class _Sweep:
-    """One orphan sweep on the spawner's thread, which never sweeps beside a start (no
-    sweep meets a child not yet registered), and what its waiters get."""
-
-    def __init__(self, orphanage: Orphanage, book: Callable[[list[Reaped]], None]) -> None:
-        self.started = False  # set on the spawner's thread as it begins
-        self._orphanage = orphanage
-        self._book = book
-        self.alive: asyncio.Future[list[Orphan]] = asyncio.get_running_loop().create_future()
-        on_spawner(self._run).add_done_callback(self._done)
-
-    def _run(self) -> tuple[list[Orphan], list[Reaped]]:
-        self.started = True
-        return self._orphanage.sweep()
-
-    def _done(self, swept: asyncio.Future[tuple[list[Orphan], list[Reaped]]]) -> None:
-        if swept.cancelled():
-            self.alive.cancel()
-        elif (error := swept.exception()) is not None:
-            self.alive.set_exception(error)
-        else:
-            alive, reaped = swept.result()
-            self._book(reaped)
-            self.alive.set_result(alive)
 
 
 @dataclass

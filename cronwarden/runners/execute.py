@@ -69,9 +69,9 @@ async def execute(
     Raises StartFailed when the process cannot be started; never for how it ended.
     """
     if contained is None:
-        process = await spawn(spec, log.feed)
+        process = spawn(spec, log.feed)
     else:
-        process = await spawn(spec, log.feed, contained.plan.prefix(), contained.placement())
+        process = spawn(spec, log.feed, contained.plan.prefix(), contained.placement())
     release = hold(process) if hold is not None else None
     try:
         if exits is not None:

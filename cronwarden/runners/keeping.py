@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from cronwarden import keeper as program
-from cronwarden.host.subreaper import disown_child, start_own_child
+from cronwarden.host.subreaper import disown_child, own_child
 from cronwarden.keeper import SOCKET_NAME, VERSION, receive, send
 
 log = structlog.get_logger("cronwarden.keeper")
@@ -171,23 +171,20 @@ class KeeperLink:
                 os.chmod(address, 0o600)
             listener.listen(8)
             fd = listener.fileno()
-
-            def start() -> subprocess.Popen[bytes]:
-                return subprocess.Popen(
-                    [sys.executable, "-I", "-S", program.__file__, str(fd)],
-                    pass_fds=[fd],
-                    env={},  # it needs none, and the daemon's may hold secrets
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # a signal to the daemon's group is not its
-                )
-
-            process = self._process = start_own_child(start)
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", program.__file__, str(fd)],
+                pass_fds=[fd],
+                env={},  # it needs none, and the daemon's may hold secrets
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a signal to the daemon's group is not its
+            )
+            own_child(self._process.pid)
         finally:
             listener.close()
         sock = _connect(self._path)
         if sock is None:
             raise OSError(f"the keeper started at {self._path} does not answer")
-        log.info("keeper.started", pid=process.pid, socket=str(self._path))
+        log.info("keeper.started", pid=self._process.pid, socket=str(self._path))
         return sock
 
     def _use(self, sock: socket.socket) -> None:

@@ -15,18 +15,15 @@ import errno
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from cronwarden.errors import StartFailed
 from cronwarden.host.procfs import read_proc
-from cronwarden.host.subreaper import disown_child, start_own_child
+from cronwarden.host.subreaper import disown_child, own_child
 from cronwarden.runners.cost import RunCost, spawner_peak
-from cronwarden.runners.spawner import on_spawner
 
 READ_CHUNK = 256 * 1024
 # A pipe holds 64 KiB by default; one that fills up has a fast producer behind it and
@@ -145,14 +142,15 @@ class AdoptedProcess(GroupLeader):
 WAIT_TO_BE_PLACED = ("/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "cronwarden-run")
 
 
-async def spawn(
+def spawn(
     spec: ProcessSpec,
     on_output: Callable[[str, bytes], None],
     prefix: Sequence[str] = (),
     placed: Callable[[int], None] | None = None,
 ) -> GroupProcess:
-    """Start the process; raises StartFailed with a readable reason.  The fork-exec
-    runs on the spawner's thread (runners/spawner.py), the rest here in the loop.
+    """Start the process (from inside the event loop); raises StartFailed with a
+    readable reason.  Plain, not async: the fork-exec blocks the loop briefly either
+    way (asyncio's own subprocess support does the same), and nothing here awaits.
     ``prefix``: a program that execs the command after setting up its process (prlimit).
     ``placed``: called with the pid before the command runs (it moves the process into
     its cgroup, so that nothing it forks is born outside)."""
@@ -161,10 +159,8 @@ async def spawn(
     gate = os.pipe() if placed is not None else None
     argv = [*(WAIT_TO_BE_PLACED if gate is not None else ()), *prefix, *spec.argv]
     pipes = [os.pipe(), os.pipe()]
-    fds = [fd for pair in [*pipes, *([gate] if gate is not None else [])] for fd in pair]
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+    try:
+        popen = subprocess.Popen(
             argv,
             stdin=gate[0] if gate is not None else subprocess.DEVNULL,
             stdout=pipes[0][1],
@@ -177,20 +173,16 @@ async def spawn(
             extra_groups=spec.groups,
             umask=-1 if spec.umask is None else spec.umask,
         )
-
-    starting = on_spawner(partial(start_own_child, start))
-    try:
-        popen = await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        starting.add_done_callback(partial(_abandon, fds))
-        raise
     except BaseException as exc:
-        _close(fds)
+        for read_fd, write_fd in [*pipes, *([gate] if gate is not None else [])]:
+            os.close(read_fd)
+            os.close(write_fd)
         if isinstance(exc, OSError):
             raise StartFailed(_start_error(spec, exc)) from exc
         if isinstance(exc, ValueError):  # e.g. a NUL byte in the environment
             raise StartFailed(f"cannot start {spec.argv[0]}: {exc}") from exc
         raise
+    own_child(popen.pid)
     if gate is not None and placed is not None:
         os.close(gate[0])
         try:
@@ -203,24 +195,6 @@ async def spawn(
         os.close(write_fd)
         outputs.append(OutputPipe(read_fd, stream, on_output))
     return GroupProcess(popen, outputs, inherited_peak)
-
-
-def _abandon(fds: list[int], starting: asyncio.Future[subprocess.Popen[bytes]]) -> None:
-    """A start whose run was cancelled meanwhile (the daemon stopping): its process,
-    if it started, is killed and left to the orphan sweep to reap."""
-    _close(fds)
-    if starting.cancelled() or starting.exception() is not None:
-        return
-    pid = starting.result().pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    disown_child(pid)
-
-
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def open_fds(outputs: list[OutputPipe]) -> list[int]:
