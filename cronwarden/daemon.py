@@ -324,7 +324,7 @@ class Daemon:
             log_feeds=feeds,
             events=events,
             reserve=reserve,
-            retention=_retention(self.live, self.clock, store, launcher, metrics),
+            retention=_retention(self.live, self.clock, store, launcher, metrics, scheduler),
             metrics=metrics,
             alerts=alerts,
             fleet=_fleet(self.live, store, dispatcher, pauses, started_at),
@@ -514,7 +514,12 @@ def _run_artifacts(daemon: DaemonConfig, store: Store) -> RunArtifacts:
 
 
 def _retention(
-    live: LiveConfig, clock: Clock, store: Store, launcher: ProcessLauncher, metrics: Metrics
+    live: LiveConfig,
+    clock: Clock,
+    store: Store,
+    launcher: ProcessLauncher,
+    metrics: Metrics,
+    scheduler: SchedulerService,
 ) -> Retention:
     """Ended runs past their task's keep go, with the files the launcher kept of them."""
     return Retention(
@@ -524,6 +529,7 @@ def _retention(
         clock,
         on_pass=lambda report: metrics.retention_deleted.inc(report.deleted_runs),
         artifacts_root=launcher.artifacts.root if launcher.artifacts is not None else None,
+        next_fire=scheduler.next_instant,
     )
 
 

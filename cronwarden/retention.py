@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -36,20 +37,27 @@ from cronwarden.runlog.layout import remove_log
 from cronwarden.store import Store
 from cronwarden.store.pruning import Position, RetentionQueries
 from cronwarden.support.clock import Clock
-from cronwarden.support.statement_sizes import floor_power_of_two
+from cronwarden.support.statement_sizes import nearest_power_of_two
 
 log = structlog.get_logger("cronwarden.retention")
 
 BATCH = 256  # runs in a pass's first batch; artifact directories checked at once
 MAX_BATCH = 4096
-# How long a batch's delete may take, as the pass sees it (its hops to the driver's
+# How long a batch's delete should take, as the pass sees it (its hops to the driver's
 # thread included).  On SQLite it holds the one write lock, and a fire waits behind it.
 # Every batch has fixed costs (~10 ms: a commit, the WAL checkpoint it sets off, FTS5's
 # segment, choosing its ids), so the fewer the batches, the more rows a second.  At 20
-# ms the batches stayed small and the pass slowed to 0.6x; at 40 ms it went 1.1x, with
-# a per-second task's p99 at 28 ms during the pass (BENCHMARKS.md).
+# ms the batches stayed small and the pass slowed to 0.6x; at 40 ms, rounded down to a
+# power of two, a pass stayed at 256 a batch (~30 ms each: doubling needed under 20)
+# and deleted 7,600 rows a second; at 50 ms, rounded to the nearest, 10,700, with a
+# per-second task's p99 under its 50 ms during the pass (BENCHMARKS.md).
 # Sizes are powers of two (support/statement_sizes.py).
-BATCH_SECONDS = 0.04
+BATCH_SECONDS = 0.05
+# A delete holds SQLite's one write lock, and a fire's start waits behind it: a batch
+# is not begun this close to the next fire's instant, but once the fire has had its
+# moment (a per-second task's p99 went 28 -> 66 ms during a pass of 50 ms batches).
+STEP_ASIDE = timedelta(milliseconds=120)
+FIRE_MOMENT = timedelta(milliseconds=40)
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
 
@@ -75,13 +83,12 @@ def keep_for_task(config: Config, task_name: str) -> Keep:
 def next_batch(size: int, took: float) -> int:
     """The next batch's runs, from this one's and the seconds its delete ``took``:
     scaled towards BATCH_SECONDS, at most doubled or halved at a time (one slow commit
-    is not a trend), between BATCH and MAX_BATCH, a power of two.  Never below BATCH:
+    is not a trend), between BATCH and MAX_BATCH, the nearest power of two.  Never below BATCH:
     on a busy daemon ``took`` is mostly the wait for the loop and the driver's thread,
     not the write lock, and smaller batches only multiply their fixed costs (a soak's
     pass shrank to a few runs a batch and deleted fewer runs a second than it made)."""
     wanted = size * BATCH_SECONDS / max(took, 1e-6)
-    bounded = int(min(max(wanted, size / 2, BATCH), size * 2, MAX_BATCH))
-    return floor_power_of_two(bounded)
+    return nearest_power_of_two(min(max(wanted, size / 2, BATCH), size * 2, MAX_BATCH))
 
 
 @dataclass(frozen=True)
@@ -118,8 +125,10 @@ class Retention:
         clock: Clock,
         on_pass: Callable[[PassReport], None] | None = None,
         artifacts_root: Path | None = None,
+        next_fire: Callable[[], datetime | None] | None = None,
     ) -> None:
         self.store = store
+        self.next_fire = next_fire  # the next instant any task fires here
         self.artifacts_root = artifacts_root  # data_dir/artifacts (None: none kept)
         self.on_pass = on_pass
         self.queries = RetentionQueries(store.engine)
@@ -216,6 +225,7 @@ class Retention:
                     await self.queries.keep_anchor(task)
                     anchored.add(task)
                 if ids:
+                    await self._step_aside()
                     deleting = asyncio.ensure_future(self._delete(ids))
         finally:
             # A delete under way completes and counts, whatever stopped the walk (the
@@ -226,6 +236,23 @@ class Retention:
                 reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
+
+    async def _step_aside(self) -> None:
+        """Wait out a fire due within STEP_ASIDE, and its moment after."""
+        if self.next_fire is None:
+            return
+        when = self.next_fire()
+        if when is None:
+            return
+        until = when - self.clock.now()
+        if not timedelta(0) <= until < STEP_ASIDE:
+            return
+        moment_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timer = self.clock.call_at(when + FIRE_MOMENT, partial(_settle, moment_over))
+        try:
+            await moment_over
+        finally:
+            timer.cancel()
 
     async def _delete(self, ids: list[str]) -> tuple[int, float]:
         """(rows deleted, seconds it took)."""
@@ -276,6 +303,11 @@ class Retention:
 def _expired(rows: list[tuple[str, str, Position]], bounds: dict[str, Position]) -> dict[str, str]:
     """Of a batch read oldest first, the runs past their task's bound: id -> task."""
     return {i: task for i, task, at in rows if task in bounds and at < bounds[task]}
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _disk_use(logs_dir: Path) -> tuple[int, int]:

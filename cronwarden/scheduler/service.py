@@ -159,6 +159,10 @@ class SchedulerService:
 
     # -- queries ---------------------------------------------------------------------
 
+    def next_instant(self) -> datetime | None:
+        """The next instant any task of this node fires (jitter included)."""
+        return self._timer.earliest()
+
     def next_fire_time(self, task_name: str) -> datetime | None:
         """The next nominal fire (jitter not included), None when paused or unscheduled."""
         if task_name in self._paused:

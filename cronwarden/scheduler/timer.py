@@ -70,6 +70,13 @@ class FireTimer:
     def next_fire(self, task_name: str) -> datetime | None:
         return self._next.get(task_name)
 
+    def earliest(self) -> datetime | None:
+        """The next instant any task fires, announced or not."""
+        instants = [
+            i for i in (self._current(self._soon), self._current(self._heap)) if i is not None
+        ]
+        return min(instants, default=None)
+
     def _current(self, heap: list[tuple[datetime, str]]) -> datetime | None:
         """The earliest instant in ``heap`` that is still its task's (stale ones go)."""
         while heap and self._next.get(heap[0][1]) != heap[0][0]:

@@ -10,10 +10,17 @@ to a bound B are log2(B) + 1 statements, whatever the counts.
 
 from __future__ import annotations
 
+import math
+
 
 def floor_power_of_two(n: int) -> int:
     """The largest power of two not above ``n`` (n >= 1)."""
     return 1 << (n.bit_length() - 1)
+
+
+def nearest_power_of_two(x: float) -> int:
+    """The power of two nearest ``x`` by ratio (x >= 1): 360 is 256, 363 is 512."""
+    return 1 << round(math.log2(x))
 
 
 def power_of_two_pieces(count: int, largest: int) -> list[tuple[int, int]]:
