@@ -8,7 +8,7 @@ Baseline (same run, same machine): ``--clients`` asyncio loops each spawning
 cronwarden: the same number of HTTP clients, each POSTing ``/api/tasks/t/runs?wait=60``
 in a loop: the answer comes once the run's end is durably recorded, so every counted
 run has its row committed before its process started and its outcome committed before
-the answer.  Runs/s over the window; the ratio is cronwarden / raw (target >= 0.5).
+the answer.  Runs/s over the window; the ratio is cronwarden / raw (target >= 0.8, issue 30).
 The clients run in this process and take CPU from both sides alike.
 
 Beside the rates, CPU per run, less swayed than a rate by other work on the machine:
@@ -142,7 +142,7 @@ def main() -> None:
         f"  cronwarden API, every end durable {api_rate:8.0f} runs/s  {api_ms:5.2f} ms CPU a run"
         f"  ({failed} not success)"
     )
-    print(f"  ratio {ratio:.2f}  target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")
+    print(f"  ratio {ratio:.2f}  target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'}")
 
 
 if __name__ == "__main__":
