@@ -24,3 +24,13 @@ def read_proc(path: str) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def environ_variable(path: str, name: str) -> bytes | None:
+    """The value of ``name`` in a process's environment (``/proc/PID/environ``, as it
+    was started), undecoded; None when it has none or the file cannot be read."""
+    prefix = f"{name}=".encode()
+    for entry in read_proc(path).split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :]
+    return None

@@ -22,10 +22,10 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from cronwarden.host.procfs import read_proc
+from cronwarden.host.procfs import environ_variable, read_proc
 
 PR_SET_CHILD_SUBREAPER = 36
-RUN_ID_VARIABLE = b"CRONWARDEN_RUN_ID="
+RUN_ID_VARIABLE = "CRONWARDEN_RUN_ID"
 
 _own: set[int] = set()  # children the daemon reaps itself
 
@@ -112,11 +112,8 @@ class Orphanage:
     def _attribute(self, pid: int, zombie: bool) -> str | None:
         if zombie:
             return None  # its environment went with its memory
-        environ = read_proc(f"{self._proc}/{pid}/environ")
-        for entry in environ.split(b"\0"):
-            if entry.startswith(RUN_ID_VARIABLE):
-                return entry[len(RUN_ID_VARIABLE) :].decode(errors="replace")
-        return None
+        run_id = environ_variable(f"{self._proc}/{pid}/environ", RUN_ID_VARIABLE)
+        return run_id.decode(errors="replace") if run_id is not None else None
 
     def _reap(self, pid: int) -> resource.struct_rusage | None:
         self._run_of.pop(pid, None)

@@ -18,6 +18,7 @@ from typing import Protocol, TypedDict
 
 from cronwarden.config import DEFAULT_PATH, TaskConfig
 from cronwarden.errors import StartFailed
+from cronwarden.host.procfs import environ_variable
 from cronwarden.host.space_reserve import SpaceReserve
 from cronwarden.model import EndReason
 from cronwarden.run_record import RunRecord
@@ -340,15 +341,10 @@ def inherited_token(pid: int) -> dict[str, str]:
     """The report token in the environment a process was started with (a run adopted
     from a previous daemon life), to be masked in its log as before; empty when it is
     not readable (gone, another user's)."""
-    prefix = f"{TOKEN_VARIABLE}=".encode()
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+    token = environ_variable(f"/proc/{pid}/environ", TOKEN_VARIABLE)
+    if token is None:
         return {}
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return {TOKEN_VARIABLE: entry[len(prefix) :].decode("utf-8", "surrogateescape")}
-    return {}
+    return {TOKEN_VARIABLE: token.decode("utf-8", "surrogateescape")}
 
 
 def _unstored_output(outcome: Outcome, error: str) -> Outcome:
