@@ -35,7 +35,7 @@ from cronwarden.errors import StoreUnavailable
 from cronwarden.live_config import LiveConfig
 from cronwarden.runlog.layout import remove_log
 from cronwarden.store import Store
-from cronwarden.store.pruning import Position, RetentionQueries
+from cronwarden.store.pruning import Position
 from cronwarden.support.clock import Clock
 from cronwarden.support.statement_sizes import nearest_power_of_two
 
@@ -61,6 +61,11 @@ BATCH_SECONDS = 0.05
 STEP_ASIDE = timedelta(milliseconds=120)
 FIRE_MOMENT = timedelta(milliseconds=40)
 STEP_ASIDE_EVERY = timedelta(milliseconds=500)
+# On SQLite each batch's checkpoint runs while the next batch is deleted
+# (store/pruning.py), and the WAL is reused from its start only once every page in it
+# is back in the database: once it holds this many frames (16 MiB of 4 KiB pages), the
+# next delete waits for the last checkpoint, and so writes it afresh.
+WAL_SETTLE_FRAMES = 4096
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
 
@@ -135,7 +140,9 @@ class Retention:
         self._stepped_aside: datetime | None = None  # the end of the last wait
         self.artifacts_root = artifacts_root  # data_dir/artifacts (None: none kept)
         self.on_pass = on_pass
-        self.queries = RetentionQueries(store.engine)
+        self.queries = store.pruning
+        self._checkpoint: asyncio.Future[int] | None = None  # the last batch's (SQLite)
+        self._wal_frames = 0  # in the WAL, as the last checkpoint done found it
         self.config = config
         self.logs_dir = logs_dir
         self.clock = clock
@@ -229,6 +236,7 @@ class Retention:
                     await self.queries.keep_anchor(task)
                     anchored.add(task)
                 if ids:
+                    await self._settle(WAL_SETTLE_FRAMES)
                     await self._step_aside()
                     deleting = asyncio.ensure_future(self._delete(ids))
         finally:
@@ -240,6 +248,7 @@ class Retention:
                 reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
+        await self._settle(0)  # the pass ends with its pages in the database
 
     async def _step_aside(self) -> None:
         """Wait out a fire due within STEP_ASIDE, and its moment after."""
@@ -261,11 +270,32 @@ class Retention:
         finally:
             timer.cancel()
 
+    async def _settle(self, frames: int) -> None:
+        """Wait for the last batch's checkpoint once the WAL holds ``frames``."""
+        checkpoint = self._checkpoint
+        if checkpoint is None or self._wal_frames < frames:
+            return
+        self._checkpoint, self._wal_frames = None, 0  # the next delete starts the WAL
+        await asyncio.wait([checkpoint])  # a failure is logged by _checkpointed
+
     async def _delete(self, ids: list[str]) -> tuple[int, float]:
-        """(rows deleted, seconds it took)."""
+        """(rows deleted, seconds it took: its checkpoint is not waited for)."""
         began = time.monotonic()
         deleted = await self.queries.delete_runs(ids)
-        return deleted, time.monotonic() - began
+        took = time.monotonic() - began
+        if deleted.checkpoint is not None:
+            self._checkpoint = deleted.checkpoint
+            deleted.checkpoint.add_done_callback(self._checkpointed)
+        return deleted.rows, took
+
+    def _checkpointed(self, checkpoint: asyncio.Future[int]) -> None:
+        """Note the WAL's frames; a failed checkpoint is logged, and the next tries again."""
+        if checkpoint.cancelled():
+            return
+        if (error := checkpoint.exception()) is not None:
+            log.warning("retention.checkpoint_failed", error=f"{type(error).__name__}: {error}")
+        else:
+            self._wal_frames = checkpoint.result()
 
     @staticmethod
     async def _deleted(deleting: asyncio.Future[tuple[int, float]], done: _Done) -> float:

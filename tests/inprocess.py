@@ -46,6 +46,7 @@ from cronwarden.store import Store
 from cronwarden.store.artifacts import SqlArtifacts
 from cronwarden.store.memory import MemoryStore
 from cronwarden.store.nodes import NodeRegistry
+from cronwarden.store.pruning import RetentionQueries
 
 sys.path.insert(0, str(Path(__file__).parent / "unit"))  # the dispatcher's test doubles
 from dispatch_doubles import FakeClock, FakeLauncher  # type: ignore[import-not-found]
@@ -120,7 +121,9 @@ def _services(
         log_feeds=feeds,
         events=events,
         reserve=SpaceReserve(data_dir),
-        retention=Retention(cast(Store, _EngineOnly(unused)), live, logs_dir, clock),
+        retention=Retention(
+            cast(Store, _PruningOnly(RetentionQueries(unused))), live, logs_dir, clock
+        ),
         metrics=metrics,
         alerts=Alerts(
             live,
@@ -143,10 +146,10 @@ def _services(
 
 
 @dataclass
-class _EngineOnly:
-    """What Retention reads of a store when it is built: the engine of its passes."""
+class _PruningOnly:
+    """What Retention reads of a store when it is built: the queries of its passes."""
 
-    engine: Any
+    pruning: RetentionQueries
 
 
 @contextlib.asynccontextmanager

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -31,9 +31,15 @@ T = TypeVar("T")
 
 
 class Lane:
-    """``threads`` plain connections to the SQLite file of ``engine``."""
+    """``threads`` plain connections to the SQLite file of ``engine``.
 
-    def __init__(self, engine: AsyncEngine, threads: int, name: str) -> None:
+    ``checkpoints=False``: its commits leave the WAL's checkpoint to whoever asks for
+    one (see store/pruning.py), instead of copying pages back into the database and
+    syncing it before the commit returns."""
+
+    def __init__(
+        self, engine: AsyncEngine, threads: int, name: str, *, checkpoints: bool = True
+    ) -> None:
         self._engine = sa.create_engine(
             engine.url.set(drivername="sqlite"),
             connect_args={"timeout": 30},
@@ -41,6 +47,8 @@ class Lane:
             max_overflow=0,
         )
         sa.event.listen(self._engine, "connect", sqlite_pragmas)
+        if not checkpoints:
+            sa.event.listen(self._engine, "connect", _no_automatic_checkpoints)
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
@@ -50,6 +58,10 @@ class Lane:
     async def read(self, work: Callable[[Connection], T]) -> T:
         """``work`` on a connection of its own (reads see one snapshot per statement)."""
         return await self._call(self._on_connection, work)
+
+    def submit(self, work: Callable[[Connection], T]) -> Future[T]:
+        """``work`` on a connection of its own, from any thread, without waiting."""
+        return self._threads.submit(self._on_connection, work)
 
     async def close(self) -> None:
         """Close the connections and end the threads."""
@@ -68,3 +80,9 @@ class Lane:
     def _on_connection(self, work: Callable[[Connection], T]) -> T:
         with self._engine.connect() as conn:
             return work(conn)
+
+
+def _no_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()

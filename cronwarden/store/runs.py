@@ -33,6 +33,7 @@ from cronwarden.store.links import RelatedRuns, attempts_of, related_to
 from cronwarden.store.migrate import migrate
 from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
+from cronwarden.store.pruning import RetentionQueries
 from cronwarden.store.recorder import Recorder
 from cronwarden.store.resilience import is_outage, unavailable
 from cronwarden.store.search import TRIGRAM, search_condition, tags_condition
@@ -123,6 +124,7 @@ class Store(StateRows):
         self._reader: Lane | None = None
         if engine.dialect.name == "sqlite" and READER_THREADS:
             self._reader = Lane(engine, READER_THREADS, "cronwarden-reader")
+        self.pruning = RetentionQueries(engine)
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> Store:
@@ -133,6 +135,7 @@ class Store(StateRows):
         await self.recorder.close()
         if self._reader is not None:
             await self._reader.close()
+        await self.pruning.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:

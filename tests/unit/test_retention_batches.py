@@ -22,6 +22,7 @@ from cronwarden.retention import (
     next_batch,
 )
 from cronwarden.store.engine import open_engine
+from cronwarden.store.pruning import RetentionQueries
 
 
 def test_a_fast_delete_doubles_the_batch_at_most() -> None:
@@ -81,7 +82,7 @@ class _Fires:
 
 def _retention(clock: FakeClock, fires: _Fires) -> Retention:
     return Retention(
-        store=SimpleNamespace(engine=open_engine("sqlite+aiosqlite://")),  # type: ignore[arg-type]
+        store=SimpleNamespace(pruning=RetentionQueries(open_engine("sqlite+aiosqlite://"))),  # type: ignore[arg-type]
         config=None,  # type: ignore[arg-type]  # _step_aside uses neither
         logs_dir=Path("/nonexistent"),
         clock=clock,
