@@ -63,9 +63,9 @@ FIRE_MOMENT = timedelta(milliseconds=40)
 STEP_ASIDE_EVERY = timedelta(milliseconds=500)
 # On SQLite each batch's checkpoint runs while the next batch is deleted
 # (store/pruning.py), and the WAL is reused from its start only once every page in it
-# is back in the database: once it holds this many frames (16 MiB of 4 KiB pages), the
-# next delete waits for the last checkpoint, and so writes it afresh.
-WAL_SETTLE_FRAMES = 4096
+# is back in the database: once it has grown to this size, the next delete waits for
+# the last checkpoint, and so writes it afresh (a batch adds ~1.6 pages a run).
+WAL_SETTLE_BYTES = 16 * 1024 * 1024
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
 
@@ -141,8 +141,8 @@ class Retention:
         self.artifacts_root = artifacts_root  # data_dir/artifacts (None: none kept)
         self.on_pass = on_pass
         self.queries = store.pruning
-        self._checkpoint: asyncio.Future[int] | None = None  # the last batch's (SQLite)
-        self._wal_frames = 0  # in the WAL, as the last checkpoint done found it
+        self._checkpoint: asyncio.Future[None] | None = None  # the last batch's (SQLite)
+        self._wal_bytes = 0  # the WAL's size once the last batch committed
         self.config = config
         self.logs_dir = logs_dir
         self.clock = clock
@@ -236,7 +236,7 @@ class Retention:
                     await self.queries.keep_anchor(task)
                     anchored.add(task)
                 if ids:
-                    await self._settle(WAL_SETTLE_FRAMES)
+                    await self._catch_up(WAL_SETTLE_BYTES)
                     await self._step_aside()
                     deleting = asyncio.ensure_future(self._delete(ids))
         finally:
@@ -248,7 +248,7 @@ class Retention:
                 reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
-        await self._settle(0)  # the pass ends with its pages in the database
+        await self._catch_up(0)  # the pass ends with its pages in the database
 
     async def _step_aside(self) -> None:
         """Wait out a fire due within STEP_ASIDE, and its moment after."""
@@ -270,12 +270,12 @@ class Retention:
         finally:
             timer.cancel()
 
-    async def _settle(self, frames: int) -> None:
-        """Wait for the last batch's checkpoint once the WAL holds ``frames``."""
+    async def _catch_up(self, wal_bytes: int) -> None:
+        """Wait for the last batch's checkpoint once the WAL has grown to ``wal_bytes``."""
         checkpoint = self._checkpoint
-        if checkpoint is None or self._wal_frames < frames:
+        if checkpoint is None or self._wal_bytes < wal_bytes:
             return
-        self._checkpoint, self._wal_frames = None, 0  # the next delete starts the WAL
+        self._checkpoint = None
         await asyncio.wait([checkpoint])  # a failure is logged by _checkpointed
 
     async def _delete(self, ids: list[str]) -> tuple[int, float]:
@@ -284,18 +284,9 @@ class Retention:
         deleted = await self.queries.delete_runs(ids)
         took = time.monotonic() - began
         if deleted.checkpoint is not None:
-            self._checkpoint = deleted.checkpoint
-            deleted.checkpoint.add_done_callback(self._checkpointed)
+            self._checkpoint, self._wal_bytes = deleted.checkpoint, deleted.wal_bytes
+            deleted.checkpoint.add_done_callback(_log_failure)
         return deleted.rows, took
-
-    def _checkpointed(self, checkpoint: asyncio.Future[int]) -> None:
-        """Note the WAL's frames; a failed checkpoint is logged, and the next tries again."""
-        if checkpoint.cancelled():
-            return
-        if (error := checkpoint.exception()) is not None:
-            log.warning("retention.checkpoint_failed", error=f"{type(error).__name__}: {error}")
-        else:
-            self._wal_frames = checkpoint.result()
 
     @staticmethod
     async def _deleted(deleting: asyncio.Future[tuple[int, float]], done: _Done) -> float:
@@ -340,6 +331,12 @@ class Retention:
 def _expired(rows: list[tuple[str, str, Position]], bounds: dict[str, Position]) -> dict[str, str]:
     """Of a batch read oldest first, the runs past their task's bound: id -> task."""
     return {i: task for i, task, at in rows if task in bounds and at < bounds[task]}
+
+
+def _log_failure(checkpoint: asyncio.Future[None]) -> None:
+    """A checkpoint that failed is logged; the next batch's tries again."""
+    if not checkpoint.cancelled() and (error := checkpoint.exception()) is not None:
+        log.warning("retention.checkpoint_failed", error=f"{type(error).__name__}: {error}")
 
 
 def _settle(future: asyncio.Future[None]) -> None:

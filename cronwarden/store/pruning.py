@@ -19,6 +19,7 @@ waits for one now and then (``Deleted.checkpoint``) so that the WAL starts afres
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -50,11 +51,12 @@ def _literal(position: Position) -> sa.Tuple:
 
 @dataclass(frozen=True)
 class Deleted:
-    """A batch's deleted rows; on SQLite also its checkpoint under way, which gives the
-    WAL's frames once done (pages written since the WAL last started afresh)."""
+    """A batch's deleted rows; on SQLite also its checkpoint under way and the WAL's
+    size once it committed (SQLite cuts it back when it starts the WAL afresh)."""
 
     rows: int
-    checkpoint: asyncio.Future[int] | None = None
+    checkpoint: asyncio.Future[None] | None = None
+    wal_bytes: int = 0
 
 
 class RetentionQueries:
@@ -149,17 +151,24 @@ class RetentionQueries:
         if self._deletes is None:
             async with self.engine.begin() as conn:
                 return Deleted(await conn.run_sync(_delete_rows, ids))
-        rows, checkpoint = await self._deletes.read(partial(self._delete_on_lane, ids))
-        return Deleted(rows, asyncio.wrap_future(checkpoint))
+        rows, checkpoint, wal_bytes = await self._deletes.read(partial(self._delete_on_lane, ids))
+        return Deleted(rows, asyncio.wrap_future(checkpoint), wal_bytes)
 
-    def _delete_on_lane(self, ids: Sequence[str], conn: Connection) -> tuple[int, Future[int]]:
+    def _delete_on_lane(
+        self, ids: Sequence[str], conn: Connection
+    ) -> tuple[int, Future[None], int]:
         """On the lane's thread: the delete, then its checkpoint asked for the moment the
         commit returns.  Any other connection committing while this batch's pages are
         still only in the WAL would copy them back itself, inside a fire's start."""
         assert self._checkpoints is not None
         with conn.begin():
             rows = _delete_rows(conn, ids)
-        return rows, self._checkpoints.submit(_checkpoint)
+        checkpoint = self._checkpoints.submit(_checkpoint)
+        try:
+            wal_bytes = os.stat(f"{self.engine.url.database}-wal").st_size
+        except FileNotFoundError:
+            wal_bytes = 0
+        return rows, checkpoint, wal_bytes
 
     async def known_runs(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` that still have a row."""
@@ -189,8 +198,6 @@ def _delete_rows(conn: Connection, ids: Sequence[str]) -> int:
     return int(conn.execute(_runs.delete().where(_runs.c.id.in_(ids))).rowcount or 0)
 
 
-def _checkpoint(conn: Connection) -> int:
-    """Pages in the WAL back into the database, without waiting for anyone (PASSIVE):
-    the frames the WAL holds."""
-    _busy, frames, _copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-    return int(frames)
+def _checkpoint(conn: Connection) -> None:
+    """Pages in the WAL back into the database, without waiting for anyone (PASSIVE)."""
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")

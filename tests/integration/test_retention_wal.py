@@ -37,12 +37,12 @@ async def prune_and_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settl
     takes longer than a batch's delete (as at a million runs): the WAL's peak in bytes."""
     monkeypatch.setattr(retention_module, "BATCH", 256)
     monkeypatch.setattr(retention_module, "MAX_BATCH", 256)
-    monkeypatch.setattr(retention_module, "WAL_SETTLE_FRAMES", settle)
+    monkeypatch.setattr(retention_module, "WAL_SETTLE_BYTES", settle)
     checkpoint = pruning._checkpoint
 
-    def slow_checkpoint(conn: Connection) -> int:
+    def slow_checkpoint(conn: Connection) -> None:
         time.sleep(0.1)
-        return checkpoint(conn)
+        checkpoint(conn)
 
     monkeypatch.setattr(pruning, "_checkpoint", slow_checkpoint)
     database = tmp_path / "cronwarden.db"
@@ -71,9 +71,9 @@ async def prune_and_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settl
 async def test_a_pass_keeps_the_wal_near_its_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    peak = await prune_and_watch(tmp_path, monkeypatch, settle=400)
-    # 400 frames, and the two batches deleted while the last checkpoint ran
-    assert peak < 8 * 1024 * 1024, peak
+    peak = await prune_and_watch(tmp_path, monkeypatch, settle=2 * 1024 * 1024)
+    # 2 MiB, and the batch that went past it
+    assert peak < 4 * 1024 * 1024, peak
 
 
 async def test_without_waiting_for_a_checkpoint_now_and_then_the_wal_would_grow(
