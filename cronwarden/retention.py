@@ -42,11 +42,13 @@ from cronwarden.support.statement_sizes import nearest_power_of_two
 log = structlog.get_logger("cronwarden.retention")
 
 BATCH = 256  # runs in a pass's first batch; artifact directories checked at once
-MAX_BATCH = 4096
+# On SQLite batches of 2,048 and 4,096 held the write lock 70-230 ms at a million runs.
+MAX_BATCH = 1024
 # How long a batch's delete should take, as the pass sees it (its hops to the driver's
-# thread included).  On SQLite it holds the one write lock, and a fire waits behind it.
-# Every batch has fixed costs (~10 ms: a commit, the WAL checkpoint it sets off, FTS5's
-# segment, choosing its ids), so the fewer the batches, the more rows a second.  At 20
+# thread included; on SQLite not its checkpoint, which runs beside the next batch).
+# On SQLite it holds the one write lock, and a fire waits behind it.  Every batch has
+# fixed costs (a commit, FTS5's segment, choosing its ids), so the fewer the batches,
+# the more rows a second.  At 20
 # ms the batches stayed small and the pass slowed to 0.6x; at 40 ms, rounded down to a
 # power of two, a pass stayed at 256 a batch (~30 ms each: doubling needed under 20)
 # and deleted 7,600 rows a second; at 50 ms, rounded to the nearest, 10,700, with a
@@ -66,6 +68,7 @@ STEP_ASIDE_EVERY = timedelta(milliseconds=500)
 # is back in the database: once it has grown to this size, the next delete waits for
 # the last checkpoint, and so writes it afresh (a batch adds ~1.6 pages a run).
 WAL_SETTLE_BYTES = 16 * 1024 * 1024
+CATCH_UP_CHECKPOINTS = 3  # tries; then the pass goes on, and tries again at the next batch
 INTERVAL = timedelta(minutes=10)
 KEY_TTL = timedelta(hours=24)
 
@@ -141,7 +144,7 @@ class Retention:
         self.artifacts_root = artifacts_root  # data_dir/artifacts (None: none kept)
         self.on_pass = on_pass
         self.queries = store.pruning
-        self._checkpoint: asyncio.Future[None] | None = None  # the last batch's (SQLite)
+        self._checkpoint: asyncio.Future[bool] | None = None  # the last batch's (SQLite)
         self._wal_bytes = 0  # the WAL's size once the last batch committed
         self.config = config
         self.logs_dir = logs_dir
@@ -205,14 +208,21 @@ class Retention:
     async def _prune(self, bounds: dict[str, Position], done: _Done) -> None:
         """Expired runs, oldest first whatever their task, in batches: each task's
         anchor is saved before its first run goes.  ``done`` counts as it goes (a
-        pass that fails part way says what it did).
+        pass that fails part way says what it did).  On SQLite the pass checkpoints
+        the WAL while it runs, and ends with every page back in the database."""
+        if not bounds:
+            return
+        with self.queries.checkpointing():
+            await self._walk(bounds, done)
+            await self._catch_up(0)
+
+    async def _walk(self, bounds: dict[str, Position], done: _Done) -> None:
+        """The pass's batches.
 
         Pipelined: while one batch's rows are deleted, the next batch is read and its
         files are removed (a read does not wait for the write lock, nor file removal
         for either).  One delete at a time, and an anchor is written between them:
         on SQLite writers queue for the one lock anyway."""
-        if not bounds:
-            return
         newest_bound = max(bounds.values())
         anchored: set[str] = set()
         size = BATCH
@@ -248,7 +258,6 @@ class Retention:
                 reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
-        await self._catch_up(0)  # the pass ends with its pages in the database
 
     async def _step_aside(self) -> None:
         """Wait out a fire due within STEP_ASIDE, and its moment after."""
@@ -271,12 +280,23 @@ class Retention:
             timer.cancel()
 
     async def _catch_up(self, wal_bytes: int) -> None:
-        """Wait for the last batch's checkpoint once the WAL has grown to ``wal_bytes``."""
+        """Once the WAL has grown to ``wal_bytes``, wait until every page of it is back in
+        the database (the next write then starts it afresh): the last batch's checkpoint,
+        and another while readers of older snapshots held that one back."""
         checkpoint = self._checkpoint
         if checkpoint is None or self._wal_bytes < wal_bytes:
             return
         self._checkpoint = None
-        await asyncio.wait([checkpoint])  # a failure is logged by _checkpointed
+        for _ in range(CATCH_UP_CHECKPOINTS):
+            await asyncio.wait([checkpoint])  # a failure is logged by _log_failure
+            if (
+                not checkpoint.cancelled()
+                and checkpoint.exception() is None
+                and checkpoint.result()
+            ):
+                return
+            checkpoint = asyncio.ensure_future(self.queries.checkpoint())
+            checkpoint.add_done_callback(_log_failure)
 
     async def _delete(self, ids: list[str]) -> tuple[int, float]:
         """(rows deleted, seconds it took: its checkpoint is not waited for)."""
@@ -333,7 +353,7 @@ def _expired(rows: list[tuple[str, str, Position]], bounds: dict[str, Position])
     return {i: task for i, task, at in rows if task in bounds and at < bounds[task]}
 
 
-def _log_failure(checkpoint: asyncio.Future[None]) -> None:
+def _log_failure(checkpoint: asyncio.Future[bool]) -> None:
     """A checkpoint that failed is logged; the next batch's tries again."""
     if not checkpoint.cancelled() and (error := checkpoint.exception()) is not None:
         log.warning("retention.checkpoint_failed", error=f"{type(error).__name__}: {error}")

@@ -13,14 +13,16 @@ duration at random places), and copying them back into the database and syncing 
 took two thirds of each batch (26 of 40 ms for 512 runs at 1,000,000 runs).  The
 checkpoint runs on a thread of its own while the next batch is deleted: 22,000 rows a
 second instead of 15,000 in a bare loop of 1,024-run batches (BENCHMARKS.md).  The pass
-waits for one now and then (``Deleted.checkpoint``) so that the WAL starts afresh.
+waits for one now and then (``Deleted.checkpoint``) so that the WAL starts afresh, and
+while it runs the recorder's commits leave checkpoints to it (lane.Writers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronwarden.column_types import UTCDateTime
 from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, utcnow
 from cronwarden.store.engine import upsert_insert
-from cronwarden.store.lane import Lane
+from cronwarden.store.lane import Lane, Writers
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 _keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
@@ -55,7 +57,7 @@ class Deleted:
     size once it committed (SQLite cuts it back when it starts the WAL afresh)."""
 
     rows: int
-    checkpoint: asyncio.Future[None] | None = None
+    checkpoint: asyncio.Future[bool] | None = None
     wal_bytes: int = 0
 
 
@@ -63,8 +65,9 @@ class RetentionQueries:
     """Reads and batched deletes for the retention pass (its own connections: it never
     goes through the run recorder, whose commits must stay short)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writers: Writers | None = None) -> None:
         self.engine = engine
+        self._writers = writers or Writers()  # shared with the recorder's commits
         self._deletes: Lane | None = None
         self._checkpoints: Lane | None = None
         # (In memory each connection has a database of its own: no lanes there.)
@@ -151,15 +154,33 @@ class RetentionQueries:
         if self._deletes is None:
             async with self.engine.begin() as conn:
                 return Deleted(await conn.run_sync(_delete_rows, ids))
-        rows, checkpoint, wal_bytes = await self._deletes.read(partial(self._delete_on_lane, ids))
+        async with self._writers.turn:
+            rows, checkpoint, wal_bytes = await self._deletes.read(
+                partial(self._delete_on_lane, ids)
+            )
         return Deleted(rows, asyncio.wrap_future(checkpoint), wal_bytes)
+
+    @contextlib.contextmanager
+    def checkpointing(self) -> Iterator[None]:
+        """A pass under way: on SQLite its checkpoints are the only ones (lane.Writers)."""
+        self._writers.pass_checkpoints = self._deletes is not None
+        try:
+            yield
+        finally:
+            self._writers.pass_checkpoints = False
+
+    async def checkpoint(self) -> bool:
+        """Another checkpoint (SQLite): whether every page of the WAL is back."""
+        if self._checkpoints is None:
+            return True
+        return await asyncio.wrap_future(self._checkpoints.submit(_checkpoint))
 
     def _delete_on_lane(
         self, ids: Sequence[str], conn: Connection
-    ) -> tuple[int, Future[None], int]:
-        """On the lane's thread: the delete, then its checkpoint asked for the moment the
-        commit returns.  Any other connection committing while this batch's pages are
-        still only in the WAL would copy them back itself, inside a fire's start."""
+    ) -> tuple[int, Future[bool], int]:
+        """On the lane's thread: the delete, then its checkpoint asked for from here the
+        moment the commit returns (not after a hop through a busy loop: a connection
+        of another writer committing meanwhile would copy the pages back itself)."""
         assert self._checkpoints is not None
         with conn.begin():
             rows = _delete_rows(conn, ids)
@@ -198,6 +219,8 @@ def _delete_rows(conn: Connection, ids: Sequence[str]) -> int:
     return int(conn.execute(_runs.delete().where(_runs.c.id.in_(ids))).rowcount or 0)
 
 
-def _checkpoint(conn: Connection) -> None:
-    """Pages in the WAL back into the database, without waiting for anyone (PASSIVE)."""
-    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+def _checkpoint(conn: Connection) -> bool:
+    """Pages in the WAL back into the database, without waiting for anyone (PASSIVE):
+    whether every page is back (a reader of an older snapshot holds the newer back)."""
+    _busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    return bool(frames == copied)

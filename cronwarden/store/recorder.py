@@ -41,7 +41,7 @@ from cronwarden.reservations import discardable_rows, take_over_rows
 from cronwarden.run_record import RunRecord, run_row
 from cronwarden.store.chaining import start_chained
 from cronwarden.store.engine import upsert_insert
-from cronwarden.store.lane import Lane
+from cronwarden.store.lane import Lane, Writers
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
 from cronwarden.support.statement_sizes import power_of_two_pieces
@@ -105,6 +105,7 @@ class Recorder:
         self._lane: Lane | None = None
         if engine.dialect.name == "sqlite":
             self._lane = Lane(engine, 1, "cronwarden-recorder")
+        self.writers = Writers()  # what these commits share with retention's (SQLite)
         self._queue: asyncio.Queue[tuple[_Write, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False  # see close()
@@ -204,7 +205,10 @@ class Recorder:
         writes = [write for write, _ in batch]
         try:
             if self._lane is not None:
-                results = await self._lane.transaction(lambda conn: self._apply(conn, writes))
+                async with self.writers.turn:
+                    results = await self._lane.transaction(
+                        lambda conn: self._apply(self.writers.checkpoint_here(conn), writes)
+                    )
             else:
                 async with self._engine.begin() as conn:
                     results = await conn.run_sync(self._apply, writes)

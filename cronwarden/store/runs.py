@@ -110,7 +110,8 @@ class Store(StateRows):
     """The durable record of runs and task state (``RunRecords`` on SQL).
 
     Writes of runs go through one group-committing ``Recorder``; reads use pooled
-    sessions, and run pages a lane of their own on SQLite (see lane.py).  Raises
+    sessions, and run pages a lane of their own on SQLite (see lane.py); retention's
+    reads and deletes are ``pruning``'s.  Raises
     ``RunNotFound`` for unknown ids, ``InvalidCursor`` for a forged cursor and
     ``StoreUnavailable`` when the database cannot be reached.  The unique
     (task_name, scheduled_for, attempt) constraint is what makes a fire run exactly
@@ -124,7 +125,7 @@ class Store(StateRows):
         self._reader: Lane | None = None
         if engine.dialect.name == "sqlite" and READER_THREADS:
             self._reader = Lane(engine, READER_THREADS, "cronwarden-reader")
-        self.pruning = RetentionQueries(engine)
+        self.pruning = RetentionQueries(engine, self.recorder.writers)
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> Store:

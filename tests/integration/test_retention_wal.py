@@ -83,3 +83,67 @@ async def test_without_waiting_for_a_checkpoint_now_and_then_the_wal_would_grow(
     never waiting, grows the WAL past it."""
     peak = await prune_and_watch(tmp_path, monkeypatch, settle=1 << 40)
     assert peak >= 8 * 1024 * 1024, peak
+
+
+async def queued(lock: asyncio.Lock, waiters: int) -> None:
+    """Until ``waiters`` tasks wait for ``lock`` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while len(lock._waiters or ()) < waiters:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the writers never queued for their turn"
+        await asyncio.sleep(0.01)
+
+
+async def autocheckpoint_of(store: Store) -> int:
+    """What the recorder's own connection checkpoints at, as its next commit sets it."""
+    await store.recorder.update("no-such-run", {"error": "x"})  # a commit on its lane
+    lane = store.recorder._lane
+    assert lane is not None
+    return int(
+        await lane.read(lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+    )
+
+
+async def test_while_a_pass_runs_only_it_checkpoints_and_the_recorder_again_after(
+    tmp_path: Path,
+) -> None:
+    """A commit of the recorder that checkpointed by itself (past 128 pages) copied the
+    pass's pages back inside a fire's claim: 0.46 s at a million runs."""
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"))
+    writer = store.recorder.start()
+    try:
+        assert await autocheckpoint_of(store) == 128
+        with store.pruning.checkpointing():
+            assert await autocheckpoint_of(store) == 0
+        assert await autocheckpoint_of(store) == 128
+    finally:
+        await store.recorder.close()
+        writer.cancel()
+        await store.close()
+
+
+async def test_the_recorder_and_a_pass_take_turns_at_the_write_lock(tmp_path: Path) -> None:
+    """Not SQLite's busy handler, which polls at up to 100 ms and let a pass's deletes
+    coming back to back keep a fire's claim waiting: each waits for the other's turn in
+    order, and goes the moment it ends."""
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'cronwarden.db'}"))
+    writer = store.recorder.start()
+    try:
+        await store.claim([ended("old", 1, timedelta(days=400))])
+        turn = store.recorder.writers.turn
+        await turn.acquire()  # a writer's turn under way
+        claim = asyncio.ensure_future(store.claim([ended("old", 2, timedelta(days=1))]))
+        delete = asyncio.ensure_future(
+            store.pruning.delete_runs(["00000000-0000-7000-8000-000000000001"])
+        )
+        await queued(turn, 2)
+        assert not claim.done() and not delete.done()
+        turn.release()
+        assert await asyncio.wait_for(claim, 10) == {"00000000-0000-7000-8000-000000000002"}
+        deleted = await asyncio.wait_for(delete, 10)
+        assert deleted.rows == 1 and deleted.checkpoint is not None
+        await deleted.checkpoint
+        assert await store.run_count() == 1
+    finally:
+        await store.recorder.close()
+        writer.cancel()
+        await store.close()
