@@ -7,7 +7,7 @@
 ``--store-seed`` by the store's own insert, the rest copies of those made in SQL), all
 of January 2026.  The daemon then starts with ``keep_for = "30d"``: its first
 retention pass, at start-up, finds every seeded run expired and deletes them all
-(with their log files, none here, and artifacts), 200 a batch, while a per-second task
+(with their log files, none here, and artifacts) in batches of 256-1,024, while a per-second task
 (``date +%s.%N`` appended to a file, as ``lateness.py`` measures) keeps firing.
 
 Measured:
