@@ -78,7 +78,9 @@ class Orphanage:
             session, zombie = self._stat(pid)
             if session is None or session == self._session:
                 continue  # gone meanwhile, or asyncio's child
-            run_id = self._run_of.get(pid) if pid in self._run_of else self._attribute(pid, zombie)
+            # Read again until it names a run: an environment read while the process
+            # is between exec's steps comes back empty.
+            run_id = self._run_of.get(pid) or self._attribute(pid, zombie)
             if zombie:
                 usage = self._reap(pid)
                 if usage is not None:

@@ -5,8 +5,9 @@ was a fifth of the loop's time in a 10,000-task minute (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from cronwarden.host.subreaper import Orphan, Orphanage, Reaped
+from cronwarden.host.subreaper import RUN_ID_VARIABLE, Orphan, Orphanage, Reaped
 from cronwarden.runners.containment import Containment
 
 
@@ -39,3 +40,22 @@ async def test_a_run_that_ends_after_a_sweep_gets_a_sweep_of_its_own() -> None:
     assert await containment.orphans_of("run-0") == [1000]
     assert await containment.orphans_of("run-0") == [1000]
     assert orphanage.sweeps == 2
+
+
+def test_an_orphan_whose_environment_could_not_be_read_is_attributed_at_a_later_sweep(
+    tmp_path: Path,
+) -> None:
+    """Read while it was between exec's steps, an orphan's environment came back empty;
+    remembered as nobody's, the orphan outlived its run (a run whose child escaped by
+    setsid ended "success" with it still alive)."""
+    proc = tmp_path / "proc"
+    (proc / "self" / "task" / "1").mkdir(parents=True)
+    (proc / "self" / "task" / "1" / "children").write_text("4321 ")
+    (proc / "4321").mkdir()
+    (proc / "4321" / "stat").write_bytes(b"4321 (sh) S 1 4321 999999 0 -1 0")
+    environ = proc / "4321" / "environ"
+    environ.write_bytes(b"")  # mid-exec
+    orphanage = Orphanage(proc)
+    assert orphanage.sweep() == ([Orphan(4321, None)], [])
+    environ.write_bytes(f"PATH=/bin\0{RUN_ID_VARIABLE}=run-1\0".encode())
+    assert orphanage.sweep() == ([Orphan(4321, "run-1")], [])
