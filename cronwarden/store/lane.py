@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,15 +32,9 @@ T = TypeVar("T")
 
 
 class Lane:
-    """``threads`` plain connections to the SQLite file of ``engine``.
+    """``threads`` plain connections to the SQLite file of ``engine``."""
 
-    ``checkpoints=False``: its commits leave the WAL's checkpoint to whoever asks for
-    one (see store/pruning.py), instead of copying pages back into the database and
-    syncing it before the commit returns."""
-
-    def __init__(
-        self, engine: AsyncEngine, threads: int, name: str, *, checkpoints: bool = True
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, threads: int, name: str) -> None:
         self._engine = sa.create_engine(
             engine.url.set(drivername="sqlite"),
             connect_args={"timeout": 30},
@@ -48,8 +42,6 @@ class Lane:
             max_overflow=0,
         )
         sa.event.listen(self._engine, "connect", sqlite_pragmas)
-        if not checkpoints:
-            sa.event.listen(self._engine, "connect", _no_automatic_checkpoints)
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
@@ -103,14 +95,13 @@ class Writers:
     def checkpoint_here(self, conn: Connection) -> Connection:
         """``conn`` (a writer's, in its transaction's thread) set to checkpoint by
         itself unless a pass does it."""
-        pages = 0 if self.pass_checkpoints else WAL_CHECKPOINT_PAGES
-        if conn.info.get("wal_autocheckpoint", WAL_CHECKPOINT_PAGES) != pages:
-            conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
-            conn.info["wal_autocheckpoint"] = pages
-        return conn
+        return checkpoint_past(conn, 0 if self.pass_checkpoints else WAL_CHECKPOINT_PAGES)
 
 
-def _no_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
+def checkpoint_past(conn: Connection, pages: int) -> Connection:
+    """``conn`` set to checkpoint the WAL in its commits once it holds ``pages`` (0:
+    never; whoever asks for one does it).  Set only when it changes."""
+    if conn.info.get("wal_autocheckpoint", WAL_CHECKPOINT_PAGES) != pages:
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
+        conn.info["wal_autocheckpoint"] = pages
+    return conn

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronwarden.column_types import UTCDateTime
 from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, utcnow
 from cronwarden.store.engine import upsert_insert
-from cronwarden.store.lane import Lane, Writers
+from cronwarden.store.lane import Lane, Writers, checkpoint_past
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 _keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ class RetentionQueries:
         self._checkpoints: Lane | None = None
         # (In memory each connection has a database of its own: no lanes there.)
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self._deletes = Lane(engine, 1, "cronwarden-retention", checkpoints=False)
+            self._deletes = Lane(engine, 1, "cronwarden-retention")
             self._checkpoints = Lane(engine, 1, "cronwarden-checkpoint")
 
     async def close(self) -> None:
@@ -183,7 +183,7 @@ class RetentionQueries:
         of another writer committing meanwhile would copy the pages back itself)."""
         assert self._checkpoints is not None
         with conn.begin():
-            rows = _delete_rows(conn, ids)
+            rows = _delete_rows(checkpoint_past(conn, 0), ids)
         checkpoint = self._checkpoints.submit(_checkpoint)
         try:
             wal_bytes = os.stat(f"{self.engine.url.database}-wal").st_size
