@@ -125,3 +125,18 @@ def _listen_url(config: Path) -> str:
         if line.startswith("listen = "):
             return "http://" + line.split("=", 1)[1].strip().strip('"')
     raise SystemExit(f"{config} has no listen line")
+
+
+@contextmanager
+def profiled(proc: Any, target: Path | None) -> Iterator[None]:
+    """The daemon's profile (``_profiled.py``) taken while the block runs."""
+    if target is not None:
+        proc.send_signal(signal.SIGUSR1)
+    try:
+        yield
+    finally:
+        if target is not None:
+            proc.send_signal(signal.SIGUSR2)
+            deadline = time.time() + 60
+            while not target.exists() and time.time() < deadline:
+                time.sleep(0.2)

@@ -60,14 +60,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _daemon import free_port, running_daemon
+from _daemon import free_port, profiled, running_daemon
 from sustained import daemon_cpu, own_cpu
 
 COMMAND = ["/bin/true"]
@@ -287,21 +285,6 @@ def stop(proc: Any) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(30)
-
-
-@contextmanager
-def profiled(proc: Any, target: Path | None) -> Iterator[None]:
-    """The daemon's profile (``_profiled.py``) taken while the block runs."""
-    if target is not None:
-        proc.send_signal(signal.SIGUSR1)
-    try:
-        yield
-    finally:
-        if target is not None:
-            proc.send_signal(signal.SIGUSR2)
-            deadline = time.time() + 60
-            while not target.exists() and time.time() < deadline:
-                time.sleep(0.2)
 
 
 def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str, Any]:

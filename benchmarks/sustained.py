@@ -1,6 +1,7 @@
 """Sustained API-triggered short runs, every record committed, beside raw spawning.
 
     python benchmarks/sustained.py [--seconds 30] [--clients 16] [--limits] [--cgroups]
+                                   [--profile OUT.prof]
 
 Baseline (same run, same machine): ``--clients`` asyncio loops each spawning
 ``/bin/true`` with stdout and stderr pipes and awaiting it, for the window; runs/s.
@@ -22,6 +23,9 @@ no cgroup controller holds, so each run's command is started through util-linux'
 ``prlimit``: one more exec per run); ``--cgroups`` sets ``[daemon] run_cgroups =
 "always"`` (each run gets a cgroup v2 of its own, made before its spawn and removed at
 its end; the daemon refuses to start where it cannot have one).
+
+``--profile OUT.prof`` runs the daemon under cProfile for the API window
+(``_profiled.py``); its rate is then not the benchmark's figure.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from _daemon import free_port, running_daemon
+from _daemon import free_port, profiled, running_daemon
 
 COMMAND = ["/bin/true"]
 LIMITS = 'limits = { open_files = 4096, cpu_time = "1h" }\n'
@@ -116,7 +120,9 @@ def main() -> None:
     parser.add_argument(
         "--cgroups", action="store_true", help='run_cgroups = "always": a cgroup v2 per run'
     )
+    parser.add_argument("--profile", type=Path, help="cProfile the daemon's window into this file")
     args = parser.parse_args()
+    profile = args.profile.resolve() if args.profile else None
     options = {"limits": args.limits, "cgroups": args.cgroups}
     variant = " + ".join(name for name, on in options.items() if on) or "plain"
     before = own_cpu()
@@ -131,9 +137,10 @@ def main() -> None:
             + f"[tasks.t]\ncommand = {json.dumps(COMMAND)}\n"
             + (LIMITS if args.limits else "")
         )
-        with running_daemon(work, config) as (base, daemon):
+        with running_daemon(work, config, profile=profile) as (base, daemon):
             before = daemon_cpu(daemon.pid)
-            api_rate, failed, count = asyncio.run(through_api(base, args.seconds, args.clients))
+            with profiled(daemon, profile):
+                api_rate, failed, count = asyncio.run(through_api(base, args.seconds, args.clients))
             api_ms = (daemon_cpu(daemon.pid) - before) * 1000 / count
     ratio = api_rate / raw_rate
     print(f"sustained short runs for {args.seconds:g} s, {args.clients} clients, {variant}")

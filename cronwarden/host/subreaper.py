@@ -3,9 +3,10 @@
 A process whose parent exits is handed to the nearest ancestor that asked for it with
 ``PR_SET_CHILD_SUBREAPER`` (else to PID 1).  So a run's main process that exits, or a
 child that double-forked and called setsid to slip out of the run's process group,
-leaves its children with the daemon: they can be found (``/proc/self/task/*/children``),
-told apart by the run id every run's environment carries, ended with their run, and
-reaped, so no zombie piles up under a daemon that is PID 1 in a container either.
+leaves its children with the daemon: they can be found (the main thread's
+``/proc/self/task/PID/children``), told apart by the run id every run's environment
+carries, ended with their run, and reaped, so no zombie piles up under a daemon that
+is PID 1 in a container either.
 
 Which children are the daemon's own: the runs' main processes and the keeper are
 registered here the moment they are spawned (from the event loop, which the reaping
@@ -66,6 +67,7 @@ class Orphanage:
 
     def __init__(self, proc: Path = Path("/proc")) -> None:
         self._proc = str(proc)
+        self._children_file = f"{proc}/self/task/{os.getpid()}/children"
         self._session = os.getsid(0)
         self._run_of: dict[int, str | None] = {}  # valid while the pid is unreaped
 
@@ -93,16 +95,13 @@ class Orphanage:
         return alive, reaped
 
     def _children(self) -> set[int]:
-        """Every thread's children: a process is the child of the thread that forked
-        it.  Plain ``os`` calls: with thousands of runs under way the daemon has
-        thousands of children, and a sweep runs for every burst of ends."""
-        tasks = f"{self._proc}/self/task"
-        try:
-            threads = os.listdir(tasks)
-        except OSError:
-            return set()
-        listed = b" ".join(read_proc(f"{tasks}/{tid}/children") for tid in threads)
-        return set(map(int, listed.split()))
+        """The main thread's children: the kernel hands every orphan to the first live
+        thread of its subreaper (``find_new_reaper``), the thread-group leader, whatever
+        thread forked its parent.  One file, not every thread's: a sweep runs for every
+        burst of ends, and listing the threads and reading a file for each was most of
+        its cost.  The daemon's own children (forked by whichever thread) need no
+        sweep: their owners reap them."""
+        return set(map(int, read_proc(self._children_file).split()))
 
     def _stat(self, pid: int) -> tuple[int | None, bool]:
         stat = read_proc(f"{self._proc}/{pid}/stat")

@@ -5,6 +5,7 @@ was a fifth of the loop's time in a 10,000-task minute (BENCHMARKS.md)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from cronwarden.host.subreaper import RUN_ID_VARIABLE, Orphan, Orphanage, Reaped
@@ -49,8 +50,9 @@ def test_an_orphan_whose_environment_could_not_be_read_is_attributed_at_a_later_
     remembered as nobody's, the orphan outlived its run (a run whose child escaped by
     setsid ended "success" with it still alive)."""
     proc = tmp_path / "proc"
-    (proc / "self" / "task" / "1").mkdir(parents=True)
-    (proc / "self" / "task" / "1" / "children").write_text("4321 ")
+    main_thread = proc / "self" / "task" / str(os.getpid())
+    main_thread.mkdir(parents=True)
+    (main_thread / "children").write_text("4321 ")
     (proc / "4321").mkdir()
     (proc / "4321" / "stat").write_bytes(b"4321 (sh) S 1 4321 999999 0 -1 0")
     environ = proc / "4321" / "environ"
