@@ -53,6 +53,7 @@ from cronwarden.api.schemas import (
     TriggerBody,
     TriggerQuery,
     is_task_name,
+    json_bytes,
     page_fields,
     run_fields,
     run_id_of,
@@ -434,7 +435,7 @@ async def _run_list(request: web.Request, params: dict[str, Any]) -> web.Respons
     }
     if query.total:
         body["total"] = page.total
-    return web.json_response(text=json.dumps(body, separators=(",", ":")))
+    return web.json_response(body=json_bytes(body))
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import (
     AfterValidator,
@@ -44,7 +45,7 @@ from cronwarden.run_tags import (
 )
 from cronwarden.run_timing import Timing
 from cronwarden.support.text import printable
-from cronwarden.support.timefmt import iso_z_or_none
+from cronwarden.support.timefmt import iso_z, iso_z_or_none
 
 if TYPE_CHECKING:
     from cronwarden.retention import PassReport
@@ -296,6 +297,17 @@ def run_fields(run: AnyRun) -> dict[str, Any]:
     return _shown(dict(zip(_RUN_FIELDS, _fields_of(run), strict=True)))
 
 
+def json_bytes(body: Any) -> bytes:
+    """``body`` (plain JSON values) as compact JSON, written by pydantic's serializer: a
+    page of 50 runs took json.dumps a quarter of the page's time past its query, this a
+    quarter of that.  A lone surrogate (which no UTF-8 text can carry) is written
+    escaped, as json.dumps writes it."""
+    try:
+        return pydantic_core.to_json(body)
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
 def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
     """The rows of a page of the runs table as the API shows runs (see run_fields).
     The column names are read once: a row's ``_fields`` is worked out on each call,
@@ -308,8 +320,9 @@ def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
 
 def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: values[name] for name in _RUN_FIELDS}
-    for name in _INSTANT_FIELDS:
-        fields[name] = iso_z_or_none(fields[name])
+    for name in _INSTANT_FIELDS:  # six a run: iso_z_or_none's call spared
+        if fields[name] is not None:
+            fields[name] = iso_z(fields[name])
     fields["created_at"] = fields["created_at"] or ""
     fields["params"] = {printable(k): printable(v) for k, v in fields["params"].items()}
     if fields["error"] is not None:

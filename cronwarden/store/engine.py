@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,25 @@ def open_engine(url: str) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_deserializer=json_value
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, json_deserializer=json_value)
     event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
+
+
+_EMPTY: dict[str, type[dict[str, Any]] | type[list[Any]]] = {"{}": dict, "[]": list}
+
+
+def json_value(text: str) -> Any:
+    """A JSON column's value: ``json.loads``, but the empty object and list (most runs'
+    params, tags and metadata) made without the parser, which took a seventh of a page
+    of runs' read for them (three a row)."""
+    empty = _EMPTY.get(text)
+    return empty() if empty is not None else json.loads(text)
 
 
 def is_shared(engine: AsyncEngine) -> bool:

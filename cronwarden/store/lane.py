@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronwarden.store.engine import WAL_CHECKPOINT_PAGES, sqlite_pragmas
+from cronwarden.store.engine import WAL_CHECKPOINT_PAGES, json_value, sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -38,6 +38,7 @@ class Lane:
         self._engine = sa.create_engine(
             engine.url.set(drivername="sqlite"),
             connect_args={"timeout": 30},
+            json_deserializer=json_value,
             pool_size=threads,
             max_overflow=0,
         )
