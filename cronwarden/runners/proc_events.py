@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import socket
 import struct
 import time
@@ -47,6 +48,7 @@ _EVENT = struct.Struct("=IIQ")  # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
 _EXIT = struct.Struct("=iiII")  # process_pid, process_tgid, exit_code (wait status), signal
 _EVENT_AT = _NLMSG.size + _CN_MSG.size
 _EXIT_AT = _EVENT_AT + _EVENT.size
+SO_ATTACH_FILTER = 26
 # Room for ~100,000 events (~76 bytes each): 40 s of a busy host's exits.
 RECEIVE_BUFFER = 8 * 1024 * 1024
 _KEPT = 4096  # exits of watched pids not yet asked for (a bound, never reached in use)
@@ -82,13 +84,47 @@ def control(op: int, sender: int = 0) -> bytes:
     )
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def exits_only() -> list[tuple[int, int, int, int]]:
+    """A classic BPF program (code, jt, jf, k) that keeps a process's exit and drops
+    every other event (forks, execs, a thread's exit) in the kernel: the connector
+    tells of every process on the host, ~5 events a run's process, and each read was
+    a system call on the event loop (2.5 % of a 10,000-task minute's loop).  Loads
+    are big-endian; the event's fields are in host order."""
+    exit_as_loaded = int.from_bytes(struct.pack("=I", PROC_EVENT_EXIT), "big")
+    pid_at, tgid_at = _EXIT_AT, _EXIT_AT + 4
+    return [
+        (0x20, 0, 0, _EVENT_AT),  # A = what (a message too short for it is dropped)
+        (0x15, 0, 6, exit_as_loaded),  # not an exit: drop
+        (0x20, 0, 0, pid_at),  # A = pid
+        (0x02, 0, 0, 0),  # M[0] = A
+        (0x20, 0, 0, tgid_at),  # A = tgid
+        (0x61, 0, 0, 0),  # X = M[0]
+        (0x1D, 0, 1, 0),  # pid == tgid (the process, not one of its threads): keep
+        (0x06, 0, 0, 0xFFFFFFFF),
+        (0x06, 0, 0, 0),
+    ]
+
+
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    code = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    instructions = ctypes.create_string_buffer(code, len(code))
+    fprog = _SockFprog(len(program), ctypes.addressof(instructions))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+
+
 def open_events() -> socket.socket:
-    """A non-blocking socket subscribed to process events; OSError where refused
+    """A non-blocking socket subscribed to process exits; OSError where refused
     (not root, not the host's network namespace, no CONFIG_PROC_EVENTS)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
     try:
         with contextlib.suppress(OSError):  # SO_RCVBUFFORCE needs CAP_NET_ADMIN
             sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)  # SO_RCVBUFFORCE
+        with contextlib.suppress(OSError):  # unfiltered, exit_of tells exits apart
+            _attach(sock, exits_only())
         sock.bind((0, CN_IDX_PROC))
         sock.setblocking(False)
         sock.send(control(PROC_CN_MCAST_LISTEN))

@@ -4,12 +4,21 @@ the fact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from cronwarden.runners.proc_events import PROC_EVENT_EXIT, ExitClock, ExitEvent, exit_of
+from cronwarden.runners.proc_events import (
+    PROC_EVENT_EXIT,
+    ExitClock,
+    ExitEvent,
+    exit_of,
+    open_events,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -28,12 +37,41 @@ def test_only_a_process_exit_is_read_with_its_status() -> None:
     assert exit_of(b"short") is None
 
 
+def _refused() -> None:
+    if IN_CI:
+        pytest.fail("the proc connector is refused here; CI runs as root on the host")
+    pytest.skip("the proc connector needs CAP_NET_ADMIN in the initial network namespace")
+
+
+def test_the_kernel_sends_only_exits_of_processes() -> None:
+    """Forks, execs and a thread's exit are dropped before they reach the daemon (a
+    socket filter): each would be a read on the event loop for nothing."""
+    try:
+        sock = open_events()
+    except OSError:
+        _refused()
+    try:
+        # A shell that forks and execs, and a Python whose thread ends before it does.
+        shell = subprocess.run(["/bin/sh", "-c", "/bin/true; /bin/true"], check=True)
+        threaded = subprocess.run(
+            [sys.executable, "-c", "import threading; t = threading.Thread(); t.start()"],
+            check=True,
+        )
+        assert shell.returncode == threaded.returncode == 0
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(sock.recv(65536))
+        exits = [exit_of(message) for message in messages]
+        assert messages and None not in exits
+    finally:
+        sock.close()
+
+
 async def test_an_exit_seen_late_is_dated_when_it_happened() -> None:
     clock = ExitClock()
     if not clock.open():
-        if IN_CI:
-            pytest.fail("the proc connector is refused here; CI runs as root on the host")
-        pytest.skip("the proc connector needs CAP_NET_ADMIN in the initial network namespace")
+        _refused()
     try:
         child = await asyncio.create_subprocess_exec("sleep", "0.1")
         clock.watch(child.pid)
