@@ -116,6 +116,12 @@ class Recorder:
         # disk full); None once a write lands again.  /health reads it: a store that
         # answers a ping but cannot write is not available.
         self.failing: str | None = None
+        self._landed_at: float | None = None  # loop time of the last commit that landed
+
+    def landed_within(self, seconds: float) -> bool:
+        """Whether a commit landed in the last ``seconds``: the database answered."""
+        landed = self._landed_at
+        return landed is not None and asyncio.get_running_loop().time() - landed < seconds
 
     def start(self) -> asyncio.Task[None]:
         """Start the writer; the daemon supervises the task it returns."""
@@ -227,6 +233,7 @@ class Recorder:
                     await self._commit([item])
         else:
             self.batches += 1
+            self._landed_at = asyncio.get_running_loop().time()
             if any(_writes(write) for write in writes):
                 self.failing = None
             for (_, future), result in zip(batch, results, strict=True):
