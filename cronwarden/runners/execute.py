@@ -22,6 +22,7 @@ from cronwarden.runners.process import (
     drain,
     spawn,
 )
+from cronwarden.support.flag import Flag
 
 # How long output may keep flowing after the main process exited (a grandchild that
 # went to the background may hold the pipes forever).
@@ -46,8 +47,8 @@ class Limits:
 class RunControl:
     """The handle a dispatcher keeps on a live run to stop it from outside."""
 
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    overflow: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: Flag = field(default_factory=Flag)
+    overflow: Flag = field(default_factory=Flag)  # its log is full (log_on_full = "kill")
 
 
 async def execute(
@@ -160,26 +161,21 @@ async def watch_adopted(
 async def _supervise(
     process: GroupProcess | AdoptedProcess, limits: Limits, control: RunControl
 ) -> EndReason | None:
-    """Wait for exit, a timeout, a stop request or a log overflow; end the group if needed."""
-    exited = asyncio.ensure_future(process.wait())
-    stopped = asyncio.ensure_future(control.stop.wait())
-    overflowed = asyncio.ensure_future(control.overflow.wait())
-    try:
-        done, _ = await asyncio.wait(
-            {exited, stopped, overflowed},
-            timeout=limits.timeout,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        stopped.cancel()
-        overflowed.cancel()
+    """Wait for exit, a timeout, a stop request or a log overflow; end the group if needed.
+    Futures, not tasks, waited for: asyncio.wait cancels none of them."""
+    exited = process.exited
+    done, _ = await asyncio.wait(
+        {exited, control.stop.settled(), control.overflow.settled()},
+        timeout=limits.timeout,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
     if exited in done:
         return None
     forced = (
         EndReason.STOPPED
-        if stopped in done
+        if control.stop.is_set()
         else EndReason.LOG_OVERFLOW
-        if overflowed in done
+        if control.overflow.is_set()
         else EndReason.TIMEOUT
     )
     await terminate(process, exited, limits)
@@ -187,7 +183,9 @@ async def _supervise(
 
 
 async def terminate(
-    process: GroupLeader, exited: asyncio.Future[int | None], limits: Limits
+    process: GroupLeader,
+    exited: asyncio.Future[int] | asyncio.Future[int | None],
+    limits: Limits,
 ) -> None:
     """stop_signal to the whole group, then SIGKILL after kill_grace."""
     loop = asyncio.get_running_loop()
@@ -197,7 +195,7 @@ async def terminate(
         await asyncio.wait_for(asyncio.shield(exited), timeout=limits.kill_grace)
     except TimeoutError:
         process.signal_group(signal.SIGKILL)
-        await exited
+        await asyncio.shield(exited)
         return
     # Members of the group that outlive the leader get the rest of the grace, then KILL.
     # No event exists for "a process group emptied": poll it, briefly.

@@ -224,9 +224,6 @@ async def stopped_while(
 ) -> bool:
     """Wait for ``waiter`` (at most ``at_most`` seconds) unless the run is stopped
     first; True if it was.  The waiter is the caller's to settle."""
-    stopped = asyncio.ensure_future(handle.control.stop.wait())
-    try:
-        await asyncio.wait({waiter, stopped}, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
+    stopped = handle.control.stop.settled()
+    await asyncio.wait({waiter, stopped}, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
     return handle.control.stop.is_set()

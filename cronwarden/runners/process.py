@@ -80,7 +80,8 @@ class GroupProcess(GroupLeader):
         self._popen = popen
         self.outputs = outputs
         loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = loop.create_future()
+        # Its return code once reaped; shared: wait for it through wait() or a shield.
+        self.exited: asyncio.Future[int] = loop.create_future()
         self.cost: RunCost | None = None  # set once reaped
         self._pidfd = os.pidfd_open(popen.pid)
         loop.add_reader(self._pidfd, self._reap)
@@ -102,11 +103,11 @@ class GroupProcess(GroupLeader):
         disown_child(self.pid)
         asyncio.get_running_loop().remove_reader(self._pidfd)
         os.close(self._pidfd)
-        if not self._exited.done():
-            self._exited.set_result(returncode)
+        if not self.exited.done():
+            self.exited.set_result(returncode)
 
     async def wait(self) -> int | None:
-        return await asyncio.shield(self._exited)
+        return await asyncio.shield(self.exited)
 
     def start_ticks(self) -> int | None:
         """The process start time from /proc, read only while the child is unreaped:
@@ -134,7 +135,7 @@ class AdoptedProcess(GroupLeader):
 
     async def wait(self) -> int | None:
         """The return code (negative for a signal), or None if it cannot be known."""
-        return await self.exited
+        return await asyncio.shield(self.exited)
 
 
 # Runs first when the process must be placed before it runs (``placed``): it waits for

@@ -101,11 +101,9 @@ class FakeLauncher:
         end: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.live[run.id] = (run.task_name, end)
         self.started.append(run.id)
-        stopped = asyncio.ensure_future(control.stop.wait())
         try:
-            await asyncio.wait({end, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({end, control.stop.settled()}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopped.cancel()
             del self.live[run.id]
         if end.done():
             return Ending(end.result())
