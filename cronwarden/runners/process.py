@@ -138,9 +138,15 @@ class AdoptedProcess(GroupLeader):
         return await asyncio.shield(self.exited)
 
 
-# Runs first when the process must be placed before it runs (``placed``): it waits for
-# the daemon's newline on stdin, then execs the rest with stdin from /dev/null.
-WAIT_TO_BE_PLACED = ("/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "cronwarden-run")
+# Runs first when the process must be placed before it runs (``placed``): a shell that
+# reads its script from stdin, which the daemon writes once the process is placed: exec
+# the rest with stdin from /dev/null.  Not ``sh -c 'read ...; exec ...'``: dash catches
+# SIGINT under -c, and a SIGINT that came between the read and the exec (a stop of a
+# task whose stop_signal is SIGINT, sent the moment the run showed as running) was
+# caught by the shell and lost with it at the exec; the run was killed after its
+# kill_grace instead.  Reading its script, the shell leaves every signal as it was.
+WAIT_TO_BE_PLACED = ("/bin/sh", "-s", "--")
+PLACED = b'exec "$@" </dev/null\n'
 
 
 def spawn(
@@ -189,7 +195,10 @@ def spawn(
         try:
             placed(popen.pid)
         finally:
-            os.write(gate[1], b"\n")
+            # A process already gone (stopped or killed while it was placed) has left
+            # the pipe: its exit is reaped and recorded like any other.
+            with contextlib.suppress(BrokenPipeError):
+                os.write(gate[1], PLACED)
             os.close(gate[1])
     outputs = []
     for (read_fd, write_fd), stream in zip(pipes, ("stdout", "stderr"), strict=True):
