@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.artifacts.stock import Entry
 from cronwarden.model import Artifact, Run
 from cronwarden.store.resilience import outage_as_unavailable
+from cronwarden.store.transactions import in_transaction
 
 _artifacts = Artifact.__table__  # type: ignore[attr-defined]
 _runs = Run.__table__  # type: ignore[attr-defined]
@@ -44,11 +45,14 @@ class SqlArtifacts:
             }
             for n, e in enumerate(entries)
         ]
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(_artifacts.delete().where(_artifacts.c.run_id == run_id))
+            for start in range(0, len(rows), _BATCH):
+                await conn.execute(_artifacts.insert(), rows[start : start + _BATCH])
+
         with outage_as_unavailable():
-            async with self.engine.begin() as conn:
-                await conn.execute(_artifacts.delete().where(_artifacts.c.run_id == run_id))
-                for start in range(0, len(rows), _BATCH):
-                    await conn.execute(_artifacts.insert(), rows[start : start + _BATCH])
+            await in_transaction(self.engine, write)
 
     async def listing(self, run_id: str) -> list[Entry]:
         """A run's entries in listing order (none: it left nothing, or has not ended)."""
@@ -91,10 +95,10 @@ class SqlArtifacts:
 
     async def mark_removed(self, run_ids: Sequence[str], why: str) -> None:
         """The kept entries of these runs were removed (or are about to be): dropped."""
+        statement = (
+            _artifacts.update()
+            .where(_artifacts.c.run_id.in_(run_ids), _artifacts.c.dropped.is_(None))
+            .values(dropped=why)
+        )
         with outage_as_unavailable():
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    _artifacts.update()
-                    .where(_artifacts.c.run_id.in_(run_ids), _artifacts.c.dropped.is_(None))
-                    .values(dropped=why)
-                )
+            await in_transaction(self.engine, lambda conn: conn.execute(statement))

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cronwarden.model import EndReason, Node, Run, Status, TaskState, utcnow
 from cronwarden.reservations import instant_came_rows
 from cronwarden.store.engine import is_shared, upsert_insert
+from cronwarden.store.transactions import in_transaction
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
 _task_state = TaskState.__table__  # type: ignore[attr-defined]
@@ -103,9 +104,12 @@ class NodeRegistry:
             )
             .returning(_nodes.c.epoch)
         )
-        async with self.engine.begin() as conn:
+
+        async def stamp(conn: AsyncConnection) -> int | None:
             landed = (await conn.execute(statement)).scalar_one_or_none()
-        return None if landed is None else int(landed)
+            return None if landed is None else int(landed)
+
+        return await in_transaction(self.engine, stamp)
 
     async def seen(self) -> list[NodeSeen]:
         running = (
@@ -249,11 +253,14 @@ class NodeRegistry:
             .where(_runs.c.id == run_id, _runs.c.status != Status.ENDED)
             .values(stop_requested_at=self._now())
         )
-        async with self.engine.begin() as conn:
+
+        async def ask(conn: AsyncConnection) -> bool:
             asked = bool((await conn.execute(statement)).rowcount)
             if asked and self.shared:  # delivered on commit
                 await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, run_id)))
-        return asked
+            return asked
+
+        return await in_transaction(self.engine, ask)
 
     async def lost_among(self, me: str, run_ids: list[str]) -> list[str]:
         """Which of these runs are not this node's any more: ended (by a survivor that

@@ -30,12 +30,13 @@ from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.column_types import UTCDateTime
 from cronwarden.model import Artifact, IdempotencyKey, Run, Status, TaskState, utcnow
 from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane, Writers, checkpoint_past
+from cronwarden.store.transactions import in_transaction
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 _keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
@@ -134,7 +135,8 @@ class RetentionQueries:
         newest_query = sa.select(sa.func.max(_runs.c.scheduled_for)).where(
             _runs.c.task_name == task_name
         )
-        async with self.engine.begin() as conn:
+
+        async def anchor(conn: AsyncConnection) -> None:
             newest = (await conn.execute(newest_query)).scalar_one_or_none()
             if newest is None:
                 return
@@ -149,11 +151,13 @@ class RetentionQueries:
                 )
             )
 
+        await in_transaction(self.engine, anchor)
+
     async def delete_runs(self, ids: Sequence[str]) -> Deleted:
         """The runs' rows, with their Idempotency-Keys and artifact listings."""
         if self._deletes is None:
-            async with self.engine.begin() as conn:
-                return Deleted(await conn.run_sync(_delete_rows, ids))
+            rows = await in_transaction(self.engine, lambda conn: conn.run_sync(_delete_rows, ids))
+            return Deleted(rows)
         async with self._writers.turn:
             rows, checkpoint, wal_bytes = await self._deletes.read(
                 partial(self._delete_on_lane, ids)
@@ -204,13 +208,15 @@ class RetentionQueries:
             .where(_keys.c.created_at < created_before)
             .limit(limit)
         )
-        async with self.engine.begin() as conn:
+
+        async def delete(conn: AsyncConnection) -> int:
             rows = (await conn.execute(chosen)).all()
-            if not rows:
-                return 0
-            pairs = sa.tuple_(_keys.c.task_name, _keys.c.key).in_([tuple(r) for r in rows])
-            await conn.execute(_keys.delete().where(pairs))
-        return len(rows)
+            if rows:
+                pairs = sa.tuple_(_keys.c.task_name, _keys.c.key).in_([tuple(r) for r in rows])
+                await conn.execute(_keys.delete().where(pairs))
+            return len(rows)
+
+        return await in_transaction(self.engine, delete)
 
 
 def _delete_rows(conn: Connection, ids: Sequence[str]) -> int:

@@ -44,6 +44,7 @@ from cronwarden.store.engine import upsert_insert
 from cronwarden.store.lane import Lane, Writers
 from cronwarden.store.protocol import KeyClaim
 from cronwarden.store.resilience import is_outage, unavailable
+from cronwarden.store.transactions import in_transaction
 from cronwarden.support.statement_sizes import power_of_two_pieces
 
 log = structlog.get_logger("cronwarden.store")
@@ -216,8 +217,9 @@ class Recorder:
                         lambda conn: self._apply(self.writers.checkpoint_here(conn), writes)
                     )
             else:
-                async with self._engine.begin() as conn:
-                    results = await conn.run_sync(self._apply, writes)
+                results = await in_transaction(
+                    self._engine, lambda conn: conn.run_sync(self._apply, writes)
+                )
         except (SQLAlchemyError, OSError, TimeoutError, ValueError, TypeError) as exc:
             if is_outage(exc):
                 if any(_writes(write) for write in writes):

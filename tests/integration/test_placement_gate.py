@@ -12,15 +12,21 @@ from pathlib import Path
 from cronwarden.runners.process import ProcessSpec, spawn
 
 
-def caught_once_waiting(pid: int) -> int:
-    """The signals the process catches, once it sleeps: blocked reading its stdin, its
-    shell's start-up (where handlers are set) is behind it."""
+def wait_for_state(pid: int, state: str) -> None:
+    """Until the process is in ``state`` (/proc/PID/stat: S sleeping, Z exited)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] == "S":
-                break
+            if stat.read().rsplit(")", 1)[1].split()[0] == state:
+                return
         time.sleep(0.01)
+    raise AssertionError(f"process {pid} never reached state {state}")
+
+
+def caught_once_waiting(pid: int) -> int:
+    """The signals the process catches, once it sleeps: blocked reading its stdin, its
+    shell's start-up (where handlers are set) is behind it."""
+    wait_for_state(pid, "S")
     with open(f"/proc/{pid}/status") as status:
         line = next(line for line in status if line.startswith("SigCgt:"))
     return int(line.split()[1], 16)
@@ -50,12 +56,7 @@ def stopped_and_gone(pid: int) -> None:
     """SIGINT to the group, then wait until the process has exited (a zombie): the
     daemon's word then meets a pipe nobody reads."""
     os.killpg(pid, signal.SIGINT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        time.sleep(0.01)
+    wait_for_state(pid, "Z")
 
 
 async def test_a_stop_while_waiting_to_be_placed_ends_the_run_by_that_signal(
