@@ -24,6 +24,7 @@ from cronwarden.ports import Holder
 from cronwarden.store.engine import dialect_insert
 from cronwarden.store.nodes import CHANNEL
 from cronwarden.store.resilience import outage_as_unavailable
+from cronwarden.store.transactions import in_transaction
 
 _holds = Hold.__table__  # type: ignore[attr-defined]
 _runs = Run.__table__  # type: ignore[attr-defined]
@@ -36,6 +37,11 @@ _COLLISIONS = 5  # another node took the seat we picked: look again, this many t
 _COUNTING = _holds.c.run_id.in_(sa.select(_runs.c.id).where(_runs.c.status != Status.ENDED))
 
 
+class _Collided(Exception):
+    """Another taker won a seat this one chose: its transaction rolls back, and it
+    looks again."""
+
+
 class SqlHolds:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -45,19 +51,25 @@ class SqlHolds:
         """Every seat ``wants`` asks for (hold name -> its seats), all or none: None
         once the run holds them; else who holds the first one that is full (none named
         when other takers kept winning the same seats: look again)."""
+
+        async def seat(conn: AsyncConnection) -> list[Holder] | None:
+            busy = await _busy_seats(conn, wants)
+            chosen: dict[str, int] = {}
+            for name, seats in wants.items():
+                free = next((n for n in range(seats) if n not in busy.get(name, ())), None)
+                if free is None:
+                    return await _holders(conn, [name])
+                chosen[name] = free
+            if await self._seat(conn, run_id, chosen):
+                return None
+            raise _Collided  # rolls back what was seated
+
         for _ in range(_COLLISIONS):
-            with outage_as_unavailable():
-                async with self.engine.begin() as conn:
-                    busy = await _busy_seats(conn, wants)
-                    chosen: dict[str, int] = {}
-                    for name, seats in wants.items():
-                        free = next((n for n in range(seats) if n not in busy.get(name, ())), None)
-                        if free is None:
-                            return await _holders(conn, [name])
-                        chosen[name] = free
-                    if await self._seat(conn, run_id, chosen):
-                        return None
-                    await conn.rollback()
+            try:
+                with outage_as_unavailable():
+                    return await in_transaction(self.engine, seat)
+            except _Collided:
+                continue
         return await self.holders(list(wants)[:1])
 
     async def holders(self, names: Collection[str] | None = None) -> list[Holder]:
@@ -71,10 +83,10 @@ class SqlHolds:
         look again every second."""
         if not self._shared or not names:
             return
+        payload = " ".join([FREED_HOLDS, *sorted(names)])
+        notify = sa.select(sa.func.pg_notify(CHANNEL, payload))
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
-            async with self.engine.begin() as conn:
-                payload = " ".join([FREED_HOLDS, *sorted(names)])
-                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+            await in_transaction(self.engine, lambda conn: conn.execute(notify))
 
     async def _seat(self, conn: AsyncConnection, run_id: str, chosen: Mapping[str, int]) -> bool:
         """Write the run into each chosen seat, replacing only a row whose run ended;

@@ -166,7 +166,8 @@ class NodeRegistry:
         survivor holds it; returns what was taken (None: nothing was done).  Waiting
         retries of the tasks ``not_here`` (whose `nodes` do not match ``me``) stay the
         dead node's, as do those of its own fires (on_every_node)."""
-        async with self.engine.begin() as conn:
+
+        async def take(conn: AsyncConnection) -> Takeover | None:
             locked = (
                 await conn.execute(
                     sa.select(_nodes.c.name)
@@ -218,7 +219,9 @@ class NodeRegistry:
                 .returning(*_runs.c)
             )
             pending_runs = [_run_of(row) for row in pending.mappings()]
-        return Takeover(dead, crashed_runs, pending_runs)
+            return Takeover(dead, crashed_runs, pending_runs)
+
+        return await in_transaction(self.engine, take)
 
     async def taken_over_runs(self, me: str) -> list[Run]:
         """The runs a survivor ended at the latest takeover of this node (their
@@ -285,8 +288,8 @@ class NodeRegistry:
 
     async def notify(self, payload: str = "") -> None:
         """Wake the other nodes (they LISTEN on CHANNEL)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+        notify = sa.select(sa.func.pg_notify(CHANNEL, payload))
+        await in_transaction(self.engine, lambda conn: conn.execute(notify))
 
 
 def claimed_to_start(now: Any) -> sa.ColumnElement[bool]:

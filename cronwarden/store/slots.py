@@ -15,11 +15,12 @@ from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.model import Run, Status
 from cronwarden.store.nodes import CHANNEL, claimed_to_start
 from cronwarden.store.resilience import outage_as_unavailable
+from cronwarden.store.transactions import in_transaction
 
 _runs = Run.__table__  # type: ignore[attr-defined]
 FREED = "freed"  # NOTIFY payload "freed <task>": a place of that task may be free
@@ -33,18 +34,19 @@ class FleetSlots:
     async def take(self, task_name: str, run_id: str, limit: int) -> bool:
         """Give the run a free place among the task's ``limit``; False: all are held."""
         held = sa.select(_runs.c.slot).where(_holding(task_name))
+
+        async def seat(conn: AsyncConnection) -> bool:
+            taken = set((await conn.execute(held)).scalars())
+            free = next((n for n in range(limit) if n not in taken), None)
+            if free is None:
+                return False
+            await conn.execute(sa.update(_runs).where(_runs.c.id == run_id).values(slot=free))
+            return True
+
         for _ in range(_COLLISIONS):
             try:
                 with outage_as_unavailable():
-                    async with self.engine.begin() as conn:
-                        taken = set((await conn.execute(held)).scalars())
-                        free = next((n for n in range(limit) if n not in taken), None)
-                        if free is None:
-                            return False
-                        await conn.execute(
-                            sa.update(_runs).where(_runs.c.id == run_id).values(slot=free)
-                        )
-                        return True
+                    return await in_transaction(self.engine, seat)
             except IntegrityError:
                 continue
         return False
@@ -69,20 +71,22 @@ class FleetSlots:
             .values(stop_requested_at=sa.func.statement_timestamp())
             .returning(_runs.c.id)
         )
+
+        async def ask(conn: AsyncConnection) -> str | None:
+            asked = (await conn.execute(statement)).scalar_one_or_none()
+            if asked is not None:
+                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, asked)))
+            return None if asked is None else str(asked)
+
         with outage_as_unavailable():
-            async with self.engine.begin() as conn:
-                asked = (await conn.execute(statement)).scalar_one_or_none()
-                if asked is not None:
-                    await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, asked)))
-        return None if asked is None else str(asked)
+            return await in_transaction(self.engine, ask)
 
     async def announce_freed(self, task_name: str) -> None:
         """Wake the nodes whose runs wait for a place of the task; best effort, as
         they also look again every second."""
+        notify = sa.select(sa.func.pg_notify(CHANNEL, f"{FREED} {task_name}"))
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
-            async with self.engine.begin() as conn:
-                notify = sa.func.pg_notify(CHANNEL, f"{FREED} {task_name}")
-                await conn.execute(sa.select(notify))
+            await in_transaction(self.engine, lambda conn: conn.execute(notify))
 
     async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
         """Runs of these tasks that other nodes hold, running or about to start (not

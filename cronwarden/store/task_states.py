@@ -13,6 +13,8 @@ from sqlmodel import select
 
 from cronwarden.model import Installation, TaskState, utcnow
 from cronwarden.store.engine import upsert_insert
+from cronwarden.store.resilience import outage_as_unavailable
+from cronwarden.store.transactions import in_transaction
 from cronwarden.task_hash import new_key
 
 
@@ -39,9 +41,8 @@ class StateRows:
             .values(task_name=task_name, **changes)
             .on_conflict_do_update(index_elements=[table.c.task_name], set_=changes)
         )
-        async with self._session() as session:
-            await session.execute(statement)
-            await session.commit()
+        with outage_as_unavailable():
+            await in_transaction(self.engine, lambda conn: conn.execute(statement))
 
     # -- the installation ----------------------------------------------------
 
