@@ -168,60 +168,38 @@ class NodeRegistry:
         dead node's, as do those of its own fires (on_every_node)."""
 
         async def take(conn: AsyncConnection) -> Takeover | None:
-            locked = (
-                await conn.execute(
-                    sa.select(_nodes.c.name)
-                    .where(
-                        _nodes.c.name == dead,
-                        _nodes.c.heartbeat_at < self._now() - lease,
-                        _not_taken_over(),
-                    )
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalar_one_or_none()
-            if locked is None:
+            now = await self._claim_dead(conn, dead, me, lease)
+            if now is None:
                 return None
-            now = await self._clock(conn)
-            await conn.execute(
-                sa.update(_nodes)
-                .where(_nodes.c.name == dead)
-                .values(epoch=_nodes.c.epoch + 1, taken_over_at=now, taken_over_by=me)
-            )
-            crashed = await conn.execute(
-                sa.update(_runs)
-                .where(
-                    _runs.c.node == dead,
-                    sa.or_(_runs.c.status == Status.RUNNING, claimed_to_start(now)),
-                )
-                .values(
-                    status=Status.ENDED,
-                    end_reason=EndReason.CRASHED,
-                    end_at=now,
-                    duration_ms=sa.cast(
-                        sa.func.extract("epoch", now - _runs.c.start_at) * 1000, sa.BigInteger
-                    ),
-                    error=why,
-                )
-                .returning(*_runs.c)
-            )
-            crashed_runs = [_run_of(row) for row in crashed.mappings()]
-            # Its waiting retries move here, except those of its own fires
-            # (on_every_node), which wait for it to come back (cronwarden/placement.py).
-            pending = await conn.execute(
-                sa.update(_runs)
-                .where(
-                    _runs.c.node == dead,
-                    _runs.c.status == Status.PENDING,
-                    _runs.c.fire_node != dead,
-                    _runs.c.task_name.not_in(list(not_here)),
-                )
-                .values(node=me)
-                .returning(*_runs.c)
-            )
-            pending_runs = [_run_of(row) for row in pending.mappings()]
-            return Takeover(dead, crashed_runs, pending_runs)
+            return await _take_runs(conn, dead, me, now, why, not_here)
 
         return await in_transaction(self.engine, take)
+
+    async def _claim_dead(
+        self, conn: AsyncConnection, dead: str, me: str, lease: timedelta
+    ) -> datetime | None:
+        """Lock ``dead``'s row and mark it taken over by ``me``, unless it beat within
+        ``lease`` or another survivor holds it; the database's time, None if not."""
+        locked = (
+            await conn.execute(
+                sa.select(_nodes.c.name)
+                .where(
+                    _nodes.c.name == dead,
+                    _nodes.c.heartbeat_at < self._now() - lease,
+                    _not_taken_over(),
+                )
+                .with_for_update(skip_locked=True)
+            )
+        ).scalar_one_or_none()
+        if locked is None:
+            return None
+        now = await self._clock(conn)
+        await conn.execute(
+            sa.update(_nodes)
+            .where(_nodes.c.name == dead)
+            .values(epoch=_nodes.c.epoch + 1, taken_over_at=now, taken_over_by=me)
+        )
+        return now
 
     async def taken_over_runs(self, me: str) -> list[Run]:
         """The runs a survivor ended at the latest takeover of this node (their
@@ -290,6 +268,46 @@ class NodeRegistry:
         """Wake the other nodes (they LISTEN on CHANNEL)."""
         notify = sa.select(sa.func.pg_notify(CHANNEL, payload))
         await in_transaction(self.engine, lambda conn: conn.execute(notify))
+
+
+async def _take_runs(
+    conn: AsyncConnection, dead: str, me: str, now: datetime, why: str, not_here: Sequence[str]
+) -> Takeover:
+    """``dead``'s running and claimed runs ended as crashed; its waiting retries moved
+    to ``me``."""
+    crashed = await conn.execute(
+        sa.update(_runs)
+        .where(
+            _runs.c.node == dead,
+            sa.or_(_runs.c.status == Status.RUNNING, claimed_to_start(now)),
+        )
+        .values(
+            status=Status.ENDED,
+            end_reason=EndReason.CRASHED,
+            end_at=now,
+            duration_ms=sa.cast(
+                sa.func.extract("epoch", now - _runs.c.start_at) * 1000, sa.BigInteger
+            ),
+            error=why,
+        )
+        .returning(*_runs.c)
+    )
+    crashed_runs = [_run_of(row) for row in crashed.mappings()]
+    # Its waiting retries move here, except those of its own fires
+    # (on_every_node), which wait for it to come back (cronwarden/placement.py).
+    pending = await conn.execute(
+        sa.update(_runs)
+        .where(
+            _runs.c.node == dead,
+            _runs.c.status == Status.PENDING,
+            _runs.c.fire_node != dead,
+            _runs.c.task_name.not_in(list(not_here)),
+        )
+        .values(node=me)
+        .returning(*_runs.c)
+    )
+    pending_runs = [_run_of(row) for row in pending.mappings()]
+    return Takeover(dead, crashed_runs, pending_runs)
 
 
 def claimed_to_start(now: Any) -> sa.ColumnElement[bool]:
