@@ -241,6 +241,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "con
         time.sleep(0.05)
 
 
+def process_state(pid: int) -> str | None:
+    """The process's state from /proc/PID/stat (S sleeping, Z exited and not yet
+    reaped, ...); None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def signal_masks(pid: int) -> dict[str, int]:
+    """The process's signal masks from /proc/PID/status, by name (SigPnd, SigBlk,
+    SigIgn, SigCgt): bit ``signum - 1`` of each."""
+    with open(f"/proc/{pid}/status") as status:
+        lines = [line.split(":", 1) for line in status]
+    return {name: int(value, 16) for name, value in lines if name in _SIGNAL_MASKS}
+
+
+_SIGNAL_MASKS = ("SigPnd", "SigBlk", "SigIgn", "SigCgt")
+
+
 def stays_false(predicate: Callable[[], Any], window: float = 1.0) -> bool:
     """For negative checks: True if ``predicate`` never held during ``window`` seconds.
 

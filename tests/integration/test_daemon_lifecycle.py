@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import wait_for  # type: ignore[import-not-found]
+from conftest import signal_masks, wait_for  # type: ignore[import-not-found]
 
 
 def serve_refused(config: Path) -> subprocess.CompletedProcess[str]:
@@ -130,9 +130,8 @@ def sighup_disposed(pid: int) -> bool:
     import signal
 
     bit = 1 << (signal.SIGHUP - 1)
-    with open(f"/proc/{pid}/status") as status:
-        masks = dict(line.split(":", 1) for line in status if line.startswith("Sig"))
-    return bool((int(masks["SigIgn"], 16) | int(masks["SigCgt"], 16)) & bit)
+    masks = signal_masks(pid)
+    return bool((masks["SigIgn"] | masks["SigCgt"]) & bit)
 
 
 def test_signals_during_start_up_neither_kill_nor_hang_it(make_daemon) -> None:

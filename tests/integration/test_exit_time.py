@@ -6,17 +6,8 @@ from __future__ import annotations
 import signal
 import time
 from datetime import datetime
-from pathlib import Path
 
-from conftest import IN_CI, Gate, wait_for  # type: ignore[import-not-found]
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
+from conftest import IN_CI, Gate, process_state, wait_for  # type: ignore[import-not-found]
 
 
 def _instant(text: str) -> float:
@@ -40,7 +31,7 @@ def test_a_run_that_ended_while_the_daemon_was_stopped_keeps_its_true_end(
         gate.open()
         released = time.time()
         # the shell exits; the stopped daemon cannot reap it, so it stays a zombie
-        wait_for(lambda: _state(run["pid"]) == "Z", what="the run's process to exit")
+        wait_for(lambda: process_state(run["pid"]) == "Z", what="the run's process to exit")
         time.sleep(5)  # the daemon held up well past the exit
     finally:
         daemon.proc.send_signal(signal.SIGCONT)

@@ -6,30 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
+from conftest import process_state, signal_masks, wait_for  # type: ignore[import-not-found]
+
 from cronwarden.runners.process import ProcessSpec, spawn
-
-
-def wait_for_state(pid: int, state: str) -> None:
-    """Until the process is in ``state`` (/proc/PID/stat: S sleeping, Z exited)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] == state:
-                return
-        time.sleep(0.01)
-    raise AssertionError(f"process {pid} never reached state {state}")
 
 
 def caught_once_waiting(pid: int) -> int:
     """The signals the process catches, once it sleeps: blocked reading its stdin, its
     shell's start-up (where handlers are set) is behind it."""
-    wait_for_state(pid, "S")
-    with open(f"/proc/{pid}/status") as status:
-        line = next(line for line in status if line.startswith("SigCgt:"))
-    return int(line.split()[1], 16)
+    wait_for(lambda: process_state(pid) == "S", 30, "the shell waiting for its script")
+    return signal_masks(pid)["SigCgt"]
 
 
 async def test_the_shell_waiting_to_be_placed_catches_no_signal(tmp_path: Path) -> None:
@@ -56,7 +44,7 @@ def stopped_and_gone(pid: int) -> None:
     """SIGINT to the group, then wait until the process has exited (a zombie): the
     daemon's word then meets a pipe nobody reads."""
     os.killpg(pid, signal.SIGINT)
-    wait_for_state(pid, "Z")
+    wait_for(lambda: process_state(pid) == "Z", 30, "the stopped shell to exit")
 
 
 async def test_a_stop_while_waiting_to_be_placed_ends_the_run_by_that_signal(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI  # type: ignore[import-not-found]
+from conftest import IN_CI, process_state  # type: ignore[import-not-found]
 
 ALLOCATE = 100 * 1024 * 1024
 ALLOCATOR = f"""\
@@ -73,15 +73,7 @@ def children(pid: int) -> list[int]:
 
 
 def zombie_children(pid: int) -> list[int]:
-    zombies = []
-    for child in children(pid):
-        try:
-            stat = Path(f"/proc/{child}/stat").read_bytes()
-        except OSError:
-            continue
-        if stat.rsplit(b")", 1)[1].split()[0] == b"Z":
-            zombies.append(child)
-    return zombies
+    return [child for child in children(pid) if process_state(child) == "Z"]
 
 
 def no_zombie_remains(daemon, timeout: float = 10) -> None:

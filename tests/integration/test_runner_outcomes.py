@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATABASES  # type: ignore[import-not-found]
+from conftest import DATABASES, wait_for  # type: ignore[import-not-found]
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -176,10 +176,7 @@ def test_stop_a_running_run_with_its_stop_signal(daemon) -> None:
     # comes while the shell is still on its way there can be left pending in it (the
     # run was then killed after its kill_grace: signal 9).  The user's shell, not the
     # daemon; cronwarden's own shell leaves SIGINT be (test_placement_gate.py).
-    deadline = time.monotonic() + 30
-    while "sleep" not in children_names(pid):
-        assert time.monotonic() < deadline, "the task's shell never started sleep"
-        time.sleep(0.02)
+    wait_for(lambda: "sleep" in children_names(pid), 30, "the task's shell to start sleep")
     resp = daemon.post(f"/api/runs/{run['id']}/stop")
     assert resp.status == 202
     ended = daemon.wait_run(run["id"], timeout=10)

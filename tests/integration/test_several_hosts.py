@@ -10,13 +10,13 @@ import os
 import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import (  # type: ignore[import-not-found]
     PG_URL,
     TcpProxy,
     concurrently,
+    process_state,
     stays_false,
     wait_for,
 )
@@ -41,11 +41,7 @@ def name_of(daemon) -> str:  # type: ignore[no-untyped-def]
 
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return process_state(pid) not in (None, "Z")
 
 
 def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-def, type-arg]
