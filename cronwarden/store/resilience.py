@@ -58,10 +58,11 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
 @contextlib.contextmanager
 def outage_as_unavailable() -> Iterator[None]:
     """A database that cannot be reached is StoreUnavailable (the caller waits and looks
-    again); any other error, a conflict included, is what it is."""
+    again); any other error, a conflict included, is what it is.  A connection refused
+    comes from asyncpg as a bare OSError that SQLAlchemy does not wrap."""
     try:
         yield
-    except sa_exc.SQLAlchemyError as exc:
-        if is_outage(exc) and not isinstance(exc, sa_exc.IntegrityError):
+    except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        if is_outage(exc):
             raise unavailable(exc) from exc
         raise

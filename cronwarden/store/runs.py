@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -35,7 +34,7 @@ from cronwarden.store.paging import Read, RunOrder, RunPage, read_page
 from cronwarden.store.protocol import KeyClaim, KeyedRun
 from cronwarden.store.pruning import RetentionQueries
 from cronwarden.store.recorder import Recorder
-from cronwarden.store.resilience import is_outage, unavailable
+from cronwarden.store.resilience import outage_as_unavailable
 from cronwarden.store.search import TRIGRAM, search_condition, tags_condition
 from cronwarden.store.task_states import StateRows
 
@@ -156,27 +155,19 @@ class Store(StateRows):
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
         """A session whose connection failures surface as StoreUnavailable."""
-        try:
+        with outage_as_unavailable():
             async with self._sessions() as session:
                 yield session
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            if is_outage(exc):
-                raise unavailable(exc) from exc
-            raise
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         """Core reads (no ORM session: a page of rows costs half as much) as one unit
         of work: one call in the reader lane on SQLite, run_sync on PostgreSQL; its
         failures surface as StoreUnavailable."""
-        try:
+        with outage_as_unavailable():
             if self._reader is not None:
                 return await self._reader.read(work)
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work)
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            if is_outage(exc):
-                raise unavailable(exc) from exc
-            raise
 
     # -- runs: writes (group-committed) -----------------------------------------
 
