@@ -11,10 +11,10 @@ import signal
 import socket
 import sys
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -156,6 +156,13 @@ def _use_pidfd_child_watcher() -> None:
             asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
+T = TypeVar("T")
+
+
+class _StoppedWhileStarting(Exception):
+    """SIGTERM/SIGINT came before the daemon was ready (``Daemon._unless_stopped``)."""
+
+
 class SideTasks:
     """Tasks beside the daemon's work (retention, the fleet's heartbeat, probes): one
     that ends ends the daemon, loudly.  Stopping them is two steps: cancelled first,
@@ -219,30 +226,43 @@ class Daemon:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code (1 if a part failed).
-        A start-up failure raises, once what had started is undone."""
+        A start-up failure raises, once what had started is undone; a stop asked while
+        starting cuts the start-up short and exits 0."""
         self._install_signals()
         _log_warnings(self.config)
         async with contextlib.AsyncExitStack() as stack:
             try:
-                services, side = await self._start(stack)
+                async with self._reloading:  # a reload asked meanwhile waits for READY
+                    services, side = await self._start(stack)
+            except _StoppedWhileStarting:
+                sd_notify("STOPPING=1")
+                log.info("daemon.stopping", reason="asked to stop before it was ready")
             except BaseException as exc:
                 log.error("daemon.start_failed", error=str(exc) or repr(exc))
                 raise
-            self._ready = services
-            sd_notify("READY=1\n" + _status_line(services))
-            daemon = self.config.daemon
-            log.info(
-                "daemon.ready",
-                version=__version__,
-                listen=str(daemon.listen),
-                tasks=len(self.config.tasks),
-                data_dir=str(daemon.data_dir),
-                database=_redact(daemon.database_url),
-            )
-            freeze_start_up_objects()
-            await self._serve_until_stopped(services, side)
+            else:
+                await self._serve_until_stopped(services, side)
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
+
+    async def _unless_stopped(self, step: Awaitable[T]) -> T:
+        """A start-up step that can take long (a migration waiting for the database, a
+        hundred thousand schedules), cut short by SIGTERM/SIGINT: it is cancelled, and
+        the exit stack undoes what had started.  Only steps that can stop anywhere go
+        through here: recovering a previous life's runs does not."""
+        running = asyncio.ensure_future(step)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+        if running.cancelled():
+            raise _StoppedWhileStarting
+        return running.result()
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> tuple[Services, SideTasks]:
         """The start-up steps, in order; see the class docstring."""
@@ -251,7 +271,7 @@ class Daemon:
         # A busy port fails here, before any run is adopted (the port is bound for
         # good later: one taken meanwhile is a failed start-up like any other).
         check_port_free(daemon.listen)
-        store = await Store.open(open_engine(daemon.database_url))
+        store = await self._unless_stopped(Store.open(open_engine(daemon.database_url)))
         stack.push_async_callback(store.close)  # last: the recorder flushes every end
         side = SideTasks()
         stack.push_async_callback(side.unwind)
@@ -282,7 +302,7 @@ class Daemon:
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
         await services.pauses.load()  # the tasks the scheduler must not time
-        await services.scheduler.start(self.config.tasks, reboots.claim)
+        await self._unless_stopped(services.scheduler.start(self.config.tasks, reboots.claim))
         stack.callback(side.cancel)  # first: nothing new starts while runs stop
         self._start_side_tasks(services, side)
         return services, side
@@ -385,7 +405,7 @@ class Daemon:
                 self.keeper.drop_unclaimed()  # their runs ended while no daemon watched
             yield
         finally:
-            if self._ready is not None:
+            if self._ready is not None or self._stop.is_set():  # asked to stop, not failed
                 await dispatcher.shutdown(self.config.daemon.shutdown_timeout)
             else:
                 await dispatcher.detach()
@@ -408,6 +428,18 @@ class Daemon:
     async def _serve_until_stopped(self, services: Services, side: SideTasks) -> None:
         """Until SIGTERM/SIGINT, or until a side task (or the recorder) dies: then
         exit code 1.  The exit stack then stops what started."""
+        self._ready = services
+        sd_notify("READY=1\n" + _status_line(services))
+        daemon = self.config.daemon
+        log.info(
+            "daemon.ready",
+            version=__version__,
+            listen=str(daemon.listen),
+            tasks=len(self.config.tasks),
+            data_dir=str(daemon.data_dir),
+            database=_redact(daemon.database_url),
+        )
+        freeze_start_up_objects()
         recorder = services.store.recorder.start()
         stop = asyncio.create_task(self._stop.wait(), name="stop signal")
         supervised = {recorder, *side.supervised}

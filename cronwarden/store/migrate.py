@@ -56,25 +56,44 @@ async def migrate(engine: AsyncEngine) -> None:
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
         await migrate_here(engine)  # no other process can reach an in-memory database
         return
-    await asyncio.to_thread(migrate_apart, engine.url)
+    process = _migrating_process()
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        _, said = await asyncio.to_thread(process.communicate, url)
+    except asyncio.CancelledError:
+        # A daemon stopped while it starts (tests/integration/test_stop_while_starting.py):
+        # the migration ends too, its transaction rolled back by the database.
+        process.terminate()
+        raise
+    _check(process.returncode, said)
     await engine.dispose()  # pooled connections start afresh on the new schema
 
 
 def migrate_apart(url: URL) -> None:
-    """``migrate_here`` in a process of its own, on this interpreter and its flags (-I,
-    -E, -X: as multiprocessing passes them on), so it imports this cronwarden."""
+    """``migrate_here`` in a process of its own (the test suite's template schemas)."""
+    process = _migrating_process()
+    _, said = process.communicate(url.render_as_string(hide_password=False))
+    _check(process.returncode, said)
+
+
+def _migrating_process() -> subprocess.Popen[str]:
+    """The migrating process, on this interpreter and its flags (-I, -E, -X: as
+    multiprocessing passes them on), so it imports this cronwarden; the URL goes to
+    its stdin."""
     flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    done = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, *flags, "-c", APART],
-        input=url.render_as_string(hide_password=False),
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
-    if done.returncode != 0:
-        said = "\n".join(done.stderr.strip().splitlines()[-ERROR_LINES:])
-        raise MigrationFailed(f"migrating the database failed (exit {done.returncode}):\n{said}")
+
+
+def _check(returncode: int, said: str) -> None:
+    if returncode != 0:
+        said = "\n".join(said.strip().splitlines()[-ERROR_LINES:])
+        raise MigrationFailed(f"migrating the database failed (exit {returncode}):\n{said}")
 
 
 def migrate_from_stdin() -> None:

@@ -14,7 +14,7 @@ from dispatch_doubles import FakeClock  # type: ignore[import-not-found]
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.errors import StoreUnavailable
 from cronwarden.model import Trigger
-from cronwarden.scheduler.service import SchedulerService
+from cronwarden.scheduler.service import YIELD_EVERY, SchedulerService
 
 T = datetime(2036, 5, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -290,3 +290,30 @@ async def until(predicate: Any, within: float = 5) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_timing_many_tasks_at_start_up_lets_the_loop_turn() -> None:
+    """SIGTERM, /health and fires already due get turns while 100,000 tasks are timed
+    (tests/integration/test_stop_while_starting.py has the daemon's side)."""
+    count = 3 * YIELD_EVERY
+    defs = tasks(
+        "".join(f'[tasks.t{i}]\nschedule = "0 3 * * *"\ncommand = "true"\n' for i in range(count))
+    )
+    dispatcher = FakeDispatcher(defs)
+    service = SchedulerService(dispatcher, dispatcher.store, FakeClock(at=T))  # type: ignore[arg-type]
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count_turns())
+    await asyncio.sleep(0)  # the counter's first turn
+    before = turns
+    await service.start(defs)
+    during = turns - before
+    counter.cancel()
+    assert during >= 3, "the loop never turned while the tasks were timed"
+    assert all(service.next_fire_time(name) for name in defs)  # every task timed all the same
