@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import select
 
 from cronwarden.model import Installation, TaskState, utcnow
@@ -55,14 +55,18 @@ class StateRows:
         table = Installation.__table__  # type: ignore[attr-defined]
         read = sa.select(table.c.hash_key).where(table.c.id == 1)
         async with self._session() as session:
-            key = (await session.execute(read)).scalar()
-            await session.commit()  # the insert starts a transaction of its own
-            if key is None:
-                await session.execute(
-                    upsert_insert(self.engine, table)
-                    .values(id=1, hash_key=new_key(), created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=[table.c.id])
-                )
-                await session.commit()
-                key = (await session.execute(read)).scalar_one()
+            key: bytes | None = (await session.execute(read)).scalar()
+        if key is None:
+            make = (
+                upsert_insert(self.engine, table)
+                .values(id=1, hash_key=new_key(), created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=[table.c.id])
+            )
+
+            async def made(conn: AsyncConnection) -> bytes:
+                await conn.execute(make)
+                return bytes((await conn.execute(read)).scalar_one())
+
+            with outage_as_unavailable():
+                key = await in_transaction(self.engine, made)
         return bytes(key)
