@@ -251,6 +251,11 @@ def process_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    return process_state(pid) not in (None, "Z")
+
+
 def signal_masks(pid: int) -> dict[str, int]:
     """The process's signal masks from /proc/PID/status, by name (SigPnd, SigBlk,
     SigIgn, SigCgt): bit ``signum - 1`` of each."""

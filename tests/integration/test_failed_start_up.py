@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for  # type: ignore[import-not-found]
+from conftest import alive, wait_for  # type: ignore[import-not-found]
 
 from cronwarden.model import Run
 from cronwarden.store import Store, open_engine
@@ -41,15 +41,6 @@ def row_of(daemon: Any, run_id: str) -> Run:
             await store.close()
 
     return asyncio.run(read())
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def start_running_then_kill_9(daemon: Any) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import pytest
 from conftest import (  # type: ignore[import-not-found]
     PG_URL,
     TcpProxy,
+    alive,
     concurrently,
-    process_state,
     stays_false,
     wait_for,
 )
@@ -37,11 +37,6 @@ def start_nodes(make_daemon, tasks: str, urls: list[str]) -> list:  # type: igno
 
 def name_of(daemon) -> str:  # type: ignore[no-untyped-def]
     return str(daemon.get("/api/info").body["node"])
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie waiting to be reaped."""
-    return process_state(pid) not in (None, "Z")
 
 
 def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-def, type-arg]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import process_state, wait_for  # type: ignore[import-not-found]
+from conftest import alive, wait_for  # type: ignore[import-not-found]
 
 TASKS = """
 [tasks.hourly]
@@ -75,7 +75,7 @@ def test_sigterm_during_a_migration_held_up_stops_the_daemon_at_once(
     assert code == 0, log
     assert '"event": "daemon.stopped"' in log and "daemon.start_failed" not in log
     assert "Traceback" not in log
-    wait_for(lambda: process_state(migrating) in (None, "Z"), 10, "the migration to end")
+    wait_for(lambda: not alive(migrating), 10, "the migration to end")
 
     lock.execute("ROLLBACK")  # nothing was half done: the next start migrates and serves
     daemon.start()

@@ -173,6 +173,16 @@ def rig(
     return Rig(dispatcher, store, fake, clock, live, NewRuns(live, clock, "n1"), changes)
 
 
+class HeldPacer:
+    """Spawn turns given only once the test opens them: the daemon is behind."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def turn(self) -> None:
+        await self.open.wait()
+
+
 async def settle(rounds: int = 30) -> None:
     """Let every ready coroutine run to its next real wait."""
     for _ in range(rounds):

@@ -11,22 +11,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from dispatch_doubles import T0, rig, settle  # type: ignore[import-not-found]
+from dispatch_doubles import T0, HeldPacer, rig, settle  # type: ignore[import-not-found]
 
 from cronwarden.model import EndReason, Status, Trigger
 
 S = timedelta(seconds=1)
 EVERY_SECOND = '[tasks.job]\ncommand = "true"\nschedule = "@every 1s"\n'
-
-
-class HeldPacer:
-    """Spawn turns given only once the test opens them: the daemon is behind."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-    async def turn(self) -> None:
-        await self.open.wait()
 
 
 @contextlib.asynccontextmanager

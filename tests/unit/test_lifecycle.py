@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from dispatch_doubles import T0, Rig, config, rig, settle  # type: ignore[import-not-found]
+from dispatch_doubles import T0, HeldPacer, Rig, config, rig, settle  # type: ignore[import-not-found]
 
 from cronwarden.durable import persist
 from cronwarden.errors import (
@@ -372,16 +372,6 @@ async def test_shutdown_ends_queued_keeps_delayed_retries_and_stops_the_rest() -
     retry = next(x for x in r.store.runs.values() if x.retry_of == failed.id)
     assert r.store.runs[retry.id].status == Status.PENDING  # for the next life
     assert r.dispatcher.active_runs == 0
-
-
-class HeldPacer:
-    """Spawn turns given only once the test opens them."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-    async def turn(self) -> None:
-        await self.open.wait()
 
 
 async def test_runs_stopped_while_waiting_for_their_turn_to_spawn_never_start() -> None:
