@@ -21,6 +21,7 @@ import structlog
 from cronwarden.alerts.apprise_sender import AppriseSender
 from cronwarden.alerts.courier import Courier, Outcome, Send
 from cronwarden.alerts.ends import RunEnds
+from cronwarden.alerts.missed import MissedFires
 from cronwarden.alerts.output import CARRIES_OUTPUT, EXCERPT_BYTES, cut_excerpt
 from cronwarden.alerts.overdue import OverdueWatch
 from cronwarden.alerts.rules import AlertEvent, missed_event, overdue_event
@@ -37,7 +38,6 @@ from cronwarden.support.clock import Cancellable, Clock
 
 log = structlog.get_logger("cronwarden.alerts")
 
-MISSED_GATHER = timedelta(seconds=1)  # missed fires of a task within this are one alert
 DRAIN_AT_SHUTDOWN = 5.0
 # Alerts that tell of something, not of something wrong: logged as info, not warnings.
 NEWS = frozenset({"run.output", "task.recovered"})
@@ -71,7 +71,7 @@ class Alerts:
         self._session: aiohttp.ClientSession | None = None
         self._apprise: AppriseSender | None = None
         self._excerpts: dict[str, asyncio.Task[dict[str, Any]]] = {}
-        self._missed: dict[str, list[AnyRun]] = {}
+        self._missed = MissedFires()
         self._overdue_timer: Cancellable | None = None
         self._saving: set[asyncio.Task[None]] = set()
         self.watch = RunWatch(live, clock, emit=self.emit, save=self._save, run_json=run_json)
@@ -130,7 +130,9 @@ class Alerts:
         if self._overdue_timer is not None:
             self._overdue_timer.cancel()
         await self.ends.settled()
-        self._flush_missed()
+        now = self.clock.now()
+        for task, runs in self._missed.take_all(now).items():
+            self.emit(missed_event(task, runs, now))
         await asyncio.gather(*(c.drain(DRAIN_AT_SHUTDOWN) for c in self.couriers.values()))
         if self._saving:
             await asyncio.gather(*self._saving, return_exceptions=True)
@@ -158,15 +160,16 @@ class Alerts:
         return "being overdue"
 
     def _gather_missed(self, run: AnyRun) -> None:
-        waiting = self._missed.setdefault(run.task_name, [])
-        waiting.append(run)
-        if len(waiting) == 1:
-            self.clock.call_at(self.clock.now() + MISSED_GATHER, self._flush_missed)
+        due = self._missed.add(run, self.clock.now())
+        if due is not None:
+            self.clock.call_at(due, lambda: self._alert_missed(run.task_name))
 
-    def _flush_missed(self) -> None:
-        gathered, self._missed = self._missed, {}
-        for task, runs in gathered.items():
-            self.emit(missed_event(task, runs, self.clock.now()))
+    def _alert_missed(self, task: str) -> None:
+        now = self.clock.now()
+        runs = self._missed.take(task, now)
+        if runs:
+            self.emit(missed_event(task, runs, now))
+        self._missed.forget_quiet(now)
 
     # -- timers -------------------------------------------------------------------------
 
