@@ -197,10 +197,11 @@ class Daemon:
     its teardown into one exit stack as it starts, so a failure at any step undoes
     exactly what started, in reverse order.
 
-    Two ways out, told apart by whether start-up finished (``self._ready``):
+    Two ways out (``_letting_runs_go``):
 
-    * a normal stop (SIGTERM, or a side task died): the scheduler stops firing, runs
-      get their shutdown_timeout and are then stopped, every end is recorded;
+    * a stop (SIGTERM, before or after READY, or a side task died): the scheduler stops
+      firing, runs get their shutdown_timeout and are then stopped, every end is
+      recorded;
     * a failed start-up: the runs recovery adopted are let go (``Dispatcher.detach``):
       their processes keep running, their rows stay ``running`` with their pid, nothing
       is recorded or alerted, and the next start adopts them again.
@@ -245,6 +246,11 @@ class Daemon:
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
 
+    def _letting_runs_go(self) -> bool:
+        """Whether the way out lets runs go as they are: a start-up that failed, not one
+        asked to stop (see the class docstring)."""
+        return self._ready is None and not self._stop.is_set()
+
     async def _unless_stopped(self, step: Awaitable[T]) -> T:
         """A start-up step that can take long (a migration waiting for the database, a
         hundred thousand schedules), cut short by SIGTERM/SIGINT: it is cancelled, and
@@ -285,7 +291,7 @@ class Daemon:
         self.containment = _contain_runs(self.config, stack)
         self.keeper = keeper = await _attach_keeper(daemon)
         if keeper is not None:  # after the runs: a stop says goodbye, a failed start detaches
-            stack.push_async_callback(lambda: keeper.close(detach=self._ready is None))
+            stack.push_async_callback(lambda: keeper.close(detach=self._letting_runs_go()))
         services = self._build(store, exits)
         runner = _http_runner(services)
         await runner.setup()
@@ -405,10 +411,10 @@ class Daemon:
                 self.keeper.drop_unclaimed()  # their runs ended while no daemon watched
             yield
         finally:
-            if self._ready is not None or self._stop.is_set():  # asked to stop, not failed
-                await dispatcher.shutdown(self.config.daemon.shutdown_timeout)
-            else:
+            if self._letting_runs_go():
                 await dispatcher.detach()
+            else:
+                await dispatcher.shutdown(self.config.daemon.shutdown_timeout)
             if watcher is not None:
                 watcher.close()
 
