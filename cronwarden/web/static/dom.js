@@ -35,6 +35,21 @@ export function clear(el, ...children) {
   return el;
 }
 
+// Like clear, for a view redrawn in place: a child equal to its replacement
+// (isEqualNode) is left where it is.  A redraw that changes nothing under the pointer
+// then leaves the link or button being pressed alone: replaced between mousedown and
+// mouseup, its click would be lost.
+export function patch(el, ...children) {
+  const old = [...el.childNodes];
+  const fresh = [...clear(document.createElement("div"), ...children).childNodes];
+  fresh.forEach((node, i) => {
+    if (i >= old.length) el.append(node);
+    else if (!old[i].isEqualNode(node)) old[i].replaceWith(node);
+  });
+  for (const node of old.slice(fresh.length)) node.remove();
+  return el;
+}
+
 // A table cell labelled for the phone layout, where each row becomes a card whose cells
 // show their column's name beside their content.
 export function cell(label, attrs, ...children) {

@@ -7,7 +7,7 @@
 
 import { api, ApiError, download, follow } from "./api.js";
 import { artifactsSection } from "./artifacts.js";
-import { clear, h } from "./dom.js";
+import { clear, h, patch } from "./dom.js";
 import { absolute, bytes, duration, exitText } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
 import { action, badge, failure, notify, scopeNote, session, tagLinks, when } from "./widgets.js";
@@ -38,8 +38,10 @@ export async function runPage(view, signal, id) {
   const errorBox = h("div");
   const reported = h("section", { "aria-labelledby": "reported-h", hidden: true });
 
+  // Redrawn as the run changes (and once more when its log ends): in place, so that a
+  // click on its links and buttons is not lost to a redraw that changed nothing there.
   const draw = () => {
-    clear(
+    patch(
       header,
       h("h1", {}, h("a", { href: `#/tasks/${encodeURIComponent(run.task_name)}` }, run.task_name), " ", badge(run)),
       h(
@@ -55,7 +57,7 @@ export async function runPage(view, signal, id) {
     );
     clear(errorBox, run.error ? h("div", { class: "error-box", role: "note" }, h("strong", {}, "Error: "), run.error) : null);
     clear(figures, ...outcomeOf(run));
-    clear(fields, ...describe(run, causes));
+    patch(fields, ...describe(run, causes));
     drawReported(reported, run);
   };
   // While it runs: its duration counts up each second, its log size is read again as

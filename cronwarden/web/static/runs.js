@@ -2,7 +2,7 @@
 // paging, and rows that follow /api/events.
 
 import { api } from "./api.js";
-import { cell, clear, h } from "./dom.js";
+import { cell, clear, h, patch } from "./dom.js";
 import { absolute, duration, END_REASONS, exitText, outcome } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
 import { badge, failure, session, tagLinks, when } from "./widgets.js";
@@ -62,7 +62,11 @@ export async function runsPage(view, signal, query) {
     const known = rows.get(run.id);
     if (known) {
       const latest = furthest(known.run, run);
-      if (latest !== known.run) known.tr.replaceWith(row(latest));
+      if (latest !== known.run) {
+        // In place: a cell the change left as it was keeps its link under the pointer.
+        patch(known.tr, ...row(latest).childNodes);
+        rows.set(run.id, { tr: known.tr, run: latest });
+      }
       return;
     }
     if (kind !== "run.created" || !matches(run, filters)) return;
