@@ -4,7 +4,7 @@
 // values hidden by the API).
 
 import { api } from "./api.js";
-import { clear, h, svg } from "./dom.js";
+import { h, patch, svg } from "./dom.js";
 import { definitionList } from "./definition.js";
 import { absolute, bytes, clockTime, dayOf, duration, viewerZone } from "./fmt.js";
 import { listen, mark } from "./live.js";
@@ -27,7 +27,8 @@ export async function taskPage(view, signal, name) {
     ]).then(async ([task, stats, runs]) => [task, stats, runs, await holdsOf(task, signal)]);
   const draw = ([task, stats, { runs }, holds]) => {
     sharing = new Set(holds.flatMap((hold) => hold.tasks));
-    return clear(
+    // In place (dom.patch): a press on Run now or a link split by a redraw is no click.
+    return patch(
       view,
       h(
         "h1",
