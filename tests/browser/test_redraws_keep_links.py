@@ -54,3 +54,15 @@ def test_a_task_s_page_keeps_what_a_redraw_left_as_it_was(make_daemon, open_page
     daemon.wait_run(run)
     expect(page.get_by_text("No runs yet.")).to_have_count(0)  # redrawn with the run
     assert still_there(page), "the link to its runs was replaced"
+
+
+def test_the_tasks_list_keeps_what_a_redraw_left_as_it_was(make_daemon, open_page, gate) -> None:  # type: ignore[no-untyped-def]
+    daemon = make_daemon(f'[tasks.report]\ncommand = "{gate.wait_command}"\n')
+    page, _ = open_page(f"{daemon.url}/#/")
+    last_run = page.locator('tr[data-task="report"] td[data-label="Last run"]')
+    expect(last_run).to_have_text("never")
+    keep(page, 'tr[data-task="report"] th a')
+    run = daemon.trigger("report")["id"]
+    expect(last_run.locator("a")).to_have_attribute("href", f"#/runs/{run}")  # redrawn
+    gate.open()
+    assert still_there(page), "the task's link was replaced"

@@ -5,7 +5,7 @@
 // the tasks in one state.  Rows and counts follow /api/events.
 
 import { api } from "./api.js";
-import { cell, clear, h } from "./dom.js";
+import { cell, clear, h, patch } from "./dom.js";
 import { absolute, viewerZone } from "./fmt.js";
 import { furthest, listen, mark } from "./live.js";
 import { drawOverview, loadOverview, STATES } from "./overview.js";
@@ -190,7 +190,9 @@ function drawRow(row) {
   const link = `#/tasks/${encodeURIComponent(task.name)}`;
   // Failing and running show in the last run's badge; the other states as tags.
   const tags = (task.attention ?? []).filter((state) => state !== "failing" && state !== "running");
-  clear(
+  // In place (dom.patch): every run of the task redraws its row, and a press on its
+  // link or Run now that a redraw split was no click.
+  patch(
     row.el,
     h(
       "th",
