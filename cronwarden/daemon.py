@@ -160,7 +160,7 @@ T = TypeVar("T")
 
 
 class _StoppedWhileStarting(Exception):
-    """SIGTERM/SIGINT came before the daemon was ready (``Daemon._unless_stopped``)."""
+    """SIGTERM/SIGINT came before the daemon was ready (``_unless_stopped``)."""
 
 
 class SideTasks:
@@ -251,25 +251,6 @@ class Daemon:
         asked to stop (see the class docstring)."""
         return self._ready is None and not self._stop.is_set()
 
-    async def _unless_stopped(self, step: Awaitable[T]) -> T:
-        """A start-up step that can take long (a migration waiting for the database, a
-        hundred thousand schedules), cut short by SIGTERM/SIGINT: it is cancelled, and
-        the exit stack undoes what had started.  Only steps that can stop anywhere go
-        through here: recovering a previous life's runs does not."""
-        running = asyncio.ensure_future(step)
-        stop = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not running.done():
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-        if running.cancelled():
-            raise _StoppedWhileStarting
-        return running.result()
-
     async def _start(self, stack: contextlib.AsyncExitStack) -> tuple[Services, SideTasks]:
         """The start-up steps, in order; see the class docstring."""
         daemon = self.config.daemon
@@ -277,7 +258,7 @@ class Daemon:
         # A busy port fails here, before any run is adopted (the port is bound for
         # good later: one taken meanwhile is a failed start-up like any other).
         check_port_free(daemon.listen)
-        store = await self._unless_stopped(Store.open(open_engine(daemon.database_url)))
+        store = await _unless_stopped(Store.open(open_engine(daemon.database_url)), self._stop)
         stack.push_async_callback(store.close)  # last: the recorder flushes every end
         side = SideTasks()
         stack.push_async_callback(side.unwind)
@@ -308,7 +289,9 @@ class Daemon:
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
         await services.pauses.load()  # the tasks the scheduler must not time
-        await self._unless_stopped(services.scheduler.start(self.config.tasks, reboots.claim))
+        await _unless_stopped(
+            services.scheduler.start(self.config.tasks, reboots.claim), self._stop
+        )
         stack.callback(side.cancel)  # first: nothing new starts while runs stop
         self._start_side_tasks(services, side)
         return services, side
@@ -507,6 +490,26 @@ class Daemon:
     async def _reload_quietly(self, services: Services) -> None:
         with contextlib.suppress(ConfigError):
             await self.reload(services)
+
+
+async def _unless_stopped(step: Awaitable[T], stop_asked: asyncio.Event) -> T:
+    """A start-up step that can take long (a migration waiting for the database, a
+    hundred thousand schedules), cut short by SIGTERM/SIGINT: it is cancelled, and
+    the exit stack undoes what had started.  Only steps that can stop anywhere go
+    through here: recovering a previous life's runs does not."""
+    running = asyncio.ensure_future(step)
+    stop = asyncio.ensure_future(stop_asked.wait())
+    try:
+        await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    if running.cancelled():
+        raise _StoppedWhileStarting
+    return running.result()
 
 
 async def _load_successes(services: Services) -> None:
