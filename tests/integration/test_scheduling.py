@@ -56,7 +56,18 @@ def test_catch_up_latest_after_downtime_runs_exactly_one(make_daemon) -> None:
     assert all(z(r["scheduled_for"]) < z(catch_up[0]["scheduled_for"]) for r in missed)
     assert all("catch_up = latest" in r["error"] and r["start_at"] is None for r in missed)
     ran = [r for r in runs if r["status"] == "ended" and r["end_reason"] != "missed"]
-    assert all(r["end_reason"] == "success" for r in ran)
+    assert all(ran_or_caught_by_the_stop(r) for r in ran), [
+        (r["scheduled_for"], r["triggered_by"], r["end_reason"], r["error"]) for r in ran
+    ]
+
+
+def ran_or_caught_by_the_stop(run: dict) -> bool:  # type: ignore[type-arg]
+    """A success, or a fire the first life's stop caught before it started (on a busy
+    machine a per-second fire can be waiting for its spawn when SIGTERM comes)."""
+    if run["end_reason"] == "success":
+        return True
+    unstarted = run["start_at"] is None and run["end_reason"] == "stopped"
+    return unstarted and run["error"] == "the daemon shut down before it started"
 
 
 def test_catch_up_skip_runs_none(make_daemon) -> None:
