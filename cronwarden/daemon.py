@@ -284,11 +284,12 @@ class Daemon:
         stack.callback(services.fleet.close)  # its lease timer
         await stack.enter_async_context(self._carrying(services))
         dispatcher = services.dispatcher
-        await services.alerts.start(dispatcher.running_runs())
+        await _unless_stopped(services.alerts.start(dispatcher.running_runs()), self._stop)
         await serve_api(runner, daemon.listen)
         stack.push_async_callback(_stop_firing, services.scheduler)
         reboots = RebootLedger(daemon.data_dir, current_boot_id())
-        await services.pauses.load()  # the tasks the scheduler must not time
+        # The tasks the scheduler must not time.
+        await _unless_stopped(services.pauses.load(), self._stop)
         await _unless_stopped(
             services.scheduler.start(self.config.tasks, reboots.claim), self._stop
         )
@@ -496,7 +497,8 @@ async def _unless_stopped(step: Awaitable[T], stop_asked: asyncio.Event) -> T:
     """A start-up step that can take long (a migration waiting for the database, a
     hundred thousand schedules), cut short by SIGTERM/SIGINT: it is cancelled, and
     the exit stack undoes what had started.  Only steps that can stop anywhere go
-    through here: recovering a previous life's runs does not."""
+    through here (reads, a migration in its own process, timing): recovering a
+    previous life's runs does not."""
     running = asyncio.ensure_future(step)
     stop = asyncio.ensure_future(stop_asked.wait())
     try:

@@ -97,7 +97,7 @@ def said(daemon: Any, event: str) -> bool:
 
 class TableLock:
     """An ACCESS EXCLUSIVE lock on one table, held by a transaction of the test's own
-    (on a thread with its own loop) until ``release``: whoever reads the table waits."""
+    (on a thread with its own loop) for the block: whoever reads the table waits."""
 
     def __init__(self, url: str, table: str) -> None:
         self._url = url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -121,33 +121,30 @@ class TableLock:
         assert self._held.wait(10), "the lock was not taken"
         return self
 
-    def release(self) -> None:
+    def __exit__(self, *_: object) -> None:
         self._release.set()
         self._thread.join(10)
-
-    def __exit__(self, *_: object) -> None:
-        self.release()
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_runs_adopted_before_a_stop_during_start_up_get_their_stop_and_are_recorded(
     make_daemon: Callable[..., Any], gate: Any
 ) -> None:
-    """Held after recovery (the pauses wait for a lock on their table), the daemon is
-    told to stop: the run it adopted is stopped and its end recorded, as in any stop,
-    not let go as a failed start-up lets runs go."""
+    """Held after recovery (the pauses' read waits for a lock on their table), the
+    daemon is told to stop: it stops without waiting for the lock, and the run it
+    adopted is stopped and its end recorded, as in any stop, not let go as a failed
+    start-up lets runs go."""
     daemon = make_daemon(f'[tasks.held]\ncommand = "{gate.wait_command}"\n')
     run = daemon.trigger("held")
     pid = daemon.wait_run(run["id"], lambda r: r["status"] == "running" and r["pid"])["pid"]
     daemon.kill9()  # the run goes on, held by the keeper
 
-    with TableLock(daemon.database, "task_state") as lock:
+    with TableLock(daemon.database, "task_state"):
         daemon.start_process()
         wait_for(lambda: said(daemon, "api.listening"), 30, "recovery and the API listening")
         assert said(daemon, "run.adopted")
         daemon.proc.terminate()
-        lock.release()
-        assert daemon.proc.wait(30) == 0, daemon.log()
+        assert daemon.proc.wait(30) == 0, daemon.log()  # the pauses' read is cut short
     log = daemon.log()
     assert "asked to stop before it was ready" in log and "dispatch.detached" not in log
     assert not alive(pid), "the adopted run was let go"
