@@ -57,6 +57,7 @@ from cronwarden.api.schemas import (
     page_fields,
     run_fields,
     run_id_of,
+    run_json,
     shown_name,
 )
 from cronwarden.api.streams import (
@@ -310,7 +311,7 @@ async def _new_run_answer(
         run = await _wait_for_end(services, run.id, wait)
         if run.status != Status.ENDED:
             status = 202
-    response = _json(RunOut.of(run), status)
+    response = web.json_response(body=run_json(run), status=status)
     response.headers["Location"] = f"/api/runs/{run.id}"
     return response
 
@@ -448,7 +449,7 @@ async def get_run(request: web.Request) -> web.Response:
     live = services.log_feeds.kept_so_far(run.id) if run.status == Status.RUNNING else None
     shown = {} if live is None else {"log_size": live}
     if not expand:
-        return _json(RunOut.of(run).model_copy(update=shown))
+        return web.json_response(body=run_json(run, **shown))
     fields = (
         run_fields(run)
         | shown
@@ -485,7 +486,7 @@ async def stop_run(request: web.Request) -> web.Response:
         run = await services.store.get_run(run_id)
         if not asked:
             raise Conflict(f"run {run_id} has already ended ({run.end_reason})") from None
-    return _json(RunOut.of(run), 202)
+    return web.json_response(body=run_json(run), status=202)
 
 
 async def run_log(request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from cronwarden.api.auth import bearer
 from cronwarden.api.handlers import _read_body, _run_id
 from cronwarden.api.keys import SERVICES, Services
-from cronwarden.api.schemas import RunOut, Schema
+from cronwarden.api.schemas import Schema, run_json
 from cronwarden.errors import Conflict, Forbidden, RunNotFound, Unauthorized
 from cronwarden.model import Run, Status
 from cronwarden.run_tokens import TOKEN_VARIABLE, run_of_token, token_matches
@@ -123,7 +123,7 @@ async def report_run(request: web.Request) -> web.Response:
         raise Conflict(_ended(await services.store.get_run(run_id)))
     written = await services.store.get_run(run_id)
     services.dispatcher.reports.reported(written)
-    return web.json_response(text=RunOut.of(written).model_dump_json())
+    return web.json_response(body=run_json(written))
 
 
 async def _check_token(services: Services, run: Run, token: str) -> None:

@@ -297,6 +297,13 @@ def run_fields(run: AnyRun) -> dict[str, Any]:
     return _shown(dict(zip(_RUN_FIELDS, _fields_of(run), strict=True)))
 
 
+def run_json(run: AnyRun, **shown: Any) -> bytes:
+    """A run as the API answers it (what RunOut describes), as JSON, with ``shown``
+    over its values: written from run_fields as a page's runs are, not through a
+    model built for each answer (3-4 % of the daemon's loop under sustained triggers)."""
+    return json_bytes(run_fields(run) | shown)
+
+
 def json_bytes(body: Any) -> bytes:
     """``body`` (plain JSON values) as compact JSON, written by pydantic's serializer: a
     page of 50 runs took json.dumps a quarter of the page's time past its query, this a

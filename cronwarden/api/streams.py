@@ -26,7 +26,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from cronwarden.api.compression import compress_stream
 from cronwarden.api.keys import Services
 from cronwarden.api.middlewares import BadRequest
-from cronwarden.api.schemas import MAX_ID, RunOut, shown_name
+from cronwarden.api.schemas import MAX_ID, run_json, shown_name
 from cronwarden.artifacts.layout import open_artifact
 from cronwarden.artifacts.names import attachment
 from cronwarden.errors import ArtifactNotFound
@@ -127,7 +127,7 @@ async def follow_events(
 
 def _event_frame(event: Event) -> str:
     run = event.run
-    data = RunOut.of(run).model_dump_json() if run is not None else json.dumps(event.data)
+    data = run_json(run).decode() if run is not None else json.dumps(event.data)
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
@@ -153,7 +153,7 @@ async def _stream(
             continue
         if ended:
             final = await services.store.get_run(run_id)
-            await sse.send(RunOut.of(final).model_dump_json(), event="end")
+            await sse.send(run_json(final).decode(), event="end")
             return
         try:
             async with asyncio.timeout(HEARTBEAT):
