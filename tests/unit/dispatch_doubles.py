@@ -183,6 +183,30 @@ class HeldPacer:
         await self.open.wait()
 
 
+class LoopTurns:
+    """Counts the turns the event loop gives other work, from entering the block to
+    leaving it: a task that only yields, as a request or a signal would wait."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._turning: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopTurns:
+        self._turning = asyncio.ensure_future(self._turn())
+        await asyncio.sleep(0)  # its first turn
+        self.count = 0
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._turning is not None
+        self._turning.cancel()
+
+    async def _turn(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+
 async def settle(rounds: int = 30) -> None:
     """Let every ready coroutine run to its next real wait."""
     for _ in range(rounds):

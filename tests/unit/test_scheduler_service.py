@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dispatch_doubles import FakeClock  # type: ignore[import-not-found]
+from dispatch_doubles import FakeClock, LoopTurns  # type: ignore[import-not-found]
 
 from cronwarden.config import TaskConfig, parse_config
 from cronwarden.errors import StoreUnavailable
@@ -301,19 +301,7 @@ async def test_timing_many_tasks_at_start_up_lets_the_loop_turn() -> None:
     )
     dispatcher = FakeDispatcher(defs)
     service = SchedulerService(dispatcher, dispatcher.store, FakeClock(at=T))  # type: ignore[arg-type]
-    turns = 0
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    counter = asyncio.ensure_future(count_turns())
-    await asyncio.sleep(0)  # the counter's first turn
-    before = turns
-    await service.start(defs)
-    during = turns - before
-    counter.cancel()
-    assert during >= 3, "the loop never turned while the tasks were timed"
+    async with LoopTurns() as turns:
+        await service.start(defs)
+    assert turns.count >= 3, "the loop never turned while the tasks were timed"
     assert all(service.next_fire_time(name) for name in defs)  # every task timed all the same
