@@ -4,6 +4,11 @@ Spawning a thousand runs due at once in a single turn would handle no exit and n
 of output until the last fork, so pipes and pidfds of finished runs pile up, and every
 fork-exec pays for each fd open in the daemon.  A few per turn keeps them reaped as
 they go.  Runs waiting for a turn go in the order they came, without polling.
+
+Two, not more: each fork waits for its child to get a core (vfork), and everything
+else the loop has to do waits for the turn's forks.  In a 10,000-task minute, eight a
+turn kept /health at p50 39-48 ms, two at 13 ms, with all runs started no later
+(BENCHMARKS.md, "spawns a turn").
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-SPAWNS_PER_TURN = 8
+SPAWNS_PER_TURN = 2
 
 
 class SpawnPacer:
