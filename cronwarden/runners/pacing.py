@@ -7,8 +7,8 @@ they go.  Runs waiting for a turn go in the order they came, without polling.
 
 Two, not more: each fork waits for its child to get a core (vfork), and everything
 else the loop has to do waits for the turn's forks.  In a 10,000-task minute, eight a
-turn kept /health at p50 39-48 ms, two at 13 ms, with all runs started no later
-(BENCHMARKS.md, "spawns a turn").
+turn kept /health at p50 39-48 ms, two at 13 ms; the runs all started in about the
+same time (BENCHMARKS.md, "spawns a turn").
 """
 
 from __future__ import annotations
