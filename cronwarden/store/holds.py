@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cronwarden.model import Hold, Run, Status, utcnow
 from cronwarden.ports import Holder
 from cronwarden.store.engine import dialect_insert
-from cronwarden.store.nodes import CHANNEL
+from cronwarden.store.nodes import notify_nodes
 from cronwarden.store.resilience import outage_as_unavailable
 from cronwarden.store.transactions import in_transaction
 
@@ -83,10 +83,8 @@ class SqlHolds:
         look again every second."""
         if not self._shared or not names:
             return
-        payload = " ".join([FREED_HOLDS, *sorted(names)])
-        notify = sa.select(sa.func.pg_notify(CHANNEL, payload))
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
-            await in_transaction(self.engine, lambda conn: conn.execute(notify))
+            await notify_nodes(self.engine, " ".join([FREED_HOLDS, *sorted(names)]))
 
     async def _seat(self, conn: AsyncConnection, run_id: str, chosen: Mapping[str, int]) -> bool:
         """Write the run into each chosen seat, replacing only a row whose run ended;

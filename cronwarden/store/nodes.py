@@ -238,7 +238,7 @@ class NodeRegistry:
         async def ask(conn: AsyncConnection) -> bool:
             asked = bool((await conn.execute(statement)).rowcount)
             if asked and self.shared:  # delivered on commit
-                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, run_id)))
+                await conn.execute(wake_nodes(run_id))
             return asked
 
         return await in_transaction(self.engine, ask)
@@ -266,8 +266,18 @@ class NodeRegistry:
 
     async def notify(self, payload: str = "") -> None:
         """Wake the other nodes (they LISTEN on CHANNEL)."""
-        notify = sa.select(sa.func.pg_notify(CHANNEL, payload))
-        await in_transaction(self.engine, lambda conn: conn.execute(notify))
+        await notify_nodes(self.engine, payload)
+
+
+def wake_nodes(payload: str) -> sa.Select[Any]:
+    """The NOTIFY that wakes the other nodes (they LISTEN on CHANNEL); delivered when
+    the transaction that runs it commits."""
+    return sa.select(sa.func.pg_notify(CHANNEL, payload))
+
+
+async def notify_nodes(engine: AsyncEngine, payload: str) -> None:
+    """``wake_nodes`` in a transaction of its own."""
+    await in_transaction(engine, lambda conn: conn.execute(wake_nodes(payload)))
 
 
 async def _take_runs(

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronwarden.model import Run, Status
-from cronwarden.store.nodes import CHANNEL, claimed_to_start
+from cronwarden.store.nodes import claimed_to_start, notify_nodes, wake_nodes
 from cronwarden.store.resilience import outage_as_unavailable
 from cronwarden.store.transactions import in_transaction
 
@@ -75,7 +75,7 @@ class FleetSlots:
         async def ask(conn: AsyncConnection) -> str | None:
             asked = (await conn.execute(statement)).scalar_one_or_none()
             if asked is not None:
-                await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, asked)))
+                await conn.execute(wake_nodes(asked))
             return None if asked is None else str(asked)
 
         with outage_as_unavailable():
@@ -84,9 +84,8 @@ class FleetSlots:
     async def announce_freed(self, task_name: str) -> None:
         """Wake the nodes whose runs wait for a place of the task; best effort, as
         they also look again every second."""
-        notify = sa.select(sa.func.pg_notify(CHANNEL, f"{FREED} {task_name}"))
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
-            await in_transaction(self.engine, lambda conn: conn.execute(notify))
+            await notify_nodes(self.engine, f"{FREED} {task_name}")
 
     async def active_elsewhere(self, node: str, task_names: Collection[str]) -> dict[str, int]:
         """Runs of these tasks that other nodes hold, running or about to start (not
