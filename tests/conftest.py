@@ -256,6 +256,18 @@ def alive(pid: int) -> bool:
     return process_state(pid) not in (None, "Z")
 
 
+def children(pid: int) -> list[int]:
+    """The process's children, forked by any of its threads (a thread gone meanwhile
+    has none)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def signal_masks(pid: int) -> dict[str, int]:
     """The process's signal masks from /proc/PID/status, by name (SigPnd, SigBlk,
     SigIgn, SigCgt): bit ``signum - 1`` of each."""

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, process_state  # type: ignore[import-not-found]
+from conftest import IN_CI, children, process_state  # type: ignore[import-not-found]
 
 ALLOCATE = 100 * 1024 * 1024
 ALLOCATOR = f"""\
@@ -62,13 +62,6 @@ def processes_of_run(run_id: str) -> list[int]:
             continue
         if marker in environ.split(b"\0") and state != b"Z":
             found.append(int(entry))
-    return found
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
     return found
 
 

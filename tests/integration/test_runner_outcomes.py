@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATABASES, wait_for  # type: ignore[import-not-found]
+from conftest import DATABASES, children, wait_for  # type: ignore[import-not-found]
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -163,8 +163,7 @@ def test_runs_as_another_user(daemon) -> None:
 
 def children_names(pid: int) -> list[str]:
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [Path(f"/proc/{child}/comm").read_text().strip() for child in children]
+        return [Path(f"/proc/{child}/comm").read_text().strip() for child in children(pid)]
     except FileNotFoundError:  # gone meanwhile: asked again
         return []
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import alive, wait_for  # type: ignore[import-not-found]
+from conftest import alive, children, wait_for  # type: ignore[import-not-found]
 
 TASKS = """
 [tasks.hourly]
@@ -23,18 +23,8 @@ command = "true"
 """
 
 
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return found
-
-
 def migrating_child(pid: int) -> int | None:
-    for child in children_of(pid):
+    for child in children(pid):
         try:
             if b"migrate" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return child
