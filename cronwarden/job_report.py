@@ -15,9 +15,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from cronwarden.host.control_env import RUN_ID_VARIABLE
 from cronwarden.run_tokens import TOKEN_VARIABLE
-
-RUN_ID_VARIABLE = "CRONWARDEN_RUN_ID"
 
 
 class ReportError(Exception):

@@ -20,7 +20,7 @@ import aiohttp
 
 from cronwarden import __version__
 from cronwarden.config import SHELL, NotifyConfig
-from cronwarden.host.control_env import without_control_variables
+from cronwarden.host.control_env import RUN_ID_VARIABLE, without_control_variables
 
 SIGNATURE_HEADER = "X-Cronwarden-Signature"
 OUTPUT_KEPT = 2048  # bytes of a failing command's output quoted in the log
@@ -109,7 +109,7 @@ def command_env(event: Mapping[str, Any]) -> dict[str, str]:
         "CRONWARDEN_MESSAGE": event["message"],
         "CRONWARDEN_AT": event["at"],
         "CRONWARDEN_NODE": event["node"],
-        "CRONWARDEN_RUN_ID": run.get("id"),
+        RUN_ID_VARIABLE: run.get("id"),
         "CRONWARDEN_END_REASON": run.get("end_reason"),
         "CRONWARDEN_EXIT_CODE": run.get("exit_code"),
         "CRONWARDEN_LOG_URL": event.get("log_url"),

@@ -51,6 +51,9 @@ CONTROL_VARIABLES = frozenset(
 # and every CRONWARDEN_* name (the CLI's token and URL; the per-run values cronwarden
 # sets itself, which must come from this run and never from the daemon's own).
 CONTROL_PREFIXES = ("WATCHDOG_", "LISTEN_", "CRONWARDEN_")
+# The run a process belongs to, in its environment: set for every run, read back from
+# an orphan's /proc/PID/environ, and by `cronwarden report` inside a run.
+RUN_ID_VARIABLE = "CRONWARDEN_RUN_ID"
 
 
 def is_control_variable(name: str) -> bool:

@@ -17,27 +17,24 @@ watcher reaps it.  Every other child is an orphan, and is reaped here.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from cronwarden.host.control_env import RUN_ID_VARIABLE
 from cronwarden.host.procfs import environ_variable, read_proc
+from cronwarden.support.libc import libc_function
 
 PR_SET_CHILD_SUBREAPER = 36
-RUN_ID_VARIABLE = "CRONWARDEN_RUN_ID"
 
 _own: set[int] = set()  # children the daemon reaps itself
 
 
 def become_subreaper() -> bool:
     """Ask the kernel for the orphans of every descendant; False where it refuses."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = libc_function("prctl")
+    return prctl is not None and int(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
 
 
 def own_child(pid: int) -> None:

@@ -38,7 +38,7 @@ from dotenv import dotenv_values
 
 from cronwarden.config import TaskConfig
 from cronwarden.errors import StartFailed
-from cronwarden.host.control_env import without_control_variables
+from cronwarden.host.control_env import RUN_ID_VARIABLE, without_control_variables
 from cronwarden.run_tokens import TOKEN_VARIABLE, URL_VARIABLE
 from cronwarden.support.timefmt import iso_z
 
@@ -153,7 +153,7 @@ def run_variables(
 ) -> dict[str, str]:
     """What cronwarden tells the run about itself: the last layer, over any other."""
     values = {
-        "CRONWARDEN_RUN_ID": run_id,
+        RUN_ID_VARIABLE: run_id,
         "CRONWARDEN_TASK": task_name,
         "CRONWARDEN_ATTEMPT": str(attempt),
     }

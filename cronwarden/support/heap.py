@@ -18,7 +18,8 @@ import asyncio
 import ctypes
 import gc
 import os
-from typing import Any
+
+from cronwarden.support.libc import libc_function
 
 
 def freeze_start_up_objects() -> int:
@@ -47,16 +48,11 @@ def share_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     any thread: a heap made before stays.  With another C library, nothing."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    mallopt = _libc_function("mallopt")
+    mallopt = libc_function("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, count))
-
-
-def _libc_function(name: str) -> Any:
-    """The C library's function ``name``, or None where it has none (not glibc)."""
-    return getattr(ctypes.CDLL(None), name, None)
 
 
 # How often freed memory goes back to the system.  glibc keeps what the daemon frees
@@ -70,7 +66,7 @@ async def give_back_free_memory(every: float = TRIM_EVERY) -> None:
     """Every ``every`` seconds, glibc's ``malloc_trim(0)`` on a thread: the free pages
     inside its heaps go back to the system.  With another C library, nothing."""
     await asyncio.sleep(every)
-    trim = _libc_function("malloc_trim")
+    trim = libc_function("malloc_trim")
     if trim is None:
         return
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
