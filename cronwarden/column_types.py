@@ -55,10 +55,41 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return super().result_processor(dialect, coltype)
 
         def from_text(value: str | None) -> datetime | None:
-            # Inline, not through process_result_value: eight of these a run's row.
+            # Inline, not through process_result_value: eight of these a run's row.  The
+            # stored form is read with its zone written on: 0.16 us, where parsing it
+            # naive and replacing the zone took 1.0.
             if value is None:
                 return None
+            if len(value) == STORED_LENGTH:
+                return datetime.fromisoformat(value + "+00:00")
             parsed = datetime.fromisoformat(value)
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
         return from_text
+
+
+# SQLite's text of an instant: "2026-01-31 23:59:59.000000", naive UTC.
+STORED_LENGTH = 26
+# PostgreSQL's to_char pattern of the API's form (support/timefmt.py): milliseconds
+# truncated, as datetime.isoformat truncates them.
+_WIRE_PATTERN = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+
+
+def wire_text(column: str, dialect: str) -> Any:
+    """The column named ``column`` (a UTCDateTime) as the API writes instants
+    ("2026-01-31T23:59:59.000Z"), made by the database: a page of 50 runs has up to 300
+    instants, and reading each into a datetime to write it out again was a fifth of the
+    page's time.  NULL for a NULL instant, and on SQLite for a text not in the stored
+    form (the caller formats the instant itself then).
+
+    One literal SQL expression, built from a column name of the tables (never from a
+    request): a statement's cache key is worked out on every execution, and the same
+    expression built of SQLAlchemy's elements made that key ten times as long to work out."""
+    if dialect == "postgresql":
+        sql = f"to_char(timezone('UTC', {column}), '{_WIRE_PATTERN}')"
+    else:
+        sql = (
+            f"CASE WHEN length({column}) = {STORED_LENGTH} "
+            f"THEN substr({column}, 1, 10) || 'T' || substr({column}, 12, 12) || 'Z' END"
+        )
+    return sa.literal_column(sql, sa.String)

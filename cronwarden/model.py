@@ -63,6 +63,22 @@ SORTED_BY_INDEX = NULLABLE_SORTS
 
 SLOT_HELD = "slot IS NOT NULL AND status <> 'ended'"
 
+# A run's instants that the API shows.  A page's rows carry each of them twice: as
+# the column (a datetime, for the page's cursors) and under wire_name, as the API
+# writes it, made by the database (column_types.wire_text).
+SHOWN_INSTANTS = (
+    "scheduled_for",
+    "created_at",
+    "start_at",
+    "end_at",
+    "delayed_until",
+    "expires_at",
+)
+
+
+def wire_name(instant: str) -> str:
+    return f"{instant}_wire"
+
 
 class Tags(sa.TypeDecorator[Any]):
     """A run's tags: JSON, and JSONB on PostgreSQL.  PostgreSQL's dialect is named

@@ -29,7 +29,7 @@ from cronwarden.artifacts.stock import Entry
 from cronwarden.attention import State as AttentionState
 from cronwarden.config import TASK_NAME_RE, Duration, RunLimits
 from cronwarden.errors import InvalidExpand, InvalidMetadata, InvalidTags
-from cronwarden.model import EndReason, Status, Trigger
+from cronwarden.model import SHOWN_INSTANTS, EndReason, Status, Trigger, wire_name
 from cronwarden.outcomes import FailureReason
 from cronwarden.run_record import AnyRun
 from cronwarden.run_tags import (
@@ -281,14 +281,8 @@ _RUN_FIELDS = tuple(name for name in RunOut.model_fields if name not in _DERIVED
 _STORED = {"metadata": "run_metadata"}
 _SHOWN = {stored: shown for shown, stored in _STORED.items()}
 _fields_of = operator.attrgetter(*(_STORED.get(name, name) for name in _RUN_FIELDS))
-_INSTANT_FIELDS = (
-    "scheduled_for",
-    "created_at",
-    "start_at",
-    "end_at",
-    "delayed_until",
-    "expires_at",
-)
+# Each shown instant, and the name a page's row has it under as the API writes it.
+_INSTANT_FIELDS = tuple((name, wire_name(name)) for name in SHOWN_INSTANTS)
 
 
 def run_fields(run: AnyRun) -> dict[str, Any]:
@@ -327,9 +321,9 @@ def page_fields(rows: Sequence[sa.Row[Any]]) -> list[dict[str, Any]]:
 
 def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
     fields = {name: values[name] for name in _RUN_FIELDS}
-    for name in _INSTANT_FIELDS:  # six a run: iso_z_or_none's call spared
+    for name, wire in _INSTANT_FIELDS:  # six a run: iso_z_or_none's call spared
         if fields[name] is not None:
-            fields[name] = iso_z(fields[name])
+            fields[name] = values.get(wire) or iso_z(fields[name])
     fields["created_at"] = fields["created_at"] or ""
     fields["params"] = {printable(k): printable(v) for k, v in fields["params"].items()}
     if fields["error"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -14,14 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from cronwarden.chains import ChainAsk
-from cronwarden.column_types import UTCDateTime
+from cronwarden.column_types import UTCDateTime, wire_text
 from cronwarden.errors import RunNotFound
 from cronwarden.model import (
+    SHOWN_INSTANTS,
     IdempotencyKey,
     Run,
     Status,
     TaskState,
     utcnow,
+    wire_name,
 )
 from cronwarden.outcomes import RAN_TO_AN_OUTCOME
 from cronwarden.reservations import ahead_rows, listed_rows
@@ -262,6 +265,8 @@ class Store(StateRows):
             and sort_field == "created_at"
         )
 
+        wired = _wired_instants(dialect)
+
         def read(conn: Connection) -> RunPage:
             def fetch(how: Read, wanted: int, skip: int) -> list[sa.Row[Any]]:
                 runs = None
@@ -269,12 +274,13 @@ class Store(StateRows):
                 if windowed and how.plain and not skip:
                     assert where.search is not None
                     rest = _conditions(replace(where, search=None), "sqlite", as_of=as_of)
-                    first = order.parts(how.start)[0]
+                    first = order.parts(how.start)[0].add_columns(*wired)
                     runs = _newest_matches(conn, order, first, rest, where.search, wanted + 1)
                 if runs is None:
                     parts = order.parts(
                         how.start, inclusive=how.inclusive, stop=how.stop, backward=how.backward
                     )
+                    parts = [part.add_columns(*wired) for part in parts]
                     runs = _page_rows(conn, parts, _conditions(where, dialect, as_of), wanted, skip)
                 return runs
 
@@ -550,6 +556,15 @@ def _newest_matches(
     if len(found) == wanted or size < SEARCH_WINDOW:
         return found
     return None
+
+
+@functools.cache
+def _wired_instants(dialect: str) -> tuple[Any, ...]:
+    """The shown instants of a page's runs as the API writes them (model.SHOWN_INSTANTS)."""
+    table = Run.__tablename__
+    return tuple(
+        wire_text(f"{table}.{name}", dialect).label(wire_name(name)) for name in SHOWN_INSTANTS
+    )
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from cronwarden.api.schemas import page_fields, run_fields
 from cronwarden.errors import InvalidCursor, RunNotFound
 from cronwarden.model import EndReason, Status, Trigger, utcnow
 from cronwarden.reservations import reserve
@@ -545,6 +546,43 @@ async def test_pages_walk_every_run_once_in_order(
     assert await walk(any_store, RunFilter(), **order) == expected
     by_offset = await any_store.list_runs(RunFilter(), limit=4, offset=5, **order)
     assert [row.id for row in by_offset.runs] == expected[5:9]
+
+
+async def test_a_page_shows_instants_as_a_single_run_does(any_store: Any) -> None:
+    """A page's instants are written by the database (column_types.wire_text), a single
+    run's by Python: the same text either way, milliseconds truncated, never rounded."""
+    edge = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)  # listed: in the past
+    await any_store.claim(
+        [
+            make_run(1, created_at=edge, scheduled_for=edge, delayed_until=edge),
+            make_run(2, created_at=T0 + timedelta(microseconds=123999), expires_at=edge),
+        ]
+    )
+    await any_store.record(run_id(1), {"start_at": edge, "end_at": edge + DAY})
+    page = page_fields((await any_store.list_runs(RunFilter(), limit=10)).runs)
+    singles = [run_fields(await any_store.get_run(run["id"])) for run in page]
+    instants = ("scheduled_for", "created_at", "start_at", "end_at", "delayed_until", "expires_at")
+    assert [{k: run[k] for k in instants} for run in page] == [
+        {k: run[k] for k in instants} for run in singles
+    ]
+    assert page[0]["created_at"] == "2026-11-30T23:59:59.999Z"
+    assert page[0]["end_at"] == "2026-12-01T23:59:59.999Z"
+    assert page[1]["created_at"] == "2026-03-01T12:00:00.123Z"
+    assert page[1]["start_at"] is None
+
+
+async def test_an_instant_stored_in_another_form_is_still_shown(tmp_path: Path) -> None:
+    """SQLite text written by hand (no fraction, say) is not in the stored form the
+    database reshapes: the page formats it itself."""
+    store = await Store.open(open_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"))
+    try:
+        await store.claim([make_run(1)])
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE runs SET created_at = '2026-03-01 12:00:07'"))
+        (run,) = page_fields((await store.list_runs(RunFilter(), limit=10)).runs)
+        assert run["created_at"] == "2026-03-01T12:00:07.000Z"
+    finally:
+        await store.close()
 
 
 async def test_one_order_for_every_store(any_store: Any) -> None:
