@@ -21,13 +21,25 @@ import os
 
 from cronwarden.support.libc import libc_function
 
+# Full collections a tenth as often as Python's default (the oldest generation's
+# threshold: 100 collections of the middle one, not 10).  After the freeze a full
+# collection walks every object made since, and in a burst that is every run in
+# flight: in a 10,000-task minute the default made nine full collections, each 20-115
+# ms with the loop blocked and nothing to collect, and they were /health's slowest
+# answers (p99 96 ms; 52 with this, BENCHMARKS.md).  What it costs: cyclic garbage
+# that outlives the younger generations waits longer to be freed.
+OLDEST_GENERATION_THRESHOLD = 100
+
 
 def freeze_start_up_objects() -> int:
-    """Collect, then move every object alive now out of the collector's sight; returns
-    how many are frozen.  Called once the daemon is ready (the collection takes a
-    fraction of a second with 10,000 tasks, not counted in the time to READY)."""
+    """Collect, then move every object alive now out of the collector's sight, and
+    make full collections rarer; returns how many are frozen.  Called once the daemon
+    is ready (the collection takes a fraction of a second with 10,000 tasks, not
+    counted in the time to READY)."""
     gc.collect()
     gc.freeze()
+    youngest, middle, _ = gc.get_threshold()
+    gc.set_threshold(youngest, middle, OLDEST_GENERATION_THRESHOLD)
     return gc.get_freeze_count()
 
 
