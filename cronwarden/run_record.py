@@ -15,7 +15,7 @@ A record changes only through ``change``: one place to look for who writes a run
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -79,8 +79,12 @@ class RunRecord:
         for name, value in values.items():
             setattr(self, name, value)
 
-    def copy(self) -> RunRecord:
-        """A record of its own, for a reader that must not see later changes."""
+    def copy(self, *, with_token: bool = False) -> RunRecord:
+        """A record of its own, for a reader that must not see later changes; the
+        report token only ``with_token``: a copy the daemon itself starts the run from,
+        whose row holds that token's hash."""
+        if with_token:
+            return replace(self)
         return RunRecord(**run_row(self))
 
     @classmethod

@@ -77,9 +77,10 @@ class ClaimLine:
         StoreUnavailable (nothing was claimed)."""
         fires = sorted(fires, key=DueFire.order)
         # Copies: a claim that fails part way must not leave its changes on the rows kept
-        # for the next attempt.
+        # for the next attempt.  With the report token whose hash the reservation
+        # committed: without it, each run made and wrote a new one before its spawn.
         reserved = {
-            (f.task_name, f.scheduled_for): None if f.row is None else f.row.copy()
+            (f.task_name, f.scheduled_for): None if f.row is None else f.row.copy(with_token=True)
             for f in fires
             if f.reserved
         }

@@ -76,10 +76,12 @@ class FakeLauncher:
     def __init__(self) -> None:
         self.live: dict[str, tuple[str, asyncio.Future[Outcome]]] = {}  # id -> (task, end)
         self.started: list[str] = []
+        self.tokens: dict[str, str | None] = {}  # id -> the report token it started with
 
     async def run(
         self, run: Run, task: TaskConfig, control: RunControl, on_started: StartedCallback
     ) -> Ending:
+        self.tokens[run.id] = getattr(run, "report_token", None)
         on_started(FAKE_PID, lambda: None)
         return await self._until_end(run, control)
 

@@ -22,6 +22,7 @@ from dispatch_doubles import (  # type: ignore[import-not-found]
 
 from cronwarden.model import EndReason, Run, Status, Trigger
 from cronwarden.reservations import RESERVE_AHEAD
+from cronwarden.run_tokens import token_digest
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE
 from cronwarden.scheduler.service import SchedulerService
@@ -73,6 +74,24 @@ async def test_the_row_is_committed_ahead_and_the_instant_needs_no_write() -> No
     await until(r, FIRST)
     assert r.launcher.started == [row.id]
     r.store.unavailable = False
+    service.shutdown()
+    await service.wait_inflight()
+
+
+async def test_a_reserved_fire_starts_with_the_token_its_reservation_committed() -> None:
+    """The report token made with the reservation's row is the one the job gets: no
+    new token is made and written at the instant (each run of a 10,000-task minute
+    did, and waited for that commit before its spawn)."""
+    r = rig(MINUTELY)
+    service = await scheduled(r)
+    await until(r, FIRST - RESERVE_AHEAD)
+    [row] = rows(r, FIRST)
+    committed = row.report_token_sha256
+    await until(r, FIRST)
+    assert r.launcher.started == [row.id]
+    token = r.launcher.tokens[row.id]
+    assert token is not None
+    assert token_digest(token) == committed == rows(r, FIRST)[0].report_token_sha256
     service.shutdown()
     await service.wait_inflight()
 
