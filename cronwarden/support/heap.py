@@ -26,8 +26,9 @@ from cronwarden.support.libc import libc_function
 # collection walks every object made since, and in a burst that is every run in
 # flight: in a 10,000-task minute the default made nine full collections, each 20-115
 # ms with the loop blocked and nothing to collect, and they were /health's slowest
-# answers (p99 51-119 ms in seven passes; 48-60 in three with this, BENCHMARKS.md).
-# What it costs: cyclic garbage that outlives the younger generations waits longer.
+# answers (p99 51-119 ms in seven passes; 39-99, median 60, in seven with this;
+# BENCHMARKS.md).  What it costs: cyclic garbage that outlives the younger
+# generations waits longer for its collection.
 OLDEST_GENERATION_THRESHOLD = 100
 
 
