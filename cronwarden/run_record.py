@@ -15,7 +15,7 @@ A record changes only through ``change``: one place to look for who writes a run
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -83,9 +83,10 @@ class RunRecord:
         """A record of its own, for a reader that must not see later changes; the
         report token only ``with_token``: a copy the daemon itself starts the run from,
         whose row holds that token's hash."""
+        copied = RunRecord(**run_row(self))  # half the time of dataclasses.replace
         if with_token:
-            return replace(self)
-        return RunRecord(**run_row(self))
+            copied.report_token = self.report_token
+        return copied
 
     @classmethod
     def of(cls, run: Run | RunRecord) -> RunRecord:
