@@ -30,7 +30,7 @@ from cronwarden.api.connections import (
     soft_fd_limit,
 )
 from cronwarden.api.keys import Services
-from cronwarden.api.schemas import RunOut
+from cronwarden.api.schemas import run_fields
 from cronwarden.artifacts.layout import PASSABLE, artifacts_root, is_passable
 from cronwarden.artifacts.layout import ROOT_NAME as ARTIFACTS
 from cronwarden.config import Config, DaemonConfig, Listen, load_config
@@ -355,7 +355,7 @@ class Daemon:
             self.clock,
             node=self.config.daemon.node_name,
             base_url=base_url_of(listen.host, listen.port),
-            run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+            run_json=run_fields,
             logs_dir=logs_dir,
             on_outcome=lambda target, event, outcome: metrics.alerts.labels(
                 target, event, outcome

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from cronwarden.alerts.service import Alerts
 from cronwarden.api.app import create_app
 from cronwarden.api.keys import Services
-from cronwarden.api.schemas import RunOut
+from cronwarden.api.schemas import run_fields
 from cronwarden.config import parse_config
 from cronwarden.event_log import EventLog
 from cronwarden.fleet import Fleet
@@ -131,7 +131,7 @@ def _services(
             clock,
             node=NODE,
             base_url=None,
-            run_json=lambda run: RunOut.of(run).model_dump(mode="json"),
+            run_json=run_fields,
             on_outcome=lambda target, event, outcome: None,
             logs_dir=logs_dir,
         ),
