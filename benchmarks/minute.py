@@ -39,6 +39,8 @@ every run recorded, ``/health`` p99 < 100 ms.  Debian's cron on the same 10,000 
 
 ``--profile DIR`` runs the daemon under cProfile from 3 s before the minute until its
 runs have ended (``_profiled.py``; SIGUSR1 starts, SIGUSR2 writes DIR/<pass>.prof).
+``--gc`` runs it under ``_gc_timed.py`` and prints the full garbage collections that
+fell in that same window: each blocks the event loop for its whole length.
 """
 
 from __future__ import annotations
@@ -293,7 +295,8 @@ def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str,
         schedule = f"{int(next_boundary(SOON, soon=True)) % 60} * * * * *"
     config = write_config(workdir, args.tasks, schedule)
     profile = args.profile / f"{name}.prof" if args.profile else None
-    with running_daemon(workdir, config, profile=profile) as (base, proc):
+    gc_log = workdir / f"{name}.gc.jsonl" if args.gc else None
+    with running_daemon(workdir, config, profile=profile, gc_log=gc_log) as (base, proc):
         spread = name == "spread"
         if args.soon:
             boundary = next_boundary(0, soon=True)
@@ -318,7 +321,16 @@ def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str,
         runs = run_rows(db, boundary, last)
         cpu_ms = cpu * 1000 / max(1, ended_between(db, cpu_from, cpu_until))
         stop(proc)
-    return {"boundary": boundary, "runs": runs, "health": poller.summary(), "cpu_ms": cpu_ms}
+    got = {"boundary": boundary, "runs": runs, "health": poller.summary(), "cpu_ms": cpu_ms}
+    if gc_log is not None:
+        got["full_collections"] = full_collections(gc_log, cpu_from, cpu_until)
+    return got
+
+
+def full_collections(log: Path, start: float, end: float) -> list[float]:
+    """The durations (ms) of the full collections that ended in [start, end]."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [c["ms"] for c in map(json.loads, lines) if start <= c["at"] <= end]
 
 
 def minute_figures(runs: list[dict[str, Any]], first: float, width: float) -> dict[str, Any]:
@@ -446,6 +458,12 @@ def print_daemon(name: str, got: dict[str, Any], raw: dict[str, float], args: An
         f"keeper's, over the pass, by the runs it ended meanwhile), "
         f"{got['cpu_ms'] / raw['cpu_ms']:.2f}x raw's a process"
     )
+    if "full_collections" in got:
+        full = got["full_collections"]
+        print(
+            f"    full garbage collections meanwhile: {len(full)}, longest "
+            f"{max(full, default=0):.1f} ms, {sum(full):.1f} ms in all (the loop blocked)"
+        )
     return met and health["p99"] < 100
 
 
@@ -489,6 +507,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="keep each daemon's files in this directory")
     parser.add_argument("--profile", type=Path, help="cProfile each daemon's minute into DIR")
+    parser.add_argument(
+        "--gc", action="store_true", help="time the daemon's full garbage collections"
+    )
     args = parser.parse_args()
     passes = args.passes.split(",")
     if unknown := set(passes) - {"raw", "every", "spread", "apscheduler"}:
