@@ -9,7 +9,9 @@ soon as a NOTIFY on ``cronwarden`` wakes it:
   column on the run's row, so a lost NOTIFY only costs the polling delay);
 * has the pauses and resumes stored by whichever node made them followed here
   (cronwarden/pauses.py);
-* re-reads its own config file when another node was asked to reload over the API;
+* re-reads its own config file when another node was asked to reload over the API
+  (a count on this node's row, so a NOTIFY it did not hear only costs the polling
+  delay);
 
 and, at each heartbeat, takes over the nodes silent for longer than ``node_lease`` (by
 the database's clock) and notices nodes whose task definitions differ from its own.
@@ -44,7 +46,6 @@ from cronwarden.store.slots import FREED
 log = structlog.get_logger("cronwarden.nodes")
 BEATS_PER_LEASE = 3  # a lease survives two lost beats
 MIN_INTERVAL = timedelta(seconds=1)
-RELOAD = "reload"  # NOTIFY payload: "reload <sender>"
 # A node whose heartbeats stop landing may be taken over once node_lease has passed
 # since the last one: by half the lease its runs that must not overlap are stopped,
 # and by FENCE_KILL of it what is left of them is killed, so no survivor's run of the
@@ -81,6 +82,7 @@ class Fleet:
         self._fenced = False
         self._wake = asyncio.Event()
         self._stops_sent: set[str] = set()
+        self._reloads_seen = 0  # reloads asked of this node (its row's count) heeded
         self._reload_asked = False
         # Re-reads this node's config file (set once the services exist).
         self.on_reload: Callable[[], Awaitable[Any]] | None = None
@@ -105,6 +107,8 @@ class Fleet:
         leaves the config hash to the next beat: hashing 10,000 task definitions is
         a quarter of a second that start-up need not wait for."""
         await self.beat(with_hash=False)
+        if self.shared:  # asked before this start: the file was read just now anyway
+            self._reloads_seen = await self.registry.reloads_asked(self.node)
 
     async def beat(self, *, with_hash: bool = True) -> None:
         """One heartbeat; an unreachable database is logged once per outage, never
@@ -267,6 +271,13 @@ class Fleet:
     async def _sync(self) -> None:
         await self._follow_stops()
         await self.pauses.sync()
+        await self._follow_reloads()
+
+    async def _follow_reloads(self) -> None:
+        asked = await self.registry.reloads_asked(self.node)
+        if asked != self._reloads_seen:
+            self._reloads_seen = asked
+            self._reload_asked = True
 
     async def _follow_stops(self) -> None:
         requested = set(await self.registry.stop_requested(self.node))
@@ -281,24 +292,21 @@ class Fleet:
         """Ask whichever node carries the run to stop it (False: it has ended)."""
         return await self.registry.request_stop(run_id)
 
-    async def announce(self, *, reload: bool = False) -> None:
-        """Wake the other nodes now; with ``reload``, asking them to re-read their config
-        files (a node that misses the request shows as differing in
-        ``config_differs``).  Pauses wake them through cronwarden/pauses.py."""
+    async def ask_reload(self) -> None:
+        """Ask the other nodes to re-read their config files.  With the database away
+        the request is lost: the nodes then show as differing in ``config_differs``."""
         if self.shared:
             with contextlib.suppress(*_DATABASE_ERRORS):
-                await self.registry.notify(f"{RELOAD} {self.node}" if reload else "")
+                await self.registry.ask_reload(self.node)
 
     def _heard(self, payload: str) -> None:
-        verb, _, about = payload.partition(" ")
+        verb = payload.partition(" ")[0]
         if verb == FREED:
             self.dispatcher.places_changed()
             return
         if verb == FREED_HOLDS:
             self.dispatcher.holds_changed()
             return
-        if verb == RELOAD and about != self.node:
-            self._reload_asked = True
         self._wake.set()
 
     async def _reload_if_asked(self) -> None:

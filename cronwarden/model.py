@@ -315,6 +315,10 @@ class Node(SQLModel, table=True):
     epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     taken_over_at: datetime | None = utc_column()
     taken_over_by: str | None = Field(default=None, max_length=200)
+    # Raised by a node asked over the API to reload, on every other node's row: a
+    # node that did not hear the NOTIFY (not yet listening, reconnecting) still finds
+    # the request when it next looks (fleet.py).
+    reloads_asked: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Installation(SQLModel, table=True):

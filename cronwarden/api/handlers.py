@@ -643,5 +643,5 @@ async def reload(request: web.Request) -> web.Response:
     own config files (SIGHUP, sent per host, reloads that host only)."""
     services = _services(request)
     changes = await services.reload()
-    await services.fleet.announce(reload=True)
+    await services.fleet.ask_reload()
     return _json(ReloadOut(reloaded=True, **changes))

@@ -29,7 +29,7 @@ from cronwarden.store.transactions import in_transaction
 
 _nodes = Node.__table__  # type: ignore[attr-defined]
 _task_state = TaskState.__table__  # type: ignore[attr-defined]
-CHANNEL = "cronwarden"  # NOTIFY channel: a stop was asked for, or a pause changed
+CHANNEL = "cronwarden"  # NOTIFY channel: a stop, a pause or a reload was asked for
 _runs = Run.__table__  # type: ignore[attr-defined]
 
 
@@ -263,6 +263,28 @@ class NodeRegistry:
         query = sa.select(_task_state.c.task_name).where(_task_state.c.paused)
         async with self.engine.connect() as conn:
             return set((await conn.execute(query)).scalars())
+
+    async def ask_reload(self, me: str) -> None:
+        """Ask every other node to re-read its config file: a count on each one's row
+        (found at its next look even if it missed the NOTIFY), and a NOTIFY so that
+        the listening ones look at once."""
+
+        async def ask(conn: AsyncConnection) -> None:
+            await conn.execute(
+                sa.update(_nodes)
+                .where(_nodes.c.name != me)
+                .values(reloads_asked=_nodes.c.reloads_asked + 1)
+            )
+            await conn.execute(wake_nodes(""))
+
+        await in_transaction(self.engine, ask)
+
+    async def reloads_asked(self, me: str) -> int:
+        """How many reloads other nodes have asked of this one, ever (0 before its row
+        exists)."""
+        query = sa.select(_nodes.c.reloads_asked).where(_nodes.c.name == me)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
     async def notify(self, payload: str = "") -> None:
         """Wake the other nodes (they LISTEN on CHANNEL)."""

@@ -45,6 +45,10 @@ def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-
     return found[0] if found and found[0]["status"] == "running" else None
 
 
+def tasks_of(daemon) -> set[str]:  # type: ignore[no-untyped-def]
+    return {t["name"] for t in daemon.get("/api/tasks").body["tasks"]}
+
+
 def events_named(daemon, event: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [line for line in daemon.log().splitlines() if f'"event": "{event}"' in line]
 
@@ -311,13 +315,36 @@ def test_a_reload_asked_of_one_node_reloads_every_node(make_daemon, pg_admin) ->
     answer = nodes[0].post("/api/reload")
     assert answer.status == 200 and answer.body["added"] == ["b"]
 
-    def tasks_of(node) -> set[str]:  # type: ignore[no-untyped-def]
-        return {t["name"] for t in node.get("/api/tasks").body["tasks"]}
-
     wait_for(lambda: tasks_of(nodes[1]) == {"a", "b"}, 10, "the other node reloaded")
     assert events_named(nodes[1], "config.reload_asked_by_another_node")
     # both beat with the new hash within a heartbeat interval
     wait_for(lambda: nodes[0].get("/api/info").body["config_differs"] == [], 10, "same config")
+
+
+@pytest.mark.faults  # a node cut off from the database (issue 24)
+def test_a_reload_asked_while_a_node_was_not_listening_still_reaches_it(
+    make_daemon, pg_admin
+) -> None:
+    """The request is kept in the database, not only said by a NOTIFY: a node that
+    could not hear it (its LISTEN connection down) reloads once it is back."""
+    url = pg_admin.create()
+    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
+    proxy = TcpProxy((host, int(rest)))
+    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    try:
+        asker, deaf = start_nodes(make_daemon, '[tasks.a]\ncommand = "true"\n', [url, proxied])
+        for node in (asker, deaf):
+            node.config.write_text(node.config.read_text() + '\n[tasks.b]\ncommand = "true"\n')
+        proxy.cut()
+        assert asker.post("/api/reload").body["added"] == ["b"]
+        proxy.restore()
+        wait_for(lambda: "b" in tasks_of(deaf), 15, "the node that was cut off reloaded")
+        assert events_named(deaf, "config.reload_asked_by_another_node")
+        assert asker.post("/api/reload").body["added"] == []  # asked once, done once
+        wait_for(lambda: len(events_named(deaf, "config.reload_asked_by_another_node")) == 2, 10)
+        assert len(events_named(deaf, "config.reloaded")) == 2
+    finally:
+        proxy.close()
 
 
 def test_max_concurrent_holds_across_nodes(make_daemon, pg_admin, gate) -> None:

@@ -49,7 +49,7 @@ def test_head_names_the_newest_migration() -> None:
     """A database at HEAD skips alembic at start-up, so HEAD must be the real head."""
     from alembic.script import ScriptDirectory
 
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0019"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD == "0020"
 
 
 async def test_sqlite_keeps_instants_as_utc_iso_text(tmp_path: Path) -> None:
