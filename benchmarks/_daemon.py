@@ -53,15 +53,15 @@ def running_daemon(
     *,
     profile: Path | None = None,
     trace_memory: tuple[Path, int] | None = None,
-    gc_log: Path | None = None,
+    stalls_log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``cronwarden serve`` until the block ends; yields its base URL and process.
 
     With ``profile``, the daemon runs under ``_profiled.py``: cProfile from a SIGUSR1
     until a SIGUSR2, which writes the profile there.  With ``trace_memory`` (a prefix,
     tracemalloc's frames), under ``_memtraced.py``: each SIGUSR1 accounts for its memory
-    in files beside that prefix.  With ``gc_log``, under ``_gc_timed.py``: each full
-    garbage collection is a line there."""
+    in files beside that prefix.  With ``stalls_log``, under ``_stalls_timed.py``: each
+    full garbage collection and each loop step over 20 ms is a line there."""
     base = _listen_url(config)
     log = open(workdir / "daemon.log", "wb")  # noqa: SIM115
     program = ["-m", "cronwarden"]
@@ -70,8 +70,8 @@ def running_daemon(
     if trace_memory is not None:
         prefix, frames = trace_memory
         program = [str(Path(__file__).with_name("_memtraced.py")), str(prefix), str(frames)]
-    if gc_log is not None:
-        program = [str(Path(__file__).with_name("_gc_timed.py")), str(gc_log)]
+    if stalls_log is not None:
+        program = [str(Path(__file__).with_name("_stalls_timed.py")), str(stalls_log)]
     proc = subprocess.Popen(
         [sys.executable, *program, "serve", "-c", str(config)],
         stdout=log,

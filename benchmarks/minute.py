@@ -39,8 +39,8 @@ every run recorded, ``/health`` p99 < 100 ms.  Debian's cron on the same 10,000 
 
 ``--profile DIR`` runs the daemon under cProfile from 3 s before the minute until its
 runs have ended (``_profiled.py``; SIGUSR1 starts, SIGUSR2 writes DIR/<pass>.prof).
-``--gc`` runs it under ``_gc_timed.py`` and prints the full garbage collections that
-fell in that same window: each blocks the event loop for its whole length.
+``--stalls`` runs it under ``_stalls_timed.py`` and prints what blocked its event loop
+in that same window: the full garbage collections, and the loop's steps over 20 ms.
 """
 
 from __future__ import annotations
@@ -295,8 +295,8 @@ def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str,
         schedule = f"{int(next_boundary(SOON, soon=True)) % 60} * * * * *"
     config = write_config(workdir, args.tasks, schedule)
     profile = args.profile / f"{name}.prof" if args.profile else None
-    gc_log = workdir / f"{name}.gc.jsonl" if args.gc else None
-    with running_daemon(workdir, config, profile=profile, gc_log=gc_log) as (base, proc):
+    stalls_log = workdir / f"{name}.stalls.jsonl" if args.stalls else None
+    with running_daemon(workdir, config, profile=profile, stalls_log=stalls_log) as (base, proc):
         spread = name == "spread"
         if args.soon:
             boundary = next_boundary(0, soon=True)
@@ -322,15 +322,15 @@ def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str,
         cpu_ms = cpu * 1000 / max(1, ended_between(db, cpu_from, cpu_until))
         stop(proc)
     got = {"boundary": boundary, "runs": runs, "health": poller.summary(), "cpu_ms": cpu_ms}
-    if gc_log is not None:
-        got["full_collections"] = full_collections(gc_log, cpu_from, cpu_until)
+    if stalls_log is not None:
+        got["stalls"] = stalls(stalls_log, cpu_from, cpu_until)
     return got
 
 
-def full_collections(log: Path, start: float, end: float) -> list[float]:
-    """The durations (ms) of the full collections that ended in [start, end]."""
+def stalls(log: Path, start: float, end: float) -> list[dict[str, Any]]:
+    """The full collections and long loop steps that ended in [start, end]."""
     lines = log.read_text().splitlines() if log.exists() else []
-    return [c["ms"] for c in map(json.loads, lines) if start <= c["at"] <= end]
+    return [s for s in map(json.loads, lines) if start <= s["at"] <= end]
 
 
 def minute_figures(runs: list[dict[str, Any]], first: float, width: float) -> dict[str, Any]:
@@ -458,13 +458,24 @@ def print_daemon(name: str, got: dict[str, Any], raw: dict[str, float], args: An
         f"keeper's, over the pass, by the runs it ended meanwhile), "
         f"{got['cpu_ms'] / raw['cpu_ms']:.2f}x raw's a process"
     )
-    if "full_collections" in got:
-        full = got["full_collections"]
-        print(
-            f"    full garbage collections meanwhile: {len(full)}, longest "
-            f"{max(full, default=0):.1f} ms, {sum(full):.1f} ms in all (the loop blocked)"
-        )
+    if "stalls" in got:
+        print_stalls(got["stalls"])
     return met and health["p99"] < 100
+
+
+def print_stalls(found: list[dict[str, Any]]) -> None:
+    full = [s["ms"] for s in found if s["kind"] == "gc"]
+    print(
+        f"    full garbage collections meanwhile: {len(full)}, longest "
+        f"{max(full, default=0):.1f} ms, {sum(full):.1f} ms in all (the loop blocked)"
+    )
+    steps = sorted((s for s in found if s["kind"] == "step"), key=lambda s: -s["ms"])
+    print(
+        f"    loop steps over 20 ms meanwhile: {len(steps)}, "
+        f"{sum(s['ms'] for s in steps):.1f} ms in all (a collection inside one is in it)"
+    )
+    for step in steps[:8]:
+        print(f"      {step['ms']:7.1f} ms  {step['what']}")
 
 
 def print_peer(got: dict[str, Any], raw: dict[str, float], count: int) -> None:
@@ -508,7 +519,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each daemon's files in this directory")
     parser.add_argument("--profile", type=Path, help="cProfile each daemon's minute into DIR")
     parser.add_argument(
-        "--gc", action="store_true", help="time the daemon's full garbage collections"
+        "--stalls",
+        action="store_true",
+        help="time the daemon's full garbage collections and its loop steps over 20 ms",
     )
     args = parser.parse_args()
     passes = args.passes.split(",")

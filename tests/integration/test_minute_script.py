@@ -21,7 +21,7 @@ def test_a_small_minute_is_measured_and_every_run_is_recorded(tmp_path: Path) ->
             sys.executable,
             "minute.py",
             *("--tasks", str(tasks), "--soon", "--passes", "raw,every"),
-            *("--health-rate", "5", "--keep", str(tmp_path)),
+            *("--health-rate", "5", "--keep", str(tmp_path), "--stalls"),
         ],
         cwd=ROOT / "benchmarks",
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -37,3 +37,5 @@ def test_a_small_minute_is_measured_and_every_run_is_recorded(tmp_path: Path) ->
     assert rows == [["1", str(tasks), str(tasks), str(tasks), "-"]], result.stdout
     assert any("/health meanwhile:" in line and " 0 failed" in line for line in lines)
     assert (tmp_path / "every" / "daemon.log").exists()
+    assert any("full garbage collections meanwhile:" in line for line in lines)
+    assert any("loop steps over 20 ms meanwhile:" in line for line in lines)
