@@ -138,20 +138,23 @@ class Fires:
             for handle in batch.admitted:
                 self._lives.lose(handle)
             raise
-        for n, handle in enumerate(batch.admitted):
-            await _share_the_loop(n)
-            if handle.id in claimed:
-                self._lives.claimed(handle)
-            else:
-                self._lives.lose(handle)
-        for run in batch.rows + batch.ours:
+        rows = batch.rows + batch.ours
+        # Told before any run starts: a run started below may have ended (its status
+        # ENDED) by the time the batch is through, and is no fire recorded ended.
+        for run in rows:
             if run.id not in claimed:
                 _log_already_claimed(run.task_name, run.scheduled_for, run.attempt)
             elif run.status == Status.ENDED:  # skipped by overlap, or missed: behind
                 event = "fire.missed" if run.end_reason == EndReason.MISSED else "run.skipped"
                 log.info(event, task=run.task_name, run_id=run.id, reason=run.error)
                 self.created_ended(run)
-        return [run for run in batch.rows + batch.ours if run.id in claimed]
+        for n, handle in enumerate(batch.admitted):
+            await _share_the_loop(n)
+            if handle.id in claimed:
+                self._lives.claimed(handle)
+            else:
+                self._lives.lose(handle)
+        return [run for run in rows if run.id in claimed]
 
     async def record_missed(
         self, task_name: str, fires: list[datetime], *, more: int, why: str
