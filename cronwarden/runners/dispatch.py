@@ -158,6 +158,9 @@ class Dispatcher:
         runs = await self.fire_many([(task_name, scheduled_for, trigger)])
         return runs[0] if runs else None
 
+    async def prepare(self, task_names: Sequence[str]) -> None:
+        await self._fires.prepare(task_names)
+
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
     ) -> dict[str, RunRecord | None]:

@@ -100,6 +100,19 @@ class Fires:
         # and when it was admitted.
         self._unstarted: dict[str, tuple[RunHandle, datetime]] = {}
 
+    async def prepare(self, task_names: Sequence[str]) -> None:
+        """Hash the tasks' definitions ahead of their first fires.  A run records its
+        definition's keyed hash, worked out once per definition: at a minute's boundary
+        with 10,000 tasks first firing, that was ~1.5 s of the loop on a busy host,
+        spent before the first of them could start."""
+        for n, task_name in enumerate(task_names):
+            await _share_the_loop(n)
+            if self._lives.closing:
+                return
+            task = self._config.tasks.get(task_name)
+            if task is not None:
+                self._config.task_hash(task)
+
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
     ) -> dict[str, RunRecord | None]:

@@ -20,6 +20,11 @@ class Dispatch(Protocol):
         """Whether the current config has a task of that name."""
         ...
 
+    async def prepare(self, task_names: Sequence[str]) -> None:
+        """Work out ahead, soonest first and sharing the loop, what the first fire of
+        each task would work out at its instant (its definition's hash)."""
+        ...
+
     async def reserve(
         self, fires: Sequence[tuple[str, datetime, datetime]]
     ) -> dict[str, RunRecord | None]:

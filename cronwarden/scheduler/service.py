@@ -35,6 +35,10 @@ log = structlog.get_logger("cronwarden.scheduler")
 # Timing a task at start-up takes ~40 us: 100,000 tasks held the loop ~4 s, and with
 # it SIGTERM, /health and the fires already due.  Other work gets a turn this often.
 YIELD_EVERY = 1_000
+# Tasks firing this soon after a start or a reload have what their first fire works
+# out prepared ahead (Dispatch.prepare); later ones work it out when they fire, so a
+# daemon of 100,000 tasks spread over the week keeps nothing for them in memory.
+PREPARE_AHEAD = timedelta(minutes=10)
 
 _Fire = tuple[str, datetime, Trigger]  # task, nominal fire time, how it was triggered
 
@@ -139,6 +143,7 @@ class SchedulerService:
                 self._begin(task, own.get(task.name), now)
         for name in reboots_due(reboots) if reboots_due and reboots else reboots:
             self._fire(name, now, Trigger.SCHEDULE)
+        self._prepare(list(self._scheduled))
 
     def _begin(self, task: TaskConfig, anchor: datetime | None, now: datetime) -> None:
         """Time a task at start-up, catching up from ``anchor`` (the newest fire handled:
@@ -224,9 +229,22 @@ class SchedulerService:
                 changes["changed"].append(name)
             else:
                 old.follow(task)
+        self._prepare(list(self._scheduled))  # a definition changed keeps its timing
         return changes
 
     # -- internals --------------------------------------------------------------------
+
+    def _prepare(self, names: list[str]) -> None:
+        """Have the tasks among ``names`` that fire within PREPARE_AHEAD prepared,
+        soonest first."""
+        horizon = self.clock.now() + PREPARE_AHEAD
+        soon = sorted(
+            (when, name)
+            for name in names
+            if (when := self._timer.next_fire(name)) is not None and when <= horizon
+        )
+        if soon:
+            self._spawn(self.dispatcher.prepare([name for _, name in soon]))
 
     def _add(
         self, task: TaskConfig, anchor: datetime | None, now: datetime | None = None

@@ -40,9 +40,13 @@ class FakeDispatcher:
     store: FakeStore = field(default_factory=FakeStore)
     fired: list[tuple[str, datetime, Trigger]] = field(default_factory=list)
     missed: list[tuple[str, list[datetime], int]] = field(default_factory=list)
+    prepared: list[list[str]] = field(default_factory=list)
 
     def is_configured(self, name: str) -> bool:
         return name in self.tasks
+
+    async def prepare(self, task_names: list[str]) -> None:
+        self.prepared.append(list(task_names))
 
     async def discard_reserved(self, run_ids: list[str]) -> None:
         pass
@@ -79,6 +83,17 @@ async def started(
 
 
 HOURLY = '[tasks.a]\ncommand = "true"\nschedule = "0 * * * *"\ntimezone = "UTC"\n'
+
+
+async def test_tasks_firing_soon_are_prepared_soonest_first_at_start_and_reload() -> None:
+    soon = '[tasks.later]\ncommand = "true"\nschedule = "5 12 * * *"\ntimezone = "UTC"\n'
+    soon += '[tasks.first]\ncommand = "true"\nschedule = "1 12 * * *"\ntimezone = "UTC"\n'
+    service, dispatcher, _ = await started(HOURLY + soon)  # a fires in 29.5 minutes
+    assert dispatcher.prepared == [["first", "later"]]
+    service.apply(tasks(HOURLY + soon.replace('"true"', '"echo changed"')))
+    await service.wait_inflight()
+    assert dispatcher.prepared[1:] == [["first", "later"]]  # redone: their hash changed
+    service.shutdown()
 
 
 async def test_start_catches_up_from_the_anchor() -> None:
