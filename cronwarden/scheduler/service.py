@@ -20,7 +20,7 @@ import structlog
 from cronwarden.config import TaskConfig
 from cronwarden.model import Trigger
 from cronwarden.placement import runs_on
-from cronwarden.reservations import RESERVE_AHEAD
+from cronwarden.reservations import reserve_ahead
 from cronwarden.scheduler.catchup import LATE_GRACE, plan_fires
 from cronwarden.scheduler.claims import ClaimLine, DueFire
 from cronwarden.scheduler.policies import CatchUp, jitter_offset
@@ -92,7 +92,7 @@ class SchedulerService:
         # This node's name: tasks whose `nodes` it does not match are never timed here
         # (None: every task is, as for a scheduler that is no node's).
         self.node = node
-        self._timer = FireTimer(clock, self._due, on_soon=self._soon, lead=RESERVE_AHEAD)
+        self._timer = FireTimer(clock, self._due, on_soon=self._soon, lead=reserve_ahead)
         self._scheduled: dict[str, _Scheduled] = {}
         self._paused: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()

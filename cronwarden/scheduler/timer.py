@@ -7,9 +7,12 @@ the start-up and the largest share of the daemon's memory past its imports (see
 BENCHMARKS.md).  What the scheduler needs of a timer is only "call me with this task
 at this instant", which a heap gives at O(log n) per fire.
 
-A fire can also be announced ``lead`` ahead of its instant (``on_soon``): the
-scheduler commits the fire's run row then, so that at the instant only the spawn is
-left (see SchedulerService).
+A fire can also be announced ahead of its instant (``on_soon``): the scheduler
+commits the fire's run row then, so that at the instant only the spawn is left (see
+SchedulerService).  How far ahead (``lead``) depends on how many fires share the
+instant: the timer counts them.  An instant is announced once it is the earliest
+ahead and its lead has come: a crowded one right behind a sparse one is announced when
+the sparse one is, a shorter lead than it asked for.
 
 The clock is the daemon's (a fake one in tests).  The loop sleeps at most MAX_SLEEP at
 a time, so a wall clock that jumped (a suspended host, a stepped clock) is noticed
@@ -28,6 +31,11 @@ from cronwarden.support.clock import Cancellable, Clock
 MAX_SLEEP = timedelta(seconds=60)
 
 
+def no_lead(fires: int) -> timedelta:
+    """Fires are only due, never announced."""
+    return timedelta(0)
+
+
 class FireTimer:
     def __init__(
         self,
@@ -35,18 +43,19 @@ class FireTimer:
         on_due: Callable[[str, datetime], None],
         *,
         on_soon: Callable[[str, datetime], None] | None = None,
-        lead: timedelta = timedelta(0),
+        lead: Callable[[int], timedelta] = no_lead,
     ) -> None:
         self._clock = clock
         self._on_due = on_due
         self._on_soon = on_soon
-        self._lead = lead if on_soon is not None else timedelta(0)
+        self._lead = lead if on_soon is not None else no_lead
         # (instant, task); an entry whose instant is no longer the task's is stale and
         # skipped when it comes up (cheaper than removing it from the middle).  Fires
         # move from _heap to _soon once announced.
         self._heap: list[tuple[datetime, str]] = []
         self._soon: list[tuple[datetime, str]] = []
         self._next: dict[str, datetime] = {}
+        self._crowd: dict[datetime, int] = {}  # entries in _heap by instant (stale too)
         self._armed: tuple[datetime, Cancellable] | None = None
         self._running = False
 
@@ -62,6 +71,7 @@ class FireTimer:
         """Call on_due(task_name, when) once ``when`` comes (replacing an earlier set)."""
         self._next[task_name] = when
         heapq.heappush(self._heap, (when, task_name))
+        self._crowd[when] = self._crowd.get(when, 0) + 1
         self._arm()
 
     def clear(self, task_name: str) -> None:
@@ -80,8 +90,21 @@ class FireTimer:
     def _current(self, heap: list[tuple[datetime, str]]) -> datetime | None:
         """The earliest instant in ``heap`` that is still its task's (stale ones go)."""
         while heap and self._next.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
+            self._pop(heap)
         return heap[0][0] if heap else None
+
+    def _pop(self, heap: list[tuple[datetime, str]]) -> tuple[datetime, str]:
+        entry = heapq.heappop(heap)
+        if heap is self._heap:
+            left = self._crowd[entry[0]] - 1
+            if left:
+                self._crowd[entry[0]] = left
+            else:
+                del self._crowd[entry[0]]
+        return entry
+
+    def _announce_at(self, instant: datetime) -> datetime:
+        return instant - self._lead(self._crowd.get(instant, 1))
 
     def _arm(self) -> None:
         if not self._running:
@@ -89,7 +112,7 @@ class FireTimer:
         wakes = [self._clock.now() + MAX_SLEEP]
         announce = self._current(self._heap)
         if announce is not None:
-            wakes.append(announce - self._lead)
+            wakes.append(self._announce_at(announce))
         due = self._current(self._soon)
         if announce is None and due is None:
             self._disarm()
@@ -110,7 +133,9 @@ class FireTimer:
     def _wake(self) -> None:
         self._armed = None
         now = self._clock.now()
-        soon = self._pop_current(self._heap, until=now + self._lead)
+        soon: list[tuple[datetime, str]] = []
+        while (first := self._current(self._heap)) is not None and self._announce_at(first) <= now:
+            soon += self._pop_current(self._heap, until=first)
         for entry in soon:
             heapq.heappush(self._soon, entry)
         due = self._pop_current(self._soon, until=now)
@@ -132,7 +157,7 @@ class FireTimer:
         """Take the entries of ``heap`` up to ``until`` that are still their task's."""
         taken: dict[str, datetime] = {}  # a task set twice to one instant is taken once
         while heap and heap[0][0] <= until:
-            when, task_name = heapq.heappop(heap)
+            when, task_name = self._pop(heap)
             if self._next.get(task_name) == when:
                 taken[task_name] = when
         return [(when, task_name) for task_name, when in taken.items()]

@@ -71,7 +71,7 @@ def announcing_timer(lead: timedelta):  # type: ignore[no-untyped-def]
         clock,
         lambda name, when: calls.append(("due", name, when)),
         on_soon=lambda name, when: calls.append(("soon", name, when)),
-        lead=lead,
+        lead=lambda fires: lead * fires,  # each fire sharing the instant adds a lead
     )
     fire_timer.start()
     return fire_timer, clock, calls
@@ -107,3 +107,22 @@ def test_a_wake_too_late_to_announce_only_comes_due() -> None:
     clock.at += 2 * S  # the loop was blocked past the lead and the instant
     clock.advance(timedelta(0))
     assert calls == [("due", "a", T0 + S)]
+
+
+def test_an_instant_many_fires_share_is_announced_earlier_and_all_at_once() -> None:
+    lead = timedelta(milliseconds=250)
+    fire_timer, clock, calls = announcing_timer(lead)
+    fire_timer.set("alone", T0 + S)
+    for name in ("x", "y", "z"):
+        fire_timer.set(name, T0 + 10 * S)
+    fire_timer.set("x", T0 + 20 * S)  # moved: two share the instant now
+    clock.advance(S - lead)
+    assert calls == [("soon", "alone", T0 + S)]
+    clock.advance(lead)
+    clock.advance(timedelta(0))
+    assert clock.armed[0] == T0 + 10 * S - 2 * lead
+    clock.advance(9 * S - 2 * lead)
+    assert calls[2:] == [("soon", "y", T0 + 10 * S), ("soon", "z", T0 + 10 * S)]
+    clock.advance(2 * lead)
+    assert calls[4:] == [("due", "y", T0 + 10 * S), ("due", "z", T0 + 10 * S)]
+    assert clock.armed[0] == T0 + 20 * S - lead

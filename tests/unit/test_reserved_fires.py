@@ -21,7 +21,7 @@ from dispatch_doubles import (  # type: ignore[import-not-found]
 )
 
 from cronwarden.model import EndReason, Run, Status, Trigger
-from cronwarden.reservations import RESERVE_AHEAD
+from cronwarden.reservations import RESERVE_AHEAD, RESERVE_AHEAD_MAX, reserve_ahead
 from cronwarden.run_tokens import token_digest
 from cronwarden.runners.dispatch import Dispatcher
 from cronwarden.scheduler.catchup import LATE_GRACE
@@ -195,3 +195,9 @@ async def test_a_pause_and_resume_inside_the_lead_still_fires_once() -> None:
     [row] = rows(r, FIRST)
     assert r.launcher.started == [row.id]
     service.shutdown()
+
+
+def test_fires_sharing_an_instant_are_reserved_further_ahead_up_to_a_bound() -> None:
+    assert reserve_ahead(1) == RESERVE_AHEAD  # a lone fire: 250 ms
+    assert reserve_ahead(10_000) > timedelta(seconds=3)  # ~3 s to make and commit, busy
+    assert reserve_ahead(1_000_000) == RESERVE_AHEAD_MAX
