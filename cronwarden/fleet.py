@@ -113,9 +113,10 @@ class Fleet:
     async def beat(self, *, with_hash: bool = True) -> None:
         """One heartbeat; an unreachable database is logged once per outage, never
         raised (the next beat tries again)."""
+        config_hash = await self.live.tasks_hash() if with_hash else None
         sent = asyncio.get_running_loop().time()  # the beat's row is stamped after this
         try:
-            epoch = await self.registry.beat(self._heartbeat(with_hash), self.epoch)
+            epoch = await self.registry.beat(self._heartbeat(config_hash), self.epoch)
             if epoch is None:
                 epoch = await self._rejoin()
             self._lease_renewed(sent)
@@ -164,14 +165,14 @@ class Fleet:
         if self._fence is not None:
             self._fence.cancel()
 
-    def _heartbeat(self, with_hash: bool = True) -> Heartbeat:
+    def _heartbeat(self, config_hash: str | None) -> Heartbeat:
         return Heartbeat(
             name=self.node,
             started_at=self.started_at,
             version=__version__,
             pid=os.getpid(),
             api_url=self.api_url,
-            config_hash=self.live.tasks_hash if with_hash else None,
+            config_hash=config_hash,
         )
 
     async def _rejoin(self) -> int:
@@ -186,7 +187,7 @@ class Fleet:
             runs_given_up=lost,
         )
         self.dispatcher.abandon(lost)
-        epoch = await self.registry.beat(self._heartbeat(), None)
+        epoch = await self.registry.beat(self._heartbeat(await self.live.tasks_hash()), None)
         assert epoch is not None  # without an expected epoch the beat always lands
         return epoch
 
@@ -250,7 +251,7 @@ class Fleet:
         ]
         if self.on_company is not None:
             self.on_company(bool(others))
-        mine = self.live.tasks_hash
+        mine = await self.live.tasks_hash()
         differing = sorted(
             n.name
             for n in others

@@ -601,7 +601,7 @@ async def info(request: web.Request) -> web.Response:
 async def nodes(request: web.Request) -> web.Response:
     services = _services(request)
     lease = services.live.current.daemon.node_lease
-    mine = services.live.tasks_hash
+    mine = await services.live.tasks_hash()
     try:
         seen = await services.fleet.registry.seen()
     except (SQLAlchemyError, OSError) as exc:
