@@ -14,6 +14,11 @@ instant: the timer counts them.  An instant is announced once it is the earliest
 ahead and its lead has come: a crowded one right behind a sparse one is announced when
 the sparse one is, a shorter lead than it asked for.
 
+A wake hands over at most WAKE_BATCH due fires and comes again at once for the rest:
+the first of 10,000 fires sharing an instant go to their claim and start while the
+others are handed over, and /health is answered between the batches.  (Their
+announcements are not batched: they are reserved together, in one write.)
+
 The clock is the daemon's (a fake one in tests).  The loop sleeps at most MAX_SLEEP at
 a time, so a wall clock that jumped (a suspended host, a stepped clock) is noticed
 within that long; fires it jumped over are due at once, and the scheduler's catch-up
@@ -29,6 +34,7 @@ from datetime import datetime, timedelta
 from cronwarden.support.clock import Cancellable, Clock
 
 MAX_SLEEP = timedelta(seconds=60)
+WAKE_BATCH = 500  # due fires handed over by one wake at most
 
 
 def no_lead(fires: int) -> timedelta:
@@ -138,7 +144,7 @@ class FireTimer:
             soon += self._pop_current(self._heap, until=first)
         for entry in soon:
             heapq.heappush(self._soon, entry)
-        due = self._pop_current(self._soon, until=now)
+        due = self._pop_current(self._soon, until=now, limit=WAKE_BATCH)
         for _, task_name in due:
             del self._next[task_name]
         # Due fires first: they are late already, announcements have the lead to spare.
@@ -147,16 +153,18 @@ class FireTimer:
                 self._on_due(task_name, when)
         if self._on_soon is not None:
             for when, task_name in soon:
-                if self._running and self._next.get(task_name) == when:
+                # Not one whose instant came already: it is due at the next wake.
+                if self._running and when > now and self._next.get(task_name) == when:
                     self._on_soon(task_name, when)
         self._arm()
 
     def _pop_current(
-        self, heap: list[tuple[datetime, str]], until: datetime
+        self, heap: list[tuple[datetime, str]], until: datetime, limit: int | None = None
     ) -> list[tuple[datetime, str]]:
-        """Take the entries of ``heap`` up to ``until`` that are still their task's."""
+        """Take the entries of ``heap`` up to ``until`` that are still their task's, in
+        instant order, ``limit`` at most."""
         taken: dict[str, datetime] = {}  # a task set twice to one instant is taken once
-        while heap and heap[0][0] <= until:
+        while heap and heap[0][0] <= until and (limit is None or len(taken) < limit):
             when, task_name = self._pop(heap)
             if self._next.get(task_name) == when:
                 taken[task_name] = when

@@ -58,14 +58,15 @@ class FakeClock:
         return sorted(t.when for t in self.timers if not t.cancelled)
 
     def advance(self, by: timedelta) -> None:
-        """Move time on and fire the timers that came due, in time order."""
+        """Move time on and fire the timers that came due, in time order, and those
+        their callbacks set for a time that has come (as the event loop would)."""
         self.at += by
-        due = sorted(
+        while due := sorted(
             (t for t in self.timers if not t.cancelled and t.when <= self.at), key=lambda t: t.when
-        )
-        self.timers = [t for t in self.timers if t not in due and not t.cancelled]
-        for timer in due:
-            timer.callback()
+        ):
+            self.timers = [t for t in self.timers if t not in due and not t.cancelled]
+            for timer in due:
+                timer.callback()
 
 
 class FakeLauncher:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from dispatch_doubles import FakeClock  # type: ignore[import-not-found]
 
-from cronwarden.scheduler.timer import MAX_SLEEP, FireTimer
+from cronwarden.scheduler.timer import MAX_SLEEP, WAKE_BATCH, FireTimer
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -126,3 +126,34 @@ def test_an_instant_many_fires_share_is_announced_earlier_and_all_at_once() -> N
     clock.advance(2 * lead)
     assert calls[4:] == [("due", "y", T0 + 10 * S), ("due", "z", T0 + 10 * S)]
     assert clock.armed[0] == T0 + 20 * S - lead
+
+
+def test_a_crowded_instant_comes_due_in_batches_each_fire_once_in_order() -> None:
+    """The first of 10,000 fires on one instant go on while the rest are handed over:
+    each wake hands over WAKE_BATCH and is armed again at once.  Their announcements
+    go in one wake (they are reserved in one write)."""
+    fire_timer, clock, calls = announcing_timer(timedelta(0))
+    names = [f"t{i:05d}" for i in range(WAKE_BATCH * 2 + 7)]
+    for name in reversed(names):
+        fire_timer.set(name, T0 + S)
+    wakes: list[int] = []  # the calls each wake made
+    clock.at += S
+    while clock.armed and clock.armed[0] <= clock.at:
+        timer = min((t for t in clock.timers if not t.cancelled), key=lambda t: t.when)
+        clock.timers.remove(timer)
+        before = len(calls)
+        timer.callback()
+        wakes.append(len(calls) - before)
+    assert wakes == [WAKE_BATCH, WAKE_BATCH, 7]
+    assert calls == [("due", name, T0 + S) for name in names]  # in order, each once
+    assert fire_timer.earliest() is None
+
+
+def test_fires_whose_instant_came_before_their_announcement_are_only_due() -> None:
+    fire_timer, clock, calls = announcing_timer(timedelta(milliseconds=1))
+    names = [f"t{i:05d}" for i in range(WAKE_BATCH + 3)]
+    for name in names:
+        fire_timer.set(name, T0 + S)
+    clock.at += 2 * S  # the loop was blocked past the lead and the instant
+    clock.advance(timedelta(0))
+    assert calls == [("due", name, T0 + S) for name in names]
