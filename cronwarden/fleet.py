@@ -108,7 +108,9 @@ class Fleet:
         a quarter of a second that start-up need not wait for."""
         await self.beat(with_hash=False)
         if self.shared:  # asked before this start: the file was read just now anyway
-            self._reloads_seen = await self.registry.reloads_asked(self.node)
+            # Unread (the database away), the first sync reloads once, to no harm.
+            with contextlib.suppress(*_DATABASE_ERRORS):
+                self._reloads_seen = await self.registry.reloads_asked(self.node)
 
     async def beat(self, *, with_hash: bool = True) -> None:
         """One heartbeat; an unreachable database is logged once per outage, never

@@ -143,7 +143,7 @@ class SchedulerService:
                 self._begin(task, own.get(task.name), now)
         for name in reboots_due(reboots) if reboots_due and reboots else reboots:
             self._fire(name, now, Trigger.SCHEDULE)
-        self._prepare(list(self._scheduled))
+        self._prepare_soon()
 
     def _begin(self, task: TaskConfig, anchor: datetime | None, now: datetime) -> None:
         """Time a task at start-up, catching up from ``anchor`` (the newest fire handled:
@@ -229,18 +229,17 @@ class SchedulerService:
                 changes["changed"].append(name)
             else:
                 old.follow(task)
-        self._prepare(list(self._scheduled))  # a definition changed keeps its timing
+        self._prepare_soon()  # a definition changed need not change its timing
         return changes
 
     # -- internals --------------------------------------------------------------------
 
-    def _prepare(self, names: list[str]) -> None:
-        """Have the tasks among ``names`` that fire within PREPARE_AHEAD prepared,
-        soonest first."""
+    def _prepare_soon(self) -> None:
+        """Have the timed tasks that fire within PREPARE_AHEAD prepared, soonest first."""
         horizon = self.clock.now() + PREPARE_AHEAD
         soon = sorted(
             (when, name)
-            for name in names
+            for name in self._scheduled
             if (when := self._timer.next_fire(name)) is not None and when <= horizon
         )
         if soon:
