@@ -8,11 +8,11 @@ definition they started with.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from cronwarden.config import Config, TaskConfig, TaskTable
 from cronwarden.errors import TaskNotFound
+from cronwarden.support.turns import share_the_loop
 from cronwarden.task_hash import config_hash_of, config_share, new_key, task_hash
 
 # Tasks hashed between two turns of the event loop while the config hash is worked out:
@@ -88,8 +88,7 @@ class LiveConfig:
         while self._shares is None:
             table, key, shares = self.tasks, self._key, 0
             for n, (name, task) in enumerate(table.items()):
-                if n and n % HASH_SHARE == 0:
-                    await asyncio.sleep(0)
+                await share_the_loop(n, HASH_SHARE)
                 shares ^= self._share(name, task)
             if self.tasks is table and self._key is key and self._shares is None:
                 self._shares = shares

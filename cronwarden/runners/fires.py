@@ -44,6 +44,7 @@ from cronwarden.runners.lifecycle import RunHandle, RunState
 from cronwarden.runners.outcome import Outcome
 from cronwarden.runners.rows import NewRuns
 from cronwarden.support.clock import Clock
+from cronwarden.support.turns import share_the_loop
 
 log = structlog.get_logger("cronwarden.dispatch")
 
@@ -285,12 +286,11 @@ def _brought_up_to_date(run: RunRecord, task_hash: str, trigger: Trigger) -> dic
 
 
 async def _share_the_loop(done: int) -> None:
-    """Let the loop turn once every TURN_SHARE items of a large batch: requests, exits
-    and output are served between them.  What may happen meanwhile already could while
-    the batch's write was awaited: a stop or a shutdown finds the admitted runs
-    carried, and a run claimed during a shutdown ends as stopped."""
-    if done and done % TURN_SHARE == 0:
-        await asyncio.sleep(0)
+    """A turn of the loop every TURN_SHARE items of a large batch.  What may happen
+    meanwhile already could while the batch's write was awaited: a stop or a shutdown
+    finds the admitted runs carried, and a run claimed during a shutdown ends as
+    stopped."""
+    await share_the_loop(done, TURN_SHARE)
 
 
 def _behind(previous: RunHandle) -> Outcome:

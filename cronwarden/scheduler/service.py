@@ -29,6 +29,7 @@ from cronwarden.scheduler.reserving import Reservation, Reservations
 from cronwarden.scheduler.timer import FireTimer
 from cronwarden.scheduler.triggers import AnyTrigger, RebootTrigger
 from cronwarden.support.clock import Clock
+from cronwarden.support.turns import share_the_loop
 
 log = structlog.get_logger("cronwarden.scheduler")
 
@@ -124,8 +125,7 @@ class SchedulerService:
         every_node: list[TaskConfig] = []
         # One pass: each read of a packed task builds it.
         for count, task in enumerate(tasks.values(), start=1):
-            if count % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+            await share_the_loop(count, YIELD_EVERY)
             if not self._here(task):
                 continue
             if task.enabled and isinstance(task.trigger, RebootTrigger):
