@@ -45,6 +45,14 @@ def running_retry(daemon, run: dict) -> dict | None:  # type: ignore[no-untyped-
     return found[0] if found and found[0]["status"] == "running" else None
 
 
+def through_proxy(url: str) -> tuple[TcpProxy, str]:
+    """A relay to the database that the test can cut, and ``url`` through it: a node
+    given that url is partitioned from PostgreSQL whenever the test says."""
+    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
+    proxy = TcpProxy((host, int(rest)))
+    return proxy, url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+
+
 def tasks_of(daemon) -> set[str]:  # type: ignore[no-untyped-def]
     return {t["name"] for t in daemon.get("/api/tasks").body["tasks"]}
 
@@ -260,9 +268,7 @@ def test_a_node_cut_off_from_the_database_gives_up_its_runs_when_it_returns(
     make_daemon, pg_admin, gate
 ) -> None:
     url = pg_admin.create()
-    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
-    proxy = TcpProxy((host, int(rest)))
-    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = through_proxy(url)
     tasks = f"""
     [tasks.tick]
     schedule = "* * * * * *"
@@ -328,9 +334,7 @@ def test_a_reload_asked_while_a_node_was_not_listening_still_reaches_it(
     """The request is kept in the database, not only said by a NOTIFY: a node that
     could not hear it (its LISTEN connection down) reloads once it is back."""
     url = pg_admin.create()
-    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
-    proxy = TcpProxy((host, int(rest)))
-    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = through_proxy(url)
     try:
         asker, deaf = start_nodes(make_daemon, '[tasks.a]\ncommand = "true"\n', [url, proxied])
         for node in (asker, deaf):
@@ -393,9 +397,7 @@ def test_a_cut_off_node_stops_a_run_that_must_not_overlap_before_a_survivor_retr
     """By the processes' own clocks: the cut-off node's process of an overlap = "skip"
     task is gone before the survivor's retry of it starts (issue 24: a partition)."""
     url = pg_admin.create()
-    host, rest = PG_URL.split("://", 1)[1].split("/", 1)[0].split(":")
-    proxy = TcpProxy((host, int(rest)))
-    proxied = url.replace(f"{host}:{rest}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = through_proxy(url)
     starts = tmp_path / "starts.log"
     tasks = f"""
     [tasks.hold]
