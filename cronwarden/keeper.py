@@ -18,6 +18,10 @@ served) and is its only client. What the daemon says:
   two descriptors) per run it holds, then ``ready``; it goes on holding them until told.
 * ``keep``: a run started: hold its pipes. ``drop``: its output has ended: let them go
   (a background process that still holds a dropped pipe gets SIGPIPE, as before).
+* ``many``: several of the above in one datagram (``messages``, in order; each says how
+  many of the datagram's descriptors are its own in ``fds``).  A burst of spawns costs
+  the daemon one send a turn, not two a run: each send wakes the keeper, and on a busy
+  machine that wake-up is what the daemon's loop waits for.
 * ``bye``: a normal stop; the keeper exits. ``detach``: the daemon leaves on purpose
   (a failed start-up): the runs go on, held, waiting for the next life.
 * ``fence``: whether other nodes share the daemon's database now (``on``), so a
@@ -58,10 +62,11 @@ TYPE_CHECKING = False  # typing and dataclasses would cost the keeper 2 MB
 if TYPE_CHECKING:
     from typing import Any
 
-VERSION = 1
+VERSION = 2  # 2: ``many``
 SOCKET_NAME = "keeper.sock"
-MAX_MESSAGE = 4096
-MAX_FDS = 2  # a run's stdout and stderr
+MANY_AT_MOST = 32  # messages in one ``many``: 64 descriptors at most, two a run
+MAX_MESSAGE = 16384
+MAX_FDS = 2 * MANY_AT_MOST  # a run's stdout and stderr, for each message
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 FIRST_CLIENT_WITHIN = 30.0  # s
 ALONE_AT_MOST = 3600.0  # s without a daemon before the keeper gives up its runs
@@ -182,6 +187,14 @@ class Keeper:
 
     def _handle(self, message: dict[str, Any], fds: list[int]) -> None:
         op = message.get("op")
+        if op == "many":
+            for one in message["messages"]:
+                own = int(one.get("fds", 0))
+                self._handle(one, fds[:own])
+                fds = fds[own:]
+            for fd in fds:  # none, from a daemon that counted right
+                os.close(fd)
+            return
         if op == "keep":
             self._drop(str(message["run"]))
             self.held[str(message["run"])] = Held(

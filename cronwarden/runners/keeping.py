@@ -5,6 +5,12 @@ At start-up the daemon attaches to the keeper a previous life left (or starts on
 takes back the pipes of the runs it will adopt; from then on each run's pipes are
 handed over as it spawns and let go when its output ends.  Should the keeper itself
 die, a new one is started and given the pipes of every run in flight.
+
+What a turn of the loop says goes in one datagram, at the turn's end (``many``): every
+send wakes the keeper, and while the machine is busy that wake-up costs the loop more
+than the send (a tenth of its time in a 10,000-run minute, at two sends a run).  A drop
+waits up to DROP_WAIT for company: the keeper holding a spent pipe a moment longer
+changes nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import structlog
 
 from cronwarden import keeper as program
 from cronwarden.host.subreaper import disown_child, own_child
-from cronwarden.keeper import SOCKET_NAME, VERSION, receive, send
+from cronwarden.keeper import MANY_AT_MOST, SOCKET_NAME, VERSION, receive, send
 
 log = structlog.get_logger("cronwarden.keeper")
 
 HELLO_TIMEOUT = 10.0  # s for a keeper to hand back what it holds
+DROP_WAIT = 0.05  # s a drop may wait to go with other messages
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class KeeperLink:
         self._process: subprocess.Popen[bytes] | None = None
         self._kept: dict[str, _Kept] = {}
         self._unclaimed: dict[str, HeldPipes] = {}
+        # Said this turn, not sent yet: each message with copies of its descriptors.
+        self._said: list[tuple[dict[str, Any], list[int]]] = []
+        self._sending: asyncio.Handle | None = None  # the send of what was said
         self._outbox: deque[tuple[dict[str, Any], list[int]]] = deque()
         self._closing = False
         self._restarting: asyncio.Task[None] | None = None
@@ -124,7 +134,7 @@ class KeeperLink:
 
         def release() -> None:
             if self._kept.pop(run_id, None) is not None:
-                self._send({"op": "drop", "run": run_id})
+                self._send({"op": "drop", "run": run_id}, wait=DROP_WAIT)
 
         return release
 
@@ -138,6 +148,7 @@ class KeeperLink:
                 await self._restarting
         self.drop_unclaimed()
         self._send({"op": "detach" if detach else "bye"})
+        self._send_said()
         self._flush_before_leaving()
         self._disconnect()
         if self._process is not None and not detach:
@@ -206,21 +217,59 @@ class KeeperLink:
             for fd in got[1]:
                 os.close(fd)
 
-    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    def _send(
+        self, message: dict[str, Any], fds: list[int] | None = None, *, wait: float = 0.0
+    ) -> None:
+        """Say ``message`` at the end of this turn, or within ``wait`` seconds."""
         if self._sock is None:
             return  # a keeper is being started: it will be given every run in flight
+        # With copies of its descriptors: the run may close its own (and the number be
+        # reused for another file) before the message leaves.
+        self._said.append((message, [os.dup(fd) for fd in fds or []]))
+        pending = self._sending
+        if pending is None or (not wait and isinstance(pending, asyncio.TimerHandle)):
+            if pending is not None:
+                pending.cancel()  # a drop's wait: it goes now, with this
+            loop = asyncio.get_running_loop()
+            self._sending = (
+                loop.call_later(wait, self._send_said) if wait else loop.call_soon(self._send_said)
+            )
+
+    def _send_said(self) -> None:
+        """What was said since the last send, MANY_AT_MOST messages a datagram."""
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        said, self._said = self._said, []
+        for start in range(0, len(said), MANY_AT_MOST):
+            part = said[start : start + MANY_AT_MOST]
+            if len(part) == 1:
+                self._deliver(*part[0])
+                continue
+            messages = [{**message, "fds": len(fds)} if fds else message for message, fds in part]
+            self._deliver(
+                {"op": "many", "messages": messages}, [fd for _, fds in part for fd in fds]
+            )
+
+    def _deliver(self, message: dict[str, Any], fds: list[int]) -> None:
+        """Send now, or queue behind what waits for room (``fds`` are the message's own
+        copies: closed once sent)."""
+        if self._sock is None:
+            _close_all(fds)
+            return
         if not self._outbox:
             try:
                 send(self._sock, message, fds)
-                return
             except BlockingIOError:
                 asyncio.get_running_loop().add_writer(self._sock.fileno(), self._flush)
             except OSError as exc:
+                _close_all(fds)
                 self._lost(str(exc))
                 return
-        # Queued with copies of its descriptors: the run may close its own (and the number
-        # be reused for another file) before the message leaves.
-        self._outbox.append((message, [os.dup(fd) for fd in fds or []]))
+            else:
+                _close_all(fds)
+                return
+        self._outbox.append((message, fds))
 
     def _flush(self) -> None:
         assert self._sock is not None
@@ -240,8 +289,7 @@ class KeeperLink:
             self._forget_first()
 
     def _forget_first(self) -> None:
-        for fd in self._outbox.popleft()[1]:
-            os.close(fd)
+        _close_all(self._outbox.popleft()[1])
 
     def _flush_before_leaving(self) -> None:
         """What is still queued, sent waiting (a stop: the keeper reads it at once)."""
@@ -260,6 +308,12 @@ class KeeperLink:
         loop.remove_writer(self._sock.fileno())
         self._sock.close()
         self._sock = None
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        for _, fds in self._said:
+            _close_all(fds)
+        self._said.clear()
         while self._outbox:
             self._forget_first()
 
@@ -332,6 +386,11 @@ def _reachable(path: Path) -> Iterator[str]:
     try:
         yield f"/proc/self/fd/{fd}/{path.name}"
     finally:
+        os.close(fd)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
         os.close(fd)
 
 

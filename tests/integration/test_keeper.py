@@ -162,6 +162,7 @@ async def test_pipes_queued_behind_a_slow_keeper_are_the_runs_own(tmp_path: Path
     try:
         for i in range(100_000):  # small messages without descriptors, until one waits
             link.fence(i % 2 == 0)
+            await asyncio.sleep(0)  # the turn's end: what it said is sent
             if link._outbox:
                 break
         assert link._outbox
@@ -186,4 +187,38 @@ async def test_pipes_queued_behind_a_slow_keeper_are_the_runs_own(tmp_path: Path
     assert os.read(held[0], 100) == b"the run's own pipe\n"
     for fd in (write_end, other_read, other_write, held[0]):
         os.close(fd)
+    await second.close(detach=False)
+
+
+async def test_what_a_turn_says_reaches_the_keeper_each_pipe_with_its_run(tmp_path: Path) -> None:
+    """Many runs spawned and ended in one turn of the loop: the keeper is told in a few
+    datagrams, and each run's pipes are still its own, the ended ones let go."""
+    link = KeeperLink(tmp_path)
+    await link.attach()
+    pipes = {f"run-{i}": os.pipe() for i in range(70)}  # more than one datagram holds
+    releases = {}
+    for run, (read_end, _) in pipes.items():
+        fds = [read_end] if run != "run-3" else []  # one run whose output ended at once
+        releases[run] = link.hold(run, os.getpid(), lambda f=fds: f, stop_signal=15, kill_grace=1.0)
+    for run in ("run-0", "run-41", "run-69"):
+        releases[run]()  # their output ended
+    link.fence(False)  # said with them: the drops go now too
+    await asyncio.sleep(0)
+    die(link)
+    let_go = {"run-0", "run-3", "run-41", "run-69"}
+    for run, (read_end, write_end) in pipes.items():
+        os.close(read_end)  # the dead daemon's copies
+        if run not in let_go:  # (no reader left for the others: SIGPIPE)
+            os.write(write_end, run.encode())
+    second = KeeperLink(tmp_path)
+    await second.attach()
+    for run, (_, write_end) in pipes.items():
+        held = second.claim(run)
+        if run in let_go:
+            assert held == ()
+        else:
+            assert len(held) == 1
+            assert os.read(held[0], 100) == run.encode()
+            os.close(held[0])
+        os.close(write_end)
     await second.close(detach=False)
