@@ -10,7 +10,8 @@ What a turn of the loop says goes in one datagram, at the turn's end (``many``):
 send wakes the keeper, and while the machine is busy that wake-up costs the loop more
 than the send (a tenth of its time in a 10,000-run minute, at two sends a run).  A drop
 waits up to DROP_WAIT for company: the keeper holding a spent pipe a moment longer
-changes nothing.
+changes nothing.  The price: a daemon killed in the very turn that spawned a run (at
+most two spawns a turn) leaves that run's pipes to no one, as before any keeper.
 """
 
 from __future__ import annotations
