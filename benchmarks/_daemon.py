@@ -54,8 +54,10 @@ def running_daemon(
     profile: Path | None = None,
     trace_memory: tuple[Path, int] | None = None,
     stalls_log: Path | None = None,
+    source: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``cronwarden serve`` until the block ends; yields its base URL and process.
+    ``source``: a cronwarden source tree to run instead of the installed package.
 
     With ``profile``, the daemon runs under ``_profiled.py``: cProfile from a SIGUSR1
     until a SIGUSR2, which writes the profile there.  With ``trace_memory`` (a prefix,
@@ -76,6 +78,7 @@ def running_daemon(
         [sys.executable, *program, "serve", "-c", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=None if source is None else {**os.environ, "PYTHONPATH": str(source)},
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,40 @@
+"""benchmarks/paired.py end to end, small: two daemons from source trees under one
+load, their figures and B/A printed (a check of the script, not a benchmark: no time
+is asserted).  Both builds are this checkout: an A/A run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def paired(rounds: int, *options: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "paired.py", str(ROOT), str(ROOT), "--rounds", str(rounds), *options],
+        cwd=ROOT / "benchmarks",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+def test_two_daemons_under_one_api_load_are_compared_round_by_round() -> None:
+    lines = paired(2, "--load", "api", "--seconds", "1", "--clients", "2")
+    rounds = [line for line in lines if line.strip().startswith("round ")]
+    assert [r.split("(")[1].split(")")[0] for r in rounds] == ["A first", "B first"]
+    assert all("runs/s" in r and "B/A" in r for r in rounds)
+    assert any(line.strip().startswith("median B/A over 2 rounds: runs/s") for line in lines)
+
+
+def test_two_daemons_at_one_minute_are_compared_and_every_run_recorded() -> None:
+    lines = paired(1, "--load", "minute", "--tasks", "20", "--soon")
+    rounds = [line for line in lines if line.strip().startswith("round ")]
+    assert len(rounds) == 1 and "s all started" in rounds[0]
+    assert any("median B/A over 1 round: s all started" in line for line in lines)
