@@ -32,7 +32,7 @@ import structlog
 
 from cronwarden import keeper as program
 from cronwarden.host.subreaper import disown_child, own_child
-from cronwarden.keeper import MANY_AT_MOST, SOCKET_NAME, VERSION, receive, send
+from cronwarden.keeper import MANY_AT_MOST, MAX_FDS, SOCKET_NAME, VERSION, receive, send
 
 log = structlog.get_logger("cronwarden.keeper")
 
@@ -237,13 +237,13 @@ class KeeperLink:
             )
 
     def _send_said(self) -> None:
-        """What was said since the last send, MANY_AT_MOST messages a datagram."""
+        """What was said since the last send, in as few datagrams as the keeper reads
+        (MANY_AT_MOST messages, MAX_FDS descriptors each)."""
         if self._sending is not None:
             self._sending.cancel()
             self._sending = None
         said, self._said = self._said, []
-        for start in range(0, len(said), MANY_AT_MOST):
-            part = said[start : start + MANY_AT_MOST]
+        for part in _datagrams(said):
             if len(part) == 1:
                 self._deliver(*part[0])
                 continue
@@ -388,6 +388,23 @@ def _reachable(path: Path) -> Iterator[str]:
         yield f"/proc/self/fd/{fd}/{path.name}"
     finally:
         os.close(fd)
+
+
+def _datagrams(
+    said: list[tuple[dict[str, Any], list[int]]],
+) -> Iterator[list[tuple[dict[str, Any], list[int]]]]:
+    """``said`` in order, cut where a datagram would pass the keeper's bounds (one the
+    kernel cut short would read to the keeper as its daemon's death)."""
+    part: list[tuple[dict[str, Any], list[int]]] = []
+    fds = 0
+    for message in said:
+        if part and (len(part) == MANY_AT_MOST or fds + len(message[1]) > MAX_FDS):
+            yield part
+            part, fds = [], 0
+        part.append(message)
+        fds += len(message[1])
+    if part:
+        yield part
 
 
 def _close_all(fds: list[int]) -> None:

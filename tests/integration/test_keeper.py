@@ -222,3 +222,34 @@ async def test_what_a_turn_says_reaches_the_keeper_each_pipe_with_its_run(tmp_pa
             os.close(held[0])
         os.close(write_end)
     await second.close(detach=False)
+
+
+async def test_a_turn_with_more_descriptors_than_one_datagram_carries_reaches_the_keeper(
+    tmp_path: Path,
+) -> None:
+    """A keeper's datagram carries MAX_FDS descriptors at most (more would be cut short
+    by the kernel, which the keeper reads as its daemon's death): a turn holding more
+    goes in several."""
+    link = KeeperLink(tmp_path)
+    await link.attach()
+    pipes = {f"run-{i}": [os.pipe() for _ in range(3)] for i in range(30)}  # 90 descriptors
+    for run, ends in pipes.items():
+        fds = [read_end for read_end, _ in ends]
+        link.hold(run, os.getpid(), lambda f=fds: f, stop_signal=15, kill_grace=1.0)
+    await asyncio.sleep(0)
+    die(link)
+    for ends in pipes.values():
+        for read_end, write_end in ends:
+            os.close(read_end)
+            os.write(write_end, b"kept")  # no SIGPIPE: the keeper holds every pipe
+    second = KeeperLink(tmp_path)
+    await second.attach()
+    for run, ends in pipes.items():
+        held = second.claim(run)
+        assert len(held) == 3, run
+        for fd in held:
+            assert os.read(fd, 10) == b"kept"
+            os.close(fd)
+        for _, write_end in ends:
+            os.close(write_end)
+    await second.close(detach=False)
