@@ -229,6 +229,22 @@ def as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def benchmark_script(script: str, *args: str, timeout: float) -> str:
+    """Run ``benchmarks/SCRIPT ARGS`` as ``make bench`` does (from benchmarks/, the
+    daemon importing this tree); its output and errors, once it exited 0."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=root / "benchmarks",
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -6,35 +6,24 @@ minute's boundary, so the check takes ~20 s, not up to two minutes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import benchmark_script  # type: ignore[import-not-found]
 
 
 def test_a_small_minute_is_measured_and_every_run_is_recorded(tmp_path: Path) -> None:
     tasks = 40
-    result = subprocess.run(
-        [
-            sys.executable,
-            "minute.py",
-            *("--tasks", str(tasks), "--soon", "--passes", "raw,every"),
-            *("--health-rate", "5", "--keep", str(tmp_path), "--stalls"),
-        ],
-        cwd=ROOT / "benchmarks",
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
+    out = benchmark_script(
+        "minute.py",
+        *("--tasks", str(tasks), "--soon", "--passes", "raw,every"),
+        *("--health-rate", "5", "--keep", str(tmp_path), "--stalls"),
         timeout=110,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = out.splitlines()
     assert any(line.strip().startswith("raw: asyncio create_subprocess_exec") for line in lines)
     # minute 1: rows, tasks, success, no other end reason
     rows = [line.split()[:5] for line in lines if line.split()[:1] == ["1"]]
-    assert rows == [["1", str(tasks), str(tasks), str(tasks), "-"]], result.stdout
+    assert rows == [["1", str(tasks), str(tasks), str(tasks), "-"]], out
     assert any("/health meanwhile:" in line and " 0 failed" in line for line in lines)
     assert (tmp_path / "every" / "daemon.log").exists()
     assert any("full garbage collections meanwhile:" in line for line in lines)

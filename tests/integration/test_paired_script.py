@@ -4,25 +4,16 @@ is asserted).  Both builds are this checkout: an A/A run."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import benchmark_script  # type: ignore[import-not-found]
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def paired(rounds: int, *options: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "paired.py", str(ROOT), str(ROOT), "--rounds", str(rounds), *options],
-        cwd=ROOT / "benchmarks",
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.splitlines()
+    out = benchmark_script("paired.py", ROOT, ROOT, "--rounds", str(rounds), *options, timeout=150)
+    return out.splitlines()
 
 
 def test_two_daemons_under_one_api_load_are_compared_round_by_round() -> None:

@@ -5,29 +5,20 @@ shared machine cannot give (``make soak`` runs it for 30)."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import benchmark_script  # type: ignore[import-not-found]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_soak_script_samples_and_accounts_for_every_fire(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the bench extra (make install installs it)")
-    argv = [sys.executable, "soak.py", "--minutes", "0.5", "--warmup", "0.1", "--sample-every", "5"]
+    argv = ["--minutes", "0.5", "--warmup", "0.1", "--sample-every", "5"]
     argv += ["--history", "20000", "--tasks", "20", "--triggers", "5", "--out", str(tmp_path)]
     argv += ["--trace-memory", "0"]  # the daemon's memory accounted for at the end
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the daemon imports this tree
-    done = subprocess.run(
-        argv, cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=400
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
+    out = benchmark_script("soak.py", *argv, timeout=400)
     with open(tmp_path / "soak.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 4, out  # a sample every 5 s
