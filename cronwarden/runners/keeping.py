@@ -258,19 +258,20 @@ class KeeperLink:
         if self._sock is None:
             _close_all(fds)
             return
-        if not self._outbox:
-            try:
-                send(self._sock, message, fds)
-            except BlockingIOError:
-                asyncio.get_running_loop().add_writer(self._sock.fileno(), self._flush)
-            except OSError as exc:
-                _close_all(fds)
-                self._lost(str(exc))
-                return
-            else:
-                _close_all(fds)
-                return
-        self._outbox.append((message, fds))
+        if self._outbox:
+            self._outbox.append((message, fds))
+            return
+        try:
+            send(self._sock, message, fds)
+        except BlockingIOError:
+            asyncio.get_running_loop().add_writer(self._sock.fileno(), self._flush)
+            self._outbox.append((message, fds))
+            return
+        except OSError as exc:
+            _close_all(fds)
+            self._lost(str(exc))
+            return
+        _close_all(fds)
 
     def _flush(self) -> None:
         assert self._sock is not None
