@@ -85,7 +85,12 @@ def minute_round(work: list[Path], trees: list[Path], args: argparse.Namespace) 
         for workdir, tree in zip(work, trees, strict=True):
             config = write_config(workdir, args.tasks, schedule)
             daemons.append(stack.enter_context(running_daemon(workdir, config, source=tree)))
-        boundary = float(second) if args.soon else next_boundary(MARGIN, soon=False)
+        if args.soon:  # that second's next turn: a start slower than SOON waits a minute
+            boundary = next_boundary(0, soon=True)
+            while int(boundary) % 60 != second % 60:
+                boundary += 1
+        else:
+            boundary = next_boundary(MARGIN, soon=False)
         wait_until(boundary - 3)
         before = [daemon_cpu(proc.pid) for _, proc in daemons]
         figures = []
