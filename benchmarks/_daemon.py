@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+# The daemon stops (SIGTERM) when the script that started it dies: a script killed by
+# a test's timeout would otherwise leave its daemons running, loading what runs next.
+WITH_THIS_SCRIPT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 
 def free_port() -> int:
@@ -75,7 +80,7 @@ def running_daemon(
     if stalls_log is not None:
         program = [str(Path(__file__).with_name("_stalls_timed.py")), str(stalls_log)]
     proc = subprocess.Popen(
-        [sys.executable, *program, "serve", "-c", str(config)],
+        [*WITH_THIS_SCRIPT, sys.executable, *program, "serve", "-c", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=None if source is None else {**os.environ, "PYTHONPATH": str(source)},
