@@ -91,6 +91,21 @@ def next_boundary(margin: float, soon: bool) -> float:
     return float(start if start - now >= margin else start + 60)
 
 
+def soon_schedule(margin: float) -> str:
+    """A --soon pass's schedule: the second ``margin`` s from now, in every minute."""
+    return f"{int(next_boundary(margin, soon=True)) % 60} * * * * *"
+
+
+def next_soon_fire(schedule: str) -> float:
+    """The next fire of a ``soon_schedule`` from now: its second's next turn (a daemon
+    that started slower than the margin waits for the next minute's)."""
+    second = int(schedule.split()[0])
+    boundary = next_boundary(0, soon=True)
+    while int(boundary) % 60 != second:
+        boundary += 1
+    return boundary
+
+
 def wait_until(moment: float) -> None:
     while (left := moment - time.time()) > 0:
         time.sleep(min(left, 0.5))
@@ -292,18 +307,13 @@ def stop(proc: Any) -> None:
 def daemon_pass(workdir: Path, args: argparse.Namespace, name: str) -> dict[str, Any]:
     schedule = SCHEDULES[name]
     if args.soon:  # at one second of each minute, a few seconds away: no wait
-        schedule = f"{int(next_boundary(SOON, soon=True)) % 60} * * * * *"
+        schedule = soon_schedule(SOON)
     config = write_config(workdir, args.tasks, schedule)
     profile = args.profile / f"{name}.prof" if args.profile else None
     stalls_log = workdir / f"{name}.stalls.jsonl" if args.stalls else None
     with running_daemon(workdir, config, profile=profile, stalls_log=stalls_log) as (base, proc):
         spread = name == "spread"
-        if args.soon:
-            boundary = next_boundary(0, soon=True)
-            while int(boundary) % 60 != int(schedule.split()[0]):
-                boundary += 1
-        else:
-            boundary = next_boundary(MARGIN, soon=False)
+        boundary = next_soon_fire(schedule) if args.soon else next_boundary(MARGIN, soon=False)
         window = 60.0 if spread else 1.0
         last = boundary + 60 * (args.minutes - 1) + window
         poller = HealthPoller(base, args.health_rate)

@@ -28,26 +28,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from _daemon import free_port, running_daemon
+from _daemon import running_daemon
 from minute import (
     MARGIN,
     SOON,
     minute_figures,
     next_boundary,
+    next_soon_fire,
     raise_fd_limit,
     run_rows,
+    soon_schedule,
     wait_all_ended,
     wait_until,
     write_config,
 )
-from sustained import COMMAND, daemon_cpu, through_api
+from sustained import daemon_cpu, through_api
+from sustained import write_config as api_config
 
 Figures = tuple[float, float]  # the load's figure, CPU ms a run
 
@@ -56,12 +58,7 @@ def api_round(work: list[Path], trees: list[Path], args: argparse.Namespace) -> 
     with ExitStack() as stack:
         daemons = []
         for workdir, tree in zip(work, trees, strict=True):
-            config = workdir / "api.toml"
-            config.write_text(
-                f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\n'
-                f'data_dir = "{workdir / "data"}"\n'
-                f"[tasks.t]\ncommand = {json.dumps(COMMAND)}\n"
-            )
+            config = api_config(workdir)
             daemons.append(stack.enter_context(running_daemon(workdir, config, source=tree)))
         before = [daemon_cpu(proc.pid) for _, proc in daemons]
         got = asyncio.run(_both_loaded([base for base, _ in daemons], args))
@@ -76,21 +73,13 @@ async def _both_loaded(bases: list[str], args: argparse.Namespace) -> list[tuple
 
 
 def minute_round(work: list[Path], trees: list[Path], args: argparse.Namespace) -> list[Figures]:
-    schedule = "* * * * *"
-    if args.soon:
-        second = int(next_boundary(SOON + 5, soon=True))
-        schedule = f"{second % 60} * * * * *"
+    schedule = soon_schedule(SOON + 5) if args.soon else "* * * * *"  # two starts: 5 s more
     with ExitStack() as stack:
         daemons = []
         for workdir, tree in zip(work, trees, strict=True):
             config = write_config(workdir, args.tasks, schedule)
             daemons.append(stack.enter_context(running_daemon(workdir, config, source=tree)))
-        if args.soon:  # that second's next turn: a start slower than SOON waits a minute
-            boundary = next_boundary(0, soon=True)
-            while int(boundary) % 60 != second % 60:
-                boundary += 1
-        else:
-            boundary = next_boundary(MARGIN, soon=False)
+        boundary = next_soon_fire(schedule) if args.soon else next_boundary(MARGIN, soon=False)
         wait_until(boundary - 3)
         before = [daemon_cpu(proc.pid) for _, proc in daemons]
         figures = []

@@ -85,6 +85,18 @@ async def through_api(base: str, seconds: float, clients: int) -> tuple[float, i
         return done / (time.monotonic() - began), failed, done + failed
 
 
+def write_config(work: Path, *, limits: bool = False, cgroups: bool = False) -> Path:
+    """The daemon's config: one task ``t`` running COMMAND, on a free port."""
+    config = work / "sustained.toml"
+    config.write_text(
+        f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{work / "data"}"\n'
+        + ('run_cgroups = "always"\n' if cgroups else "")
+        + f"[tasks.t]\ncommand = {json.dumps(COMMAND)}\n"
+        + (LIMITS if limits else "")
+    )
+    return config
+
+
 def own_cpu() -> float:
     """CPU seconds of this process and of the children it reaped."""
     times = os.times()
@@ -130,13 +142,7 @@ def main() -> None:
     raw_ms = (own_cpu() - before) * 1000 / raw_count
     with tempfile.TemporaryDirectory(prefix="cw-sustained-") as tmp:
         work = Path(tmp)
-        config = work / "sustained.toml"
-        config.write_text(
-            f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{work / "data"}"\n'
-            + ('run_cgroups = "always"\n' if args.cgroups else "")
-            + f"[tasks.t]\ncommand = {json.dumps(COMMAND)}\n"
-            + (LIMITS if args.limits else "")
-        )
+        config = write_config(work, limits=args.limits, cgroups=args.cgroups)
         with running_daemon(work, config, profile=profile) as (base, daemon):
             before = daemon_cpu(daemon.pid)
             with profiled(daemon, profile):
