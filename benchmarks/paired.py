@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--soon", action="store_true", help="minute: fire a few seconds away")
     args = parser.parse_args()
     trees = [args.a.resolve(), args.b.resolve()]
+    for tree in trees:  # else the daemon would quietly run the installed package
+        if not (tree / "cronwarden" / "__init__.py").is_file():
+            parser.error(f"{tree} is not a cronwarden source tree (no cronwarden/__init__.py)")
     raise_fd_limit(4 * args.tasks)
     measure = api_round if args.load == "api" else minute_round
     unit = "runs/s" if args.load == "api" else "s all started"

@@ -31,3 +31,11 @@ def test_two_daemons_at_one_minute_are_compared_and_every_run_recorded() -> None
     rounds = [line for line in lines if line.strip().startswith("round ")]
     assert len(rounds) == 1 and "s all started" in rounds[0]
     assert any("median B/A over 1 round: s all started" in line for line in lines)
+
+
+def test_a_tree_that_holds_no_cronwarden_is_refused_not_replaced_by_the_installed_one(
+    tmp_path: Path,
+) -> None:
+    out = benchmark_script("paired.py", str(tmp_path), ROOT, timeout=30, exits=2)
+    assert f"{tmp_path} is not a cronwarden source tree" in out
+    assert "Traceback" not in out
